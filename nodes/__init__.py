@@ -1,0 +1,1 @@
+"""Implementations that run inside the testbed's nodes: codecs, protocol cores, daemons."""

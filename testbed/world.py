@@ -1,0 +1,252 @@
+"""The world of the seeds, built with Mininet from the address plan (fixtures/world.yaml).
+
+Hosts are Mininet hosts (a shell in its own network and mount namespace); each segment is a
+Linux bridge; point-to-point links are veth pairs. Everything lives inside the calling
+process's private network namespace (isolation.py): never attached to the machine's real
+interfaces. Stations (R) attach to one access network at a time and can move (handoff.py).
+"""
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from mininet.net import Mininet
+from mininet.nodelib import LinuxBridge
+
+from testbed import naming
+from testbed.plan import NodeSpec, Plan, default_plan
+from testbed.processes import NodeProcess, in_node
+from testbed.runs import Run
+
+
+class WorldError(RuntimeError):
+    pass
+
+
+class WorldBridge(LinuxBridge):
+    """A Linux bridge that enslaves every interface given to it (Mininet's LinuxBridge only takes
+    interfaces named after itself) with no forwarding delay, so a moved station forwards at once."""
+
+    def start(self, _controllers):
+        script = [f"ip link add {self.name} type bridge forward_delay 0 stp_state 0 mcast_snooping 0"]
+        script += [f"ip link set {i} master {self.name} up" for i in self.intfList() if i.name != "lo"]
+        script.append(f"ip link set {self.name} up")
+        subprocess.run(["sh", "-ec", "; ".join(script)], check=True)
+
+    def stop(self, deleteIntfs=True):
+        subprocess.run(["ip", "link", "del", self.name], stderr=subprocess.DEVNULL)
+
+
+@dataclass
+class NatOptions:
+    """How the NAT router translates (netfilter NAPT)."""
+    mapping: str = "port-preserving"  # or "random" (--random-fully)
+    helpers: Sequence[str] = ()  # conntrack helpers (ALGs) to attach, e.g. ("ftp", "sip")
+
+    MAPPINGS = ("port-preserving", "random")
+    HELPER_PORTS = {"ftp": ("tcp", 21), "sip": ("udp", 5060), "tftp": ("udp", 69), "irc": ("tcp", 6667)}
+
+
+@dataclass
+class World:
+    plan: Plan
+    run: Run
+    log_dir: Path
+    net: Mininet | None = None
+    attached: dict[str, str | None] = field(default_factory=dict)  # station -> segment or None
+    processes: list[NodeProcess] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+    built_in: float = 0.0
+
+    # ---- building -------------------------------------------------------------------------
+    @classmethod
+    def build(cls, run: Run, log_dir: Path, attach: dict[str, str] | None = None,
+              nat: NatOptions | None = None, plan: Plan | None = None) -> "World":
+        world = cls(plan or default_plan(), run, Path(log_dir))
+        t0 = time.monotonic()
+        try:
+            world._create(attach or {})
+            world._configure(nat or NatOptions())
+            world._wait_forwarding()
+        except BaseException:
+            world.stop()
+            raise
+        world.built_in = time.monotonic() - t0
+        return world
+
+    def _create(self, attach: dict[str, str]) -> None:
+        plan = self.plan
+        net = self.net = Mininet(topo=None, controller=None, switch=WorldBridge, build=False,
+                                 autoSetMacs=False, autoStaticArp=False, waitConnected=False)
+        for name in plan.nodes:
+            net.addHost(name, ip=None, inNamespace=True)
+        for i, seg in enumerate(plan.segments.values(), start=1):
+            net.addSwitch(seg.bridge, dpid=f"{i:016x}", inNamespace=False)
+        for spec in plan.nodes.values():
+            for intf in spec.interfaces:
+                if intf.segment:
+                    net.addLink(spec.name, plan.segments[intf.segment].bridge,
+                                intfName1=intf.name, intfName2=naming.bridge_port(intf.segment, spec.name))
+        for link in plan.links.values():
+            (a, _), (b, _) = link.ends
+            net.addLink(a, b, intfName1=naming.host_ifname(a, b), intfName2=naming.host_ifname(b, a))
+        for station in plan.stations():
+            seg = attach.get(station)
+            if seg is not None and seg not in plan.attachments:
+                raise WorldError(f"station {station} cannot attach to {seg!r}: choose one of {sorted(plan.attachments)}")
+            # the station's access-point port joins its bridge in _configure (or stays detached)
+            net.addLink(station, plan.segments[next(iter(plan.attachments))].bridge,
+                        intfName1=naming.station_ifname(station), intfName2=naming.station_port(station))
+            self.attached[station] = seg
+        net.build()
+        for sw in net.switches:
+            sw.start([])
+
+    def _configure(self, nat: NatOptions) -> None:
+        """One shell script per node, all run concurrently."""
+        procs = []
+        for spec in self.plan.nodes.values():
+            script = self._node_script(spec, nat)
+            procs.append((spec.name, subprocess.Popen(in_node(self.pid(spec.name), ["sh", "-ec", script]),
+                                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)))
+        for station, seg in self.attached.items():
+            port = naming.station_port(station)
+            if seg is None:
+                subprocess.run(["ip", "link", "set", port, "nomaster", "down"], check=True)
+            else:
+                subprocess.run(["ip", "link", "set", port, "master", self.plan.segments[seg].bridge, "up"], check=True)
+        for name, p in procs:
+            out, _ = p.communicate()
+            if p.returncode:
+                raise WorldError(f"configuring node {name} failed (status {p.returncode}):\n{out.decode()}")
+        for station, seg in self.attached.items():
+            if seg is not None:
+                self._address_station(station, seg)
+
+    def _node_script(self, spec: NodeSpec, nat: NatOptions) -> str:
+        lines = ["ip link set lo up",
+                 "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
+                 f"sysctl -qw net.ipv4.ip_forward={1 if spec.router else 0}",
+                 "sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0"]
+        for intf in spec.interfaces:
+            lines += [f"ip addr add {intf.cidr} dev {intf.name}", f"ip link set {intf.name} up"]
+        if spec.station:
+            lines.append(f"ip link set {naming.station_ifname(spec.name)} up")
+        for dest, gw in spec.routes.items():
+            lines.append(f"ip route replace {dest} via {gw}")
+        if spec.firewall:
+            lines.append(f"iptables-restore <<'EOF'\n{self.plan.firewalls[spec.firewall]}EOF")
+        if spec.nat:
+            lines += self._nat_rules(spec, nat)
+        return "\n".join(lines)
+
+    def _nat_rules(self, spec: NodeSpec, nat: NatOptions) -> list[str]:
+        if nat.mapping not in NatOptions.MAPPINGS:
+            raise WorldError(f"NAT mapping {nat.mapping!r} is not supported: choose one of {NatOptions.MAPPINGS}")
+        out_if = spec.interface_on(spec.nat["outside"]).name
+        in_if = spec.interface_on(spec.nat["inside"]).name
+        random = " --random-fully" if nat.mapping == "random" else ""
+        rules = [f"iptables -t nat -A POSTROUTING -o {out_if} -j MASQUERADE{random}",
+                 f"iptables -A FORWARD -i {out_if} -o {in_if} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+                 f"iptables -A FORWARD -i {out_if} -o {in_if} -j DROP"]
+        for helper in nat.helpers:
+            if helper not in NatOptions.HELPER_PORTS:
+                raise WorldError(f"no conntrack helper {helper!r}: choose from {sorted(NatOptions.HELPER_PORTS)}")
+            proto, port = NatOptions.HELPER_PORTS[helper]
+            rules.append(f"iptables -t raw -A PREROUTING -i {in_if} -p {proto} --dport {port} -j CT --helper {helper}")
+        return rules
+
+    def _wait_forwarding(self, timeout: float = 3.0) -> None:
+        """Wait until every enslaved bridge port forwards (a frame sent earlier would be lost)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            out = subprocess.run(["bridge", "link", "show"], capture_output=True, text=True).stdout
+            states = [line for line in out.splitlines() if " master " in line]
+            if states and all("state forwarding" in s for s in states if "state disabled" not in s):
+                return
+            if time.monotonic() > deadline:
+                raise WorldError("bridge ports did not reach the forwarding state:\n" + out)
+            time.sleep(0.005)
+
+    # ---- using ----------------------------------------------------------------------------
+    def node(self, name: str):
+        if self.net is None or name not in self.net:
+            raise WorldError(f"no node {name!r} in the world; nodes are {sorted(self.plan.nodes)}")
+        return self.net[name]
+
+    def pid(self, name: str) -> int:
+        return self.node(name).pid
+
+    def run_in(self, name: str, argv: Sequence[str] | str, timeout: float = 30.0,
+               check: bool = False) -> subprocess.CompletedProcess:
+        """Run a command inside a node and wait for it. A string is run by sh -c."""
+        if isinstance(argv, str):
+            argv = ["sh", "-c", argv]
+        res = subprocess.run(in_node(self.pid(name), argv), capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode:
+            raise WorldError(f"{' '.join(argv)} on {name} failed with status {res.returncode}:\n{res.stdout}{res.stderr}")
+        return res
+
+    def start(self, node: str, name: str, argv: Sequence[str], ready: str | None = None,
+              env: dict | None = None, timeout: float = 10.0) -> NodeProcess:
+        """Start a long-running process inside `node`; returns once it is ready."""
+        proc = NodeProcess(node, name, argv, self.log_dir / f"{node}.{name}.log", ready=ready, env=env,
+                           on_start=lambda p: self.run.track(p.pid, f"{p.name}@{p.node}"),
+                           on_exit=lambda p: self.run.untrack(p.pid))
+        self.processes.append(proc)
+        proc.start(self.pid(node))
+        return proc.wait_ready(timeout)
+
+    def ping(self, src: str, dst, count: int = 1, timeout: float = 1.0, interval: float = 0.05) -> bool:
+        res = self.run_in(src, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout), str(dst)],
+                          timeout=timeout * count + 5)
+        return res.returncode == 0
+
+    def mark(self, event: str, **details) -> dict:
+        """Record an event on the world's timeline (kept with the case's artifacts)."""
+        entry = {"t": time.time(), "event": event, **details}
+        self.timeline.append(entry)
+        return entry
+
+    # ---- tearing down ---------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop processes, kill node shells, delete bridges. Leaves nothing in the namespace."""
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if self.net is None:
+            return
+        for host in self.net.hosts:
+            shell = getattr(host, "shell", None)
+            if shell is not None and shell.poll() is None:
+                shell.kill()
+        for host in self.net.hosts:
+            shell = getattr(host, "shell", None)
+            if shell is not None:
+                shell.wait()
+                for f in (shell.stdin, shell.stdout):
+                    if f:
+                        f.close()
+            for attr in ("stdin", "stdout"):
+                if getattr(host, attr, None) is not None:
+                    try:
+                        getattr(host, attr).close()
+                    except OSError:
+                        pass
+        for sw in self.net.switches:
+            sw.stop()
+        # host-side interfaces vanish with the host namespaces; bridge-side veth ends with them
+        self.net = None
+
+    def __enter__(self) -> "World":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _address_station(self, station: str, seg: str) -> None:
+        from testbed.handoff import configure_station
+        configure_station(self, station, seg)
