@@ -1,6 +1,6 @@
 """The registry of runs on this machine: who owns a run, which processes it started.
 
-A run registers itself under /run/testbed/<run-id>/ with its owner's PID and start time; each
+A run registers itself under /tmp/testbed-runs/<run-id>/ with its owner's PID and start time; each
 process it starts is recorded the same way. At the next start, runs whose owner is gone are
 reaped: their recorded processes (matched by PID and start time, so a reused PID is never hit)
 are killed and their directory removed. Nothing else on the machine is touched.
@@ -14,7 +14,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-RUNS_DIR = Path(os.environ.get("TESTBED_RUNS_DIR", "/run/testbed"))
+# Under /tmp, not /run: a charon role mounts a private /run in its node.
+RUNS_DIR = Path(os.environ.get("TESTBED_RUNS_DIR", "/tmp/testbed-runs"))
 
 
 def start_time(pid: int) -> int | None:

@@ -7,7 +7,9 @@ interfaces. Stations (R) attach to one access network at a time and can move (ha
 """
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +132,8 @@ class World:
         lines = ["ip link set lo up",
                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
                  f"sysctl -qw net.ipv4.ip_forward={1 if spec.router else 0}",
-                 "sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0"]
+                 "sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0",
+                 "sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000"]  # deterministic ICMP errors
         for intf in spec.interfaces:
             lines += [f"ip addr add {intf.cidr} dev {intf.name}", f"ip link set {intf.name} up"]
         if spec.station:
@@ -200,10 +203,31 @@ class World:
         proc.start(self.pid(node))
         return proc.wait_ready(timeout)
 
-    def ping(self, src: str, dst, count: int = 1, timeout: float = 1.0, interval: float = 0.05) -> bool:
-        res = self.run_in(src, ["ping", "-n", "-q", "-c", str(count), "-i", str(interval), "-W", str(timeout), str(dst)],
-                          timeout=timeout * count + 5)
-        return res.returncode == 0
+    def ping(self, src: str, dst, timeout: float = 1.0, ttl: int | None = None) -> bool:
+        """True when `src` gets an echo reply from `dst` within `timeout` seconds.
+
+        Timeouts of a second or more probe every 0.1 s until a reply comes (so a neighbour entry
+        still being resolved does not fail the check); shorter ones send one probe. ttl=1 lets
+        only a neighbour on the link answer."""
+        return self.ping_output(src, dst, timeout, ttl).returncode == 0
+
+    def ping_output(self, src: str, dst, timeout: float = 1.0, ttl: int | None = None):
+        if timeout >= 1:
+            argv = ["ping", "-n", "-c", "1", "-i", "0.1", "-w", str(round(timeout)), str(dst)]
+        else:
+            argv = ["ping", "-n", "-c", "1", "-W", str(timeout), str(dst)]
+        if ttl is not None:
+            argv[1:1] = ["-t", str(ttl)]
+        return self.run_in(src, argv, timeout=timeout + 5)
+
+    def reach(self, src: str, proto: str, host, port: int, timeout: float = 1.0) -> dict:
+        """Probe a TCP connection or a UDP echo from `src` (nodes/reach.py); returns its JSON result."""
+        res = self.run_in(src, [sys.executable, "-m", "nodes.reach", proto, str(host), str(port), "--timeout", str(timeout)],
+                          timeout=timeout + 10)
+        try:
+            return json.loads(res.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise WorldError(f"the reach probe on {src} failed: {res.stdout}{res.stderr}") from None
 
     def mark(self, event: str, **details) -> dict:
         """Record an event on the world's timeline (kept with the case's artifacts)."""

@@ -1,0 +1,87 @@
+"""After a run, no namespace, interface or process of the run remains, also after a SIGKILL."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from testbed import REPO_ROOT
+from testbed.daemons import start_daemon
+from testbed.isolation import netns_inode
+from testbed.runs import RUNS_DIR, reap_stale
+
+pytestmark = pytest.mark.scenario("bare-world")
+
+
+def holders(inodes: set[int]) -> list[int]:
+    """PIDs of processes in any of these network namespaces."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                    found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+def wait_gone(pids_or_inodes, probe, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while (left := probe(pids_or_inodes)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def alive(pids):
+    return [p for p in pids if os.path.exists(f"/proc/{p}")]
+
+
+def interfaces_here() -> list[str]:
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
+
+
+def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
+    from testbed.world import World
+
+    world = World.build(testbed_run, case_dir / "logs", attach=scenario.stations, nat=scenario.nat)
+    sink = start_daemon(world, "h", "sink", args=["--udp", "7"])
+    node_pids = [world.pid(n) for n in world.plan.nodes]
+    inodes = {netns_inode(p) for p in node_pids}
+    pids = node_pids + [sink.process.pid]
+    assert len(inodes) == len(node_pids), "each node must have its own network namespace"
+    world.stop()
+    assert alive(pids) == [], "processes of the world survived its teardown"
+    assert wait_gone(inodes, holders) == [], "a node's network namespace is still held"
+    assert interfaces_here() == ["lo"], f"interfaces left in the run's namespace: {interfaces_here()}"
+    assert testbed_run.tracked() == {}, "the run registry still lists processes"
+
+
+def test_sigkilled_run_leaves_nothing(tmp_path, testbed_run):
+    """A CLI run killed with SIGKILL: its nodes and daemons die with it, and the next start removes
+    its registry entry (and only that)."""
+    proc = subprocess.Popen([sys.executable, "-m", "testbed.cli", "--report-dir", str(tmp_path), "up", "--no-cli"],
+                            cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = ""
+    for line in proc.stdout:
+        if line.startswith("READY "):
+            break
+    assert line.startswith("READY "), f"testbed up did not come up: {line}"
+    info = json.loads(line[len("READY "):])
+    node_pids = list(info["nodes"].values())
+    inodes = {netns_inode(p) for p in node_pids} | {netns_inode(proc.pid)}
+    run_dir = RUNS_DIR / info["run_id"]
+    assert run_dir.is_dir()
+
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    assert wait_gone(node_pids, alive) == [], "node shells outlived the killed run"
+    assert wait_gone(inodes, holders) == [], "namespaces of the killed run are still held by processes"
+    actions = reap_stale()
+    assert not run_dir.exists(), f"the dead run's registry entry was not removed: {actions}"
+    assert testbed_run.dir.is_dir(), "reaping must leave live runs alone"

@@ -1,0 +1,86 @@
+"""Packet captures on any link (tcpdump inside a node) and their decoding with tshark."""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from testbed.processes import NodeProcess
+
+
+class CaptureError(RuntimeError):
+    pass
+
+
+@dataclass
+class Capture:
+    node: str
+    interface: str
+    path: Path
+    process: NodeProcess
+
+    def stop(self, settle: float = 0.02) -> Path:
+        """Stop tcpdump and return the pcap's path. tcpdump does not drain its socket on SIGTERM,
+        so first wait until the file has stopped growing for `settle` seconds (at most 1 s)."""
+        deadline = time.monotonic() + 1.0
+        size = -1
+        while time.monotonic() < deadline:
+            now = self.path.stat().st_size if self.path.exists() else 0
+            if now == size:
+                break
+            size = now
+            time.sleep(settle)
+        self.process.stop()
+        return self.path
+
+    def packets(self, display_filter: str | None = None, fields: Sequence[str] = ()) -> list[dict]:
+        return decode(self.path, display_filter, fields)
+
+
+def start_capture(world, node: str, interface: str, directory: Path, bpf: str | None = None,
+                  name: str | None = None) -> Capture:
+    """Capture on `interface` of `node` into directory/<name or node-interface>.pcap."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name or f'{node}-{interface}'}.pcap"
+    argv = ["tcpdump", "-n", "-i", interface, "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-w", str(path)]
+    if bpf:
+        argv += bpf.split()
+    proc = world.start(node, f"tcpdump-{interface}", argv, ready=r"listening on", timeout=10)
+    return Capture(node, interface, path, proc)
+
+
+def _tshark(args: list[str]) -> str:
+    try:
+        res = subprocess.run(["tshark", *args], capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        raise CaptureError("tshark is missing: install Debian's tshark package (scripts/setup does)") from None
+    if res.returncode:
+        raise CaptureError(f"tshark {' '.join(args)} failed: {res.stderr.strip()}")
+    return res.stdout
+
+
+def decode(pcap: Path, display_filter: str | None = None, fields: Sequence[str] = ()) -> list[dict]:
+    """Packets of a pcap as dicts. With `fields`, each dict maps field name -> list of values
+    (tshark -T fields); without, each is tshark's JSON of the packet's layers."""
+    args = ["-r", str(pcap), "-n"]
+    if display_filter:
+        args += ["-Y", display_filter]
+    if fields:
+        args += ["-T", "fields", "-E", "separator=\t", "-E", "occurrence=a", "-E", "aggregator=,"]
+        for f in fields:
+            args += ["-e", f]
+        rows = []
+        for line in _tshark(args).splitlines():
+            values = line.split("\t")
+            rows.append({f: (v.split(",") if v else []) for f, v in zip(fields, values)})
+        return rows
+    return [p["_source"]["layers"] for p in json.loads(_tshark(args + ["-T", "json"]) or "[]")]
+
+
+def malformed(pcap: Path) -> list[str]:
+    """One summary line per packet tshark finds malformed or flags with an error (expert info)."""
+    out = _tshark(["-r", str(pcap), "-n", "-Y", "_ws.malformed || _ws.expert.severity == error"])
+    return [line for line in out.splitlines() if line.strip()]

@@ -1,0 +1,152 @@
+"""The `testbed` command: up, run, clean, scenarios."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from testbed import REPO_ROOT
+from testbed.schema import ConfigError
+
+
+def _scenario(args):
+    from testbed.pytest_plugin import DEFAULT_SCENARIO
+    from testbed.scenario import load_named
+
+    impls = dict(spec.split("=", 1) for spec in args.impl)
+    return load_named(args.scenario or DEFAULT_SCENARIO).with_impls(impls)
+
+
+def cmd_up(args) -> int:
+    """Build a scenario's world, start its roles, open the Mininet CLI; tear down on exit."""
+    from mininet.log import setLogLevel
+
+    from testbed.isolation import enter_private_netns
+    from testbed.naming import new_run_id
+    from testbed.profiles import start_role
+    from testbed.runs import Run, reap_stale
+    from testbed.world import World
+
+    scenario = _scenario(args)
+    setLogLevel("critical")
+    enter_private_netns()
+    for line in reap_stale():
+        print(f"cleanup: {line}")
+    run_id = new_run_id("up")
+    run = Run.register(run_id)
+    log_dir = Path(args.report_dir).resolve() / run_id / "up"
+    world = None
+    # a SIGTERM or SIGHUP ends the run as cleanly as leaving the CLI does
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
+    try:
+        world = World.build(run, log_dir, attach=scenario.stations, nat=scenario.nat)
+        handles = {role.name: start_role(world, role) for role in scenario.roles.values()}
+        info = {"run_id": run_id, "scenario": scenario.name, "built_in_s": round(world.built_in, 3),
+                "harness_pid": os.getpid(), "logs": str(log_dir),
+                "nodes": {n: world.pid(n) for n in world.plan.nodes}, "roles": sorted(handles)}
+        if args.no_cli:
+            print("READY " + json.dumps(info), flush=True)
+            signal.pause()
+        else:
+            _print_welcome(world, scenario, info)
+            from mininet.cli import CLI
+            setLogLevel("output")
+            CLI(world.net)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if world is not None:
+            world.stop()
+        run.close()
+    return 0
+
+
+def _print_welcome(world, scenario, info) -> None:
+    print(f"testbed: scenario {scenario.name} -- {scenario.description}")
+    print(f"world up in {info['built_in_s']} s; logs in {info['logs']}")
+    for name, spec in world.plan.nodes.items():
+        addrs = ", ".join(f"{i.name} {i.cidr}" for i in spec.interfaces) or f"station on {world.attached.get(name)}"
+        print(f"  {name:5} {addrs}")
+    print("Commands run inside a node: `r ping 10.1.2.10`, `g iptables -L -nv`, `h tcpdump -ni h-srv`.")
+    print(f"From another shell: nsenter -t <pid> -n -m <command>, pids: {info['nodes']}")
+    print("Leave with `exit` or Ctrl-D; everything is torn down.")
+
+
+def cmd_run(args, extra: list[str]) -> int:
+    """Run the conformance suite (parallel by default) and write the report."""
+    argv = [sys.executable, "-m", "pytest", str(REPO_ROOT / "cases"), "-p", "no:cacheprovider",
+            "--report-dir", args.report_dir]
+    if args.workers != "1":
+        argv += ["-n", args.workers]
+    for s in args.scenario_list:
+        argv += ["--scenario", s]
+    for i in args.impl:
+        argv += ["--impl", i]
+    if args.keep_captures:
+        argv.append("--keep-captures")
+    return subprocess.call(argv + extra, cwd=REPO_ROOT)
+
+
+def cmd_clean(_args) -> int:
+    """Remove what dead runs left behind (only theirs, found in the run registry)."""
+    from testbed.runs import reap_stale
+
+    actions = reap_stale()
+    for line in actions:
+        print(line)
+    if not actions:
+        print("nothing to clean: no dead run left anything behind")
+    return 0
+
+
+def cmd_scenarios(_args) -> int:
+    from testbed.profiles import available
+    from testbed.scenario import list_scenarios, load_scenario
+
+    for name, path in list_scenarios().items():
+        try:
+            s = load_scenario(path)
+        except ConfigError as exc:
+            print(f"{name:22} INVALID: {exc}")
+            continue
+        missing = sorted({f"{r.kind} ({r.impl})" for r in s.roles.values() if not available(r.impl, r.kind)})
+        note = f"  [not runnable yet: {', '.join(missing)}]" if missing else ""
+        print(f"{name:22} {s.description}{note}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
+    p.add_argument("--report-dir", default=str(REPO_ROOT / "reports"))
+    sub = p.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="build a scenario, start its roles, open the Mininet CLI")
+    up.add_argument("--scenario", help="a scenario name (see `testbed scenarios`)")
+    up.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE")
+    up.add_argument("--no-cli", action="store_true", help="print READY and a JSON description, then wait for a signal")
+    run = sub.add_parser("run", help="run the conformance suite and write the report (extra args go to pytest)")
+    run.add_argument("--scenario", dest="scenario_list", action="append", default=[])
+    run.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE")
+    run.add_argument("-n", "--workers", default="auto", help="parallel workers (pytest-xdist); 1 for serial")
+    run.add_argument("--keep-captures", action="store_true")
+    sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
+    sub.add_parser("scenarios", help="list scenarios with a one-line description")
+    args, extra = p.parse_known_args(argv)
+    if extra and args.cmd != "run":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        if args.cmd == "run":
+            return cmd_run(args, extra)
+        return {"up": cmd_up, "clean": cmd_clean, "scenarios": cmd_scenarios}[args.cmd](args)
+    except (ConfigError, RuntimeError) as exc:  # bad data files; no root; a role that failed to start
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

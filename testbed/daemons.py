@@ -1,0 +1,51 @@
+"""Our daemons inside nodes: `python -m nodes.<module>` with a control socket and structured log."""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from testbed import control
+from testbed.processes import NodeProcess
+
+
+@dataclass
+class Daemon:
+    node: str
+    name: str
+    process: NodeProcess
+    control_path: Path
+    events_path: Path
+
+    def call(self, cmd: str, **args):
+        return control.call(str(self.control_path), cmd, **args)
+
+    def status(self) -> dict:
+        return self.call("status")
+
+    def events(self) -> list[dict]:
+        """The daemon's structured log lines so far."""
+        if not self.events_path.exists():
+            return []
+        return [json.loads(line) for line in self.events_path.read_text().splitlines() if line.strip()]
+
+    def stop(self) -> int | None:
+        return self.process.stop()
+
+
+def start_daemon(world, node: str, module: str, name: str | None = None, args: Sequence[str] = (),
+                 config: dict | None = None, timeout: float = 10.0) -> Daemon:
+    """Start `python -m nodes.<module>` in `node` and wait for its READY line."""
+    name = name or module
+    ctl = world.run.path(f"{node}.{name}.ctl")
+    events = world.log_dir / f"{node}.{name}.events.jsonl"
+    argv = [sys.executable, "-m", f"nodes.{module}", "--control", str(ctl), "--log-json", str(events), *args]
+    if config is not None:
+        cfg = world.log_dir / f"{node}.{name}.config.json"
+        cfg.parent.mkdir(parents=True, exist_ok=True)
+        cfg.write_text(json.dumps(config, indent=2, default=str))
+        argv += ["--config", str(cfg)]
+    proc = world.start(node, name, argv, ready=r"^READY$", timeout=timeout)
+    return Daemon(node, name, proc, ctl, events)

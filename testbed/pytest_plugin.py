@@ -1,0 +1,222 @@
+"""The pytest plugin: fixtures for the world, scenarios, roles and captures; area markers;
+options to choose scenarios and implementations; the report at the end of the session.
+
+Works with pytest-xdist: the controller picks the run id and writes the report; each worker
+builds its worlds in a network namespace of its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from testbed import REPO_ROOT
+from testbed.naming import case_dirname, new_run_id
+from testbed.report import CaseResult, collect_artifacts, write_report
+
+AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop")
+DEFAULT_SCENARIO = "bare-world"
+_CONTROLLER: dict = {}  # the config of the process that writes the report (not an xdist worker)
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("testbed", "conformance testbed")
+    g.addoption("--scenario", action="append", default=[], metavar="NAME",
+                help="run cases only for these scenarios (repeatable; `testbed scenarios` lists them)")
+    g.addoption("--impl", action="append", default=[], metavar="ROLE=PROFILE",
+                help="fill a role (by role name or kind, or * for all) with a profile: ours, strongswan")
+    g.addoption("--keep-captures", action="store_true", help="keep pcaps of passing cases too")
+    g.addoption("--report-dir", default=str(REPO_ROOT / "reports"), help="where reports/<run-id>/ goes")
+    g.addoption("--run-id", default=None, help="name of this run (default: time, worker, pid)")
+
+
+def _is_worker(config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "scenario(*names): the scenarios a case applies to (default: bare-world)")
+    for area in AREAS:
+        config.addinivalue_line("markers", f"{area}: conformance area")
+    if _is_worker(config):
+        run_id = config.workerinput["testbed_run_id"]
+    else:
+        run_id = config.getoption("run_id") or new_run_id()
+    report_dir = Path(config.getoption("report_dir")).resolve() / run_id
+    config._testbed = {"run_id": run_id, "report_dir": report_dir, "results": {}}
+    if not _is_worker(config):
+        _CONTROLLER["config"] = config
+        runs_cases = any("cases" in Path(a).parts for a in config.args)
+        if runs_cases and not config.option.xmlpath and not config.option.collectonly:
+            config.option.xmlpath = str(report_dir / "junit.xml")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):  # xdist: hand the run id to each worker
+    node.workerinput["testbed_run_id"] = node.config._testbed["run_id"]
+
+
+def pytest_collection_modifyitems(config, items):
+    cases = REPO_ROOT / "cases"
+    for item in items:
+        path = Path(str(item.fspath))
+        if cases in path.parents:
+            area = path.relative_to(cases).parts[0]
+            if area in AREAS:
+                item.add_marker(getattr(pytest.mark, area))
+
+
+def _parse_impls(config) -> dict[str, str]:
+    out = {}
+    for spec in config.getoption("impl"):
+        role, sep, profile = spec.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--impl {spec!r}: expected ROLE=PROFILE, e.g. --impl gw=strongswan or --impl '*=strongswan'")
+        out[role] = profile
+    return out
+
+
+def pytest_generate_tests(metafunc):
+    if "scenario" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("scenario")
+    applies = list(marker.args) if marker else [DEFAULT_SCENARIO]
+    chosen = metafunc.config.getoption("scenario")
+    names = [n for n in applies if not chosen or n in chosen]
+    if names:
+        metafunc.parametrize("scenario", names, indirect=True)
+    else:
+        reason = f"applies to scenarios {applies}; this run chose {chosen}"
+        metafunc.parametrize("scenario", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], indirect=True)
+
+
+# ---- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def testbed_run(pytestconfig):
+    """This process's run: a private network namespace and an entry in the run registry."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the world is built in network namespaces (run as root, or with sudo)")
+    from mininet.log import setLogLevel
+
+    from testbed.isolation import enter_private_netns
+    from testbed.runs import Run, reap_stale
+
+    setLogLevel("critical")  # Mininet's own chatter; the harness reports what matters
+    enter_private_netns()
+    reap_stale()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    run = Run.register(f"{pytestconfig._testbed['run_id']}-{worker}")
+    yield run
+    run.close()
+
+
+@pytest.fixture
+def scenario(request, pytestconfig):
+    from testbed.scenario import load_named
+    from testbed.schema import ConfigError
+
+    try:
+        return load_named(request.param).with_impls(_parse_impls(pytestconfig))
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture
+def case_dir(request, pytestconfig) -> Path:
+    d = pytestconfig._testbed["report_dir"] / "cases" / case_dirname(request.node.nodeid)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)
+
+
+@pytest.fixture
+def world(request, testbed_run, scenario, case_dir):
+    """A fresh world for the case, built from the scenario; torn down after it."""
+    from testbed.world import World
+
+    w = World.build(testbed_run, case_dir / "logs", attach=scenario.stations, nat=scenario.nat)
+    w.mark("world-up", seconds=round(w.built_in, 3), scenario=scenario.name)
+    yield w
+    w.stop()
+    (case_dir / "timeline.json").write_text(json.dumps(w.timeline, indent=1))
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.passed and not request.config.getoption("keep_captures"):
+        shutil.rmtree(case_dir / "captures", ignore_errors=True)
+
+
+@pytest.fixture
+def capture(world, case_dir):
+    """capture(node, interface, bpf=None) starts tcpdump there; the pcap goes to the case's captures/."""
+    from testbed.capture import start_capture
+
+    def start(node: str, interface: str, bpf: str | None = None, name: str | None = None):
+        return start_capture(world, node, interface, case_dir / "captures", bpf=bpf, name=name)
+
+    return start
+
+
+@pytest.fixture
+def roles(world, scenario):
+    """The scenario's roles, started (dict: role name -> handle with status() and stop())."""
+    from testbed.profiles import RoleUnavailable, start_role
+
+    started = {}
+    try:
+        for role in scenario.roles.values():
+            started[role.name] = start_role(world, role)
+    except RoleUnavailable as exc:
+        pytest.skip(str(exc))
+    yield started
+
+
+# ---- the report ---------------------------------------------------------------------------------
+def pytest_runtest_logreport(report):
+    config = _CONTROLLER.get("config")
+    if config is None or not report.nodeid.startswith("cases/"):
+        return
+    results = config._testbed["results"]
+    res = results.setdefault(report.nodeid, CaseResult(report.nodeid, "passed", 0.0))
+    res.duration += report.duration
+    areas = [k for k in AREAS if k in report.keywords]
+    res.markers = areas
+    if report.skipped:
+        res.outcome = "skipped"
+        if isinstance(report.longrepr, tuple):
+            res.message = str(report.longrepr[2])
+    elif report.failed:
+        res.outcome = "failed" if report.when == "call" else "error"
+        text = report.longreprtext
+        res.message = "\n".join(text.splitlines()[-15:])
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if _is_worker(config) or config.option.collectonly:
+        return
+    tb = config._testbed
+    results = list(tb["results"].values())
+    if not results:
+        return
+    report_dir = tb["report_dir"]
+    for r in results:
+        r.artifacts = collect_artifacts(report_dir, report_dir / "cases" / case_dirname(r.nodeid))
+    meta = {"scenarios": ", ".join(config.getoption("scenario")) or "per case",
+            "implementations": ", ".join(config.getoption("impl")) or "scenario defaults",
+            "workers": getattr(config.option, "numprocesses", None) or 1}
+    tb["index"] = write_report(report_dir, tb["run_id"], results, meta)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    index = getattr(config, "_testbed", {}).get("index")
+    if index:
+        terminalreporter.write_line(f"testbed report: {index}")
