@@ -1,0 +1,80 @@
+"""Small pieces every Mobile IP core shares: counters, timer heap, address helpers."""
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from ipaddress import IPv4Address
+
+from nodes.wire.errors import DecodeError
+
+
+class Counters(Counter):
+    """Counts by reason; `drop(reason)` for discarded input, plain `self[key] += 1` otherwise."""
+
+    def drop(self, reason: str) -> list:
+        self[f"drop:{reason}"] += 1
+        return []
+
+    def as_dict(self) -> dict:
+        return dict(sorted(self.items()))
+
+
+class Deadlines:
+    """Per-key deadlines with a lazy heap: O(log n) updates, cheap earliest lookup."""
+
+    def __init__(self):
+        self._at: dict = {}
+        self._heap: list = []
+
+    def set(self, key, at: float) -> None:
+        self._at[key] = at
+        heapq.heappush(self._heap, (at, repr(key), key))
+
+    def cancel(self, key) -> None:
+        self._at.pop(key, None)
+
+    def get(self, key) -> float | None:
+        return self._at.get(key)
+
+    def earliest(self) -> float | None:
+        while self._heap:
+            at, _, key = self._heap[0]
+            if self._at.get(key) == at:
+                return at
+            heapq.heappop(self._heap)
+        return None
+
+    def pop_due(self, now: float) -> list:
+        """Keys whose deadline is <= now, removed, earliest first."""
+        due = []
+        while (at := self.earliest()) is not None and at <= now:
+            _, _, key = heapq.heappop(self._heap)
+            del self._at[key]
+            due.append(key)
+        return due
+
+
+def ipv4_dst(packet: bytes) -> IPv4Address | None:
+    return IPv4Address(packet[16:20]) if len(packet) >= 20 else None
+
+
+def addr(value) -> IPv4Address:
+    return IPv4Address(value)
+
+
+def parse_registration(cls, raw: bytes):
+    """Decode a request or reply. Returns (message, None) or (None, (fixed part or None, error)).
+
+    The fixed part is given when a denial can be sent back (poorly formed: 134 / 70 / 71); it is
+    None when the message must be discarded silently (unreadable fixed part, or an unknown
+    non-skippable extension, RFC 5944 1.9)."""
+    try:
+        return cls.decode(raw), None
+    except DecodeError as error:
+        fixed = None
+        if error.reason != "unknown-extension":
+            try:
+                fixed = cls.decode_fixed(raw)
+            except DecodeError:
+                pass
+        return None, (fixed, error)

@@ -1,0 +1,345 @@
+"""Foreign Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 when behind a NAT).
+
+Inputs: `start` (after boot: first advertisement, sequence 0), `on_icmp` (solicitations),
+`on_udp` (requests from visitors, replies and RFC 3519 tunnel data from home agents), `on_ip`
+(IP-in-IP from a home agent), `on_visitor_packet` (a packet a visitor sent on the foreign link),
+`tick`. The runtime feeds packets from the visitor link whose source is a visitor's home address
+to `on_visitor_packet`, and IP-in-IP addressed to the FA to `on_ip`.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address
+
+from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIcmp, SendIp, SendUdp
+from nodes.mip.auth import SecurityAssociation
+from nodes.mip.common import Counters, Deadlines, addr, ipv4_dst, parse_registration
+from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
+from nodes.wire.mip import (
+    ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
+    EXT_UDP_TUNNEL_REQUEST, ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REPLY, TYPE_REQUEST,
+    TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, AgentSolicitation, RegistrationReply,
+    RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest, cut_after,
+    encode_extension, find_extension, is_accepted, message_type, next_advertisement_sequence,
+)
+
+ALL_SYSTEMS = IPv4Address("224.0.0.1")
+BROADCAST = IPv4Address("255.255.255.255")
+
+
+@dataclass
+class ForeignAgentConfig:
+    address: IPv4Address  # on the visitor link; source of advertisements and relayed requests
+    iface: str | None = None  # the visitor link
+    care_of_addresses: list[IPv4Address] = field(default_factory=list)  # default: [address]
+    prefix_length: int = 24
+    adv_interval: float = 1.0
+    adv_lifetime: int = 3  # ICMP lifetime of an advertisement, seconds
+    adv_destination: IPv4Address = ALL_SYSTEMS
+    max_lifetime: int = 1800  # advertised registration lifetime; longer requests get 69
+    registration_required: bool = True
+    busy: bool = False
+    reverse_tunnelling: bool = True
+    reverse_tunnel_required: bool = False
+    behind_nat: bool = False  # sets U and asks home agents for RFC 3519 UDP tunnelling
+    max_pending: int = 64
+    pending_timeout: float = 7.0
+    ha_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # FA-HA
+    mn_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # MN-FA
+
+    def __post_init__(self):
+        self.address = addr(self.address)
+        self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
+        self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
+        self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
+
+
+@dataclass
+class Pending:
+    """A request relayed to a home agent, waiting for its reply."""
+
+    request: RegistrationRequest
+    src: IPv4Address
+    sport: int
+    lladdr: str | None
+    deadline: float
+    sent_at: float
+
+
+@dataclass
+class Visitor:
+    home_address: IPv4Address
+    home_agent: IPv4Address
+    care_of_address: IPv4Address
+    lladdr: str | None
+    reverse: bool
+    udp: bool  # the home agent tunnels to us in UDP (we are behind a NAT)
+    lifetime: int
+    expires: float
+
+    def to_json(self) -> dict:
+        return {k: (str(v) if isinstance(v, IPv4Address) else v) for k, v in asdict(self).items()}
+
+
+def _pending_key(home: IPv4Address, ident: int) -> tuple:
+    """Replies are matched on home address and the low 32 bits of the identification (the HA
+    rewrites the high half in a code-133 reply)."""
+    return ("pending", home, ident & 0xFFFFFFFF)
+
+
+class ForeignAgent:
+    def __init__(self, config: ForeignAgentConfig):
+        self.config = config
+        self.sequence = 0  # 0 after every (re)boot, RFC 5944 2.3.2
+        self.pending: dict[tuple, Pending] = {}
+        self.visitors: dict[IPv4Address, Visitor] = {}
+        self.counters = Counters()
+        self._deadlines = Deadlines()
+
+    # --- agent advertisement --------------------------------------------------------------------
+
+    def start(self, now: float) -> list:
+        """Boot: advertise at once, then every adv_interval."""
+        return self._advertise(self.config.adv_destination, now)
+
+    def on_icmp(self, payload: bytes, src, dst, now: float, lladdr=None) -> list:
+        """An ICMP message on the visitor link; agent solicitations are answered."""
+        if not payload or payload[0] != ICMP_ROUTER_SOLICITATION:
+            return self.counters.drop("icmp-not-solicitation")
+        try:
+            AgentSolicitation.decode(payload)
+        except DecodeError as e:
+            return self.counters.drop(f"solicitation:{e.reason}")
+        self.counters["solicitations"] += 1
+        src = addr(src)
+        return self._advertise(BROADCAST if src.is_unspecified else src, now, periodic=False)
+
+    def advertisement(self) -> AgentAdvertisement:
+        """The advertisement this agent would send now (sequence number not consumed)."""
+        cfg = self.config
+        flags = AgentFlags.F
+        for wanted, flag in ((cfg.registration_required, AgentFlags.R), (cfg.busy, AgentFlags.B),
+                             (cfg.reverse_tunnelling, AgentFlags.T), (cfg.behind_nat, AgentFlags.U)):
+            if wanted:
+                flags |= flag
+        return AgentAdvertisement(
+            self.sequence, cfg.max_lifetime, int(flags), list(cfg.care_of_addresses), cfg.adv_lifetime,
+            routers=[(cfg.address, 0)], prefix_lengths=[cfg.prefix_length],
+        )
+
+    def _advertise(self, dst: IPv4Address, now: float, periodic: bool = True) -> list:
+        data = self.advertisement().encode()
+        self.sequence = next_advertisement_sequence(self.sequence)
+        self.counters["advertisements"] += 1
+        if periodic:
+            self._deadlines.set(("advert",), now + self.config.adv_interval)
+        return [SendIcmp(dst, data, src=self.config.address, ttl=1, iface=self.config.iface)]
+
+    # --- registration relay ---------------------------------------------------------------------
+
+    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+        """UDP 434: requests from visitors (with their link-layer source and IP TTL when known),
+        replies and tunnel data from home agents."""
+        kind = message_type(payload)
+        if kind == TYPE_REQUEST:
+            return self._on_request(payload, addr(src), sport, now, lladdr, ttl)
+        if kind == TYPE_REPLY:
+            return self._on_reply(payload, addr(src), now)
+        if kind == TYPE_TUNNEL_DATA:
+            try:
+                packet = TunnelData.decode(payload).payload
+            except DecodeError as e:
+                return self.counters.drop(f"tunnel:{e.reason}")
+            return self._deliver_to_visitor(packet, addr(src))
+        return self.counters.drop(f"unexpected-type-{kind}")
+
+    def _on_request(self, raw: bytes, src, sport, now, lladdr, ttl) -> list:
+        cfg = self.config
+        self.counters["requests"] += 1
+        req, malformed = parse_registration(RegistrationRequest, raw)
+        if malformed:
+            fixed, error = malformed
+            self.counters.drop(f"decode:{error.reason}")
+            if fixed is None:
+                return []
+            return self._deny(fixed, src, sport, lladdr, ReplyCode.FA_POORLY_FORMED_REQUEST, error.reason)
+        code, reason = self._check_request(req, raw, ttl)
+        if code is not None:
+            lifetime = cfg.max_lifetime if code == ReplyCode.FA_LIFETIME_TOO_LONG else 0
+            return self._deny(req, src, sport, lladdr, code, reason, lifetime)
+        key = _pending_key(req.home_address, req.identification)
+        self.pending[key] = Pending(req, src, sport, lladdr, now + cfg.pending_timeout, now)
+        self._deadlines.set(key, now + cfg.pending_timeout)
+        self.counters["relayed-requests"] += 1
+        return [SendUdp(req.home_agent, MIP_PORT, self._relayed(req, raw), src=self._source_for(req))]
+
+    def _check_request(self, req: RegistrationRequest, raw: bytes, ttl) -> tuple:
+        """(denial code, reason) or (None, None). RFC 5944 3.7.2.1, RFC 3024 3.3."""
+        cfg = self.config
+        mn_fa = self.config.mn_associations.get(req.home_address)
+        checks = (
+            (find_extension(req.extensions, EXT_MN_HA_AUTH) is None,
+             ReplyCode.FA_POORLY_FORMED_REQUEST, "missing-mn-ha-auth"),
+            (mn_fa is not None and not mn_fa.verifies(raw, find_extension(req.extensions, EXT_MN_FA_AUTH)),
+             ReplyCode.FA_MN_AUTH_FAILED, "bad-mn-fa-auth"),
+            (req.home_agent.is_unspecified or req.home_agent.is_multicast,
+             ReplyCode.FA_INVALID_HA_ADDRESS, "bad-home-agent-address"),
+            (cfg.busy, ReplyCode.FA_INSUFFICIENT_RESOURCES, "busy"),
+            (req.lifetime > cfg.max_lifetime, ReplyCode.FA_LIFETIME_TOO_LONG, "lifetime-too-long"),
+            (bool(req.flags & (RequestFlags.M | RequestFlags.G)),
+             ReplyCode.FA_ENCAPSULATION_UNAVAILABLE, "only-ipip"),
+            (req.has(RequestFlags.T) and not cfg.reverse_tunnelling,
+             ReplyCode.FA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off"),
+            (cfg.reverse_tunnel_required and not req.has(RequestFlags.T),
+             ReplyCode.FA_REVERSE_TUNNEL_MANDATORY, "t-bit-missing"),
+            (req.has(RequestFlags.T) and ttl is not None and ttl != 255,
+             ReplyCode.FA_MN_TOO_DISTANT, "ttl-not-255"),
+            (req.lifetime and not req.has(RequestFlags.D) and req.care_of_address not in cfg.care_of_addresses,
+             ReplyCode.FA_INVALID_CARE_OF_ADDRESS, "care-of-address-not-ours"),
+            (len(self.pending) >= cfg.max_pending, ReplyCode.FA_INSUFFICIENT_RESOURCES, "too-many-pending"),
+        )
+        return next(((code, reason) for failed, code, reason in checks if failed), (None, None))
+
+    def _relayed(self, req: RegistrationRequest, raw: bytes) -> bytes:
+        """The request as sent to the HA: unchanged, plus RFC 3519 ext 144 when we are behind a NAT,
+        plus FA-HA authentication when configured."""
+        data = raw
+        if self.config.behind_nat and find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST) is None:
+            data += encode_extension(UdpTunnelRequest(encapsulation=ENCAP_IPIP))
+        sa = self.config.ha_associations.get(req.home_agent)
+        return sa.sign(data, EXT_FA_HA_AUTH) if sa else data
+
+    def _source_for(self, req: RegistrationRequest) -> IPv4Address:
+        coa = req.care_of_address
+        return coa if coa in self.config.care_of_addresses else self.config.address
+
+    def _on_reply(self, raw: bytes, src: IPv4Address, now: float) -> list:
+        reply, malformed = parse_registration(RegistrationReply, raw)
+        fixed = reply or (malformed[0] if malformed else None)
+        pending = self.pending.get(_pending_key(fixed.home_address, fixed.identification)) if fixed else None
+        if pending is None:
+            reason = f"decode:{malformed[1].reason}" if malformed else "unmatched-reply"
+            return self.counters.drop(reason)
+        self._forget(fixed.home_address, fixed.identification)
+        req = pending.request
+        if malformed:
+            self.counters.drop(f"decode:{malformed[1].reason}")
+            return self._deny(req, pending.src, pending.sport, pending.lladdr,
+                              ReplyCode.FA_POORLY_FORMED_REPLY, malformed[1].reason)
+        sa = self.config.ha_associations.get(src)
+        if sa is not None and not sa.verifies(raw, find_extension(reply.extensions, EXT_FA_HA_AUTH)):
+            return self._deny(req, pending.src, pending.sport, pending.lladdr,
+                              ReplyCode.FA_HA_AUTH_FAILED, "bad-fa-ha-auth")
+        actions = self._update_visitor(req, reply, pending, now)
+        mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
+        data = cut_after(raw, mn_ha) if mn_ha else raw
+        self.counters[f"relayed-replies:{reply.code}"] += 1
+        actions.append(self._to_mobile_node(pending.src, pending.sport, pending.lladdr, data))
+        actions.append(Log("registration", {"home": str(req.home_address), "coa": str(req.care_of_address),
+                                            "code": reply.code, "lifetime": reply.lifetime,
+                                            "rtt": round(now - pending.sent_at, 6), "at": now}))
+        return actions
+
+    def _update_visitor(self, req, reply: RegistrationReply, pending: Pending, now: float) -> list:
+        home = req.home_address
+        if not is_accepted(reply.code):
+            return []
+        if reply.lifetime == 0:
+            return self._remove_visitor(home)
+        udp_reply = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
+        visitor = Visitor(home, req.home_agent, req.care_of_address, pending.lladdr, req.has(RequestFlags.T),
+                          udp_reply is not None and udp_reply.code < 64, reply.lifetime, now + reply.lifetime)
+        self.visitors[home] = visitor
+        self._deadlines.set(("visitor", home), visitor.expires)
+        return [AddHostRoute(home, self.config.iface, pending.lladdr)]
+
+    def _remove_visitor(self, home: IPv4Address) -> list:
+        if self.visitors.pop(home, None) is None:
+            return []
+        self._deadlines.cancel(("visitor", home))
+        return [RemoveHostRoute(home, self.config.iface)]
+
+    def _forget(self, home: IPv4Address, ident: int) -> None:
+        key = _pending_key(home, ident)
+        self.pending.pop(key, None)
+        self._deadlines.cancel(key)
+
+    def _deny(self, req, src, sport, lladdr, code: int, reason: str, lifetime: int = 0) -> list:
+        """A denial from the FA itself, sent straight to the mobile node."""
+        self.counters[f"denied:{code}"] += 1
+        reply = RegistrationReply(code, lifetime, req.home_address, req.home_agent, req.identification)
+        data = reply.encode()
+        mn_fa = self.config.mn_associations.get(req.home_address)
+        if mn_fa is not None:
+            data = mn_fa.sign(data, EXT_MN_FA_AUTH)
+        log = Log("registration", {"home": str(req.home_address), "code": code, "reason": reason})
+        return [self._to_mobile_node(src, sport, lladdr, data), log]
+
+    def _to_mobile_node(self, dst, dport, lladdr, data: bytes) -> SendUdp:
+        return SendUdp(dst, dport, data, src=self.config.address, iface=self.config.iface, lladdr=lladdr)
+
+    # --- data plane -----------------------------------------------------------------------------
+
+    def on_ip(self, packet: bytes, now: float) -> list:
+        """IP-in-IP from a home agent: decapsulate and deliver to the visitor on its link."""
+        try:
+            outer = IPv4.decode(packet)
+        except DecodeError as e:
+            return self.counters.drop(f"tunnel:{e.reason}")
+        if outer.proto != PROTO_IPIP:
+            return self.counters.drop("not-ipip")
+        return self._deliver_to_visitor(outer.payload, outer.src)
+
+    def _deliver_to_visitor(self, inner: bytes, outer_src: IPv4Address) -> list:
+        visitor = self.visitors.get(ipv4_dst(inner))
+        if visitor is None:
+            return self.counters.drop("not-a-visitor")
+        if outer_src != visitor.home_agent:
+            return self.counters.drop("tunnel-not-from-home-agent")
+        self.counters["delivered"] += 1
+        return [DeliverIp(inner, self.config.iface, visitor.lladdr)]
+
+    def on_visitor_packet(self, packet: bytes, now: float) -> list:
+        """A packet a visitor sent: reverse-tunnelled to its HA when it registered with T."""
+        src = IPv4Address(packet[12:16]) if len(packet) >= 20 else None
+        visitor = self.visitors.get(src)
+        if visitor is None:
+            return self.counters.drop("not-a-visitor")
+        if not visitor.reverse:
+            return [DeliverIp(packet)]
+        self.counters["reverse-tunnelled"] += 1
+        if visitor.udp:
+            data = TunnelData(ENCAP_IPIP, packet).encode()
+            return [SendUdp(visitor.home_agent, MIP_PORT, data, src=visitor.care_of_address)]
+        return [SendIp(ip_in_ip(visitor.care_of_address, visitor.home_agent, packet))]
+
+    # --- timers and status ----------------------------------------------------------------------
+
+    def tick(self, now: float) -> list:
+        actions: list = []
+        for key in self._deadlines.pop_due(now):
+            if key[0] == "advert":
+                actions += self._advertise(self.config.adv_destination, now)
+            elif key[0] == "pending":
+                pending = self.pending.pop(key)
+                self.counters["pending-timeouts"] += 1
+                actions += self._deny(pending.request, pending.src, pending.sport, pending.lladdr,
+                                      ReplyCode.FA_REGISTRATION_TIMEOUT, "home-agent-silent")
+            elif key[0] == "visitor":
+                self.counters["visitors-expired"] += 1
+                actions += self._remove_visitor(key[1])
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return self._deadlines.earliest()
+
+    def status(self) -> dict:
+        return {
+            "role": "fa",
+            "address": str(self.config.address),
+            "sequence": self.sequence,
+            "visitors": [v.to_json() for v in self.visitors.values()],
+            "pending": len(self.pending),
+            "counters": self.counters.as_dict(),
+        }

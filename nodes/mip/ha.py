@@ -1,0 +1,300 @@
+"""Home Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 UDP tunnels, RFC 5265 i-HA role).
+
+Inputs: `on_udp` (UDP 434 payloads: requests and RFC 3519 tunnel data), `on_ip` (received IP-in-IP
+packets: reverse tunnels), `encapsulate` (a packet for a home address, captured on the home link),
+`tick`. Each returns a list of actions from `nodes.mip.actions`. One binding per home address.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from ipaddress import IPv4Address, IPv4Network
+
+from nodes.mip.actions import (
+    AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendIp, SendUdp,
+)
+from nodes.mip.auth import SecurityAssociation
+from nodes.mip.common import Counters, Deadlines, addr, ipv4_dst, parse_registration
+from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
+from nodes.wire.mip import (
+    ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
+    TYPE_REQUEST, TYPE_TUNNEL_DATA, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags,
+    TrustedNetworksConfigured, TunnelData, UdpTunnelReply, find_extension,
+    ident_for_mismatch, message_type, ntp_to_unix,
+)
+
+
+@dataclass(frozen=True)
+class MobileNodeEntry:
+    """A mobile node the HA serves: its home address and MN-HA security association."""
+
+    home_address: IPv4Address
+    sa: SecurityAssociation
+    max_lifetime: int | None = None
+
+
+@dataclass
+class HomeAgentConfig:
+    address: IPv4Address
+    nodes: list[MobileNodeEntry]
+    home_iface: str | None = None
+    max_lifetime: int = 1800
+    max_bindings: int = 100_000
+    replay_tolerance: float = 7.0
+    reverse_tunnelling: bool = True
+    reverse_tunnel_required: bool = False
+    udp_tunnelling: bool = True
+    udp_keepalive: int = 110
+    trusted_networks: list[IPv4Network] = field(default_factory=list)
+    drop_untrusted: bool = False  # i-HA: silently drop requests from outside trusted_networks
+    fa_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.address = addr(self.address)
+        self.trusted_networks = [IPv4Network(n) for n in self.trusted_networks]
+        self.fa_associations = {addr(k): v for k, v in self.fa_associations.items()}
+
+
+@dataclass
+class Binding:
+    home_address: IPv4Address
+    care_of_address: IPv4Address
+    lifetime: int
+    expires: float
+    identification: int
+    kind: str  # "ipip" or "udp"
+    remote: IPv4Address  # tunnel endpoint: the care-of address or the NAT's observed address
+    remote_port: int | None
+    reverse: bool
+    registered_at: float
+
+    def to_json(self) -> dict:
+        """Addresses as strings; an infinite lifetime's expiry as None (strict JSON has no inf)."""
+        return {k: (str(v) if isinstance(v, IPv4Address) else None if v == float("inf") else v)
+                for k, v in asdict(self).items()}
+
+
+class _Denied(Exception):
+    def __init__(self, code: int, reason: str):
+        self.code, self.reason = code, reason
+
+
+class HomeAgent:
+    def __init__(self, config: HomeAgentConfig):
+        self.config = config
+        self.nodes = {addr(n.home_address): n for n in config.nodes}
+        self.bindings: dict[IPv4Address, Binding] = {}
+        self.counters = Counters()
+        self._last_ident: dict[IPv4Address, int] = {}  # survives deregistration (replay protection)
+        self._expiry = Deadlines()
+
+    # --- inputs ---------------------------------------------------------------------------------
+
+    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+        """A UDP datagram received on port 434."""
+        kind = message_type(payload)
+        if kind == TYPE_REQUEST:
+            return self._on_request(payload, addr(src), sport, now)
+        if kind == TYPE_TUNNEL_DATA:
+            return self._on_udp_tunnel(payload, addr(src), sport)
+        return self.counters.drop(f"unexpected-type-{kind}")
+
+    def on_ip(self, packet: bytes, now: float) -> list:
+        """An IP-in-IP packet addressed to the HA: a reverse tunnel from a care-of address."""
+        try:
+            outer = IPv4.decode(packet)
+            if outer.proto != PROTO_IPIP:
+                return self.counters.drop("not-ipip")
+            inner = IPv4.decode(outer.payload)
+        except DecodeError as e:
+            return self.counters.drop(f"tunnel:{e.reason}")
+        binding = self.bindings.get(inner.src)
+        if binding is None:
+            return self.counters.drop("reverse-src-not-bound")
+        if binding.kind != "ipip" or outer.src != binding.remote:
+            return self.counters.drop("reverse-outer-mismatch")
+        self.counters["reverse-tunnelled"] += 1
+        return [DeliverIp(outer.payload)]
+
+    def encapsulate(self, packet: bytes, now: float) -> list:
+        """Tunnel a packet addressed to a home address towards its care-of address."""
+        binding = self.bindings.get(ipv4_dst(packet))
+        if binding is None:
+            return self.counters.drop("no-binding")
+        self.counters["tunnelled"] += 1
+        if binding.kind == "udp":
+            data = TunnelData(ENCAP_IPIP, packet).encode()
+            return [SendUdp(binding.remote, binding.remote_port, data, src=self.config.address)]
+        return [SendIp(ip_in_ip(self.config.address, binding.remote, packet))]
+
+    def tick(self, now: float) -> list:
+        """Expire bindings whose lifetime ran out."""
+        actions: list = []
+        for home in self._expiry.pop_due(now):
+            self.counters["expired"] += 1
+            actions += self._remove_binding(home)
+            actions.append(Log("binding-expired", {"home": str(home)}))
+        return actions
+
+    def next_deadline(self) -> float | None:
+        return self._expiry.earliest()
+
+    def status(self) -> dict:
+        return {
+            "role": "ha",
+            "address": str(self.config.address),
+            "bindings": [b.to_json() for b in self.bindings.values()],
+            "counters": self.counters.as_dict(),
+        }
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def _on_request(self, raw: bytes, src: IPv4Address, sport: int, now: float) -> list:
+        cfg = self.config
+        trusted = any(src in net for net in cfg.trusted_networks)
+        if cfg.drop_untrusted and not trusted:
+            return self.counters.drop("untrusted-source")
+        self.counters["requests"] += 1
+        req, malformed = parse_registration(RegistrationRequest, raw)
+        if malformed:
+            fixed, error = malformed
+            self.counters.drop(f"decode:{error.reason}")
+            if fixed is None:
+                return []
+            self.counters[f"denied:{ReplyCode.HA_POORLY_FORMED_REQUEST}"] += 1
+            return [self._reply(fixed, self.nodes.get(fixed.home_address), ReplyCode.HA_POORLY_FORMED_REQUEST,
+                                0, fixed.identification, [], src, sport)]
+        node = self.nodes.get(req.home_address)
+        try:
+            self._authenticate(req, raw, node, src)
+            self._check_identification(req, now)
+            actions, code, lifetime, exts = self._register(req, src, sport, now, trusted)
+        except _Denied as denial:
+            self.counters[f"denied:{denial.code}"] += 1
+            ident = req.identification
+            if denial.code == ReplyCode.HA_IDENTIFICATION_MISMATCH:
+                ident = ident_for_mismatch(now, req.identification)
+            log = Log("registration", {"home": str(req.home_address), "coa": str(req.care_of_address),
+                                       "code": denial.code, "reason": denial.reason, "at": now})
+            return [self._reply(req, node, denial.code, 0, ident, [], src, sport), log]
+        self.counters[f"accepted:{code}"] += 1
+        return actions + [self._reply(req, node, code, lifetime, req.identification, exts, src, sport)]
+
+    def _on_udp_tunnel(self, payload: bytes, src: IPv4Address, sport: int) -> list:
+        """RFC 3519 tunnel data from a node behind a NAT (also its keepalives)."""
+        try:
+            packet = TunnelData.decode(payload).payload
+            inner = IPv4.decode(packet)
+        except DecodeError as e:
+            return self.counters.drop(f"tunnel:{e.reason}")
+        binding = self.bindings.get(inner.src)
+        if binding is None:
+            return self.counters.drop("reverse-src-not-bound")
+        if binding.kind != "udp" or (binding.remote, binding.remote_port) != (src, sport):
+            return self.counters.drop("reverse-outer-mismatch")
+        self.counters["reverse-tunnelled"] += 1
+        return [DeliverIp(packet)]
+
+    def _authenticate(self, req: RegistrationRequest, raw: bytes, node, src) -> None:
+        if node is None:
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "unknown-home-address")
+        mn_ha = find_extension(req.extensions, EXT_MN_HA_AUTH)
+        if mn_ha is None:
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "missing-mn-ha-auth")
+        if not node.sa.verifies(raw, mn_ha):
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "bad-mn-ha-auth")
+        fa_sa = self.config.fa_associations.get(src)
+        fa_ha = find_extension(req.extensions, EXT_FA_HA_AUTH)
+        if fa_sa is not None and not fa_sa.verifies(raw, fa_ha):
+            raise _Denied(ReplyCode.HA_FA_AUTH_FAILED, "bad-fa-ha-auth")
+
+    def _check_identification(self, req: RegistrationRequest, now: float) -> None:
+        """Timestamp replay protection: close to our clock and above the last accepted one."""
+        if abs(ntp_to_unix(req.identification) - now) > self.config.replay_tolerance:
+            raise _Denied(ReplyCode.HA_IDENTIFICATION_MISMATCH, "timestamp-out-of-tolerance")
+        if req.identification <= self._last_ident.get(req.home_address, -1):
+            raise _Denied(ReplyCode.HA_IDENTIFICATION_MISMATCH, "identification-not-increasing")
+
+    def _register(self, req: RegistrationRequest, src, sport, now: float, trusted: bool):
+        """Checks that need an authenticated request, then the binding change.
+
+        Returns (actions, code, granted lifetime, reply extensions)."""
+        cfg = self.config
+        home, coa = req.home_address, req.care_of_address
+        if req.home_agent != cfg.address:
+            raise _Denied(ReplyCode.HA_UNKNOWN_HA_ADDRESS, "home-agent-address-not-ours")
+        if home.is_unspecified or (req.lifetime and (coa.is_unspecified or coa.is_multicast)):
+            raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "bad-address")
+        if req.flags & (RequestFlags.M | RequestFlags.G):
+            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "only-ipip")
+        deregistration = req.lifetime == 0 or coa == home
+        self._last_ident[home] = req.identification
+        if deregistration:
+            actions = self._remove_binding(home)
+            actions.append(Log("deregistration", {"home": str(home), "at": now}))
+            return actions, ReplyCode.ACCEPTED, 0, self._trust_exts(trusted)
+        if req.has(RequestFlags.T) and not cfg.reverse_tunnelling:
+            raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off")
+        if cfg.reverse_tunnel_required and not req.has(RequestFlags.T):
+            raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_MANDATORY, "t-bit-missing")
+        kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport)
+        if home not in self.bindings and len(self.bindings) >= cfg.max_bindings:
+            raise _Denied(ReplyCode.HA_INSUFFICIENT_RESOURCES, "binding-table-full")
+        node = self.nodes[home]
+        granted = min(req.lifetime, node.max_lifetime or cfg.max_lifetime)
+        binding = Binding(home, coa, granted, now + granted if granted != INFINITE_LIFETIME else float("inf"),
+                          req.identification, kind, remote, remote_port, req.has(RequestFlags.T), now)
+        actions = self._install(binding)
+        code = ReplyCode.ACCEPTED_NO_SIMULTANEOUS if req.has(RequestFlags.S) else ReplyCode.ACCEPTED
+        actions.append(Log("registration", {"home": str(home), "coa": str(coa), "code": int(code),
+                                            "lifetime": granted, "tunnel": kind, "at": now}))
+        return actions, code, granted, exts + self._trust_exts(trusted)
+
+    def _tunnel_choice(self, req: RegistrationRequest, src: IPv4Address, sport: int):
+        """RFC 3519: a NAT is detected when the request's source differs from the care-of address."""
+        udp_req = find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST)
+        nat = src != req.care_of_address
+        if udp_req is None:
+            if nat:
+                self.counters["nat-without-udp-request"] += 1
+            return "ipip", req.care_of_address, None, []
+        if udp_req.encapsulation != ENCAP_IPIP:
+            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "udp-encapsulation-not-ipip")
+        if not (nat or udp_req.force):
+            return "ipip", req.care_of_address, None, []
+        if not self.config.udp_tunnelling:
+            raise _Denied(ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE, "udp-tunnelling-off")
+        self.counters["nat-detected" if nat else "udp-forced"] += 1
+        reply_ext = UdpTunnelReply(0, udp_req.force, self.config.udp_keepalive)
+        return "udp", src, sport, [reply_ext]
+
+    @staticmethod
+    def _trust_exts(trusted: bool) -> list:
+        return [TrustedNetworksConfigured()] if trusted else []
+
+    def _reply(self, req, node, code: int, lifetime: int, ident: int, exts: list, dst, dport) -> SendUdp:
+        reply = RegistrationReply(code, lifetime, req.home_address, self.config.address, ident, exts)
+        data = reply.encode()
+        if node is not None:
+            data = node.sa.sign(data)
+        return SendUdp(dst, dport, data, src=self.config.address)
+
+    # --- bindings -------------------------------------------------------------------------------
+
+    def _install(self, binding: Binding) -> list:
+        home = binding.home_address
+        first = home not in self.bindings
+        self.bindings[home] = binding
+        self._expiry.set(home, binding.expires)
+        actions = [AddTunnel(home, self.config.address, binding.remote, binding.kind, binding.remote_port,
+                             self.config.udp_keepalive if binding.kind == "udp" else None)]
+        if first:
+            iface = self.config.home_iface
+            actions += [ProxyArp(home, True, iface), GratuitousArp(home, iface, proxy=True)]
+        return actions
+
+    def _remove_binding(self, home: IPv4Address) -> list:
+        if self.bindings.pop(home, None) is None:
+            return []
+        self._expiry.cancel(home)
+        return [RemoveTunnel(home), ProxyArp(home, False, self.config.home_iface)]

@@ -1,0 +1,386 @@
+"""Mobile Node core (RFC 5944 agent discovery, movement detection and registration; RFC 3519).
+
+Inputs: `link_up` / `link_down` (from the runtime's link monitor), `set_care_of_address` (a
+co-located care-of address from DHCP or static config, None when lost), `on_icmp` (agent
+advertisements), `on_udp` (registration replies), `tick`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
+from nodes.mip.auth import SecurityAssociation
+from nodes.mip.common import Counters, addr
+from nodes.wire.errors import DecodeError
+from nodes.wire.mip import (
+    EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT,
+    NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, AgentSolicitation, RegistrationReply,
+    RegistrationRequest, ReplyCode, RequestFlags, UdpTunnelRequest, agent_rebooted, find_extension,
+    is_accepted, message_type, ntp_now,
+)
+
+ALL_ROUTERS = IPv4Address("224.0.0.2")
+RETRY_AFTER_DENIAL = {66, 78, 80, 81, 82, 88, 130}  # transient: try again after a backoff
+
+
+@dataclass
+class MobileNodeConfig:
+    home_address: IPv4Address
+    home_agent: IPv4Address
+    home_network: IPv4Network
+    sa: SecurityAssociation  # MN-HA
+    iface: str | None = None
+    lifetime: int = 1800  # requested
+    reverse_tunnel: bool = False  # T bit
+    udp_tunnel: str = "auto"  # RFC 3519 ext 144: "auto" when co-located, "always", "never"
+    force_udp: bool = False  # F bit of ext 144
+    solicit_interval: float = 1.0
+    solicit_burst: int = 3  # at most this many at solicit_interval, then exponential backoff
+    solicit_max_interval: float = 60.0
+    retransmit_initial: float = 1.0
+    retransmit_max: float = 32.0
+    reregister_fraction: float = 0.8  # re-register after this part of the granted lifetime
+
+    def __post_init__(self):
+        self.home_address, self.home_agent = addr(self.home_address), addr(self.home_agent)
+        self.home_network = IPv4Network(self.home_network)
+        if self.udp_tunnel not in ("auto", "always", "never"):
+            raise ValueError(f"udp_tunnel must be auto, always or never, not {self.udp_tunnel!r}")
+
+
+@dataclass
+class Agent:
+    """The mobility agent currently heard on the link."""
+
+    address: IPv4Address
+    care_of_addresses: list
+    sequence: int
+    flags: int
+    prefix: IPv4Network
+    expires: float
+    max_lifetime: int
+
+    @property
+    def is_home(self) -> bool:
+        return bool(self.flags & AgentFlags.H)
+
+    @property
+    def is_foreign(self) -> bool:
+        return bool(self.flags & AgentFlags.F) and bool(self.care_of_addresses)
+
+
+@dataclass
+class Attempt:
+    """The registration request in flight (retransmitted with a new identification each time)."""
+
+    mode: str  # "fa", "colocated" or "home" (deregistration)
+    lifetime: int
+    care_of_address: IPv4Address
+    dst: IPv4Address
+    src: IPv4Address
+    identification: int = 0
+    sent_at: float = 0.0
+    first_sent_at: float = 0.0
+    timeout: float = 1.0
+    retransmit_at: float = 0.0
+    resynced: bool = False
+
+
+@dataclass
+class Registration:
+    mode: str
+    care_of_address: IPv4Address
+    lifetime: int
+    expires: float
+    renew_at: float
+    tunnel: str
+    trusted_network: bool
+
+
+class MobileNode:
+    def __init__(self, config: MobileNodeConfig):
+        self.config = config
+        self.counters = Counters()
+        self.link_is_up = False
+        self.location = "unknown"  # "home", "foreign", "unknown"
+        self.agent: Agent | None = None
+        self.colocated: IPv4Address | None = None
+        self.attempt: Attempt | None = None
+        self.registration: Registration | None = None
+        self.state = "detached"  # detached, discovering, registering, registered, denied, home
+        self.last_code: int | None = None
+        self.clock_offset = 0.0  # learnt from a code-133 reply
+        self._last_ident = 0
+        self._away = False  # a binding may exist at the HA
+        self._solicits = 0
+        self._next_solicit: float | None = None
+        self._retry_at: float | None = None
+
+    # --- link events ----------------------------------------------------------------------------
+
+    def link_up(self, now: float, care_of_address=None) -> list:
+        """Attached to a link: forget the old agent, solicit (RFC 5944 2.4.1)."""
+        self.link_is_up, self.agent, self.attempt, self.location = True, None, None, "unknown"
+        self.state = "discovering"
+        self.colocated = addr(care_of_address) if care_of_address else None
+        self._solicits, self._next_solicit, self._retry_at = 0, now, None
+        actions = self._solicit(now)
+        if self.colocated:
+            actions += self._decide(now)
+        return actions
+
+    def link_down(self, now: float) -> list:
+        self.link_is_up, self.agent, self.attempt, self.colocated = False, None, None, None
+        self._next_solicit = self._retry_at = None
+        self.state, self.location = "detached", "unknown"
+        self.counters["link-down"] += 1
+        return []
+
+    def set_care_of_address(self, care_of_address, now: float) -> list:
+        """A co-located care-of address from DHCP or static config (None: lost it)."""
+        self.colocated = addr(care_of_address) if care_of_address else None
+        return self._decide(now) if self.link_is_up else []
+
+    # --- agent discovery and movement detection -------------------------------------------------
+
+    def on_icmp(self, payload: bytes, src, dst, now: float, lladdr=None) -> list:
+        if not payload or payload[0] != ICMP_ROUTER_ADVERTISEMENT:
+            return self.counters.drop("icmp-not-advertisement")
+        try:
+            adv = AgentAdvertisement.decode(payload)
+        except DecodeError as e:
+            return self.counters.drop(f"advertisement:{e.reason}")
+        if not self.link_is_up:
+            return self.counters.drop("link-down")
+        self.counters["advertisements"] += 1
+        src = addr(src)
+        prefix_len = adv.prefix_lengths[0] if adv.prefix_lengths else 32
+        prefix = IPv4Network(f"{src}/{prefix_len}", strict=False)
+        old = self.agent
+        moved = old is None or old.address != src or old.prefix != prefix
+        rebooted = not moved and agent_rebooted(old.sequence, adv.sequence)
+        self.agent = Agent(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix,
+                           now + adv.lifetime, adv.registration_lifetime)
+        self._next_solicit = None  # heard an agent: stop soliciting
+        if rebooted:
+            self.counters["agent-rebooted"] += 1
+            self.registration = None  # the FA lost its visitor list
+        if moved:
+            self.counters["movements"] += 1
+        return self._decide(now) if (moved or rebooted) else []
+
+    def _at_home(self) -> bool:
+        net = self.config.home_network
+        if self.colocated is not None and self.colocated in net:
+            return True
+        return self.agent is not None and self.agent.is_home and self.agent.address in net
+
+    def _decide(self, now: float) -> list:
+        """Where are we, and what registration does that need."""
+        if self._at_home():
+            return self._return_home(now)
+        fa = self.agent if self.agent is not None and self.agent.is_foreign else None
+        if fa is not None and (self.colocated is None or fa.flags & AgentFlags.R):
+            self.location = "foreign"
+            return self._start(now, "fa")
+        if self.colocated is not None:
+            self.location = "foreign"
+            return self._start(now, "colocated")
+        return []
+
+    def _return_home(self, now: float) -> list:
+        self.location = "home"
+        actions: list = [GratuitousArp(self.config.home_address, self.config.iface)]
+        if self.registration and self.registration.mode == "colocated":
+            actions.append(RemoveTunnel(self.config.home_address))
+        self.registration = None
+        if not self._away:
+            self.state, self.attempt = "home", None
+            return actions
+        return actions + self._start(now, "home")
+
+    def _solicit(self, now: float) -> list:
+        cfg = self.config
+        self._solicits += 1
+        n = self._solicits
+        delay = cfg.solicit_interval if n < cfg.solicit_burst else cfg.solicit_interval * 2 ** (n - cfg.solicit_burst + 1)
+        self._next_solicit = now + min(delay, cfg.solicit_max_interval)
+        self.counters["solicitations"] += 1
+        src = self.colocated or cfg.home_address
+        return [SendIcmp(ALL_ROUTERS, AgentSolicitation().encode(), src=src, ttl=1, iface=cfg.iface)]
+
+    # --- registration ---------------------------------------------------------------------------
+
+    def _start(self, now: float, mode: str, lifetime: int | None = None) -> list:
+        cfg = self.config
+        home = cfg.home_address
+        if mode == "home":
+            attempt = Attempt(mode, 0, home, cfg.home_agent, home)
+        elif mode == "fa":
+            wanted = cfg.lifetime if lifetime is None else lifetime
+            attempt = Attempt(mode, wanted, self.agent.care_of_addresses[0], self.agent.address, home)
+        else:
+            attempt = Attempt(mode, cfg.lifetime if lifetime is None else lifetime, self.colocated,
+                              cfg.home_agent, self.colocated)
+        attempt.first_sent_at, attempt.timeout = now, cfg.retransmit_initial
+        self.attempt, self.state, self._retry_at = attempt, "registering", None
+        return self._send(now)
+
+    def _request(self, attempt: Attempt) -> bytes:
+        cfg = self.config
+        flags = 0
+        if cfg.reverse_tunnel and attempt.mode != "home":
+            flags |= RequestFlags.T
+        exts = []
+        if attempt.mode == "colocated":
+            flags |= RequestFlags.D
+        if attempt.mode != "home" and (cfg.udp_tunnel == "always" or
+                                       (cfg.udp_tunnel == "auto" and attempt.mode == "colocated")):
+            exts.append(UdpTunnelRequest(force=cfg.force_udp))
+        req = RegistrationRequest(flags, attempt.lifetime, cfg.home_address, cfg.home_agent,
+                                  attempt.care_of_address, attempt.identification, exts)
+        return cfg.sa.sign(req.encode())
+
+    def _new_identification(self, now: float) -> int:
+        self._last_ident = max(ntp_now(now + self.clock_offset), self._last_ident + 1)
+        return self._last_ident
+
+    def _send(self, now: float) -> list:
+        """(Re)send the attempt with a fresh identification; arm the retransmission."""
+        a = self.attempt
+        a.identification = self._new_identification(now)
+        a.sent_at = now
+        a.retransmit_at = now + a.timeout
+        self.counters["requests"] += 1
+        self._away = self._away or a.mode != "home"
+        ttl = 255 if a.mode == "fa" else 64
+        return [SendUdp(a.dst, MIP_PORT, self._request(a), src=a.src, ttl=ttl, iface=self.config.iface)]
+
+    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+        if message_type(payload) != TYPE_REPLY:
+            return self.counters.drop("not-a-reply")
+        try:
+            reply = RegistrationReply.decode(payload)
+        except DecodeError as e:
+            return self.counters.drop(f"decode:{e.reason}")
+        a = self.attempt
+        if a is None or reply.home_address != self.config.home_address or \
+                (reply.identification & 0xFFFFFFFF) != (a.identification & 0xFFFFFFFF):
+            return self.counters.drop("unmatched-reply")
+        from_fa = 64 <= reply.code < 128 or reply.code == ReplyCode.FA_INVALID_HA_ADDRESS
+        mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
+        if mn_ha is None and not from_fa:
+            return self.counters.drop("reply-unauthenticated")
+        if mn_ha is not None and not self.config.sa.verifies(payload, mn_ha):
+            return self.counters.drop("reply-bad-auth")
+        if not from_fa and reply.identification != a.identification and \
+                reply.code != ReplyCode.HA_IDENTIFICATION_MISMATCH:
+            return self.counters.drop("unmatched-reply")
+        self.last_code = reply.code
+        self.counters[f"reply:{reply.code}"] += 1
+        if is_accepted(reply.code):
+            return self._accepted(reply, now)
+        return self._denied(reply, now)
+
+    def _accepted(self, reply: RegistrationReply, now: float) -> list:
+        a, cfg = self.attempt, self.config
+        self.attempt = None
+        log = Log("registration", {"mode": a.mode, "coa": str(a.care_of_address), "code": reply.code,
+                                   "lifetime": reply.lifetime, "elapsed": round(now - a.first_sent_at, 6),
+                                   "at": now})
+        if a.mode == "home":
+            self._away, self.state, self.registration = False, "home", None
+            return [log]
+        udp = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
+        tunnel = "udp" if udp is not None and udp.code < 64 else "ipip"
+        self.registration = Registration(
+            a.mode, a.care_of_address, reply.lifetime, a.sent_at + reply.lifetime,
+            a.sent_at + reply.lifetime * cfg.reregister_fraction, tunnel,
+            find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None,
+        )
+        self.state = "registered"
+        if a.mode == "colocated":
+            tunnel_action = AddTunnel(cfg.home_address, a.care_of_address, cfg.home_agent, tunnel,
+                                      MIP_PORT if tunnel == "udp" else None, udp.keepalive if udp else None)
+        else:
+            tunnel_action = RemoveTunnel(cfg.home_address)
+        return [tunnel_action, log]
+
+    def _denied(self, reply: RegistrationReply, now: float) -> list:
+        a = self.attempt
+        if reply.code == ReplyCode.HA_IDENTIFICATION_MISMATCH and not a.resynced:
+            ha_seconds = (reply.identification >> 32) - NTP_UNIX_OFFSET
+            self.clock_offset = ha_seconds - now
+            self.counters["clock-resync"] += 1
+            a.resynced = True
+            return self._send(now)
+        if reply.code == ReplyCode.FA_LIFETIME_TOO_LONG and 0 < reply.lifetime < a.lifetime:
+            a.lifetime = reply.lifetime
+            return self._send(now)
+        self.attempt, self.state = None, "denied"
+        if reply.code in RETRY_AFTER_DENIAL:
+            self._retry_at = now + a.timeout
+        return [Log("registration-denied", {"mode": a.mode, "code": reply.code, "at": now})]
+
+    # --- timers and status ----------------------------------------------------------------------
+
+    def tick(self, now: float) -> list:
+        actions: list = []
+        if self.agent is not None and self.agent.expires <= now:
+            self.counters["agent-expired"] += 1
+            self.agent = None
+            if self.colocated is None:
+                self.location, self.state = "unknown", "discovering"
+                self._solicits, self._next_solicit = 0, now
+        if self._next_solicit is not None and self._next_solicit <= now and self.link_is_up:
+            actions += self._solicit(now)
+        a = self.attempt
+        if a is not None and a.retransmit_at <= now:
+            a.timeout = min(a.timeout * 2, self.config.retransmit_max)
+            self.counters["retransmissions"] += 1
+            actions += self._send(now)
+        reg = self.registration
+        if a is None and reg is not None and reg.renew_at <= now and self.link_is_up:
+            self.counters["reregistrations"] += 1
+            actions += self._renew(now)
+        if self._retry_at is not None and self._retry_at <= now:
+            self._retry_at = None
+            actions += self._decide(now)
+        return actions
+
+    def _renew(self, now: float) -> list:
+        reg = self.registration
+        reg.renew_at = float("inf")
+        if (reg.mode == "fa" and self.agent is None) or (reg.mode == "colocated" and self.colocated is None):
+            return []  # attachment lost: movement detection decides what comes next
+        return self._start(now, reg.mode)
+
+    def next_deadline(self) -> float | None:
+        candidates = [self._next_solicit, self._retry_at,
+                      self.agent.expires if self.agent else None,
+                      self.attempt.retransmit_at if self.attempt else None,
+                      self.registration.renew_at if self.registration and not self.attempt and self.link_is_up
+                      else None]
+        finite = [c for c in candidates if c is not None and c != float("inf")]
+        return min(finite) if finite else None
+
+    def status(self) -> dict:
+        reg, agent = self.registration, self.agent
+        return {
+            "role": "mn",
+            "home_address": str(self.config.home_address),
+            "location": self.location,
+            "state": self.state,
+            "mode": reg.mode if reg else None,
+            "care_of_address": str(reg.care_of_address) if reg else None,
+            "registered_until": reg.expires if reg else None,
+            "tunnel": reg.tunnel if reg else None,
+            "trusted_network": reg.trusted_network if reg else False,
+            "agent": None if agent is None else {
+                "address": str(agent.address), "sequence": agent.sequence, "flags": agent.flags,
+                "prefix": str(agent.prefix), "care_of_addresses": [str(c) for c in agent.care_of_addresses],
+            },
+            "last_code": self.last_code,
+            "counters": self.counters.as_dict(),
+        }
