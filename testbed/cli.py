@@ -44,7 +44,7 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
-        world = World.build(run, log_dir, attach=scenario.stations, nat=scenario.nat)
+        world = World.for_scenario(run, log_dir, scenario)
         handles = {role.name: start_role(world, role) for role in scenario.roles.values()}
         info = {"run_id": run_id, "scenario": scenario.name, "built_in_s": round(world.built_in, 3),
                 "harness_pid": os.getpid(), "logs": str(log_dir),

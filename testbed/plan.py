@@ -72,6 +72,15 @@ class NodeSpec:
         raise KeyError(f"node {self.name} has no interface on {segment_or_link}")
 
 
+@dataclass(frozen=True)
+class Variant:
+    """A named change to the plan: extra routes per node, firewalls replaced (None: none)."""
+    name: str
+    about: str
+    routes: dict[str, dict[str, IPv4Address]]
+    firewalls: dict[str, str | None]
+
+
 @dataclass
 class Plan:
     file: Path
@@ -80,6 +89,21 @@ class Plan:
     nodes: dict[str, NodeSpec]
     attachments: dict[str, Attachment]
     firewalls: dict[str, str]
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+    def with_variants(self, names) -> "Plan":
+        """A copy of the plan with the named variants applied, in order."""
+        nodes = {n: NodeSpec(s.name, s.about, s.router, s.station, list(s.interfaces), dict(s.routes), s.firewall, s.nat)
+                 for n, s in self.nodes.items()}
+        for name in names:
+            v = self.variants[name]
+            for node, routes in v.routes.items():
+                nodes[node].routes.update(routes)
+            for node, fw in v.firewalls.items():
+                nodes[node].firewall = fw
+        plan = Plan(self.file, self.segments, self.links, nodes, self.attachments, self.firewalls, self.variants)
+        check_plan(plan)
+        return plan
 
     def address(self, node: str, where: str | None = None) -> IPv4Address:
         """A node's address on a segment or link (its first interface's when `where` is None)."""
@@ -102,7 +126,7 @@ class Plan:
 
 def load_plan(path: Path = PLAN_FILE) -> Plan:
     top = Reader(path, load_yaml(path))
-    top.only_keys(["segments", "links", "nodes", "attachments", "firewalls"])
+    top.only_keys(["segments", "links", "nodes", "attachments", "firewalls", "variants"])
     segments = {}
     for name, r in top.child("segments").items():
         r.only_keys(["prefix", "zone", "about"])
@@ -133,9 +157,25 @@ def load_plan(path: Path = PLAN_FILE) -> Plan:
             raise ConfigError(path, f"attachments.{seg}", f"a segment of {sorted(segments)}", seg)
         r.only_keys(["address", "router"])
         attachments[seg] = Attachment(seg, r.child("address").address(), r.child("router").address())
-    plan = Plan(path, segments, links, nodes, attachments, firewalls)
+    variants = {name: _load_variant(name, r, nodes, firewalls) for name, r in top.child("variants", {}).items()}
+    plan = Plan(path, segments, links, nodes, attachments, firewalls, variants)
     check_plan(plan)
     return plan
+
+
+def _load_variant(name: str, r: Reader, nodes, firewalls) -> Variant:
+    r.only_keys(["about", "routes", "firewalls"])
+    routes = {}
+    for node, rr in r.child("routes", {}).items():
+        if node not in nodes:
+            raise rr.fail(f"a node of {sorted(nodes)}", node)
+        routes[node] = {dest: (Reader(g.file, dest, g.key).network(), g.address())[1] for dest, g in rr.items()}
+    fws = {}
+    for node, fr in r.child("firewalls", {}).items():
+        if node not in nodes:
+            raise fr.fail(f"a node of {sorted(nodes)}", node)
+        fws[node] = None if fr.data is None else fr.str(firewalls)
+    return Variant(name, r.child("about", "").str(), routes, fws)
 
 
 def _check_name(r: Reader, make) -> None:

@@ -144,7 +144,7 @@ def world(request, testbed_run, scenario, case_dir):
     """A fresh world for the case, built from the scenario; torn down after it."""
     from testbed.world import World
 
-    w = World.build(testbed_run, case_dir / "logs", attach=scenario.stations, nat=scenario.nat)
+    w = World.for_scenario(testbed_run, case_dir / "logs", scenario)
     w.mark("world-up", seconds=round(w.built_in, 3), scenario=scenario.name)
     yield w
     w.stop()

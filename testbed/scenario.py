@@ -10,6 +10,7 @@ scenarios of the MIPv4/VPN problem statement are five files, not five code paths
     name: remote-access-basic          # must match the file name
     description: one line
     source: "draft-gupta section 3"    # where the scenario comes from
+    variants: [open-intranet]          # changes to the world (fixtures/world.yaml, variants)
     stations: {r: fn1}                 # station -> segment it attaches to first
     nat: {mapping: port-preserving, helpers: [ftp]}
     roles:
@@ -47,6 +48,11 @@ class Scenario:
     stations: dict[str, str]
     nat: NatOptions
     roles: dict[str, Role]
+    variants: tuple[str, ...] = ()
+
+    def plan(self) -> Plan:
+        """The world's plan with this scenario's variants applied."""
+        return default_plan().with_variants(self.variants)
 
     def with_impls(self, overrides: dict[str, str]) -> "Scenario":
         """The same scenario with some roles' implementations replaced.
@@ -61,7 +67,7 @@ class Scenario:
                 impl = overrides["*"]
             _check_impl(self.file, f"--impl {name}", role.kind, impl or role.impl)
             roles[name] = Role(name, role.kind, role.node, impl or role.impl, role.config)
-        return Scenario(self.name, self.description, self.source, self.file, self.stations, self.nat, roles)
+        return Scenario(self.name, self.description, self.source, self.file, self.stations, self.nat, roles, self.variants)
 
     def roles_of(self, kind: str) -> list[Role]:
         return [r for r in self.roles.values() if r.kind == kind]
@@ -78,7 +84,7 @@ def _check_impl(file, key: str, kind: str, impl: str) -> None:
 def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
     plan = plan or default_plan()
     top = Reader(path, load_yaml(path))
-    top.only_keys(["name", "description", "source", "stations", "nat", "roles"])
+    top.only_keys(["name", "description", "source", "variants", "stations", "nat", "roles"])
     name = top.child("name").str()
     if name != path.stem:
         raise top.child("name").fail(f"the file's name {path.stem!r}", name)
@@ -102,7 +108,9 @@ def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
         _check_impl(path, f"{r.key}.impl", kind, impl)
         config = r.child("config", {}).mapping()
         roles[role_name] = Role(role_name, kind, node, impl, config)
-    return Scenario(name, top.child("description").str(), top.child("source", "").str(), path, stations, nat, roles)
+    variants = tuple(v.str(plan.variants) for v in top.child("variants", []).list())
+    return Scenario(name, top.child("description").str(), top.child("source", "").str(), path, stations, nat, roles,
+                    variants)
 
 
 def scenario_path(name: str) -> Path:

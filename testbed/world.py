@@ -79,6 +79,11 @@ class World:
         world.built_in = time.monotonic() - t0
         return world
 
+    @classmethod
+    def for_scenario(cls, run: Run, log_dir: Path, scenario) -> "World":
+        """The world a scenario (testbed.scenario.Scenario) asks for: its variants, stations and NAT."""
+        return cls.build(run, log_dir, attach=scenario.stations, nat=scenario.nat, plan=scenario.plan())
+
     def _create(self, attach: dict[str, str]) -> None:
         plan = self.plan
         net = self.net = Mininet(topo=None, controller=None, switch=WorldBridge, build=False,

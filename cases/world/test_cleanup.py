@@ -48,7 +48,7 @@ def interfaces_here() -> list[str]:
 def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     from testbed.world import World
 
-    world = World.build(testbed_run, case_dir / "logs", attach=scenario.stations, nat=scenario.nat)
+    world = World.for_scenario(testbed_run, case_dir / "logs", scenario)
     sink = start_daemon(world, "h", "sink", args=["--udp", "7"])
     node_pids = [world.pid(n) for n in world.plan.nodes]
     inodes = {netns_inode(p) for p in node_pids}
