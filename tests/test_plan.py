@@ -1,0 +1,79 @@
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+import yaml
+
+from testbed.plan import PLAN_FILE, default_plan, load_plan
+from testbed.schema import ConfigError
+
+PRIVATE = [IPv4Network(p) for p in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+DOCUMENTATION = [IPv4Network(p) for p in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24")]
+
+
+def test_addresses_are_from_documentation_or_private_ranges():
+    plan = default_plan()
+    for seg in plan.segments.values():
+        assert any(seg.prefix.subnet_of(r) for r in PRIVATE + DOCUMENTATION), seg
+        if seg.zone == "intranet":
+            assert any(seg.prefix.subnet_of(r) for r in PRIVATE), f"intranet {seg.name} must be private"
+        if seg.zone in ("internet", "dmz"):
+            assert any(seg.prefix.subnet_of(r) for r in DOCUMENTATION), seg
+
+
+def test_every_address_is_unique_and_inside_its_prefix():
+    plan = default_plan()
+    addrs = [i.address for n in plan.nodes.values() for i in n.interfaces]
+    assert len(addrs) == len(set(addrs))
+    for n in plan.nodes.values():
+        for i in n.interfaces:
+            assert i.address in i.prefix
+
+
+def test_core_router_has_no_route_to_private_space():
+    core = default_plan().nodes["core"]
+    for dest in core.routes:
+        assert dest != "default"
+        assert not any(IPv4Network(dest).overlaps(p) for p in PRIVATE), dest
+
+
+def test_the_seeds_roles_have_their_places():
+    plan = default_plan()
+    assert plan.zone_of(plan.address("g", "dmz")) == "dmz"  # G_e
+    assert plan.zone_of(plan.address("g", "ibb")) == "intranet"  # G_i
+    assert plan.zone_of(plan.address("h")) == "intranet"
+    assert set(plan.attachments) >= {"fn1", "fn2", "fn3", "home"}
+    assert plan.stations() == ["r"]
+
+
+def test_variant_adds_routes_without_touching_the_base_plan():
+    plan = default_plan()
+    open_plan = plan.with_variants(["open-intranet"])
+    assert "10.1.0.0/16" in open_plan.nodes["core"].routes
+    assert "10.1.0.0/16" not in plan.nodes["core"].routes
+    assert open_plan.nodes["g"].firewall is None and plan.nodes["g"].firewall == "dmz-policy"
+
+
+def _broken(tmp_path, mutate):
+    data = yaml.safe_load(PLAN_FILE.read_text())
+    mutate(data)
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("mutate, key, expected", [
+    (lambda d: d["nodes"]["h"]["addresses"].update(srv="10.9.9.9"), "nodes.h", "inside 10.1.2.0/24"),
+    (lambda d: d["nodes"]["h"]["addresses"].update(srv="10.1.2.53"), "nodes.h", "not used elsewhere"),
+    (lambda d: d["nodes"]["h"].update(routes={"default": "10.1.0.1"}), "nodes.h.routes.default", "gateway on a network"),
+    (lambda d: d["nodes"]["h"]["addresses"].update(nowhere="10.1.2.9"), "nodes.h.addresses.nowhere", "a segment of"),
+    (lambda d: d["nodes"].update(toolongname={"addresses": {}}), "nodes.toolongname", "valid interface names"),
+    (lambda d: d["segments"]["srv"].update(zone="moon"), "segments.srv.zone", "one of"),
+    (lambda d: d["nodes"]["h"].update(colour="blue"), "nodes.h.colour", "one of the keys"),
+])
+def test_a_bad_plan_names_file_key_and_expectation(tmp_path, mutate, key, expected):
+    path = _broken(tmp_path, mutate)
+    with pytest.raises(ConfigError) as err:
+        load_plan(path)
+    assert err.value.file == str(path)
+    assert err.value.key == key
+    assert expected in str(err.value)

@@ -1,0 +1,87 @@
+import pytest
+import yaml
+
+from testbed.scenario import SCENARIO_DIR, list_scenarios, load_scenario
+from testbed.schema import ConfigError
+
+
+@pytest.mark.parametrize("name", sorted(list_scenarios()))
+def test_every_shipped_scenario_is_valid(name):
+    s = load_scenario(SCENARIO_DIR / f"{name}.yaml")
+    assert s.name == name and s.description
+    s.plan()  # its variants apply cleanly
+
+
+def test_the_five_deployment_scenarios_are_data():
+    names = set(list_scenarios())
+    assert {"mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-ha-outside", "mipvpn-local-link"} <= names
+    combined = load_scenario(SCENARIO_DIR / "mipvpn-combined.yaml")
+    assert {r.node for r in combined.roles.values() if r.kind in ("vpn-gateway", "home-agent")} == {"g"}
+
+
+BASE = {
+    "name": "x", "description": "d", "stations": {"r": "fn1"},
+    "roles": {"gw": {"kind": "vpn-gateway", "node": "g", "impl": "ours"}},
+}
+
+
+def write(tmp_path, data, name="x"):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def mutated(**changes):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        target = data
+        for p in parents:
+            target = target[p]
+        if value is None:
+            del target[last]
+        else:
+            target[last] = value
+    return data
+
+
+@pytest.mark.parametrize("changes, key, expected", [
+    ({"name": "y"}, "name", "the file's name 'x'"),
+    ({"description": None}, "description", "present"),
+    ({"stations__r": "mars"}, "stations.r", "one of"),
+    ({"stations__q": "fn1"}, "stations.q", "a station of the world"),
+    ({"roles__gw__kind": "router"}, "roles.gw.kind", "one of"),
+    ({"roles__gw__node": "zz"}, "roles.gw.node", "one of"),
+    ({"roles__gw__impl": "acme"}, "roles.gw.impl", "a profile of"),
+    ({"roles__gw__kind": "home-agent", "roles__gw__impl": "strongswan"}, "roles.gw.impl", "implements home-agent"),
+    ({"roles__gw__colour": "red"}, "roles.gw.colour", "one of the keys"),
+    ({"nat": {"mapping": "full-cone"}}, "nat.mapping", "one of"),
+    ({"nat": {"helpers": ["gopher"]}}, "nat.helpers[0]", "one of"),
+    ({"variants": ["no-such"]}, "variants[0]", "one of"),
+    ({"roles": []}, "roles", "a mapping"),
+])
+def test_a_bad_scenario_gets_its_precise_error(tmp_path, changes, key, expected):
+    path = write(tmp_path, mutated(**changes))
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    assert (err.value.file, err.value.key) == (str(path), key), str(err.value)
+    assert expected in str(err.value)
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "x.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        load_scenario(bad)
+    with pytest.raises(ConfigError, match="an existing file"):
+        load_scenario(tmp_path / "nope.yaml")
+
+
+def test_implementation_overrides():
+    s = load_scenario(SCENARIO_DIR / "remote-access-basic.yaml")
+    both = s.with_impls({"*": "strongswan"})
+    assert {r.impl for r in both.roles.values()} == {"strongswan"}
+    one = s.with_impls({"gw": "strongswan"})
+    assert one.roles["gw"].impl == "strongswan" and one.roles["client"].impl == "ours"
+    with pytest.raises(ConfigError, match="implements"):
+        load_scenario(SCENARIO_DIR / "mipvpn-ha-dmz.yaml").with_impls({"home-agent": "strongswan"})
