@@ -1,0 +1,178 @@
+"""Cipher suites in strongSwan's proposal syntax, and proposal selection (RFC 7296 2.7, 3.3.6).
+
+A suite string such as "aes128gcm16-prfsha256-ecp256" (IKE) or "aes256-sha256-modp2048" (IKE) or
+"aes128gcm16" / "aes128-sha256" (ESP) parses into a `Suite`; a list of suites becomes an SA payload;
+`select` picks the first of our suites that the peer's SA offers and returns the chosen proposal.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from nodes.wire import ikev2 as w
+
+ENCR_TOKENS = {
+    "aes128": (w.ENCR_AES_CBC, 128), "aes192": (w.ENCR_AES_CBC, 192), "aes256": (w.ENCR_AES_CBC, 256),
+    "aes128gcm16": (w.ENCR_AES_GCM_16, 128), "aes192gcm16": (w.ENCR_AES_GCM_16, 192),
+    "aes256gcm16": (w.ENCR_AES_GCM_16, 256),
+}
+INTEG_TOKENS = {"sha256": w.INTEG_HMAC_SHA2_256_128}
+PRF_TOKENS = {"prfsha1": w.PRF_HMAC_SHA1, "prfsha256": w.PRF_HMAC_SHA2_256, "prfsha384": w.PRF_HMAC_SHA2_384,
+              "prfsha512": w.PRF_HMAC_SHA2_512}
+DH_TOKENS = {"modp2048": 14, "ecp256": 19, "curve25519": 31, "x25519": 31}
+ALG_NAMES = {w.ENCR_AES_CBC: "aes-cbc", w.ENCR_AES_GCM_16: "aes-gcm-16"}
+
+
+class ProposalError(ValueError):
+    """A suite string that cannot be parsed."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    encr: int
+    key_bits: int
+    integ: int = w.INTEG_NONE
+    prf: int = 0  # IKE only
+    dh: int = 0  # IKE; for ESP only with PFS
+    esn: bool = False
+
+    @property
+    def aead(self) -> bool:
+        return self.encr == w.ENCR_AES_GCM_16
+
+    def name(self) -> str:
+        integ = "" if self.aead else "+hmac-sha256-128"
+        return f"{ALG_NAMES[self.encr]}-{self.key_bits}{integ}"
+
+    def transforms(self, protocol: int) -> list[w.Transform]:
+        out = [w.Transform(w.TT_ENCR, self.encr, self.key_bits)]
+        if protocol == w.PROTO_IKE:
+            out.append(w.Transform(w.TT_PRF, self.prf))
+        if not self.aead:
+            out.append(w.Transform(w.TT_INTEG, self.integ))
+        if self.dh:
+            out.append(w.Transform(w.TT_DH, self.dh))
+        if protocol == w.PROTO_ESP:
+            out.append(w.Transform(w.TT_ESN, 1 if self.esn else 0))
+        return out
+
+
+def parse_suite(text: str, protocol: int) -> Suite:
+    encr = key_bits = None
+    integ, prf, dh, esn = w.INTEG_NONE, 0, 0, False
+    for token in text.lower().split("-"):
+        if token in ENCR_TOKENS:
+            encr, key_bits = ENCR_TOKENS[token]
+        elif token in INTEG_TOKENS:
+            integ = INTEG_TOKENS[token]
+        elif token in PRF_TOKENS:
+            prf = PRF_TOKENS[token]
+        elif token in DH_TOKENS:
+            dh = DH_TOKENS[token]
+        elif token in ("esn", "noesn"):
+            esn = token == "esn"
+        else:
+            raise ProposalError(f"proposal {text!r}: unknown algorithm {token!r}")
+    if encr is None:
+        raise ProposalError(f"proposal {text!r}: no encryption algorithm")
+    aead = encr == w.ENCR_AES_GCM_16
+    if not aead and integ == w.INTEG_NONE:
+        raise ProposalError(f"proposal {text!r}: AES-CBC needs an integrity algorithm (sha256)")
+    if aead:
+        integ = w.INTEG_NONE
+    if protocol == w.PROTO_IKE:
+        if not prf:
+            prf = w.PRF_HMAC_SHA2_256 if integ in (w.INTEG_NONE, w.INTEG_HMAC_SHA2_256_128) else 0
+        if not dh:
+            raise ProposalError(f"IKE proposal {text!r}: no DH group")
+    return Suite(encr, key_bits, integ, prf, dh, esn)
+
+
+def parse_suites(texts: list[str], protocol: int) -> list[Suite]:
+    """Several DH groups in one string ("aes128gcm16-prfsha256-ecp256-modp2048") give one suite each."""
+    out = []
+    for text in texts:
+        tokens = text.lower().split("-")
+        groups = [t for t in tokens if t in DH_TOKENS]
+        rest = "-".join(t for t in tokens if t not in DH_TOKENS)
+        for g in groups or [None]:
+            out.append(parse_suite(f"{rest}-{g}" if g else rest, protocol))
+    return out
+
+
+def sa_payload(suites: list[Suite], protocol: int, spi: bytes) -> w.SecurityAssociation:
+    return w.SecurityAssociation([w.Proposal(i + 1, protocol, spi, s.transforms(protocol))
+                                  for i, s in enumerate(suites)])
+
+
+def _matches(suite: Suite, proposal: w.Proposal, protocol: int, dh_required: bool, ignore_dh: bool = False) -> bool:
+    """A proposal matches when, for each transform type, it offers the suite's value (RFC 7296 3.3.6)."""
+    def offers(ttype: int, tid: int, key_bits: int | None = None) -> bool:
+        return any(t.id == tid and (key_bits is None or t.key_length == key_bits) for t in proposal.get(ttype))
+
+    if not offers(w.TT_ENCR, suite.encr, suite.key_bits):
+        return False
+    if suite.aead and any(t.id != w.INTEG_NONE for t in proposal.get(w.TT_INTEG)):
+        return False
+    if not suite.aead and not offers(w.TT_INTEG, suite.integ):
+        return False
+    if protocol == w.PROTO_IKE and not offers(w.TT_PRF, suite.prf):
+        return False
+    if protocol == w.PROTO_ESP and not offers(w.TT_ESN, 1 if suite.esn else 0):
+        if proposal.get(w.TT_ESN) or suite.esn:
+            return False
+    dhs = proposal.get(w.TT_DH)
+    if ignore_dh:  # IKE_AUTH: a child SA created there never has its own DH exchange
+        return True
+    if dh_required or suite.dh:
+        return offers(w.TT_DH, suite.dh)
+    return not dhs or offers(w.TT_DH, 0)
+
+
+@dataclass
+class Selection:
+    suite: Suite
+    proposal: w.Proposal  # the chosen proposal to send back (peer's number, one transform per type)
+    peer_spi: bytes
+    # groups the peer offered for the chosen proposal (for INVALID_KE_PAYLOAD decisions)
+    peer_groups: list[int] = field(default_factory=list)
+
+
+def select(ours: list[Suite], offered: w.SecurityAssociation, protocol: int, our_spi: bytes,
+           dh_required: bool = False, ignore_dh: bool = False) -> Selection | None:
+    """Our first suite (in our order of preference) that one of the peer's proposals offers."""
+    for suite in ours:
+        for prop in offered.proposals:
+            if prop.protocol != protocol:
+                continue
+            if protocol == w.PROTO_ESP and len(prop.spi) != 4:
+                continue
+            if protocol == w.PROTO_IKE and len(prop.spi) not in (0, 8):
+                continue
+            if _matches(suite, prop, protocol, dh_required, ignore_dh):
+                chosen = w.Proposal(prop.num, protocol, our_spi, suite.transforms(protocol))
+                return Selection(suite, chosen, prop.spi, [t.id for t in prop.get(w.TT_DH)])
+    return None
+
+
+def accept_reply(ours: list[Suite], reply: w.SecurityAssociation, protocol: int) -> Selection | None:
+    """The responder's single chosen proposal, if it is one we offered."""
+    if len(reply.proposals) != 1:
+        return None
+    prop = reply.proposals[0]
+    if prop.num < 1 or prop.num > len(ours) or prop.protocol != protocol:
+        return None
+    suite = ours[prop.num - 1]
+    types = {t.type for t in prop.transforms}
+    if len(types) != len(prop.transforms):  # more than one transform of a type
+        return None
+    if not _matches(suite, prop, protocol, dh_required=bool(suite.dh)):
+        return None
+    return Selection(suite, prop, prop.spi, [t.id for t in prop.get(w.TT_DH)])
+
+
+def new_spi(size: int) -> bytes:
+    while True:
+        spi = os.urandom(size)
+        if int.from_bytes(spi, "big") >= 256:  # ESP SPIs 0..255 are reserved
+            return spi

@@ -1,0 +1,285 @@
+"""IKEv2 initiator and responder cores joined by an in-memory link (tests/ike_fakelink.py)."""
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+from ike_fakelink import FakeLink
+
+from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
+                             InstallChildSa, UserPolicy)
+from nodes.wire import ikev2 as w
+
+CLIENT, GATEWAY, NAT = "198.51.100.10", "203.0.113.1", "192.0.2.99"
+
+
+class Pool:
+    def __init__(self, *addresses: str):
+        self.free = list(addresses)
+        self.released: list[str] = []
+
+    def allocate(self, peer_id: str):
+        return IPv4Address(self.free.pop(0)) if self.free else None
+
+    def release(self, peer_id: str, address: str) -> None:
+        self.released.append(address)
+        self.free.append(address)
+
+
+def gateway(ike=("aes128gcm16-prfsha256-ecp256-modp2048-curve25519",), esp=("aes128gcm16", "aes256-sha256"),
+            pool=None, **kw) -> IkeCore:
+    users = {
+        "alice@example": UserPolicy(psk=b"alice-secret", subnets=["10.1.0.0/16"]),
+        "bob@example": UserPolicy(password=b"bob-password", subnets=["10.1.0.0/16", "10.2.0.0/16"]),
+    }
+    return IkeCore(IkeConfig("gw.example", list(ike), list(esp), users=users, gateway_psk=b"gateway-key",
+                             allocator=Pool("10.9.0.1", "10.9.0.2") if pool is None else pool,
+                             dns=["10.1.0.53"], **kw))
+
+
+def client(user="alice", ike=("aes128gcm16-prfsha256-ecp256",), esp=("aes128gcm16",), **kw) -> IkeCore:
+    if user == "alice":
+        kw.setdefault("psk", b"alice-secret")
+    else:
+        kw.setdefault("psk", b"gateway-key")
+        kw.setdefault("eap_password", b"bob-password")
+    return IkeCore(IkeConfig(f"{user}@example", list(ike), list(esp), remote_id="gw.example", **kw))
+
+
+def connect(cl: IkeCore, gw: IkeCore, nat: bool = False, until: float = 60.0, **kw) -> FakeLink:
+    link = FakeLink(cl, CLIENT, gw, GATEWAY, nat_addr=NAT if nat else None, **kw)
+    link.call("a", "connect", GATEWAY, CLIENT)
+    link.run(until=until)
+    return link
+
+
+def installed(link: FakeLink, side: str) -> list[InstallChildSa]:
+    return link.of_type(side, InstallChildSa)
+
+
+def assert_pair(a: InstallChildSa, b: InstallChildSa) -> None:
+    """Two ends of one child SA: SPIs crossed, the keys of each direction identical."""
+    assert (a.spi_in, a.spi_out) == (b.spi_out, b.spi_in)
+    assert (a.encr_key_in, a.integ_key_in) == (b.encr_key_out, b.integ_key_out)
+    assert (a.encr_key_out, a.integ_key_out) == (b.encr_key_in, b.integ_key_in)
+    assert a.encr_key_in != a.encr_key_out and a.alg == b.alg
+
+
+def established(link: FakeLink) -> tuple[InstallChildSa, InstallChildSa]:
+    ca, cb = installed(link, "a"), installed(link, "b")
+    assert len(ca) == 1 and len(cb) == 1, link.events
+    assert_pair(ca[0], cb[0])
+    assert link.of_type("a", Established) and link.of_type("b", Established)
+    assert not link.of_type("a", Failed) and not link.of_type("b", Failed)
+    return ca[0], cb[0]
+
+
+# ----------------------------------------------------------------------------- establishment
+
+@pytest.mark.parametrize("group", ["modp2048", "ecp256", "curve25519"])
+@pytest.mark.parametrize("esp,keylen", [("aes128gcm16", 20), ("aes256-sha256", 32)])
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_establish_psk_and_eap_md5(user, group, esp, keylen):
+    link = connect(client(user, ike=[f"aes256-sha256-{group}"], esp=[esp]),
+                   gateway(ike=["aes128gcm16-prfsha256-ecp256", f"aes256-sha256-{group}"]))
+    a, b = established(link)
+    assert len(a.encr_key_in) == keylen
+    assert a.integ_key_in == b"" if "gcm" in esp else len(a.integ_key_in) == 32
+    est = link.of_type("a", Established)[0]
+    assert (est.virtual_ip, est.dns, est.peer_id) == ("10.9.0.1", ["10.1.0.53"], "gw.example")
+    assert link.of_type("b", Established)[0].peer_id == f"{user}@example"
+    assert [str(t.start) for t in a.ts_local] == ["10.9.0.1"] and a.ts_local == b.ts_remote
+    assert not a.encap and a.local_port == 500
+    st = link.a.status()["ike_sas"][0]
+    assert st["state"] == "established" and st["dh_group"] != 0
+    assert st["children"][0]["encr_key_in"] == a.encr_key_in.hex()
+    assert st["keys"]["sk_ei"] == link.b.status()["ike_sas"][0]["keys"]["sk_ei"]
+
+
+def test_nat_detected_moves_to_4500_and_follows_the_mapping():
+    link = connect(client(), gateway(), nat=True)
+    a, b = established(link)
+    assert a.encap and b.encap and a.local_port == 4500 and b.local_port == 4500
+    assert (b.peer_addr, b.peer_port) == (NAT, 14500)
+    auth = [p for p in link.sent if p.to == "b" and p.dport == 4500]
+    assert auth and all(p.data[:4] == w.NON_ESP_MARKER for p in auth)
+
+
+def test_forced_encapsulation_like_kernel_libipsec():
+    link = connect(client(force_encap=True), gateway())
+    a, b = established(link)
+    assert a.encap and b.encap and a.peer_port == 4500
+
+
+# ----------------------------------------------------------------------------- failures
+
+@pytest.mark.parametrize("user,kw,reason", [
+    ("alice", {"psk": b"wrong"}, "pre-shared key"),
+    ("bob", {"eap_password": b"wrong"}, "EAP-MD5"),
+    ("mallory", {"psk": b"alice-secret"}, "unknown identity"),
+])
+def test_authentication_failed_installs_nothing(user, kw, reason):
+    link = connect(client(user, **kw), gateway())
+    assert not installed(link, "a") and not installed(link, "b")
+    fa, fb = link.of_type("a", Failed), link.of_type("b", Failed)
+    assert fa and fa[0].notify == w.N_AUTHENTICATION_FAILED
+    assert fb and reason in fb[0].reason
+    assert not link.of_type("a", Established) and not link.a.sas
+
+
+def test_client_rejects_gateway_with_wrong_key():
+    link = connect(client("bob", psk=b"not-the-gateway-key"), gateway())
+    assert link.of_type("a", Failed)[0].reason == "responder AUTH does not verify"
+    assert not installed(link, "a") and not installed(link, "b")
+
+
+def test_invalid_ke_payload_retry_with_the_responders_group():
+    link = connect(client(ike=["aes128gcm16-prfsha256-curve25519-modp2048"]),
+                   gateway(ike=["aes128gcm16-prfsha256-modp2048"]))
+    established(link)
+    inits = [p for p in link.sent if w.decode_header(p.data).exchange == w.IKE_SA_INIT]
+    assert len(inits) == 4  # request, INVALID_KE, request with group 14, response
+    reply = w.decode_message(inits[1].data)
+    assert reply.notify(w.N_INVALID_KE_PAYLOAD).data == b"\x00\x0e"
+    assert w.decode_message(inits[2].data).get(w.KeyExchange).group == 14
+
+
+def test_no_proposal_chosen_for_ike_and_for_esp():
+    link = connect(client(ike=["aes256gcm16-prfsha256-ecp256"]), gateway(ike=["aes128-sha256-ecp256"]))
+    assert link.of_type("a", Failed)[0].notify == w.N_NO_PROPOSAL_CHOSEN and not link.b.sas
+    link = connect(client(esp=["aes256gcm16"]), gateway(esp=["aes128gcm16"]))
+    assert link.of_type("a", Failed)[0].notify == w.N_NO_PROPOSAL_CHOSEN
+    assert not installed(link, "a") and not installed(link, "b")
+    assert link.of_type("a", IkeSaClosed) and not link.a.sas and not link.b.sas  # client deleted the IKE SA
+
+
+def test_address_pool_exhausted_gives_internal_address_failure():
+    gw = gateway(pool=Pool("10.9.0.1"))
+    first = connect(client(), gw)
+    established(first)
+    second = connect(client("bob"), gw)
+    assert second.of_type("a", Failed)[0].notify == w.N_INTERNAL_ADDRESS_FAILURE
+    assert not installed(second, "a") and not installed(second, "b")
+
+
+def test_traffic_selector_narrowing_and_ts_unacceptable():
+    link = connect(client("bob", remote_ts=["10.0.0.0/8"]), gateway())
+    a, _ = established(link)
+    assert [(str(t.start), str(t.end)) for t in a.ts_remote] == [("10.1.0.0", "10.1.255.255"),
+                                                                  ("10.2.0.0", "10.2.255.255")]
+    assert link.of_type("a", Established)[0].subnets == ["10.1.0.0/16", "10.2.0.0/16"]
+    link = connect(client(remote_ts=["192.168.0.0/16"]), gateway())
+    assert link.of_type("a", Failed)[0].notify == w.N_TS_UNACCEPTABLE
+    assert not installed(link, "a") and not installed(link, "b")
+
+
+# ----------------------------------------------------------------------------- after establishment
+
+@pytest.mark.parametrize("esp", ["aes128gcm16", "aes128gcm16-curve25519"])
+def test_child_rekey_with_and_without_pfs(esp):
+    link = connect(client(esp=[esp]), gateway(esp=[esp]))
+    old, _ = established(link)
+    link.call("a", "rekey_child")
+    link.run(until=link.now + 30)
+    new_a, new_b = installed(link, "a")[1], installed(link, "b")[1]
+    assert_pair(new_a, new_b)
+    assert new_a.replaces == old.spi_in and new_b.replaces == old.spi_out
+    assert new_a.encr_key_in != old.encr_key_in
+    assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [old.spi_in]
+    assert [d.spi_in for d in link.of_type("b", DeleteChildSa)] == [old.spi_out]
+    assert len(link.a.status()["ike_sas"][0]["children"]) == 1
+
+
+def test_ike_rekey_keeps_children_and_the_new_sa_works():
+    link = connect(client(), gateway())
+    child, _ = established(link)
+    old_name = link.a.status()["ike_sas"][0]["name"]
+    link.call("a", "rekey_ike")
+    link.run(until=link.now + 30)
+    ra, rb = link.of_type("a", IkeSaRekeyed), link.of_type("b", IkeSaRekeyed)
+    assert len(ra) == 1 and len(rb) == 1 and ra[0].old == old_name
+    assert not link.of_type("a", IkeSaClosed) and not link.of_type("b", IkeSaClosed)
+    assert not link.of_type("a", DeleteChildSa)
+    sas_a, sas_b = link.a.status()["ike_sas"], link.b.status()["ike_sas"]
+    assert len(sas_a) == 1 and len(sas_b) == 1 and sas_a[0]["name"] == ra[0].new
+    assert sas_a[0]["keys"] == sas_b[0]["keys"] and sas_a[0]["children"][0]["spi_in"] == f"{child.spi_in:08x}"
+    link.call("b", "rekey_child")  # now the gateway starts an exchange on the new IKE SA
+    link.run(until=link.now + 30)
+    assert_pair(installed(link, "a")[1], installed(link, "b")[1])
+
+
+def test_delete_closes_both_sides_and_releases_the_address():
+    pool = Pool("10.9.0.1")
+    link = connect(client(), gateway(pool=pool))
+    a, b = established(link)
+    link.call("a", "close")
+    link.run(until=link.now + 30)
+    assert link.of_type("a", IkeSaClosed) and link.of_type("b", IkeSaClosed)
+    assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [a.spi_in]
+    assert [d.spi_in for d in link.of_type("b", DeleteChildSa)] == [b.spi_in]
+    assert pool.released == ["10.9.0.1"] and not link.a.sas and not link.b.sas
+
+
+def test_delete_single_child_from_the_gateway():
+    link = connect(client(), gateway())
+    a, b = established(link)
+    link.call("b", "delete_child", b.spi_in)
+    link.run(until=link.now + 30)
+    assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [a.spi_in]
+    assert link.a.status()["ike_sas"][0]["state"] == "established"
+
+
+def test_dpd_notices_a_dead_gateway():
+    link = connect(client(dpd_interval=10, retransmit_timeout=1, retransmit_tries=3), gateway())
+    established(link)
+    link.run(until=link.now + 25)  # liveness checks answered
+    assert not link.of_type("a", IkeSaClosed)
+    start = link.now
+    link.dead.add("b")
+    link.run(until=link.now + 100)
+    closed = link.of_type("a", IkeSaClosed)
+    assert closed and closed[0].reason == "peer unreachable"
+    assert link.of_type("a", DeleteChildSa)
+    assert link.now - start <= 10 + 1 + 2 + 4 + 8 + 1
+
+
+def test_retransmission_under_loss_and_cached_responses():
+    lost = {0, 3, 5}  # first IKE_SA_INIT request, first IKE_AUTH response, ...
+    link = connect(client(retransmit_timeout=0.5), gateway(), drop=lambda p: p.n in lost)
+    established(link)
+    assert link.b.drops["retransmitted_request"] >= 1
+
+
+def test_reordered_duplicates_are_harmless():
+    dup = {"done": False}
+
+    def hold(p):
+        if not dup["done"] and p.to == "b" and w.decode_header(p.data[4:] if p.dport == 4500 else p.data).exchange \
+                == w.IKE_AUTH:
+            dup["done"] = True
+            return True
+        return False
+
+    link = connect(client(retransmit_timeout=0.5, force_encap=True), gateway(), hold=hold)
+    established(link)
+
+
+def test_gives_up_when_nobody_answers():
+    cl = client(retransmit_timeout=1, retransmit_tries=2)
+    link = FakeLink(cl, CLIENT, gateway(), GATEWAY, dead={"b"})
+    link.call("a", "connect", GATEWAY, CLIENT)
+    link.run(until=100)
+    assert link.of_type("a", Failed)[0].reason == "peer did not answer"
+    assert len([p for p in link.sent if p.to == "b"]) == 3 and not cl.sas
+
+
+def test_garbage_is_counted_not_fatal():
+    link = connect(client(), gateway())
+    established(link)
+    for junk in (b"", b"\x00" * 3, b"\x00\x00\x00\x00" + b"x" * 40, b"\xff", bytes(60)):
+        link.b.receive(link.now, junk, CLIENT, 4500, GATEWAY, 4500)
+        link.b.receive(link.now, junk, CLIENT, 500, GATEWAY, 500)
+    assert sum(link.b.drops.values()) >= 5
+    link.call("a", "check_liveness")
+    link.run(until=link.now + 10)
+    assert link.b.status()["ike_sas"][0]["state"] == "established" and not link.of_type("a", IkeSaClosed)
