@@ -4,29 +4,24 @@ CORE-ONLY figures: no TUN device, no sockets, no system calls, one thread. They 
 userspace data plane can do; they are not comparable 1:1 with an end-to-end iperf3 figure
 (strongSwan kernel-libipsec measured here at ~400 Mbit/s AES-GCM, ~250 AES-CBC/SHA-256).
 
-    .venv/bin/python benchmarks/bench_esp_sa.py [--seconds 1.0]
+    .venv/bin/python -m benchmarks.bench_esp_sa [--seconds 1.0]
 
 Prints a table and writes reports/bench/esp_sa.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import sys
 import time
-from pathlib import Path
 
 import cryptography
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from nodes.ipsec.esp_sa import ALGORITHMS, make_sa  # noqa: E402
-from nodes.wire.ipv4 import ipv4_udp  # noqa: E402
+from benchmarks.common import publish
+from nodes.ipsec.esp_sa import ALGORITHMS, make_sa
+from nodes.wire.ipv4 import ipv4_udp
 
 PACKET_SIZE = 1400
-REPORT = Path(__file__).resolve().parent.parent / "reports" / "bench" / "esp_sa.json"
 
 
 def _rate(fn, seconds: float) -> float:
@@ -83,9 +78,7 @@ def main() -> None:
     for name, ops in results.items():
         for op, r in ops.items():
             print(f"{name:32} {op:16} {r['packets_per_s']:>10} {r['mbit_per_s']:>9}")
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"written to {REPORT}")
+    publish("esp_sa", report)
 
 
 if __name__ == "__main__":

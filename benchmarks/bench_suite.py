@@ -1,0 +1,42 @@
+"""Suite wall time with one and with two workers, measured in the same run, and the ratio.
+
+    sudo .venv/bin/python -m benchmarks.bench_suite [--workers 1 2] [-- extra pytest args]
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks.common import publish
+from testbed import REPO_ROOT
+
+
+def wall_time(workers: int, extra: list[str]) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory(prefix="bench-suite-") as reports:
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO_ROOT / "cases"),
+                "--report-dir", reports, "-n", str(workers), *extra]
+        t0 = time.monotonic()
+        rc = subprocess.call(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
+        return time.monotonic() - t0, rc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args, extra = ap.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    figures = {"what": "wall time of `pytest cases` (the conformance suite)", "runs": {}}
+    for n in args.workers:
+        seconds, rc = wall_time(n, extra)
+        figures["runs"][f"n{n}"] = {"seconds": round(seconds, 2), "pytest_exit": rc}
+    base = figures["runs"][f"n{args.workers[0]}"]["seconds"]
+    for n in args.workers[1:]:
+        figures[f"speedup_n{n}_vs_n{args.workers[0]}"] = round(base / figures["runs"][f"n{n}"]["seconds"], 2)
+    publish("suite", figures)
+
+
+if __name__ == "__main__":
+    main()
