@@ -71,11 +71,18 @@ def _print_welcome(world, scenario, info) -> None:
     print(f"testbed: scenario {scenario.name} -- {scenario.description}")
     print(f"world up in {info['built_in_s']} s; logs in {info['logs']}")
     for name, spec in world.plan.nodes.items():
-        addrs = ", ".join(f"{i.name} {i.cidr}" for i in spec.interfaces) or f"station on {world.attached.get(name)}"
+        addrs = ", ".join(f"{i.name} {i.cidr}" for i in spec.interfaces) or _station_line(world, name)
         print(f"  {name:5} {addrs}")
     print("Commands run inside a node: `r ping 10.1.2.10`, `g iptables -L -nv`, `h tcpdump -ni h-srv`.")
     print(f"From another shell: nsenter -t <pid> -n -m <command>, pids: {info['nodes']}")
     print("Leave with `exit` or Ctrl-D; everything is torn down.")
+
+
+def _station_line(world, station: str) -> str:
+    seg = world.attached.get(station)
+    if seg is None:
+        return "station, detached"
+    return f"station on {seg}: {world.plan.attachments[seg].address} via {world.plan.attachments[seg].router}"
 
 
 def cmd_run(args, extra: list[str]) -> int:

@@ -77,3 +77,14 @@ def test_a_bad_plan_names_file_key_and_expectation(tmp_path, mutate, key, expect
     assert err.value.file == str(path)
     assert err.value.key == key
     assert expected in str(err.value)
+
+
+def test_the_readme_shows_every_address_of_the_plan():
+    from testbed import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    plan = default_plan()
+    shown = [str(i.address) for n in plan.nodes.values() for i in n.interfaces if i.segment]
+    shown += [str(a.address) for a in plan.attachments.values()]
+    missing = [a for a in shown if a not in readme]
+    assert not missing, f"README's address table lacks {missing}: update it from fixtures/world.yaml"
