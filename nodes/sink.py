@@ -4,6 +4,7 @@ Cases use it to observe what reaches a node (black-box reachability and filterin
 `status` lists every TCP connection and UDP datagram with the peer's address and port.
 
     python -m nodes.sink --control PATH --tcp 22,80 --udp 500,5060
+    python -m nodes.sink --control PATH --config sink.json     ({"tcp": [7], "udp": [7]})
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 async def setup(args, log):
+    config = daemon.load_config(args.config)
+    tcp_ports = _ports(args.tcp) + [int(p) for p in config.get("tcp", [])]
+    udp_ports = _ports(args.udp) + [int(p) for p in config.get("udp", [])]
     seen: list[dict] = []
     closers = []
 
@@ -51,10 +55,10 @@ async def setup(args, log):
             writer.close()
 
     loop = asyncio.get_running_loop()
-    for port in _ports(args.tcp):
+    for port in tcp_ports:
         server = await asyncio.start_server(lambda r, w, p=port: on_tcp(r, w, p), host=args.bind, port=port)
         closers.append(server.close)
-    for port in _ports(args.udp):
+    for port in udp_ports:
         transport, _ = await loop.create_datagram_endpoint(lambda p=port: _Udp(p, seen, log), local_addr=(args.bind, port))
         closers.append(transport.close)
 

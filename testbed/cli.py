@@ -48,7 +48,8 @@ def cmd_up(args) -> int:
         handles = {role.name: start_role(world, role) for role in scenario.roles.values()}
         info = {"run_id": run_id, "scenario": scenario.name, "built_in_s": round(world.built_in, 3),
                 "harness_pid": os.getpid(), "logs": str(log_dir),
-                "nodes": {n: world.pid(n) for n in world.plan.nodes}, "roles": sorted(handles)}
+                "nodes": {n: world.pid(n) for n in world.plan.nodes}, "roles": sorted(handles),
+                "processes": {f"{p.name}@{p.node}": p.pid for p in world.processes}}
         if args.no_cli:
             print("READY " + json.dumps(info), flush=True)
             signal.pause()

@@ -11,18 +11,26 @@ import pytest
 from testbed import REPO_ROOT
 from testbed.daemons import start_daemon
 from testbed.isolation import netns_inode
-from testbed.runs import RUNS_DIR, reap_stale
+from testbed.runs import RUNS_DIR, reap_stale, start_time
 
 pytestmark = pytest.mark.scenario("bare-world")
 
 
-def holders(inodes: set[int]) -> list[int]:
-    """PIDs of processes in any of these network namespaces."""
+def now_ticks() -> float:
+    """Now, in the clock ticks since boot that /proc/PID/stat's start time uses."""
+    return float(open("/proc/uptime").read().split()[0]) * os.sysconf("SC_CLK_TCK")
+
+
+def holders(inodes: set[int], started_before: float = float("inf")) -> list[int]:
+    """PIDs of processes in any of these network namespaces that started before `started_before`.
+
+    Namespace inode numbers are reused once a namespace is gone, so a world built later by
+    another worker can have the same numbers; only processes older than the check can be ours."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes and (start_time(int(entry)) or 0) < started_before:
                     found.append(int(entry))
             except OSError:
                 continue
@@ -36,8 +44,13 @@ def wait_gone(pids_or_inodes, probe, timeout=5.0):
     return left
 
 
-def alive(pids):
-    return [p for p in pids if os.path.exists(f"/proc/{p}")]
+def alive(started: dict[int, int]) -> list[int]:
+    """Those of the processes (pid -> start time) still running; a reused PID does not count."""
+    return [p for p, t in started.items() if start_time(p) == t]
+
+
+def start_times(pids) -> dict[int, int]:
+    return {p: start_time(p) for p in pids}
 
 
 def interfaces_here() -> list[str]:
@@ -52,11 +65,12 @@ def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     sink = start_daemon(world, "h", "sink", args=["--udp", "7"])
     node_pids = [world.pid(n) for n in world.plan.nodes]
     inodes = {netns_inode(p) for p in node_pids}
-    pids = node_pids + [sink.process.pid]
+    pids = start_times(node_pids + [sink.process.pid])
     assert len(inodes) == len(node_pids), "each node must have its own network namespace"
+    stopped_at = now_ticks()
     world.stop()
     assert alive(pids) == [], "processes of the world survived its teardown"
-    assert wait_gone(inodes, holders) == [], "a node's network namespace is still held"
+    assert wait_gone(inodes, lambda i: holders(i, started_before=stopped_at)) == [], "a node's namespace is still held"
     assert interfaces_here() == ["lo"], f"interfaces left in the run's namespace: {interfaces_here()}"
     assert testbed_run.tracked() == {}, "the run registry still lists processes"
 
@@ -72,16 +86,21 @@ def test_sigkilled_run_leaves_nothing(tmp_path, testbed_run):
             break
     assert line.startswith("READY "), f"testbed up did not come up: {line}"
     info = json.loads(line[len("READY "):])
-    node_pids = list(info["nodes"].values())
+    node_pids = start_times(info["nodes"].values())
+    daemons = start_times(info["processes"].values())
+    assert daemons, "the scenario's roles should have started daemons"
     inodes = {netns_inode(p) for p in node_pids} | {netns_inode(proc.pid)}
     run_dir = RUNS_DIR / info["run_id"]
     assert run_dir.is_dir()
 
+    killed_at = now_ticks()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stdout.close()
     assert wait_gone(node_pids, alive) == [], "node shells outlived the killed run"
-    assert wait_gone(inodes, holders) == [], "namespaces of the killed run are still held by processes"
+    assert wait_gone(daemons, alive) == [], "daemons outlived the killed run"
+    left = wait_gone(inodes, lambda i: holders(i, started_before=killed_at))
+    assert left == [], "namespaces of the killed run are still held by processes"
     actions = reap_stale()
     assert not run_dir.exists(), f"the dead run's registry entry was not removed: {actions}"
     assert testbed_run.dir.is_dir(), "reaping must leave live runs alone"
