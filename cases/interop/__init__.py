@@ -1,0 +1,1 @@
+"""Interoperability: third-party implementations (first: strongSwan) in the roles."""

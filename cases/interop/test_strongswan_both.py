@@ -1,0 +1,42 @@
+"""strongSwan in both roles (issue 3, item 5): the reference pair the other interop combinations
+(strongSwan client with our gateway, our client with a strongSwan gateway) are compared with.
+
+The scenario pins both roles to strongSwan and uses the other internal presence and the other
+authentication than remote-access-basic: a pool address (draft-gupta Appendix B) and the user's
+password through EAP-MD5.
+"""
+import ipaddress
+
+import pytest
+
+from cases.remote_access import PLAN, check_tunnel, role_of
+from testbed.capture import malformed
+from testbed.daemons import start_daemon
+
+pytestmark = pytest.mark.scenario("remote-access-strongswan")
+
+H = str(PLAN.address("h"))
+ECHO = 7
+
+
+def test_tunnel_is_established_with_a_pool_address(roles, scenario):
+    t = check_tunnel(roles, scenario)
+    gw_cfg = scenario.roles[role_of(roles, "vpn-gateway").role.name].config
+    assert ipaddress.ip_address(t["vip"]) in ipaddress.ip_network(gw_cfg["pool"])
+    ike = t["gateway"]["ike_sas"][0]
+    assert ike["remote_id"] == "alice" and ike.get("remote_eap_id") in (None, "alice"), ike
+    assert t["client"].get("dns", [gw_cfg["dns"]]) == [gw_cfg["dns"]], "the client did not get the internal resolver"
+
+
+def test_h_sees_the_pool_address(world, capture, roles, scenario):
+    at_h = capture("h", "h-srv", bpf="ip")
+    start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    vip = check_tunnel(roles, scenario)["vip"]
+    assert world.ping("r", H, timeout=3)
+    assert world.reach("r", "tcp", H, ECHO, timeout=2)["result"] == "ok"
+    assert world.reach("r", "udp", H, ECHO, timeout=2)["result"] == "ok"
+    pcap = at_h.stop()
+    seen = at_h.packets(f"ip.dst == {H} && (icmp.type == 8 || tcp.dstport == {ECHO} || udp.dstport == {ECHO})",
+                        ["ip.src"])
+    assert len(seen) >= 3 and {row["ip.src"][0] for row in seen} == {vip}, seen
+    assert malformed(pcap) == []
