@@ -248,23 +248,16 @@ class World:
         self.processes.clear()
         if self.net is None:
             return
-        for host in self.net.hosts:
-            shell = getattr(host, "shell", None)
-            if shell is not None and shell.poll() is None:
-                shell.kill()
-        for host in self.net.hosts:
-            shell = getattr(host, "shell", None)
-            if shell is not None:
-                shell.wait()
-                for f in (shell.stdin, shell.stdout):
-                    if f:
-                        f.close()
-            for attr in ("stdin", "stdout"):
-                if getattr(host, attr, None) is not None:
-                    try:
-                        getattr(host, attr).close()
-                    except OSError:
-                        pass
+        nodes = self.net.hosts + self.net.switches  # Mininet gives bridges a shell too
+        for node in nodes:
+            if node.shell is not None and node.shell.poll() is None:
+                node.shell.kill()
+        for node in nodes:
+            if node.shell is not None:
+                node.waitExited = True
+                node.cleanup()  # closes the pty pair and reaps the shell
+            node.outToNode.pop(node.master, None)  # Mininet's class-wide maps would keep every node alive
+            node.inToNode.pop(node.master, None)
         for sw in self.net.switches:
             sw.stop()
         # host-side interfaces vanish with the host namespaces; bridge-side veth ends with them

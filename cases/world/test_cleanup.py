@@ -65,7 +65,8 @@ def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     sink = start_daemon(world, "h", "sink", args=["--udp", "7"])
     node_pids = [world.pid(n) for n in world.plan.nodes]
     inodes = {netns_inode(p) for p in node_pids}
-    pids = start_times(node_pids + [sink.process.pid])
+    shells = [sw.shell.pid for sw in world.net.switches]  # Mininet gives each bridge a shell too
+    pids = start_times(node_pids + shells + [sink.process.pid])
     assert len(inodes) == len(node_pids), "each node must have its own network namespace"
     stopped_at = now_ticks()
     world.stop()
