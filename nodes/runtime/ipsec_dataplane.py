@@ -1,0 +1,199 @@
+"""The ESP data path of the IPsec daemons, without sockets: child SAs grouped by IKE SA (a
+`Tunnel`), the inbound lookup by SPI, selector checks both ways, and the counters.
+
+    dp = DataPlane()
+    child = dp.install(install_child_sa_action, now)        # from the IKE core
+    got = dp.open(esp_bytes, src, sport, encap, now)         # -> (inner IPv4 packet, tunnel) or None
+    esp = dp.seal(tunnel, inner, now)                        # -> ESP bytes for tunnel.peer, or None
+
+Everything refused is counted by reason in `dp.drops` (unknown-spi, bad-icv, replay, truncated,
+bad-padding, ..., spoofed-source: the inner source is outside the SA's remote selectors,
+outside-selectors: the inner destination (in) or a selector (out) does not match, no-sa).
+A tunnel follows its peer's NAT mapping: an authenticated UDP-encapsulated packet from a new
+address or port moves the tunnel there (RFC 3948).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from ipaddress import IPv4Address
+
+from nodes.ipsec import traffic_selectors as tsel
+from nodes.ipsec.esp_sa import ESPDrop, InboundSA, OutboundSA, make_sa
+from nodes.wire.errors import DecodeError
+
+
+def esp_algorithm(ike_name: str) -> str:
+    """The IKE core's suite name (aes-cbc-128+hmac-sha256-128) as esp_sa spells it."""
+    return ike_name.replace("+", "-")
+
+
+def ranges(selectors) -> tuple[tuple[int, int], ...]:
+    return tuple((int(ts.start), int(ts.end)) for ts in selectors)
+
+
+def inside(addr: int, rs: tuple[tuple[int, int], ...]) -> bool:
+    for lo, hi in rs:
+        if lo <= addr <= hi:
+            return True
+    return False
+
+
+class Tunnel:
+    """The data-path state of one IKE SA: its peer and its child SAs (the newest sends)."""
+
+    def __init__(self, name: str, peer_addr: str, peer_port: int, encap: bool):
+        self.name = name
+        self.peer_id: str | None = None
+        self.peer_addr, self.peer_port, self.encap = peer_addr, peer_port, encap
+        self.virtual_ip: str | None = None
+        self.children: dict[int, Child] = {}
+        self.out: Child | None = None
+        self.last_in = 0.0
+        self.packets_in = self.packets_out = 0
+        self.nat_local = self.nat_remote = False  # from IKE_SA_INIT's NAT detection
+
+    def __str__(self) -> str:
+        return f"{self.peer_id or '?'}@{self.peer_addr}:{self.peer_port}"
+
+    __repr__ = __str__
+
+    def status(self) -> dict:
+        return {"ike_sa": self.name, "peer_id": self.peer_id, "peer": f"{self.peer_addr}:{self.peer_port}",
+                "encap": self.encap, "nat_local": self.nat_local, "nat_remote": self.nat_remote,
+                "virtual_ip": self.virtual_ip, "packets_in": self.packets_in,
+                "packets_out": self.packets_out,
+                "out_spi": None if self.out is None else f"{self.out.spi_out:08x}"}
+
+
+class Child:
+    __slots__ = ("spi_in", "spi_out", "alg", "inbound", "outbound", "local", "remote", "tunnel",
+                 "ts_local", "ts_remote", "created")
+
+    def __init__(self, act, tunnel: Tunnel, now: float):
+        self.spi_in, self.spi_out = act.spi_in, act.spi_out
+        self.alg = esp_algorithm(act.alg)
+        self.inbound: InboundSA = make_sa(self.alg, act.encr_key_in, act.integ_key_in, act.spi_in, "in", now)
+        self.outbound: OutboundSA = make_sa(self.alg, act.encr_key_out, act.integ_key_out, act.spi_out, "out", now)
+        self.local, self.remote = ranges(act.ts_local), ranges(act.ts_remote)
+        self.ts_local, self.ts_remote = tsel.describe(act.ts_local), tsel.describe(act.ts_remote)
+        self.tunnel = tunnel
+        self.created = now
+
+    def status(self, now: float) -> dict:
+        return {"spi_in": f"{self.spi_in:08x}", "spi_out": f"{self.spi_out:08x}", "alg": self.alg,
+                "encr_key_in": self.inbound.enc_key.hex(), "integ_key_in": self.inbound.integ_key.hex(),
+                "encr_key_out": self.outbound.enc_key.hex(), "integ_key_out": self.outbound.integ_key.hex(),
+                "ts_local": self.ts_local, "ts_remote": self.ts_remote,
+                "packets_in": self.inbound.packets, "bytes_in": self.inbound.bytes,
+                "packets_out": self.outbound.packets, "bytes_out": self.outbound.bytes,
+                "seq_out": self.outbound.seq, "highest_seq_in": self.inbound.window.top,
+                "age": round(now - self.created, 3)}
+
+
+class DataPlane:
+    def __init__(self) -> None:
+        self.drops: Counter[str] = Counter()
+        self.by_spi: dict[int, Child] = {}
+        self.tunnels: dict[str, Tunnel] = {}
+
+    # -- the database, driven by the IKE core's actions ------------------------------------------
+    def install(self, act, now: float) -> Child:
+        tunnel = self.tunnels.get(act.ike_sa)
+        if tunnel is None:
+            tunnel = self.tunnels[act.ike_sa] = Tunnel(act.ike_sa, act.peer_addr, act.peer_port, act.encap)
+        else:
+            tunnel.peer_addr, tunnel.peer_port, tunnel.encap = act.peer_addr, act.peer_port, act.encap
+        child = Child(act, tunnel, now)
+        self.by_spi[child.spi_in] = child
+        tunnel.children[child.spi_in] = child
+        tunnel.out = child  # the newest child SA sends (RFC 7296 2.8: after a rekey, use the new one)
+        return child
+
+    def delete(self, spi_in: int) -> Child | None:
+        child = self.by_spi.pop(spi_in, None)
+        if child is None:
+            return None
+        tunnel = child.tunnel
+        tunnel.children.pop(spi_in, None)
+        if tunnel.out is child:
+            tunnel.out = max(tunnel.children.values(), key=lambda c: c.created, default=None)
+        return child
+
+    def rename(self, old: str, new: str) -> None:
+        """An IKE SA rekey: its child SAs now belong to the new IKE SA."""
+        tunnel = self.tunnels.pop(old, None)
+        if tunnel is not None:
+            tunnel.name = new
+            self.tunnels[new] = tunnel
+
+    def close(self, name: str) -> Tunnel | None:
+        tunnel = self.tunnels.pop(name, None)
+        if tunnel is not None:
+            for spi in list(tunnel.children):
+                self.by_spi.pop(spi, None)
+            tunnel.children.clear()
+            tunnel.out = None
+        return tunnel
+
+    # -- per packet -------------------------------------------------------------------------------
+    def open(self, esp: bytes, src: str, sport: int, encap: bool, now: float):
+        """(inner packet, tunnel) for an ESP packet received from src:sport, or None (counted)."""
+        if len(esp) < 8:
+            self.drops["truncated"] += 1
+            return None
+        child = self.by_spi.get(int.from_bytes(esp[:4], "big"))
+        if child is None:
+            self.drops["unknown-spi"] += 1
+            return None
+        try:
+            inner = child.inbound.decrypt(esp, now)
+        except DecodeError as exc:  # ESPDrop included
+            self.drops[exc.reason] += 1
+            return None
+        if len(inner) < 20 or inner[0] >> 4 != 4:
+            self.drops["bad-inner-packet"] += 1
+            return None
+        if not inside(int.from_bytes(inner[12:16], "big"), child.remote):
+            self.drops["spoofed-source"] += 1
+            return None
+        if not inside(int.from_bytes(inner[16:20], "big"), child.local):
+            self.drops["outside-selectors"] += 1
+            return None
+        tunnel = child.tunnel
+        if encap and (sport != tunnel.peer_port or src != tunnel.peer_addr):
+            tunnel.peer_addr, tunnel.peer_port, tunnel.encap = src, sport, True
+        tunnel.last_in = now
+        tunnel.packets_in += 1
+        return inner, tunnel
+
+    def seal(self, tunnel: Tunnel, inner: bytes, now: float) -> bytes | None:
+        child = tunnel.out
+        if child is None:
+            self.drops["no-sa"] += 1
+            return None
+        if not (inside(int.from_bytes(inner[16:20], "big"), child.remote)
+                and inside(int.from_bytes(inner[12:16], "big"), child.local)):
+            self.drops["outside-selectors-out"] += 1
+            return None
+        try:
+            esp = child.outbound.encrypt(inner, now)
+        except ESPDrop as exc:
+            self.drops[exc.reason] += 1
+            return None
+        tunnel.packets_out += 1
+        return esp
+
+    def count(self, reason: str) -> None:
+        self.drops[reason] += 1
+
+    # -- status -----------------------------------------------------------------------------------
+    def status(self, now: float) -> dict:
+        return {
+            "tunnels": [{**t.status(), "child_sas": [c.status(now) for c in t.children.values()]}
+                        for t in self.tunnels.values()],
+            "drops": dict(sorted(self.drops.items())),
+        }
+
+
+def host_int(addr: str) -> int:
+    return int(IPv4Address(addr))

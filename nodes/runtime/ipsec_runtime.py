@@ -1,0 +1,276 @@
+"""The I/O driver shared by the IPsec gateway and client: it feeds the sans-I/O IKE core
+(nodes/ipsec/ike.py) from UDP 500/4500, carries out its actions, and moves ESP between the
+network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane.DataPlane).
+
+    rt = IpsecRuntime(core, log, on_inner=deliver, on_event=react)
+    rt.start(loop)          # bind sockets, add readers
+    rt.apply(core.connect(rt.now(), gateway, local))
+    ...
+    rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
+
+`on_inner(inner, tunnel)` gets each authenticated, selector-checked inner packet;
+`on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
+IkeSaRekeyed after the data plane has applied them.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from nodes.ipsec import ike
+from nodes.ipsec import ike_crypto as kc
+from nodes.wire import ikev2 as w
+from nodes.wire.errors import DecodeError
+from nodes.runtime import ipsec_io as io
+from nodes.runtime.ipsec_dataplane import DataPlane, Tunnel
+
+IKE_PORT, NAT_T_PORT = 500, 4500
+MARKER = b"\0\0\0\0"
+
+
+class IpsecRuntime:
+    def __init__(self, core: ike.IkeCore, log, on_inner: Callable[[bytes, Tunnel], None],
+                 on_event: Callable[[object], None], local_address: str | None = None):
+        self.core, self.log = core, log
+        self.dp = DataPlane()
+        self.on_inner, self.on_event = on_inner, on_event
+        self.local_address = local_address
+        self.socks: dict[int, object] = {}
+        self.esp = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.init_seen: dict[bytes, tuple[str, int, str, int]] = {}  # SPIi -> IKE_SA_INIT request's ends
+        self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
+                         "send_errors": 0}
+
+    now = staticmethod(time.monotonic)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for port in (IKE_PORT, NAT_T_PORT):
+            s = self.socks[port] = io.udp_socket(port)
+            loop.add_reader(s.fileno(), self._read_udp, s, port)
+        self.esp = io.esp_socket()
+        loop.add_reader(self.esp.fileno(), self._read_esp)
+
+    def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for s in [*self.socks.values(), self.esp]:
+            if s is None:
+                continue
+            try:
+                self.loop.remove_reader(s.fileno())
+            except Exception:
+                pass
+            s.close()
+        self.socks.clear()
+        self.esp = None
+
+    # -- IKE -----------------------------------------------------------------------------------
+    def apply(self, actions: list) -> None:
+        now = self.now()
+        for a in actions:
+            if isinstance(a, ike.SendIke):
+                self._send_ike(a)
+            elif isinstance(a, ike.SetTimer):
+                self._arm(a.at)
+            elif isinstance(a, ike.InstallChildSa):
+                self.dp.install(a, now)
+                self.log("child_sa_installed", ike_sa=a.ike_sa, spi_in=f"{a.spi_in:08x}", spi_out=f"{a.spi_out:08x}",
+                         alg=a.alg, encap=a.encap, peer=f"{a.peer_addr}:{a.peer_port}",
+                         ts_local=[str(t.start) + "-" + str(t.end) for t in a.ts_local],
+                         ts_remote=[str(t.start) + "-" + str(t.end) for t in a.ts_remote],
+                         replaces=None if a.replaces is None else f"{a.replaces:08x}")
+                self.on_event(a)
+            elif isinstance(a, ike.DeleteChildSa):
+                self.dp.delete(a.spi_in)
+                self.log("child_sa_deleted", spi_in=f"{a.spi_in:08x}", reason=a.reason)
+                self.on_event(a)
+            elif isinstance(a, ike.IkeSaRekeyed):
+                self.dp.rename(a.old, a.new)
+                self.log("ike_sa_rekeyed", old=a.old, new=a.new)
+                self.on_event(a)
+            elif isinstance(a, ike.Established):
+                t = self.dp.tunnels.get(a.ike_sa)
+                if t is not None:
+                    t.peer_id, t.virtual_ip = a.peer_id, a.virtual_ip
+                    t.nat_local, t.nat_remote = self.nat_flags(a.ike_sa)
+                self.log("established", ike_sa=a.ike_sa, role=a.role, peer_id=a.peer_id,
+                         peer=f"{a.peer_addr}:{a.peer_port}", encap=a.encap, virtual_ip=a.virtual_ip,
+                         dns=a.dns, subnets=a.subnets)
+                self.on_event(a)
+            elif isinstance(a, ike.IkeSaClosed):
+                self.log("ike_sa_closed", ike_sa=a.ike_sa, reason=a.reason, peer_id=a.peer_id,
+                         virtual_ip=a.virtual_ip)
+                self.on_event(a)
+                self.dp.close(a.ike_sa)
+            elif isinstance(a, ike.Failed):
+                self.log("ike_failed", reason=a.reason, notify=a.notify, peer_id=a.peer_id, peer=a.peer_addr)
+                self.on_event(a)
+
+    def _send_ike(self, a: ike.SendIke) -> None:
+        sock = self.socks.get(a.sport) or self.socks[IKE_PORT]
+        try:
+            sock.sendto(a.data, (a.dst, a.dport))
+            self.counters["ike_out"] += 1
+        except OSError as exc:
+            self.counters["send_errors"] += 1
+            self.log("send_error", what="ike", dst=f"{a.dst}:{a.dport}", error=str(exc))
+
+    def _arm(self, at: float) -> None:
+        if self._timer:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(at, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.apply(self.core.tick(self.now()))
+
+    # -- receive -------------------------------------------------------------------------------
+    def _read_udp(self, sock, port: int) -> None:
+        io.drain_udp(sock, self._udp4500 if port == NAT_T_PORT else self._udp500)
+
+    def _note_init(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
+        """Remember where an IKE_SA_INIT request came from (for the NAT flags in the status)."""
+        if len(data) >= 28 and data[18] == w.IKE_SA_INIT and not data[19] & 0x20:
+            if len(self.init_seen) > 1024:
+                self.init_seen.pop(next(iter(self.init_seen)))
+            self.init_seen[bytes(data[:8])] = (src, sport, dst or self.local_address or "0.0.0.0", dport)
+
+    def nat_flags(self, ike_sa: str) -> tuple[bool, bool]:
+        """(a NAT in front of us, a NAT in front of the peer) from the IKE SA's IKE_SA_INIT exchange
+        (RFC 7296 2.23): our hashes of the addresses and ports against the peer's notifies."""
+        sa = next((s for s in self.core.sas.values() if s.name == ike_sa), None)
+        if sa is None:
+            return False, False
+        try:
+            if sa.original_initiator:
+                msg = w.decode_message(sa.init_response)
+                spi_r, local, remote = sa.spi_r, (sa.local_addr, IKE_PORT), (sa.peer_addr, IKE_PORT)
+            else:
+                seen = self.init_seen.get(sa.spi_i)
+                if seen is None:
+                    return False, bool(sa.encap)
+                msg = w.decode_message(sa.init_request)
+                spi_r, remote, local = bytes(8), seen[:2], seen[2:]
+        except DecodeError:
+            return False, False
+        srcs = [p.data for p in msg.payloads if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_SOURCE_IP]
+        dsts = [p.data for p in msg.payloads if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_DESTINATION_IP]
+        if not srcs or not dsts:
+            return False, False
+        local_nat = kc.nat_detection_hash(sa.spi_i, spi_r, *local) not in dsts
+        remote_nat = kc.nat_detection_hash(sa.spi_i, spi_r, *remote) not in srcs
+        return local_nat, remote_nat
+
+    def _udp500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
+        self.counters["ike_in"] += 1
+        self._note_init(data, src, sport, dst, IKE_PORT)
+        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
+                                     IKE_PORT))
+
+    def _udp4500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
+        if data[:4] != MARKER:
+            if len(data) == 1 and data[0] == 0xFF:
+                self.counters["keepalives_in"] += 1
+                return
+            self.counters["esp_in"] += 1
+            got = self.dp.open(data, src, sport, True, self.now())
+            if got is not None:
+                self.on_inner(got[0], got[1])
+            return
+        self.counters["ike_in"] += 1
+        self._note_init(data[4:], src, sport, dst, NAT_T_PORT)
+        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
+                                     NAT_T_PORT))
+
+    def _read_esp(self) -> None:
+        io.drain_raw(self.esp, self._esp)
+
+    def _esp(self, payload: bytes, src: str) -> None:
+        self.counters["esp_in"] += 1
+        got = self.dp.open(payload, src, 0, False, self.now())
+        if got is not None:
+            self.on_inner(got[0], got[1])
+
+    # -- send ----------------------------------------------------------------------------------
+    def send_inner(self, tunnel: Tunnel, inner: bytes) -> None:
+        esp = self.dp.seal(tunnel, inner, self.now())
+        if esp is None:
+            return
+        try:
+            if tunnel.encap:
+                self.socks[NAT_T_PORT].sendto(esp, (tunnel.peer_addr, tunnel.peer_port))
+            else:
+                self.esp.sendto(esp, (tunnel.peer_addr, 0))
+            self.counters["esp_out"] += 1
+        except OSError:
+            self.counters["send_errors"] += 1
+
+    def send_keepalive(self, tunnel: Tunnel) -> None:
+        try:
+            self.socks[NAT_T_PORT].sendto(b"\xff", (tunnel.peer_addr, tunnel.peer_port))
+        except OSError:
+            self.counters["send_errors"] += 1
+
+    # -- status --------------------------------------------------------------------------------
+    def status(self) -> dict:
+        now = self.now()
+        core = self.core.status()
+        dp = self.dp.status(now)
+        return {"ike_sas": core["ike_sas"], "tunnels": dp["tunnels"],
+                "drops": {"esp": dp["drops"], "ike": core["drops"]},
+                "counters": dict(self.counters), "events": core["events"]}
+
+
+# -- the public status shape every vpn role answers (cases/remote_access/__init__.py) -----------------
+_STATES = {"established": "ESTABLISHED", "rekeyed": "REKEYED", "closed": "DELETING", "failed": "DESTROYING",
+           "new": "CREATED"}
+_ENCR = {"aes-gcm-16": "AES_GCM_16", "aes-cbc": "AES_CBC"}
+
+
+def _alg_fields(alg: str) -> dict:
+    """esp_sa's algorithm name -> strongSwan's (IKEv2 transform) spelling."""
+    for prefix, name in _ENCR.items():
+        if alg.startswith(prefix + "-"):
+            bits = int(alg[len(prefix) + 1:].split("-")[0])
+            integ = "HMAC_SHA2_256_128" if "hmac-sha256" in alg else None
+            return {"encr_alg": name, "encr_keysize": bits, "integ_alg": integ}
+    return {"encr_alg": alg, "encr_keysize": None, "integ_alg": None}
+
+
+def public_status(core_sa: dict, tunnel: dict | None, local_id: str | None) -> dict:
+    """One IKE SA in the shape of the vpn roles' status (the strongSwan profile answers the same)."""
+    lhost, _, lport = core_sa["local"].rpartition(":")
+    rhost, _, rport = core_sa["peer"].rpartition(":")
+    initiator = core_sa["role"] == "initiator"
+    children = []
+    for c in (tunnel or {}).get("child_sas", []):
+        children.append({
+            "name": c["spi_in"], "state": "INSTALLED", "mode": "TUNNEL", "protocol": "ESP",
+            "encap": bool(tunnel.get("encap")), "spi_in": c["spi_in"], "spi_out": c["spi_out"],
+            "alg": c["alg"], **_alg_fields(c["alg"]),
+            "local_ts": c["ts_local"], "remote_ts": c["ts_remote"],
+            "bytes_in": c["bytes_in"], "bytes_out": c["bytes_out"],
+            "packets_in": c["packets_in"], "packets_out": c["packets_out"],
+            "keys": {"encr_in": c["encr_key_in"], "encr_out": c["encr_key_out"],
+                     "integ_in": c["integ_key_in"] or None, "integ_out": c["integ_key_out"] or None},
+        })
+    vip = core_sa.get("virtual_ip")
+    return {
+        "name": core_sa["name"], "state": _STATES.get(core_sa["state"], "CONNECTING"),
+        "core_state": core_sa["state"], "initiator": initiator,
+        "local_host": lhost, "local_port": int(lport), "remote_host": rhost, "remote_port": int(rport),
+        "local_id": local_id, "remote_id": core_sa.get("peer_id"), "remote_eap_id": None,
+        "spi_i": core_sa["spi_i"], "spi_r": core_sa["spi_r"], "encap": core_sa["encap"],
+        "nat_local": bool((tunnel or {}).get("nat_local")), "nat_remote": bool((tunnel or {}).get("nat_remote")),
+        "nat_fake": False,
+        "suite": core_sa.get("suite"), "dh_group": core_sa.get("dh_group"), "keys": core_sa.get("keys"),
+        "local_vips": [vip] if vip and initiator else [], "remote_vips": [vip] if vip and not initiator else [],
+        "dns": core_sa.get("dns", []), "last_error": core_sa.get("last_error"),
+        "tunnel": {k: v for k, v in (tunnel or {}).items() if k != "child_sas"} or None,
+        "child_sas": children,
+    }
