@@ -46,7 +46,8 @@ class NodeProcess:
         self.log_path = Path(log_path)
         self.ready_re = re.compile(ready) if ready else None
         self.env = env
-        self._ready = threading.Event()
+        self._ready = threading.Event()  # set on the ready line, or when the output ends
+        self._saw_ready = False
         self._tail: deque[str] = deque(maxlen=20)
         self._on_start, self._on_exit = on_start, on_exit
         self.popen: subprocess.Popen | None = None
@@ -81,6 +82,7 @@ class NodeProcess:
                 line = raw.decode(errors="replace").rstrip("\n")
                 self._tail.append(line)
                 if self.ready_re and not self._ready.is_set() and self.ready_re.search(line):
+                    self._saw_ready = True
                     self._ready.set()
         self.popen.stdout.close()
         self._ready.set()  # wake a waiter; wait_ready() then sees the exit
@@ -94,9 +96,8 @@ class NodeProcess:
                 f"{self.name} on node {self.node} did not say it was ready within {timeout:.0f} s "
                 f"(expected a line matching {self.ready_re.pattern!r}); its log is {self.log_path}:\n"
                 + "\n".join(self._tail))
-        rc = self.popen.poll() if self.popen else None
-        if rc is not None:
-            self.popen.wait()
+        if not self._saw_ready:  # its output ended first: it is exiting or has exited
+            rc = self.stop()
             raise ProcessError(
                 f"{self.name} on node {self.node} exited with status {rc} before it was ready; "
                 f"last lines of {self.log_path}:\n" + "\n".join(self._tail))

@@ -11,6 +11,8 @@ import json
 import os
 import shutil
 import signal
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,10 +41,15 @@ class Run:
     @classmethod
     def register(cls, run_id: str, runs_dir: Path | None = None) -> "Run":
         base = runs_dir or RUNS_DIR
-        d = base / run_id
-        (d / "pids").mkdir(parents=True, exist_ok=False)
+        base.mkdir(parents=True, exist_ok=True)
+        # built under a temporary name and renamed, so a concurrent reap never sees a run
+        # directory without its owner
+        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=base))
+        (tmp / "pids").mkdir()
         pid = os.getpid()
-        (d / "owner.json").write_text(json.dumps({"pid": pid, "start": start_time(pid)}))
+        (tmp / "owner.json").write_text(json.dumps({"pid": pid, "start": start_time(pid)}))
+        d = base / run_id
+        tmp.rename(d)
         return cls(run_id, d)
 
     def track(self, pid: int, what: str) -> None:
@@ -78,6 +85,11 @@ def reap_stale(runs_dir: Path | None = None) -> list[str]:
         try:
             owner = json.loads((d / "owner.json").read_text())
         except (OSError, ValueError):
+            try:
+                if time.time() - d.stat().st_mtime < 60:  # being created right now
+                    continue
+            except OSError:  # another run reaped it meanwhile
+                continue
             owner = {"pid": -1, "start": None}
         if alive(owner["pid"], owner["start"]):
             continue

@@ -7,6 +7,7 @@ interfaces. Stations (R) attach to one access network at a time and can move (ha
 """
 from __future__ import annotations
 
+import errno
 import json
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from typing import Sequence
 
 from mininet.net import Mininet
 from mininet.nodelib import LinuxBridge
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed import naming
 from testbed.plan import NodeSpec, Plan, default_plan
@@ -258,10 +261,23 @@ class World:
                 node.cleanup()  # closes the pty pair and reaps the shell
             node.outToNode.pop(node.master, None)  # Mininet's class-wide maps would keep every node alive
             node.inToNode.pop(node.master, None)
-        for sw in self.net.switches:
-            sw.stop()
-        # host-side interfaces vanish with the host namespaces; bridge-side veth ends with them
         self.net = None
+        self._delete_links()
+
+    @staticmethod
+    def _delete_links() -> None:
+        """Delete every interface of the world's namespace but lo: the bridges and the bridge-side
+        veth ends. Normally the veths vanish with the node namespaces, but a node namespace can
+        outlive its processes (an orphaned TCP socket in FIN_WAIT holds it) and would keep its
+        veth, whose name the next world needs."""
+        with IPRoute() as ipr:
+            for link in ipr.get_links():
+                if link.get_attr("IFLA_IFNAME") != "lo":
+                    try:
+                        ipr.link("del", index=link["index"])
+                    except NetlinkError as exc:
+                        if exc.code != errno.ENODEV:  # already gone with its peer
+                            raise
 
     def __enter__(self) -> "World":
         return self
