@@ -1,0 +1,147 @@
+"""Mobile IPv4 Foreign Agent daemon (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 behind a NAT).
+
+    python -m nodes.fa --control PATH [--log-json PATH] --config fa.json
+
+Data path, all in userspace:
+- the visitor link (`iface`) is read with an AF_PACKET socket: agent solicitations, and
+  registration requests with the visitor's link-layer address and IP TTL (what the core needs
+  for delivery and the RFC 3024 TTL check); advertisements go out as frames to 224.0.0.1;
+- replies from home agents (and RFC 3519 tunnel data) arrive on UDP 434, IP-in-IP on a raw
+  protocol-4 socket; decapsulated packets go straight to the visitor's MAC on the link;
+- an accepted visitor gets a host route and a permanent neighbour entry; with reverse
+  tunnelling (T) a policy rule `from <home> iif <iface>` steers its packets into the TUN
+  device, where the core tunnels them to the home agent.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from ipaddress import IPv4Address, IPv4Interface
+
+from nodes.mip.actions import AddHostRoute, RemoveHostRoute
+from nodes.mip.fa import ForeignAgent
+from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.mip_actions import (
+    RULE_PRIORITY, TUNNEL_TABLE, CoreDriver, MipExecutor, guarded, recv_udp, udp_socket,
+)
+from nodes.runtime.rawip import (
+    ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
+)
+from nodes.runtime.tundev import TunDevice
+from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP
+from nodes.wire.mip import ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REQUEST
+
+BATCH = 64
+BROADCAST = IPv4Address("255.255.255.255")
+
+
+async def setup(args, log):
+    cfg, extra = mip_config.load(args.config, mip_config.foreign_agent)
+    iface = cfg.iface
+    if not extra["prefix_given"]:
+        for cidr in netlink.addresses(iface):
+            if IPv4Interface(cidr).ip == cfg.address:
+                cfg.prefix_length = IPv4Interface(cidr).network.prefixlen
+    core = ForeignAgent(cfg)
+    loop = asyncio.get_running_loop()
+    errors = Counter()
+
+    netlink.sysctl("net/ipv4/ip_forward", 1)
+    # visitors use their home addresses on this link: no reverse-path filter against them
+    for conf in ("all", iface):
+        netlink.sysctl(f"net/ipv4/conf/{conf}/rp_filter", 0)
+    tun = TunDevice.open(extra["tun"])
+    netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
+    raw, ipip, udp, link = RawSender(), RawReceiver(PROTO_IPIP), udp_socket(), LinkSocket(iface)
+    iface_index = netlink.link_index(iface)
+    executor = MipExecutor(log, raw=raw, tun=tun, links={iface: link}, udp=udp, capture="dst", default_iface=iface,
+                           sends_first=True)
+    ours = {cfg.address, *cfg.care_of_addresses, BROADCAST}
+
+    def on_host_route(action):
+        """Reverse tunnelling: steer the visitor's packets into the TUN device (and stop)."""
+        if isinstance(action, AddHostRoute):
+            visitor = core.visitors.get(action.addr)
+            if visitor is not None and visitor.reverse:
+                netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
+                return
+        if isinstance(action, (AddHostRoute, RemoveHostRoute)):
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
+
+    executor.on_host_route = on_host_route
+    driver = CoreDriver(core, executor, log)
+
+    def on_frame():
+        for _ in range(BATCH):
+            frame = link.recv()
+            if frame is None:
+                return
+            if frame.ethertype != ETH_P_IP or frame.pkttype in (PACKET_OUTGOING, PACKET_OTHERHOST):
+                continue
+            ip = parse_ipv4(frame.payload)
+            if ip is None:
+                continue
+            if not ip.src.is_unspecified:
+                executor.learn(iface, ip.src, frame.src_mac)
+            if ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_SOLICITATION]):
+                driver.call("on_icmp", ip.payload, ip.src, ip.dst, lladdr=frame.src_mac)
+                continue
+            udp_parts = parse_udp(ip)
+            if udp_parts and udp_parts[1] == MIP_PORT and udp_parts[2][:1] == bytes([TYPE_REQUEST]) \
+                    and (ip.dst in ours or ip.dst.is_multicast):
+                sport, _dport, payload = udp_parts
+                driver.call("on_udp", payload, ip.src, sport, ip.dst, lladdr=frame.src_mac, ttl=ip.ttl)
+
+    def on_udp():
+        for _ in range(BATCH):
+            got = recv_udp(udp)
+            if got is None:
+                return
+            payload, (src, sport), dst, ifindex = got
+            if payload[:1] == bytes([TYPE_REQUEST]) and ifindex == iface_index:
+                continue  # taken from the link socket, with the visitor's MAC and TTL
+            driver.call("on_udp", payload, src, sport, dst)
+
+    def on_ipip():
+        for _ in range(BATCH):
+            packet = ipip.recv()
+            if packet is None:
+                return
+            driver.call("on_ip", packet)
+
+    def on_tun():
+        for _ in range(BATCH):
+            packet = tun.read()
+            if packet is None:
+                return
+            driver.call("on_visitor_packet", packet)
+
+    for fd, name, fn in ((link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp),
+                         (ipip.fileno(), "ipip", on_ipip), (tun.fd, "tun", on_tun)):
+        loop.add_reader(fd, guarded(log, errors, name, fn))
+    log("foreign-agent", address=str(cfg.address), iface=iface, care_of_addresses=[str(a) for a in cfg.care_of_addresses],
+        adv_interval=cfg.adv_interval)
+    driver.call("start")
+
+    def status(_req):
+        return {**core.status(), **executor.status(), "iface": iface, "errors": dict(errors + driver.errors + executor.action_errors())}
+
+    async def cleanup():
+        driver.stop()
+        for fd in (link.fileno(), udp.fileno(), ipip.fileno(), tun.fd):
+            loop.remove_reader(fd)
+        for home in list(core.visitors):
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home, iif=iface)
+        for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
+            closer()
+
+    return {"status": status}, cleanup
+
+
+def main() -> None:
+    p = daemon.base_parser("fa", __doc__.splitlines()[0])
+    daemon.run("fa", p.parse_args(), setup)
+
+
+if __name__ == "__main__":
+    main()

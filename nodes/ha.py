@@ -1,0 +1,105 @@
+"""Mobile IPv4 Home Agent daemon (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 UDP tunnels).
+
+    python -m nodes.ha --control PATH [--log-json PATH] --config ha.json
+
+Data path, all in userspace (the kernel here has no IP-in-IP):
+- registrations: UDP 434;
+- while a node is away: a proxy neighbour entry answers ARP for its home address on the home link
+  (plus a gratuitous ARP), and a host route sends packets for it into the TUN device `mip0`; the
+  daemon reads them and the core encapsulates them (IP-in-IP through a raw socket, or RFC 3519 UDP
+  from port 434 to the address and port the NAT showed);
+- reverse tunnels: IP-in-IP arrives on a raw protocol-4 socket, RFC 3519 tunnel data on UDP 434;
+  the inner packet is written into the TUN device and the kernel forwards it.
+Status over the control socket: bindings, counters by reason, tunnels and data-plane counters.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from ipaddress import IPv4Address
+
+from nodes.mip.ha import HomeAgent
+from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, recv_udp, udp_socket
+from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
+from nodes.runtime.tundev import TunDevice
+from nodes.wire.ipv4 import PROTO_IPIP
+
+BATCH = 64  # packets read per wake-up of one reader
+
+
+def iface_with_address(address: IPv4Address) -> str:
+    for msg in netlink.ipr().get_addr(family=2):
+        if msg.get_attr("IFA_ADDRESS") == str(address):
+            return msg.get_attr("IFA_LABEL")
+    raise LookupError(f"no interface of this node has the home agent address {address}")
+
+
+async def setup(args, log):
+    cfg, extra = mip_config.load(args.config, mip_config.home_agent)
+    if cfg.home_iface is None:
+        cfg.home_iface = iface_with_address(cfg.address)
+    core = HomeAgent(cfg)
+    loop = asyncio.get_running_loop()
+    errors = Counter()
+
+    netlink.sysctl("net/ipv4/ip_forward", 1)  # captured and decapsulated packets are forwarded
+    netlink.sysctl(f"net/ipv4/conf/{cfg.home_iface}/send_redirects", 0)
+    tun = TunDevice.open(extra["tun"])
+    raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
+    link = LinkSocket(cfg.home_iface, listen=False)
+    executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",
+                           default_iface=cfg.home_iface)
+    driver = CoreDriver(core, executor, log)
+
+    def on_udp():
+        for _ in range(BATCH):
+            got = recv_udp(udp)
+            if got is None:
+                return
+            payload, (src, sport), dst, _ifindex = got
+            driver.call("on_udp", payload, src, sport, dst)
+
+    def on_ipip():
+        for _ in range(BATCH):
+            packet = ipip.recv()
+            if packet is None:
+                return
+            driver.call("on_ip", packet)
+
+    def on_tun():
+        for _ in range(BATCH):
+            packet = tun.read()
+            if packet is None:
+                return
+            driver.call("encapsulate", packet)
+
+    loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
+    loop.add_reader(ipip.fileno(), guarded(log, errors, "ipip", on_ipip))
+    loop.add_reader(tun.fd, guarded(log, errors, "tun", on_tun))
+    log("home-agent", address=str(cfg.address), home_iface=cfg.home_iface, tun=tun.name,
+        nodes=[str(n.home_address) for n in cfg.nodes])
+
+    def status(_req):
+        return {**core.status(), **executor.status(), "home_iface": cfg.home_iface,
+                "errors": dict(errors + driver.errors + executor.action_errors())}
+
+    async def cleanup():
+        driver.stop()
+        for fd in (udp.fileno(), ipip.fileno(), tun.fd):
+            loop.remove_reader(fd)
+        for home in list(core.bindings):  # leave the home link as we found it
+            netlink.proxy_arp(home, cfg.home_iface, False)
+        for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
+            closer()
+
+    return {"status": status}, cleanup
+
+
+def main() -> None:
+    p = daemon.base_parser("ha", __doc__.splitlines()[0])
+    daemon.run("ha", p.parse_args(), setup)
+
+
+if __name__ == "__main__":
+    main()

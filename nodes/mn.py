@@ -1,0 +1,283 @@
+"""Mobile IPv4 Mobile Node daemon (RFC 5944 agent discovery and registration, RFC 3519 behind a NAT).
+
+    python -m nodes.mn --control PATH [--log-json PATH] --config mn.json
+
+Applications keep using the home address: it lives on `lo` (a /32), so it stays a local address
+wherever the node is; only routes change:
+- at home: the home subnet on `iface` and the default route through the home router, both with
+  the home address as source; deregistration and gratuitous ARP when coming back;
+- with a foreign agent (care-of address of the FA): a link route to the agent and the default
+  route through it, source the home address; registration requests go to the agent's MAC
+  (learnt from its advertisement) with TTL 255;
+- co-located (a static address per network from `colocated`): the address on `iface`, the default
+  route through that network's router, and a policy rule `from <home> lookup 434` whose default
+  route is the TUN device; the daemon encapsulates what it reads there towards the HA (RFC 3519
+  UDP from port 434 when the HA saw a NAT, else IP-in-IP) and writes what the HA tunnels back
+  into the TUN device.
+Movement detection: carrier changes from rtnetlink; on link up the core solicits agents, and the
+daemon probes the known networks' routers with ARP (home router, and each co-located network's
+router from its own address): an advertisement means a foreign agent, an ARP answer names the
+network. Status over the control socket: location, registration state, care-of address, last
+code, attachment, tunnels, counters.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from ipaddress import IPv4Address
+
+from nodes.mip.mn import MobileNode
+from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, recv_udp, udp_socket
+from nodes.runtime.rawip import (
+    ARP_REPLY, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4,
+)
+from nodes.runtime.tundev import TunDevice
+from nodes.runtime.netlink import RT_SCOPE_LINK, LinkMonitor
+from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
+from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
+
+BATCH = 64
+PROBE_MAX_INTERVAL = 1.0
+KEEPALIVE_CHECK = 0.25  # seconds between checks for an idle RFC 3519 tunnel
+
+
+class MobileNodeDaemon:
+    def __init__(self, cfg, extra, log):
+        self.cfg, self.extra, self.log = cfg, extra, log
+        self.iface = cfg.iface
+        self.home = cfg.home_address
+        self.core = MobileNode(cfg)
+        self.loop = asyncio.get_running_loop()
+        self.errors = Counter()
+        self.attachment: tuple | None = None  # ("home",) / ("fa", agent) / ("colocated", name)
+        self.network: str | None = None  # what the ARP probes found
+        self.moves: list[dict] = []
+        self._probe: asyncio.TimerHandle | None = None
+        self._probe_delay = 0.0
+        self._link_up_at: float | None = None
+
+        for conf in ("all", "default", self.iface, "lo"):
+            netlink.sysctl(f"net/ipv4/conf/{conf}/rp_filter", 0)
+        netlink.addr_add("lo", f"{self.home}/32")
+        self.tun = TunDevice.open(extra["tun"])
+        self.raw, self.ipip, self.udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
+        self.link = LinkSocket(self.iface)
+        self.executor = MipExecutor(log, raw=self.raw, tun=self.tun, links={self.iface: self.link}, udp=self.udp,
+                                    capture="src", default_iface=self.iface)
+        self.driver = CoreDriver(self.core, self.executor, log, after_actions=self.reconcile)
+        self.monitor = LinkMonitor(self.iface, self.on_carrier)
+        readers = ((self.link.fileno(), "link", self.on_frame), (self.udp.fileno(), "udp", self.on_udp),
+                   (self.ipip.fileno(), "ipip", self.on_ipip), (self.tun.fd, "tun", self.on_tun),
+                   (self.monitor.fileno(), "netlink", self.monitor.poll))
+        self.fds = [fd for fd, _, _ in readers]
+        for fd, name, fn in readers:
+            self.loop.add_reader(fd, guarded(log, self.errors, name, fn))
+
+    def start(self) -> None:
+        if self.monitor.up:
+            self.on_carrier(True)
+        self._keepalive_timer()
+
+    def _keepalive_timer(self) -> None:
+        try:
+            self.executor.keepalives()
+        except Exception as exc:  # never let the timer die
+            self.errors[f"keepalive:{type(exc).__name__}"] += 1
+        self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalive_timer)
+
+    # ---- link changes and network identification ---------------------------------------------
+    def on_carrier(self, up: bool) -> None:
+        self.log("link", iface=self.iface, up=up)
+        self.moves.append({"t": time.time(), "up": up})
+        if up:
+            self._link_up_at = time.time()
+            self.network = None
+            self.executor.forget_neighbours(self.iface)
+            self.driver.call("link_up")
+            self._probe_delay = 0.0
+            self._schedule_probe(0.0)
+        else:
+            self._cancel_probe()
+            self.driver.call("link_down")
+
+    def _probes(self) -> list[tuple[str, IPv4Address, IPv4Address]]:
+        """(network, our address there, its router) for every network we can recognise."""
+        found = [("home", self.home, self.extra["home_router"])]
+        for name, c in self.extra["colocated"].items():
+            found.append((name, c["address"].ip, c["router"]))
+        return found
+
+    def _schedule_probe(self, delay: float) -> None:
+        self._cancel_probe()
+        self._probe = self.loop.call_later(delay, self._send_probes)
+
+    def _cancel_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
+    def _send_probes(self) -> None:
+        self._probe = None
+        if not self.monitor.up or self.network is not None or self._with_fa():
+            return
+        for _name, ours, router in self._probes():
+            self.link.arp_probe(ours, router)
+        self.executor.counters["arp-probes"] += 1
+        self._probe_delay = min(max(self.extra["probe_interval"], self._probe_delay * 2), PROBE_MAX_INTERVAL)
+        self._schedule_probe(self._probe_delay)
+
+    def _with_fa(self) -> bool:
+        c = self.core
+        mode = c.attempt.mode if c.attempt else c.registration.mode if c.registration else None
+        return c.location == "foreign" and mode == "fa"
+
+    def _identified(self, name: str) -> None:
+        self._cancel_probe()
+        self.network = name
+        since = round(time.time() - self._link_up_at, 6) if self._link_up_at else None
+        self.log("network", name=name, after=since)
+        if name == "home":
+            self.apply(("home",))
+            self.driver.call("set_care_of_address", self.home)
+        else:
+            self.apply(("colocated", name))
+            self.driver.call("set_care_of_address", self.extra["colocated"][name]["address"].ip)
+
+    # ---- link configuration -------------------------------------------------------------------
+    def reconcile(self) -> None:
+        """After every core call: follow the core onto a foreign agent's link (after its actions: the
+        request to the agent goes out as a frame at once, the routes follow while it travels)."""
+        c = self.core
+        if self._with_fa() and c.agent is not None and self.attachment != ("fa", c.agent.address):
+            self.apply(("fa", c.agent.address))
+
+    def apply(self, attachment: tuple) -> None:
+        if attachment == self.attachment:
+            return
+        iface, home = self.iface, self.home
+        if attachment[0] == "colocated":
+            self.executor.hold_home_traffic(home)
+        else:
+            self.executor.release_home_traffic(home)
+        netlink.routes_flush(iface)
+        netlink.neigh_flush(iface)
+        if attachment[0] == "colocated":
+            c = self.extra["colocated"][attachment[1]]
+            netlink.addr_flush(iface, keep=(str(c["address"]),))
+            netlink.addr_add(iface, str(c["address"]))
+            netlink.route_replace(str(c["address"].network), dev=iface, src=c["address"].ip, scope=RT_SCOPE_LINK)
+            netlink.route_replace("default", gateway=c["router"], dev=iface)
+        else:
+            netlink.addr_flush(iface)
+            if attachment[0] == "home":
+                netlink.route_replace(str(self.cfg.home_network), dev=iface, src=home, scope=RT_SCOPE_LINK)
+                netlink.route_replace("default", gateway=self.extra["home_router"], dev=iface, src=home)
+            else:
+                agent = attachment[1]
+                netlink.route_replace(f"{agent}/32", dev=iface, src=home, scope=RT_SCOPE_LINK)
+                netlink.route_replace("default", gateway=agent, dev=iface, src=home)
+        self.attachment = attachment
+        self.log("attachment", kind=attachment[0], detail=str(attachment[1]) if len(attachment) > 1 else None)
+
+    # ---- readers ------------------------------------------------------------------------------
+    def on_frame(self) -> None:
+        for _ in range(BATCH):
+            frame = self.link.recv()
+            if frame is None:
+                return
+            if frame.ethertype == ETH_P_ARP:
+                arp = Arp.decode(frame.payload)
+                if arp is not None and arp.op == ARP_REPLY and arp.target_mac == self.link.mac:
+                    self._on_arp_reply(arp)
+            elif frame.ethertype == ETH_P_IP:
+                ip = parse_ipv4(frame.payload)
+                if ip is not None and ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
+                    self.executor.learn(self.iface, ip.src, frame.src_mac)
+                    self.driver.call("on_icmp", ip.payload, ip.src, ip.dst, lladdr=frame.src_mac)
+
+    def _on_arp_reply(self, arp: Arp) -> None:
+        self.executor.learn(self.iface, arp.sender_ip, arp.sender_mac)
+        if self.network is not None:
+            return
+        for name, ours, router in self._probes():
+            if arp.sender_ip == router and arp.target_ip == ours:
+                if not self._with_fa():
+                    self._identified(name)
+                return
+
+    def on_udp(self) -> None:
+        for _ in range(BATCH):
+            got = recv_udp(self.udp)
+            if got is None:
+                return
+            payload, (src, sport), dst, _ifindex = got
+            if payload[:1] == bytes([TYPE_TUNNEL_DATA]):
+                try:
+                    inner = TunnelData.decode(payload).payload
+                except DecodeError as e:
+                    self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
+                    continue
+                self.executor.decapsulate_to_home(inner, src, "udp")
+            elif payload[:1] == bytes([TYPE_REPLY]):
+                self.driver.call("on_udp", payload, src, sport, dst)
+            else:
+                self.executor.counters["drop:udp-unexpected"] += 1
+
+    def on_ipip(self) -> None:
+        for _ in range(BATCH):
+            packet = self.ipip.recv()
+            if packet is None:
+                return
+            try:
+                outer = IPv4.decode(packet)
+            except DecodeError as e:
+                self.executor.counters[f"drop:ipip:{e.reason}"] += 1
+                continue
+            self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
+
+    def on_tun(self) -> None:
+        for _ in range(BATCH):
+            packet = self.tun.read()
+            if packet is None:
+                return
+            self.executor.encapsulate_from_home(packet)
+
+    # ---- control and shutdown -----------------------------------------------------------------
+    def status(self, _req=None) -> dict:
+        a = self.attachment
+        return {**self.core.status(), **self.executor.status(),
+                "attachment": None if a is None else {"kind": a[0], "detail": str(a[1]) if len(a) > 1 else None},
+                "network": self.network, "link_up": self.monitor.up,
+                "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
+
+    async def close(self) -> None:
+        self.driver.stop()
+        self._cancel_probe()
+        if getattr(self, "_keepalive", None) is not None:
+            self._keepalive.cancel()
+        for fd in self.fds:
+            self.loop.remove_reader(fd)
+        for closer in (self.udp.close, self.ipip.close, self.raw.close, self.link.close, self.tun.close,
+                       self.monitor.close, netlink.close):
+            closer()
+
+
+async def setup(args, log):
+    cfg, extra = mip_config.load(args.config, mip_config.mobile_node)
+    mn = MobileNodeDaemon(cfg, extra, log)
+    log("mobile-node", home=str(cfg.home_address), home_agent=str(cfg.home_agent), iface=cfg.iface,
+        colocated=sorted(extra["colocated"]))
+    mn.start()
+    return {"status": mn.status}, mn.close
+
+
+def main() -> None:
+    p = daemon.base_parser("mn", __doc__.splitlines()[0])
+    daemon.run("mn", p.parse_args(), setup)
+
+
+if __name__ == "__main__":
+    main()

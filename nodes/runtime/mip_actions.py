@@ -1,0 +1,358 @@
+"""The runtime side of the Mobile IP cores: performs their actions (nodes/mip/actions.py) with raw
+sockets, AF_PACKET, a TUN device and netlink, and drives a core's timer.
+
+One `MipExecutor` serves the HA, FA and MN daemons; they differ only in how a tunnel captures
+its packets (`capture`):
+
+- "dst" (home agent): packets *to* a home address are routed into the TUN device (a host route),
+  the daemon reads them and asks the core to encapsulate them;
+- "src" (co-located mobile node): packets *from* the home address are steered into the TUN by a
+  policy rule (`from <home> lookup <table>`), the executor encapsulates them itself towards the
+  home agent (IP-in-IP, or RFC 3519 UDP from port 434 so a NAT keeps one mapping).
+
+Decapsulated packets are written into the TUN (the kernel forwards or delivers them) or, with a
+link-layer address, sent straight to that neighbour on its link.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import time
+import traceback
+from collections import Counter, deque
+from ipaddress import IPv4Address
+
+from nodes.mip.actions import (
+    AddHostRoute, AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveHostRoute, RemoveTunnel,
+    SendIcmp, SendIp, SendUdp,
+)
+from nodes.runtime import netlink
+from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
+from nodes.runtime.tundev import TunDevice
+from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import ICMP, PROTO_ICMP, IPv4, ip_in_ip
+from nodes.wire.mip import ENCAP_IPIP, MIP_PORT, TunnelData
+
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks the name
+TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
+RULE_PRIORITY = 434
+HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registration is under way
+
+
+_SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
+
+
+class MipExecutor:
+    def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
+                 udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
+                 sends_first: bool = False):
+        self.log = log
+        self.raw, self.tun, self.udp = raw, tun, udp
+        self.links: dict[str, LinkSocket] = links or {}
+        self.capture = capture
+        self.sends_first = sends_first
+        self.default_iface = default_iface
+        self.tunnels: dict[IPv4Address, AddTunnel] = {}
+        self.neighbours: dict[str, dict[IPv4Address, str]] = {}  # iface -> ip -> mac, learnt from frames
+        self.counters = Counter()
+        self._last_out: dict[IPv4Address, float] = {}  # home -> last tunnelled send (keepalives)
+        self._echo_seq = 0
+        self._held: deque = deque()  # (monotonic time, packet) from the home address, no tunnel yet
+        self.on_host_route = None  # hook(action) after AddHostRoute / RemoveHostRoute (FA reverse tunnels)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if tun is not None and capture == "src":
+            netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
+
+    # ---- neighbours learnt from received frames ---------------------------------------------------
+    def learn(self, iface: str, ip, mac: str) -> None:
+        ip = IPv4Address(ip)
+        if not (ip.is_unspecified or ip.is_multicast or ip == IPv4Address("255.255.255.255")):
+            self.neighbours.setdefault(iface, {})[ip] = mac
+
+    def forget_neighbours(self, iface: str) -> None:
+        self.neighbours.pop(iface, None)
+
+    def _link_for(self, iface: str | None, dst, lladdr: str | None):
+        """(link socket, destination MAC) when this goes out on a link directly, else None."""
+        iface = iface or None
+        link = self.links.get(iface) if iface else None
+        if link is None:
+            return None
+        mac = lladdr or link_destination(dst) or self.neighbours.get(iface, {}).get(IPv4Address(dst))
+        return (link, mac) if mac else None
+
+    # ---- actions --------------------------------------------------------------------------------
+    def run(self, actions) -> None:
+        if self.sends_first and len(actions) > 1:
+            # datagrams first, kernel configuration after: a foreign agent's reply and deliveries
+            # go to the visitor's MAC and need no route, so the node hears back a few ms sooner
+            actions = [a for a in actions if isinstance(a, _SENDS)] + [a for a in actions if not isinstance(a, _SENDS)]
+        for action in actions:
+            try:
+                self._one(action)
+            except Exception as exc:  # one failed action must not stop the others nor the daemon
+                self.counters[f"action-error:{type(action).__name__}"] += 1
+                self.log("action-error", action=type(action).__name__, error=f"{type(exc).__name__}: {exc}",
+                         trace=traceback.format_exc(limit=3))
+
+    def _one(self, a) -> None:
+        if isinstance(a, SendUdp):
+            self._send_udp(a)
+        elif isinstance(a, SendIcmp):
+            src = a.src or self._source_for(a.iface)
+            packet = icmp_packet(src, a.dst, a.payload, ttl=a.ttl)
+            self._send_packet(packet, a.iface, a.dst, None, "icmp")
+        elif isinstance(a, SendIp):
+            self.counters["sent-ip"] += self.raw.send(a.packet)
+        elif isinstance(a, DeliverIp):
+            self.deliver(a.packet, a.iface, a.lladdr)
+        elif isinstance(a, AddTunnel):
+            self._add_tunnel(a)
+        elif isinstance(a, RemoveTunnel):
+            self._remove_tunnel(a.home)
+        elif isinstance(a, ProxyArp):
+            iface = a.iface or self.default_iface
+            if a.on:
+                netlink.enable_proxy_arp(iface)
+            netlink.proxy_arp(a.addr, iface, a.on)
+            self.log("proxy-arp", addr=str(a.addr), iface=iface, on=a.on)
+        elif isinstance(a, GratuitousArp):
+            self._gratuitous_arp(a)
+        elif isinstance(a, AddHostRoute):
+            netlink.route_replace(f"{a.addr}/32", dev=a.iface or self.default_iface)
+            if a.lladdr:
+                netlink.neigh_replace(a.addr, a.lladdr, a.iface or self.default_iface)
+            if self.on_host_route:
+                self.on_host_route(a)
+        elif isinstance(a, RemoveHostRoute):
+            iface = a.iface or self.default_iface
+            netlink.route_del(f"{a.addr}/32", dev=iface)
+            netlink.neigh_del(a.addr, iface)
+            if self.on_host_route:
+                self.on_host_route(a)
+        elif isinstance(a, Log):
+            self.log(a.event, **a.fields)
+        else:
+            self.counters["action-unknown"] += 1
+
+    @staticmethod
+    def _source_for(iface):
+        raise ValueError(f"an ICMP message without a source address (iface {iface})")
+
+    def _send_udp(self, a: SendUdp) -> None:
+        if a.src is None:  # let the kernel choose the source: the bound UDP socket
+            if self.udp is None:
+                raise ValueError("SendUdp without a source address and no UDP socket")
+            self.udp.sendto(a.payload, (str(a.dst), a.dport))
+            self.counters["sent-udp"] += 1
+            return
+        packet = udp_packet(a.src, a.dst, a.sport, a.dport, a.payload, ttl=a.ttl)
+        self._send_packet(packet, a.iface, a.dst, a.lladdr, "udp")
+
+    def _send_packet(self, packet: bytes, iface, dst, lladdr, what: str) -> None:
+        direct = self._link_for(iface, dst, lladdr)
+        if direct is not None:
+            link, mac = direct
+            ok = link.send_ip(packet, mac)
+            self.counters[f"sent-{what}-link" if ok else f"send-error-{what}-link"] += 1
+        else:
+            ok = self.raw.send(packet)
+            self.counters[f"sent-{what}" if ok else f"send-error-{what}"] += 1
+
+    def deliver(self, packet: bytes, iface=None, lladdr=None) -> None:
+        """A decapsulated packet: to a neighbour's MAC on its link, or into the kernel via the TUN."""
+        if iface and lladdr and iface in self.links:
+            ok = self.links[iface].send_ip(packet, lladdr)
+            self.counters["delivered-link" if ok else "deliver-error-link"] += 1
+        elif self.tun is not None:
+            ok = self.tun.write(packet)
+            self.counters["delivered-tun" if ok else "deliver-error-tun"] += 1
+        else:
+            self.counters["deliver-nowhere"] += 1
+
+    def _gratuitous_arp(self, a: GratuitousArp) -> None:
+        iface = a.iface or self.default_iface
+        link = self.links.get(iface)
+        if link is None:
+            raise ValueError(f"gratuitous ARP on {iface!r}: no link socket there")
+        link.gratuitous_arp(a.addr)
+        self.counters["gratuitous-arp"] += 1
+        self.log("gratuitous-arp", addr=str(a.addr), iface=iface, proxy=a.proxy)
+        # RFC 5944 4.6: repeat it, in case the first one was lost
+        if self._loop is not None:
+            self._loop.call_later(0.1, link.gratuitous_arp, a.addr)
+
+    # ---- tunnels ----------------------------------------------------------------------------------
+    def _add_tunnel(self, a: AddTunnel) -> None:
+        self.tunnels[a.home] = a
+        self._last_out[a.home] = time.monotonic()
+        if self.tun is None:
+            raise ValueError("a tunnel needs a TUN device")
+        if self.capture == "dst":
+            netlink.route_replace(f"{a.home}/32", dev=self.tun.name)
+        else:
+            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=a.home)
+        self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
+                 remote_port=a.remote_port)
+        held, self._held = self._held, deque()
+        for at, packet in held:
+            if time.monotonic() - at <= HOLD_SECONDS:
+                self.encapsulate_from_home(packet)
+
+    def hold_home_traffic(self, home: IPv4Address) -> None:
+        """Co-located MN arriving on a network: steer the home address's packets into the TUN at once
+        (held until the tunnel is up), so none leaves untunnelled (a NAT would translate them and
+        the correspondent would answer with a reset)."""
+        if self.capture == "src" and self.tun is not None:
+            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+
+    def release_home_traffic(self, home: IPv4Address) -> None:
+        if self.capture == "src" and home not in self.tunnels:
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+            self._held.clear()
+
+    def _remove_tunnel(self, home: IPv4Address) -> None:
+        if self.tunnels.pop(home, None) is None or self.tun is None:
+            return
+        if self.capture == "dst":
+            netlink.route_del(f"{home}/32", dev=self.tun.name)
+        else:
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+        self.log("tunnel-removed", home=str(home))
+
+    def encapsulate_from_home(self, packet: bytes) -> None:
+        """Co-located MN: a packet from the home address read from the TUN, into the tunnel."""
+        if len(packet) < 20:
+            self.counters["drop:tun-short"] += 1
+            return
+        t = self.tunnels.get(IPv4Address(packet[12:16]))
+        if t is None:  # registration under way: hold a few packets, the tunnel is coming
+            now = time.monotonic()
+            while self._held and now - self._held[0][0] > HOLD_SECONDS:
+                self._held.popleft()
+                self.counters["drop:held-too-long"] += 1
+            if len(self._held) >= HOLD_PACKETS:
+                self._held.popleft()
+                self.counters["drop:hold-full"] += 1
+            self._held.append((now, packet))
+            self.counters["held"] += 1
+            return
+        if t.kind == "udp":
+            data = TunnelData(ENCAP_IPIP, packet).encode()
+            ok = self.raw.send(udp_packet(t.local, t.remote, MIP_PORT, t.remote_port or MIP_PORT, data))
+        else:
+            ok = self.raw.send(ip_in_ip(t.local, t.remote, packet))
+        self.counters["tunnelled-out" if ok else "send-error-tunnel"] += 1
+        self._last_out[t.home] = time.monotonic()
+
+    def keepalives(self) -> None:
+        """RFC 3519 3.1: after `keepalive` seconds without tunnel traffic, send a tunnelled ICMP
+        echo request to the home agent, so the NAT keeps the mapping."""
+        now = time.monotonic()
+        for home, t in list(self.tunnels.items()):
+            if t.kind != "udp" or not t.keepalive or now - self._last_out.get(home, now) < t.keepalive:
+                continue
+            self._echo_seq = (self._echo_seq + 1) & 0xFFFF
+            echo = ICMP(8, 0, struct.pack("!HH", 0x3519, self._echo_seq), b"mip-keepalive").encode()
+            self.counters["keepalives"] += 1
+            self.encapsulate_from_home(IPv4(home, t.remote, PROTO_ICMP, echo).encode())
+
+    def decapsulate_to_home(self, inner: bytes, outer_src, via: str) -> None:
+        """Co-located MN: a tunnelled packet from the HA (`via` 'ipip' or 'udp'), into the stack."""
+        try:
+            ip = IPv4.decode(inner)
+        except DecodeError as e:
+            self.counters[f"drop:decap:{e.reason}"] += 1
+            return
+        t = self.tunnels.get(ip.dst)
+        if t is None or IPv4Address(outer_src) != t.remote:
+            self.counters["drop:decap-unknown-tunnel"] += 1
+            return
+        self.counters[f"decapsulated-{via}"] += 1
+        self.deliver(inner)
+
+    def action_errors(self) -> Counter:
+        return Counter({k: v for k, v in self.counters.items() if k.startswith("action-error")})
+
+    def status(self) -> dict:
+        return {"tunnels": {str(h): {"local": str(t.local), "remote": str(t.remote), "kind": t.kind,
+                                     "remote_port": t.remote_port} for h, t in self.tunnels.items()},
+                "dataplane": dict(sorted(self.counters.items()))}
+
+
+class CoreDriver:
+    """Feeds a sans-I/O core and keeps one timer armed at `core.next_deadline()`."""
+
+    def __init__(self, core, executor: MipExecutor, log, after_actions=None):
+        self.core, self.executor, self.log = core, executor, log
+        self.after_actions = after_actions  # hook() run after the core's actions (MN: follow its moves)
+        self._loop = asyncio.get_running_loop()
+        executor._loop = self._loop
+        self._timer: asyncio.TimerHandle | None = None
+        self.errors = Counter()
+
+    def call(self, method: str, *args, **kw) -> None:
+        try:
+            actions = getattr(self.core, method)(*args, now=time.time(), **kw)
+        except Exception as exc:  # bad input gets counted, never a crash
+            self.errors[f"{method}:{type(exc).__name__}"] += 1
+            self.log("core-error", method=method, error=f"{type(exc).__name__}: {exc}",
+                     trace=traceback.format_exc(limit=4))
+            actions = []
+        self.executor.run(actions)
+        if self.after_actions:
+            self.after_actions()
+        self.rearm()
+
+    def rearm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        deadline = self.core.next_deadline()
+        if deadline is not None:
+            self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        self.call("tick")
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def guarded(log, counters: Counter, name: str, fn):
+    """A reader callback that logs and counts exceptions instead of killing the loop."""
+    def wrapper():
+        try:
+            fn()
+        except Exception as exc:
+            counters[f"reader-error:{name}"] += 1
+            log("reader-error", reader=name, error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(limit=4))
+    return wrapper
+
+
+def udp_socket(port: int = MIP_PORT) -> socket.socket:
+    """A non-blocking UDP socket on 0.0.0.0:port that reports the arrival interface (IP_PKTINFO)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+    s.bind(("0.0.0.0", port))
+    s.setblocking(False)
+    return s
+
+
+def recv_udp(s: socket.socket):
+    """(payload, (src, sport), dst, ifindex) of the next datagram, or None."""
+    try:
+        data, anc, _flags, addr = s.recvmsg(65535, socket.CMSG_SPACE(12))
+    except (BlockingIOError, InterruptedError):
+        return None
+    ifindex, dst = 0, None
+    for level, kind, value in anc:
+        if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
+            ifindex = struct.unpack("=i", value[:4])[0]
+            dst = IPv4Address(value[8:12])
+    return data, addr, dst, ifindex

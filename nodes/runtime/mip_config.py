@@ -1,0 +1,222 @@
+"""Config files of the Mobile IP daemons (JSON, usually a scenario role's `config` mapping), read into
+the cores' config dataclasses. A bad file is refused at start with a message that names the file,
+the key and what was expected (DESIGN.md principle 6).
+
+Addresses as dotted quads, keys as hex strings, e.g.
+
+    ha: {address: 10.1.1.2, home_network: 10.1.1.0/24, max_lifetime: 1800,
+         mobile_nodes: [{home_address: 10.1.1.100, spi: 1000, key: "6d6e2d..."}]}
+    fa: {address: 192.0.2.1, iface: ar1-fn1, adv_interval: 1.0}
+    mn: {home_address: 10.1.1.100, home_agent: 10.1.1.2, home_network: 10.1.1.0/24, spi: 1000,
+         key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1,
+         colocated: {fn3: {address: 10.77.0.100/24, router: 10.77.0.1}}}
+"""
+from __future__ import annotations
+
+import sys
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+from nodes.mip.auth import SecurityAssociation
+from nodes.mip.fa import ForeignAgentConfig
+from nodes.mip.ha import HomeAgentConfig, MobileNodeEntry
+from nodes.mip.mn import MobileNodeConfig
+
+
+class BadConfig(ValueError):
+    pass
+
+
+class Fields:
+    """Typed access to one mapping of a config file; every error names file and key."""
+
+    def __init__(self, data: dict, file: Path | str | None, prefix: str = ""):
+        if not isinstance(data, dict):
+            raise BadConfig(f"{file}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
+        self.data, self.file, self.prefix = data, file, prefix
+        self.used: set[str] = set()
+
+    def _fail(self, key: str, expected: str, got) -> BadConfig:
+        return BadConfig(f"config {self.file}: key {self.prefix}{key}: expected {expected}, got {got!r}")
+
+    def get(self, key: str, kind: str, default=..., expected: str | None = None):
+        self.used.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is ...:
+                raise BadConfig(f"config {self.file}: key {self.prefix}{key} is missing "
+                                f"(expected {expected or _DESCRIBE.get(kind, kind)})")
+            return default
+        value = self.data[key]
+        try:
+            return _CONVERT[kind](value)
+        except (ValueError, TypeError):
+            raise self._fail(key, expected or _DESCRIBE.get(kind, kind), value) from None
+
+    def child(self, key: str, value, index=None) -> "Fields":
+        name = f"{self.prefix}{key}" + (f"[{index}]" if index is not None else "")
+        return Fields(value, self.file, name + ".")
+
+    def sa(self, spi_key: str = "spi", key_key: str = "key") -> SecurityAssociation:
+        spi = self.get(spi_key, "int", expected="an SPI of 256 or more")
+        key = self.get(key_key, "hexkey", expected="the key as a hex string")
+        try:
+            return SecurityAssociation(spi, key)
+        except ValueError as exc:
+            raise self._fail(spi_key, "a valid security association", f"{spi}: {exc}") from None
+
+    def check_unknown(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise BadConfig(f"config {self.file}: unknown key(s) {', '.join(self.prefix + k for k in unknown)}; "
+                            f"known: {', '.join(sorted(self.used))}")
+
+
+def _bool(v):
+    if isinstance(v, bool):
+        return v
+    raise ValueError(v)
+
+
+def _hexkey(v):
+    if not isinstance(v, str) or not v:
+        raise ValueError(v)
+    return bytes.fromhex(v)
+
+
+def _list(v):
+    if not isinstance(v, list):
+        raise ValueError(v)
+    return v
+
+
+def _mapping(v):
+    if not isinstance(v, dict):
+        raise ValueError(v)
+    return v
+
+
+def _int(v):
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ValueError(v)
+    return v
+
+
+def _num(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError(v)
+    return float(v)
+
+
+def _str(v):
+    if not isinstance(v, str):
+        raise ValueError(v)
+    return v
+
+
+_CONVERT = {"addr": IPv4Address, "net": IPv4Network, "iface": IPv4Interface, "int": _int, "num": _num,
+            "bool": _bool, "str": _str, "hexkey": _hexkey, "list": _list, "map": _mapping}
+
+
+_DESCRIBE = {"addr": "an IPv4 address", "net": "an IPv4 prefix such as 10.1.1.0/24",
+             "iface": "an address with prefix length such as 10.77.0.100/24", "int": "an integer",
+             "num": "a number", "bool": "true or false", "str": "a string", "hexkey": "a hex string",
+             "list": "a list", "map": "a mapping"}
+
+
+def load(path: Path | None, parse):
+    """Read the JSON file at `path` and parse it with `parse(Fields)`; exit with the message when bad."""
+    from nodes.runtime.daemon import load_config
+    try:
+        return parse(Fields(load_config(path), path))
+    except BadConfig as exc:
+        sys.exit(str(exc))
+
+
+# ---- home agent ----------------------------------------------------------------------------------
+def home_agent(f: Fields) -> tuple[HomeAgentConfig, dict]:
+    nodes = []
+    for i, entry in enumerate(f.get("mobile_nodes", "list", expected="a list of {home_address, spi, key}")):
+        e = f.child("mobile_nodes", entry, i)
+        nodes.append(MobileNodeEntry(e.get("home_address", "addr"), e.sa(), e.get("max_lifetime", "int", None)))
+        e.check_unknown()
+    fa_sas = {}
+    for i, entry in enumerate(f.get("fa_associations", "list", [])):
+        e = f.child("fa_associations", entry, i)
+        fa_sas[e.get("address", "addr")] = e.sa()
+        e.check_unknown()
+    cfg = HomeAgentConfig(
+        address=f.get("address", "addr"), nodes=nodes, home_iface=f.get("home_iface", "str", None),
+        max_lifetime=f.get("max_lifetime", "int", 1800), max_bindings=f.get("max_bindings", "int", 100_000),
+        replay_tolerance=f.get("replay_tolerance", "num", 7.0),
+        reverse_tunnelling=f.get("reverse_tunnelling", "bool", True),
+        reverse_tunnel_required=f.get("reverse_tunnel_required", "bool", False),
+        udp_tunnelling=f.get("udp_tunnelling", "bool", True), udp_keepalive=f.get("udp_keepalive", "int", 110),
+        trusted_networks=[IPv4Network(n) for n in f.get("trusted_networks", "list", [])],
+        drop_untrusted=f.get("drop_untrusted", "bool", False), fa_associations=fa_sas,
+    )
+    extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0")}
+    f.check_unknown()
+    return cfg, extra
+
+
+# ---- foreign agent -------------------------------------------------------------------------------
+def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
+    ha_sas, mn_sas = {}, {}
+    for i, entry in enumerate(f.get("ha_associations", "list", [])):
+        e = f.child("ha_associations", entry, i)
+        ha_sas[e.get("address", "addr")] = e.sa()
+        e.check_unknown()
+    for i, entry in enumerate(f.get("mn_associations", "list", [])):
+        e = f.child("mn_associations", entry, i)
+        mn_sas[e.get("home_address", "addr")] = e.sa()
+        e.check_unknown()
+    kw = {}
+    for key, kind in (("prefix_length", "int"), ("adv_interval", "num"), ("adv_lifetime", "int"),
+                      ("max_lifetime", "int"), ("registration_required", "bool"), ("busy", "bool"),
+                      ("reverse_tunnelling", "bool"), ("reverse_tunnel_required", "bool"), ("behind_nat", "bool"),
+                      ("max_pending", "int"), ("pending_timeout", "num"), ("adv_destination", "addr")):
+        value = f.get(key, kind, None)
+        if value is not None:
+            kw[key] = value
+    cfg = ForeignAgentConfig(
+        address=f.get("address", "addr"), iface=f.get("iface", "str", expected="the visitor link's interface"),
+        care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
+        ha_associations=ha_sas, mn_associations=mn_sas, **kw,
+    )
+    extra = {"tun": f.get("tun", "str", "mip0"), "prefix_given": "prefix_length" in kw}
+    f.check_unknown()
+    return cfg, extra
+
+
+# ---- mobile node ---------------------------------------------------------------------------------
+def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
+    kw = {}
+    for key, kind in (("lifetime", "int"), ("reverse_tunnel", "bool"), ("udp_tunnel", "str"), ("force_udp", "bool"),
+                      ("solicit_interval", "num"), ("solicit_burst", "int"), ("solicit_max_interval", "num"),
+                      ("retransmit_initial", "num"), ("retransmit_max", "num"), ("reregister_fraction", "num")):
+        value = f.get(key, kind, None)
+        if value is not None:
+            kw[key] = value
+    home_network = f.get("home_network", "net")
+    try:
+        cfg = MobileNodeConfig(home_address=f.get("home_address", "addr"), home_agent=f.get("home_agent", "addr"),
+                               home_network=home_network, sa=f.sa(), iface=f.get("iface", "str"), **kw)
+    except BadConfig:
+        raise
+    except ValueError as exc:
+        raise BadConfig(f"config {f.file}: {exc}") from None
+    colocated = {}
+    for name, entry in f.get("colocated", "map", {}).items():
+        e = f.child("colocated", entry)
+        e.prefix = f"colocated.{name}."
+        colocated[name] = {"address": e.get("address", "iface", expected="an address with prefix, 10.77.0.100/24"),
+                           "router": e.get("router", "addr")}
+        e.check_unknown()
+    extra = {
+        "home_router": f.get("home_router", "addr", next(home_network.hosts())),
+        "colocated": colocated,
+        "tun": f.get("tun", "str", "mip0"),
+        "probe_interval": f.get("probe_interval", "num", 0.05),
+    }
+    f.check_unknown()
+    return cfg, extra

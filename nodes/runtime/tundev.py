@@ -1,0 +1,67 @@
+"""TUN devices for a userspace data plane: open, bring up, read and write whole IPv4 packets.
+
+    tun = TunDevice.open("mip0", mtu=1400)      # IFF_TUN | IFF_NO_PI, non-blocking
+    loop.add_reader(tun.fd, on_readable)        # then tun.read() / tun.write(packet)
+
+The kernel routes packets into the device (a host route or a policy rule that points at it);
+what the daemon writes into it the kernel receives as if it had arrived on that interface
+(forwarded, or delivered locally). Generic: the Mobile IP daemons and the ESP data path can
+both use it.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+
+from nodes.runtime import netlink
+
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+MAX_PACKET = 65535
+
+
+class TunDevice:
+    def __init__(self, fd: int, name: str):
+        self.fd, self.name = fd, name
+        self.index: int | None = None
+
+    @classmethod
+    def open(cls, name: str, mtu: int = 1400, up: bool = True, rp_filter_off: bool = True) -> "TunDevice":
+        """Create (or attach to) TUN device `name`, set its MTU and bring it up."""
+        if len(name) > 15:
+            raise ValueError(f"TUN name {name!r} is longer than 15 characters")
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        try:
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
+        except OSError:
+            os.close(fd)
+            raise
+        dev = cls(fd, name)
+        dev.index = netlink.link_index(name)
+        netlink.link_set(name, mtu=mtu, up=up)
+        if rp_filter_off:
+            # packets written into the device come from anywhere (decapsulated tunnel traffic)
+            netlink.sysctl(f"net/ipv4/conf/{name}/rp_filter", 0)
+        return dev
+
+    def read(self) -> bytes | None:
+        """One packet, or None when none is waiting."""
+        try:
+            return os.read(self.fd, MAX_PACKET)
+        except BlockingIOError:
+            return None
+
+    def write(self, packet: bytes) -> bool:
+        """Hand `packet` to the kernel as received on this device; False when the kernel refused."""
+        try:
+            os.write(self.fd, packet)
+            return True
+        except OSError:
+            return False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
