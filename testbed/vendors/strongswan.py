@@ -354,7 +354,7 @@ def _gateway_conf(world, role) -> tuple[str, dict]:
             "children": {
                 f"user-{n}": {
                     "local_ts": ", ".join(subnets),
-                    "esp_proposals": ", ".join(ESP_PROPOSALS),
+                    "esp_proposals": ", ".join(c.get("esp_proposals", ESP_PROPOSALS)),
                     "mode": "tunnel",
                     "dpd_action": "clear",
                 },
@@ -428,7 +428,7 @@ def _client_conf(world, role) -> tuple[str, dict]:
             "children": {
                 "vpn": {
                     "remote_ts": ", ".join(remote_ts),
-                    "esp_proposals": ", ".join(ESP_PROPOSALS),
+                    "esp_proposals": ", ".join(c.get("esp_proposals", ESP_PROPOSALS)),
                     "mode": "tunnel",
                     "dpd_action": "clear",
                 },
