@@ -55,9 +55,9 @@ def cmd_up(args) -> int:
             signal.pause()
         else:
             _print_welcome(world, scenario, info)
-            from mininet.cli import CLI
+            from testbed.demo_cli import TestbedCLI
             setLogLevel("output")
-            CLI(world.net)
+            TestbedCLI(world, handles)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -75,6 +75,7 @@ def _print_welcome(world, scenario, info) -> None:
         addrs = ", ".join(f"{i.name} {i.cidr}" for i in spec.interfaces) or _station_line(world, name)
         print(f"  {name:5} {addrs}")
     print("Commands run inside a node: `r ping 10.1.2.10`, `g iptables -L -nv`, `h tcpdump -ni h-srv`.")
+    print("Testbed commands: `roles`, `status ROLE`, `move r fn2`, `linkdown r`, `linkup r` (`help` lists all).")
     print(f"From another shell: nsenter -t <pid> -n -m <command>, pids: {info['nodes']}")
     print("Leave with `exit` or Ctrl-D; everything is torn down.")
 
