@@ -32,6 +32,10 @@ def cmd_up(args) -> int:
     from testbed.world import World
 
     scenario = _scenario(args)
+    if scenario.placement_only:
+        print(f"error: scenario {scenario.name} places its roles but cannot run yet: {scenario.placement_only}",
+              file=sys.stderr)
+        return 2
     setLogLevel("critical")
     enter_private_netns()
     for line in reap_stale():
@@ -118,7 +122,9 @@ def cmd_scenarios(_args) -> int:
     from testbed.profiles import available
     from testbed.scenario import list_scenarios, load_scenario
 
-    for name, path in list_scenarios().items():
+    scenarios = list_scenarios()
+    width = max(map(len, scenarios)) + 1
+    for name, path in scenarios.items():
         try:
             s = load_scenario(path)
         except ConfigError as exc:
@@ -126,11 +132,14 @@ def cmd_scenarios(_args) -> int:
             continue
         missing = sorted({f"{r.kind} ({r.impl})" for r in s.roles.values() if not available(r.impl, r.kind)})
         note = f"  [not runnable yet: {', '.join(missing)}]" if missing else ""
-        print(f"{name:22} {s.description}{note}")
+        if s.placement_only:
+            note = f"  [placement only: {s.placement_only}]"
+        print(f"{name:{width}} {s.description}{note}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
     p.add_argument("--report-dir", default=str(REPO_ROOT / "reports"))
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -15,6 +15,7 @@ scenarios of the MIPv4/VPN problem statement are five files, not five code paths
     nat: {mapping: port-preserving, helpers: [ftp]}
     roles:
       gw: {kind: vpn-gateway, node: g, impl: ours, config: {internal_presence: napt}}
+    placement_only: "why"              # the roles are placed but not configured to run yet
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Scenario:
     nat: NatOptions
     roles: dict[str, Role]
     variants: tuple[str, ...] = ()
+    placement_only: str = ""  # why the roles' configs are not complete yet; empty: runnable
 
     def plan(self) -> Plan:
         """The world's plan with this scenario's variants applied."""
@@ -67,7 +69,8 @@ class Scenario:
                 impl = overrides["*"]
             _check_impl(self.file, f"--impl {name}", role.kind, impl or role.impl)
             roles[name] = Role(name, role.kind, role.node, impl or role.impl, role.config)
-        return Scenario(self.name, self.description, self.source, self.file, self.stations, self.nat, roles, self.variants)
+        return Scenario(self.name, self.description, self.source, self.file, self.stations, self.nat, roles,
+                        self.variants, self.placement_only)
 
     def roles_of(self, kind: str) -> list[Role]:
         return [r for r in self.roles.values() if r.kind == kind]
@@ -84,7 +87,7 @@ def _check_impl(file, key: str, kind: str, impl: str) -> None:
 def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
     plan = plan or default_plan()
     top = Reader(path, load_yaml(path))
-    top.only_keys(["name", "description", "source", "variants", "stations", "nat", "roles"])
+    top.only_keys(["name", "description", "source", "variants", "stations", "nat", "roles", "placement_only"])
     name = top.child("name").str()
     if name != path.stem:
         raise top.child("name").fail(f"the file's name {path.stem!r}", name)
@@ -110,7 +113,7 @@ def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
         roles[role_name] = Role(role_name, kind, node, impl, config)
     variants = tuple(v.str(plan.variants) for v in top.child("variants", []).list())
     return Scenario(name, top.child("description").str(), top.child("source", "").str(), path, stations, nat, roles,
-                    variants)
+                    variants, top.child("placement_only", "").str())
 
 
 def scenario_path(name: str) -> Path:
