@@ -119,8 +119,7 @@ def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenar
 
 def effective_keepalive(handle, status: dict, scenario) -> float:
     """The keepalive interval the client role uses: what it reports (status `keepalive` or its
-    config echo), else the scenario's `keepalive`; the strongswan profile does not turn `keepalive`
-    into charon.keep_alive (yet), so charon uses its default there."""
+    config echo), else the scenario's `keepalive`, else charon's default for the strongswan profile."""
     for v in (status.get("keepalive"), status.get("keepalive_interval"), (status.get("config") or {}).get("keepalive")):
         if isinstance(v, (int, float)) and v > 0:
             return float(v)

@@ -277,7 +277,7 @@ class _Cfg:
             raise self.fail(key, "an IPv4 prefix or a list of them", value) from None
 
 
-def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None) -> str:
+def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, keepalive: float | None) -> str:
     filelog = {
         "main": {"path": str(log), "time_format": _q("%H:%M:%S"), "ike_name": True, "append": False,
                  "flush_line": True, "default": 1, "ike": 2, "cfg": 2, "knl": 2, "net": 2, "chd": 2},
@@ -304,6 +304,8 @@ def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | 
         "syslog": {"identifier": "charon-testbed", "daemon": {"default": -1}, "auth": {"default": -1}},
         "plugins": plugins,
     }
+    if keepalive is not None:  # NAT-T keepalive interval (charon's default: 20 s)
+        charon["keep_alive"] = f"{int(keepalive)}s"
     return _block("charon", charon) + "\n" + _block("swanctl", {"load": "pem pkcs1 x509 revocation constraints pubkey openssl random"}) + "\n"
 
 
@@ -527,7 +529,10 @@ class CharonRole:
             raise StrongSwanError(f"the strongswan profile cannot fill a {self.role.kind}")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.swanctl_conf.write_text(conf)
-        self.strongswan_conf.write_text(_strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv))
+        keepalive = self.role.config.get("keepalive")
+        if keepalive is not None:
+            self.info["keepalive"] = keepalive
+        self.strongswan_conf.write_text(_strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv, keepalive))
         self.socket.unlink(missing_ok=True)
         _RUNNING[key] = self
         try:
