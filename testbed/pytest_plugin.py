@@ -40,6 +40,7 @@ def _is_worker(config) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(*names): the scenarios a case applies to (default: bare-world)")
+    config.addinivalue_line("markers", "impl_matrix(*overrides): also run with these ROLE=PROFILE overrides")
     for area in AREAS:
         config.addinivalue_line("markers", f"{area}: conformance area")
     if _is_worker(config):
@@ -81,17 +82,25 @@ def _parse_impls(config) -> dict[str, str]:
 
 
 def pytest_generate_tests(metafunc):
+    """Parametrize `scenario` by the case's scenarios and, unless --impl was given, by its
+    implementation matrix: `@pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")` runs
+    the case once with the scenario's own implementations and once per entry (those runs are
+    marked `interop`)."""
     if "scenario" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("scenario")
     applies = list(marker.args) if marker else [DEFAULT_SCENARIO]
     chosen = metafunc.config.getoption("scenario")
     names = [n for n in applies if not chosen or n in chosen]
-    if names:
-        metafunc.parametrize("scenario", names, indirect=True)
-    else:
+    if not names:
         reason = f"applies to scenarios {applies}; this run chose {chosen}"
         metafunc.parametrize("scenario", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], indirect=True)
+        return
+    matrix = metafunc.definition.get_closest_marker("impl_matrix")
+    variants = [""] + (list(matrix.args) if matrix and not metafunc.config.getoption("impl") else [])
+    params = [pytest.param((name, v), id=name + (f"+{v}" if v else ""), marks=[pytest.mark.interop] if v else [])
+              for name in names for v in variants]
+    metafunc.parametrize("scenario", params, indirect=True)
 
 
 # ---- fixtures -----------------------------------------------------------------------------------
@@ -119,8 +128,10 @@ def scenario(request, pytestconfig):
     from testbed.scenario import load_named
     from testbed.schema import ConfigError
 
+    name, variant = request.param
+    overrides = dict(spec.split("=", 1) for spec in variant.split(",") if spec)
     try:
-        return load_named(request.param).with_impls(_parse_impls(pytestconfig))
+        return load_named(name).with_impls({**overrides, **_parse_impls(pytestconfig)})
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
 

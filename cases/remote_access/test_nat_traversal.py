@@ -67,6 +67,7 @@ def classify(rows: list[dict]) -> dict[str, list[dict]]:
 
 
 @pytest.mark.scenario("remote-access-behind-nat")
+@pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")
 def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenario):
     """Both ends detect the NAT in front of R; after IKE_SA_INIT, IKE and ESP travel on UDP 4500 with
     the NAT's outside address as R's source; R reaches H's services through it."""
@@ -129,6 +130,7 @@ def effective_keepalive(handle, status: dict, scenario) -> float:
 
 
 @pytest.mark.scenario("remote-access-behind-nat")
+@pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")
 def test_keepalives_keep_the_mapping(world, dmz_capture, roles, scenario):
     """With R idle, 0xFF keepalives on UDP 4500 from the NAT's outside address reach G_e: no silence
     from R's mapping longer than the keepalive interval (plus 1 s), and R still reaches H after."""

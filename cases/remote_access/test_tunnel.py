@@ -12,7 +12,9 @@ from cases.remote_access import PLAN, check_tunnel, expected_source_at_h, role_o
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
 
-pytestmark = pytest.mark.scenario("remote-access-basic")
+# ours-ours, and strongSwan in each role opposite ours (the interop pairs of issue 3)
+pytestmark = [pytest.mark.scenario("remote-access-basic"),
+              pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")]
 
 H = str(PLAN.address("h"))
 G_E = str(PLAN.address("g", "dmz"))

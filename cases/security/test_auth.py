@@ -21,8 +21,9 @@ import pytest
 
 from cases.remote_access import PLAN, established, role_of
 
-pytestmark = pytest.mark.scenario("remote-access-wrong-psk", "remote-access-wrong-password",
-                                  "remote-access-unknown-identity")
+pytestmark = [pytest.mark.scenario("remote-access-wrong-psk", "remote-access-wrong-password",
+                                  "remote-access-unknown-identity"),
+              pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")]
 
 H = str(PLAN.address("h"))
 
