@@ -21,6 +21,9 @@ strongSwan's kernel-libipsec always encapsulates). Internal presence per config:
 Everything unauthenticated is dropped and counted (unknown SPI, bad ICV, replay, a source outside
 the SA's selectors = spoofed, a destination outside the user's subnets). G adds FORWARD accept rules
 for its TUN (the DMZ policy drops forwarding by default) and removes them, its routes and rules at exit.
+A user who connects again (a restarted client, a new address) replaces its older IKE SA at once
+(the IKE core's unique="replace", as strongSwan's unique=replace); toward a user who types a
+password (EAP-MD5) G authenticates itself with that user's pre-shared key (UserPolicy.gateway_psk).
 
 Config (JSON; the keys of fixtures/scenarios/remote-access-basic.yaml): internal_presence napt|pool,
 pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), dns, users {id: {psk, password, subnets}},
@@ -42,7 +45,6 @@ from nodes.runtime import ipsec_io as io
 from nodes.runtime.ipsec_config import Cfg
 from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
 from nodes.runtime.tun import CommandError, ip, open_tun, run, sysctl
-from nodes.wire import ikev2 as w
 
 FWMARK = "0x4500"
 RT_TABLE = "145"
@@ -51,16 +53,19 @@ LOCAL_PREF = "146"
 
 
 class GatewayIkeCore(ike.IkeCore):
-    """The responder authenticates itself toward an EAP user with that user's pre-shared key
-    (as the strongSwan profile configures charon), so the key is chosen per user."""
+    """The IKE core with a setter for the per-user keys the responder proves itself with toward EAP
+    users (`gateway_psks`: id -> key, stored in each user's UserPolicy.gateway_psk). The gateway
+    itself fills UserPolicy.gateway_psk directly; this stays for callers that set the mapping."""
 
-    gateway_psks: dict[str, bytes] = {}
+    @property
+    def gateway_psks(self) -> dict[str, bytes]:
+        return {uid: u.gateway_psk for uid, u in self.config.users.items() if u.gateway_psk is not None}
 
-    def _on_auth_request(self, sa, now, msg):
-        if sa.state == "init_done":
-            idi = msg.get(w.IDi)
-            self.config.gateway_psk = self.gateway_psks.get(idi.text()) if idi is not None else None
-        return super()._on_auth_request(sa, now, msg)
+    @gateway_psks.setter
+    def gateway_psks(self, keys: dict[str, bytes]) -> None:
+        for uid, key in keys.items():
+            if uid in self.config.users:
+                self.config.users[uid].gateway_psk = key
 
 
 class PoolAllocator:
@@ -122,8 +127,8 @@ class Gateway:
             self.users[str(uid)] = ike.UserPolicy(
                 psk=None if auth == "eap-md5" else str(psk).encode(),
                 password=None if auth == "psk" or password is None else str(password).encode(),
-                subnets=subnets)
-        self._gateway_psks = {uid: str(u.get("psk")).encode() for uid, u in users.items()}
+                subnets=subnets,
+                gateway_psk=str(psk).encode())  # G's AUTH toward this user when it types a password (EAP)
         self.auth = auth
         self.dns = cfg.addresses("dns", [])
         if self.presence == "pool":
@@ -189,12 +194,11 @@ class Gateway:
             dpd_interval=self.dpd or None,
             child_rekey_after=self.cfg.number("child_rekey_after", None) or None,
             ike_rekey_after=self.cfg.number("ike_rekey_after", None) or None,
+            unique="replace",  # a user who reconnects (restart, new address) keeps one tunnel
             **({"ike_proposals": self.cfg.get("ike_proposals")} if self.cfg.get("ike_proposals", None) else {}),
             **({"esp_proposals": self.cfg.get("esp_proposals")} if self.cfg.get("esp_proposals", None) else {}),
         )
-        core = GatewayIkeCore(config)
-        core.gateway_psks = self._gateway_psks
-        self.core = core
+        self.core = core = ike.IkeCore(config)
         self.rt = IpsecRuntime(core, self.log, self._from_tunnel, self._on_event, self.g_e)
 
         self.tun_fd = open_tun(self.tun_name, self.mtu)
@@ -287,15 +291,11 @@ class Gateway:
 
     def _on_event(self, a) -> None:
         dp = self.rt.dp
+        # an older IKE SA of a reconnecting user is closed by the core (unique=replace) after the
+        # new one's Established: it arrives here as IkeSaClosed and _forget spares the new tunnel
         if isinstance(a, ike.Established):
             tunnel = dp.tunnels.get(a.ike_sa)
-            if tunnel is None:
-                return
-            # unique=replace: an older IKE SA of the same identity goes (the client restarted)
-            for other in list(dp.tunnels.values()):
-                if other is not tunnel and other.peer_id == a.peer_id:
-                    self._replace(other)
-            if a.virtual_ip:
+            if tunnel is not None and a.virtual_ip:
                 self.by_vip[io.ip_int(a.virtual_ip)] = tunnel
         elif isinstance(a, ike.IkeSaClosed):
             tunnel = dp.tunnels.get(a.ike_sa)
@@ -307,17 +307,6 @@ class Gateway:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
         if self.napt is not None:
             self.napt.forget_peer(tunnel)
-
-    def _replace(self, old) -> None:
-        self.log("replacing_ike_sa", ike_sa=old.name, peer_id=old.peer_id)
-        self._forget(old)
-        self.rt.dp.close(old.name)
-        sa = next((s for s in self.core.sas.values() if s.name == old.name), None)
-        if sa is not None:  # one Delete toward the old peer, then the IKE SA is gone at once
-            now = self.rt.now()
-            actions = self.core._request(sa, now, "delete_ike", {})
-            actions += self.core._close(sa, "replaced by a new IKE SA of the same identity")
-            self.rt.apply(self.core._finish(now, actions))
 
     # -- the data path ---------------------------------------------------------------------------
     def _from_tunnel(self, inner: bytes, tunnel) -> None:

@@ -5,7 +5,7 @@
     connect(now, peer_addr, local_addr)      start an IKE SA as initiator (the client)
     receive(now, data, src, sport, dst, dport) a UDP payload from port 500 or 4500, exactly as received
     tick(now)                                timers: retransmission, DPD, rekeying, half-open expiry
-    rekey_child / rekey_ike / delete_child / close / check_liveness   operator requests
+    rekey_child / rekey_ike / delete_child / close / close_ike_sa / check_liveness   operator requests
 
 and each call returns a list of actions: SendIke, InstallChildSa, DeleteChildSa, SetTimer,
 Established, Failed, IkeSaClosed, IkeSaRekeyed. `status()` is a JSON-able dict (SPIs and keys of
@@ -13,8 +13,12 @@ the IKE and child SAs, so captures can be decrypted). A responder accepts the id
 `config.users`; the same core is initiator and responder (both rekey, delete and check liveness).
 
 Authentication: PSK (AUTH method 2) both ways, or the initiator by EAP-MD5 with the responder by
-PSK (`gateway_psk`); after EAP-MD5, which derives no MSK, both AUTH payloads use SK_p as the key,
-exactly as strongSwan's eap_authenticator/keymat_v2 do.
+PSK (the user's `UserPolicy.gateway_psk`, else `config.gateway_psk`); after EAP-MD5, which derives no
+MSK, both AUTH payloads use SK_p as the key, exactly as strongSwan's eap_authenticator/keymat_v2 do.
+
+Uniqueness: with `config.unique = "replace"` (strongSwan's unique=replace) a responder that
+establishes a new IKE SA for a peer identity closes that identity's older IKE SAs (a Delete toward
+the old peer, then IkeSaClosed at once): a remote user who restarts or moves keeps one tunnel.
 
 Not done: IKE fragmentation, cookies sent by a responder, simultaneous-rekey collision handling,
 MOBIKE, transport mode, IPv6.
@@ -146,6 +150,7 @@ class UserPolicy:
     password: bytes | None = None
     subnets: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
     remote_ts: list[str] | None = None  # allowed TSi without a virtual IP; None: config.remote_ts
+    gateway_psk: bytes | None = None  # responder's AUTH toward this user when it uses EAP; None: config's
 
 
 @dataclass
@@ -163,7 +168,8 @@ class IkeConfig:
     remote_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
     # responder
     users: dict[str, UserPolicy] = field(default_factory=dict)
-    gateway_psk: bytes | None = None  # responder's AUTH toward EAP users
+    gateway_psk: bytes | None = None  # responder's AUTH toward EAP users without their own gateway_psk
+    unique: str = "no"  # "replace": a new IKE SA of a peer identity closes the older ones (responder)
     allocator: AddressAllocator | None = None
     dns: list[str] = field(default_factory=list)
     netmask: str | None = None
@@ -408,6 +414,20 @@ class IkeCore:
             else:
                 self._forget(sa)
         return self._finish(now, actions)
+
+    def close_ike_sa(self, now: float, name: str, reason: str = "closed", notify_peer: bool = True) -> list[Action]:
+        """Close one IKE SA (by its name, our SPI in hex) at once: a Delete toward the peer when it is
+        established and nothing else is in flight (no retransmission: the SA is gone right away),
+        then DeleteChildSa for its children and IkeSaClosed. Unknown names give no actions."""
+        sa = next((s for s in self.sas.values() if s.name == name), None)
+        if sa is None:
+            return self._finish(now, [])
+        actions: list[Action] = []
+        if notify_peer and sa.state == "established" and sa.outstanding is None:
+            msg = self._message(sa, w.INFORMATIONAL, sa.next_mid, [w.Delete(w.PROTO_IKE)], response=False)
+            sa.next_mid += 1
+            actions.append(self._send(sa, msg.encode(sa.cipher_out)))
+        return self._finish(now, actions + self._close(sa, reason))
 
     def check_liveness(self, now: float) -> list[Action]:
         actions: list[Action] = []
@@ -870,14 +890,15 @@ class IkeCore:
                     return fail("pre-shared key AUTH does not verify")
                 auth = w.Authentication(w.AUTH_SHARED_KEY, self._auth_data(sa, sa.user.psk, own=True))
                 return self._finish_auth(sa, now, msg, msg, [sa.my_id, auth])
-            if sa.user.password is None or self.config.gateway_psk is None:
+            gateway_psk = sa.user.gateway_psk or self.config.gateway_psk
+            if sa.user.password is None or gateway_psk is None:
                 return fail("no AUTH and no EAP password configured for this identity")
             sa.auth_request = msg
             identifier = os.urandom(1)[0]
             packet, challenge = eap_md5.md5_challenge(identifier)
             sa.eap = {"identifier": identifier, "challenge": challenge}
             sa.state = "eap"
-            auth = w.Authentication(w.AUTH_SHARED_KEY, self._auth_data(sa, self.config.gateway_psk, own=True))
+            auth = w.Authentication(w.AUTH_SHARED_KEY, self._auth_data(sa, gateway_psk, own=True))
             return self._respond(sa, msg, [sa.my_id, auth, w.EAP(packet.encode())])
         if sa.state == "eap":
             eap = msg.get(w.EAP)
@@ -920,7 +941,19 @@ class IkeCore:
             actions.append(_child_action(sa, child))
         self._arm_rekey(sa, now)
         self._log(sa, f"established with {sa.peer_id}, virtual IP {sa.virtual_ip}")
-        return actions + [self._established_event(sa)]
+        return actions + [self._established_event(sa)] + self._replace_older(sa, now)
+
+    def _replace_older(self, sa: IkeSa, now: float) -> list[Action]:
+        """unique=replace: the peer identity's other established IKE SAs go (after `sa`'s Established,
+        so a runtime sees the new tunnel first and the old one's IkeSaClosed after)."""
+        if self.config.unique != "replace" or not sa.peer_id:
+            return []
+        actions: list[Action] = []
+        for other in list(self.sas.values()):
+            if other is not sa and other.peer_id == sa.peer_id and other.state == "established":
+                self._log(other, f"replaced by {sa.name} (unique=replace)")
+                actions += self.close_ike_sa(now, other.name, "replaced by a new IKE SA of the same identity")
+        return actions
 
     # ----------------------------------------------------------------- child SAs
 
@@ -1062,10 +1095,15 @@ class IkeCore:
         return actions
 
     def _build_rekey_ike(self, sa: IkeSa, now: float, ctx: dict):
-        ctx.update(spi=props.new_spi(8), nonce_i=os.urandom(32), group=sa.suite.dh)
-        ctx["dh"], public = kc.DH_GROUPS[sa.suite.dh].generate()
-        payloads = [props.sa_payload(self.ike_suites, w.PROTO_IKE, ctx["spi"]), w.Nonce(ctx["nonce_i"]),
-                    w.KeyExchange(sa.suite.dh, public)]
+        group = ctx.get("group") or sa.suite.dh
+        ctx.update(spi=props.new_spi(8), nonce_i=os.urandom(32), group=group)
+        ctx.setdefault("tried", []).append(group)
+        ctx["dh"], public = kc.DH_GROUPS[group].generate()
+        # the proposals with the group of our KE first (RFC 7296 1.3.2), so a responder that picks
+        # the first acceptable proposal needs no INVALID_KE_PAYLOAD round trip
+        suites = ctx["suites"] = sorted(self.ike_suites, key=lambda s: s.dh != group)
+        payloads = [props.sa_payload(suites, w.PROTO_IKE, ctx["spi"]), w.Nonce(ctx["nonce_i"]),
+                    w.KeyExchange(group, public)]
         return w.CREATE_CHILD_SA, payloads, []
 
     def _successor(self, sa: IkeSa, now: float, initiator: bool, spi_i: bytes, spi_r: bytes, suite: Suite,
@@ -1085,9 +1123,15 @@ class IkeCore:
         return new
 
     def _on_rekey_ike_response(self, sa: IkeSa, now: float, msg: w.Message, ctx: dict) -> list[Action]:
+        invalid_ke = msg.notify(w.N_INVALID_KE_PAYLOAD)
+        if invalid_ke is not None and len(invalid_ke.data) == 2:
+            group = int.from_bytes(invalid_ke.data, "big")
+            if group in {s.dh for s in self.ike_suites} and group not in ctx.get("tried", []):
+                self._log(sa, f"IKE rekey: INVALID_KE_PAYLOAD, retrying with group {group}")
+                return self._request(sa, now, "rekey_ike", {"group": group, "tried": list(ctx.get("tried", []))})
         sel = None
         if not msg.errors() and msg.get(w.SecurityAssociation):
-            sel = props.accept_reply(self.ike_suites, msg.get(w.SecurityAssociation), w.PROTO_IKE)
+            sel = props.accept_reply(ctx.get("suites", self.ike_suites), msg.get(w.SecurityAssociation), w.PROTO_IKE)
         ke, nonce = msg.get(w.KeyExchange), msg.get(w.Nonce)
         if sel is None or ke is None or nonce is None or ke.group != ctx["group"] or len(sel.peer_spi) != 8:
             sa.last_error = "IKE rekey refused or malformed"

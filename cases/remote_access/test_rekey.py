@@ -1,0 +1,179 @@
+"""Rekeying under traffic (issue 3: "rekeying of the child SA and of the IKE SA under traffic, with
+packet loss within a stated bound"; RFC 7296 sections 1.3.2, 1.3.3, 2.8 and 2.18).
+
+The scenarios (fixtures/scenarios/remote-access-rekey-{child,ike}.yaml) give the client a rekey
+interval of 2 s and the gateway one of 3.5 s, so the client starts the rekeys (the gateway's timer
+restarts with every new SA before it fires) and a run of a few seconds sees several. While they
+happen, a 1 kHz UDP probe stream (nodes/probe.py) runs from R through the tunnel to H. Black-box:
+the SPIs come from the roles' public status, the loss from the probe receiver at H.
+
+Stated bound: at most 1 % of the probes sent during the run may be lost (a rekey done right loses
+none: the old SA keeps receiving until it is deleted, RFC 7296 2.8); no arrival gap may exceed
+1 s (generous, for a loaded 2-core machine).
+
+The strongSwan profile (testbed/vendors/strongswan.py) does not pass child_rekey_after /
+ike_rekey_after on to charon (no rekey_time in its swanctl.conf), so a strongSwan role never starts
+a rekey here; with strongSwan in one role the other (ours) rekeys and strongSwan answers; with
+strongSwan in both roles the cases skip.
+"""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cases.remote_access import PLAN, check_tunnel, role_of, wait_established
+from testbed.daemons import start_daemon
+
+H = str(PLAN.address("h"))
+PROBE_PORT = 9000
+RATE = 1000
+LOSS_BOUND = 0.01  # fraction of the probes sent
+GAP_BOUND = 1.0  # seconds without arrivals
+REKEYS = 2  # rekeys to see under traffic
+
+
+def _rekey_interval(roles: dict, scenario, key: str) -> float:
+    """The shortest `key` among the roles that take it (ours); skip when no role rekeys."""
+    intervals = []
+    for handle in roles.values():
+        if handle.role.kind not in ("vpn-gateway", "vpn-client"):
+            continue
+        value = scenario.roles[handle.role.name].config.get(key)
+        if value and handle.status().get("implementation") == "ours":
+            intervals.append(float(value))
+    if not intervals:
+        pytest.skip(f"no role here starts a rekey: the strongswan profile does not take {key} "
+                    "(testbed/vendors/strongswan.py writes no rekey_time into swanctl.conf)")
+    return min(intervals)
+
+
+def _start_probe(world):
+    receiver = start_daemon(world, "h", "probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
+    sender = start_daemon(world, "r", "probe", name="probe-tx",
+                          config={"send": {"to": H, "port": PROBE_PORT, "rate": RATE}})
+    return receiver, sender
+
+
+def _stop_probe(receiver, sender) -> dict:
+    """Stop the sender, let the last probes arrive; the loss and gaps over the whole run."""
+    sent = sender.status()["sender"]
+    sender.stop()
+    time.sleep(0.5)
+    rx = receiver.status()["receiver"]
+    holes = rx["lost"]  # sequences missing below the highest one received
+    tail = max(0, sent["sent"] - 1 - rx["highest_seq"])  # sent before the stop, never arrived
+    return {"sent": sent["sent"], "received": rx["received"], "lost": holes + tail, "tail_lost": tail,
+            "send_errors": sent["send_errors"], "gaps": rx["gaps"],
+            "max_gap": max((g["seconds"] for g in rx["gaps"]), default=0.0)}
+
+
+def _watch(handle, key_of, count: int, timeout: float) -> list[tuple[float, tuple]]:
+    """Poll the role's status until `key_of(established IKE SA, child SA)` has changed `count` times;
+    the (time, key) sequence seen."""
+    _, ike, child = wait_established(handle)
+    seen = [(time.time(), key_of(ike, child))]
+    deadline = time.monotonic() + timeout
+    while len(seen) <= count:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"role {handle.role.name}: saw {len(seen) - 1} rekeys within {timeout:.1f} s, "
+                                 f"expected {count}; keys seen: {seen}")
+        time.sleep(0.05)
+        _, ike, child = wait_established(handle, timeout=5)
+        key = key_of(ike, child)
+        if key != seen[-1][1]:
+            seen.append((time.time(), key))
+    return seen
+
+
+def _rekey_under_traffic(world, roles, scenario, key: str, key_of):
+    interval = _rekey_interval(roles, scenario, key)
+    first = check_tunnel(roles, scenario)
+    client = role_of(roles, "vpn-client")
+    receiver, sender = _start_probe(world)
+    time.sleep(0.3)
+    world.mark("probe-started")
+    seen = _watch(client, key_of, REKEYS, timeout=(REKEYS + 1) * interval + 6)
+    world.mark("rekeys-seen", keys=[list(k) for _, k in seen])
+    time.sleep(0.5)  # traffic after the last rekey
+    probe = _stop_probe(receiver, sender)
+    world.mark("probe-stopped", **{k: v for k, v in probe.items() if k != "gaps"})
+    after = _agree(roles)  # both sides agree on the new SAs
+    return first, seen, probe, after
+
+
+def _agree(roles: dict) -> dict:
+    """Both roles show the same established IKE SA and mirrored child SPIs (not check_tunnel: after
+    an IKE rekey the gateway may be the new IKE SA's initiator, RFC 7296 2.18)."""
+    gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
+    deadline = time.monotonic() + 5
+    while True:
+        c_status, c_ike, c_child = wait_established(client)
+        g_status = gw.status()
+        g_ike = next((sa for sa in g_status["ike_sas"] if sa["state"] == "ESTABLISHED"
+                      and (sa["spi_i"], sa["spi_r"]) == (c_ike["spi_i"], c_ike["spi_r"])), None)
+        mirrored = [c for c in (g_ike or {}).get("child_sas", []) if c.get("state") == "INSTALLED"
+                    and (c["spi_in"], c["spi_out"]) == (c_child["spi_out"], c_child["spi_in"])]
+        if mirrored:
+            return {"client": c_status, "gateway": g_status, "client_child": c_child, "gateway_child": mirrored[0]}
+        assert time.monotonic() < deadline, (
+            f"the roles do not agree on the SAs after the rekeys: client {c_ike} / gateway {g_status['ike_sas']}")
+        time.sleep(0.05)
+
+
+def _assert_loss(probe: dict) -> None:
+    assert probe["sent"] > 0 and probe["send_errors"] == 0, probe
+    bound = LOSS_BOUND * probe["sent"]
+    assert probe["lost"] <= bound, (
+        f"{probe['lost']} of {probe['sent']} probes lost across the rekeys; the bound is "
+        f"{LOSS_BOUND:.0%} ({bound:.0f}); gaps: {probe['gaps']}")
+    assert probe["max_gap"] <= GAP_BOUND, (
+        f"an arrival gap of {probe['max_gap']} s across the rekeys; the bound is {GAP_BOUND} s; gaps: {probe['gaps']}")
+
+
+def _established_ike(status: dict) -> dict:
+    return next(sa for sa in status["ike_sas"] if sa["state"] == "ESTABLISHED")
+
+
+def _child_spis(ike: dict, child: dict) -> tuple:
+    return child["spi_in"], child["spi_out"]
+
+
+def _ike_spis(ike: dict, child: dict) -> tuple:
+    return ike["spi_i"], ike["spi_r"]
+
+
+@pytest.mark.scenario("remote-access-rekey-child")
+def test_child_sa_rekey_under_traffic(world, roles, scenario):
+    """The child SA is replaced (new SPIs in both directions, on both roles) while R sends 1000
+    probes a second to H; at most 1 % are lost; the IKE SA stays; traffic flows after."""
+    first, seen, probe, after = _rekey_under_traffic(world, roles, scenario, "child_rekey_after", _child_spis)
+    spis = [k for _, k in seen]
+    assert len(set(spis)) == len(spis), f"a child SPI pair came back: {spis}"
+    for (old_in, old_out), (new_in, new_out) in zip(spis, spis[1:]):
+        assert old_in != new_in and old_out != new_out, f"only one direction's SPI changed: {spis}"
+    assert (after["client_child"]["spi_in"], after["client_child"]["spi_out"]) != spis[0]
+    c_ike0 = _established_ike(first["client"])
+    c_ike1 = _established_ike(after["client"])
+    assert (c_ike0["spi_i"], c_ike0["spi_r"]) == (c_ike1["spi_i"], c_ike1["spi_r"]), \
+        "a child SA rekey must not replace the IKE SA"
+    _assert_loss(probe)
+    assert world.ping("r", H, timeout=3), "R does not reach H after the child SA rekeys"
+
+
+@pytest.mark.scenario("remote-access-rekey-ike")
+def test_ike_sa_rekey_under_traffic(world, roles, scenario):
+    """The IKE SA is replaced (new SPIs; both roles agree) while R sends 1000 probes a second to H;
+    the child SA moves to the new IKE SA unchanged (RFC 7296 2.18); at most 1 % of the probes are
+    lost; traffic flows and the new IKE SA answers after."""
+    first, seen, probe, after = _rekey_under_traffic(world, roles, scenario, "ike_rekey_after", _ike_spis)
+    spis = [k for _, k in seen]
+    assert len({i for i, _ in spis}) == len(spis) and len({r for _, r in spis}) == len(spis), \
+        f"an IKE SPI came back: {spis}"
+    assert (after["client_child"]["spi_in"], after["client_child"]["spi_out"]) == \
+        (first["client_child"]["spi_in"], first["client_child"]["spi_out"]), \
+        "the child SA should move to the new IKE SA, not be renegotiated"
+    established = [sa for sa in after["client"]["ike_sas"] if sa["state"] == "ESTABLISHED"]
+    assert len(established) == 1, f"the client keeps more than one established IKE SA: {established}"
+    _assert_loss(probe)
+    assert world.ping("r", H, timeout=3), "R does not reach H after the IKE SA rekeys"
