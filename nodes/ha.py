@@ -49,7 +49,7 @@ async def setup(args, log):
     raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
     link = LinkSocket(cfg.home_iface, listen=False)
     executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",
-                           default_iface=cfg.home_iface)
+                           default_iface=cfg.home_iface, udp_from_socket=True)
     driver = CoreDriver(core, executor, log)
 
     def on_udp():

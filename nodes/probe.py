@@ -5,6 +5,7 @@ gaps in arrival.
     {"listen": 9000}                                              receive only
     {"send": {"to": "10.1.1.100", "port": 9000, "rate": 1000}}     send only (from: optional source address)
     {"listen": 9000, "gap": 0.005}                                 gaps longer than 5 ms are reported
+    {"listen": 9000, "bind": "10.1.1.100"}                         receive on that local address only
 
 Each datagram carries a sequence number and the sender's time. All nodes share the machine's
 clock, so arrival gaps can be lined up with the harness's move timestamps. `status` reports sent
@@ -97,7 +98,10 @@ async def setup(args, log):
     receiver = sender = None
     if "listen" in config:
         receiver = Receiver(float(config.get("gap", 0.005)), log)
-        transport, _ = await loop.create_datagram_endpoint(lambda: receiver, local_addr=("0.0.0.0", int(config["listen"])))
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)  # no drops while the loop is busy
+        sock.bind((config.get("bind") or "0.0.0.0", int(config["listen"])))
+        transport, _ = await loop.create_datagram_endpoint(lambda: receiver, sock=sock)
         closers.append(transport.close)
     if "send" in config:
         s = config["send"]

@@ -108,3 +108,19 @@ def scapy_disagreements(pcap, tshark_rows) -> list[str]:
             if theirs and theirs[0] != value:
                 problems.append(f"frame {n}: {field} tshark {theirs[0]} scapy {value}")
     return problems
+
+
+PROBE_PORT = 9000
+
+
+def probe_stream(world, rate: int = 1000, gap: float = 0.005):
+    """A probe stream (nodes/probe.py) from the correspondent H to the home address on R.
+
+    Returns (receiver, sender) daemons; the receiver's `status()["receiver"]` has the arrival
+    gaps that testbed.disruption lines up with a move."""
+    from testbed.daemons import start_daemon
+    rx = start_daemon(world, "r", "probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": HOME, "gap": gap})
+    tx = start_daemon(world, "h", "probe", name="probe-tx",
+                      config={"send": {"to": HOME, "port": PROBE_PORT, "rate": rate}})
+    wait_for(lambda: rx.status()["receiver"]["received"] > 50, what="the probe stream to arrive at home")
+    return rx, tx

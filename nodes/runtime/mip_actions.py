@@ -38,6 +38,7 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks 
 TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
 RULE_PRIORITY = 434
 HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registration is under way
+GARP_REPEAT = 0.1  # seconds before a gratuitous ARP is sent again
 
 
 _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
@@ -46,8 +47,12 @@ _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 class MipExecutor:
     def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
-                 sends_first: bool = False):
+                 sends_first: bool = False, udp_from_socket: bool = False):
         self.log = log
+        # a reply from port 434 with a given local source leaves by the UDP socket (IP_PKTINFO picks
+        # the source) instead of a hand-built packet on the raw socket: the home agent's hot path
+        self.udp_from_socket = udp_from_socket
+        self._pktinfo: dict = {}
         self.raw, self.tun, self.udp = raw, tun, udp
         self.links: dict[str, LinkSocket] = links or {}
         self.capture = capture
@@ -59,6 +64,8 @@ class MipExecutor:
         self._last_out: dict[IPv4Address, float] = {}  # home -> last tunnelled send (keepalives)
         self._echo_seq = 0
         self._held: deque = deque()  # (monotonic time, packet) from the home address, no tunnel yet
+        self._proxy_ready: set[str] = set()  # interfaces whose proxy-ARP sysctls are set
+        self._garp_repeats: dict = {}  # (iface, addr) -> the pending repeat of a gratuitous ARP
         self.on_host_route = None  # hook(action) after AddHostRoute / RemoveHostRoute (FA reverse tunnels)
         self._loop: asyncio.AbstractEventLoop | None = None
         if tun is not None and capture == "src":
@@ -113,9 +120,12 @@ class MipExecutor:
             self._remove_tunnel(a.home)
         elif isinstance(a, ProxyArp):
             iface = a.iface or self.default_iface
-            if a.on:
+            if a.on and iface not in self._proxy_ready:  # three sysctl writes, once per interface
                 netlink.enable_proxy_arp(iface)
+                self._proxy_ready.add(iface)
             netlink.proxy_arp(a.addr, iface, a.on)
+            if not a.on:
+                self._cancel_repeat((iface, a.addr))
             self.log("proxy-arp", addr=str(a.addr), iface=iface, on=a.on)
         elif isinstance(a, GratuitousArp):
             self._gratuitous_arp(a)
@@ -147,6 +157,18 @@ class MipExecutor:
             self.udp.sendto(a.payload, (str(a.dst), a.dport))
             self.counters["sent-udp"] += 1
             return
+        if (self.udp_from_socket and self.udp is not None and a.sport == MIP_PORT and a.ttl == 64
+                and a.iface is None and a.lladdr is None):
+            info = self._pktinfo.get(a.src)
+            if info is None:
+                info = self._pktinfo[a.src] = [(socket.IPPROTO_IP, IP_PKTINFO,
+                                                struct.pack("=i4s4s", 0, IPv4Address(a.src).packed, bytes(4)))]
+            try:
+                self.udp.sendmsg([a.payload], info, 0, (str(a.dst), a.dport))
+                self.counters["sent-udp"] += 1
+                return
+            except OSError:  # not a local source, no route: the raw path counts it
+                pass
         packet = udp_packet(a.src, a.dst, a.sport, a.dport, a.payload, ttl=a.ttl)
         self._send_packet(packet, a.iface, a.dst, a.lladdr, "udp")
 
@@ -179,22 +201,40 @@ class MipExecutor:
         link.gratuitous_arp(a.addr)
         self.counters["gratuitous-arp"] += 1
         self.log("gratuitous-arp", addr=str(a.addr), iface=iface, proxy=a.proxy)
-        # RFC 5944 4.6: repeat it, in case the first one was lost
+        # RFC 5944 4.6: repeat it, in case the first one was lost; a later announcement for the same
+        # address, or the end of proxying it, cancels the repeat (a node back home within the
+        # 100 ms must not have its own announcement overridden by a stale one of the home agent)
+        key = (iface, a.addr)
+        self._cancel_repeat(key)
         if self._loop is not None:
-            self._loop.call_later(0.1, link.gratuitous_arp, a.addr)
+            self._garp_repeats[key] = self._loop.call_later(GARP_REPEAT, self._repeat_garp, key, link)
+
+    def _repeat_garp(self, key, link) -> None:
+        self._garp_repeats.pop(key, None)
+        link.gratuitous_arp(key[1])
+        self.counters["gratuitous-arp-repeated"] += 1
+
+    def _cancel_repeat(self, key) -> None:
+        pending = self._garp_repeats.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+            self.counters["gratuitous-arp-repeat-cancelled"] += 1
 
     # ---- tunnels ----------------------------------------------------------------------------------
     def _add_tunnel(self, a: AddTunnel) -> None:
+        old = self.tunnels.get(a.home)
         self.tunnels[a.home] = a
         self._last_out[a.home] = time.monotonic()
         if self.tun is None:
             raise ValueError("a tunnel needs a TUN device")
         if self.capture == "dst":
-            netlink.route_replace(f"{a.home}/32", dev=self.tun.name)
+            if old is None:  # the host route into the TUN does not depend on the far end: set it once
+                netlink.route_replace(f"{a.home}/32", dev=self.tun.name)
         else:
             netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=a.home)
-        self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
-                 remote_port=a.remote_port)
+        if old != a:  # a re-registration that changes nothing is not news (the core logs it)
+            self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
+                     remote_port=a.remote_port)
         held, self._held = self._held, deque()
         for at, packet in held:
             if time.monotonic() - at <= HOLD_SECONDS:
@@ -290,6 +330,7 @@ class CoreDriver:
         self._loop = asyncio.get_running_loop()
         executor._loop = self._loop
         self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
         self.errors = Counter()
 
     def call(self, method: str, *args, **kw) -> None:
@@ -306,11 +347,17 @@ class CoreDriver:
         self.rearm()
 
     def rearm(self) -> None:
+        deadline = self.core.next_deadline()
         if self._timer is not None:
+            if deadline is not None and self._armed_at <= deadline:
+                # keep it: firing before the deadline is harmless (a core's tick acts only on what
+                # is due, and the call re-arms), and a home agent whose every registration pushes
+                # the earliest expiry later saves a cancel and a new timer per request
+                return
             self._timer.cancel()
             self._timer = None
-        deadline = self.core.next_deadline()
         if deadline is not None:
+            self._armed_at = deadline
             self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._tick)
 
     def _tick(self) -> None:

@@ -1,0 +1,238 @@
+"""The Mobile IP runtime's performance paths (nodes/runtime/mip_actions.py, nodes/runtime/netlink.py):
+what they must still do after being made cheap.
+
+The netlink test needs root and a private network namespace (`unshare -n`); it is skipped without.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from ipaddress import IPv4Address as A
+from pathlib import Path
+
+import pytest
+
+from nodes.mip.actions import AddTunnel, GratuitousArp, ProxyArp, RemoveTunnel
+from nodes.runtime import mip_actions
+from nodes.runtime.mip_actions import CoreDriver, MipExecutor
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FakeTun:
+    name = "mip0"
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: self.calls.append((name, a, kw))
+
+
+@pytest.fixture
+def fake_netlink(monkeypatch):
+    rec = Recorder()
+    for fn in ("route_replace", "route_del", "rule_add", "rule_del", "proxy_arp", "enable_proxy_arp"):
+        monkeypatch.setattr(mip_actions.netlink, fn, getattr(rec, fn))
+    return rec
+
+
+def executor(log=None):
+    events = []
+    ex = MipExecutor(log or (lambda event, **f: events.append(event)), raw=None, tun=FakeTun(), capture="dst",
+                     default_iface="home0")
+    return ex, events
+
+
+def test_ha_tunnel_route_is_set_once_and_only_a_change_is_logged(fake_netlink):
+    ex, events = executor()
+    t1 = AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.1"))
+    ex.run([t1])
+    ex.run([t1])  # re-registration, same care-of address: no netlink request, no log line
+    ex.run([AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.129"))])  # moved: logged, route unchanged
+    assert [c[0] for c in fake_netlink.calls] == ["route_replace"]
+    assert events == ["tunnel", "tunnel"]
+    assert ex.tunnels[A("10.1.1.100")].remote == A("192.0.2.129")
+    ex.run([RemoveTunnel(A("10.1.1.100")), t1])  # after a removal the route is set again
+    assert [c[0] for c in fake_netlink.calls] == ["route_replace", "route_del", "route_replace"]
+
+
+def test_proxy_arp_sysctls_once_per_interface(fake_netlink):
+    ex, _ = executor()
+    ex.run([ProxyArp(A("10.1.1.100"), True), ProxyArp(A("10.1.1.101"), True), ProxyArp(A("10.1.1.100"), False),
+            ProxyArp(A("10.1.1.102"), True, "other0")])
+    assert [c[0] for c in fake_netlink.calls] == [
+        "enable_proxy_arp", "proxy_arp", "proxy_arp", "proxy_arp", "enable_proxy_arp", "proxy_arp"]
+
+
+class FakeCore:
+    def __init__(self):
+        self.deadline = None
+        self.ticks = []
+
+    def poke(self, now):
+        return []
+
+    def tick(self, now):
+        self.ticks.append(now)
+        return []
+
+    def next_deadline(self):
+        return self.deadline
+
+
+def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_due():
+    async def scenario():
+        core = FakeCore()
+        ex, _ = executor()
+        driver = CoreDriver(core, ex, lambda *a, **k: None)
+        core.deadline = time.time() + 0.05
+        driver.call("poke")
+        first = driver._timer
+        core.deadline += 0.05  # later: the armed timer stays (it fires early, harmlessly)
+        driver.call("poke")
+        assert driver._timer is first
+        core.deadline = time.time() + 0.02  # earlier: re-armed
+        driver.call("poke")
+        assert driver._timer is not first
+        target = core.deadline
+        await asyncio.sleep(0.15)
+        # fired at the earlier deadline; the core reported the same deadline, so it re-armed and
+        # fired again (a core's tick must be harmless when nothing is due)
+        assert core.ticks and core.ticks[0] >= target - 0.005
+        core.deadline = None
+        driver.call("poke")
+        assert driver._timer is None
+        driver.stop()
+
+    asyncio.run(scenario())
+
+
+UDP_SCRIPT = textwrap.dedent("""
+    import socket
+    from ipaddress import IPv4Address as A
+    from nodes.mip.actions import SendUdp
+    from nodes.runtime import mip_actions
+    import subprocess
+    subprocess.run("ip link set lo up", shell=True, check=True)
+    server = mip_actions.udp_socket()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    client.settimeout(1)
+    ex = mip_actions.MipExecutor(lambda *a, **k: None, raw=None, udp=server, udp_from_socket=True)
+    ex.run([SendUdp(A("127.0.0.1"), client.getsockname()[1], b"reply", src=A("127.0.0.1"))])
+    data, peer = client.recvfrom(100)
+    assert data == b"reply" and peer == ("127.0.0.1", 434), (data, peer)
+    assert ex.counters["sent-udp"] == 1, ex.counters
+    print("OK")
+""")
+
+
+def in_private_netns(script: str) -> None:
+    """Run `script` with this interpreter in a fresh network namespace (nothing touches the machine's)."""
+    res = subprocess.run(["unshare", "-n", sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, timeout=30)
+    assert res.returncode == 0 and res.stdout.strip() == "OK", res.stdout + res.stderr
+
+
+needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare")
+
+
+@needs_netns
+def test_reply_with_a_local_source_leaves_by_the_udp_socket():
+    in_private_netns(UDP_SCRIPT)
+
+
+NETNS_SCRIPT = textwrap.dedent("""
+    import subprocess, sys
+    from nodes.runtime import netlink as n
+    sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True, check=True).stdout
+    sh("ip link set lo up; ip link add va type veth peer name vb; ip link set va up; ip link set vb up")
+    n.addr_add("va", "10.5.0.1/24"); n.addr_add("va", "10.5.0.1/24"); n.addr_add("va", "10.5.0.9/32")
+    assert sorted(n.addresses("va")) == ["10.5.0.1/24", "10.5.0.9/32"], n.addresses("va")
+    n.route_replace("10.9.9.9/32", dev="va"); n.route_replace("10.9.9.9/32", dev="va")
+    n.route_replace("default", gateway="10.5.0.2", dev="va", src="10.5.0.1")
+    n.route_replace("10.6.0.0/24", dev="va", src="10.5.0.1", scope=n.RT_SCOPE_LINK)
+    n.route_replace("default", dev="va", table=434)
+    routes = sh("ip route; ip route show table 434")
+    for want in ("10.9.9.9 dev va", "default via 10.5.0.2 dev va proto static src 10.5.0.1",
+                 "10.6.0.0/24 dev va proto static scope link src 10.5.0.1", "default dev va proto static"):
+        assert want in routes, (want, routes)
+    n.route_del("10.9.9.9/32", dev="va"); n.route_del("10.9.9.9/32", dev="va")
+    assert "10.9.9.9" not in sh("ip route")
+    n.proxy_arp("10.5.0.77", "va", True); n.proxy_arp("10.5.0.77", "va", True)
+    n.neigh_replace("10.5.0.50", "02:00:00:00:00:50", "va")
+    sh("ip neigh add 10.5.0.51 lladdr 02:00:00:00:00:51 dev va nud reachable")
+    assert "10.5.0.77 dev va proxy" in sh("ip neigh show proxy")
+    assert "10.5.0.50 lladdr 02:00:00:00:00:50 PERMANENT" in sh("ip neigh show dev va")
+    n.neigh_flush("va")  # the reachable entry goes, the permanent and the proxy entries stay
+    neigh = sh("ip neigh show dev va; ip neigh show proxy")
+    assert "10.5.0.51" not in neigh and "10.5.0.50" in neigh and "10.5.0.77" in neigh, neigh
+    n.proxy_arp("10.5.0.77", "va", False); n.neigh_del("10.5.0.50", "va"); n.neigh_del("10.5.0.50", "va")
+    assert sh("ip neigh show proxy; ip neigh show dev va").strip() == ""
+    n.rule_add(434, 434, src="10.1.1.100"); n.rule_add(434, 434, src="10.1.1.100")
+    assert sh("ip rule").count("from 10.1.1.100 lookup 434") == 1
+    n.rule_del(434, 434, src="10.1.1.100"); n.rule_del(434, 434, src="10.1.1.100")
+    assert "10.1.1.100" not in sh("ip rule")
+    n.routes_flush("va")
+    assert sh("ip route").strip() == "", sh("ip route")
+    n.table_flush(434)
+    assert sh("ip route show table 434").strip() == ""
+    n.addr_flush("va", keep=("10.5.0.9/32",))
+    assert n.addresses("va") == ["10.5.0.9/32"]
+    try:
+        n.route_replace("10.9.9.9/32", gateway="10.99.0.1", dev="va")
+    except n.NetlinkError as e:
+        assert e.code == 101  # ENETUNREACH: a refusal names the kernel's error
+    else:
+        raise AssertionError("an unreachable gateway must be refused")
+    try:
+        n.link_index("nosuch0")
+    except LookupError:
+        pass
+    else:
+        raise AssertionError("an unknown interface must raise LookupError")
+    n.close()
+    print("OK")
+""")
+
+
+@needs_netns
+def test_direct_rtnetlink_requests_in_a_private_namespace():
+    in_private_netns(NETNS_SCRIPT)
+
+
+class FakeLink:
+    def __init__(self):
+        self.sent = []
+
+    def gratuitous_arp(self, addr):
+        self.sent.append(addr)
+
+
+def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops(fake_netlink):
+    """The HA announces itself for a home address and repeats it 100 ms later; a node that comes
+    home within those 100 ms deregisters, and the stale repeat must not override its own
+    announcement on the home link."""
+    async def scenario():
+        link = FakeLink()
+        ex = MipExecutor(lambda *a, **k: None, raw=None, links={"home0": link}, default_iface="home0")
+        ex._loop = asyncio.get_running_loop()
+        home, other = A("10.1.1.100"), A("10.1.1.101")
+        ex.run([ProxyArp(home, True), GratuitousArp(home, proxy=True), ProxyArp(other, True),
+                GratuitousArp(other, proxy=True)])
+        ex.run([ProxyArp(home, False)])  # home back: no repeat for it; the other node's repeat stays
+        await asyncio.sleep(mip_actions.GARP_REPEAT + 0.05)
+        assert link.sent == [home, other, other]
+        ex.run([GratuitousArp(home), GratuitousArp(home)])  # a newer announcement replaces the pending one
+        await asyncio.sleep(mip_actions.GARP_REPEAT + 0.05)
+        assert link.sent == [home, other, other, home, home, home]
+
+    asyncio.run(scenario())
