@@ -42,7 +42,9 @@ from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.ipsec_config import Cfg, read_password
 from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
-from nodes.runtime.tun import ip, open_tun, run, sysctl
+from nodes.runtime.commands import ip, run
+from nodes.runtime.netlink import sysctl
+from nodes.runtime.tundev import TunDevice
 
 CHAIN = "VPNCLIENT-IN"
 
@@ -140,8 +142,7 @@ class Client:
             self.log("stale_dns_mount_removed")
         if self.harden:
             self._harden()
-        self.tun_fd = open_tun(self.tun_name, self.mtu)
-        sysctl(f"net.ipv4.conf.{self.tun_name}.rp_filter", 0)
+        self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
         self.connect()

@@ -44,7 +44,9 @@ from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.ipsec_config import Cfg
 from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
-from nodes.runtime.tun import CommandError, ip, open_tun, run, sysctl
+from nodes.runtime.commands import CommandError, ip, run
+from nodes.runtime.netlink import sysctl
+from nodes.runtime.tundev import TunDevice
 
 FWMARK = "0x4500"
 RT_TABLE = "145"
@@ -201,8 +203,7 @@ class Gateway:
         self.core = core = ike.IkeCore(config)
         self.rt = IpsecRuntime(core, self.log, self._from_tunnel, self._on_event, self.g_e)
 
-        self.tun_fd = open_tun(self.tun_name, self.mtu)
-        sysctl(f"net.ipv4.conf.{self.tun_name}.rp_filter", 0)
+        self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         sysctl("net.ipv4.conf.all.rp_filter", 0)
         self.old_forward = sysctl("net.ipv4.ip_forward", 1)
         ipt = ["iptables", "-w"]

@@ -254,10 +254,12 @@ def link_carrier(name: str) -> bool:
         return False
 
 
-def link_set(name: str, mtu: int | None = None, up: bool | None = None) -> None:
+def link_set(name: str, mtu: int | None = None, up: bool | None = None, txqueuelen: int | None = None) -> None:
     kw = {}
     if mtu is not None:
         kw["mtu"] = mtu
+    if txqueuelen is not None:
+        kw["txqlen"] = txqueuelen
     if up is not None:
         kw["state"] = "up" if up else "down"
     if kw:
@@ -400,10 +402,18 @@ def enable_proxy_arp(dev: str) -> None:
     sysctl(f"net/ipv4/conf/{dev}/send_redirects", 0)
 
 
-def sysctl(path: str, value) -> None:
-    """Write /proc/sys/<path> (of this network namespace)."""
-    with open(f"/proc/sys/{path}", "w") as f:
-        f.write(f"{value}\n")
+def sysctl(key: str, value) -> str | None:
+    """Write /proc/sys/<key> of this network namespace ('net/ipv4/ip_forward' or the dotted
+    'net.ipv4.ip_forward'); returns the old value, None when the key does not exist."""
+    path = "/proc/sys/" + (key if "/" in key else key.replace(".", "/"))
+    try:
+        with open(path) as f:
+            old = f.read().strip()
+        with open(path, "w") as f:
+            f.write(f"{value}\n")
+    except FileNotFoundError:
+        return None
+    return old
 
 
 def sysctl_get(path: str) -> str:

@@ -5,8 +5,8 @@
 
 The kernel routes packets into the device (a host route or a policy rule that points at it);
 what the daemon writes into it the kernel receives as if it had arrived on that interface
-(forwarded, or delivered locally). Generic: the Mobile IP daemons and the ESP data path can
-both use it.
+(forwarded, or delivered locally). The Mobile IP daemons and the IPsec gateway and
+client all use it.
 """
 from __future__ import annotations
 
@@ -28,11 +28,14 @@ class TunDevice:
         self.index: int | None = None
 
     @classmethod
-    def open(cls, name: str, mtu: int = 1400, up: bool = True, rp_filter_off: bool = True) -> "TunDevice":
-        """Create (or attach to) TUN device `name`, set its MTU and bring it up."""
+    def open(cls, name: str, mtu: int = 1400, up: bool = True, rp_filter_off: bool = True,
+             txqueuelen: int | None = None) -> "TunDevice":
+        """Create (or attach to) TUN device `name`, set its MTU and bring it up. The device lives
+        as long as the fd is open, so a killed daemon leaves nothing behind. A longer
+        `txqueuelen` lets bursts from the kernel side wait while the daemon catches up."""
         if len(name) > 15:
             raise ValueError(f"TUN name {name!r} is longer than 15 characters")
-        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK)
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", name.encode(), IFF_TUN | IFF_NO_PI))
         except OSError:
@@ -40,7 +43,7 @@ class TunDevice:
             raise
         dev = cls(fd, name)
         dev.index = netlink.link_index(name)
-        netlink.link_set(name, mtu=mtu, up=up)
+        netlink.link_set(name, mtu=mtu, up=up, txqueuelen=txqueuelen)
         if rp_filter_off:
             # packets written into the device come from anywhere (decapsulated tunnel traffic)
             netlink.sysctl(f"net/ipv4/conf/{name}/rp_filter", 0)

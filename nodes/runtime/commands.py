@@ -1,0 +1,25 @@
+"""Running `ip`, `iptables` and the like inside the node, with errors that say what failed.
+
+    ip("addr", "add", "10.1.3.1/32", "dev", "vpn0")
+    run(["iptables", "-A", "FORWARD", ...])
+
+TUN devices are nodes/runtime/tundev.py; sysctls and netlink requests nodes/runtime/netlink.py.
+"""
+from __future__ import annotations
+
+import subprocess
+
+
+class CommandError(RuntimeError):
+    pass
+
+
+def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    res = subprocess.run(argv, capture_output=True, text=True)
+    if check and res.returncode:
+        raise CommandError(f"{' '.join(argv)} failed (status {res.returncode}): {res.stderr.strip()}")
+    return res
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run(["ip", *args], check)
