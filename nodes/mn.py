@@ -9,26 +9,33 @@ wherever the node is; only routes change:
 - with a foreign agent (care-of address of the FA): a link route to the agent and the default
   route through it, source the home address; registration requests go to the agent's MAC
   (learnt from its advertisement) with TTL 255;
-- co-located (a static address per network from `colocated`): the address on `iface`, the default
-  route through that network's router, and a policy rule `from <home> lookup 434` whose default
+- co-located (a static address per network from `colocated`, or `dhcp`: the address, prefix and
+  router of a lease from a real DHCP client, nodes/runtime/dhcp.py): the address on `iface`, the
+  default route through that network's router, and a policy rule `from <home> lookup 434` whose default
   route is the TUN device; the daemon encapsulates what it reads there towards the HA (RFC 3519
   UDP from port 434 when the HA saw a NAT, else IP-in-IP) and writes what the HA tunnels back
   into the TUN device.
 Movement detection: carrier changes from rtnetlink; on link up the core solicits agents, and the
 daemon probes the known networks' routers with ARP (home router, and each co-located network's
 router from its own address): an advertisement means a foreign agent, an ARP answer names the
-network. Status over the control socket: location, registration state, care-of address, last
+network. A network configured as `dhcp` is tried when nothing has named the network `dhcp_after`
+seconds after link up (no agent advertisement, no home router): dhclient runs in the node with short
+timers, and the lease becomes the co-located care-of address (retried every `dhcp_retry` seconds
+while the network stays unknown). The registration log line then carries the DHCP timing.
+Status over the control socket: location, registration state, care-of address, last
 code, attachment, tunnels, counters.
 """
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
 from collections import Counter
 from ipaddress import IPv4Address
 
 from nodes.mip.mn import MobileNode
 from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.dhcp import DhcpClient, LeaseError
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, recv_udp, udp_socket
 from nodes.runtime.rawip import (
     ARP_REPLY, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4,
@@ -58,6 +65,14 @@ class MobileNodeDaemon:
         self._probe: asyncio.TimerHandle | None = None
         self._probe_delay = 0.0
         self._link_up_at: float | None = None
+        self._link_gen = 0  # bumped on every carrier change: a DHCP result from an older link is stale
+        self.dhcp_networks = [n for n, c in extra["colocated"].items() if c.get("dhcp")]
+        self.dhcp_dir = extra.get("dhcp_dir") or tempfile.mkdtemp(prefix="mn-dhcp-")
+        self.lease: dict | None = None  # the DHCP lease in use: network, address, router, server, seconds
+        self.dhcp_state = "idle"  # idle, waiting, running, bound, failed
+        self._dhcp_timer: asyncio.TimerHandle | None = None
+        self._dhcp_task: asyncio.Task | None = None
+        self._dhcp_client: DhcpClient | None = None
 
         for conf in ("all", "default", self.iface, "lo"):
             netlink.sysctl(f"net/ipv4/conf/{conf}/rp_filter", 0)
@@ -65,9 +80,9 @@ class MobileNodeDaemon:
         self.tun = TunDevice.open(extra["tun"])
         self.raw, self.ipip, self.udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
         self.link = LinkSocket(self.iface)
-        self.executor = MipExecutor(log, raw=self.raw, tun=self.tun, links={self.iface: self.link}, udp=self.udp,
+        self.executor = MipExecutor(self._log_event, raw=self.raw, tun=self.tun, links={self.iface: self.link}, udp=self.udp,
                                     capture="src", default_iface=self.iface)
-        self.driver = CoreDriver(self.core, self.executor, log, after_actions=self.reconcile)
+        self.driver = CoreDriver(self.core, self.executor, self._log_event, after_actions=self.reconcile)
         self.monitor = LinkMonitor(self.iface, self.on_carrier)
         readers = ((self.link.fileno(), "link", self.on_frame), (self.udp.fileno(), "udp", self.on_udp),
                    (self.ipip.fileno(), "ipip", self.on_ipip), (self.tun.fd, "tun", self.on_tun),
@@ -92,6 +107,8 @@ class MobileNodeDaemon:
     def on_carrier(self, up: bool) -> None:
         self.log("link", iface=self.iface, up=up)
         self.moves.append({"t": time.time(), "up": up})
+        self._link_gen += 1
+        self._cancel_dhcp()
         if up:
             self._link_up_at = time.time()
             self.network = None
@@ -99,6 +116,9 @@ class MobileNodeDaemon:
             self.driver.call("link_up")
             self._probe_delay = 0.0
             self._schedule_probe(0.0)
+            if self.dhcp_networks:
+                self.dhcp_state = "waiting"
+                self._dhcp_timer = self.loop.call_later(self.extra["dhcp_after"], self._start_dhcp)
         else:
             self._cancel_probe()
             self.driver.call("link_down")
@@ -107,8 +127,95 @@ class MobileNodeDaemon:
         """(network, our address there, its router) for every network we can recognise."""
         found = [("home", self.home, self.extra["home_router"])]
         for name, c in self.extra["colocated"].items():
-            found.append((name, c["address"].ip, c["router"]))
+            if not c.get("dhcp"):
+                found.append((name, c["address"].ip, c["router"]))
         return found
+
+    def _colocated(self, name: str) -> dict:
+        """{address, router} of a co-located network: its static config, or the DHCP lease in use."""
+        c = self.extra["colocated"][name]
+        if not c.get("dhcp"):
+            return c
+        if self.lease is None or self.lease["network"] != name:
+            raise RuntimeError(f"no DHCP lease for network {name}")
+        return {"address": self.lease["interface"], "router": self.lease["router_addr"]}
+
+    # ---- DHCP (co-located care-of address from a lease) ---------------------------------------
+    def _unidentified(self) -> bool:
+        return self.monitor.up and self.network is None and not self._with_fa() and self.core.location != "home"
+
+    def _start_dhcp(self) -> None:
+        self._dhcp_timer = None
+        if not self._unidentified() or self._dhcp_task is not None:
+            if self.dhcp_state == "waiting":
+                self.dhcp_state = "idle"
+            return
+        self.dhcp_state = "running"
+        self._dhcp_task = self.loop.create_task(self._run_dhcp(self._link_gen))
+
+    async def _run_dhcp(self, gen: int) -> None:
+        started = time.time()
+        since = round(started - self._link_up_at, 6) if self._link_up_at else None
+        client = self._dhcp_client = DhcpClient(self.iface, self.dhcp_dir, self.extra["dhcp_timeout"],
+                                                self.extra["dhcp_client"])
+        self.log("dhcp-start", iface=self.iface, networks=self.dhcp_networks, after_link_up=since)
+        try:
+            lease, seconds = await client.acquire()
+        except LeaseError as exc:
+            self.executor.counters["dhcp-failed"] += 1
+            self.log("dhcp-failed", iface=self.iface, reason=str(exc))
+            if gen == self._link_gen and self._unidentified():
+                self.dhcp_state = "failed"
+                self._dhcp_timer = self.loop.call_later(self.extra["dhcp_retry"], self._start_dhcp)
+            return
+        except asyncio.CancelledError:
+            await client.stop()
+            raise
+        finally:
+            if self._dhcp_client is client:  # not a newer run's
+                self._dhcp_task = self._dhcp_client = None
+        if gen != self._link_gen or not self._unidentified():
+            self.log("dhcp-discarded", address=str(lease.address), reason="the link changed or the network is known")
+            self.dhcp_state = "idle"
+            return
+        if lease.router is None:
+            self.executor.counters["dhcp-no-router"] += 1
+            self.log("dhcp-failed", iface=self.iface, reason=f"the lease of {lease.address} names no router")
+            self.dhcp_state = "failed"
+            self._dhcp_timer = self.loop.call_later(self.extra["dhcp_retry"], self._start_dhcp)
+            return
+        name = self.dhcp_networks[0]
+        self.executor.counters["dhcp-leases"] += 1
+        self.lease = {"network": name, **lease.as_dict(), "seconds": round(seconds, 6),
+                      "after_link_up": round(time.time() - self._link_up_at, 6) if self._link_up_at else None,
+                      "interface": lease.address, "router_addr": lease.router}
+        self.dhcp_state = "bound"
+        self.log("dhcp-lease", **self._lease_summary())
+        self.attachment = None  # a new lease may carry a new address: configure again
+        self._identified(name)
+
+    def _lease_summary(self) -> dict | None:
+        if self.lease is None:
+            return None
+        return {k: v for k, v in self.lease.items() if k not in ("interface", "router_addr")}
+
+    def _cancel_dhcp(self) -> None:
+        if self._dhcp_timer is not None:
+            self._dhcp_timer.cancel()
+            self._dhcp_timer = None
+        if self._dhcp_task is not None:
+            self._dhcp_task.cancel()
+            self._dhcp_task = self._dhcp_client = None
+        self.dhcp_state = "idle" if self.dhcp_state != "bound" else "bound"
+
+    def _log_event(self, event: str, **fields) -> None:
+        """The executor's log: a co-located registration on a leased address notes the DHCP timing."""
+        if (event in ("registration", "registration-denied") and fields.get("mode") == "colocated"
+                and self.lease is not None and self.attachment == ("colocated", self.lease["network"])):
+            fields["dhcp"] = {"network": self.lease["network"], "address": self.lease["address"],
+                              "server": self.lease["server"], "seconds": self.lease["seconds"],
+                              "after_link_up": self.lease["after_link_up"]}
+        self.log(event, **fields)
 
     def _schedule_probe(self, delay: float) -> None:
         self._cancel_probe()
@@ -136,6 +243,9 @@ class MobileNodeDaemon:
 
     def _identified(self, name: str) -> None:
         self._cancel_probe()
+        if self._dhcp_timer is not None:
+            self._dhcp_timer.cancel()
+            self._dhcp_timer = None
         self.network = name
         since = round(time.time() - self._link_up_at, 6) if self._link_up_at else None
         self.log("network", name=name, after=since)
@@ -144,7 +254,7 @@ class MobileNodeDaemon:
             self.driver.call("set_care_of_address", self.home)
         else:
             self.apply(("colocated", name))
-            self.driver.call("set_care_of_address", self.extra["colocated"][name]["address"].ip)
+            self.driver.call("set_care_of_address", self._colocated(name)["address"].ip)
 
     # ---- link configuration -------------------------------------------------------------------
     def reconcile(self) -> None:
@@ -165,7 +275,7 @@ class MobileNodeDaemon:
         netlink.routes_flush(iface)
         netlink.neigh_flush(iface)
         if attachment[0] == "colocated":
-            c = self.extra["colocated"][attachment[1]]
+            c = self._colocated(attachment[1])
             netlink.addr_flush(iface, keep=(str(c["address"]),))
             netlink.addr_add(iface, str(c["address"]))
             netlink.route_replace(str(c["address"].network), dev=iface, src=c["address"].ip, scope=RT_SCOPE_LINK)
@@ -251,11 +361,21 @@ class MobileNodeDaemon:
         return {**self.core.status(), **self.executor.status(),
                 "attachment": None if a is None else {"kind": a[0], "detail": str(a[1]) if len(a) > 1 else None},
                 "network": self.network, "link_up": self.monitor.up,
+                "dhcp": {"state": self.dhcp_state, "lease": self._lease_summary()},
                 "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
 
     async def close(self) -> None:
         self.driver.stop()
         self._cancel_probe()
+        client, task = self._dhcp_client, self._dhcp_task
+        self._cancel_dhcp()
+        if client is not None:
+            client.kill_now()
+        if task is not None:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
         if getattr(self, "_keepalive", None) is not None:
             self._keepalive.cancel()
         for fd in self.fds:
@@ -267,9 +387,13 @@ class MobileNodeDaemon:
 
 async def setup(args, log):
     cfg, extra = mip_config.load(args.config, mip_config.mobile_node)
+    if extra["dhcp_dir"] is None and args.log_json:  # next to the daemon's log: kept with the case
+        from pathlib import Path
+        log_path = Path(args.log_json)
+        extra["dhcp_dir"] = str(log_path.parent / (log_path.name.split(".events")[0] + ".dhcp"))
     mn = MobileNodeDaemon(cfg, extra, log)
     log("mobile-node", home=str(cfg.home_address), home_agent=str(cfg.home_agent), iface=cfg.iface,
-        colocated=sorted(extra["colocated"]))
+        colocated=sorted(extra["colocated"]), dhcp=mn.dhcp_networks)
     mn.start()
     return {"status": mn.status}, mn.close
 

@@ -9,7 +9,8 @@ Addresses as dotted quads, keys as hex strings, e.g.
     fa: {address: 192.0.2.1, iface: ar1-fn1, adv_interval: 1.0}
     mn: {home_address: 10.1.1.100, home_agent: 10.1.1.2, home_network: 10.1.1.0/24, spi: 1000,
          key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1,
-         colocated: {fn3: {address: 10.77.0.100/24, router: 10.77.0.1}}}
+         colocated: {fn3: {address: 10.77.0.100/24, router: 10.77.0.1}}}   # static
+    mn: {..., colocated: {fn3: dhcp}, dhcp_after: 0.3, dhcp_timeout: 4.0}   # by DHCP (nodes/runtime/dhcp.py)
 """
 from __future__ import annotations
 
@@ -207,16 +208,39 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
         raise BadConfig(f"config {f.file}: {exc}") from None
     colocated = {}
     for name, entry in f.get("colocated", "map", {}).items():
-        e = f.child("colocated", entry)
-        e.prefix = f"colocated.{name}."
-        colocated[name] = {"address": e.get("address", "iface", expected="an address with prefix, 10.77.0.100/24"),
-                           "router": e.get("router", "addr")}
-        e.check_unknown()
+        colocated[name] = _colocated_entry(f, name, entry)
     extra = {
         "home_router": f.get("home_router", "addr", next(home_network.hosts())),
         "colocated": colocated,
         "tun": f.get("tun", "str", "mip0"),
         "probe_interval": f.get("probe_interval", "num", 0.05),
+        "dhcp_after": f.get("dhcp_after", "num", 0.3),
+        "dhcp_timeout": f.get("dhcp_timeout", "num", 4.0),
+        "dhcp_retry": f.get("dhcp_retry", "num", 1.0),
+        "dhcp_client": f.get("dhcp_client", "str", "dhclient"),
+        "dhcp_dir": f.get("dhcp_dir", "str", None),
     }
+    for key in ("dhcp_after", "dhcp_timeout", "dhcp_retry"):
+        if extra[key] <= 0:
+            raise BadConfig(f"config {f.file}: key {key}: expected a positive number of seconds, got {extra[key]!r}")
     f.check_unknown()
     return cfg, extra
+
+
+def _colocated_entry(f: Fields, name: str, entry) -> dict:
+    """One network of `colocated`: a static address and router, or `dhcp` (the address, prefix and
+    router come from a DHCP lease on that network; the mapping form {dhcp: true} is the same)."""
+    where = f"config {f.file}: key colocated.{name}"
+    if entry == "dhcp":
+        return {"dhcp": True}
+    if not isinstance(entry, dict):
+        raise BadConfig(f"{where}: expected \"dhcp\" or a mapping {{address, router}}, got {entry!r}")
+    e = f.child("colocated", entry)
+    e.prefix = f"colocated.{name}."
+    if e.get("dhcp", "bool", False):
+        e.check_unknown()
+        return {"dhcp": True}
+    out = {"dhcp": False, "address": e.get("address", "iface", expected="an address with prefix, 10.77.0.100/24"),
+           "router": e.get("router", "addr")}
+    e.check_unknown()
+    return out
