@@ -24,6 +24,21 @@ fixtures/scenarios/remote-access-basic.yaml):
   vpn-client: gateway, identity, psk, password or password_file (for eap-md5), auth psk|eap-md5,
       tunnel full|split, subnets (split tunnel), gateway_identity (the gateway's IKE id to expect),
       initiate (true: connect at start; a refusal shows in status()["initiate"], it raises nothing)
+  both: child_rekey_after / ike_rekey_after (seconds; the child's / connection's rekey_time, whole
+      seconds rounded up, rand_time 0, so the rekey comes when configured; life_time / over_time
+      set well past it), dpd_interval (dpd_delay; default as our daemons: 5 s client, 30 s
+      gateway), retransmit_timeout / retransmit_backoff / retransmit_tries (charon's
+      retransmit_timeout / retransmit_base / retransmit_tries), keepalive (charon.keep_alive).
+      The client reconnects as ours does: dpd_action and close_action restart, keyingtries 0
+      (a gateway that stops answering takes the tunnel down, and charon tries again until it answers).
+
+DNS on the client: the resolve plugin writes the servers it receives into `<dir>/resolv.conf`,
+which starts as a copy of the node's /etc/resolv.conf and is bind-mounted over /etc/resolv.conf in
+the node's own mount namespace before charon starts (so R's applications use the internal
+resolver while the tunnel is up); stop() unmounts it. The plugin rewrites its file by unlink() and
+a new file (resolve_handler.c), which would leave the bind mount on the old inode, so charon's
+private mount namespace binds the file onto itself: the unlink fails (EBUSY) and the rewrite
+happens in place. The machine's /etc/resolv.conf is never written.
 
 status() (JSON-able; see `_status`):
   {"implementation": "strongswan", "version": ..., "role", "kind", "node",
@@ -44,7 +59,10 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import math
+import os
 import re
+import shlex
 import socket
 import struct
 import time
@@ -269,6 +287,20 @@ class _Cfg:
         except ValueError:
             raise self.fail(key, "an IPv4 address or a list of them", value) from None
 
+    def number(self, key: str, default=None) -> float | None:
+        value = self.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise self.fail(key, "a number of seconds (0 or more)", value)
+        return float(value)
+
+    def seconds(self, key: str, default=None) -> int | None:
+        """A time in whole seconds for swanctl.conf (charon takes no fractions): rounded up, at
+        least 1; None when the key is absent or 0 (off)."""
+        value = self.number(key, default)
+        return max(1, math.ceil(value)) if value else None
+
     def prefixes(self, key: str, value) -> list[str]:
         values = value if isinstance(value, list) else [value]
         try:
@@ -277,7 +309,8 @@ class _Cfg:
             raise self.fail(key, "an IPv4 prefix or a list of them", value) from None
 
 
-def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, keepalive: float | None) -> str:
+def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, keepalive: float | None,
+                     retransmit: dict | None = None) -> str:
     filelog = {
         "main": {"path": str(log), "time_format": _q("%H:%M:%S"), "ike_name": True, "append": False,
                  "flush_line": True, "default": 1, "ike": 2, "cfg": 2, "knl": 2, "net": 2, "chd": 2},
@@ -297,9 +330,9 @@ def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | 
         "load": load,
         "install_routes": True,
         "install_virtual_ip": True,
-        "retransmit_tries": 3,
-        "retransmit_timeout": 1.0,
-        "retransmit_base": 1.4,
+        # the role config's retransmit_timeout / retransmit_backoff / retransmit_tries (as our daemons
+        # read them; charon's timeout for try k is timeout * base**k, the same formula)
+        **{"retransmit_tries": 3, "retransmit_timeout": 1.0, "retransmit_base": 1.4, **(retransmit or {})},
         "filelog": filelog,
         "syslog": {"identifier": "charon-testbed", "daemon": {"default": -1}, "auth": {"default": -1}},
         "plugins": plugins,
@@ -307,6 +340,46 @@ def _strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | 
     if keepalive is not None:  # NAT-T keepalive interval (charon's default: 20 s)
         charon["keep_alive"] = f"{int(keepalive)}s"
     return _block("charon", charon) + "\n" + _block("swanctl", {"load": "pem pkcs1 x509 revocation constraints pubkey openssl random"}) + "\n"
+
+
+def _timers(c: _Cfg, dpd_default: float) -> tuple[dict, dict, dict]:
+    """(connection settings, child settings, info) for rekeying and liveness from the role config.
+
+    child_rekey_after / ike_rekey_after (seconds, as our daemons read them) become the child's and
+    the connection's rekey_time with rand_time = 0, so a rekey starts when configured and not up to
+    10 % earlier; the child's life_time (hard expiry) and the IKE SA's over_time are set well past
+    it (charon derives them as 110 % / 10 % in whole seconds, which for a rekey every 2 s would put
+    the hard expiry on the rekey itself). dpd_interval (the same default as our daemon in the role)
+    becomes dpd_delay."""
+    conn: dict = {}
+    child: dict = {}
+    info: dict = {}
+    child_rekey = c.seconds("child_rekey_after")
+    if child_rekey:
+        child.update(rekey_time=f"{child_rekey}s", life_time=f"{child_rekey + max(child_rekey, 10)}s", rand_time="0s")
+        info["child_rekey_time"] = child_rekey
+    ike_rekey = c.seconds("ike_rekey_after")
+    if ike_rekey:
+        conn.update(rekey_time=f"{ike_rekey}s", over_time=f"{max(ike_rekey, 10)}s", rand_time="0s")
+        info["ike_rekey_time"] = ike_rekey
+    dpd = c.seconds("dpd_interval", dpd_default)
+    if dpd:
+        conn["dpd_delay"] = f"{dpd}s"
+        info["dpd_delay"] = dpd
+    return conn, child, info
+
+
+def _retransmit(c: _Cfg) -> dict:
+    """charon's retransmission settings (strongswan.conf) from the role config's, where given."""
+    out = {}
+    for key, name in (("retransmit_timeout", "retransmit_timeout"), ("retransmit_backoff", "retransmit_base")):
+        value = c.number(key)
+        if value:
+            out[name] = value
+    tries = c.number("retransmit_tries")
+    if tries is not None:
+        out["retransmit_tries"] = int(tries)
+    return out
 
 
 def _inside_interface(world, node: str):
@@ -330,6 +403,7 @@ def _gateway_conf(world, role) -> tuple[str, dict]:
     if not isinstance(users, dict) or not users:
         raise c.fail("users", "a mapping of user id -> {psk, password, subnets}", users)
     local_id = c.get("identity", None)
+    conn_timers, child_timers, timer_info = _timers(c, 30)  # our gateway's default dpd_interval
     connections, secrets = {}, {}
     for n, (uid, u) in enumerate(users.items()):
         if not isinstance(u, dict):
@@ -351,6 +425,7 @@ def _gateway_conf(world, role) -> tuple[str, dict]:
             "pools": "vpool",
             "send_certreq": False,
             "unique": "replace",
+            **conn_timers,
             "local": {"auth": "psk", "id": _q(local_id) if local_id else None},
             "remote": remote,
             "children": {
@@ -359,6 +434,7 @@ def _gateway_conf(world, role) -> tuple[str, dict]:
                     "esp_proposals": ", ".join(c.get("esp_proposals", ESP_PROPOSALS)),
                     "mode": "tunnel",
                     "dpd_action": "clear",
+                    **child_timers,
                 },
             },
         }
@@ -379,7 +455,8 @@ def _gateway_conf(world, role) -> tuple[str, dict]:
             raise c.fail("inside_interface", f"an interface of node {role.node} ({sorted(by_name)})", inside)
         inside_name, inside_addr = inside, str(by_name[inside].address)
     info = {"internal_presence": presence, "pool": str(pool_net), "auth": auth,
-            "inside_interface": inside_name, "inside_address": inside_addr, "dns": dns}
+            "inside_interface": inside_name, "inside_address": inside_addr, "dns": dns, **timer_info,
+            "retransmit": _retransmit(c)}
     return conf, info
 
 
@@ -418,6 +495,7 @@ def _client_conf(world, role) -> tuple[str, dict]:
         # the gateway authenticates itself with the user's pre-shared key
         secrets["ike-0"] = {"id": _q(identity), "secret": _q(c.get("psk"))}
     gw_id = c.get("gateway_identity", None)
+    conn_timers, child_timers, timer_info = _timers(c, 5)  # our client's default dpd_interval
     connections = {
         "vpn": {
             "version": 2,
@@ -425,6 +503,11 @@ def _client_conf(world, role) -> tuple[str, dict]:
             "vips": "0.0.0.0",
             "proposals": ", ".join(IKE_PROPOSALS),
             "send_certreq": False,
+            # liveness and reconnect, as our client does: a gateway that stops answering the
+            # liveness checks (or deletes the SA) takes the tunnel down, and charon tries again,
+            # without limit, until the gateway answers
+            "keyingtries": 0,
+            **conn_timers,
             "local": local,
             "remote": {"auth": "psk", "id": _q(gw_id) if gw_id else None},
             "children": {
@@ -432,14 +515,17 @@ def _client_conf(world, role) -> tuple[str, dict]:
                     "remote_ts": ", ".join(remote_ts),
                     "esp_proposals": ", ".join(c.get("esp_proposals", ESP_PROPOSALS)),
                     "mode": "tunnel",
-                    "dpd_action": "clear",
+                    "dpd_action": "restart",
+                    "close_action": "restart",
+                    **child_timers,
                 },
             },
         },
     }
     conf = "\n".join([_block("connections", connections), _block("secrets", secrets)]) + "\n"
     initiate = c.get("initiate", True, (True, False))
-    return conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway, "initiate": initiate}
+    return conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway, "initiate": initiate,
+                  **timer_info, "retransmit": _retransmit(c)}
 
 
 # ---- key material from the level-4 log ------------------------------------------------------------
@@ -500,8 +586,10 @@ class CharonRole:
         self.strongswan_conf = self.dir / "strongswan.conf"
         self.charon_log = Path(world.log_dir) / f"{base}.charon.log"
         self.keylog = Path(world.log_dir) / f"{base}.keys.log"
-        # the resolve plugin writes the DNS servers it receives to this file (never the node's
-        # /etc/resolv.conf); left out where a resolvconf program would take over instead
+        # the resolve plugin writes the DNS servers it receives to this file, which is bind-mounted
+        # over /etc/resolv.conf in the node's own mount namespace while charon runs (see
+        # _bind_resolv); left out where a resolvconf program would take over instead
+        self.resolv_bound = False
         has_resolvconf = any(Path(p).exists() for p in ("/sbin/resolvconf", "/usr/sbin/resolvconf"))
         self.resolv = self.dir / "resolv.conf" if role.kind == "vpn-client" and not has_resolvconf else None
         self.socket = world.run.path(f"{role.node}-{role.name}-{next(_SERIAL)}.vici")
@@ -532,13 +620,23 @@ class CharonRole:
         keepalive = self.role.config.get("keepalive")
         if keepalive is not None:
             self.info["keepalive"] = keepalive
-        self.strongswan_conf.write_text(_strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv, keepalive))
+        self.strongswan_conf.write_text(_strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv, keepalive,
+                                                         self.info.get("retransmit")))
         self.socket.unlink(missing_ok=True)
         _RUNNING[key] = self
         try:
             if self.role.kind == "vpn-gateway":
                 self._gateway_network()
-            script = f"mount -t tmpfs -o mode=755 tmpfs /run && exec {CHARON}"
+            script = "mount -t tmpfs -o mode=755 tmpfs /run"
+            if self.resolv is not None:
+                self._bind_resolv()
+                # charon's resolve plugin rewrites its file by unlink() and a new file, which would
+                # leave the bind mount on the old inode; in charon's own mount namespace the file
+                # is bound onto itself, so the unlink fails (EBUSY, a mount point) and the fopen(.., "w")
+                # that follows truncates and rewrites the bound inode in place
+                f = shlex.quote(str(self.resolv))
+                script += f" && mount --bind {f} {f}"
+            script += f" && exec {CHARON}"
             self.process = self.world.start(
                 self.role.node, f"{self.role.name}.charon-out",  # its stderr; the full log is charon_log
                 ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
@@ -598,6 +696,34 @@ class CharonRole:
                                   f"{out}\nlast lines of {self.charon_log}:\n{tail}")
         return out
 
+    def _bind_resolv(self) -> None:
+        """R's resolver configuration follows the tunnel, as it does with our client: the resolve
+        plugin's file starts with the node's own /etc/resolv.conf lines and is bind-mounted over
+        /etc/resolv.conf in the node (its own mount namespace, private: nothing reaches the
+        machine's file); stop() unmounts it, and the node's original file is back."""
+        node = self.role.node
+        original = self.world.run_in(node, ["cat", "/etc/resolv.conf"])
+        self.resolv.write_text(original.stdout if original.returncode == 0 else "")
+        self.world.run_in(node, ["mount", "--bind", str(self.resolv), "/etc/resolv.conf"], check=True)
+        self.resolv_bound = True
+        seen = self.world.run_in(node, ["stat", "-L", "-c", "%d:%i", "/etc/resolv.conf"]).stdout.strip()
+        st = os.stat(self.resolv)
+        if seen != f"{st.st_dev}:{st.st_ino}":
+            raise StrongSwanError(f"role {self.role.name}: /etc/resolv.conf in node {node} is not the bound "
+                                  f"{self.resolv} after mount --bind ({seen} vs {st.st_dev}:{st.st_ino})")
+
+    def _unbind_resolv(self) -> None:
+        """Take the bind mount back (a node already gone took its mount namespace with it)."""
+        if not self.resolv_bound:
+            return
+        self.resolv_bound = False
+        try:
+            res = self.world.run_in(self.role.node, ["umount", "/etc/resolv.conf"])
+        except Exception as exc:  # noqa: BLE001 - the world may be torn down already
+            res = exc
+        with (self.dir / "swanctl.out").open("a") as f:
+            f.write(f"$ umount /etc/resolv.conf (node {self.role.node})\n{res}\n")
+
     def _iptables(self, *rule: str) -> None:
         table = ["-t", rule[0]] if rule[0] == "nat" else []
         spec = list(rule[1:]) if rule[0] == "nat" else list(rule)
@@ -624,6 +750,7 @@ class CharonRole:
             return None
         self.stopped = True
         rc = self.process.stop() if self.process is not None else None
+        self._unbind_resolv()
         for spec in reversed(self.fw_rules):
             table = spec[:2] if spec[:1] == ["-t"] else []
             rest = spec[2:] if table else spec
@@ -702,10 +829,12 @@ def _ike_sa(name: str, sa: dict, child_keys: dict, ike_keys: dict) -> dict:
 
 
 def _resolv_servers(path: Path | None) -> list[str]:
+    """The DNS servers charon installed (its lines end "# by strongSwan"; the rest of the file are
+    the node's own resolver lines)."""
     if path is None or not path.exists():
         return []
     return [line.split()[1] for line in path.read_text().splitlines()
-            if line.startswith("nameserver") and len(line.split()) > 1]
+            if line.startswith("nameserver") and len(line.split()) > 1 and "by strongSwan" in line]
 
 
 def start_role(world, role) -> RoleHandle:
