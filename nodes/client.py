@@ -1,9 +1,12 @@
 """The IPsec remote-access client R (draft-gupta sections 3 to 5).
 
 IKEv2 initiator (nodes/ipsec/ike.py) toward the configured gateway (an address, or a DNS name
-resolved at start, seed section 5), authenticated by pre-shared key or by the user's password
-through EAP-MD5 (password from `password_file`, the environment variable TESTBED_VPN_PASSWORD or
-`password`). While the tunnel is up:
+resolved at start through the node's resolver, seed section 5; a name that does not resolve is
+reported in the status's last_error and the log (gateway_unresolved) and tried again every
+`reconnect_interval`), authenticated by pre-shared key or by the user's password through EAP-MD5
+(password from `password`, the environment variable TESTBED_VPN_PASSWORD or `password_file`; or
+typed at a prompt on the controlling terminal with --ask-password or `password: prompt`, refused at
+start with what to do instead when there is no terminal). While the tunnel is up:
 
   * a TUN device carries the assigned virtual address; routes: full tunnel (0/1 and 128/1 into
     the TUN, a host route keeps the tunnel's own packets to G_e on the physical path), or split
@@ -17,11 +20,15 @@ through EAP-MD5 (password from `password_file`, the environment variable TESTBED
 Host hardening (seed section 4), from start to exit: IP forwarding off, and an iptables INPUT
 chain that admits only loopback, established/related traffic, the tunnel's own IKE and ESP from
 the gateway, DHCP replies and ICMP echo through the tunnel; everything unsolicited is dropped.
+ESP lifetimes: `esp_lifetime: {soft_bytes, hard_bytes, soft_seconds, hard_seconds}` (each optional)
+is given to every child SA; crossing a soft limit starts a child SA rekey (CREATE_CHILD_SA) at once
+(`esp_soft_rekey_delay`, [lo, hi] seconds, default [0, 0]), crossing a hard limit drops the SA.
 Liveness: DPD every `dpd_interval` seconds; when the gateway stops answering (or deletes the SA)
 the tunnel is taken down and the client reconnects every `reconnect_interval` seconds.
 
 Config keys: gateway, identity, psk, auth psk|eap-md5 (psk), password_file, tunnel full|split,
-subnets, gateway_identity, child_rekey_after / ike_rekey_after (seconds; none), dpd_interval (5), retransmit_timeout (0.5), retransmit_backoff (1.5),
+subnets, gateway_identity, child_rekey_after / ike_rekey_after (seconds; none), esp_lifetime,
+esp_soft_rekey_delay, dpd_interval (5), retransmit_timeout (0.5), retransmit_backoff (1.5),
 retransmit_tries (3) (so a dead gateway is noticed within about dpd_interval + 4 s),
 reconnect_interval (2), keepalive (20), dns (true), harden (true), wait (6: seconds to wait for the
 first attempt to end, established or refused, before READY), tun (vpn0), mtu (1400), force_encap (false), ike_proposals, esp_proposals.
@@ -34,13 +41,14 @@ import os
 import shutil
 import socket
 import tempfile
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from nodes.ipsec import ike
 from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
-from nodes.runtime.ipsec_config import Cfg, read_password
+from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password
 from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
 from nodes.runtime.commands import ip, run
 from nodes.runtime.netlink import sysctl
@@ -66,23 +74,41 @@ def _private_mount_ns() -> tuple[bool, str]:
     return False, "no root mount found"
 
 
+def gateway_literal(name: str) -> str | None:
+    """The gateway's address when `gateway` is written as an IPv4 address, else None (a name)."""
+    try:
+        return str(IPv4Address(name))
+    except ValueError:
+        return None
+
+
+def valid_hostname(name: str) -> bool:
+    labels = name.rstrip(".").split(".")
+    return 0 < len(name) <= 253 and all(
+        0 < len(lb) <= 63 and lb[0] != "-" and lb[-1] != "-" and all(c.isalnum() or c == "-" for c in lb)
+        for lb in labels)
+
+
 class Client:
-    def __init__(self, cfg: Cfg, log):
+    def __init__(self, cfg: Cfg, log, ask_password: bool = False):
         self.cfg, self.log = cfg, log
         gw = str(cfg.get("gateway"))
-        try:
-            self.gateway = socket.getaddrinfo(gw, 500, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
-        except socket.gaierror as exc:
-            raise cfg.fail("gateway", "an IPv4 address or a name that resolves", f"{gw}: {exc}") from None
         self.gateway_name = gw
+        self.gateway: str | None = gateway_literal(gw)
+        if self.gateway is None and not valid_hostname(gw):
+            raise cfg.fail("gateway", "an IPv4 address or a DNS name", gw)
+        self.resolving = None
         self.identity = str(cfg.get("identity"))
         self.auth = cfg.get("auth", "psk", ("psk", "eap-md5"))
         psk = cfg.get("psk", None)
         password = None
+        if ask_password and self.auth != "eap-md5":
+            raise cfg.fail("auth", "eap-md5 with --ask-password (only EAP-MD5 uses a password)", self.auth)
         if self.auth == "eap-md5":
-            password = read_password(cfg)
+            password = read_password(cfg, ask=ask_password)
             if password is None:
-                raise cfg.fail("password_file", "a password file (or TESTBED_VPN_PASSWORD) for auth eap-md5")
+                raise cfg.fail("password_file", "a password file (or TESTBED_VPN_PASSWORD, or --ask-password "
+                               "to type it) for auth eap-md5")
         if psk is None:
             raise cfg.fail("psk", "the pre-shared key (the gateway's AUTH is checked with it)")
         self.tunnel_mode = cfg.get("tunnel", "full", ("full", "split"))
@@ -105,6 +131,13 @@ class Client:
             **({"ike_proposals": cfg.get("ike_proposals")} if cfg.get("ike_proposals", None) else {}),
             **({"esp_proposals": cfg.get("esp_proposals")} if cfg.get("esp_proposals", None) else {}),
         )
+        self.lifetime = esp_lifetime(cfg)
+        delay = cfg.get("esp_soft_rekey_delay", [0, 0])
+        if (not isinstance(delay, list) or len(delay) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in delay)
+                or delay[0] > delay[1]):
+            raise cfg.fail("esp_soft_rekey_delay", "[lo, hi] seconds (0 <= lo <= hi)", delay)
+        self.soft_rekey_delay = (float(delay[0]), float(delay[1]))
         self.reconnect_interval = cfg.number("reconnect_interval", 2.0)
         self.keepalive = cfg.number("keepalive", 20)
         self.use_dns = bool(cfg.get("dns", True))
@@ -135,9 +168,10 @@ class Client:
     # -- lifecycle --------------------------------------------------------------------------------
     def setup(self, loop) -> None:
         self.loop = loop
-        self.local = io.source_address_for(self.gateway)
+        self.local = io.source_address_for(self.gateway) if self.gateway else None
         self.core = ike.IkeCore(self.config)
-        self.rt = IpsecRuntime(self.core, self.log, self._from_tunnel, self._on_event, self.local)
+        self.rt = IpsecRuntime(self.core, self.log, self._from_tunnel, self._on_event, self.local,
+                               lifetime=self.lifetime, soft_rekey_delay=self.soft_rekey_delay)
         if _private_mount_ns()[0] and self._stale_dns_mounts():
             self.log("stale_dns_mount_removed")
         if self.harden:
@@ -149,7 +183,11 @@ class Client:
 
     def connect(self) -> None:
         self.reconnect_handle = None
-        if self.stopping or self.state in ("connecting", "established"):
+        if self.stopping or self.state in ("connecting", "established", "resolving"):
+            return
+        if self.gateway is None:
+            self.state = "resolving"
+            self.resolving = self.loop.create_task(self._resolve())
             return
         self.local = io.source_address_for(self.gateway)
         self.rt.local_address = self.local
@@ -157,6 +195,32 @@ class Client:
         self.connects += 1
         self.log("connecting", gateway=self.gateway, local=self.local, attempt=self.connects)
         self.rt.apply(self.core.connect(self.rt.now(), self.gateway, self.local))
+
+    async def _resolve(self) -> None:
+        """The gateway's name through the node's resolver (getaddrinfo: /etc/resolv.conf, hosts)."""
+        name = self.gateway_name
+        self.log("resolving_gateway", name=name)
+        try:
+            infos = await self.loop.getaddrinfo(name, 500, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            addr = infos[0][4][0]
+        except (socket.gaierror, OSError, IndexError) as exc:
+            err = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            self.last_error = (f"cannot resolve the gateway name {name!r}: {err} (check the DNS resolver in "
+                               f"/etc/resolv.conf, or give the gateway's address); retrying every "
+                               f"{self.reconnect_interval:g} s")
+            self.log("gateway_unresolved", name=name, error=err)
+            self.state = "down"
+            self.settled.set()
+            self._schedule_reconnect()
+            return
+        finally:
+            self.resolving = None
+        self.log("gateway_resolved", name=name, address=addr)
+        self.gateway = addr
+        if self.harden:
+            self._allow_gateway()
+        self.state = "down"
+        self.connect()
 
     def _schedule_reconnect(self, delay: float | None = None) -> None:
         if self.stopping or self.reconnect_handle is not None:
@@ -166,7 +230,7 @@ class Client:
 
     async def cleanup(self) -> None:
         self.stopping = True
-        for h in (self.reconnect_handle, self.keepalive_handle):
+        for h in (self.reconnect_handle, self.keepalive_handle, self.resolving):
             if h is not None:
                 h.cancel()
         if self.state == "established":
@@ -192,8 +256,6 @@ class Client:
         run(ipt + ["-F", CHAIN])
         rules = [["-i", "lo", "-j", "ACCEPT"],
                  ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-                 ["-s", self.gateway, "-p", "udp", "-m", "multiport", "--dports", "500,4500", "-j", "ACCEPT"],
-                 ["-s", self.gateway, "-p", "esp", "-j", "ACCEPT"],
                  ["-p", "udp", "--sport", "67", "--dport", "68", "-j", "ACCEPT"],
                  ["-i", self.tun_name, "-p", "icmp", "--icmp-type", "echo-request", "-j", "ACCEPT"],
                  ["-j", "DROP"]]
@@ -201,7 +263,16 @@ class Client:
             run(ipt + ["-A", CHAIN, *r])
         run(ipt + ["-I", "INPUT", "1", "-j", CHAIN])
         self.harden_undo = [ipt + ["-D", "INPUT", "-j", CHAIN], ipt + ["-F", CHAIN], ipt + ["-X", CHAIN]]
+        if self.gateway:
+            self._allow_gateway()
         self.log("hardened", ip_forward="0", input_chain=CHAIN)
+
+    def _allow_gateway(self) -> None:
+        """The tunnel's own IKE and ESP from the gateway (once its address is known)."""
+        ipt = ["iptables", "-w"]
+        for r in (["-s", self.gateway, "-p", "esp", "-j", "ACCEPT"],
+                  ["-s", self.gateway, "-p", "udp", "-m", "multiport", "--dports", "500,4500", "-j", "ACCEPT"]):
+            run(ipt + ["-I", CHAIN, "3", *r])
 
     def _unharden(self) -> None:
         for argv in self.harden_undo:
@@ -364,7 +435,8 @@ class Client:
         drops = dict(st["drops"])
         drops["client"] = dict(self.drops)
         return {
-            "implementation": "ours", "kind": "vpn-client", "state": self.state,
+            "implementation": "ours", "kind": "vpn-client",
+            "state": "down" if self.state == "resolving" else self.state, "resolving": self.state == "resolving",
             "gateway": self.gateway, "gateway_name": self.gateway_name, "local_address": self.local,
             "identity": self.identity, "auth": self.auth, "tunnel": self.tunnel_mode,
             "virtual_ip": self.virtual_ip, "virtual_ips": [self.virtual_ip] if self.virtual_ip else [],
@@ -386,7 +458,7 @@ def child_ts(child) -> list:
 
 async def setup(args, log):
     cfg = Cfg(daemon.load_config(args.config), str(args.config))
-    client = Client(cfg, log)
+    client = Client(cfg, log, ask_password=bool(getattr(args, "ask_password", False)))
     try:
         client.setup(asyncio.get_running_loop())
     except BaseException:
@@ -408,6 +480,8 @@ async def setup(args, log):
 
 def main() -> None:
     p = daemon.base_parser("client", __doc__.splitlines()[0])
+    p.add_argument("--ask-password", action="store_true",
+                   help="type the EAP password at a prompt on the controlling terminal (as `password: prompt`)")
     daemon.run("client", p.parse_args(), setup)
 
 

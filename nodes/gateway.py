@@ -28,7 +28,11 @@ password (EAP-MD5) G authenticates itself with that user's pre-shared key (UserP
 Config (JSON; the keys of fixtures/scenarios/remote-access-basic.yaml): internal_presence napt|pool,
 pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), dns, users {id: {psk, password, subnets}},
 auth any|psk|eap-md5 (any), identity (G's IKE id; default G_e), external_address, inside_interface,
-dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals.
+dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals,
+esp_lifetime {soft_bytes, hard_bytes, soft_seconds, hard_seconds} (each optional; given to every child
+SA: a soft expiry starts a child SA rekey after esp_soft_rekey_delay = [lo, hi] seconds at random,
+default [2, 4], unless the client has rekeyed it meanwhile, so the two sides do not collide; a hard
+expiry drops the SA and deletes the child toward the client).
 """
 from __future__ import annotations
 
@@ -42,7 +46,7 @@ from nodes.ipsec.napt import Napt
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
-from nodes.runtime.ipsec_config import Cfg
+from nodes.runtime.ipsec_config import Cfg, esp_lifetime
 from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
 from nodes.runtime.commands import CommandError, ip, run
 from nodes.runtime.netlink import sysctl
@@ -142,6 +146,13 @@ class Gateway:
         self.tun_name = str(cfg.get("tun", "vpn0"))
         self.mtu = int(cfg.number("mtu", 1400))
         self.dpd = cfg.number("dpd_interval", 30)
+        self.lifetime = esp_lifetime(cfg)
+        delay = cfg.get("esp_soft_rekey_delay", [2, 4])
+        if (not isinstance(delay, list) or len(delay) != 2 or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in delay)
+                or delay[0] > delay[1]):
+            raise cfg.fail("esp_soft_rekey_delay", "[lo, hi] seconds (0 <= lo <= hi)", delay)
+        self.soft_rekey_delay = (float(delay[0]), float(delay[1]))
         self.g_e = cfg.get("external_address", None)
         self.inside_if = cfg.get("inside_interface", None)
         self.g_i: str | None = None
@@ -201,7 +212,8 @@ class Gateway:
             **({"esp_proposals": self.cfg.get("esp_proposals")} if self.cfg.get("esp_proposals", None) else {}),
         )
         self.core = core = ike.IkeCore(config)
-        self.rt = IpsecRuntime(core, self.log, self._from_tunnel, self._on_event, self.g_e)
+        self.rt = IpsecRuntime(core, self.log, self._from_tunnel, self._on_event, self.g_e,
+                               lifetime=self.lifetime, soft_rekey_delay=self.soft_rekey_delay)
 
         self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         sysctl("net.ipv4.conf.all.rp_filter", 0)

@@ -71,16 +71,96 @@ class Cfg:
             raise self.fail(key, "a port range like 61000-65535", v) from None
 
 
-def read_password(cfg: Cfg, env: str = "TESTBED_VPN_PASSWORD") -> str | None:
-    import os
-    if cfg.get("password", None) is not None:
-        return str(cfg.get("password"))
-    if os.environ.get(env):
-        return os.environ[env]
-    path = cfg.get("password_file", None)
-    if path is None:
+def esp_lifetime(cfg: Cfg, key: str = "esp_lifetime"):
+    """The child SAs' ESP lifetimes from `key` ({soft_bytes, hard_bytes, soft_seconds, hard_seconds},
+    each optional), as nodes/ipsec/esp_sa.Lifetime; None when the key is absent."""
+    from nodes.ipsec.esp_sa import Lifetime
+    v = cfg.get(key, None)
+    if v is None:
         return None
-    p = Path(path)
+    fields = ("soft_bytes", "hard_bytes", "soft_seconds", "hard_seconds")
+    expected = "a mapping of " + ", ".join(fields) + " (positive numbers; soft <= hard)"
+    if not isinstance(v, dict) or set(v) - set(fields):
+        raise cfg.fail(key, expected, v)
+    values = {}
+    for f in fields:
+        x = v.get(f)
+        if x is None:
+            continue
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0:
+            raise cfg.fail(f"{key}.{f}", "a positive number", x)
+        values[f] = int(x) if f.endswith("bytes") else float(x)
+    try:
+        return Lifetime(**values)
+    except ValueError as exc:
+        raise cfg.fail(key, expected, f"{v} ({exc})") from None
+
+
+PASSWORD_ENV = "TESTBED_VPN_PASSWORD"
+NO_TTY = ("the password is to be typed at a prompt (--ask-password or password: prompt), but this "
+          "process has no controlling terminal to ask on: run the client by hand from a terminal, or "
+          "give the password in password_file or in the environment variable " + PASSWORD_ENV)
+
+
+def password_source(cfg: Cfg, ask: bool = False, environ=None, env: str = PASSWORD_ENV) -> str | None:
+    """Where the password comes from: "prompt" (--ask-password or `password: prompt`; asked for
+    explicitly, it wins), "config" (`password`), "env" (the environment variable), "file"
+    (`password_file`), or None."""
+    import os
+    environ = os.environ if environ is None else environ
+    pw = cfg.get("password", None)
+    if ask or pw == "prompt":
+        return "prompt"
+    if pw is not None:
+        return "config"
+    if environ.get(env):
+        return "env"
+    if cfg.get("password_file", None) is not None:
+        return "file"
+    return None
+
+
+def _tty_available() -> bool:
+    import os
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def ask_password(prompt: str = "VPN password: ", tty_available=_tty_available, getpass_fn=None) -> str:
+    """Ask on the controlling terminal (getpass, no echo); ConfigError saying what to do when
+    there is none (getpass would fall back to stdin and echo)."""
+    if not tty_available():
+        raise ConfigError(NO_TTY)
+    if getpass_fn is None:
+        import getpass
+        getpass_fn = getpass.getpass
+    try:
+        pw = getpass_fn(prompt)
+    except (EOFError, KeyboardInterrupt):
+        raise ConfigError("no password typed at the prompt") from None
+    if not pw:
+        raise ConfigError("an empty password was typed at the prompt")
+    return pw
+
+
+def read_password(cfg: Cfg, env: str = PASSWORD_ENV, ask: bool = False, environ=None,
+                  tty_available=_tty_available, getpass_fn=None) -> str | None:
+    import os
+    environ = os.environ if environ is None else environ
+    source = password_source(cfg, ask, environ, env)
+    if source == "prompt":
+        return ask_password(f"password for {cfg.get('identity', 'the VPN')}: ", tty_available, getpass_fn)
+    if source == "config":
+        return str(cfg.get("password"))
+    if source == "env":
+        return environ[env]
+    if source is None:
+        return None
+    p = Path(cfg.get("password_file"))
     if not p.is_absolute():
         p = REPO_ROOT / p
     try:

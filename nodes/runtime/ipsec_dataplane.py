@@ -11,6 +11,11 @@ bad-padding, ..., spoofed-source: the inner source is outside the SA's remote se
 outside-selectors: the inner destination (in) or a selector (out) does not match, no-sa).
 A tunnel follows its peer's NAT mapping: an authenticated UDP-encapsulated packet from a new
 address or port moves the tunnel there (RFC 3948).
+
+Lifetimes: `DataPlane(lifetime)` gives every child SA it installs that esp_sa.Lifetime (both
+directions). The SAs' soft/hard expiry events (esp_sa.SAEvent) are gathered into `dp.events` as
+(child, event) pairs, from the per-packet path and from `dp.poll(now)` (the time limits); the
+runtime takes them with `dp.pop_events()` and acts (rekey, delete).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from nodes.ipsec import traffic_selectors as tsel
-from nodes.ipsec.esp_sa import ESPDrop, InboundSA, OutboundSA, make_sa
+from nodes.ipsec.esp_sa import ESPDrop, InboundSA, Lifetime, OutboundSA, SAEvent, make_sa
 from nodes.wire.errors import DecodeError
 
 
@@ -69,11 +74,13 @@ class Child:
     __slots__ = ("spi_in", "spi_out", "alg", "inbound", "outbound", "local", "remote", "tunnel",
                  "ts_local", "ts_remote", "created")
 
-    def __init__(self, act, tunnel: Tunnel, now: float):
+    def __init__(self, act, tunnel: Tunnel, now: float, lifetime: Lifetime | None = None):
         self.spi_in, self.spi_out = act.spi_in, act.spi_out
         self.alg = esp_algorithm(act.alg)
-        self.inbound: InboundSA = make_sa(self.alg, act.encr_key_in, act.integ_key_in, act.spi_in, "in", now)
-        self.outbound: OutboundSA = make_sa(self.alg, act.encr_key_out, act.integ_key_out, act.spi_out, "out", now)
+        self.inbound: InboundSA = make_sa(self.alg, act.encr_key_in, act.integ_key_in, act.spi_in, "in", now,
+                                          lifetime)
+        self.outbound: OutboundSA = make_sa(self.alg, act.encr_key_out, act.integ_key_out, act.spi_out, "out", now,
+                                            lifetime)
         self.local, self.remote = ranges(act.ts_local), ranges(act.ts_remote)
         self.ts_local, self.ts_remote = tsel.describe(act.ts_local), tsel.describe(act.ts_remote)
         self.tunnel = tunnel
@@ -87,14 +94,40 @@ class Child:
                 "packets_in": self.inbound.packets, "bytes_in": self.inbound.bytes,
                 "packets_out": self.outbound.packets, "bytes_out": self.outbound.bytes,
                 "seq_out": self.outbound.seq, "highest_seq_in": self.inbound.window.top,
-                "age": round(now - self.created, 3)}
+                "age": round(now - self.created, 3),
+                "rekey_due": self.inbound.rekey_due or self.outbound.rekey_due,
+                "expired": self.inbound.expired or self.outbound.expired}
 
 
 class DataPlane:
-    def __init__(self) -> None:
+    def __init__(self, lifetime: Lifetime | None = None) -> None:
         self.drops: Counter[str] = Counter()
         self.by_spi: dict[int, Child] = {}
         self.tunnels: dict[str, Tunnel] = {}
+        self.lifetime = lifetime
+        self.events: list[tuple[Child, SAEvent]] = []  # lifetime events not yet taken
+
+    # -- lifetimes --------------------------------------------------------------------------------
+    def _collect(self, child: "Child", sa) -> None:
+        for ev in sa.pop_events():
+            self.events.append((child, ev))
+
+    def poll(self, now: float) -> None:
+        """Check every SA's time limits; events go to `self.events`."""
+        for child in list(self.by_spi.values()):
+            for sa in (child.inbound, child.outbound):
+                for ev in sa.poll(now):
+                    self.events.append((child, ev))
+
+    def pop_events(self) -> list[tuple["Child", SAEvent]]:
+        events, self.events = self.events, []
+        return events
+
+    def next_deadline(self) -> float | None:
+        """The earliest time limit of any SA, or None."""
+        times = [t for c in self.by_spi.values() for sa in (c.inbound, c.outbound)
+                 if (t := sa.next_deadline()) is not None]
+        return min(times) if times else None
 
     # -- the database, driven by the IKE core's actions ------------------------------------------
     def install(self, act, now: float) -> Child:
@@ -103,7 +136,7 @@ class DataPlane:
             tunnel = self.tunnels[act.ike_sa] = Tunnel(act.ike_sa, act.peer_addr, act.peer_port, act.encap)
         else:
             tunnel.peer_addr, tunnel.peer_port, tunnel.encap = act.peer_addr, act.peer_port, act.encap
-        child = Child(act, tunnel, now)
+        child = Child(act, tunnel, now, self.lifetime)
         self.by_spi[child.spi_in] = child
         tunnel.children[child.spi_in] = child
         tunnel.out = child  # the newest child SA sends (RFC 7296 2.8: after a rekey, use the new one)
@@ -145,11 +178,16 @@ class DataPlane:
         if child is None:
             self.drops["unknown-spi"] += 1
             return None
+        inbound = child.inbound
         try:
-            inner = child.inbound.decrypt(esp, now)
+            inner = inbound.decrypt(esp, now)
         except DecodeError as exc:  # ESPDrop included
             self.drops[exc.reason] += 1
+            if inbound._events:
+                self._collect(child, inbound)
             return None
+        if inbound._events:
+            self._collect(child, inbound)
         if len(inner) < 20 or inner[0] >> 4 != 4:
             self.drops["bad-inner-packet"] += 1
             return None
@@ -175,11 +213,16 @@ class DataPlane:
                 and inside(int.from_bytes(inner[12:16], "big"), child.local)):
             self.drops["outside-selectors-out"] += 1
             return None
+        outbound = child.outbound
         try:
-            esp = child.outbound.encrypt(inner, now)
+            esp = outbound.encrypt(inner, now)
         except ESPDrop as exc:
             self.drops[exc.reason] += 1
+            if outbound._events:
+                self._collect(child, outbound)
             return None
+        if outbound._events:
+            self._collect(child, outbound)
         tunnel.packets_out += 1
         return esp
 

@@ -11,10 +11,21 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
 `on_inner(inner, tunnel)` gets each authenticated, selector-checked inner packet;
 `on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
 IkeSaRekeyed after the data plane has applied them.
+
+ESP lifetimes (`lifetime`, an esp_sa.Lifetime given to every child SA installed): when one of a
+child's SAs crosses a soft limit (time, bytes or sequence numbers) the runtime starts a
+CREATE_CHILD_SA rekey of that child, after `soft_rekey_delay` = (lo, hi) seconds drawn at random
+((0, 0): at once, the client's default; the gateway waits a few seconds, so the client, which
+usually crosses the same limit at the same moment, rekeys first and the two never collide;
+None: never). A delayed rekey is not started when the child is gone by then (the peer rekeyed it).
+When an SA crosses a hard limit the child is removed from the data plane at once; a side that
+rekeys at once asks for a replacement (rekey) if none was asked for yet, the other deletes the
+child toward the peer (INFORMATIONAL Delete).
 """
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from typing import Callable
 
@@ -23,6 +34,7 @@ from nodes.ipsec import ike_crypto as kc
 from nodes.wire import ikev2 as w
 from nodes.wire.errors import DecodeError
 from nodes.runtime import ipsec_io as io
+from nodes.ipsec.esp_sa import Lifetime
 from nodes.runtime.ipsec_dataplane import DataPlane, Tunnel
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -31,9 +43,17 @@ MARKER = b"\0\0\0\0"
 
 class IpsecRuntime:
     def __init__(self, core: ike.IkeCore, log, on_inner: Callable[[bytes, Tunnel], None],
-                 on_event: Callable[[object], None], local_address: str | None = None):
+                 on_event: Callable[[object], None], local_address: str | None = None,
+                 lifetime: Lifetime | None = None,
+                 soft_rekey_delay: tuple[float, float] | None = (0.0, 0.0)):
         self.core, self.log = core, log
-        self.dp = DataPlane()
+        self.dp = DataPlane(lifetime)
+        self.lifetime = lifetime
+        self.soft_rekey_delay = soft_rekey_delay
+        self.rekey_asked: set[int] = set()  # child SAs (inbound SPI) whose lifetime rekey was asked for
+        self._lifetime_timer: asyncio.TimerHandle | None = None
+        self._lifetime_at: float | None = None
+        self._pending_rekeys: dict[int, asyncio.TimerHandle] = {}
         self.on_inner, self.on_event = on_inner, on_event
         self.local_address = local_address
         self.socks: dict[int, object] = {}
@@ -42,7 +62,7 @@ class IpsecRuntime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.init_seen: dict[bytes, tuple[str, int, str, int]] = {}  # SPIi -> IKE_SA_INIT request's ends
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
-                         "send_errors": 0}
+                         "send_errors": 0, "lifetime_rekeys": 0, "lifetime_expiries": 0}
 
     now = staticmethod(time.monotonic)
 
@@ -58,6 +78,12 @@ class IpsecRuntime:
     def stop(self) -> None:
         if self._timer:
             self._timer.cancel()
+        if self._lifetime_timer:
+            self._lifetime_timer.cancel()
+            self._lifetime_timer = None
+        for h in self._pending_rekeys.values():
+            h.cancel()
+        self._pending_rekeys.clear()
         for s in [*self.socks.values(), self.esp]:
             if s is None:
                 continue
@@ -84,9 +110,11 @@ class IpsecRuntime:
                          ts_local=[str(t.start) + "-" + str(t.end) for t in a.ts_local],
                          ts_remote=[str(t.start) + "-" + str(t.end) for t in a.ts_remote],
                          replaces=None if a.replaces is None else f"{a.replaces:08x}")
+                self._arm_lifetime()
                 self.on_event(a)
             elif isinstance(a, ike.DeleteChildSa):
                 self.dp.delete(a.spi_in)
+                self._forget_child(a.spi_in)
                 self.log("child_sa_deleted", spi_in=f"{a.spi_in:08x}", reason=a.reason)
                 self.on_event(a)
             elif isinstance(a, ike.IkeSaRekeyed):
@@ -119,6 +147,79 @@ class IpsecRuntime:
         except OSError as exc:
             self.counters["send_errors"] += 1
             self.log("send_error", what="ike", dst=f"{a.dst}:{a.dport}", error=str(exc))
+
+    # -- ESP lifetimes -------------------------------------------------------------------------
+    def _forget_child(self, spi_in: int) -> None:
+        self.rekey_asked.discard(spi_in)
+        h = self._pending_rekeys.pop(spi_in, None)
+        if h is not None:
+            h.cancel()
+
+    def _arm_lifetime(self) -> None:
+        """A timer at the earliest time limit of any SA (byte limits are seen per packet)."""
+        if self.loop is None:
+            return
+        at = self.dp.next_deadline()
+        if at == self._lifetime_at and self._lifetime_timer is not None:
+            return
+        if self._lifetime_timer is not None:
+            self._lifetime_timer.cancel()
+            self._lifetime_timer = None
+        self._lifetime_at = at
+        if at is not None:
+            self._lifetime_timer = self.loop.call_at(at, self._lifetime_tick)
+
+    def _lifetime_tick(self) -> None:
+        self._lifetime_timer, self._lifetime_at = None, None
+        self.dp.poll(self.now())
+        self.lifetime_events()
+        self._arm_lifetime()
+
+    def lifetime_events(self) -> None:
+        """Act on the SAs' soft and hard expiry events the data plane has gathered."""
+        for child, ev in self.dp.pop_events():
+            spi = child.spi_in
+            if ev.kind == "rekey-due":
+                self.log("esp_soft_expired", spi_in=f"{spi:08x}", sa=f"{ev.spi:08x}", direction=ev.direction,
+                         cause=ev.cause)
+                self._soft(spi)
+            else:
+                self.counters["lifetime_expiries"] += 1
+                self.log("esp_hard_expired", spi_in=f"{spi:08x}", sa=f"{ev.spi:08x}", direction=ev.direction,
+                         cause=ev.cause)
+                self._hard(spi)
+
+    def _soft(self, spi: int) -> None:
+        if self.soft_rekey_delay is None or spi in self.rekey_asked or spi in self._pending_rekeys:
+            return
+        lo, hi = self.soft_rekey_delay
+        delay = random.uniform(lo, hi) if hi > 0 else 0.0
+        if delay <= 0 or self.loop is None:
+            self._lifetime_rekey(spi)
+        else:
+            self._pending_rekeys[spi] = self.loop.call_later(delay, self._lifetime_rekey, spi)
+
+    def _lifetime_rekey(self, spi: int) -> None:
+        self._pending_rekeys.pop(spi, None)
+        if spi not in self.dp.by_spi or spi in self.rekey_asked:
+            return  # gone meanwhile (the peer rekeyed or deleted it), or already asked
+        self.rekey_asked.add(spi)
+        self.counters["lifetime_rekeys"] += 1
+        self.log("esp_lifetime_rekey", spi_in=f"{spi:08x}")
+        self.apply(self.core.rekey_child(self.now(), spi))
+
+    def _hard(self, spi: int) -> None:
+        if self.dp.delete(spi) is None:
+            return
+        immediate = self.soft_rekey_delay is not None and self.soft_rekey_delay[1] <= 0
+        if immediate and spi not in self.rekey_asked:
+            self._forget_child(spi)
+            self.rekey_asked.add(spi)
+            self.counters["lifetime_rekeys"] += 1
+            self.apply(self.core.rekey_child(self.now(), spi))  # a replacement; the old one goes with it
+        elif not immediate:
+            self._forget_child(spi)
+            self.apply(self.core.delete_child(self.now(), spi))
 
     def _arm(self, at: float) -> None:
         if self._timer:
@@ -179,6 +280,8 @@ class IpsecRuntime:
                 return
             self.counters["esp_in"] += 1
             got = self.dp.open(data, src, sport, True, self.now())
+            if self.dp.events:
+                self.lifetime_events()
             if got is not None:
                 self.on_inner(got[0], got[1])
             return
@@ -193,12 +296,16 @@ class IpsecRuntime:
     def _esp(self, payload: bytes, src: str) -> None:
         self.counters["esp_in"] += 1
         got = self.dp.open(payload, src, 0, False, self.now())
+        if self.dp.events:
+            self.lifetime_events()
         if got is not None:
             self.on_inner(got[0], got[1])
 
     # -- send ----------------------------------------------------------------------------------
     def send_inner(self, tunnel: Tunnel, inner: bytes) -> None:
         esp = self.dp.seal(tunnel, inner, self.now())
+        if self.dp.events:
+            self.lifetime_events()
         if esp is None:
             return
         try:
