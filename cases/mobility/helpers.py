@@ -84,7 +84,7 @@ def scapy_disagreements(pcap, tshark_rows) -> list[str]:
 
     `tshark_rows`: decode(pcap, "mip", fields=[frame.number, mip.type, mip.homeaddr, mip.haaddr, mip.ident,
     mip.code/lifetime...]). Returns one line per disagreement."""
-    from scapy.all import UDP, rdpcap
+    from scapy.all import rdpcap
     from scapy.layers.mobileip import MobileIP, MobileIPRRP, MobileIPRRQ
 
     packets = rdpcap(str(pcap))

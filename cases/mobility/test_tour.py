@@ -3,7 +3,6 @@ tunnelling) -> home. At each stop the correspondent H reaches the home address, 
 and bindings are as expected, and one TCP session opened at home survives the whole tour. The
 captures decode in tshark as Mobile IP without malformed packets."""
 import json
-import time
 
 import pytest
 

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from cases.remote_access import PLAN, check_tunnel, role_of, wait_established
-from cases.remote_access.test_rekey import _agree, _assert_loss, _start_probe, _stop_probe
+from cases.remote_access.traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
 
 pytestmark = pytest.mark.scenario("remote-access-lifetime")
 
@@ -62,13 +62,13 @@ def test_child_sa_rekeyed_when_its_byte_lifetime_runs_out(world, roles, scenario
 
     watch = SpiWatch(client)
     watch.start()
-    receiver, sender = _start_probe(world)
+    receiver, sender = start_probe(world)
     time.sleep(0.3)
     world.mark("traffic-started", soft_bytes=soft)
     res = world.run_in("r", ["ping", "-n", "-q", "-s", str(PAYLOAD), "-i", "0.002", "-c", str(COUNT), "-W", "2", H],
                        timeout=60)
     time.sleep(0.5)
-    probe = _stop_probe(receiver, sender)
+    probe = stop_probe(receiver, sender)
     watch.stop_flag.set()
     watch.join(10)
     world.mark("traffic-stopped", spis=[list(k) for k, _, _ in watch.seen],
@@ -90,7 +90,7 @@ def test_child_sa_rekeyed_when_its_byte_lifetime_runs_out(world, roles, scenario
 
     c_status = client.status()
     assert c_status["counters"].get("lifetime_rekeys", REKEYS) >= REKEYS, c_status["counters"]
-    after = _agree(roles)
+    after = roles_agree(roles)
     ike1 = next(sa for sa in after["client"]["ike_sas"] if sa["state"] == "ESTABLISHED")
     assert (ike0["spi_i"], ike0["spi_r"]) == (ike1["spi_i"], ike1["spi_r"]), \
         "a child SA rekey must not replace the IKE SA"
@@ -99,5 +99,5 @@ def test_child_sa_rekeyed_when_its_byte_lifetime_runs_out(world, roles, scenario
         assert c["bytes_out"] < 3 * soft and c["bytes_in"] < 3 * soft, c
     g_drops = gw.status()["drops"]["esp"]
     assert not g_drops.get("sa-expired"), f"the gateway dropped packets on an expired SA: {g_drops}"
-    _assert_loss(probe)
+    assert_probe_loss(probe)
     assert world.ping("r", H, timeout=3), "R does not reach H after the lifetime rekeys"

@@ -22,13 +22,9 @@ import time
 import pytest
 
 from cases.remote_access import PLAN, check_tunnel, role_of, wait_established
-from testbed.daemons import start_daemon
+from cases.remote_access.traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
 
 H = str(PLAN.address("h"))
-PROBE_PORT = 9000
-RATE = 1000
-LOSS_BOUND = 0.01  # fraction of the probes sent
-GAP_BOUND = 1.0  # seconds without arrivals
 REKEYS = 2  # rekeys to see under traffic
 
 
@@ -38,26 +34,6 @@ def _rekey_interval(roles: dict, scenario, key: str) -> float:
                  if (value := scenario.roles[handle.role.name].config.get(key))]
     assert intervals, f"the scenario gives no role a {key}: nothing would start a rekey"
     return min(intervals)
-
-
-def _start_probe(world):
-    receiver = start_daemon(world, "h", "probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
-    sender = start_daemon(world, "r", "probe", name="probe-tx",
-                          config={"send": {"to": H, "port": PROBE_PORT, "rate": RATE}})
-    return receiver, sender
-
-
-def _stop_probe(receiver, sender) -> dict:
-    """Stop the sender, let the last probes arrive; the loss and gaps over the whole run."""
-    sent = sender.status()["sender"]
-    sender.stop()
-    time.sleep(0.5)
-    rx = receiver.status()["receiver"]
-    holes = rx["lost"]  # sequences missing below the highest one received
-    tail = max(0, sent["sent"] - 1 - rx["highest_seq"])  # sent before the stop, never arrived
-    return {"sent": sent["sent"], "received": rx["received"], "lost": holes + tail, "tail_lost": tail,
-            "send_errors": sent["send_errors"], "gaps": rx["gaps"],
-            "max_gap": max((g["seconds"] for g in rx["gaps"]), default=0.0)}
 
 
 def _watch(handle, key_of, count: int, timeout: float) -> list[tuple[float, tuple]]:
@@ -82,45 +58,16 @@ def _rekey_under_traffic(world, roles, scenario, key: str, key_of):
     interval = _rekey_interval(roles, scenario, key)
     first = check_tunnel(roles, scenario)
     client = role_of(roles, "vpn-client")
-    receiver, sender = _start_probe(world)
+    receiver, sender = start_probe(world)
     time.sleep(0.3)
     world.mark("probe-started")
     seen = _watch(client, key_of, REKEYS, timeout=(REKEYS + 1) * interval + 6)
     world.mark("rekeys-seen", keys=[list(k) for _, k in seen])
     time.sleep(0.5)  # traffic after the last rekey
-    probe = _stop_probe(receiver, sender)
+    probe = stop_probe(receiver, sender)
     world.mark("probe-stopped", **{k: v for k, v in probe.items() if k != "gaps"})
-    after = _agree(roles)  # both sides agree on the new SAs
+    after = roles_agree(roles)  # both sides agree on the new SAs
     return first, seen, probe, after
-
-
-def _agree(roles: dict) -> dict:
-    """Both roles show the same established IKE SA and mirrored child SPIs (not check_tunnel: after
-    an IKE rekey the gateway may be the new IKE SA's initiator, RFC 7296 2.18)."""
-    gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
-    deadline = time.monotonic() + 5
-    while True:
-        c_status, c_ike, c_child = wait_established(client)
-        g_status = gw.status()
-        g_ike = next((sa for sa in g_status["ike_sas"] if sa["state"] == "ESTABLISHED"
-                      and (sa["spi_i"], sa["spi_r"]) == (c_ike["spi_i"], c_ike["spi_r"])), None)
-        mirrored = [c for c in (g_ike or {}).get("child_sas", []) if c.get("state") == "INSTALLED"
-                    and (c["spi_in"], c["spi_out"]) == (c_child["spi_out"], c_child["spi_in"])]
-        if mirrored:
-            return {"client": c_status, "gateway": g_status, "client_child": c_child, "gateway_child": mirrored[0]}
-        assert time.monotonic() < deadline, (
-            f"the roles do not agree on the SAs after the rekeys: client {c_ike} / gateway {g_status['ike_sas']}")
-        time.sleep(0.05)
-
-
-def _assert_loss(probe: dict) -> None:
-    assert probe["sent"] > 0 and probe["send_errors"] == 0, probe
-    bound = LOSS_BOUND * probe["sent"]
-    assert probe["lost"] <= bound, (
-        f"{probe['lost']} of {probe['sent']} probes lost across the rekeys; the bound is "
-        f"{LOSS_BOUND:.0%} ({bound:.0f}); gaps: {probe['gaps']}")
-    assert probe["max_gap"] <= GAP_BOUND, (
-        f"an arrival gap of {probe['max_gap']} s across the rekeys; the bound is {GAP_BOUND} s; gaps: {probe['gaps']}")
 
 
 def _established_ike(status: dict) -> dict:
@@ -149,7 +96,7 @@ def test_child_sa_rekey_under_traffic(world, roles, scenario):
     c_ike1 = _established_ike(after["client"])
     assert (c_ike0["spi_i"], c_ike0["spi_r"]) == (c_ike1["spi_i"], c_ike1["spi_r"]), \
         "a child SA rekey must not replace the IKE SA"
-    _assert_loss(probe)
+    assert_probe_loss(probe)
     assert world.ping("r", H, timeout=3), "R does not reach H after the child SA rekeys"
 
 
@@ -167,5 +114,5 @@ def test_ike_sa_rekey_under_traffic(world, roles, scenario):
         "the child SA should move to the new IKE SA, not be renegotiated"
     established = [sa for sa in after["client"]["ike_sas"] if sa["state"] == "ESTABLISHED"]
     assert len(established) == 1, f"the client keeps more than one established IKE SA: {established}"
-    _assert_loss(probe)
+    assert_probe_loss(probe)
     assert world.ping("r", H, timeout=3), "R does not reach H after the IKE SA rekeys"

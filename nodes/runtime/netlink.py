@@ -68,7 +68,7 @@ def ipr() -> _IpRouteProxy:
 
 
 def close() -> None:
-    global _ipr, _pool
+    global _pool
     _rtnl.close()
     if _pool is not None:
         def _close():
