@@ -49,7 +49,7 @@ from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password
-from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
+from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
 from nodes.runtime.commands import ip, run
 from nodes.runtime.netlink import sysctl
 from nodes.runtime.tundev import TunDevice
@@ -469,13 +469,7 @@ async def setup(args, log):
             await asyncio.wait_for(client.settled.wait(), client.wait)
         except asyncio.TimeoutError:
             log("not_established_yet", state=client.state, last_error=client.last_error)
-    handlers = {
-        "status": client.status,
-        "rekey_child": lambda req: client.rt.apply(client.core.rekey_child(client.rt.now())) or "ok",
-        "rekey_ike": lambda req: client.rt.apply(client.core.rekey_ike(client.rt.now())) or "ok",
-        "check_liveness": lambda req: client.rt.apply(client.core.check_liveness(client.rt.now())) or "ok",
-    }
-    return handlers, client.cleanup
+    return control_handlers(client.status, client.rt, client.core), client.cleanup
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.ipsec_config import Cfg, esp_lifetime
-from nodes.runtime.ipsec_runtime import IpsecRuntime, public_status
+from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
 from nodes.runtime.commands import CommandError, ip, run
 from nodes.runtime.netlink import sysctl
 from nodes.runtime.tundev import TunDevice
@@ -394,13 +394,7 @@ async def setup(args, log):
     except BaseException:
         await gw.cleanup()  # take back the rules and routes set so far
         raise
-    handlers = {
-        "status": gw.status,
-        "rekey_child": lambda req: gw.rt.apply(gw.core.rekey_child(gw.rt.now())) or "ok",
-        "rekey_ike": lambda req: gw.rt.apply(gw.core.rekey_ike(gw.rt.now())) or "ok",
-        "check_liveness": lambda req: gw.rt.apply(gw.core.check_liveness(gw.rt.now())) or "ok",
-    }
-    return handlers, gw.cleanup
+    return control_handlers(gw.status, gw.rt, gw.core), gw.cleanup
 
 
 def main() -> None:

@@ -339,6 +339,16 @@ _STATES = {"established": "ESTABLISHED", "rekeyed": "REKEYED", "closed": "DELETI
 _ENCR = {"aes-gcm-16": "AES_GCM_16", "aes-cbc": "AES_CBC"}
 
 
+def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
+    """The control-socket commands both IPsec daemons answer: status, and the IKE actions a case
+    may ask for (rekey the child or IKE SA now, run a liveness check now)."""
+    def act(method):
+        return lambda req: rt.apply(getattr(core, method)(rt.now())) or "ok"
+
+    return {"status": status, "rekey_child": act("rekey_child"), "rekey_ike": act("rekey_ike"),
+            "check_liveness": act("check_liveness")}
+
+
 def _alg_fields(alg: str) -> dict:
     """esp_sa's algorithm name -> strongSwan's (IKEv2 transform) spelling."""
     for prefix, name in _ENCR.items():
