@@ -14,13 +14,16 @@ from benchmarks.common import publish
 from testbed import REPO_ROOT
 
 
-def wall_time(workers: int, extra: list[str]) -> tuple[float, int]:
+def wall_time(workers: int, extra: list[str]) -> tuple[float, int, list[str]]:
+    """Seconds, pytest's exit status and the lines naming cases that did not pass."""
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as reports:
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(REPO_ROOT / "cases"),
+        argv = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", str(REPO_ROOT / "cases"),
                 "--report-dir", reports, "-n", str(workers), *extra]
         t0 = time.monotonic()
-        rc = subprocess.call(argv, cwd=REPO_ROOT, stdout=subprocess.DEVNULL)
-        return time.monotonic() - t0, rc
+        res = subprocess.run(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.monotonic() - t0
+        not_passed = [line for line in res.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        return seconds, res.returncode, not_passed
 
 
 def main() -> None:
@@ -30,8 +33,8 @@ def main() -> None:
     extra = [a for a in extra if a != "--"]
     figures = {"what": "wall time of `pytest cases` (the conformance suite)", "runs": {}}
     for n in args.workers:
-        seconds, rc = wall_time(n, extra)
-        figures["runs"][f"n{n}"] = {"seconds": round(seconds, 2), "pytest_exit": rc}
+        seconds, rc, not_passed = wall_time(n, extra)
+        figures["runs"][f"n{n}"] = {"seconds": round(seconds, 2), "pytest_exit": rc, "not_passed": not_passed}
     base = figures["runs"][f"n{args.workers[0]}"]["seconds"]
     for n in args.workers[1:]:
         figures[f"speedup_n{n}_vs_n{args.workers[0]}"] = round(base / figures["runs"][f"n{n}"]["seconds"], 2)
