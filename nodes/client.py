@@ -19,7 +19,10 @@ start with what to do instead when there is no terminal). While the tunnel is up
 
 Host hardening (seed section 4), from start to exit: IP forwarding off, and an iptables INPUT
 chain that admits only loopback, established/related traffic, the tunnel's own IKE and ESP from
-the gateway, DHCP replies and ICMP echo through the tunnel; everything unsolicited is dropped.
+the gateway, DHCP replies, and what arrives through the tunnel (on the TUN device: only packets
+authenticated by the SA with the gateway, from the corporate side, land there: ICMP echo, and the
+connections the gateway's redirection rules send, draft-gupta Appendix C; `admit_from_tunnel: false`
+admits only ICMP echo there); everything unsolicited from the Internet is dropped.
 ESP lifetimes: `esp_lifetime: {soft_bytes, hard_bytes, soft_seconds, hard_seconds}` (each optional)
 is given to every child SA; crossing a soft limit starts a child SA rekey (CREATE_CHILD_SA) at once
 (`esp_soft_rekey_delay`, [lo, hi] seconds, default [0, 0]), crossing a hard limit drops the SA.
@@ -30,7 +33,7 @@ Config keys: gateway, identity, psk, auth psk|eap-md5 (psk), password_file, tunn
 subnets, gateway_identity, child_rekey_after / ike_rekey_after (seconds; none), esp_lifetime,
 esp_soft_rekey_delay, dpd_interval (5), retransmit_timeout (0.5), retransmit_backoff (1.5),
 retransmit_tries (3) (so a dead gateway is noticed within about dpd_interval + 4 s),
-reconnect_interval (2), keepalive (20), dns (true), harden (true), wait (6: seconds to wait for the
+reconnect_interval (2), keepalive (20), dns (true), harden (true), admit_from_tunnel (true), wait (6: seconds to wait for the
 first attempt to end, established or refused, before READY), tun (vpn0), mtu (1400), force_encap (false), ike_proposals, esp_proposals.
 """
 from __future__ import annotations
@@ -259,6 +262,11 @@ class Client:
                  ["-p", "udp", "--sport", "67", "--dport", "68", "-j", "ACCEPT"],
                  ["-i", self.tun_name, "-p", "icmp", "--icmp-type", "echo-request", "-j", "ACCEPT"],
                  ["-j", "DROP"]]
+        if self.cfg.get("admit_from_tunnel", True) is not False:
+            # new TCP/UDP connections through the tunnel: from the corporate side only (the gateway's
+            # redirection rules); never from the Internet, whose packets do not arrive on the TUN
+            rules[-1:-1] = [["-i", self.tun_name, "-p", p, "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"]
+                            for p in ("tcp", "udp")]
         for r in rules:
             run(ipt + ["-A", CHAIN, *r])
         run(ipt + ["-I", "INPUT", "1", "-j", CHAIN])

@@ -26,13 +26,22 @@ A user who connects again (a restarted client, a new address) replaces its older
 password (EAP-MD5) G authenticates itself with that user's pre-shared key (UserPolicy.gateway_psk).
 
 Config (JSON; the keys of fixtures/scenarios/remote-access-basic.yaml): internal_presence napt|pool,
-pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), dns, users {id: {psk, password, subnets}},
+pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), redirects (none; see below), dns, users {id: {psk, password, subnets}},
 auth any|psk|eap-md5 (any), identity (G's IKE id; default G_e), external_address, inside_interface,
 dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals,
 esp_lifetime {soft_bytes, hard_bytes, soft_seconds, hard_seconds} (each optional; given to every child
 SA: a soft expiry starts a child SA rekey after esp_soft_rekey_delay = [lo, hi] seconds at random,
 default [2, 4], unless the client has rekeyed it meanwhile, so the two sides do not collide; a hard
 expiry drops the SA and deletes the child toward the client).
+
+Redirection rules (NAPT only; draft-gupta Appendix C: connections initiated from the intranet toward
+a remote host, e.g. X11): `redirects: [{proto: tcp|udp, port, user, to_port}]`. G_i:`port` is
+captured into the gateway like H's answers (one more mangle mark rule per port, removed at exit);
+while `user`'s tunnel is up, a static NAPT mapping sends what arrives there to the user's
+tunnel-inner address, port `to_port`, through that user's SA (and R's answers leave from G_i:`port`).
+The mapping follows the user to a new IKE SA (reconnect) and goes when the user's IKE SA goes; until
+then, and for a port without a rule, H gets nothing from R (no NAPT mapping: dropped and counted, or
+G's own stack answers). The status lists the rules under `redirects`, with the tunnel each is bound to.
 """
 from __future__ import annotations
 
@@ -42,11 +51,11 @@ import socket
 from ipaddress import IPv4Address, IPv4Network
 
 from nodes.ipsec import ike
-from nodes.ipsec.napt import Napt
+from nodes.ipsec.napt import Napt, RedirectRule
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
-from nodes.runtime.ipsec_config import Cfg, esp_lifetime
+from nodes.runtime.ipsec_config import Cfg, Redirect, esp_lifetime, redirects
 from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
 from nodes.runtime.commands import CommandError, ip, run
 from nodes.runtime.netlink import sysctl
@@ -143,6 +152,9 @@ class Gateway:
             net = cfg.network("napt_pool", "100.64.0.0/24")
         self.pool = AddressPool(net)
         self.napt_ports = cfg.port_range("napt_ports", "61000-65535")
+        self.redirects: list[Redirect] = redirects(cfg, self.users,
+                                                   self.napt_ports if self.presence == "napt" else None)
+        self.redirect_bound: dict[tuple[str, int], object] = {}  # (proto, port) -> the tunnel it goes to
         self.tun_name = str(cfg.get("tun", "vpn0"))
         self.mtu = int(cfg.number("mtu", 1400))
         self.dpd = cfg.number("dpd_interval", 30)
@@ -246,6 +258,11 @@ class Gateway:
                     except CommandError:
                         if not extra:
                             raise
+            # the redirection rules' ports: connections from the intranet to G_i:port (Appendix C)
+            for proto, port in sorted({(r.proto, r.port) for r in self.redirects}):
+                rule = ["PREROUTING", "-i", inside, "-d", self.g_i, "-p", proto, "--dport", str(port),
+                        "-j", "MARK", "--set-mark", FWMARK]
+                self._do(ipt + ["-t", "mangle", "-A", *rule], ipt + ["-t", "mangle", "-D", *rule])
             self._do(["ip", "route", "replace", "default", "dev", tun, "table", RT_TABLE],
                      ["ip", "route", "flush", "table", RT_TABLE])
             self._do(["ip", "rule", "add", "pref", RULE_PREF, "fwmark", FWMARK, "lookup", RT_TABLE],
@@ -310,6 +327,7 @@ class Gateway:
             tunnel = dp.tunnels.get(a.ike_sa)
             if tunnel is not None and a.virtual_ip:
                 self.by_vip[io.ip_int(a.virtual_ip)] = tunnel
+                self._bind_redirects(tunnel, a.peer_id, a.virtual_ip)
         elif isinstance(a, ike.IkeSaClosed):
             tunnel = dp.tunnels.get(a.ike_sa)
             if tunnel is not None:
@@ -318,8 +336,52 @@ class Gateway:
     def _forget(self, tunnel) -> None:
         if tunnel.virtual_ip and self.by_vip.get(io.ip_int(tunnel.virtual_ip)) is tunnel:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
+        self._unbind_redirects(tunnel)
         if self.napt is not None:
             self.napt.forget_peer(tunnel)
+
+    # -- redirection rules (Appendix C) ------------------------------------------------------------
+    def _bind_redirects(self, tunnel, user: str | None, virtual_ip: str) -> None:
+        """`user`'s tunnel is up: its rules now lead to `virtual_ip` through `tunnel` (replacing a
+        binding to an older tunnel of the same user)."""
+        if self.napt is None:
+            return
+        now = self.rt.now()
+        for r in self.redirects:
+            if r.user != user:
+                continue
+            key = (r.proto, r.port)
+            if key in self.redirect_bound:
+                self.napt.remove_redirect(r.proto, r.port)
+            try:
+                self.napt.add_redirect(RedirectRule(r.proto, r.port, tunnel, virtual_ip, r.to_port), now)
+            except ValueError as exc:  # not expected: the port lies outside the dynamic range
+                self.redirect_bound.pop(key, None)
+                self.log("redirect_failed", proto=r.proto, port=r.port, user=user, error=str(exc))
+                continue
+            self.redirect_bound[key] = tunnel
+            self.log("redirect_added", proto=r.proto, port=r.port, user=user, to=f"{virtual_ip}:{r.to_port}",
+                     ike_sa=tunnel.name)
+
+    def _unbind_redirects(self, tunnel) -> None:
+        """`tunnel`'s IKE SA went away: the rules bound to it are removed (not those that moved on
+        to a newer tunnel of the same user)."""
+        for key, bound in list(self.redirect_bound.items()):
+            if bound is not tunnel:
+                continue
+            del self.redirect_bound[key]
+            if self.napt is not None:
+                self.napt.remove_redirect(*key)
+            self.log("redirect_removed", proto=key[0], port=key[1], user=tunnel.peer_id, ike_sa=tunnel.name)
+
+    def redirect_status(self) -> list[dict]:
+        out = []
+        for r in self.redirects:
+            t = self.redirect_bound.get((r.proto, r.port))
+            out.append({**r.as_dict(), "external": f"{self.g_i}:{r.port}", "active": t is not None,
+                        "to": f"{t.virtual_ip}:{r.to_port}" if t is not None else None,
+                        "ike_sa": t.name if t is not None else None})
+        return out
 
     # -- the data path ---------------------------------------------------------------------------
     def _from_tunnel(self, inner: bytes, tunnel) -> None:
@@ -379,6 +441,7 @@ class Gateway:
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
             "napt": self.napt.table(now) if self.napt is not None else [],
+            "redirects": self.redirect_status(),
             "drops": drops,
             "drop_total": sum(sum(d.values()) for d in drops.values()),
             "counters": st["counters"],

@@ -167,3 +167,72 @@ def read_password(cfg: Cfg, env: str = PASSWORD_ENV, ask: bool = False, environ=
         return p.read_text().strip()
     except OSError as exc:
         raise cfg.fail("password_file", "a readable file", f"{p}: {exc.strerror}") from None
+
+
+# -- the gateway's redirection rules (draft-gupta Appendix C) ---------------------------------------
+REDIRECT_KEYS = ("proto", "port", "user", "to_port")
+
+
+class Redirect:
+    """One configured redirection rule: connections from the intranet to G_i:`port`/`proto` go to
+    user `user`'s tunnel-inner address, port `to_port`, while that user's tunnel is up."""
+
+    __slots__ = REDIRECT_KEYS
+
+    def __init__(self, proto: str, port: int, user: str, to_port: int):
+        self.proto, self.port, self.user, self.to_port = proto, port, user, to_port
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Redirect) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return f"Redirect({self.proto} G_i:{self.port} -> {self.user}:{self.to_port})"
+
+    def as_dict(self) -> dict:
+        return {"proto": self.proto, "port": self.port, "user": self.user, "to_port": self.to_port}
+
+
+def _port(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 65535
+
+
+def redirects(cfg: Cfg, users, napt_ports: tuple[int, int] | None, key: str = "redirects") -> list[Redirect]:
+    """The gateway's `redirects: [{proto: tcp|udp, port, user, to_port}]`. `users`: the configured
+    user ids; `napt_ports`: the dynamic NAPT range (a rule's port must lie outside it, else a
+    dynamic mapping could hold it), None when the gateway does not run NAPT (then rules are refused:
+    a pool address is reachable from the intranet as it is)."""
+    v = cfg.get(key, [])
+    if not isinstance(v, list):
+        raise cfg.fail(key, "a list of {proto: tcp|udp, port, user, to_port}", v)
+    if v and napt_ports is None:
+        raise cfg.fail(key, "no rules unless internal_presence is napt (a pool address needs no redirection)", v)
+    out: list[Redirect] = []
+    seen: dict[tuple[str, int], int] = {}
+    for i, r in enumerate(v):
+        k = f"{key}[{i}]"
+        if not isinstance(r, dict):
+            raise cfg.fail(k, "a mapping {proto: tcp|udp, port, user, to_port}", r)
+        unknown = sorted(set(map(str, r)) - set(REDIRECT_KEYS))
+        if unknown:
+            raise cfg.fail(f"{k}.{unknown[0]}", "no such key (proto, port, user, to_port)", r[unknown[0]])
+        for f in REDIRECT_KEYS:
+            if r.get(f) is None:
+                raise cfg.fail(f"{k}.{f}", "a value (the key is required)")
+        proto = r["proto"]
+        if proto not in ("tcp", "udp"):
+            raise cfg.fail(f"{k}.proto", "tcp or udp", proto)
+        for f in ("port", "to_port"):
+            if not _port(r[f]):
+                raise cfg.fail(f"{k}.{f}", "a port number 1..65535", r[f])
+        if napt_ports is not None and napt_ports[0] <= r["port"] <= napt_ports[1]:
+            raise cfg.fail(f"{k}.port", f"a port outside napt_ports {napt_ports[0]}-{napt_ports[1]}", r["port"])
+        user = str(r["user"])
+        if user not in users:
+            raise cfg.fail(f"{k}.user", "one of the configured users (" + ", ".join(sorted(map(str, users))) + ")",
+                           r["user"])
+        if (proto, r["port"]) in seen:
+            raise cfg.fail(f"{k}.port", f"a {proto} port no other rule uses (redirects[{seen[(proto, r['port'])]}] has it)",
+                           r["port"])
+        seen[(proto, r["port"])] = i
+        out.append(Redirect(proto, r["port"], user, r["to_port"]))
+    return out
