@@ -8,6 +8,9 @@ Data path, all in userspace:
   for delivery and the RFC 3024 TTL check); advertisements go out as frames to 224.0.0.1;
 - replies from home agents (and RFC 3519 tunnel data) arrive on UDP 434, IP-in-IP on a raw
   protocol-4 socket; decapsulated packets go straight to the visitor's MAC on the link;
+- ICMP errors about relayed requests (sent from port 434, so the kernel matches the quoted UDP
+  header to the UDP 434 socket) are read from that socket's error queue (IP_RECVERR,
+  MSG_ERRQUEUE) and handed to the core, which answers the visitor at once (80, 81, 82, 88);
 - an accepted visitor gets a host route and a permanent neighbour entry; with reverse
   tunnelling (T) a policy rule `from <home> iif <iface>` steers its packets into the TUN
   device, where the core tunnels them to the home agent.
@@ -15,6 +18,8 @@ Data path, all in userspace:
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -33,6 +38,29 @@ from nodes.wire.mip import ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REQUEST
 
 BATCH = 64
 BROADCAST = IPv4Address("255.255.255.255")
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)  # Linux value
+SO_EE_ORIGIN_ICMP = 2
+_EXTENDED_ERR = struct.Struct("=IBBBBII")  # struct sock_extended_err, then SO_EE_OFFENDER (sockaddr_in)
+
+
+def read_icmp_errors(sock: socket.socket, limit: int = BATCH) -> list:
+    """ICMP errors queued on a socket with IP_RECVERR: a list of (destination address, destination
+    port, ICMP type, ICMP code, quoted UDP payload, reporting node or None)."""
+    errors = []
+    for _ in range(limit):
+        try:
+            data, anc, _flags, address = sock.recvmsg(2048, 512, socket.MSG_ERRQUEUE)
+        except (BlockingIOError, InterruptedError):
+            break
+        for level, kind, value in anc:
+            if level != socket.IPPROTO_IP or kind != IP_RECVERR or len(value) < _EXTENDED_ERR.size:
+                continue
+            _errno, origin, icmp_type, icmp_code, _pad, _info, _data = _EXTENDED_ERR.unpack_from(value)
+            if origin != SO_EE_ORIGIN_ICMP:
+                continue
+            offender = IPv4Address(value[20:24]) if len(value) >= 24 and value[16:18] != b"\0\0" else None
+            errors.append((IPv4Address(address[0]), address[1], icmp_type, icmp_code, data, offender))
+    return errors
 
 
 async def setup(args, log):
@@ -53,6 +81,9 @@ async def setup(args, log):
     tun = TunDevice.open(extra["tun"])
     netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
     raw, ipip, udp, link = RawSender(), RawReceiver(PROTO_IPIP), udp_socket(), LinkSocket(iface)
+    # ICMP errors about what leaves from port 434 (relayed requests, even sent on the raw socket)
+    # queue on this socket instead of being dropped: the FA answers 80-88 without waiting 7 s
+    udp.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
     iface_index = netlink.link_index(iface)
     executor = MipExecutor(log, raw=raw, tun=tun, links={iface: link}, udp=udp, capture="dst", default_iface=iface,
                            sends_first=True)
@@ -92,9 +123,18 @@ async def setup(args, log):
                 sport, _dport, payload = udp_parts
                 driver.call("on_udp", payload, ip.src, sport, ip.dst, lladdr=frame.src_mac, ttl=ip.ttl)
 
+    def on_relay_errors():
+        for ha, port, icmp_type, icmp_code, quoted, reporter in read_icmp_errors(udp):
+            driver.call("on_relay_error", ha, port, icmp_type, icmp_code, quoted=quoted, reporter=reporter)
+
     def on_udp():
+        on_relay_errors()  # the error queue makes the socket readable too (EPOLLERR)
         for _ in range(BATCH):
-            got = recv_udp(udp)
+            try:
+                got = recv_udp(udp)
+            except OSError:  # the socket error of an ICMP error queued meanwhile (read, then go on)
+                on_relay_errors()
+                continue
             if got is None:
                 return
             payload, (src, sport), dst, ifindex = got

@@ -63,7 +63,7 @@ def station_ifname(node: str) -> str:
 def new_run_id(worker: str | None = None, now: float | None = None) -> str:
     """A run id: UTC time, worker (gw0, ...; 'main' when not under xdist), pid and randomness."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now if now is not None else time.time()))
-    return f"{stamp}-{worker or 'main'}-{os.getpid()}-{secrets.token_hex(2)}"
+    return f"{stamp}-{worker or 'main'}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def case_dirname(nodeid: str) -> str:

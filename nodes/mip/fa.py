@@ -1,10 +1,11 @@
 """Foreign Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 when behind a NAT).
 
 Inputs: `start` (after boot: first advertisement, sequence 0), `on_icmp` (solicitations),
-`on_udp` (requests from visitors, replies and RFC 3519 tunnel data from home agents), `on_ip`
-(IP-in-IP from a home agent), `on_visitor_packet` (a packet a visitor sent on the foreign link),
-`tick`. The runtime feeds packets from the visitor link whose source is a visitor's home address
-to `on_visitor_packet`, and IP-in-IP addressed to the FA to `on_ip`.
+`on_udp` (requests from visitors, replies and RFC 3519 tunnel data from home agents),
+`on_relay_error` (an ICMP error about a request we relayed: the pending visitor gets code 80, 81,
+82 or 88 at once), `on_ip` (IP-in-IP from a home agent), `on_visitor_packet` (a packet a visitor
+sent on the foreign link), `tick`. The runtime feeds packets from the visitor link whose source is
+a visitor's home address to `on_visitor_packet`, and IP-in-IP addressed to the FA to `on_ip`.
 """
 from __future__ import annotations
 
@@ -80,6 +81,31 @@ class Visitor:
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, IPv4Address) else v) for k, v in asdict(self).items()}
+
+
+ICMP_DEST_UNREACHABLE, ICMP_TIME_EXCEEDED = 3, 11
+ICMP_FRAGMENTATION_NEEDED = 4  # a path MTU report, not unreachability: the kernel handles it
+
+# destination unreachable codes (RFC 792, 1122, 1812) -> the FA's denial (RFC 5944 codes 80-88):
+# the network kinds (0 net, 6 net unknown, 11 net for TOS) give 80, the host kinds (1, 7, 12) 81,
+# port unreachable 82; every other unreachable code (protocol, source route failed, isolated,
+# administratively prohibited, precedence...) 88 "other ICMP error received"
+_UNREACHABLE_CODES = {0: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 6: ReplyCode.FA_HOME_NETWORK_UNREACHABLE,
+                      11: ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 1: ReplyCode.FA_HA_HOST_UNREACHABLE,
+                      7: ReplyCode.FA_HA_HOST_UNREACHABLE, 12: ReplyCode.FA_HA_HOST_UNREACHABLE,
+                      3: ReplyCode.FA_HA_PORT_UNREACHABLE}
+
+
+def relay_error_code(icmp_type: int, icmp_code: int) -> int | None:
+    """The registration denial code for an ICMP error about a relayed request, or None when the
+    message says nothing about the home agent's reachability (it is then ignored)."""
+    if icmp_type == ICMP_DEST_UNREACHABLE:
+        if icmp_code == ICMP_FRAGMENTATION_NEEDED:
+            return None
+        return int(_UNREACHABLE_CODES.get(icmp_code, ReplyCode.FA_HA_UNREACHABLE))
+    if icmp_type == ICMP_TIME_EXCEEDED and icmp_code == 0:  # TTL ran out in transit: a routing loop
+        return int(ReplyCode.FA_HA_UNREACHABLE)
+    return None
 
 
 def _pending_key(home: IPv4Address, ident: int) -> tuple:
@@ -239,6 +265,49 @@ class ForeignAgent:
         actions.append(Log("registration", {"home": str(req.home_address), "coa": str(req.care_of_address),
                                             "code": reply.code, "lifetime": reply.lifetime,
                                             "rtt": round(now - pending.sent_at, 6), "at": now}))
+        return actions
+
+    def on_relay_error(self, ha_address, ha_port: int, icmp_type: int, icmp_code: int, now: float,
+                       quoted: bytes = b"", reporter=None) -> list:
+        """An ICMP error about a datagram we sent to `ha_address`:`ha_port` (the destination of the
+        quoted packet) with the quoted UDP payload as far as the error carried it. A relayed
+        request it names (home address and identification in the quote) is answered at once with
+        80, 81, 82 or 88 instead of waiting for the 78 timeout; a quote too short to name one
+        stands for every request pending at that home agent."""
+        ha_address = addr(ha_address)
+        self.counters["relay-errors"] += 1
+        code = relay_error_code(icmp_type, icmp_code)
+        if code is None:
+            return self.counters.drop(f"relay-error-icmp-{icmp_type}-{icmp_code}")
+        if ha_port != MIP_PORT:
+            return self.counters.drop("relay-error-not-port-434")
+        if len(quoted) >= 24:
+            try:
+                fixed = RegistrationRequest.decode_fixed(quoted)
+            except DecodeError:  # e.g. about a reply we sent to a visitor: not a relayed request
+                return self.counters.drop("relay-error-not-a-request")
+            key = _pending_key(fixed.home_address, fixed.identification)
+            pending = self.pending.get(key)
+            matches = [key] if pending is not None and pending.request.home_agent == ha_address \
+                and pending.request.identification == fixed.identification else []
+        elif quoted[:1] not in (b"", bytes([TYPE_REQUEST])):
+            return self.counters.drop("relay-error-not-a-request")
+        else:
+            matches = [k for k, p in self.pending.items() if p.request.home_agent == ha_address]
+        if not matches:
+            return self.counters.drop("relay-error-unmatched")
+        actions: list = []
+        for key in matches:
+            pending = self.pending.pop(key)
+            self._deadlines.cancel(key)
+            req = pending.request
+            self.counters[f"relay-errors:{code}"] += 1
+            actions += self._deny(req, pending.src, pending.sport, pending.lladdr, code,
+                                  f"icmp-{icmp_type}-{icmp_code}")
+            actions.append(Log("relay-error", {"home": str(req.home_address), "home_agent": str(ha_address),
+                                               "icmp_type": icmp_type, "icmp_code": icmp_code, "code": code,
+                                               "reporter": str(reporter) if reporter is not None else None,
+                                               "after": round(now - pending.sent_at, 6), "at": now}))
         return actions
 
     def _update_visitor(self, req, reply: RegistrationReply, pending: Pending, now: float) -> list:
