@@ -3,6 +3,7 @@ optional NAPT in front of side A (source address and ports rewritten, like a hom
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from typing import Callable
 
 from nodes.ipsec.ike import IkeCore, SendIke
@@ -99,3 +100,18 @@ class FakeLink:
 
     def of_type(self, side: str, cls: type) -> list:
         return [e for e in self.events[side] if isinstance(e, cls)]
+
+
+class Pool:
+    """An address allocator for the gateway core: hands out the given addresses in order."""
+
+    def __init__(self, *addresses: str):
+        self.free = list(addresses)
+        self.released: list[str] = []
+
+    def allocate(self, peer_id: str):
+        return IPv4Address(self.free.pop(0)) if self.free else None
+
+    def release(self, peer_id: str, address: str) -> None:
+        self.released.append(address)
+        self.free.append(address)

@@ -1,29 +1,14 @@
 """IKEv2 initiator and responder cores joined by an in-memory link (tests/ike_fakelink.py)."""
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
 import pytest
-from ike_fakelink import FakeLink
+from ike_fakelink import FakeLink, Pool
 
 from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
                              InstallChildSa, UserPolicy)
 from nodes.wire import ikev2 as w
 
 CLIENT, GATEWAY, NAT = "198.51.100.10", "203.0.113.1", "192.0.2.99"
-
-
-class Pool:
-    def __init__(self, *addresses: str):
-        self.free = list(addresses)
-        self.released: list[str] = []
-
-    def allocate(self, peer_id: str):
-        return IPv4Address(self.free.pop(0)) if self.free else None
-
-    def release(self, peer_id: str, address: str) -> None:
-        self.released.append(address)
-        self.free.append(address)
 
 
 def gateway(ike=("aes128gcm16-prfsha256-ecp256-modp2048-curve25519",), esp=("aes128gcm16", "aes256-sha256"),

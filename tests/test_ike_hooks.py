@@ -5,9 +5,7 @@ INVALID_KE_PAYLOAD with the group the responder asks for. Two cores joined by te
 as in tests/test_ike.py."""
 from __future__ import annotations
 
-from ipaddress import IPv4Address
-
-from ike_fakelink import FakeLink
+from ike_fakelink import FakeLink, Pool
 
 from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
                              InstallChildSa, SendIke, UserPolicy)
@@ -15,19 +13,6 @@ from nodes.wire import ikev2 as w
 
 CLIENT, CLIENT2, GATEWAY = "198.51.100.10", "198.51.100.11", "203.0.113.1"
 IKE = "aes128gcm16-prfsha256-ecp256-modp2048"
-
-
-class Pool:
-    def __init__(self, *addresses: str):
-        self.free = list(addresses)
-        self.released: list[str] = []
-
-    def allocate(self, peer_id: str):
-        return IPv4Address(self.free.pop(0)) if self.free else None
-
-    def release(self, peer_id: str, address: str) -> None:
-        self.released.append(address)
-        self.free.append(address)
 
 
 def gateway(users=None, pool=None, ike=(IKE,), **kw) -> IkeCore:

@@ -124,3 +124,9 @@ def probe_stream(world, rate: int = 1000, gap: float = 0.005):
                       config={"send": {"to": HOME, "port": PROBE_PORT, "rate": rate}})
     wait_for(lambda: rx.status()["receiver"]["received"] > 50, what="the probe stream to arrive at home")
     return rx, tx
+
+
+def still_bound(world, roles):
+    b = binding(roles["ha"])
+    assert b is not None and b["care_of_address"] == FA1, f"the binding changed: {b}"
+    assert world.ping("h", HOME, timeout=2), "H must still reach the home address"

@@ -4,28 +4,10 @@ import time
 
 import pytest
 
-from testbed import handoff
+from cases.mobility.helpers import FA1, HA, HOME, WRONG_KEY, binding, mip_probe, still_bound, wait_for
 from testbed.profiles import start_role
-from cases.mobility.helpers import (
-    FA1, HA, HOME, WRONG_KEY, binding, mip_probe, registered, wait_for,
-)
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
-
-
-@pytest.fixture
-def on_fn1(world, roles):
-    """R registered through FA1; returns the roles."""
-    wait_for(lambda: roles["mn"].status()["state"] == "home", what="the MN to settle at home")
-    handoff.move(world, "r", "fn1", configure=False)
-    wait_for(lambda: registered(roles["mn"], FA1, "fa"), what="registration via FA1")
-    return roles
-
-
-def still_bound(world, roles):
-    b = binding(roles["ha"])
-    assert b is not None and b["care_of_address"] == FA1, f"the binding changed: {b}"
-    assert world.ping("h", HOME, timeout=2), "H must still reach the home address"
 
 
 def test_wrong_key_gives_131_relayed_by_fa(world, on_fn1):

@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from testbed import handoff
-from cases.mobility.helpers import FA1, H, HOME, binding, mip_probe, registered, wait_for
+from cases.mobility.helpers import FA1, H, mip_probe, still_bound
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
@@ -27,21 +26,6 @@ print("silent-ha ready", flush=True)
 while True:
     s.recv(65535)
 """
-
-
-@pytest.fixture
-def on_fn1(world, roles):
-    """R registered through FA1; returns the roles."""
-    wait_for(lambda: roles["mn"].status()["state"] == "home", what="the MN to settle at home")
-    handoff.move(world, "r", "fn1", configure=False)
-    wait_for(lambda: registered(roles["mn"], FA1, "fa"), what="registration via FA1")
-    return roles
-
-
-def still_bound(world, roles):
-    b = binding(roles["ha"])
-    assert b is not None and b["care_of_address"] == FA1, f"the binding changed: {b}"
-    assert world.ping("h", HOME, timeout=2), "H must still reach the home address"
 
 
 def reporter_of(world, home_agent: str) -> str | None:
