@@ -103,3 +103,12 @@ def tshark_esp_sa_options(child: dict, local: str, remote: str) -> list[str]:
         ikey = f"0x{ik}" if ik else ""
         opts += ["-o", f'uat:esp_sa:"IPv4","{src}","{dst}","0x{spi}","{encr}","0x{ek}","{integ}","{ikey}"']
     return opts
+
+
+def start_dns_server(world, node: str, listen: str, answers: dict[str, str]):
+    """dnsmasq in `node` on `listen`, answering only `answers` (name -> address): no upstream, no
+    hosts file; returns its process once it says it started."""
+    argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
+            "--user=root", f"--listen-address={listen}", "--bind-interfaces", "--log-facility=-"]
+    argv += [f"--address=/{name}/{address}" for name, address in answers.items()]
+    return world.start(node, "dnsmasq", argv, ready=r"started, version", timeout=10)

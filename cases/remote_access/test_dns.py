@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of
+from cases.remote_access import PLAN, check_tunnel, role_of, start_dns_server
 from testbed.profiles import RoleUnavailable, start_role
 
 pytestmark = pytest.mark.scenario("remote-access-basic")
@@ -27,10 +27,7 @@ NAME = "h.intranet.example"
 @pytest.fixture
 def internal_dns(world):
     """dnsmasq on node dns: authoritative for nothing else, no upstream, only H's name."""
-    argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-            "--user=root", f"--address=/{NAME}/{H}", f"--listen-address={RESOLVER}", "--bind-interfaces",
-            "--log-facility=-"]
-    return world.start("dns", "dnsmasq", argv, ready=r"started, version", timeout=10)
+    return start_dns_server(world, "dns", RESOLVER, {NAME: H})
 
 
 # one A query straight to a server (no resolver configuration involved); prints the first answer's address

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, role_of, wait_established
+from cases.remote_access import PLAN, role_of, start_dns_server, wait_established
 from testbed.profiles import RoleUnavailable, start_role
 
 pytestmark = pytest.mark.scenario("remote-access-by-name")
@@ -31,10 +31,7 @@ UNKNOWN = "novpn.example.net"
 @pytest.fixture
 def public_dns(world):
     """dnsmasq on pub answering only NAME -> G_e (no upstream, no hosts file)."""
-    argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
-            "--user=root", f"--address=/{NAME}/{G_E}", f"--listen-address={PUB}", "--bind-interfaces",
-            "--log-facility=-"]
-    return world.start("pub", "dnsmasq", argv, ready=r"started, version", timeout=10)
+    return start_dns_server(world, "pub", PUB, {NAME: G_E})
 
 
 @pytest.fixture
