@@ -77,7 +77,8 @@ def render_html(doc: dict) -> str:
     esc = html.escape
     rows = []
     for c in doc["cases"]:
-        links = " ".join(f'<a href="{esc(a)}">{esc(Path(a).name)}</a>' for a in c["artifacts"])
+        # shown relative to the case's directory (cases/<case>/...): logs/g.gw.strongswan/swanctl.conf
+        links = " ".join(f'<a href="{esc(a)}">{esc("/".join(Path(a).parts[2:]) or a)}</a>' for a in c["artifacts"])
         msg = f"<pre>{esc(c['message'])}</pre>" if c["message"] else ""
         rows.append(
             f'<tr><td>{esc(c["nodeid"])}{msg}</td><td class="{esc(c["outcome"])}">{esc(c["outcome"])}</td>'

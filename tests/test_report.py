@@ -19,7 +19,7 @@ def test_report_has_summary_cases_and_links(tmp_path):
     assert doc["summary"] == {"passed": 1, "failed": 1, "error": 0, "skipped": 1, "total": 3}
     assert doc["cases"][0]["artifacts"] == ["cases/c1/captures/g-dmz.pcap", "cases/c1/timeline.json"]
     page = index.read_text()
-    assert "FAIL" in page and 'href="cases/c1/captures/g-dmz.pcap"' in page
+    assert "FAIL" in page and '<a href="cases/c1/captures/g-dmz.pcap">captures/g-dmz.pcap</a>' in page
     assert "&lt;b&gt;1 == 2&lt;/b&gt;" in page  # messages are escaped
     assert (tmp_path / "latest").resolve() == run.resolve()
 
