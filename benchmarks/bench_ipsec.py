@@ -47,6 +47,7 @@ from pathlib import Path
 from mininet.log import setLogLevel
 
 from benchmarks.common import publish
+from cases.remote_access import established
 from testbed.capture import start_capture
 from testbed.isolation import enter_private_netns
 from testbed.naming import new_run_id
@@ -84,16 +85,6 @@ def scenario_for(gateway: str, client: str, esp: str):
 
 
 # ---- status helpers -------------------------------------------------------------------------------
-def established(status: dict):
-    for ike in status.get("ike_sas", []):
-        if ike.get("state") != "ESTABLISHED":
-            continue
-        for child in ike.get("child_sas", []):
-            if child.get("state") == "INSTALLED":
-                return ike, child
-    return None
-
-
 def wait_established(handle, timeout: float) -> tuple[dict, dict]:
     deadline = time.monotonic() + timeout
     status: dict = {}

@@ -27,7 +27,7 @@ from nodes.mip.actions import AddHostRoute, RemoveHostRoute
 from nodes.mip.fa import ForeignAgent
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.mip_actions import (
-    RULE_PRIORITY, TUNNEL_TABLE, CoreDriver, MipExecutor, guarded, recv_udp, udp_socket,
+    RULE_PRIORITY, TUNNEL_TABLE, CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
 )
 from nodes.runtime.rawip import (
     ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
@@ -142,19 +142,8 @@ async def setup(args, log):
                 continue  # taken from the link socket, with the visitor's MAC and TTL
             driver.call("on_udp", payload, src, sport, dst)
 
-    def on_ipip():
-        for _ in range(BATCH):
-            packet = ipip.recv()
-            if packet is None:
-                return
-            driver.call("on_ip", packet)
-
-    def on_tun():
-        for _ in range(BATCH):
-            packet = tun.read()
-            if packet is None:
-                return
-            driver.call("on_visitor_packet", packet)
+    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("on_ip", packet), BATCH)
+    on_tun = packet_reader(tun.read, lambda packet: driver.call("on_visitor_packet", packet), BATCH)
 
     for fd, name, fn in ((link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp),
                          (ipip.fileno(), "ipip", on_ipip), (tun.fd, "tun", on_tun)):

@@ -20,7 +20,7 @@ from ipaddress import IPv4Address
 
 from nodes.mip.ha import HomeAgent
 from nodes.runtime import daemon, mip_config, netlink
-from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, recv_udp, udp_socket
+from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.ipv4 import PROTO_IPIP
@@ -60,19 +60,8 @@ async def setup(args, log):
             payload, (src, sport), dst, _ifindex = got
             driver.call("on_udp", payload, src, sport, dst)
 
-    def on_ipip():
-        for _ in range(BATCH):
-            packet = ipip.recv()
-            if packet is None:
-                return
-            driver.call("on_ip", packet)
-
-    def on_tun():
-        for _ in range(BATCH):
-            packet = tun.read()
-            if packet is None:
-                return
-            driver.call("encapsulate", packet)
+    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("on_ip", packet), BATCH)
+    on_tun = packet_reader(tun.read, lambda packet: driver.call("encapsulate", packet), BATCH)
 
     loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
     loop.add_reader(ipip.fileno(), guarded(log, errors, "ipip", on_ipip))

@@ -369,6 +369,18 @@ class CoreDriver:
             self._timer.cancel()
 
 
+def packet_reader(read, handle, batch: int = 64):
+    """A reader callback: up to `batch` packets from `read()` (None when none is waiting), each
+    given to `handle`; the rest wait for the next wake-up so one busy socket cannot starve others."""
+    def on_readable():
+        for _ in range(batch):
+            packet = read()
+            if packet is None:
+                return
+            handle(packet)
+    return on_readable
+
+
 def guarded(log, counters: Counter, name: str, fn):
     """A reader callback that logs and counts exceptions instead of killing the loop."""
     def wrapper():
