@@ -27,7 +27,7 @@ def cmd_up(args) -> int:
 
     from testbed.isolation import enter_private_netns
     from testbed.naming import new_run_id
-    from testbed.profiles import start_role
+    from testbed.profiles import start_roles
     from testbed.runs import Run, reap_stale
     from testbed.world import World
 
@@ -49,7 +49,7 @@ def cmd_up(args) -> int:
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     try:
         world = World.for_scenario(run, log_dir, scenario)
-        handles = {role.name: start_role(world, role) for role in scenario.roles.values()}
+        handles = start_roles(world, scenario.roles.values())
         info = {"run_id": run_id, "scenario": scenario.name, "built_in_s": round(world.built_in, 3),
                 "harness_pid": os.getpid(), "logs": str(log_dir),
                 "nodes": {n: world.pid(n) for n in world.plan.nodes}, "roles": sorted(handles),

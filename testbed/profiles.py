@@ -63,3 +63,10 @@ def start_role(world, role) -> RoleHandle:
         return RoleHandle(role, d.status, d.stop)
     vendor = importlib.import_module(f"testbed.vendors.{target}")
     return vendor.start_role(world, role)
+
+
+def start_roles(world, roles) -> dict[str, RoleHandle]:
+    """Start `roles` (scenario.Role objects) in order; role name -> handle. Raises RoleUnavailable
+    for a role this build cannot fill (the roles started before it stay with the world, which
+    stops their processes at teardown)."""
+    return {role.name: start_role(world, role) for role in roles}

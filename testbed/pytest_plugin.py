@@ -179,15 +179,12 @@ def capture(world, case_dir):
 @pytest.fixture
 def roles(world, scenario):
     """The scenario's roles, started (dict: role name -> handle with status() and stop())."""
-    from testbed.profiles import RoleUnavailable, start_role
+    from testbed.profiles import RoleUnavailable, start_roles
 
-    started = {}
     try:
-        for role in scenario.roles.values():
-            started[role.name] = start_role(world, role)
+        return start_roles(world, scenario.roles.values())
     except RoleUnavailable as exc:
         pytest.skip(str(exc))
-    yield started
 
 
 # ---- the report ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from cases.remote_access import PLAN, check_tunnel, role_of, start_dns_server
-from testbed.profiles import RoleUnavailable, start_role
+from testbed.profiles import RoleUnavailable, start_roles
 
 pytestmark = pytest.mark.scenario("remote-access-basic")
 
@@ -66,10 +66,8 @@ def test_internal_name_resolves_only_while_the_tunnel_is_up(world, internal_dns,
     assert before.returncode != 0, f"{NAME} resolves on R before any tunnel exists: {before.stdout!r}"
     before_conf = resolv_conf(world, "r")
 
-    started = {}
     try:
-        for role in scenario.roles.values():
-            started[role.name] = start_role(world, role)
+        started = start_roles(world, scenario.roles.values())
     except RoleUnavailable as exc:
         pytest.skip(str(exc))
     t = check_tunnel(started, scenario)
