@@ -46,8 +46,9 @@ def nat_flags(handle, ike: dict) -> tuple[bool, bool]:
 
 def classify(rows: list[dict]) -> dict[str, list[dict]]:
     """Packets between the NAT's outside address and G_e by kind: ike500, ike4500, esp4500, esp50,
-    keepalive, other."""
-    out = {k: [] for k in ("ike500", "ike4500", "esp4500", "esp50", "keepalive", "other")}
+    keepalive, keepalive500 (a 0xFF on port 500: charon sends one when its keepalive interval runs
+    out before IKE has floated to 4500, which a loaded machine can make happen), other."""
+    out = {k: [] for k in ("ike500", "ike4500", "esp4500", "esp50", "keepalive", "keepalive500", "other")}
     for row in rows:
         proto = row["ip.proto"][0]
         ports = set(row["udp.srcport"] + row["udp.dstport"])
@@ -55,6 +56,8 @@ def classify(rows: list[dict]) -> dict[str, list[dict]]:
             out["esp50"].append(row)
         elif proto == "17" and row["udp.payload"] == ["ff"] and "4500" in ports:
             out["keepalive"].append(row)
+        elif proto == "17" and row["udp.payload"] == ["ff"] and ports == {"500"}:
+            out["keepalive500"].append(row)
         elif proto == "17" and row["isakmp.exchangetype"] and "4500" in ports:
             out["ike4500"].append(row)
         elif proto == "17" and row["isakmp.exchangetype"] and ports == {"500"}:
@@ -97,6 +100,9 @@ def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenar
     kinds = classify(ours)
     assert kinds["esp50"] == [], f"plain ESP (protocol 50) cannot cross the NAT, yet was used: {kinds['esp50'][:3]}"
     assert kinds["other"] == [], f"packets between R and G_e besides IKE, ESP-in-UDP, keepalives: {kinds['other'][:3]}"
+    if kinds["keepalive500"]:  # not a failure: noted on the case's timeline for the reader of the report
+        world.mark("keepalive-on-500", count=len(kinds["keepalive500"]),
+                   note="NAT keepalive sent on UDP 500 before IKE moved to 4500")
     assert {r["isakmp.exchangetype"][0] for r in kinds["ike500"]} <= {"34"}, \
         f"only IKE_SA_INIT may use UDP 500, then IKE moves to 4500: {kinds['ike500']}"
 
