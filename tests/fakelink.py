@@ -221,3 +221,21 @@ class FakeNet:
 
 
 __all__ = ["FakeNet", "Nat", "Packet", "START"]
+
+
+def attach(net: FakeNet, link: str, coa=None, settle: float = 3.0) -> None:
+    """Move the mobile node "mn" onto `link` (with a co-located care-of address when given), report
+    link-up to its core and let the network run for `settle` seconds."""
+    net.move("mn", link)
+    if coa is not None:
+        net.assign("mn", coa)
+    net.call("mn", "link_up", care_of_address=coa)
+    net.run(settle)
+
+
+def replies_to_mn(net: FakeNet) -> list:
+    """The Registration Replies the mobile node "mn" has received."""
+    from nodes.wire.mip import RegistrationReply
+
+    return [RegistrationReply.decode(p.payload) for _, p in net.nodes["mn"].received
+            if p.kind == "udp" and p.payload[:1] == b"\x03"]

@@ -13,7 +13,7 @@ from nodes.mip.fa import ForeignAgent, ForeignAgentConfig, relay_error_code
 from nodes.mip.ha import HomeAgent, HomeAgentConfig, MobileNodeEntry
 from nodes.mip.mn import MobileNode, MobileNodeConfig
 from nodes.wire.mip import RegistrationReply, RegistrationRequest, ntp_now
-from fakelink import FakeNet, Packet
+from fakelink import FakeNet, Packet, attach, replies_to_mn
 
 HA_ADDR = A("10.1.0.1")
 HOME = A("10.1.0.50")
@@ -37,17 +37,6 @@ def make_world(mn: dict | None = None) -> FakeNet:
 
 def core(net: FakeNet, name: str):
     return net.nodes[name].core
-
-
-def attach(net: FakeNet, link: str, settle: float = 3.0) -> None:
-    net.move("mn", link)
-    net.call("mn", "link_up", care_of_address=None)
-    net.run(settle)
-
-
-def replies_to_mn(net: FakeNet) -> list[RegistrationReply]:
-    return [RegistrationReply.decode(p.payload) for _, p in net.nodes["mn"].received
-            if p.kind == "udp" and p.payload[:1] == b"\x03"]
 
 
 @pytest.mark.parametrize("icmp_type, icmp_code, expected", [

@@ -19,7 +19,7 @@ from nodes.wire.mip import (
     EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
     RegistrationRequest, RequestFlags, TunnelData, UdpTunnelRequest, find_extension, ntp_now,
 )
-from fakelink import FakeNet, Nat, Packet
+from fakelink import FakeNet, Nat, Packet, attach, replies_to_mn
 
 HA_ADDR = A("10.1.0.1")
 HOME = A("10.1.0.50")
@@ -45,19 +45,6 @@ def make_world(ha: dict | None = None, fa: dict | None = None, mn: dict | None =
 
 def core(net: FakeNet, name: str):
     return net.nodes[name].core
-
-
-def attach(net: FakeNet, link: str, coa=None, settle: float = 3.0) -> None:
-    net.move("mn", link)
-    if coa is not None:
-        net.assign("mn", coa)
-    net.call("mn", "link_up", care_of_address=coa)
-    net.run(settle)
-
-
-def replies_to_mn(net: FakeNet) -> list[RegistrationReply]:
-    return [RegistrationReply.decode(p.payload) for _, p in net.nodes["mn"].received
-            if p.kind == "udp" and p.payload[:1] == b"\x03"]
 
 
 def home_advertisement(net: FakeNet, seq: int = 0) -> None:
