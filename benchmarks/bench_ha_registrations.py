@@ -4,7 +4,7 @@
         [--window 64] [--profile]
 
 Issue 4, section "Benchmarks". For each population N of emulated mobile nodes a fresh Home Agent
-daemon (nodes/ha.py, our `home-agent` role on node iha of the scenario mobility-open-intranet)
+daemon (nodes/daemons/home_agent.py, our `home-agent` role on node iha of the scenario mobility-open-intranet)
 starts with a generated config of N mobile nodes (home addresses 10.128.0.1 upwards, SPI 1000+i,
 a 16-byte HMAC-MD5 key each). A load generator on node H (this file with --loadgen, run inside the
 node) speaks the wire format only: for every node a Registration Request with a valid timestamp
@@ -159,12 +159,12 @@ def daemon_run(world, role, n: int, passes: int, window: int, profile: Path | No
     name = f"ha-{n}"
     cfg = ha_config(n)
     if profile is None:
-        d = start_daemon(world, role.node, "ha", name=name, config=cfg, timeout=60)
+        d = start_daemon(world, role.node, "daemons.home_agent", name=name, config=cfg, timeout=60)
     else:  # the same daemon under cProfile (written when it exits on SIGTERM)
         cfg_path = world.log_dir / f"{role.node}.{name}.config.json"
         cfg_path.write_text(json.dumps(cfg))
         ctl, events = world.run.path(f"{role.node}.{name}.ctl"), world.log_dir / f"{role.node}.{name}.events.jsonl"
-        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "nodes.ha", "--control", str(ctl),
+        argv = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "nodes.daemons.home_agent", "--control", str(ctl),
                 "--log-json", str(events), "--config", str(cfg_path)]
         proc = world.start(role.node, name, argv, ready=r"^READY$", timeout=60)
         from testbed.daemons import Daemon

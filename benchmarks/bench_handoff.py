@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m benchmarks.bench_handoff [--moves 20] [--dwell 0.3] [--modes fa colocated]
 
 Issue 4, section "Benchmarks". One world of the scenario mobility-open-intranet (our HA on the home
-subnet, our FAs on fn1 and fn2, our MN on R); nodes/probe.py sends 1,000 datagrams a second from the
+subnet, our FAs on fn1 and fn2, our MN on R); nodes/instruments/probe.py sends 1,000 datagrams a second from the
 correspondent H to the home address, the receiver on R records every arrival gap longer than
 --gap. Then, per mode, R moves back and forth --moves times (testbed/handoff.py: carrier down,
 other bridge, carrier up; the MN configures itself):
@@ -34,7 +34,7 @@ from pathlib import Path
 from mininet.log import setLogLevel
 
 from benchmarks.common import publish, summary
-from cases.mobility.helpers import COLOCATED_FN3, FA1, FA2, at_home, probe_stream, registered, wait_for
+from testbed.mip_checks import COLOCATED_FN3, FA1, FA2, at_home, probe_stream, registered, wait_for
 from testbed import handoff
 from testbed.disruption import disruption
 from testbed.isolation import enter_private_netns

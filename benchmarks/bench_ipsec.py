@@ -47,7 +47,7 @@ from pathlib import Path
 from mininet.log import setLogLevel
 
 from benchmarks.common import publish
-from cases.remote_access import established
+from testbed.ipsec_checks import established
 from testbed.capture import start_capture
 from testbed.isolation import enter_private_netns
 from testbed.naming import new_run_id

@@ -34,7 +34,7 @@ def main() -> None:
         for _ in range(args.runs):
             t0 = time.monotonic()
             world = World.for_scenario(run, Path(tempfile.mkdtemp(prefix="bench-world-")), scenario)
-            start_daemon(world, "h", "sink", args=["--udp", "7"])
+            start_daemon(world, "h", "instruments.sink", args=["--udp", "7"])
             if not world.ping("r", world.plan.address("pub"), timeout=2):
                 raise SystemExit("the world came up but R cannot reach the public server")
             up.append(time.monotonic() - t0)

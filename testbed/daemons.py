@@ -1,4 +1,4 @@
-"""Our daemons inside nodes: `python -m nodes.<module>` with a control socket and structured log."""
+"""Our daemons and instruments inside nodes: `python -m nodes.<module>` with a control socket and structured log."""
 from __future__ import annotations
 
 import json
@@ -37,8 +37,9 @@ class Daemon:
 
 def start_daemon(world, node: str, module: str, name: str | None = None, args: Sequence[str] = (),
                  config: dict | None = None, timeout: float = 10.0) -> Daemon:
-    """Start `python -m nodes.<module>` in `node` and wait for its READY line."""
-    name = name or module
+    """Start `python -m nodes.<module>` (e.g. "daemons.home_agent", "instruments.sink") in `node` and
+    wait for its READY line; `name` defaults to the module's last part."""
+    name = name or module.rsplit(".", 1)[-1]
     ctl = world.run.path(f"{node}.{name}.ctl")
     events = world.log_dir / f"{node}.{name}.events.jsonl"
     argv = [sys.executable, "-m", f"nodes.{module}", "--control", str(ctl), "--log-json", str(events), *args]

@@ -1,4 +1,4 @@
-"""Handoff disruption: line up a probe receiver's arrival gaps (nodes/probe.py) with a move.
+"""Handoff disruption: line up a probe receiver's arrival gaps (nodes/instruments/probe.py) with a move.
 
 For a move with carrier down at t_down and up at t_up, the disruption is the arrival gap that
 spans the move: `total` is its length, `after_up` the part after the carrier came back (the

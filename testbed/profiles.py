@@ -1,6 +1,6 @@
 """Vendor profiles: which implementation fills a role, and how to start and query it.
 
-`ours` runs this project's daemons (python -m nodes.<module>); a third-party profile (the
+`ours` runs this project's daemons (python -m nodes.daemons.<module>); a third-party profile (the
 `strongswan` profile arrives with the IPsec work) starts and configures its own program. Every
 started role answers `status()` with a JSON-able dict, so cases never need to know which
 implementation they talk to.
@@ -16,12 +16,12 @@ KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-nod
 # profile -> role kind -> how to start it: a module under nodes/ for `ours`
 PROFILES: dict[str, dict[str, str]] = {
     "ours": {
-        "vpn-gateway": "gateway",
-        "vpn-client": "client",
-        "home-agent": "ha",
-        "foreign-agent": "fa",
-        "mobile-node": "mn",
-        "echo-sink": "sink",
+        "vpn-gateway": "daemons.vpn_gateway",
+        "vpn-client": "daemons.vpn_client",
+        "home-agent": "daemons.home_agent",
+        "foreign-agent": "daemons.foreign_agent",
+        "mobile-node": "daemons.mobile_node",
+        "echo-sink": "instruments.sink",
     },
     "strongswan": {
         "vpn-gateway": "strongswan",

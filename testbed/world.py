@@ -229,8 +229,8 @@ class World:
         return self.run_in(src, argv, timeout=timeout + 5)
 
     def reach(self, src: str, proto: str, host, port: int, timeout: float = 1.0) -> dict:
-        """Probe a TCP connection or a UDP echo from `src` (nodes/reach.py); returns its JSON result."""
-        res = self.run_in(src, [sys.executable, "-m", "nodes.reach", proto, str(host), str(port), "--timeout", str(timeout)],
+        """Probe a TCP connection or a UDP echo from `src` (nodes/instruments/reach.py); returns its JSON result."""
+        res = self.run_in(src, [sys.executable, "-m", "nodes.instruments.reach", proto, str(host), str(port), "--timeout", str(timeout)],
                           timeout=timeout + 10)
         try:
             return json.loads(res.stdout.strip().splitlines()[-1])

@@ -15,7 +15,7 @@ def sink(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ctl, events = tmp_path / "sink.ctl", tmp_path / "events.jsonl"
-    p = subprocess.Popen([sys.executable, "-m", "nodes.sink", "--control", str(ctl), "--log-json", str(events),
+    p = subprocess.Popen([sys.executable, "-m", "nodes.instruments.sink", "--control", str(ctl), "--log-json", str(events),
                           "--udp", str(port), "--bind", "127.0.0.1"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "READY"
     yield ctl, port, events

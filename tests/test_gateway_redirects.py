@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
-from nodes.gateway import Gateway
+from nodes.daemons.vpn_gateway import Gateway
 from nodes.ipsec import ike
 from nodes.ipsec.napt import Napt
 from nodes.runtime.ipsec_config import Cfg, ConfigError, Redirect, redirects

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.client import gateway_literal, valid_hostname
+from nodes.daemons.vpn_client import gateway_literal, valid_hostname
 from nodes.ipsec.esp_sa import Lifetime
 from nodes.runtime import ipsec_config as pc
 from nodes.runtime.ipsec_config import Cfg, ConfigError, esp_lifetime, password_source, read_password
@@ -262,7 +262,7 @@ def test_no_tty_in_this_process_is_detected(monkeypatch):
 
 
 def test_client_refuses_ask_password_with_psk_auth():
-    from nodes.client import Client
+    from nodes.daemons.vpn_client import Client
     with pytest.raises(ConfigError, match="ask-password"):
         Client(Cfg({"gateway": GATEWAY, "identity": "alice", "psk": "k"}, "c"), lambda *a, **k: None,
                ask_password=True)
@@ -278,7 +278,7 @@ def test_gateway_literal_or_name():
 
 
 def test_client_takes_a_name_without_resolving_at_construction():
-    from nodes.client import Client
+    from nodes.daemons.vpn_client import Client
     c = Client(Cfg({"gateway": "vpn.does-not-exist.invalid", "identity": "alice", "psk": "k"}, "c"),
                lambda *a, **k: None)
     assert c.gateway is None and c.gateway_name == "vpn.does-not-exist.invalid"

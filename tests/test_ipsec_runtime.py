@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.gateway import Gateway, GatewayIkeCore, PoolAllocator
+from nodes.daemons.vpn_gateway import Gateway, GatewayIkeCore, PoolAllocator
 from nodes.ipsec import ike
 from nodes.ipsec.pool import AddressPool
 from nodes.runtime.ipsec_config import Cfg, ConfigError

@@ -9,7 +9,7 @@ import ipaddress
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
 
@@ -30,7 +30,7 @@ def test_tunnel_is_established_with_a_pool_address(roles, scenario):
 
 def test_h_sees_the_pool_address(world, capture, roles, scenario):
     at_h = capture("h", "h-srv", bpf="ip")
-    start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
     vip = check_tunnel(roles, scenario)["vip"]
     assert world.ping("r", H, timeout=3)
     assert world.reach("r", "tcp", H, ECHO, timeout=2)["result"] == "ok"

@@ -1,7 +1,7 @@
 """Fixtures shared by the mobility cases."""
 import pytest
 
-from cases.mobility.helpers import FA1, registered, wait_for
+from testbed.mip_checks import FA1, registered, wait_for
 from testbed import handoff
 
 

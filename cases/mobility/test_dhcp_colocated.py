@@ -11,7 +11,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from testbed import handoff
-from cases.mobility.helpers import HOME, NAT_PUBLIC, at_home, binding, mac_of, registered, wait_for
+from testbed.mip_checks import HOME, NAT_PUBLIC, at_home, binding, mac_of, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-dhcp")
 

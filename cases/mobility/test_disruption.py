@@ -1,4 +1,4 @@
-"""Handoff disruption, measured with a 1 kHz UDP probe stream (nodes/probe.py) from the
+"""Handoff disruption, measured with a 1 kHz UDP probe stream (nodes/instruments/probe.py) from the
 correspondent H to the node's home address: for every move, the arrival gap that spans it
 (testbed/disruption.py: its total length and the part after the carrier came back). The figures go
 to the case's disruption.json for the report."""
@@ -10,7 +10,7 @@ import pytest
 
 from testbed import handoff
 from testbed.disruption import disruption
-from cases.mobility.helpers import (
+from testbed.mip_checks import (
     COLOCATED_FN3, FA1, FA2, at_home, probe_stream, registered, wait_for,
 )
 

@@ -7,7 +7,7 @@ import pytest
 
 from testbed import handoff
 from testbed.profiles import start_role
-from cases.mobility.helpers import COLOCATED_FN3, HOME, NAT_PUBLIC, binding, registered, wait_for
+from testbed.mip_checks import COLOCATED_FN3, HOME, NAT_PUBLIC, binding, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 

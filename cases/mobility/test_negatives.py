@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from cases.mobility.helpers import FA1, HA, HOME, WRONG_KEY, binding, mip_probe, still_bound, wait_for
+from testbed.mip_checks import FA1, HA, HOME, WRONG_KEY, binding, mip_probe, still_bound, wait_for
 from testbed.profiles import start_role
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")

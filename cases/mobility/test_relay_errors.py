@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from cases.mobility.helpers import FA1, H, mip_probe, still_bound
+from testbed.mip_checks import FA1, H, mip_probe, still_bound
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 

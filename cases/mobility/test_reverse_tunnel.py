@@ -7,7 +7,7 @@ import pytest
 
 from testbed import handoff
 from testbed.profiles import start_role
-from cases.mobility.helpers import FA1, HOME, binding, registered, wait_for
+from testbed.mip_checks import FA1, HOME, binding, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 

@@ -9,7 +9,7 @@ import pytest
 from testbed import handoff
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
-from cases.mobility.helpers import (
+from testbed.mip_checks import (
     COLOCATED_FN3, FA1, FA2, H, HOME, NAT_PUBLIC, at_home, binding, mac_of, neighbour_mac, registered,
     scapy_disagreements, wait_for,
 )
@@ -33,8 +33,8 @@ def test_tour_home_fn1_fn2_nat_home(world, roles, capture, case_dir):
     mn, ha, fa1, fa2 = roles["mn"], roles["ha"], roles["fa1"], roles["fa2"]
     wait_for(lambda: at_home(mn), what="the MN to settle at home")
     caps = [capture("r", "r-eth0", "not tcp"), capture("iha", "iha-home", "not tcp")]
-    start_daemon(world, "h", "sink", args=["--tcp", "7"])
-    keeper = start_daemon(world, "r", "tcpkeeper", args=["--connect", f"{H}:7", "--bind", HOME])
+    start_daemon(world, "h", "instruments.sink", args=["--tcp", "7"])
+    keeper = start_daemon(world, "r", "instruments.tcpkeeper", args=["--connect", f"{H}:7", "--bind", HOME])
     session_caught_up(keeper)
     assert world.ping("h", HOME, timeout=2), "H must reach R at home"
 

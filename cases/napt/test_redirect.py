@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.daemons import start_daemon
 
 pytestmark = pytest.mark.scenario("remote-access-redirect")
@@ -71,7 +71,7 @@ def echo_probe(world, proto: str, port: int) -> dict:
 @pytest.fixture
 def sink(world):
     """The echo sink on R, port 7 (TCP and UDP), started before the roles."""
-    return start_daemon(world, "r", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    return start_daemon(world, "r", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
 
 
 def ours_gateway(roles) -> object:

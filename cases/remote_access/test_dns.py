@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of, start_dns_server
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of, start_dns_server
 from testbed.profiles import RoleUnavailable, start_roles
 
 pytestmark = pytest.mark.scenario("remote-access-basic")

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, role_of, start_dns_server, wait_established
+from testbed.ipsec_checks import PLAN, role_of, start_dns_server, wait_established
 from testbed.profiles import RoleUnavailable, start_role
 
 pytestmark = pytest.mark.scenario("remote-access-by-name")

@@ -27,7 +27,7 @@ import warnings
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, established, role_of, wait_established
+from testbed.ipsec_checks import PLAN, check_tunnel, established, role_of, wait_established
 from testbed.profiles import start_role
 
 pytestmark = pytest.mark.scenario("remote-access-gateway-restart")

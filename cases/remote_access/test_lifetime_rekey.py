@@ -5,7 +5,7 @@ a hard one ends the SA; RFC 7296 1.3.3 and 2.8).
 The scenario (fixtures/scenarios/remote-access-lifetime.yaml) sets no rekey timer, only an ESP
 lifetime of 200 kB soft / 2 MB hard (inner bytes per SA and direction) on both roles; the client
 rekeys at once on its soft expiry, the gateway only after a few seconds (so they do not collide).
-R pings H with 1200-byte payloads (about 1.5 MB each way), while the 1 kHz probe (nodes/probe.py)
+R pings H with 1200-byte payloads (about 1.5 MB each way), while the 1 kHz probe (nodes/instruments/probe.py)
 runs from R to H. Black-box: the child SPIs come from the client's public status, polled while the
 traffic flows; the loss from the ping and the probe receiver at H.
 
@@ -20,8 +20,8 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of, wait_established
-from cases.remote_access.traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of, wait_established
+from testbed.ipsec_traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
 
 pytestmark = pytest.mark.scenario("remote-access-lifetime")
 

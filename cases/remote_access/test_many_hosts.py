@@ -23,7 +23,7 @@ import warnings
 
 import pytest
 
-from cases.remote_access import PLAN, role_of, wait_established
+from testbed.ipsec_checks import PLAN, role_of, wait_established
 from testbed.daemons import start_daemon
 
 pytestmark = pytest.mark.scenario("remote-access-many-hosts")
@@ -140,7 +140,7 @@ def test_two_remote_hosts_share_g_i_and_get_their_own_answers(world, h_capture, 
     established = [sa for sa in g_status["ike_sas"] if sa["state"] == "ESTABLISHED"]
     assert len(established) == 2, f"the gateway should hold one IKE SA per host: {established}"
 
-    sink = start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    sink = start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
     nodes = [c.role.node for c in clients]
 
     # -- both at once, colliding inside their tunnels: same UDP source port, same ICMP identifier

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, expected_source_at_h, role_of
+from testbed.ipsec_checks import PLAN, check_tunnel, expected_source_at_h, role_of
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
 
@@ -74,7 +74,7 @@ def classify(rows: list[dict]) -> dict[str, list[dict]]:
 def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenario):
     """Both ends detect the NAT in front of R; after IKE_SA_INIT, IKE and ESP travel on UDP 4500 with
     the NAT's outside address as R's source; R reaches H's services through it."""
-    sink = start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    sink = start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
     t = check_tunnel(roles, scenario)
     gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
     c_ike, g_ike = t["client"]["ike_sas"][0], t["gateway"]["ike_sas"][0]

@@ -4,7 +4,7 @@ packet loss within a stated bound"; RFC 7296 sections 1.3.2, 1.3.3, 2.8 and 2.18
 The scenarios (fixtures/scenarios/remote-access-rekey-{child,ike}.yaml) give the client a rekey
 interval of 2 s and the gateway one of 3.5 s, so the client starts the rekeys (the gateway's timer
 restarts with every new SA before it fires) and a run of a few seconds sees several. While they
-happen, a 1 kHz UDP probe stream (nodes/probe.py) runs from R through the tunnel to H. Black-box:
+happen, a 1 kHz UDP probe stream (nodes/instruments/probe.py) runs from R through the tunnel to H. Black-box:
 the SPIs come from the roles' public status, the loss from the probe receiver at H.
 
 Stated bound: at most 1 % of the probes sent during the run may be lost (a rekey done right loses
@@ -21,8 +21,8 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of, wait_established
-from cases.remote_access.traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of, wait_established
+from testbed.ipsec_traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
 
 H = str(PLAN.address("h"))
 REKEYS = 2  # rekeys to see under traffic

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, expected_source_at_h, role_of, tshark_esp_sa_options
+from testbed.ipsec_checks import PLAN, check_tunnel, expected_source_at_h, role_of, tshark_esp_sa_options
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
 
@@ -38,7 +38,7 @@ def h_capture(world, capture):
 
 @pytest.fixture
 def sink(world):
-    return start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    return start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
 
 
 def r_address(world) -> str:

@@ -20,7 +20,7 @@ import warnings
 
 import pytest
 
-from cases.remote_access import PLAN, check_tunnel, role_of
+from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.capture import decode
 from testbed.daemons import start_daemon
 
@@ -249,7 +249,7 @@ def test_unsolicited_syn_to_r_gets_nothing_back(world, capture, roles, scenario)
                     "of the client role that our client fulfils and charon leaves to the host")
     check_tunnel(roles, scenario)
     r = r_address(world)
-    start_daemon(world, "r", "sink", name="user-service", args=["--tcp", "8080"])
+    start_daemon(world, "r", "instruments.sink", name="user-service", args=["--tcp", "8080"])
     at_r = capture("r", "any", bpf="tcp or icmp", name="r-any-syn")
     results = [world.reach("atk", "tcp", r, port, timeout=1) for port in (8080, 23)]
     at_r.stop()
@@ -267,7 +267,7 @@ def test_attacker_cannot_use_r_as_a_router_into_the_intranet(world, capture, rol
     and tries ICMP, TCP and UDP to H: the packets reach R and go no further."""
     check_tunnel(roles, scenario)
     r = r_address(world)
-    start_daemon(world, "h", "sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
+    start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
     assert world.ping("r", H, timeout=3), "R itself does not reach H through its tunnel"
     world.run_in("atk", ["ip", "route", "replace", "10.1.0.0/16", "via", r], check=True)
 

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from cases.remote_access import PLAN, established, role_of
+from testbed.ipsec_checks import PLAN, established, role_of
 
 pytestmark = [pytest.mark.scenario("remote-access-wrong-psk", "remote-access-wrong-password",
                                   "remote-access-unknown-identity"),

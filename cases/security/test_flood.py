@@ -6,7 +6,7 @@ The attacker atk (on the Internet) sends, from its own address, about 7000 packe
 3 s: random bytes to UDP 500 and 4500, IKE headers cut short (on 500, and on 4500 after the non-ESP
 marker), whole IKE headers whose payloads are garbage, ESP with unknown SPIs (protocol 50 and in UDP
 4500), and ESP with the SPI of R's live child SA but a bad ICV (both encapsulations). Meanwhile R sends
-1000 probes a second to H through its tunnel (nodes/probe.py), and a second user (bob, on nh behind
+1000 probes a second to H through its tunnel (nodes/instruments/probe.py), and a second user (bob, on nh behind
 the NAT) connects from scratch. Black-box checks:
 
   * the tunnel stays: the same IKE and child SPIs on both roles before and after, R reaches H during
@@ -27,7 +27,7 @@ import warnings
 
 import pytest
 
-from cases.remote_access import PLAN, role_of, wait_established
+from testbed.ipsec_checks import PLAN, role_of, wait_established
 from testbed.daemons import start_daemon
 from testbed.profiles import start_role
 
@@ -131,8 +131,8 @@ def test_gateway_keeps_tunnel_and_answers_under_a_flood_of_malformed_ike_and_esp
     clients[late_name].stop()  # bob connects again from scratch during the flood
     drops_before = gw.status().get("drop_total")
 
-    receiver = start_daemon(world, "h", "probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
-    sender = start_daemon(world, "r", "probe", name="probe-tx",
+    receiver = start_daemon(world, "h", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
+    sender = start_daemon(world, "r", "instruments.probe", name="probe-tx",
                           config={"send": {"to": H, "port": PROBE_PORT, "rate": 1000}})
     time.sleep(0.3)
     rx0 = receiver.status()["receiver"]

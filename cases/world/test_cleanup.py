@@ -62,7 +62,7 @@ def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     from testbed.world import World
 
     world = World.for_scenario(testbed_run, case_dir / "logs", scenario)
-    sink = start_daemon(world, "h", "sink", args=["--udp", "7"])
+    sink = start_daemon(world, "h", "instruments.sink", args=["--udp", "7"])
     node_pids = [world.pid(n) for n in world.plan.nodes]
     inodes = {netns_inode(p) for p in node_pids}
     shells = [sw.shell.pid for sw in world.net.switches]  # Mininet gives each bridge a shell too

@@ -21,8 +21,8 @@ def wait_for(predicate, timeout=2.0):
 
 
 def test_outage_is_measured_against_the_timeline(world):
-    rx = start_daemon(world, "pub", "probe", config={"listen": 9000, "gap": 0.005})
-    tx = start_daemon(world, "r", "probe", config={"send": {"to": PUB, "port": 9000, "rate": 1000}})
+    rx = start_daemon(world, "pub", "instruments.probe", config={"listen": 9000, "gap": 0.005})
+    tx = start_daemon(world, "r", "instruments.probe", config={"send": {"to": PUB, "port": 9000, "rate": 1000}})
     assert wait_for(lambda: rx.status()["receiver"]["received"] > 100), "the probe stream does not arrive"
     t_down = handoff.link_down(world, "r")
     time.sleep(0.2)

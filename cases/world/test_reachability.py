@@ -41,7 +41,7 @@ def test_unreachable_comes_from_the_core_router(world):
 def test_nat_translates_the_source_of_hosts_behind_it(world, capture):
     public_side = capture("pub", "pub-inet", bpf="icmp or udp")
     inside = capture("nh", "nh-fn3", bpf="icmp or udp")
-    sink = start_daemon(world, "pub", "sink", args=["--udp", "5555"])
+    sink = start_daemon(world, "pub", "instruments.sink", args=["--udp", "5555"])
     assert world.ping("nh", PLAN.address("pub"))
     assert world.reach("nh", "udp", PLAN.address("pub"), 5555)["result"] == "ok"
     public_side.stop(), inside.stop()
@@ -59,7 +59,7 @@ def test_nat_translates_the_source_of_hosts_behind_it(world, capture):
 def test_dmz_policy_at_the_gateway(world):
     """From the Internet, G_e admits IKE (UDP 500, 4500), ESP and ICMP echo, nothing else; nothing is
     forwarded from the DMZ into the intranet. From the intranet, G_i answers."""
-    sink = start_daemon(world, "g", "sink", args=["--tcp", "22,80", "--udp", "53,500,4500"])
+    sink = start_daemon(world, "g", "instruments.sink", args=["--tcp", "22,80", "--udp", "53,500,4500"])
     assert world.reach("r", "udp", G_E, 500)["result"] == "ok"
     assert world.reach("r", "udp", G_E, 4500)["result"] == "ok"
     for proto, port in (("tcp", 22), ("tcp", 80), ("udp", 53)):

@@ -333,7 +333,7 @@ class IpsecRuntime:
                 "counters": dict(self.counters), "events": core["events"]}
 
 
-# -- the public status shape every vpn role answers (cases/remote_access/__init__.py) -----------------
+# -- the public status shape every vpn role answers (testbed/ipsec_checks.py) -----------------
 _STATES = {"established": "ESTABLISHED", "rekeyed": "REKEYED", "closed": "DELETING", "failed": "DESTROYING",
            "new": "CREATED"}
 _ENCR = {"aes-gcm-16": "AES_GCM_16", "aes-cbc": "AES_CBC"}

@@ -1,6 +1,6 @@
 """Mobile IPv4 Home Agent daemon (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 UDP tunnels).
 
-    python -m nodes.ha --control PATH [--log-json PATH] --config ha.json
+    python -m nodes.daemons.home_agent --control PATH [--log-json PATH] --config ha.json
 
 Data path, all in userspace (the kernel here has no IP-in-IP):
 - registrations: UDP 434;

@@ -1,7 +1,7 @@
 """A reachability probe run inside a node: does a TCP connection or a UDP echo get through?
 
-    python -m nodes.reach tcp 203.0.113.70 22 [--timeout 1]     exit 0: connected
-    python -m nodes.reach udp 203.0.113.70 500 [--timeout 1]    exit 0: the datagram came back
+    python -m nodes.instruments.reach tcp 203.0.113.70 22 [--timeout 1]     exit 0: connected
+    python -m nodes.instruments.reach udp 203.0.113.70 500 [--timeout 1]    exit 0: the datagram came back
 Exit 1 means no answer within the timeout, 2 a refusal (RST or ICMP unreachable).
 The result is also printed as one JSON line.
 """
@@ -35,7 +35,7 @@ def probe(proto: str, host: str, port: int, timeout: float, payload: bytes = b"t
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(prog="python -m nodes.reach", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nodes.instruments.reach", description=__doc__.splitlines()[0])
     p.add_argument("proto", choices=["tcp", "udp"])
     p.add_argument("host")
     p.add_argument("port", type=int)

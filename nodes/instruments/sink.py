@@ -3,8 +3,8 @@
 Cases use it to observe what reaches a node (black-box reachability and filtering checks):
 `status` lists every TCP connection and UDP datagram with the peer's address and port.
 
-    python -m nodes.sink --control PATH --tcp 22,80 --udp 500,5060
-    python -m nodes.sink --control PATH --config sink.json     ({"tcp": [7], "udp": [7]})
+    python -m nodes.instruments.sink --control PATH --tcp 22,80 --udp 500,5060
+    python -m nodes.instruments.sink --control PATH --config sink.json     ({"tcp": [7], "udp": [7]})
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """A UDP probe stream for handoff measurements: a sender at a fixed rate, a receiver that records
 gaps in arrival.
 
-    python -m nodes.probe --control PATH --config probe.json
+    python -m nodes.instruments.probe --control PATH --config probe.json
     {"listen": 9000}                                              receive only
     {"send": {"to": "10.1.1.100", "port": 9000, "rate": 1000}}     send only (from: optional source address)
     {"listen": 9000, "gap": 0.005}                                 gaps longer than 5 ms are reported

@@ -1,6 +1,6 @@
 """Mobile IPv4 Foreign Agent daemon (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 behind a NAT).
 
-    python -m nodes.fa --control PATH [--log-json PATH] --config fa.json
+    python -m nodes.daemons.foreign_agent --control PATH [--log-json PATH] --config fa.json
 
 Data path, all in userspace:
 - the visitor link (`iface`) is read with an AF_PACKET socket: agent solicitations, and

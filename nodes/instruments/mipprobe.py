@@ -1,7 +1,7 @@
 """A Mobile IP registration probe run inside a node: send one registration request (well formed or
 deliberately wrong) to a foreign or home agent and print the reply as one JSON line.
 
-    python -m nodes.mipprobe --to 192.0.2.1 --home 10.1.1.100 --ha 10.1.1.2 --coa 192.0.2.1 \\
+    python -m nodes.instruments.mipprobe --to 192.0.2.1 --home 10.1.1.100 --ha 10.1.1.2 --coa 192.0.2.1 \\
         --spi 1000 --key 6d6e... [--lifetime 1800] [--ident now|stale|N] [--flags T,D] \\
         [--defect none|no-auth|bad-extension|unknown-mandatory] [--bind 10.1.1.100] [--timeout 2]
 
@@ -47,7 +47,7 @@ def build(args) -> tuple[bytes, int]:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(prog="python -m nodes.mipprobe", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m nodes.instruments.mipprobe", description=__doc__.splitlines()[0])
     p.add_argument("--to", required=True, help="agent to send to (FA on the link, or the HA)")
     p.add_argument("--home", required=True)
     p.add_argument("--ha", required=True)

@@ -1,11 +1,11 @@
 """Traffic through the tunnel for cases that change SAs under it (rekeys, lifetimes): a 1 kHz UDP
-probe from R to H (nodes/probe.py), its loss and gaps against a stated bound, and whether both roles
+probe from R to H (nodes/instruments/probe.py), its loss and gaps against a stated bound, and whether both roles
 agree on the SAs afterwards."""
 from __future__ import annotations
 
 import time
 
-from cases.remote_access import PLAN, role_of, wait_established
+from testbed.ipsec_checks import PLAN, role_of, wait_established
 from testbed.daemons import start_daemon
 
 H = str(PLAN.address("h"))
@@ -16,8 +16,8 @@ GAP_BOUND = 1.0  # seconds without arrivals
 
 
 def start_probe(world):
-    receiver = start_daemon(world, "h", "probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
-    sender = start_daemon(world, "r", "probe", name="probe-tx",
+    receiver = start_daemon(world, "h", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "gap": 0.05})
+    sender = start_daemon(world, "r", "instruments.probe", name="probe-tx",
                           config={"send": {"to": H, "port": PROBE_PORT, "rate": RATE}})
     return receiver, sender
 

@@ -1,6 +1,6 @@
 """Mobile IPv4 Mobile Node daemon (RFC 5944 agent discovery and registration, RFC 3519 behind a NAT).
 
-    python -m nodes.mn --control PATH [--log-json PATH] --config mn.json
+    python -m nodes.daemons.mobile_node --control PATH [--log-json PATH] --config mn.json
 
 Applications keep using the home address: it lives on `lo` (a /32), so it stays a local address
 wherever the node is; only routes change:

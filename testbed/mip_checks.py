@@ -53,13 +53,13 @@ WRONG_KEY = "00" * 16
 
 
 def mip_probe(world, node: str = "r", timeout: float = 2.0, **options) -> dict:
-    """Send one registration request from `node` with nodes/mipprobe.py; its JSON result.
+    """Send one registration request from `node` with nodes/instruments/mipprobe.py; its JSON result.
 
     options map to the probe's flags: to, home, ha, coa, spi, key, lifetime, ident, flags, defect, bind."""
     import json
     import sys
     opts = {"home": HOME, "ha": HA, "key": KEY, "bind": HOME, **options}
-    argv = [sys.executable, "-m", "nodes.mipprobe", "--timeout", str(timeout)]
+    argv = [sys.executable, "-m", "nodes.instruments.mipprobe", "--timeout", str(timeout)]
     for k, v in opts.items():
         argv += [f"--{k}", str(v)]
     res = world.run_in(node, argv, timeout=timeout + 10)
@@ -114,13 +114,13 @@ PROBE_PORT = 9000
 
 
 def probe_stream(world, rate: int = 1000, gap: float = 0.005):
-    """A probe stream (nodes/probe.py) from the correspondent H to the home address on R.
+    """A probe stream (nodes/instruments/probe.py) from the correspondent H to the home address on R.
 
     Returns (receiver, sender) daemons; the receiver's `status()["receiver"]` has the arrival
     gaps that testbed.disruption lines up with a move."""
     from testbed.daemons import start_daemon
-    rx = start_daemon(world, "r", "probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": HOME, "gap": gap})
-    tx = start_daemon(world, "h", "probe", name="probe-tx",
+    rx = start_daemon(world, "r", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": HOME, "gap": gap})
+    tx = start_daemon(world, "h", "instruments.probe", name="probe-tx",
                       config={"send": {"to": HOME, "port": PROBE_PORT, "rate": rate}})
     wait_for(lambda: rx.status()["receiver"]["received"] > 50, what="the probe stream to arrive at home")
     return rx, tx

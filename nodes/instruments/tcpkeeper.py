@@ -5,7 +5,7 @@ checks it, and never reconnects: a session that survives handoffs shows `connect
 no `error`, and `echoed` catching up with `sent`. Gaps in the echo stream (handoff disruption)
 are kept. Status over the control socket.
 
-    python -m nodes.tcpkeeper --control PATH --connect 10.1.2.10:7 --bind 10.1.1.100
+    python -m nodes.instruments.tcpkeeper --control PATH --connect 10.1.2.10:7 --bind 10.1.1.100
 """
 from __future__ import annotations
 
