@@ -35,11 +35,10 @@ class Daemon:
         return self.process.stop()
 
 
-def start_daemon(world, node: str, module: str, name: str | None = None, args: Sequence[str] = (),
-                 config: dict | None = None, timeout: float = 10.0) -> Daemon:
-    """Start `python -m nodes.<module>` (e.g. "daemons.home_agent", "instruments.sink") in `node` and
-    wait for its READY line; `name` defaults to the module's last part."""
-    name = name or module.rsplit(".", 1)[-1]
+def daemon_command(world, node: str, module: str, name: str, args: Sequence[str] = (),
+                   config: dict | None = None) -> tuple[list[str], Path, Path]:
+    """The argv of `python -m nodes.<module>` for `node` (its config written next to its log), with the
+    paths of its control socket and its structured log."""
     ctl = world.run.path(f"{node}.{name}.ctl")
     events = world.log_dir / f"{node}.{name}.events.jsonl"
     argv = [sys.executable, "-m", f"nodes.{module}", "--control", str(ctl), "--log-json", str(events), *args]
@@ -48,5 +47,14 @@ def start_daemon(world, node: str, module: str, name: str | None = None, args: S
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(json.dumps(config, indent=2, default=str))
         argv += ["--config", str(cfg)]
+    return argv, ctl, events
+
+
+def start_daemon(world, node: str, module: str, name: str | None = None, args: Sequence[str] = (),
+                 config: dict | None = None, timeout: float = 10.0) -> Daemon:
+    """Start `python -m nodes.<module>` (e.g. "daemons.home_agent", "instruments.sink") in `node` and
+    wait for its READY line; `name` defaults to the module's last part."""
+    name = name or module.rsplit(".", 1)[-1]
+    argv, ctl, events = daemon_command(world, node, module, name, args, config)
     proc = world.start(node, name, argv, ready=r"^READY$", timeout=timeout)
     return Daemon(node, name, proc, ctl, events)
