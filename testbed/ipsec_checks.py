@@ -105,10 +105,12 @@ def tshark_esp_sa_options(child: dict, local: str, remote: str) -> list[str]:
     return opts
 
 
-def start_dns_server(world, node: str, listen: str, answers: dict[str, str]):
-    """dnsmasq in `node` on `listen`, answering only `answers` (name -> address): no upstream, no
-    hosts file; returns its process once it says it started."""
+def start_dns_server(world, node: str, listen: str, answers: dict[str, str], records: list[tuple[str, int, bytes]] = ()):
+    """dnsmasq in `node` on `listen`, answering only `answers` (name -> address) and `records`
+    ((name, RR type number, RDATA in wire form), e.g. an IPSECKEY, type 45): no upstream, no hosts
+    file; returns its process once it says it started."""
     argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
             "--user=root", f"--listen-address={listen}", "--bind-interfaces", "--log-facility=-"]
     argv += [f"--address=/{name}/{address}" for name, address in answers.items()]
+    argv += [f"--dns-rr={name},{rtype},{rdata.hex()}" for name, rtype, rdata in records]
     return world.start(node, "dnsmasq", argv, ready=r"started, version", timeout=10)
