@@ -13,15 +13,19 @@ package declares its own the same way and is found once installed, without editi
 """
 from __future__ import annotations
 
+import importlib
+import re
 import sys
+import tomllib
 from functools import lru_cache
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from testbed.profile_api import ENTRY_POINT_GROUP, KINDS, Profile, RoleHandle, RoleUnavailable
 from testbed.schema import ConfigError
 
 __all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", "installed", "get", "available",
-           "check_role", "start_role", "start_roles"]
+           "check_role", "start_role", "start_roles", "register_source"]
 
 
 class ProfileError(RuntimeError):
@@ -125,3 +129,25 @@ def start_roles(world, roles) -> dict[str, RoleHandle]:
     for a role this build cannot fill (the roles started before it stay with the world, which
     stops their processes at teardown)."""
     return {role.name: start_role(world, role) for role in roles}
+
+
+def register_source(project: Path, site: Path) -> list[str]:
+    """Make the profiles of a profile project in a source tree (a directory with a pyproject.toml
+    and flat modules, as examples/socat_profile/) discoverable in this process without installing
+    it: writes the .dist-info that `pip install` would write (METADATA, entry_points.txt from the
+    pyproject's `testbed.profiles` entry points) into `site` and puts `site` and `project` on
+    sys.path. For a vendor's tests and this project's: discovery then runs exactly as for an
+    installed package. Returns the profile names it declares."""
+    meta = tomllib.loads((Path(project) / "pyproject.toml").read_text())["project"]
+    declared = meta.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    if not declared:
+        raise ProfileError(f"{project}/pyproject.toml declares no entry points in [project.entry-points.\"{ENTRY_POINT_GROUP}\"]")
+    dist = Path(site) / f"{re.sub(r'[-_.]+', '_', meta['name'])}-{meta['version']}.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in declared.items()))
+    for entry in (str(site), str(project)):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    return sorted(declared)
