@@ -59,6 +59,9 @@ def _discover(_path: tuple[str, ...]) -> dict[str, Profile]:
 
 
 def _check_profile(profile, name: str, where: str) -> None:
+    if isinstance(profile, type):
+        raise ProfileError(f"{where} names the class {profile.__name__}; it should name a profile object "
+                           f"(PROFILE = {profile.__name__}())")
     if not isinstance(profile, Profile):
         raise ProfileError(f"{where} names {profile!r}, which is not a profile: it needs name, kinds, "
                            "check_config(role, plan) and start_role(world, role) (testbed/profile_api.py)")

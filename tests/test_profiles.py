@@ -10,6 +10,7 @@ package index for the build backend and would leave the package in the shared vi
 the test; the .dist-info on a temporary sys.path entry exercises the same discovery and vanishes
 with the test."""
 import dataclasses
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -163,10 +164,12 @@ def profile_module(name: str, kinds: set[str]) -> str:
     (profile_module("other", {"echo-sink"}),
      "names a profile called 'other'; the entry point's name and the profile's name must be the same"),
     (profile_module("acme", {"router"}), "fills the role kinds ['router'], which no scenario has"),
+    (profile_module("acme", {"echo-sink"}).replace("PROFILE = P()", "PROFILE = P"),
+     "names the class P; it should name a profile object (PROFILE = P())"),
 ])
 def test_an_entry_point_that_is_not_a_profile_is_refused(site, tmp_path, module, expected):
     profiles.register_source(vendor_project(tmp_path, "acme-odd", 'acme = "MODULE:PROFILE"\n', module), site)
-    with pytest.raises(profiles.ProfileError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(profiles.ProfileError, match=re.escape(expected)):
         profiles.installed()
 
 
