@@ -1,4 +1,5 @@
-"""Our daemons and instruments inside nodes: `python -m nodes.<module>` with a control socket and structured log."""
+"""Our daemons and instruments inside nodes: `python -m nodes.<module>` with a control socket and structured log;
+the `ours` profile (PROFILE) fills the roles with them."""
 from __future__ import annotations
 
 import json
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from testbed import control
+from testbed.profile_api import RoleHandle
 from testbed.processes import NodeProcess
 
 
@@ -58,3 +60,31 @@ def start_daemon(world, node: str, module: str, name: str | None = None, args: S
     argv, ctl, events = daemon_command(world, node, module, name, args, config)
     proc = world.start(node, name, argv, ready=r"^READY$", timeout=timeout)
     return Daemon(node, name, proc, ctl, events)
+
+
+class OursProfile:
+    """The `ours` profile: each role kind is one of this project's daemons (nodes/daemons/) or
+    instruments, started with the role's config as its --config file. The daemons check their
+    config themselves when they start (nodes/runtime/ipsec_config.py, mip_config.py) and a refusal
+    ends the start with their message, so check_config accepts everything."""
+
+    name = "ours"
+    MODULES = {
+        "vpn-gateway": "daemons.vpn_gateway",
+        "vpn-client": "daemons.vpn_client",
+        "home-agent": "daemons.home_agent",
+        "foreign-agent": "daemons.foreign_agent",
+        "mobile-node": "daemons.mobile_node",
+        "echo-sink": "instruments.sink",
+    }
+    kinds = frozenset(MODULES)
+
+    def check_config(self, role, plan) -> None:
+        return None
+
+    def start_role(self, world, role):
+        d = start_daemon(world, role.node, self.MODULES[role.kind], name=role.name, config=role.config)
+        return RoleHandle(role, d.status, d.stop)
+
+
+PROFILE = OursProfile()

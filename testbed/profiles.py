@@ -1,68 +1,130 @@
-"""Vendor profiles: which implementation fills a role, and how to start and query it.
+"""Vendor profiles: which implementation fills a role, found through Python entry points.
 
-`ours` runs this project's daemons (python -m nodes.daemons.<module>); a third-party profile (the
-`strongswan` profile arrives with the IPsec work) starts and configures its own program. Every
-started role answers `status()` with a JSON-able dict, so cases never need to know which
-implementation they talk to.
+Every installed distribution may declare profiles in the entry point group `testbed.profiles`
+(testbed/profile_api.py says what a profile is):
+
+    [project.entry-points."testbed.profiles"]
+    ours = "testbed.daemons:PROFILE"
+    strongswan = "testbed.vendors.strongswan:PROFILE"
+
+The entry point's name is the profile's name in scenarios and `--impl ROLE=PROFILE`; its object
+is the profile. This project declares `ours` and `strongswan` in its pyproject.toml; a vendor's
+package declares its own the same way and is found once installed, without editing this repository.
 """
 from __future__ import annotations
 
-import importlib.util
-from dataclasses import dataclass
-from typing import Callable
+import importlib
+import re
+import sys
+import tomllib
+from functools import lru_cache
+from importlib.metadata import entry_points
+from pathlib import Path
 
-KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "echo-sink")
+from testbed.profile_api import ENTRY_POINT_GROUP, KINDS, Profile, RoleHandle, RoleUnavailable
+from testbed.schema import ConfigError
 
-# profile -> role kind -> how to start it: a module under nodes/ for `ours`
-PROFILES: dict[str, dict[str, str]] = {
-    "ours": {
-        "vpn-gateway": "daemons.vpn_gateway",
-        "vpn-client": "daemons.vpn_client",
-        "home-agent": "daemons.home_agent",
-        "foreign-agent": "daemons.foreign_agent",
-        "mobile-node": "daemons.mobile_node",
-        "echo-sink": "instruments.sink",
-    },
-    "strongswan": {
-        "vpn-gateway": "strongswan",
-        "vpn-client": "strongswan",
-    },
-}
+__all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", "installed", "get", "available",
+           "check_role", "start_role", "start_roles", "register_source"]
 
 
-class RoleUnavailable(RuntimeError):
-    pass
+class ProfileError(RuntimeError):
+    """An installed profile is broken (its entry point does not load, or does not name a profile)."""
 
 
-@dataclass
-class RoleHandle:
-    role: object
-    status: Callable[[], dict]
-    stop: Callable[[], object]
+def installed() -> dict[str, Profile]:
+    """Profile name -> profile, for every entry point in `testbed.profiles` of the installed
+    distributions (looked up again when sys.path changes)."""
+    return _discover(tuple(sys.path))
+
+
+@lru_cache(maxsize=4)
+def _discover(_path: tuple[str, ...]) -> dict[str, Profile]:
+    found: dict[str, Profile] = {}
+    origin: dict[str, tuple[str, str]] = {}  # name -> (entry point value, where it was declared)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        where = f"entry point {ep.name} = {ep.value} of {ep.dist.name if ep.dist else 'an unnamed distribution'}"
+        if ep.name in found:
+            if ep.value == origin[ep.name][0]:
+                continue  # the same declaration seen twice (a distribution on two sys.path entries)
+            raise ProfileError(f"two installed profiles are called {ep.name!r}: {origin[ep.name][1]} and {where}; "
+                               "uninstall one of them")
+        try:
+            profile = ep.load()
+        except Exception as exc:
+            raise ProfileError(f"the profile {ep.name!r} does not load ({where}): {type(exc).__name__}: {exc}") from exc
+        _check_profile(profile, ep.name, where)
+        found[ep.name], origin[ep.name] = profile, (ep.value, where)
+    return dict(sorted(found.items()))
+
+
+def _check_profile(profile, name: str, where: str) -> None:
+    if isinstance(profile, type):
+        raise ProfileError(f"{where} names the class {profile.__name__}; it should name a profile object "
+                           f"(PROFILE = {profile.__name__}())")
+    if not isinstance(profile, Profile):
+        raise ProfileError(f"{where} names {profile!r}, which is not a profile: it needs name, kinds, "
+                           "check_config(role, plan) and start_role(world, role) (testbed/profile_api.py)")
+    if profile.name != name:
+        raise ProfileError(f"{where} names a profile called {profile.name!r}; the entry point's name and the "
+                           "profile's name must be the same")
+    unknown = sorted(set(profile.kinds) - set(KINDS))
+    if unknown:
+        raise ProfileError(f"{where} fills the role kinds {unknown}, which no scenario has; kinds are {list(KINDS)}")
+
+
+def _no_profiles_hint() -> str:
+    return "" if installed() else (" (no profile is installed at all: install this project with scripts/setup or "
+                                   "`pip install -e .`, which declares ours and strongswan)")
+
+
+def get(name: str) -> Profile:
+    """The installed profile `name`; RoleUnavailable listing the installed ones otherwise."""
+    profiles = installed()
+    if name not in profiles:
+        raise RoleUnavailable(f"no profile {name!r} is installed; installed profiles: "
+                              f"{', '.join(profiles) or 'none'}{_no_profiles_hint()}")
+    return profiles[name]
+
+
+def able(kind: str) -> list[str]:
+    """The installed profiles that fill `kind`."""
+    return [name for name, p in installed().items() if kind in p.kinds]
 
 
 def available(impl: str, kind: str) -> bool:
-    target = PROFILES.get(impl, {}).get(kind)
-    if target is None:
-        return False
-    if impl == "ours":
-        return importlib.util.find_spec(f"nodes.{target}") is not None
-    return importlib.util.find_spec(f"testbed.vendors.{target}") is not None
+    profile = installed().get(impl)
+    return profile is not None and kind in profile.kinds
+
+
+def check_role(role, plan, key: str | None = None) -> None:
+    """Refuse a role whose profile is not installed, does not fill its kind, or does not accept its
+    config (a ConfigError naming the scenario file and the key; `key` names where the profile was
+    chosen, `roles.<role>.impl` by default). With plan None the config is not checked (a scenario
+    that only places its roles)."""
+    key = key or f"roles.{role.name}.impl"
+    profiles = installed()
+    file = role.source or f"(role {role.name})"
+    if role.impl not in profiles:
+        raise ConfigError(file, key, f"an installed profile ({', '.join(profiles) or 'none'}){_no_profiles_hint()}",
+                          role.impl)
+    profile = profiles[role.impl]
+    if role.kind not in profile.kinds:
+        raise ConfigError(file, key, f"a profile that implements {role.kind} ({', '.join(able(role.kind)) or 'none yet'})",
+                          role.impl)
+    if plan is not None:
+        profile.check_config(role, plan)
 
 
 def start_role(world, role) -> RoleHandle:
     """Start `role` (a scenario.Role) in the world and wait until it is ready."""
     if not available(role.impl, role.kind):
         raise RoleUnavailable(
-            f"role {role.name}: the {role.impl!r} implementation of {role.kind} is not in this build yet "
-            f"(see the open issues); choose another scenario or --impl")
-    target = PROFILES[role.impl][role.kind]
-    if role.impl == "ours":
-        from testbed.daemons import start_daemon
-        d = start_daemon(world, role.node, target, name=role.name, config=role.config)
-        return RoleHandle(role, d.status, d.stop)
-    vendor = importlib.import_module(f"testbed.vendors.{target}")
-    return vendor.start_role(world, role)
+            f"role {role.name}: no installed profile {role.impl!r} implements {role.kind} (installed profiles "
+            f"that do: {', '.join(able(role.kind)) or 'none'}); choose another scenario or --impl")
+    profile = get(role.impl)
+    profile.check_config(role, world.plan)
+    return profile.start_role(world, role)
 
 
 def start_roles(world, roles) -> dict[str, RoleHandle]:
@@ -70,3 +132,25 @@ def start_roles(world, roles) -> dict[str, RoleHandle]:
     for a role this build cannot fill (the roles started before it stay with the world, which
     stops their processes at teardown)."""
     return {role.name: start_role(world, role) for role in roles}
+
+
+def register_source(project: Path, site: Path) -> list[str]:
+    """Make the profiles of a profile project in a source tree (a directory with a pyproject.toml
+    and flat modules, as examples/socat_profile/) discoverable in this process without installing
+    it: writes the .dist-info that `pip install` would write (METADATA, entry_points.txt from the
+    pyproject's `testbed.profiles` entry points) into `site` and puts `site` and `project` on
+    sys.path. For a vendor's tests and this project's: discovery then runs exactly as for an
+    installed package. Returns the profile names it declares."""
+    meta = tomllib.loads((Path(project) / "pyproject.toml").read_text())["project"]
+    declared = meta.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
+    if not declared:
+        raise ProfileError(f"{project}/pyproject.toml declares no entry points in [project.entry-points.\"{ENTRY_POINT_GROUP}\"]")
+    dist = Path(site) / f"{re.sub(r'[-_.]+', '_', meta['name'])}-{meta['version']}.dist-info"
+    dist.mkdir(parents=True, exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    (dist / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n" + "".join(f"{k} = {v}\n" for k, v in declared.items()))
+    for entry in (str(site), str(project)):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    importlib.invalidate_caches()
+    return sorted(declared)

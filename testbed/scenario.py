@@ -24,7 +24,8 @@ from pathlib import Path
 
 from testbed import FIXTURES
 from testbed.plan import Plan, default_plan
-from testbed.profiles import KINDS, PROFILES
+from testbed import profiles
+from testbed.profile_api import KINDS
 from testbed.schema import ConfigError, Reader, load_yaml
 from testbed.world import NatOptions
 
@@ -38,6 +39,7 @@ class Role:
     node: str
     impl: str
     config: dict = field(default_factory=dict, hash=False)
+    source: str = field(default="", compare=False)  # the scenario file, for error messages
 
 
 @dataclass
@@ -63,25 +65,19 @@ class Scenario:
         the profile can fill.
         """
         roles = {}
+        plan = None if self.placement_only else self.plan()
         for name, role in self.roles.items():
             impl = overrides.get(name) or overrides.get(role.kind)
-            if impl is None and "*" in overrides and role.kind in PROFILES.get(overrides["*"], {}):
+            if impl is None and "*" in overrides and profiles.available(overrides["*"], role.kind):
                 impl = overrides["*"]
-            _check_impl(self.file, f"--impl {name}", role.kind, impl or role.impl)
-            roles[name] = Role(name, role.kind, role.node, impl or role.impl, role.config)
+            roles[name] = Role(name, role.kind, role.node, impl or role.impl, role.config, role.source)
+            if impl:
+                profiles.check_role(roles[name], plan, key=f"--impl {name}")
         return Scenario(self.name, self.description, self.source, self.file, self.stations, self.nat, roles,
                         self.variants, self.placement_only)
 
     def roles_of(self, kind: str) -> list[Role]:
         return [r for r in self.roles.values() if r.kind == kind]
-
-
-def _check_impl(file, key: str, kind: str, impl: str) -> None:
-    if impl not in PROFILES:
-        raise ConfigError(file, key, f"a profile of {sorted(PROFILES)}", impl)
-    if kind not in PROFILES[impl]:
-        can = sorted(p for p, kinds in PROFILES.items() if kind in kinds)
-        raise ConfigError(file, key, f"a profile that implements {kind} ({', '.join(can) or 'none yet'})", impl)
 
 
 def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
@@ -108,10 +104,12 @@ def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
         kind = r.child("kind").str(KINDS)
         node = r.child("node").str(plan.nodes)
         impl = r.child("impl", "ours").str()
-        _check_impl(path, f"{r.key}.impl", kind, impl)
         config = r.child("config", {}).mapping()
-        roles[role_name] = Role(role_name, kind, node, impl, config)
+        roles[role_name] = Role(role_name, kind, node, impl, config, str(path))
     variants = tuple(v.str(plan.variants) for v in top.child("variants", []).list())
+    runnable = not top.child("placement_only", "").str()  # placed roles' configs are not complete yet
+    for role in roles.values():
+        profiles.check_role(role, plan.with_variants(variants) if runnable else None)
     return Scenario(name, top.child("description").str(), top.child("source", "").str(), path, stations, nat, roles,
                     variants, top.child("placement_only", "").str())
 

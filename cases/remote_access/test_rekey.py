@@ -12,7 +12,7 @@ none: the old SA keeps receiving until it is deleted, RFC 7296 2.8); no arrival 
 1 s (generous, for a loaded 2-core machine).
 
 Every implementation takes child_rekey_after / ike_rekey_after from its role config (the strongSwan
-profile, testbed/vendors/strongswan.py, passes them on to charon as rekey_time with no random
+profile, testbed/vendors/strongswan/config.py, passes them on to charon as rekey_time with no random
 jitter), so the client starts the rekeys whichever implementation fills it.
 """
 from __future__ import annotations

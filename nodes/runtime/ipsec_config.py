@@ -96,6 +96,25 @@ def esp_lifetime(cfg: Cfg, key: str = "esp_lifetime"):
         raise cfg.fail(key, expected, f"{v} ({exc})") from None
 
 
+def users(cfg: Cfg, key: str = "users") -> dict[str, dict]:
+    """The gateway's `users: {id: {psk, password, subnets}}` as user id -> {"psk", "password" (None
+    when absent), "subnets" (prefixes; default 0.0.0.0/0)}. Every user needs a psk: G authenticates
+    itself with it, also toward a user who authenticates with a password (EAP)."""
+    v = cfg.get(key)
+    if not isinstance(v, dict) or not v:
+        raise cfg.fail(key, "a mapping of user id -> {psk, password, subnets}", v)
+    out = {}
+    for uid, u in v.items():
+        if not isinstance(u, dict):
+            raise cfg.fail(f"{key}.{uid}", "a mapping with psk, password and subnets", u)
+        subnets = cfg.prefixes(f"{key}.{uid}.subnets", u.get("subnets", ["0.0.0.0/0"]))
+        if u.get("psk") is None:
+            raise cfg.fail(f"{key}.{uid}.psk", "a pre-shared key (G authenticates itself with it)")
+        out[str(uid)] = {"psk": str(u["psk"]), "password": None if u.get("password") is None else str(u["password"]),
+                         "subnets": subnets}
+    return out
+
+
 PASSWORD_ENV = "TESTBED_VPN_PASSWORD"
 NO_TTY = ("the password is to be typed at a prompt (--ask-password or password: prompt), but this "
           "process has no controlling terminal to ask on: run the client by hand from a terminal, or "

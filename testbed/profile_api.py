@@ -1,0 +1,68 @@
+"""What a vendor profile is: the interface an implementation offers to fill roles in a scenario.
+
+A profile starts its own program for a role (a daemon of ours, charon, a vendor's product) inside
+the role's node and answers the role's status as a JSON-able dict, so cases never need to know
+which implementation they talk to. Profiles are found through the Python entry point group
+`testbed.profiles` (testbed/profiles.py): this project declares `ours` and `strongswan` in its
+pyproject.toml, and a vendor's own installed package adds one the same way (README, "Adding your
+implementation").
+
+A profile is an object with
+
+  name          the name scenarios and `--impl ROLE=PROFILE` use (the entry point's name)
+  kinds         the role kinds it fills, a subset of KINDS
+  check_config(role, plan)
+                refuses a role config it cannot run with a ConfigError naming the scenario file,
+                the key (`roles.<role>.config.<key>`, see config_error) and what was expected;
+                called when a scenario is loaded and again before each start. A profile whose
+                program checks its own config when it starts may accept everything here.
+  start_role(world, role) -> RoleHandle
+                starts the role in `world` (testbed.world.World: run_in, start, log_dir, run.path,
+                plan) on node `role.node`, waits until it is ready and returns its handle; it
+                raises RoleUnavailable when this build cannot fill the role after all.
+
+The status a role answers (RoleHandle.status()) carries "implementation" (the profile's name) and
+the keys its kind's cases read (testbed/ipsec_checks.py, testbed/mip_checks.py, the sink's
+"received"). IPsec roles report `ike_sas` with `child_sas`; a child SA's `keys` ({"encr_in",
+"encr_out", "integ_in", "integ_out"}, hex) let the cases decrypt the capture with tshark
+(testbed/ipsec_checks.py); a profile that cannot know the keys reports None there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, runtime_checkable
+
+from testbed.schema import ConfigError
+
+KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "echo-sink")
+ENTRY_POINT_GROUP = "testbed.profiles"
+
+
+class RoleUnavailable(RuntimeError):
+    """This build cannot fill a role (no profile offers it, or its program is missing)."""
+
+
+@dataclass
+class RoleHandle:
+    """A started role: `status()` answers a JSON-able dict, `stop()` ends it and takes back what it
+    changed in the node (returns the program's exit status, or None)."""
+    role: object  # the scenario.Role it fills
+    status: Callable[[], dict]
+    stop: Callable[[], object]
+
+
+@runtime_checkable
+class Profile(Protocol):
+    name: str
+    kinds: frozenset[str]
+
+    def check_config(self, role, plan) -> None: ...
+
+    def start_role(self, world, role) -> RoleHandle: ...
+
+
+def config_error(role, key: str, expected: str, got=None) -> ConfigError:
+    """A refusal of `key` in `role`'s config, in the scenario files' style:
+    `<scenario file>: roles.<role>.config.<key>: expected <expected>, got <got>`."""
+    return ConfigError(role.source or f"(role {role.name}, built by a case)", f"roles.{role.name}.config.{key}",
+                       expected, got)

@@ -1,0 +1,29 @@
+"""The `strongswan` vendor profile: charon (strongSwan 5.9) with kernel-libipsec in the
+vpn-gateway and vpn-client roles.
+
+  vici.py    a minimal vici client: the message codec and the Unix socket protocol
+  config.py  the role config read with our daemons' rules, rendered as swanctl.conf and strongswan.conf
+  charon.py  one charon in a node: mount namespace, start, swanctl, node plumbing, stop
+  status.py  the role's status in the public shape, from vici and the key log
+  keylog.py  ESP and IKE keys from charon's level-4 log (for tshark decryption in the cases)
+"""
+from __future__ import annotations
+
+from testbed.profile_api import RoleHandle
+
+
+class StrongSwanProfile:
+    name = "strongswan"
+    kinds = frozenset({"vpn-gateway", "vpn-client"})
+
+    def check_config(self, role, plan) -> None:
+        from testbed.vendors.strongswan.config import render
+        render(role, plan)
+
+    def start_role(self, world, role) -> RoleHandle:
+        from testbed.vendors.strongswan.charon import CharonRole
+        charon = CharonRole(world, role).start()
+        return RoleHandle(role, charon.status, charon.stop)
+
+
+PROFILE = StrongSwanProfile()

@@ -1,0 +1,233 @@
+"""One charon in a node: its private mount namespace, configuration files, start, readiness,
+swanctl, the node plumbing it needs (firewall and NAT rules on the gateway, the resolver file on
+the client) and stop, which takes all of it back.
+
+The kernel here has no ESP (DESIGN.md, principle 4), so charon runs its userspace data plane,
+kernel-libipsec: a TUN device `ipsec0` in the node, ESP always UDP-encapsulated on port 4500
+(it fakes a NAT detection; REFERENCE.md). One charon per node, each with
+
+  * its own mount namespace with a private tmpfs on /run (charon's pid file path is fixed), made
+    with `unshare -m` right before exec, so two nodes' charons never meet; the vici socket and
+    the configuration live outside /run (the run's directory and the case's log directory);
+  * its own strongswan.conf (STRONGSWAN_CONF, generated into the log directory) that loads only
+    the plugins it needs, logs to `<node>.<role>.charon.log` (ike, cfg, knl, net at level 2) and
+    writes key material to `<node>.<role>.keys.log` (keylog.py);
+  * a swanctl.conf rendered from the scenario's role config (config.py), loaded over vici with
+    `swanctl --load-all`.
+
+DNS on the client: the resolve plugin writes the servers it receives into `<dir>/resolv.conf`,
+which starts as a copy of the node's /etc/resolv.conf and is bind-mounted over /etc/resolv.conf in
+the node's own mount namespace before charon starts (so R's applications use the internal
+resolver while the tunnel is up); stop() unmounts it. The plugin rewrites its file by unlink() and
+a new file (resolve_handler.c), which would leave the bind mount on the old inode, so charon's
+private mount namespace binds the file onto itself: the unlink fails (EBUSY) and the rewrite
+happens in place. The machine's /etc/resolv.conf is never written.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+import time
+from pathlib import Path
+
+from testbed.vendors.strongswan.config import render, strongswan_conf
+from testbed.vendors.strongswan.status import snapshot
+from testbed.vendors.strongswan.vici import Vici, ViciError
+
+CHARON = "/usr/lib/ipsec/charon"
+SWANCTL = "swanctl"
+
+_SERIAL = itertools.count(1)  # vici socket names stay unique within a run (one world after another)
+_RUNNING: dict[tuple[int, str], "CharonRole"] = {}  # (id(world), node) -> its charon: one per node
+
+
+class StrongSwanError(RuntimeError):
+    pass
+
+
+class CharonRole:
+    TUN = "ipsec0"  # kernel-libipsec's TUN device (the first one in the node)
+
+    def __init__(self, world, role):
+        self.world, self.role = world, role
+        base = f"{role.node}.{role.name}"
+        self.dir = Path(world.log_dir) / f"{base}.strongswan"
+        self.swanctl_conf = self.dir / "swanctl.conf"
+        self.strongswan_conf = self.dir / "strongswan.conf"
+        self.charon_log = Path(world.log_dir) / f"{base}.charon.log"
+        self.keylog = Path(world.log_dir) / f"{base}.keys.log"
+        # the resolve plugin writes the DNS servers it receives to this file, which is bind-mounted
+        # over /etc/resolv.conf in the node's own mount namespace while charon runs (see
+        # _bind_resolv); left out where a resolvconf program would take over instead
+        self.resolv_bound = False
+        has_resolvconf = any(Path(p).exists() for p in ("/sbin/resolvconf", "/usr/sbin/resolvconf"))
+        self.resolv = self.dir / "resolv.conf" if role.kind == "vpn-client" and not has_resolvconf else None
+        self.socket = world.run.path(f"{role.node}-{role.name}-{next(_SERIAL)}.vici")
+        self.vici = Vici(self.socket)
+        self.process = None
+        self.info: dict = {}
+        self.fw_rules: list[list[str]] = []
+        self.stopped = False
+        self.initiate: dict | None = None
+        self.version: dict = {}
+
+    # -- starting
+    def start(self) -> "CharonRole":
+        key = (id(self.world), self.role.node)
+        other = _RUNNING.get(key)
+        if other is not None and other.world is self.world and not other.stopped and (
+                other.process is None or other.process.running()):
+            raise StrongSwanError(f"role {self.role.name}: node {self.role.node} already runs a charon "
+                                  f"(role {other.role.name}); the strongswan profile runs one charon per node")
+        if self.role.kind not in ("vpn-gateway", "vpn-client"):
+            raise StrongSwanError(f"the strongswan profile cannot fill a {self.role.kind}")
+        rendered = render(self.role, self.world.plan)
+        self.info = rendered.info
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.swanctl_conf.write_text(rendered.swanctl)
+        self.strongswan_conf.write_text(strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv,
+                                                        self.info))
+        self.socket.unlink(missing_ok=True)
+        _RUNNING[key] = self
+        try:
+            if self.role.kind == "vpn-gateway":
+                self._gateway_network()
+            script = "mount -t tmpfs -o mode=755 tmpfs /run"
+            if self.resolv is not None:
+                self._bind_resolv()
+                # charon's resolve plugin rewrites its file by unlink() and a new file, which would
+                # leave the bind mount on the old inode; in charon's own mount namespace the file
+                # is bound onto itself, so the unlink fails (EBUSY, a mount point) and the fopen(.., "w")
+                # that follows truncates and rewrites the bound inode in place
+                f = shlex.quote(str(self.resolv))
+                script += f" && mount --bind {f} {f}"
+            script += f" && exec {CHARON}"
+            self.process = self.world.start(
+                self.role.node, f"{self.role.name}.charon-out",  # its stderr; the full log is charon_log
+                ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                ready=r"spawning \d+ worker threads", env={"STRONGSWAN_CONF": str(self.strongswan_conf)},
+                timeout=10)
+            self._wait_vici()
+            self._swanctl("--load-all", "--file", str(self.swanctl_conf))
+            if self.role.kind == "vpn-client" and self.info["initiate"]:
+                self.connect()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_vici(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.version = self.vici.request("version")
+                return
+            except (OSError, ViciError):
+                if time.monotonic() > deadline:
+                    raise StrongSwanError(f"charon of role {self.role.name} did not answer on {self.socket} "
+                                          f"within {timeout} s; its log is {self.charon_log}") from None
+                if self.process is not None and not self.process.running():
+                    raise StrongSwanError(f"charon of role {self.role.name} exited; its log: {self.charon_log}:\n"
+                                          + "\n".join(self.process.tail())) from None
+                time.sleep(0.02)
+
+    def connect(self, timeout: int = 15) -> bool:
+        """Initiate the tunnel (client). A refusal (wrong key, unknown identity, no proposal) is not an
+        exception: the role keeps running and status()["initiate"] says what happened, so negative
+        cases can observe it; the positive cases see no established SA with the reason next to it."""
+        t0 = time.monotonic()
+        rc, out = self._swanctl_run("--initiate", "--child", "vpn", "--timeout", str(timeout), timeout=timeout + 5)
+        ok = rc == 0
+        errors = sorted(set(re.findall(r"\b([A-Z_]{6,}(?:FAILED|CHOSEN|UNACCEPTABLE|REQUIRED))\b", out)))
+        self.initiate = {"ok": ok, "seconds": round(time.monotonic() - t0, 3), "errors": errors,
+                         "output": out.splitlines()[-12:]}
+        return ok
+
+    def _swanctl_run(self, *args: str, timeout: float = 15.0) -> tuple[int, str]:
+        argv = ["env", f"STRONGSWAN_CONF={self.strongswan_conf}", SWANCTL, *args, "--uri", f"unix://{self.socket}"]
+        res = self.world.run_in(self.role.node, argv, timeout=timeout)
+        out = res.stdout + res.stderr
+        with (self.dir / "swanctl.out").open("a") as f:
+            f.write(f"$ swanctl {' '.join(args)}\n{out}\n")
+        return res.returncode, out
+
+    def _swanctl(self, *args: str, timeout: float = 15.0) -> str:
+        rc, out = self._swanctl_run(*args, timeout=timeout)
+        if rc:
+            tail = ""
+            if self.charon_log.exists():
+                tail = "\n".join(self.charon_log.read_text(errors="replace").splitlines()[-25:])
+            raise StrongSwanError(f"role {self.role.name}: swanctl {' '.join(args)} failed (status {rc}):\n"
+                                  f"{out}\nlast lines of {self.charon_log}:\n{tail}")
+        return out
+
+    def _bind_resolv(self) -> None:
+        """R's resolver configuration follows the tunnel, as it does with our client: the resolve
+        plugin's file starts with the node's own /etc/resolv.conf lines and is bind-mounted over
+        /etc/resolv.conf in the node (its own mount namespace, private: nothing reaches the
+        machine's file); stop() unmounts it, and the node's original file is back."""
+        node = self.role.node
+        original = self.world.run_in(node, ["cat", "/etc/resolv.conf"])
+        self.resolv.write_text(original.stdout if original.returncode == 0 else "")
+        self.world.run_in(node, ["mount", "--bind", str(self.resolv), "/etc/resolv.conf"], check=True)
+        self.resolv_bound = True
+        seen = self.world.run_in(node, ["stat", "-L", "-c", "%d:%i", "/etc/resolv.conf"]).stdout.strip()
+        st = os.stat(self.resolv)
+        if seen != f"{st.st_dev}:{st.st_ino}":
+            raise StrongSwanError(f"role {self.role.name}: /etc/resolv.conf in node {node} is not the bound "
+                                  f"{self.resolv} after mount --bind ({seen} vs {st.st_dev}:{st.st_ino})")
+
+    def _unbind_resolv(self) -> None:
+        """Take the bind mount back (a node already gone took its mount namespace with it)."""
+        if not self.resolv_bound:
+            return
+        self.resolv_bound = False
+        try:
+            res = self.world.run_in(self.role.node, ["umount", "/etc/resolv.conf"])
+        except Exception as exc:  # noqa: BLE001 - the world may be torn down already
+            res = exc
+        with (self.dir / "swanctl.out").open("a") as f:
+            f.write(f"$ umount /etc/resolv.conf (node {self.role.node})\n{res}\n")
+
+    def _iptables(self, *rule: str) -> None:
+        table = ["-t", rule[0]] if rule[0] == "nat" else []
+        spec = list(rule[1:]) if rule[0] == "nat" else list(rule)
+        self.world.run_in(self.role.node, ["iptables", *table, "-A", *spec], check=True)
+        self.fw_rules.append([*table, *spec])
+
+    def _gateway_network(self) -> None:
+        """Let tunnel traffic through the node's DMZ policy and translate it per internal presence."""
+        self._iptables("FORWARD", "-i", self.TUN, "-j", "ACCEPT")
+        self._iptables("FORWARD", "-o", self.TUN, "-j", "ACCEPT")
+        if self.info["internal_presence"] == "napt":
+            # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
+            self._iptables("nat", "POSTROUTING", "-s", self.info["pool"], "-o", self.info["inside_interface"],
+                           "-j", "SNAT", "--to-source", self.info["inside_address"])
+        else:
+            # Appendix B: H's replies to pool addresses reach G through the intranet's default route
+            # here; answer ARP for them anyway, should a router on the backbone look them up.
+            self.world.run_in(self.role.node, ["sysctl", "-qw",
+                                               f"net.ipv4.conf.{self.info['inside_interface']}.proxy_arp=1"])
+
+    # -- stopping
+    def stop(self) -> int | None:
+        if self.stopped:
+            return None
+        self.stopped = True
+        rc = self.process.stop() if self.process is not None else None
+        self._unbind_resolv()
+        for spec in reversed(self.fw_rules):
+            table = spec[:2] if spec[:1] == ["-t"] else []
+            rest = spec[2:] if table else spec
+            self.world.run_in(self.role.node, ["iptables", *table, "-D", *rest])
+        self.fw_rules.clear()
+        if _RUNNING.get((id(self.world), self.role.node)) is self:
+            del _RUNNING[(id(self.world), self.role.node)]
+        self.socket.unlink(missing_ok=True)
+        return rc
+
+    # -- status
+    def status(self) -> dict:
+        return snapshot(self)
