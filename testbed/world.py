@@ -141,7 +141,8 @@ class World:
                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
                  f"sysctl -qw net.ipv4.ip_forward={1 if spec.router else 0}",
                  "sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0",
-                 "sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000"]  # deterministic ICMP errors
+                 "sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000"]  # no limit on icmp_send (REJECT, TTL, 
+                 # port unreachable); the routing code's own no-route errors stay rate-limited host-wide: see world.yaml
         for intf in spec.interfaces:
             lines += [f"ip addr add {intf.cidr} dev {intf.name}", f"ip link set {intf.name} up"]
         if spec.station:

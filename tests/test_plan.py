@@ -29,11 +29,19 @@ def test_every_address_is_unique_and_inside_its_prefix():
             assert i.address in i.prefix
 
 
-def test_core_router_has_no_route_to_private_space():
-    core = default_plan().nodes["core"]
-    for dest in core.routes:
-        assert dest != "default"
-        assert not any(IPv4Network(dest).overlaps(p) for p in PRIVATE), dest
+def test_core_router_refuses_private_space():
+    """Private destinations reach the core's FORWARD chain only toward a next hop no node has, where
+    its firewall refuses each of them with ICMP net unreachable (never forwarded anywhere)."""
+    plan = default_plan()
+    core = plan.nodes["core"]
+    used = {str(i.address) for n in plan.nodes.values() for i in n.interfaces}
+    private = {dest: gw for dest, gw in core.routes.items() if dest != "default"
+               and any(IPv4Network(dest).overlaps(p) for p in PRIVATE)}
+    assert set(private) == {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+    assert all(str(gw) not in used for gw in private.values()), private
+    rules = plan.firewalls[core.firewall]
+    for dest in private:
+        assert f"-o core-inet -d {dest} -j REJECT --reject-with icmp-net-unreachable" in rules
 
 
 def test_the_seeds_roles_have_their_places():
