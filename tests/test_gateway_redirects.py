@@ -178,7 +178,7 @@ def test_rule_moves_to_the_users_new_tunnel_and_goes_with_it(gw):
     assert gw.rt.sent[-1][0] is new and IP(gw.rt.sent[-1][1]).dst == "100.64.0.3"
     down(gw, new)
     assert [r["active"] for r in gw.redirect_status()] == [False, False, False]
-    assert not [m for m in gw.napt.table(gw.rt.now()) if m["static"]]
+    assert not [m for m in gw.napt.status(gw.rt.now()).as_dict()["mappings"] if m["static"]]
     n = len(gw.rt.sent)
     gw._to_tunnel(from_h("udp", 2222))
     assert len(gw.rt.sent) == n and gw.napt.drops["no-mapping"] == 1

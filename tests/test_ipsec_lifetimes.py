@@ -93,16 +93,22 @@ def test_no_lifetime_no_events():
 
 # -- the runtime acts on them --------------------------------------------------------------------------
 class FakeCore:
+    """Records the runtime's requests; has no actions and no deadline."""
+
     def __init__(self):
         self.calls = []
 
     def rekey_child(self, now, spi_in=None):
         self.calls.append(("rekey", spi_in))
+
+    def delete_child(self, spi_in, now):
+        self.calls.append(("delete", spi_in))
+
+    def drain_actions(self):
         return []
 
-    def delete_child(self, now, spi_in):
-        self.calls.append(("delete", spi_in))
-        return []
+    def next_deadline(self):
+        return None
 
 
 class FakeLoop:

@@ -127,7 +127,7 @@ def test_eap_user_gets_the_gateway_psk_of_that_user():
 
 def test_public_status_shape(planes):
     client, gateway, vip, link = planes
-    sa = link.a.status()["ike_sas"][0]
+    sa = link.a.status(0.0).as_dict()["ike_sas"][0]
     st = public_status(sa, client.status(1.0)["tunnels"][0], "alice")
     assert st["state"] == "ESTABLISHED" and st["initiator"] and st["local_host"] == CLIENT
     child = st["child_sas"][0]

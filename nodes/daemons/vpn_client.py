@@ -197,7 +197,8 @@ class Client:
         self.state = "connecting"
         self.connects += 1
         self.log("connecting", gateway=self.gateway, local=self.local, attempt=self.connects)
-        self.rt.apply(self.core.connect(self.rt.now(), self.gateway, self.local))
+        self.core.connect(self.gateway, self.local, self.rt.now())
+        self.rt.flush()
 
     async def _resolve(self) -> None:
         """The gateway's name through the node's resolver (getaddrinfo: /etc/resolv.conf, hosts)."""
@@ -237,7 +238,8 @@ class Client:
             if h is not None:
                 h.cancel()
         if self.state == "established":
-            self.rt.apply(self.core.close(self.rt.now()))
+            self.core.close(self.rt.now())
+            self.rt.flush()
             await asyncio.sleep(0.1)
         self._net_down()
         self.rt.stop()

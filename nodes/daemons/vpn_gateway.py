@@ -289,7 +289,8 @@ class Gateway:
 
     async def cleanup(self) -> None:
         if self.rt is not None and self.rt.loop is not None:
-            self.rt.apply(self.core.close(self.rt.now()))  # tell the clients (INFORMATIONAL Delete)
+            self.core.close(self.rt.now())  # tell the clients (INFORMATIONAL Delete)
+            self.rt.flush()
             await asyncio.sleep(0.05)
             self.rt.stop()
         if self.housekeeping:
@@ -312,7 +313,7 @@ class Gateway:
 
     def _housekeep(self) -> None:
         if self.napt is not None:
-            self.napt.expire(self.rt.now())
+            self.napt.handle_timer(self.rt.now())
         self.housekeeping = self.loop.call_later(1.0, self._housekeep)
 
     # -- events ----------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ class Gateway:
         ike_sas = [public_status(sa, by_name.get(sa["name"]), self.core.config.local_id) for sa in st["ike_sas"]]
         drops = dict(st["drops"])
         if self.napt is not None:
-            drops["napt"] = self.napt.drop_counters()
+            drops["napt"] = self.napt.status(self.rt.now()).as_dict()["drops"]
         drops["gateway"] = dict(self.gw_drops)
         return {
             "implementation": "ours", "kind": "vpn-gateway",
@@ -440,7 +441,7 @@ class Gateway:
             "ike_sas": ike_sas,
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
-            "napt": self.napt.table(now) if self.napt is not None else [],
+            "napt": self.napt.status(now).as_dict()["mappings"] if self.napt is not None else [],
             "redirects": self.redirect_status(),
             "drops": drops,
             "drop_total": sum(sum(d.values()) for d in drops.values()),

@@ -1,16 +1,20 @@
 """IKEv2 (RFC 7296) initiator and responder, sans-I/O.
 
-`IkeCore(config)` runs any number of IKE SAs. The runtime feeds it
+`IkeCore(config, random)` runs any number of IKE SAs and follows nodes/core.py's contract. The
+runtime feeds it
 
-    connect(now, peer_addr, local_addr)      start an IKE SA as initiator (the client)
-    receive(now, data, src, sport, dst, dport) a UDP payload from port 500 or 4500, exactly as received
-    tick(now)                                timers: retransmission, DPD, rekeying, half-open expiry
+    receive_datagram(data, addr, now)        a UDP payload from port 500 or 4500, exactly as received
+    connect(peer_addr, local_addr, now)      start an IKE SA as initiator (the client)
+    handle_timer(now)                        at next_deadline(): retransmission, DPD, rekeying, expiry
     rekey_child / rekey_ike / delete_child / close / close_ike_sa / check_liveness   operator requests
 
-and each call returns a list of actions: SendIke, InstallChildSa, DeleteChildSa, SetTimer,
-Established, Failed, IkeSaClosed, IkeSaRekeyed. `status()` is a JSON-able dict (SPIs and keys of
-the IKE and child SAs, so captures can be decrypted). A responder accepts the identities in
-`config.users`; the same core is initiator and responder (both rekey, delete and check liveness).
+and collects the actions with drain_actions(): SendIke, InstallChildSa, DeleteChildSa,
+Established, Failed, IkeSaClosed, IkeSaRekeyed (frozen dataclasses). `status(now)` is an
+`IkeStatus` snapshot: the IKE and child SAs with their SPIs and keys (so captures can be
+decrypted), drop counters, IKE messages sent and received by exchange type, and the last lines of
+the core's log. A responder accepts the identities in `config.users`; the same core is initiator
+and responder (both rekey, delete and check liveness). Nonces, SPIs, DH private values, EAP
+challenges and the SK payloads' IVs come from `random` (os.urandom by default).
 
 Authentication: PSK (AUTH method 2) both ways, or the initiator by EAP-MD5 with the responder by
 PSK (the user's `UserPolicy.gateway_psk`, else `config.gateway_psk`); after EAP-MD5, which derives no
@@ -26,12 +30,12 @@ MOBIKE, transport mode, IPv6.
 from __future__ import annotations
 
 import hmac
-import os
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
+from nodes.core import ActionQueue, Addr, RandomSource, system_random
 from nodes.ipsec import eap_md5
 from nodes.ipsec import ike_crypto as kc
 from nodes.ipsec import ike_proposals as props
@@ -50,7 +54,7 @@ def notify_name(ntype: int) -> str:
 # --------------------------------------------------------------------------- actions
 
 
-@dataclass
+@dataclass(frozen=True)
 class SendIke:
     """Send `data` (the exact UDP payload, non-ESP marker included on 4500) from `sport` to dst:dport."""
     dst: str
@@ -59,7 +63,7 @@ class SendIke:
     data: bytes
 
 
-@dataclass
+@dataclass(frozen=True)
 class InstallChildSa:
     ike_sa: str
     spi_in: int
@@ -83,19 +87,14 @@ class InstallChildSa:
     mode: str = "tunnel"
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeleteChildSa:
     spi_in: int
     spi_out: int
     reason: str
 
 
-@dataclass
-class SetTimer:
-    at: float
-
-
-@dataclass
+@dataclass(frozen=True)
 class Established:
     ike_sa: str
     role: str  # "initiator" or "responder"
@@ -109,7 +108,7 @@ class Established:
     subnets: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Failed:
     reason: str
     notify: int | None = None
@@ -117,7 +116,7 @@ class Failed:
     peer_addr: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class IkeSaClosed:
     ike_sa: str
     reason: str
@@ -125,13 +124,13 @@ class IkeSaClosed:
     virtual_ip: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class IkeSaRekeyed:
     old: str
     new: str
 
 
-Action = SendIke | InstallChildSa | DeleteChildSa | SetTimer | Established | Failed | IkeSaClosed | IkeSaRekeyed
+Action = SendIke | InstallChildSa | DeleteChildSa | Established | Failed | IkeSaClosed | IkeSaRekeyed
 
 
 # --------------------------------------------------------------------------- configuration
@@ -283,10 +282,10 @@ class IkeSa:
     def role(self) -> str:
         return "initiator" if self.original_initiator else "responder"
 
-    def install_keys(self, suite: Suite, keys: kc.IkeKeys) -> None:
+    def install_keys(self, suite: Suite, random: RandomSource, keys: kc.IkeKeys) -> None:
         self.suite, self.keys = suite, keys
-        ci = w.SkCipher(suite.encr, keys.sk_ei, suite.integ, keys.sk_ai)
-        cr = w.SkCipher(suite.encr, keys.sk_er, suite.integ, keys.sk_ar)
+        ci = w.SkCipher(suite.encr, keys.sk_ei, suite.integ, keys.sk_ai, random)
+        cr = w.SkCipher(suite.encr, keys.sk_er, suite.integ, keys.sk_ar, random)
         self.cipher_out, self.cipher_in = (ci, cr) if self.original_initiator else (cr, ci)
 
     def sk_p(self, own: bool) -> bytes:
@@ -316,49 +315,82 @@ class ChildError(Exception):
 # --------------------------------------------------------------------------- the core
 
 
+EXCHANGE_NAMES = {w.IKE_SA_INIT: "IKE_SA_INIT", w.IKE_AUTH: "IKE_AUTH", w.CREATE_CHILD_SA: "CREATE_CHILD_SA",
+                  w.INFORMATIONAL: "INFORMATIONAL"}
+LOG_LINES = 50  # the last lines of the core's log kept for the status
+
+
+def exchange_name(exchange: int) -> str:
+    return EXCHANGE_NAMES.get(exchange, f"EXCHANGE_{exchange}")
+
+
+@dataclass(frozen=True)
+class IkeStatus:
+    """The core's snapshot: `ike_sas` as JSON-able dicts (see _sa_status), drops by reason, IKE
+    messages sent and received (retransmissions included) by exchange type, the last log lines."""
+    ike_sas: tuple[dict, ...]
+    drops: tuple[tuple[str, int], ...]
+    messages_sent: tuple[tuple[str, int], ...]
+    messages_received: tuple[tuple[str, int], ...]
+    events: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        sent, received = dict(self.messages_sent), dict(self.messages_received)
+        return {"ike_sas": list(self.ike_sas), "drops": dict(self.drops),
+                "messages": {"sent": {"total": sum(sent.values()), **sent},
+                             "received": {"total": sum(received.values()), **received}},
+                "events": list(self.events)}
+
+
 class IkeCore:
-    def __init__(self, config: IkeConfig):
+    def __init__(self, config: IkeConfig, random: RandomSource = system_random):
         self.config = config
+        self.random = random
         self.ike_suites = props.parse_suites(config.ike_proposals, w.PROTO_IKE)
         self.esp_suites = props.parse_suites(config.esp_proposals, w.PROTO_ESP)
         self.esp_suites_auth = list(dict.fromkeys(replace(s, dh=0) for s in self.esp_suites))
         self.sas: dict[bytes, IkeSa] = {}  # by our SPI
         self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder: (SPIi, peer, port)
         self.drops: Counter[str] = Counter()
-        self.events: list[str] = []
-        self._timer: float | None = None
+        self.messages_sent: Counter[str] = Counter()
+        self.messages_received: Counter[str] = Counter()
+        self.events: deque[str] = deque(maxlen=LOG_LINES)
+        self._actions = ActionQueue()
 
     # ----------------------------------------------------------------- inputs
 
-    def connect(self, now: float, peer_addr: str, local_addr: str, peer_port: int = w.IKE_PORT,
-                local_port: int = w.IKE_PORT) -> list[Action]:
-        sa = IkeSa(True, props.new_spi(8), bytes(8), (local_addr, local_port), (peer_addr, peer_port), now)
+    def connect(self, peer_addr: str, local_addr: str, now: float, peer_port: int = w.IKE_PORT,
+                local_port: int = w.IKE_PORT) -> None:
+        sa = IkeSa(True, props.new_spi(8, self.random), bytes(8), (local_addr, local_port),
+                   (peer_addr, peer_port), now)
         sa.dh_group = self.ike_suites[0].dh
-        sa.nonce_i = os.urandom(32)
+        sa.nonce_i = self.random(32)
         self.sas[sa.spi_i] = sa
-        return self._finish(now, self._send_init(sa, now))
+        self._actions.extend(self._send_init(sa, now))
 
-    def receive(self, now: float, data: bytes, src: str, sport: int, dst: str, dport: int) -> list[Action]:
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        self._actions.extend(self._receive(data, addr, now))
+
+    def _receive(self, data: bytes, addr: Addr, now: float) -> list[Action]:
+        src, sport, dst, dport = addr.src, addr.sport, addr.dst, addr.dport
         try:
             if dport == w.NAT_T_PORT:
                 kind, data = w.classify_udp4500(data)
                 if kind != w.KIND_IKE:
-                    return self._finish(now, [])
+                    return self._drop("not_ike")
             hdr = w.decode_header(data)
         except DecodeError as exc:
-            return self._finish(now, self._drop(exc.reason))
+            return self._drop(exc.reason)
+        self.messages_received[exchange_name(hdr.exchange)] += 1
         if hdr.exchange == w.IKE_SA_INIT and not hdr.is_response:
-            actions = self._on_init_request(now, data, hdr, src, sport, dst, dport)
-        else:
-            our_spi = hdr.spi_r if hdr.from_initiator else hdr.spi_i
-            sa = self.sas.get(our_spi)
-            if sa is None or sa.original_initiator == hdr.from_initiator:
-                actions = self._drop("unknown_spi")
-            else:
-                actions = self._on_message(sa, now, data, hdr, src, sport, dport)
-        return self._finish(now, actions)
+            return self._on_init_request(now, data, hdr, src, sport, dst, dport)
+        our_spi = hdr.spi_r if hdr.from_initiator else hdr.spi_i
+        sa = self.sas.get(our_spi)
+        if sa is None or sa.original_initiator == hdr.from_initiator:
+            return self._drop("unknown_spi")
+        return self._on_message(sa, now, data, hdr, src, sport, dport)
 
-    def tick(self, now: float) -> list[Action]:
+    def handle_timer(self, now: float) -> None:
         actions: list[Action] = []
         for sa in list(self.sas.values()):
             out = sa.outstanding
@@ -381,59 +413,53 @@ class IkeCore:
                 if child.rekey_at is not None and now >= child.rekey_at:
                     child.rekey_at = None
                     actions += self._request(sa, now, "rekey_child", {"spi_in": child.spi_in})
-        return self._finish(now, actions)
+        self._actions.extend(actions)
 
-    def rekey_child(self, now: float, spi_in: int | None = None) -> list[Action]:
-        actions: list[Action] = []
+    def rekey_child(self, now: float, spi_in: int | None = None) -> None:
+        """Rekey the child SA with inbound SPI `spi_in` (every child SA when None)."""
         for sa in self._established():
             for child in list(sa.children.values()):
                 if spi_in is None or int.from_bytes(child.spi_in, "big") == spi_in:
-                    actions += self._request(sa, now, "rekey_child", {"spi_in": child.spi_in})
-        return self._finish(now, actions)
+                    self._actions.extend(self._request(sa, now, "rekey_child", {"spi_in": child.spi_in}))
 
-    def rekey_ike(self, now: float) -> list[Action]:
-        actions: list[Action] = []
+    def rekey_ike(self, now: float) -> None:
         for sa in self._established():
-            actions += self._request(sa, now, "rekey_ike", {})
-        return self._finish(now, actions)
+            self._actions.extend(self._request(sa, now, "rekey_ike", {}))
 
-    def delete_child(self, now: float, spi_in: int) -> list[Action]:
-        actions: list[Action] = []
+    def delete_child(self, spi_in: int, now: float) -> None:
         for sa in self._established():
             for child in list(sa.children.values()):
                 if int.from_bytes(child.spi_in, "big") == spi_in:
-                    actions += self._request(sa, now, "delete_child", {"spi_in": child.spi_in})
-        return self._finish(now, actions)
+                    self._actions.extend(self._request(sa, now, "delete_child", {"spi_in": child.spi_in}))
 
-    def close(self, now: float) -> list[Action]:
+    def close(self, now: float) -> None:
         """Delete every established IKE SA (INFORMATIONAL Delete), and forget the others."""
-        actions: list[Action] = []
         for sa in list(self.sas.values()):
             if sa.state == "established":
-                actions += self._request(sa, now, "delete_ike", {})
+                self._actions.extend(self._request(sa, now, "delete_ike", {}))
             else:
                 self._forget(sa)
-        return self._finish(now, actions)
 
-    def close_ike_sa(self, now: float, name: str, reason: str = "closed", notify_peer: bool = True) -> list[Action]:
+    def close_ike_sa(self, name: str, now: float, reason: str = "closed", notify_peer: bool = True) -> None:
         """Close one IKE SA (by its name, our SPI in hex) at once: a Delete toward the peer when it is
         established and nothing else is in flight (no retransmission: the SA is gone right away),
         then DeleteChildSa for its children and IkeSaClosed. Unknown names give no actions."""
+        self._actions.extend(self._close_ike_sa(name, reason, notify_peer))
+
+    def _close_ike_sa(self, name: str, reason: str, notify_peer: bool) -> list[Action]:
         sa = next((s for s in self.sas.values() if s.name == name), None)
         if sa is None:
-            return self._finish(now, [])
+            return []
         actions: list[Action] = []
         if notify_peer and sa.state == "established" and sa.outstanding is None:
             msg = self._message(sa, w.INFORMATIONAL, sa.next_mid, [w.Delete(w.PROTO_IKE)], response=False)
             sa.next_mid += 1
             actions.append(self._send(sa, msg.encode(sa.cipher_out)))
-        return self._finish(now, actions + self._close(sa, reason))
+        return actions + self._close(sa, reason)
 
-    def check_liveness(self, now: float) -> list[Action]:
-        actions: list[Action] = []
+    def check_liveness(self, now: float) -> None:
         for sa in self._established():
-            actions += self._request(sa, now, "dpd", {})
-        return self._finish(now, actions)
+            self._actions.extend(self._request(sa, now, "dpd", {}))
 
     def next_deadline(self) -> float | None:
         times = []
@@ -450,24 +476,18 @@ class IkeCore:
                 times += [c.rekey_at for c in sa.children.values() if c.rekey_at is not None]
         return min(times) if times else None
 
-    def status(self) -> dict:
-        return {
-            "ike_sas": [self._sa_status(sa) for sa in self.sas.values()],
-            "drops": dict(self.drops),
-            "events": self.events[-50:],
-        }
+    def drain_actions(self) -> list[Action]:
+        return self._actions.drain()
+
+    def status(self, now: float) -> IkeStatus:
+        return IkeStatus(tuple(self._sa_status(sa) for sa in self.sas.values()), tuple(sorted(self.drops.items())),
+                         tuple(sorted(self.messages_sent.items())), tuple(sorted(self.messages_received.items())),
+                         tuple(self.events))
 
     # ----------------------------------------------------------------- plumbing
 
     def _established(self) -> list[IkeSa]:
         return [sa for sa in self.sas.values() if sa.state == "established"]
-
-    def _finish(self, now: float, actions: list[Action]) -> list[Action]:
-        deadline = self.next_deadline()
-        if deadline is not None and deadline != self._timer:
-            actions.append(SetTimer(deadline))
-        self._timer = deadline
-        return actions
 
     def _drop(self, reason: str) -> list[Action]:
         self.drops[reason] += 1
@@ -476,10 +496,15 @@ class IkeCore:
     def _log(self, sa: IkeSa | None, text: str) -> None:
         self.events.append(f"{sa.name if sa else '-'}: {text}")
 
-    def _send(self, sa: IkeSa, data: bytes) -> SendIke:
-        if sa.local_port == w.NAT_T_PORT:
+    def _send_to(self, dst: str, dport: int, sport: int, data: bytes) -> SendIke:
+        """The UDP payload of IKE message `data` (the non-ESP marker added on 4500), counted."""
+        self.messages_sent[exchange_name(data[18])] += 1
+        if sport == w.NAT_T_PORT:
             data = w.add_non_esp_marker(data)
-        return SendIke(sa.peer_addr, sa.peer_port, sa.local_port, data)
+        return SendIke(dst, dport, sport, data)
+
+    def _send(self, sa: IkeSa, data: bytes) -> SendIke:
+        return self._send_to(sa.peer_addr, sa.peer_port, sa.local_port, data)
 
     def _message(self, sa: IkeSa, exchange: int, mid: int, payloads: list, response: bool) -> w.Message:
         return w.Message(sa.spi_i, sa.spi_r, exchange, mid, payloads, response=response,
@@ -604,7 +629,7 @@ class IkeCore:
     def _nat_notifies(self, spi_i: bytes, spi_r: bytes, local: tuple[str, int], peer: tuple[str, int]) -> list:
         src = kc.nat_detection_hash(spi_i, spi_r, *local)
         if self.config.force_encap:
-            src = os.urandom(20)
+            src = self.random(20)
         return [w.Notify(w.N_NAT_DETECTION_SOURCE_IP, src),
                 w.Notify(w.N_NAT_DETECTION_DESTINATION_IP, kc.nat_detection_hash(spi_i, spi_r, *peer))]
 
@@ -621,7 +646,7 @@ class IkeCore:
 
     def _send_init(self, sa: IkeSa, now: float) -> list[Action]:
         group = kc.DH_GROUPS[sa.dh_group]
-        sa.dh_private, public = group.generate()
+        sa.dh_private, public = group.generate(self.random)
         sa.tried_groups.add(sa.dh_group)
         sa.state = "init_sent"
         sa.next_mid = 0
@@ -667,7 +692,7 @@ class IkeCore:
             return fail(str(exc))
         sa.spi_r, sa.nonce_r, sa.init_response = msg.spi_r, nonce.data, data
         skeyseed = kc.skeyseed_initial(sel.suite.prf, sa.nonce_i, sa.nonce_r, g_ir)
-        sa.install_keys(sel.suite, kc.derive_ike_keys(sel.suite.prf, sel.suite.encr, sel.suite.key_bits,
+        sa.install_keys(sel.suite, self.random, kc.derive_ike_keys(sel.suite.prf, sel.suite.encr, sel.suite.key_bits,
                                                       sel.suite.integ, skeyseed, sa.nonce_i, sa.nonce_r,
                                                       sa.spi_i, sa.spi_r))
         nat = self._nat_detected(msg, sa.spi_r, (src, sport), (sa.local_addr, dport))
@@ -695,8 +720,7 @@ class IkeCore:
         def error(ntype: int, payload: bytes = b"") -> list[Action]:
             self.drops[notify_name(ntype).lower()] += 1
             reply = w.Message(hdr.spi_i, bytes(8), w.IKE_SA_INIT, 0, [w.Notify(ntype, payload)], response=True)
-            out = reply.encode()
-            return [SendIke(src, sport, dport, w.add_non_esp_marker(out) if dport == w.NAT_T_PORT else out)]
+            return [self._send_to(src, sport, dport, reply.encode())]
 
         try:
             msg = w.decode_message(data)
@@ -707,7 +731,7 @@ class IkeCore:
         sa_p, ke, nonce = msg.get(w.SecurityAssociation), msg.get(w.KeyExchange), msg.get(w.Nonce)
         if sa_p is None or ke is None or nonce is None:
             return error(w.N_INVALID_SYNTAX)
-        spi_r = props.new_spi(8)
+        spi_r = props.new_spi(8, self.random)
         same_group = [s for s in self.ike_suites if s.dh == ke.group]
         sel = props.select(same_group, sa_p, w.PROTO_IKE, spi_r, dh_required=True) if same_group else None
         if sel is None:
@@ -716,12 +740,12 @@ class IkeCore:
                 return error(w.N_NO_PROPOSAL_CHOSEN)
             return error(w.N_INVALID_KE_PAYLOAD, sel.suite.dh.to_bytes(2, "big"))
         try:
-            private, public = kc.DH_GROUPS[ke.group].generate()
+            private, public = kc.DH_GROUPS[ke.group].generate(self.random)
             g_ir = kc.DH_GROUPS[ke.group].shared(private, ke.data)
         except kc.DhError:
             return error(w.N_INVALID_SYNTAX)
         sa = IkeSa(False, hdr.spi_i, spi_r, (dst, dport), (src, sport), now)
-        sa.nonce_i, sa.nonce_r, sa.init_request, sa.dh_group = nonce.data, os.urandom(32), data, ke.group
+        sa.nonce_i, sa.nonce_r, sa.init_request, sa.dh_group = nonce.data, self.random(32), data, ke.group
         nat = self._nat_detected(msg, bytes(8), (src, sport), (dst, dport))
         sa.encap = bool(nat) or dport == w.NAT_T_PORT
         payloads = [w.SecurityAssociation([sel.proposal]), w.KeyExchange(ke.group, public), w.Nonce(sa.nonce_r)]
@@ -730,7 +754,7 @@ class IkeCore:
         reply = self._message(sa, w.IKE_SA_INIT, 0, payloads, response=True).encode()
         sa.init_response = reply
         skeyseed = kc.skeyseed_initial(sel.suite.prf, sa.nonce_i, sa.nonce_r, g_ir)
-        sa.install_keys(sel.suite, kc.derive_ike_keys(sel.suite.prf, sel.suite.encr, sel.suite.key_bits,
+        sa.install_keys(sel.suite, self.random, kc.derive_ike_keys(sel.suite.prf, sel.suite.encr, sel.suite.key_bits,
                                                       sel.suite.integ, skeyseed, sa.nonce_i, sa.nonce_r,
                                                       sa.spi_i, sa.spi_r))
         sa.state, sa.expected_mid = "init_done", 1
@@ -761,7 +785,7 @@ class IkeCore:
     def _send_auth(self, sa: IkeSa, now: float) -> list[Action]:
         cfg = self.config
         sa.my_id = make_id(cfg.local_id, w.IDi)
-        spi_in = props.new_spi(4)
+        spi_in = props.new_spi(4, self.random)
         ts_i = [tsel.ANY] if cfg.request_address else [tsel.from_subnet(s) for s in cfg.local_ts]
         ts_r = [tsel.from_subnet(s) for s in cfg.remote_ts]
         sa.pending_child = {"spi_in": spi_in, "suites": self.esp_suites_auth, "ts_i": ts_i, "ts_r": ts_r,
@@ -894,8 +918,8 @@ class IkeCore:
             if sa.user.password is None or gateway_psk is None:
                 return fail("no AUTH and no EAP password configured for this identity")
             sa.auth_request = msg
-            identifier = os.urandom(1)[0]
-            packet, challenge = eap_md5.md5_challenge(identifier)
+            identifier = self.random(1)[0]
+            packet, challenge = eap_md5.md5_challenge(identifier, self.random)
             sa.eap = {"identifier": identifier, "challenge": challenge}
             sa.state = "eap"
             auth = w.Authentication(w.AUTH_SHARED_KEY, self._auth_data(sa, gateway_psk, own=True))
@@ -952,7 +976,7 @@ class IkeCore:
         for other in list(self.sas.values()):
             if other is not sa and other.peer_id == sa.peer_id and other.state == "established":
                 self._log(other, f"replaced by {sa.name} (unique=replace)")
-                actions += self.close_ike_sa(now, other.name, "replaced by a new IKE SA of the same identity")
+                actions += self._close_ike_sa(other.name, "replaced by a new IKE SA of the same identity", True)
         return actions
 
     # ----------------------------------------------------------------- child SAs
@@ -987,7 +1011,7 @@ class IkeCore:
         if sa_p is None or tsi is None or tsr is None:
             raise ChildError(w.N_INVALID_SYNTAX, detail="SA, TSi or TSr missing")
         ke = request.get(w.KeyExchange)
-        spi_in = props.new_spi(4)
+        spi_in = props.new_spi(4, self.random)
         suites = self.esp_suites_auth if ike_auth else self.esp_suites
         sel = props.select(suites, sa_p, w.PROTO_ESP, spi_in, dh_required=ke is not None, ignore_dh=ike_auth)
         if sel is None:
@@ -997,7 +1021,7 @@ class IkeCore:
             if ke.group != sel.suite.dh:
                 raise ChildError(w.N_INVALID_KE_PAYLOAD, sel.suite.dh.to_bytes(2, "big"))
             try:
-                private, public = kc.DH_GROUPS[ke.group].generate()
+                private, public = kc.DH_GROUPS[ke.group].generate(self.random)
                 g_ir = kc.DH_GROUPS[ke.group].shared(private, ke.data)
             except kc.DhError as exc:
                 raise ChildError(w.N_INVALID_SYNTAX, detail=str(exc)) from exc
@@ -1013,7 +1037,7 @@ class IkeCore:
         ts_i, ts_r = tsel.narrow(tsi.selectors, allowed_remote), tsel.narrow(tsr.selectors, allowed_local)
         if not ts_i or not ts_r:
             raise ChildError(w.N_TS_UNACCEPTABLE)
-        nonce_i, nonce_r = (sa.nonce_i, sa.nonce_r) if ike_auth else (request.get(w.Nonce).data, os.urandom(32))
+        nonce_i, nonce_r = (sa.nonce_i, sa.nonce_r) if ike_auth else (request.get(w.Nonce).data, self.random(32))
         keys = kc.derive_child_keys(sa.suite.prf, sa.keys.sk_d, sel.suite.encr, sel.suite.key_bits,
                                     sel.suite.integ, nonce_i, nonce_r, g_ir)
         child = ChildSa(spi_in, sel.peer_spi, sel.suite, keys.encr_i, keys.integ_i, keys.encr_r, keys.integ_r,
@@ -1052,13 +1076,13 @@ class IkeCore:
         old = sa.children.get(ctx["spi_in"])
         if old is None:
             return None
-        ctx.update(spi_in=props.new_spi(4), nonce_i=os.urandom(32), suites=self.esp_suites, old=old.spi_in,
+        ctx.update(spi_in=props.new_spi(4, self.random), nonce_i=self.random(32), suites=self.esp_suites, old=old.spi_in,
                    ts_i=old.ts_local, ts_r=old.ts_remote)
         payloads: list = [w.Notify(w.N_REKEY_SA, b"", w.PROTO_ESP, old.spi_in),
                           props.sa_payload(self.esp_suites, w.PROTO_ESP, ctx["spi_in"]), w.Nonce(ctx["nonce_i"])]
         group = self.esp_suites[0].dh
         if group:  # PFS
-            ctx["dh"], public = kc.DH_GROUPS[group].generate()
+            ctx["dh"], public = kc.DH_GROUPS[group].generate(self.random)
             ctx["group"] = group
             payloads.append(w.KeyExchange(group, public))
         payloads += [w.TSi(old.ts_local), w.TSr(old.ts_remote)]
@@ -1096,9 +1120,9 @@ class IkeCore:
 
     def _build_rekey_ike(self, sa: IkeSa, now: float, ctx: dict):
         group = ctx.get("group") or sa.suite.dh
-        ctx.update(spi=props.new_spi(8), nonce_i=os.urandom(32), group=group)
+        ctx.update(spi=props.new_spi(8, self.random), nonce_i=self.random(32), group=group)
         ctx.setdefault("tried", []).append(group)
-        ctx["dh"], public = kc.DH_GROUPS[group].generate()
+        ctx["dh"], public = kc.DH_GROUPS[group].generate(self.random)
         # the proposals with the group of our KE first (RFC 7296 1.3.2), so a responder that picks
         # the first acceptable proposal needs no INVALID_KE_PAYLOAD round trip
         suites = ctx["suites"] = sorted(self.ike_suites, key=lambda s: s.dh != group)
@@ -1111,7 +1135,7 @@ class IkeCore:
         """The new IKE SA of an IKE rekey (RFC 7296 2.18): it takes over the children and the peer state."""
         new = IkeSa(initiator, spi_i, spi_r, (sa.local_addr, sa.local_port), (sa.peer_addr, sa.peer_port), now)
         skeyseed = kc.skeyseed_rekey(sa.suite.prf, sa.keys.sk_d, g_ir, nonce_i, nonce_r)
-        new.install_keys(suite, kc.derive_ike_keys(suite.prf, suite.encr, suite.key_bits, suite.integ, skeyseed,
+        new.install_keys(suite, self.random, kc.derive_ike_keys(suite.prf, suite.encr, suite.key_bits, suite.integ, skeyseed,
                                                    nonce_i, nonce_r, spi_i, spi_r))
         new.nonce_i, new.nonce_r, new.state, new.encap = nonce_i, nonce_r, "established", sa.encap
         for attr in ("my_id", "peer_id_payload", "peer_id", "user", "virtual_ip", "netmask", "dns", "subnets"):
@@ -1171,7 +1195,7 @@ class IkeCore:
         ke, nonce = msg.get(w.KeyExchange), msg.get(w.Nonce)
         if ke is None or nonce is None:
             return self._respond(sa, msg, [w.Notify(w.N_INVALID_SYNTAX)])
-        spi = props.new_spi(8)
+        spi = props.new_spi(8, self.random)
         same = [s for s in self.ike_suites if s.dh == ke.group]
         sel = props.select(same, sa_p, w.PROTO_IKE, spi, dh_required=True) if same else None
         if sel is None:
@@ -1182,11 +1206,11 @@ class IkeCore:
         if len(sel.peer_spi) != 8:
             return self._respond(sa, msg, [w.Notify(w.N_INVALID_SYNTAX)])
         try:
-            private, public = kc.DH_GROUPS[ke.group].generate()
+            private, public = kc.DH_GROUPS[ke.group].generate(self.random)
             g_ir = kc.DH_GROUPS[ke.group].shared(private, ke.data)
         except kc.DhError:
             return self._respond(sa, msg, [w.Notify(w.N_INVALID_SYNTAX)])
-        nonce_r = os.urandom(32)
+        nonce_r = self.random(32)
         actions = self._respond(sa, msg, [w.SecurityAssociation([sel.proposal]), w.Nonce(nonce_r),
                                           w.KeyExchange(ke.group, public)])
         new = self._successor(sa, now, False, sel.peer_spi, spi, sel.suite, g_ir, nonce.data, nonce_r)

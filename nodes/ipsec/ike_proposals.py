@@ -6,9 +6,9 @@ A suite string such as "aes128gcm16-prfsha256-ecp256" (IKE) or "aes256-sha256-mo
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+from nodes.core import RandomSource, system_random
 from nodes.wire import ikev2 as w
 
 ENCR_TOKENS = {
@@ -171,8 +171,8 @@ def accept_reply(ours: list[Suite], reply: w.SecurityAssociation, protocol: int)
     return Selection(suite, prop, prop.spi, [t.id for t in prop.get(w.TT_DH)])
 
 
-def new_spi(size: int) -> bytes:
+def new_spi(size: int, random: RandomSource = system_random) -> bytes:
     while True:
-        spi = os.urandom(size)
+        spi = random(size)
         if int.from_bytes(spi, "big") >= 256:  # ESP SPIs 0..255 are reserved
             return spi

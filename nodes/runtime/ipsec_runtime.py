@@ -4,7 +4,7 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
 
     rt = IpsecRuntime(core, log, on_inner=deliver, on_event=react)
     rt.start(loop)          # bind sockets, add readers
-    rt.apply(core.connect(rt.now(), gateway, local))
+    core.connect(gateway, local, rt.now()); rt.flush()   # after every input to the core
     ...
     rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
 
@@ -29,6 +29,7 @@ import random
 import time
 from typing import Callable
 
+from nodes.core import Addr
 from nodes.ipsec import ike
 from nodes.ipsec import ike_crypto as kc
 from nodes.wire import ikev2 as w
@@ -59,6 +60,7 @@ class IpsecRuntime:
         self.socks: dict[int, object] = {}
         self.esp = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.init_seen: dict[bytes, tuple[str, int, str, int]] = {}  # SPIi -> IKE_SA_INIT request's ends
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
@@ -96,13 +98,16 @@ class IpsecRuntime:
         self.esp = None
 
     # -- IKE -----------------------------------------------------------------------------------
-    def apply(self, actions: list) -> None:
+    def flush(self) -> None:
+        """Carry out the core's actions (call after every input to it) and re-arm its timer."""
+        self._apply(self.core.drain_actions())
+        self._arm(self.core.next_deadline())
+
+    def _apply(self, actions: list) -> None:
         now = self.now()
         for a in actions:
             if isinstance(a, ike.SendIke):
                 self._send_ike(a)
-            elif isinstance(a, ike.SetTimer):
-                self._arm(a.at)
             elif isinstance(a, ike.InstallChildSa):
                 self.dp.install(a, now)
                 self.log("child_sa_installed", ike_sa=a.ike_sa, spi_in=f"{a.spi_in:08x}", spi_out=f"{a.spi_out:08x}",
@@ -206,7 +211,8 @@ class IpsecRuntime:
         self.rekey_asked.add(spi)
         self.counters["lifetime_rekeys"] += 1
         self.log("esp_lifetime_rekey", spi_in=f"{spi:08x}")
-        self.apply(self.core.rekey_child(self.now(), spi))
+        self.core.rekey_child(self.now(), spi)
+        self.flush()
 
     def _hard(self, spi: int) -> None:
         if self.dp.delete(spi) is None:
@@ -216,19 +222,27 @@ class IpsecRuntime:
             self._forget_child(spi)
             self.rekey_asked.add(spi)
             self.counters["lifetime_rekeys"] += 1
-            self.apply(self.core.rekey_child(self.now(), spi))  # a replacement; the old one goes with it
+            self.core.rekey_child(self.now(), spi)  # a replacement; the old one goes with it
+            self.flush()
         elif not immediate:
             self._forget_child(spi)
-            self.apply(self.core.delete_child(self.now(), spi))
+            self.core.delete_child(spi, self.now())
+            self.flush()
 
-    def _arm(self, at: float) -> None:
+    def _arm(self, at: float | None) -> None:
+        if at == self._timer_at:
+            return
         if self._timer:
             self._timer.cancel()
-        self._timer = self.loop.call_at(at, self._tick)
+            self._timer = None
+        self._timer_at = at
+        if at is not None and self.loop is not None:
+            self._timer = self.loop.call_at(at, self._tick)
 
     def _tick(self) -> None:
-        self._timer = None
-        self.apply(self.core.tick(self.now()))
+        self._timer, self._timer_at = None, None
+        self.core.handle_timer(self.now())
+        self.flush()
 
     # -- receive -------------------------------------------------------------------------------
     def _read_udp(self, sock, port: int) -> None:
@@ -270,8 +284,7 @@ class IpsecRuntime:
     def _udp500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
         self.counters["ike_in"] += 1
         self._note_init(data, src, sport, dst, IKE_PORT)
-        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
-                                     IKE_PORT))
+        self._ike_in(data, src, sport, dst, IKE_PORT)
 
     def _udp4500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
         if data[:4] != MARKER:
@@ -287,8 +300,11 @@ class IpsecRuntime:
             return
         self.counters["ike_in"] += 1
         self._note_init(data[4:], src, sport, dst, NAT_T_PORT)
-        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
-                                     NAT_T_PORT))
+        self._ike_in(data, src, sport, dst, NAT_T_PORT)
+
+    def _ike_in(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
+        self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), self.now())
+        self.flush()
 
     def _read_esp(self) -> None:
         io.drain_raw(self.esp, self._esp)
@@ -326,11 +342,11 @@ class IpsecRuntime:
     # -- status --------------------------------------------------------------------------------
     def status(self) -> dict:
         now = self.now()
-        core = self.core.status()
+        core = self.core.status(now).as_dict()
         dp = self.dp.status(now)
         return {"ike_sas": core["ike_sas"], "tunnels": dp["tunnels"],
                 "drops": {"esp": dp["drops"], "ike": core["drops"]},
-                "counters": dict(self.counters), "events": core["events"]}
+                "counters": dict(self.counters), "ike_messages": core["messages"], "events": core["events"]}
 
 
 # -- the public status shape every vpn role answers (testbed/ipsec_checks.py) -----------------
@@ -343,7 +359,11 @@ def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
     """The control-socket commands both IPsec daemons answer: status, and the IKE actions a case
     may ask for (rekey the child or IKE SA now, run a liveness check now)."""
     def act(method):
-        return lambda req: rt.apply(getattr(core, method)(rt.now())) or "ok"
+        def run(req):
+            getattr(core, method)(rt.now())
+            rt.flush()
+            return "ok"
+        return run
 
     return {"status": status, "rekey_child": act("rekey_child"), "rekey_ike": act("rekey_ike"),
             "check_liveness": act("check_liveness")}
