@@ -193,6 +193,26 @@ def test_ike_rekey_keeps_children_and_the_new_sa_works():
     assert_pair(installed(link, "a")[1], installed(link, "b")[1])
 
 
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_a_child_rekey_queued_behind_an_ike_rekey_moves_to_the_new_ike_sa(side):
+    """RFC 7296 2.8 (issue 13 item 1): both rekeys fall due at once; the child rekey waits behind the
+    IKE rekey on the old IKE SA and must then run on the new one, not be lost."""
+    timers = {"child_rekey_after": 10, "ike_rekey_after": 10}
+    link = connect(client(**timers) if side == "a" else client(),
+                   gateway(**timers) if side == "b" else gateway(), until=5)
+    old, _ = established(link)
+    link.run(until=15)
+    assert len(link.of_type(side, IkeSaRekeyed)) == 1
+    other = "b" if side == "a" else "a"
+    rekeyed_a, rekeyed_b = installed(link, "a")[1:], installed(link, "b")[1:]
+    assert len(rekeyed_a) == 1 and len(rekeyed_b) == 1, (rekeyed_a, rekeyed_b)
+    assert_pair(rekeyed_a[0], rekeyed_b[0])
+    assert rekeyed_a[0].replaces == old.spi_in
+    assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [old.spi_in]
+    assert rekeyed_a[0].ike_sa == link.of_type("a", IkeSaRekeyed)[0].new  # on the new IKE SA
+    assert len(link.of_type(other, IkeSaRekeyed)) == 1
+
+
 def test_delete_closes_both_sides_and_releases_the_address():
     pool = Pool("10.9.0.1")
     link = connect(client(), gateway(pool=pool))

@@ -215,7 +215,7 @@ def test_ike_rekey_retries_with_the_group_the_responder_asks_for():
     old_a = next(iter(link.a.sas.values()))
     assert old_a.suite.dh == 19  # ecp256 negotiated
     # the responder no longer takes ecp256 for the new IKE SA (as after a reload): it asks for modp2048
-    link.b.ike_suites = [s for s in link.b.ike_suites if s.dh == 14]
+    link.b.ctx.ike_suites = [s for s in link.b.ctx.ike_suites if s.dh == 14]
     start = len(link.sent)
     link.call("a", "rekey_ike")
     link.run(until=link.now + 30)
@@ -292,7 +292,7 @@ def test_refused_ike_rekey_keeps_the_old_sa_and_its_child():
     link = connect(client(ike=("aes128gcm16-prfsha256-ecp256",)), gateway())
     child, _ = up(link)
     old_a = next(iter(link.a.sas.values()))
-    link.b.ike_suites = [s for s in link.b.ike_suites if s.dh == 14]
+    link.b.ctx.ike_suites = [s for s in link.b.ctx.ike_suites if s.dh == 14]
     start = len(link.sent)
     link.call("a", "rekey_ike")
     link.run(until=link.now + 5)

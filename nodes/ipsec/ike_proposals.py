@@ -176,3 +176,16 @@ def new_spi(size: int, random: RandomSource = system_random) -> bytes:
         spi = random(size)
         if int.from_bytes(spi, "big") >= 256:  # ESP SPIs 0..255 are reserved
             return spi
+
+
+def select_for_ke(suites: list[Suite], sa_p: w.SecurityAssociation, group: int,
+                  spi: bytes) -> tuple[Selection | None, int | None]:
+    """An IKE proposal (IKE_SA_INIT or IKE rekey) with the DH group of the peer's KE payload:
+    (selection, None); else (None, the group of a proposal we would take, for INVALID_KE_PAYLOAD),
+    or (None, None) when no proposal is acceptable (NO_PROPOSAL_CHOSEN)."""
+    same = [s for s in suites if s.dh == group]
+    sel = select(same, sa_p, w.PROTO_IKE, spi, dh_required=True) if same else None
+    if sel is not None:
+        return sel, None
+    other = select(suites, sa_p, w.PROTO_IKE, spi, dh_required=True)
+    return None, other.suite.dh if other is not None else None
