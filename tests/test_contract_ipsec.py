@@ -6,8 +6,10 @@ import pytest
 from core_contract import CoreCase, check_contract
 
 from nodes.core import Addr, seeded_random
+from nodes.ipsec import client_session as cs
 from nodes.ipsec.esp_sa import ALGORITHMS, Lifetime, make_sa
-from nodes.ipsec.ike import IkeConfig, IkeCore, SendIke, UserPolicy
+from nodes.ipsec.lifetime_policy import LifetimePolicy, RekeyChild
+from nodes.ipsec.ike import Established, Failed, IkeConfig, IkeCore, IkeSaClosed, SendIke, UserPolicy
 from nodes.ipsec.napt import Napt
 from nodes.wire.ipv4 import ipv4_udp
 
@@ -81,8 +83,14 @@ NAPT = CoreCase(name="napt", make=lambda rnd: Napt(G_I, ports=(61000, 61010)), s
                 garbage_addr=Addr(HOST, 53, G_I, 4000))
 
 
-@pytest.mark.parametrize("case", [IKE_INITIATOR, IKE_RESPONDER, ESP_INBOUND, ESP_OUTBOUND, NAPT],
-                         ids=lambda c: c.name)
+SESSION = CoreCase(name="client-session", make=lambda rnd: cs.ClientSession("vpn.example", None, 2.0),
+                   start=lambda core, now: core.resolved(None, "no such name", now))
+LIFETIME_POLICY = CoreCase(name="lifetime-policy", make=lambda rnd: LifetimePolicy((2.0, 4.0), rnd),
+                           start=lambda core, now: core.soft_expired(0xC0FFEE01, now))
+
+
+@pytest.mark.parametrize("case", [IKE_INITIATOR, IKE_RESPONDER, ESP_INBOUND, ESP_OUTBOUND, NAPT, SESSION,
+                                  LIFETIME_POLICY], ids=lambda c: c.name)
 def test_ipsec_cores_follow_the_core_contract(case):
     check_contract(case)
 
@@ -118,3 +126,36 @@ def test_ike_status_counts_messages_by_exchange():
     messages = gw.status(1000.0).as_dict()["messages"]
     assert messages == {"sent": {"total": 1, "IKE_SA_INIT": 1}, "received": {"total": 1, "IKE_SA_INIT": 1}}
     assert cl.status(1000.0).as_dict()["messages"]["sent"] == {"total": 1, "IKE_SA_INIT": 1}
+
+
+def test_lifetime_policy_waits_then_rekeys_once_unless_the_child_went():
+    policy = LifetimePolicy((2.0, 4.0), seeded_random(1))
+    policy.soft_expired(1, 100.0)
+    policy.soft_expired(1, 100.5)  # the other direction's soft expiry: still one rekey
+    at = policy.next_deadline()
+    assert 102.0 <= at <= 104.0 and policy.drain_actions() == []
+    policy.handle_timer(at)
+    assert policy.drain_actions() == [RekeyChild(1)] and policy.next_deadline() is None
+    policy.soft_expired(2, 100.0)
+    policy.child_gone(2)  # the peer rekeyed it first
+    policy.handle_timer(200.0)
+    assert policy.drain_actions() == []
+
+
+def test_client_session_resolves_connects_and_retries():
+    s = cs.ClientSession("vpn.example", None, 2.0)
+    s.start(0.0)
+    assert s.drain_actions() == [cs.Resolve("vpn.example")]
+    s.resolved("203.0.113.1", None, 0.5)
+    assert s.drain_actions() == [cs.GatewayResolved("203.0.113.1"), cs.Connect("203.0.113.1")]
+    s.ike_event(Failed("AUTH", notify=24), 1.0)  # AUTHENTICATION_FAILED: three intervals
+    assert s.drain_actions() == [cs.AttemptFailed("AUTHENTICATION_FAILED (AUTH)")] and s.next_deadline() == 7.0
+    s.handle_timer(7.0)
+    assert s.drain_actions() == [cs.Connect("203.0.113.1")] and s.status(7.0).connects == 2
+    up = Established("ike-1", "initiator", "gw", "203.0.113.1", 500, False, "10.9.0.1")
+    s.ike_event(up, 8.0)
+    assert s.drain_actions() == [cs.TunnelUp(up)] and s.status(8.0).state == "established"
+    s.ike_event(IkeSaClosed("ike-1", "peer unreachable"), 20.0)
+    assert s.drain_actions() == [cs.TunnelDown("peer unreachable")] and s.next_deadline() == 22.0
+    s.stop(21.0)
+    assert s.next_deadline() is None
