@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import Callable
 
+from nodes.core import Addr
 from nodes.ipsec.ike import IkeCore, SendIke
 
 
@@ -64,8 +65,18 @@ class FakeLink:
                 continue
             self.queue.append(pkt)
 
-    def call(self, side: str, method: str, *args) -> list:
-        actions = getattr(self.core(side), method)(self.now, *args)
+    def call(self, side: str, method: str, *args, **kwargs) -> list:
+        """An input of side's core, `now` passed as the keyword; returns (and delivers) its actions."""
+        getattr(self.core(side), method)(*args, now=self.now, **kwargs)
+        return self.flush(side)
+
+    def deliver(self, side: str, data: bytes, src: str, sport: int, dst: str, dport: int) -> list:
+        """Hand side's core a datagram directly (not through the queue); returns its actions."""
+        self.core(side).receive_datagram(data, Addr(src, sport, dst, dport), self.now)
+        return self.flush(side)
+
+    def flush(self, side: str) -> list:
+        actions = self.core(side).drain_actions()
         self.feed(side, actions)
         return actions
 
@@ -79,8 +90,7 @@ class FakeLink:
                     self._held.clear()
                 if pkt.to in self.dead:
                     continue
-                actions = self.core(pkt.to).receive(self.now, pkt.data, pkt.src, pkt.sport, pkt.dst, pkt.dport)
-                self.feed(pkt.to, actions)
+                self.deliver(pkt.to, pkt.data, pkt.src, pkt.sport, pkt.dst, pkt.dport)
                 continue
             if self._held:
                 self.queue.extend(self._held)
@@ -95,7 +105,8 @@ class FakeLink:
                 self.now = until
                 return
             self.now = max(self.now, at)
-            self.feed(side, self.core(side).tick(self.now))
+            self.core(side).handle_timer(self.now)
+            self.flush(side)
         raise AssertionError("fake link did not settle")
 
     def of_type(self, side: str, cls: type) -> list:

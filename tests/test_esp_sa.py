@@ -211,12 +211,12 @@ def test_byte_lifetimes():
     for i in range(5):
         inb.decrypt(out.encrypt(inner_packet(), 0.0), 0.0)
         if i == 1:
-            assert not out.rekey_due and out.pop_events() == []
+            assert not out.rekey_due and out.drain_actions() == []
         if i == 2:
-            assert out.rekey_due and out.pop_events() == [SAEvent("rekey-due", SPI, "out", "bytes")]
-            assert inb.pop_events() == [SAEvent("rekey-due", SPI, "in", "bytes")]
+            assert out.rekey_due and out.drain_actions() == [SAEvent("rekey-due", SPI, "out", "bytes")]
+            assert inb.drain_actions() == [SAEvent("rekey-due", SPI, "in", "bytes")]
     assert out.expired and inb.expired
-    assert out.pop_events() == [SAEvent("expired", SPI, "out", "bytes")]
+    assert out.drain_actions() == [SAEvent("expired", SPI, "out", "bytes")]
     with pytest.raises(ESPDrop) as info:
         out.encrypt(inner_packet(), 0.0)
     assert info.value.reason == "sa-expired"
@@ -226,16 +226,20 @@ def test_time_lifetimes():
     out, inb = sa_pair("aes-cbc-256-hmac-sha256-128", now=100.0,
                        lifetime=Lifetime(soft_seconds=10, hard_seconds=20))
     assert out.next_deadline() == 110.0
-    assert out.poll(109.9) == []
+    out.handle_timer(109.9)
+    assert out.drain_actions() == []
     esp = out.encrypt(inner_packet(), 110.0)  # the packet itself notices the soft limit
-    assert out.rekey_due and out.pop_events()[0].cause == "time"
+    assert out.rekey_due and out.drain_actions()[0].cause == "time"
     assert out.next_deadline() == 120.0
-    assert inb.poll(111.0) == [SAEvent("rekey-due", SPI, "in", "time")]
+    inb.handle_timer(111.0)
+    assert inb.drain_actions() == [SAEvent("rekey-due", SPI, "in", "time")]
     assert inb.decrypt(esp, 111.0) == inner_packet()  # soft: still works
-    assert inb.poll(120.0) == [SAEvent("expired", SPI, "in", "time")]
+    inb.handle_timer(120.0)
+    assert inb.drain_actions() == [SAEvent("expired", SPI, "in", "time")]
     assert drop_reason(inb, out.encrypt(inner_packet(), 119.0), 121.0) == "sa-expired"
-    assert out.poll(200.0) == [SAEvent("expired", SPI, "out", "time")]
-    assert out.status(200.0)["expired"] is True
+    out.handle_timer(200.0)
+    assert out.drain_actions() == [SAEvent("expired", SPI, "out", "time")]
+    assert out.status(200.0).as_dict()["expired"] is True
 
 
 def test_sequence_space_end():
@@ -265,8 +269,8 @@ def test_bad_parameters():
 
 def test_status_reports_keys_on_request():
     out, inb = sa_pair("aes-cbc-128-hmac-sha256-128")
-    assert "enc_key" not in out.status(0.0)
-    status = inb.status(0.0, include_keys=True)
+    assert "enc_key" not in out.status(0.0).as_dict()
+    status = inb.status(0.0, include_keys=True).as_dict()
     assert status["spi"] == "0xc0ffee01" and status["integ_key"] == inb.integ_key.hex()
     assert isinstance(out, OutboundSA) and isinstance(inb, InboundSA)
 

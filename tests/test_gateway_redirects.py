@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from nodes.daemons.vpn_gateway import Gateway
 from nodes.ipsec import ike
 from nodes.ipsec.napt import Napt
+from nodes.ipsec.redirects import RedirectBindings
 from nodes.runtime.ipsec_config import Cfg, ConfigError, Redirect, redirects
 from nodes.runtime.ipsec_dataplane import Tunnel
 
@@ -106,6 +107,7 @@ def gw():
     g = Gateway(Cfg(config(), "gw.json"), lambda what, **kw: events.append((what, kw)))
     g.g_i = G_I
     g.napt = Napt(G_I, ports=g.napt_ports)
+    g.bindings = RedirectBindings(g.napt, g.redirects)
     g.rt = FakeRuntime()
     g.raw = FakeRaw()
     g.events = events
@@ -131,14 +133,14 @@ def from_h(proto: str, dport: int, sport: int = 40000) -> bytes:
 
 
 def test_rules_inactive_until_the_user_is_up(gw):
-    assert [r["active"] for r in gw.redirect_status()] == [False, False, False]
+    assert [r["active"] for r in gw.bindings.status(gw.g_i)] == [False, False, False]
     gw._to_tunnel(from_h("tcp", 2222))
     assert gw.rt.sent == [] and gw.napt.drops["no-mapping"] == 1
 
 
 def test_intranet_connection_goes_to_the_users_inner_address_and_back(gw):
     t = up(gw, "ike-1", "alice", "100.64.0.2")
-    status = {(r["proto"], r["port"]): r for r in gw.redirect_status()}
+    status = {(r["proto"], r["port"]): r for r in gw.bindings.status(gw.g_i)}
     assert status[("tcp", 2222)] == {"proto": "tcp", "port": 2222, "user": "alice", "to_port": 7,
                                      "external": f"{G_I}:2222", "active": True, "to": "100.64.0.2:7",
                                      "ike_sa": "ike-1"}
@@ -173,12 +175,12 @@ def test_rule_moves_to_the_users_new_tunnel_and_goes_with_it(gw):
     new = up(gw, "ike-2", "alice", "100.64.0.3")  # reconnect (unique=replace): the old SA closes after
     down(gw, old)
     assert all(r["ike_sa"] == "ike-2" and r["to"] == "100.64.0.3:7"
-               for r in gw.redirect_status() if r["user"] == "alice")
+               for r in gw.bindings.status(gw.g_i) if r["user"] == "alice")
     gw._to_tunnel(from_h("udp", 2222))
     assert gw.rt.sent[-1][0] is new and IP(gw.rt.sent[-1][1]).dst == "100.64.0.3"
     down(gw, new)
-    assert [r["active"] for r in gw.redirect_status()] == [False, False, False]
-    assert not [m for m in gw.napt.table(gw.rt.now()) if m["static"]]
+    assert [r["active"] for r in gw.bindings.status(gw.g_i)] == [False, False, False]
+    assert not [m for m in gw.napt.status(gw.rt.now()).as_dict()["mappings"] if m["static"]]
     n = len(gw.rt.sent)
     gw._to_tunnel(from_h("udp", 2222))
     assert len(gw.rt.sent) == n and gw.napt.drops["no-mapping"] == 1
@@ -189,7 +191,7 @@ def test_another_users_tunnel_leaves_the_rules_alone(gw):
     a = up(gw, "ike-1", "alice", "100.64.0.2")
     b = up(gw, "ike-2", "bob", "100.64.0.3")
     down(gw, b)
-    bound = {(r["proto"], r["port"]): r["ike_sa"] for r in gw.redirect_status()}
+    bound = {(r["proto"], r["port"]): r["ike_sa"] for r in gw.bindings.status(gw.g_i)}
     assert bound == {("tcp", 2222): "ike-1", ("udp", 2222): "ike-1", ("tcp", 6000): None}
     gw._to_tunnel(from_h("tcp", 2222))
     assert gw.rt.sent[-1][0] is a
@@ -199,7 +201,7 @@ def test_status_shows_the_rules(gw, monkeypatch):
     up(gw, "ike-1", "alice", "100.64.0.2")
     monkeypatch.setattr(gw, "core", type("C", (), {"config": type("K", (), {"local_id": "g"})()})(), raising=False)
     monkeypatch.setattr(gw.rt, "status", lambda: {"tunnels": [], "ike_sas": [], "drops": {}, "counters": {},
-                                                   "events": []}, raising=False)
+                                                   "ike_messages": {}, "events": []}, raising=False)
     gw.rt.dp.tunnels = {}
     st = gw.status()
     assert [r["active"] for r in st["redirects"]] == [True, True, False]

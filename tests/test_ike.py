@@ -75,10 +75,10 @@ def test_establish_psk_and_eap_md5(user, group, esp, keylen):
     assert link.of_type("b", Established)[0].peer_id == f"{user}@example"
     assert [str(t.start) for t in a.ts_local] == ["10.9.0.1"] and a.ts_local == b.ts_remote
     assert not a.encap and a.local_port == 500
-    st = link.a.status()["ike_sas"][0]
+    st = link.a.status(0.0).as_dict()["ike_sas"][0]
     assert st["state"] == "established" and st["dh_group"] != 0
     assert st["children"][0]["encr_key_in"] == a.encr_key_in.hex()
-    assert st["keys"]["sk_ei"] == link.b.status()["ike_sas"][0]["keys"]["sk_ei"]
+    assert st["keys"]["sk_ei"] == link.b.status(0.0).as_dict()["ike_sas"][0]["keys"]["sk_ei"]
 
 
 def test_nat_detected_moves_to_4500_and_follows_the_mapping():
@@ -172,25 +172,45 @@ def test_child_rekey_with_and_without_pfs(esp):
     assert new_a.encr_key_in != old.encr_key_in
     assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [old.spi_in]
     assert [d.spi_in for d in link.of_type("b", DeleteChildSa)] == [old.spi_out]
-    assert len(link.a.status()["ike_sas"][0]["children"]) == 1
+    assert len(link.a.status(0.0).as_dict()["ike_sas"][0]["children"]) == 1
 
 
 def test_ike_rekey_keeps_children_and_the_new_sa_works():
     link = connect(client(), gateway())
     child, _ = established(link)
-    old_name = link.a.status()["ike_sas"][0]["name"]
+    old_name = link.a.status(0.0).as_dict()["ike_sas"][0]["name"]
     link.call("a", "rekey_ike")
     link.run(until=link.now + 30)
     ra, rb = link.of_type("a", IkeSaRekeyed), link.of_type("b", IkeSaRekeyed)
     assert len(ra) == 1 and len(rb) == 1 and ra[0].old == old_name
     assert not link.of_type("a", IkeSaClosed) and not link.of_type("b", IkeSaClosed)
     assert not link.of_type("a", DeleteChildSa)
-    sas_a, sas_b = link.a.status()["ike_sas"], link.b.status()["ike_sas"]
+    sas_a, sas_b = link.a.status(0.0).as_dict()["ike_sas"], link.b.status(0.0).as_dict()["ike_sas"]
     assert len(sas_a) == 1 and len(sas_b) == 1 and sas_a[0]["name"] == ra[0].new
     assert sas_a[0]["keys"] == sas_b[0]["keys"] and sas_a[0]["children"][0]["spi_in"] == f"{child.spi_in:08x}"
     link.call("b", "rekey_child")  # now the gateway starts an exchange on the new IKE SA
     link.run(until=link.now + 30)
     assert_pair(installed(link, "a")[1], installed(link, "b")[1])
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_a_child_rekey_queued_behind_an_ike_rekey_moves_to_the_new_ike_sa(side):
+    """RFC 7296 2.8 (issue 13 item 1): both rekeys fall due at once; the child rekey waits behind the
+    IKE rekey on the old IKE SA and must then run on the new one, not be lost."""
+    timers = {"child_rekey_after": 10, "ike_rekey_after": 10}
+    link = connect(client(**timers) if side == "a" else client(),
+                   gateway(**timers) if side == "b" else gateway(), until=5)
+    old, _ = established(link)
+    link.run(until=15)
+    assert len(link.of_type(side, IkeSaRekeyed)) == 1
+    other = "b" if side == "a" else "a"
+    rekeyed_a, rekeyed_b = installed(link, "a")[1:], installed(link, "b")[1:]
+    assert len(rekeyed_a) == 1 and len(rekeyed_b) == 1, (rekeyed_a, rekeyed_b)
+    assert_pair(rekeyed_a[0], rekeyed_b[0])
+    assert rekeyed_a[0].replaces == old.spi_in
+    assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [old.spi_in]
+    assert rekeyed_a[0].ike_sa == link.of_type("a", IkeSaRekeyed)[0].new  # on the new IKE SA
+    assert len(link.of_type(other, IkeSaRekeyed)) == 1
 
 
 def test_delete_closes_both_sides_and_releases_the_address():
@@ -211,7 +231,7 @@ def test_delete_single_child_from_the_gateway():
     link.call("b", "delete_child", b.spi_in)
     link.run(until=link.now + 30)
     assert [d.spi_in for d in link.of_type("a", DeleteChildSa)] == [a.spi_in]
-    assert link.a.status()["ike_sas"][0]["state"] == "established"
+    assert link.a.status(0.0).as_dict()["ike_sas"][0]["state"] == "established"
 
 
 def test_dpd_notices_a_dead_gateway():
@@ -262,9 +282,9 @@ def test_garbage_is_counted_not_fatal():
     link = connect(client(), gateway())
     established(link)
     for junk in (b"", b"\x00" * 3, b"\x00\x00\x00\x00" + b"x" * 40, b"\xff", bytes(60)):
-        link.b.receive(link.now, junk, CLIENT, 4500, GATEWAY, 4500)
-        link.b.receive(link.now, junk, CLIENT, 500, GATEWAY, 500)
+        link.deliver("b", junk, CLIENT, 4500, GATEWAY, 4500)
+        link.deliver("b", junk, CLIENT, 500, GATEWAY, 500)
     assert sum(link.b.drops.values()) >= 5
     link.call("a", "check_liveness")
     link.run(until=link.now + 10)
-    assert link.b.status()["ike_sas"][0]["state"] == "established" and not link.of_type("a", IkeSaClosed)
+    assert link.b.status(0.0).as_dict()["ike_sas"][0]["state"] == "established" and not link.of_type("a", IkeSaClosed)

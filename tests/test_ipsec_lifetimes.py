@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from nodes.daemons.vpn_client import gateway_literal, valid_hostname
+from nodes.ipsec import ike
 from nodes.ipsec.esp_sa import Lifetime
 from nodes.runtime import ipsec_config as pc
 from nodes.runtime.ipsec_config import Cfg, ConfigError, esp_lifetime, password_source, read_password
@@ -93,16 +94,22 @@ def test_no_lifetime_no_events():
 
 # -- the runtime acts on them --------------------------------------------------------------------------
 class FakeCore:
+    """Records the runtime's requests; has no actions and no deadline."""
+
     def __init__(self):
         self.calls = []
 
     def rekey_child(self, now, spi_in=None):
         self.calls.append(("rekey", spi_in))
+
+    def delete_child(self, spi_in, now):
+        self.calls.append(("delete", spi_in))
+
+    def drain_actions(self):
         return []
 
-    def delete_child(self, now, spi_in):
-        self.calls.append(("delete", spi_in))
-        return []
+    def next_deadline(self):
+        return None
 
 
 class FakeLoop:
@@ -163,10 +170,12 @@ def test_gateway_waits_and_skips_a_child_the_client_rekeyed():
     rt, core, _ = _runtime(Lifetime(soft_bytes=1000), (2.0, 4.0), g_act)
     _push(rt, est.virtual_ip, 20, gateway=True)
     assert core.calls == []
-    (h,) = rt.loop.later
-    assert 2.0 <= h.delay <= 4.0
-    rt.dp.delete(g_act.spi_in)  # the client's rekey replaced it meanwhile
-    h.fire()
+    ((spi, at),) = rt.policy.pending.items()
+    assert spi == g_act.spi_in and 2.0 <= at - rt.now() <= 4.0
+    # the client's rekey replaced it meanwhile: the IKE core deletes the old child
+    rt._apply([ike.DeleteChildSa(g_act.spi_in, g_act.spi_out, "rekeyed by the peer")])
+    rt.policy.handle_timer(at)
+    rt.lifetime_events()
     assert core.calls == []
 
 
@@ -174,7 +183,12 @@ def test_gateway_rekeys_after_the_delay_when_the_child_is_still_there():
     _, _, g_act, est = pair()
     rt, core, _ = _runtime(Lifetime(soft_bytes=1000), (2.0, 4.0), g_act)
     _push(rt, est.virtual_ip, 20, gateway=True)
-    rt.loop.later[0].fire()
+    (at,) = rt.policy.pending.values()
+    rt.policy.handle_timer(at - 0.01)
+    rt.lifetime_events()
+    assert core.calls == []
+    rt.policy.handle_timer(at)
+    rt.lifetime_events()
     assert core.calls == [("rekey", g_act.spi_in)]
 
 
@@ -281,6 +295,6 @@ def test_client_takes_a_name_without_resolving_at_construction():
     from nodes.daemons.vpn_client import Client
     c = Client(Cfg({"gateway": "vpn.does-not-exist.invalid", "identity": "alice", "psk": "k"}, "c"),
                lambda *a, **k: None)
-    assert c.gateway is None and c.gateway_name == "vpn.does-not-exist.invalid"
+    assert c.gateway is None and c.session.gateway_name == "vpn.does-not-exist.invalid"
     with pytest.raises(ConfigError, match="gateway"):
         Client(Cfg({"gateway": "not a name!", "identity": "alice", "psk": "k"}, "c"), lambda *a, **k: None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from nodes.daemons.vpn_gateway import Gateway, GatewayIkeCore, PoolAllocator
+from nodes.daemons.vpn_gateway import Gateway, PoolAllocator
 from nodes.ipsec import ike
 from nodes.ipsec.pool import AddressPool
 from nodes.runtime.ipsec_config import Cfg, ConfigError
@@ -21,10 +21,10 @@ H = "10.1.2.10"
 def pair(esp=("aes128gcm16",), auth="psk"):
     pool = AddressPool("10.1.3.0/24")
     users = {"alice": ike.UserPolicy(psk=b"alice-psk" if auth == "psk" else None,
-                                     password=b"alice-password", subnets=["10.1.0.0/16"])}
-    gw = GatewayIkeCore(ike.IkeConfig(local_id=GATEWAY, users=users, esp_proposals=list(esp),
-                                      allocator=PoolAllocator(pool, lambda: 0.0), dns=["10.1.2.53"]))
-    gw.gateway_psks = {"alice": b"alice-psk"}
+                                     password=b"alice-password", subnets=["10.1.0.0/16"],
+                                     gateway_psk=b"alice-psk")}
+    gw = ike.IkeCore(ike.IkeConfig(local_id=GATEWAY, users=users, esp_proposals=list(esp),
+                                   allocator=PoolAllocator(pool, lambda: 0.0), dns=["10.1.2.53"]))
     cl = ike.IkeCore(ike.IkeConfig(local_id="alice", psk=b"alice-psk", esp_proposals=list(esp),
                                    eap_password=b"alice-password" if auth == "eap" else None))
     link = FakeLink(cl, CLIENT, gw, GATEWAY)
@@ -127,7 +127,7 @@ def test_eap_user_gets_the_gateway_psk_of_that_user():
 
 def test_public_status_shape(planes):
     client, gateway, vip, link = planes
-    sa = link.a.status()["ike_sas"][0]
+    sa = link.a.status(0.0).as_dict()["ike_sas"][0]
     st = public_status(sa, client.status(1.0)["tunnels"][0], "alice")
     assert st["state"] == "ESTABLISHED" and st["initiator"] and st["local_host"] == CLIENT
     child = st["child_sas"][0]

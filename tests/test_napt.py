@@ -14,6 +14,13 @@ H = "192.168.1.20"
 R_INNER = "10.0.0.2"  # both remote hosts use it (each behind its own home NAT)
 
 
+
+def expired(napt: Napt, now: float) -> int:
+    """How many mappings handle_timer(now) removed."""
+    before = len(napt)
+    napt.handle_timer(now)
+    return before - len(napt)
+
 def raw(p) -> bytes:
     return bytes(p)
 
@@ -59,7 +66,7 @@ def test_two_remote_hosts_same_inner_address_tcp(napt):
         back = assert_checksums_valid(data)
         assert who == peer and (back.dst, back[TCP].dport, back[TCP].sport) == (R_INNER, 40000, 80)
         assert back[Raw].load == b"200 OK"
-    assert {row["state"] for row in napt.table(1.0)} == {"established"}
+    assert {row["state"] for row in napt.status(1.0).as_dict()["mappings"]} == {"established"}
 
 
 def test_udp_and_icmp_demultiplexing(napt):
@@ -122,24 +129,24 @@ def test_idle_timeouts_per_protocol():
     napt.outbound(ping(R_INNER, H, 5), "alice", 0.0)
     s = IP(napt.outbound(tcp(R_INNER, H, 3000, 80, "S"), "alice", 0.0))
     assert napt.inbound(udp(H, G_I, 53, u[UDP].sport), 29.0) is not None  # refreshes
-    assert napt.expire(39.0) == 1  # icmp (idle 39 > 10); udp idle 10, tcp syn idle 39
+    assert expired(napt, 39.0) == 1  # icmp (idle 39 > 10); udp idle 10, tcp syn idle 39
     assert napt.inbound(udp(H, G_I, 53, u[UDP].sport), 59.0) is None  # idle 30: gone
     assert napt.drops["no-mapping"] == 1
     napt.inbound(tcp(H, G_I, 80, s[TCP].sport, "SA"), 50.0)
-    assert napt.table(50.0)[0]["state"] == "established"
+    assert napt.status(50.0).as_dict()["mappings"][0]["state"] == "established"
     assert napt.inbound(tcp(H, G_I, 80, s[TCP].sport, "A"), 1000.0) is not None  # idle 950 < 1000
     napt.outbound(tcp(R_INNER, H, 3000, 80, "FA"), "alice", 1001.0)
     napt.inbound(tcp(H, G_I, 80, s[TCP].sport, "FA"), 1002.0)
-    assert napt.table(1002.0)[0]["state"] == "closing" and napt.table(1002.0)[0]["expires_in"] == 100
+    assert napt.status(1002.0).as_dict()["mappings"][0]["state"] == "closing" and napt.status(1002.0).as_dict()["mappings"][0]["expires_in"] == 100
     napt.outbound(tcp(R_INNER, H, 3000, 80, "R"), "alice", 1003.0)
-    assert napt.table(1003.0)[0]["state"] == "closed"
-    assert napt.expire(1008.0) == 1 and len(napt) == 0
+    assert napt.status(1003.0).as_dict()["mappings"][0]["state"] == "closed"
+    assert expired(napt, 1008.0) == 1 and len(napt) == 0
 
 
 def test_unanswered_syn_is_transitory():
     napt = Napt(G_I, timeouts=NaptTimeouts(tcp_transitory=100))
     napt.outbound(tcp(R_INNER, H, 3000, 80, "S"), "alice", 0.0)
-    assert napt.expire(99.0) == 0 and napt.expire(100.0) == 1
+    assert expired(napt, 99.0) == 0 and expired(napt, 100.0) == 1
 
 
 def test_port_exhaustion_and_recovery():
@@ -185,7 +192,7 @@ def test_drop_reasons(napt):
     assert napt.inbound(udp(H, "192.168.1.99", 1, 2), 0.0) is None
     assert napt.inbound(udp(H, G_I, 1, 2), 0.0) is None
     assert napt.inbound(raw(IP(src=H, dst=G_I) / ICMP(type=3) / b"\x45"), 0.0) is None
-    assert napt.drop_counters() == {"bad-packet": 1, "fragment": 1, "no-mapping": 1, "not-napt-address": 1,
+    assert napt.status(0.0).as_dict()["drops"] == {"bad-packet": 1, "fragment": 1, "no-mapping": 1, "not-napt-address": 1,
                                     "truncated": 2, "unsupported-icmp": 1, "unsupported-protocol": 1}
 
 
@@ -193,7 +200,7 @@ def test_table_is_json_and_forget_peer(napt):
     napt.outbound(udp(R_INNER, H, 1, 53), "alice", 0.0)
     napt.outbound(udp(R_INNER, H, 1, 53), "bob", 0.0)
     napt.add_redirect(RedirectRule("tcp", 2222, "alice", R_INNER, 22), 0.0)
-    table = json.loads(json.dumps(napt.table(5.0)))
+    table = json.loads(json.dumps(napt.status(5.0).as_dict()["mappings"]))
     assert {(r["proto"], r["peer"], r["inner"], r["static"]) for r in table} == {
         ("udp", "alice", "10.0.0.2:1", False), ("udp", "bob", "10.0.0.2:1", False),
         ("tcp", "alice", "10.0.0.2:22", True)}

@@ -35,46 +35,32 @@ esp_soft_rekey_delay, dpd_interval (5), retransmit_timeout (0.5), retransmit_bac
 retransmit_tries (3) (so a dead gateway is noticed within about dpd_interval + 4 s),
 reconnect_interval (2), keepalive (20), dns (true), harden (true), admit_from_tunnel (true), wait (6: seconds to wait for the
 first attempt to end, established or refused, before READY), tun (vpn0), mtu (1400), force_encap (false), ike_proposals, esp_proposals.
+
+This module is the adapter: the IKE core and the session policy (nodes/ipsec/client_session.py:
+resolve, connect, reconnect) are sans-I/O; the host plumbing is nodes/runtime/client_firewall.py
+(hardening), tunnel_routes.py (address and routes) and dns_mount.py (the resolv.conf mount).
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import shutil
 import socket
-import tempfile
 from ipaddress import IPv4Address
-from pathlib import Path
 
+from nodes.ipsec import client_session as cs
 from nodes.ipsec import ike
 from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
-from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password
+from nodes.runtime.client_firewall import InputFirewall
+from nodes.runtime.dns_mount import ResolvConfMount, remove_stale_mounts
+from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password, soft_rekey_delay
 from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
-from nodes.runtime.commands import ip, run
-from nodes.runtime.netlink import sysctl
 from nodes.runtime.tundev import TunDevice
+from nodes.runtime.tunnel_routes import TunnelRoutes
+from nodes.wire.ikev2 import TrafficSelector
 
 CHAIN = "VPNCLIENT-IN"
-
-
-def _private_mount_ns() -> tuple[bool, str]:
-    """Whether bind-mounting over /etc/resolv.conf stays inside this node."""
-    try:
-        if os.readlink("/proc/self/ns/mnt") == os.readlink("/proc/1/ns/mnt"):
-            return False, "this process shares the machine's mount namespace"
-    except OSError:
-        pass
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        fields = line.split()
-        if fields[4] == "/":
-            opt = fields[6:fields.index("-")]
-            if any(o.startswith("shared:") for o in opt):
-                return False, "/ is a shared mount here: a mount would propagate out of the node"
-            return True, ""
-    return False, "no root mount found"
 
 
 def gateway_literal(name: str) -> str | None:
@@ -92,18 +78,40 @@ def valid_hostname(name: str) -> bool:
         for lb in labels)
 
 
+def ike_config(cfg: Cfg, identity: str, password: str | None) -> ike.IkeConfig:
+    psk = cfg.get("psk", None)
+    if psk is None:
+        raise cfg.fail("psk", "the pre-shared key (the gateway's AUTH is checked with it)")
+    split = cfg.prefixes("subnets", cfg.get("subnets")) if cfg.get("subnets", None) else None
+    full = cfg.get("tunnel", "full", ("full", "split")) == "full"
+    return ike.IkeConfig(
+        local_id=identity,
+        remote_id=cfg.get("gateway_identity", None),
+        psk=str(psk).encode(),
+        eap_password=password.encode() if password is not None else None,
+        eap_identity=identity if password is not None else None,
+        remote_ts=["0.0.0.0/0"] if full or not split else split,
+        force_encap=bool(cfg.get("force_encap", False)),
+        dpd_interval=cfg.number("dpd_interval", 5) or None,
+        child_rekey_after=cfg.number("child_rekey_after", None) or None,
+        ike_rekey_after=cfg.number("ike_rekey_after", None) or None,
+        retransmit_timeout=cfg.number("retransmit_timeout", 0.5),
+        retransmit_backoff=cfg.number("retransmit_backoff", 1.5),
+        retransmit_tries=int(cfg.number("retransmit_tries", 3)),
+        **({"ike_proposals": cfg.get("ike_proposals")} if cfg.get("ike_proposals", None) else {}),
+        **({"esp_proposals": cfg.get("esp_proposals")} if cfg.get("esp_proposals", None) else {}),
+    )
+
+
 class Client:
     def __init__(self, cfg: Cfg, log, ask_password: bool = False):
         self.cfg, self.log = cfg, log
         gw = str(cfg.get("gateway"))
-        self.gateway_name = gw
-        self.gateway: str | None = gateway_literal(gw)
-        if self.gateway is None and not valid_hostname(gw):
+        if gateway_literal(gw) is None and not valid_hostname(gw):
             raise cfg.fail("gateway", "an IPv4 address or a DNS name", gw)
-        self.resolving = None
+        self.session = cs.ClientSession(gw, gateway_literal(gw), cfg.number("reconnect_interval", 2.0))
         self.identity = str(cfg.get("identity"))
         self.auth = cfg.get("auth", "psk", ("psk", "eap-md5"))
-        psk = cfg.get("psk", None)
         password = None
         if ask_password and self.auth != "eap-md5":
             raise cfg.fail("auth", "eap-md5 with --ask-password (only EAP-MD5 uses a password)", self.auth)
@@ -112,61 +120,31 @@ class Client:
             if password is None:
                 raise cfg.fail("password_file", "a password file (or TESTBED_VPN_PASSWORD, or --ask-password "
                                "to type it) for auth eap-md5")
-        if psk is None:
-            raise cfg.fail("psk", "the pre-shared key (the gateway's AUTH is checked with it)")
+        self.config = ike_config(cfg, self.identity, password)
         self.tunnel_mode = cfg.get("tunnel", "full", ("full", "split"))
         self.split_subnets = cfg.prefixes("subnets", cfg.get("subnets")) if cfg.get("subnets", None) else None
-        remote_ts = ["0.0.0.0/0"] if self.tunnel_mode == "full" or not self.split_subnets else self.split_subnets
-        self.config = ike.IkeConfig(
-            local_id=self.identity,
-            remote_id=cfg.get("gateway_identity", None),
-            psk=str(psk).encode(),
-            eap_password=password.encode() if password is not None else None,
-            eap_identity=self.identity if password is not None else None,
-            remote_ts=remote_ts,
-            force_encap=bool(cfg.get("force_encap", False)),
-            dpd_interval=cfg.number("dpd_interval", 5) or None,
-            child_rekey_after=cfg.number("child_rekey_after", None) or None,
-            ike_rekey_after=cfg.number("ike_rekey_after", None) or None,
-            retransmit_timeout=cfg.number("retransmit_timeout", 0.5),
-            retransmit_backoff=cfg.number("retransmit_backoff", 1.5),
-            retransmit_tries=int(cfg.number("retransmit_tries", 3)),
-            **({"ike_proposals": cfg.get("ike_proposals")} if cfg.get("ike_proposals", None) else {}),
-            **({"esp_proposals": cfg.get("esp_proposals")} if cfg.get("esp_proposals", None) else {}),
-        )
         self.lifetime = esp_lifetime(cfg)
-        delay = cfg.get("esp_soft_rekey_delay", [0, 0])
-        if (not isinstance(delay, list) or len(delay) != 2 or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in delay)
-                or delay[0] > delay[1]):
-            raise cfg.fail("esp_soft_rekey_delay", "[lo, hi] seconds (0 <= lo <= hi)", delay)
-        self.soft_rekey_delay = (float(delay[0]), float(delay[1]))
-        self.reconnect_interval = cfg.number("reconnect_interval", 2.0)
+        self.soft_rekey_delay = soft_rekey_delay(cfg, [0, 0])
         self.keepalive = cfg.number("keepalive", 20)
         self.use_dns = bool(cfg.get("dns", True))
-        self.harden = bool(cfg.get("harden", True))
         self.wait = cfg.number("wait", 6)
         self.tun_name = str(cfg.get("tun", "vpn0"))
         self.mtu = int(cfg.number("mtu", 1400))
-        self.state = "down"
+        self.firewall = (InputFirewall(CHAIN, self.tun_name, cfg.get("admit_from_tunnel", True) is not False)
+                         if cfg.get("harden", True) else None)
+        self.routes = TunnelRoutes(self.tun_name)
+        self.dns_mount = ResolvConfMount()
         self.tunnel = None
-        self.ike_sa: str | None = None
-        self.virtual_ip: str | None = None
-        self.dns: list[str] = []
-        self.subnets: list[str] = []
-        self.routes: list[str] = []
-        self.net_undo: list[list[str]] = []
-        self.dns_undo: list = []
-        self.harden_undo: list[list[str]] = []
-        self.old_forward: str | None = None
-        self.last_error: str | None = None
-        self.connects = self.establishments = 0
+        self.local: str | None = None
         self.drops: dict[str, int] = {}
-        self.established = asyncio.Event()
         self.settled = asyncio.Event()  # the first attempt ended: established or failed
-        self.reconnect_handle = None
-        self.keepalive_handle = None
-        self.stopping = False
+        self.resolving: asyncio.Task | None = None
+        self.session_timer: asyncio.TimerHandle | None = None
+        self.keepalive_handle: asyncio.TimerHandle | None = None
+
+    @property
+    def gateway(self) -> str | None:
+        return self.session.gateway
 
     # -- lifecycle --------------------------------------------------------------------------------
     def setup(self, loop) -> None:
@@ -175,69 +153,27 @@ class Client:
         self.core = ike.IkeCore(self.config)
         self.rt = IpsecRuntime(self.core, self.log, self._from_tunnel, self._on_event, self.local,
                                lifetime=self.lifetime, soft_rekey_delay=self.soft_rekey_delay)
-        if _private_mount_ns()[0] and self._stale_dns_mounts():
+        if remove_stale_mounts():
             self.log("stale_dns_mount_removed")
-        if self.harden:
-            self._harden()
+        if self.firewall is not None:
+            self.firewall.harden()
+            if self.gateway:
+                self.firewall.allow_gateway(self.gateway)
+            self.log("hardened", ip_forward="0", input_chain=CHAIN)
         self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
-        self.connect()
-
-    def connect(self) -> None:
-        self.reconnect_handle = None
-        if self.stopping or self.state in ("connecting", "established", "resolving"):
-            return
-        if self.gateway is None:
-            self.state = "resolving"
-            self.resolving = self.loop.create_task(self._resolve())
-            return
-        self.local = io.source_address_for(self.gateway)
-        self.rt.local_address = self.local
-        self.state = "connecting"
-        self.connects += 1
-        self.log("connecting", gateway=self.gateway, local=self.local, attempt=self.connects)
-        self.rt.apply(self.core.connect(self.rt.now(), self.gateway, self.local))
-
-    async def _resolve(self) -> None:
-        """The gateway's name through the node's resolver (getaddrinfo: /etc/resolv.conf, hosts)."""
-        name = self.gateway_name
-        self.log("resolving_gateway", name=name)
-        try:
-            infos = await self.loop.getaddrinfo(name, 500, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-            addr = infos[0][4][0]
-        except (socket.gaierror, OSError, IndexError) as exc:
-            err = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            self.last_error = (f"cannot resolve the gateway name {name!r}: {err} (check the DNS resolver in "
-                               f"/etc/resolv.conf, or give the gateway's address); retrying every "
-                               f"{self.reconnect_interval:g} s")
-            self.log("gateway_unresolved", name=name, error=err)
-            self.state = "down"
-            self.settled.set()
-            self._schedule_reconnect()
-            return
-        finally:
-            self.resolving = None
-        self.log("gateway_resolved", name=name, address=addr)
-        self.gateway = addr
-        if self.harden:
-            self._allow_gateway()
-        self.state = "down"
-        self.connect()
-
-    def _schedule_reconnect(self, delay: float | None = None) -> None:
-        if self.stopping or self.reconnect_handle is not None:
-            return
-        self.reconnect_handle = self.loop.call_later(self.reconnect_interval if delay is None else delay,
-                                                     self.connect)
+        self.session.start(self.rt.now())
+        self._session_actions()
 
     async def cleanup(self) -> None:
-        self.stopping = True
-        for h in (self.reconnect_handle, self.keepalive_handle, self.resolving):
+        self.session.stop(self.rt.now())
+        for h in (self.session_timer, self.keepalive_handle, self.resolving):
             if h is not None:
                 h.cancel()
-        if self.state == "established":
-            self.rt.apply(self.core.close(self.rt.now()))
+        if self.session.state == "established":
+            self.core.close(self.rt.now())
+            self.rt.flush()
             await asyncio.sleep(0.1)
         self._net_down()
         self.rt.stop()
@@ -246,162 +182,94 @@ class Client:
         except Exception:
             pass
         os.close(self.tun_fd)
-        self._unharden()
+        self.unharden()
 
-    # -- hardening (seed section 4) -------------------------------------------------------------
-    def _harden(self) -> None:
-        self.old_forward = sysctl("net.ipv4.ip_forward", 0)
-        ipt = ["iptables", "-w"]
-        for _ in range(8):  # jumps a killed earlier client may have left
-            if run(ipt + ["-D", "INPUT", "-j", CHAIN], check=False).returncode:
-                break
-        run(ipt + ["-N", CHAIN], check=False)
-        run(ipt + ["-F", CHAIN])
-        rules = [["-i", "lo", "-j", "ACCEPT"],
-                 ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
-                 ["-p", "udp", "--sport", "67", "--dport", "68", "-j", "ACCEPT"],
-                 ["-i", self.tun_name, "-p", "icmp", "--icmp-type", "echo-request", "-j", "ACCEPT"],
-                 ["-j", "DROP"]]
-        if self.cfg.get("admit_from_tunnel", True) is not False:
-            # new TCP/UDP connections through the tunnel: from the corporate side only (the gateway's
-            # redirection rules); never from the Internet, whose packets do not arrive on the TUN
-            rules[-1:-1] = [["-i", self.tun_name, "-p", p, "-m", "conntrack", "--ctstate", "NEW", "-j", "ACCEPT"]
-                            for p in ("tcp", "udp")]
-        for r in rules:
-            run(ipt + ["-A", CHAIN, *r])
-        run(ipt + ["-I", "INPUT", "1", "-j", CHAIN])
-        self.harden_undo = [ipt + ["-D", "INPUT", "-j", CHAIN], ipt + ["-F", CHAIN], ipt + ["-X", CHAIN]]
-        if self.gateway:
-            self._allow_gateway()
-        self.log("hardened", ip_forward="0", input_chain=CHAIN)
+    def unharden(self) -> None:
+        if self.firewall is not None:
+            self.firewall.remove()
 
-    def _allow_gateway(self) -> None:
-        """The tunnel's own IKE and ESP from the gateway (once its address is known)."""
-        ipt = ["iptables", "-w"]
-        for r in (["-s", self.gateway, "-p", "esp", "-j", "ACCEPT"],
-                  ["-s", self.gateway, "-p", "udp", "-m", "multiport", "--dports", "500,4500", "-j", "ACCEPT"]):
-            run(ipt + ["-I", CHAIN, "3", *r])
+    # -- the session's actions --------------------------------------------------------------------
+    def _session_actions(self) -> None:
+        for a in self.session.drain_actions():
+            if isinstance(a, cs.Connect):
+                self._connect(a.gateway)
+            elif isinstance(a, cs.Resolve):
+                self.log("resolving_gateway", name=a.name)
+                self.resolving = self.loop.create_task(self._resolve(a.name))
+            elif isinstance(a, cs.GatewayResolved):
+                self.log("gateway_resolved", name=self.session.gateway_name, address=a.address)
+                if self.firewall is not None:
+                    self.firewall.allow_gateway(a.address)
+            elif isinstance(a, cs.TunnelUp):
+                self._tunnel_up(a.established)
+            elif isinstance(a, cs.TunnelDown):
+                self.log("tunnel_down", reason=a.reason)
+                self._net_down()
+                self.tunnel = None
+            elif isinstance(a, cs.AttemptFailed):
+                self.settled.set()
+        if self.session_timer is not None:
+            self.session_timer.cancel()
+            self.session_timer = None
+        at = self.session.next_deadline()
+        if at is not None:
+            self.session_timer = self.loop.call_at(at, self._session_tick)
 
-    def _unharden(self) -> None:
-        for argv in self.harden_undo:
-            run(argv, check=False)
-        self.harden_undo = []
-        if self.old_forward is not None:
-            sysctl("net.ipv4.ip_forward", self.old_forward)
+    def _session_tick(self) -> None:
+        self.session_timer = None
+        self.session.handle_timer(self.rt.now())
+        self._session_actions()
+
+    def _connect(self, gateway: str) -> None:
+        self.local = io.source_address_for(gateway)
+        self.rt.local_address = self.local
+        self.log("connecting", gateway=gateway, local=self.local, attempt=self.session.connects)
+        self.core.connect(gateway, self.local, self.rt.now())
+        self.rt.flush()
+
+    async def _resolve(self, name: str) -> None:
+        """The gateway's name through the node's resolver (getaddrinfo: /etc/resolv.conf, hosts)."""
+        try:
+            infos = await self.loop.getaddrinfo(name, 500, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            address, error = infos[0][4][0], None
+        except (socket.gaierror, OSError, IndexError) as exc:
+            address, error = None, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            self.log("gateway_unresolved", name=name, error=error)
+        finally:
+            self.resolving = None
+        self.session.resolved(address, error, self.rt.now())
+        self._session_actions()
 
     # -- the tunnel's network configuration ----------------------------------------------------------
+    def _tunnel_up(self, a: ike.Established) -> None:
+        self.tunnel = self.rt.dp.tunnels.get(a.ike_sa)
+        self._net_down()
+        try:
+            self._net_up(a)
+        except Exception as exc:  # a failing route must not kill the client
+            self.log("net_error", error=str(exc))
+        self.settled.set()
+        self._arm_keepalive()
+
     def _net_up(self, a: ike.Established) -> None:
-        vip = a.virtual_ip
-        tun = self.tun_name
-        ip("addr", "replace", f"{vip}/32", "dev", tun)
-        self.net_undo.append(["ip", "addr", "del", f"{vip}/32", "dev", tun])
         child = self.tunnel.out if self.tunnel else None
         if self.tunnel_mode == "full":
-            via = json.loads(ip("-j", "route", "get", self.gateway).stdout or "[{}]")[0]
-            host = [f"{self.gateway}/32"] + (["via", via["gateway"]] if via.get("gateway") else []) + ["dev", via["dev"]]
-            ip("route", "replace", *host)
-            self.net_undo.append(["ip", "route", "del", f"{self.gateway}/32"])
-            nets = ["0.0.0.0/1", "128.0.0.0/1"]
+            nets = None
         else:
             nets = self.split_subnets or a.subnets or (
                 [str(n) for ts in child_ts(child) for n in tsel.networks(ts)] if child else [])
-        for net in nets:
-            ip("route", "replace", net, "dev", tun, "src", vip)
-            self.net_undo.append(["ip", "route", "del", net, "dev", tun])
-        self.routes = nets
+        self.routes.up(a.virtual_ip, self.gateway, nets)
         if self.use_dns and a.dns:
-            self._dns_up(a.dns)
+            ok, why = self.dns_mount.up(list(a.dns))
+            if ok:
+                self.log("dns_up", servers=list(a.dns))
+            else:
+                self.log("dns_not_changed", reason=why, servers=list(a.dns))
 
     def _net_down(self) -> None:
-        for argv in reversed(self.net_undo):
-            run(argv, check=False)
-        self.net_undo = []
-        self.routes = []
-        self._dns_down()
-
-    @staticmethod
-    def _stale_dns_mounts() -> int:
-        """Unmount resolv.conf copies a killed earlier client left in this node; how many."""
-        n = 0
-        for _ in range(8):
-            mounts = Path("/proc/self/mountinfo").read_text().splitlines()
-            stale = [f[3] for f in (m.split() for m in mounts)
-                     if len(f) > 4 and f[4] == "/etc/resolv.conf" and "vpn-client-dns-" in f[3]]
-            if not stale or run(["umount", "/etc/resolv.conf"], check=False).returncode:
-                break
-            d = Path(stale[-1]).parent
-            if d.name.startswith("vpn-client-dns-") and d.is_dir():
-                shutil.rmtree(d, ignore_errors=True)
-            n += 1
-        return n
-
-    def _dns_up(self, servers: list[str]) -> None:
-        ok, why = _private_mount_ns()
-        if not ok:
-            self.log("dns_not_changed", reason=why, servers=servers)
-            return
-        d = tempfile.mkdtemp(prefix="vpn-client-dns-")
-        path = Path(d) / "resolv.conf"
-        path.write_text("# written by the testbed VPN client while its tunnel is up\n"
-                        + "".join(f"nameserver {s}\n" for s in servers) + "options timeout:1 attempts:2\n")
-        res = run(["mount", "--bind", str(path), "/etc/resolv.conf"], check=False)
-        if res.returncode:
-            self.log("dns_not_changed", reason=res.stderr.strip(), servers=servers)
-            shutil.rmtree(d, ignore_errors=True)
-            return
-        self.dns_undo = [d]
-        self.log("dns_up", servers=servers)
-
-    def _dns_down(self) -> None:
-        if not self.dns_undo:
-            return
-        run(["umount", "/etc/resolv.conf"], check=False)
-        shutil.rmtree(self.dns_undo[0], ignore_errors=True)
-        self.dns_undo = []
-        self.log("dns_restored")
-
-    # -- events ----------------------------------------------------------------------------------
-    def _on_event(self, a) -> None:
-        if isinstance(a, ike.Established):
-            self.tunnel = self.rt.dp.tunnels.get(a.ike_sa)
-            self.ike_sa = a.ike_sa
-            self.virtual_ip, self.dns, self.subnets = a.virtual_ip, list(a.dns), list(a.subnets)
-            self._net_down()
-            try:
-                self._net_up(a)
-            except Exception as exc:  # a failing route must not kill the client
-                self.last_error = f"network configuration failed: {exc}"
-                self.log("net_error", error=str(exc))
-            self.state = "established"
-            self.establishments += 1
-            self.last_error = None
-            self.established.set()
-            self.settled.set()
-            self._arm_keepalive()
-        elif isinstance(a, ike.IkeSaRekeyed):
-            if a.old == self.ike_sa:
-                self.ike_sa = a.new
-        elif isinstance(a, ike.IkeSaClosed):
-            if a.ike_sa == self.ike_sa or self.state == "connecting":
-                self._down(a.reason)
-        elif isinstance(a, ike.Failed):
-            reason = a.reason
-            if a.notify is not None and ike.notify_name(a.notify) not in reason:
-                reason = f"{ike.notify_name(a.notify)} ({reason})"
-            self.last_error = reason
-            self.settled.set()
-            if self.state != "established":
-                self.state = "down"
-                self._schedule_reconnect(self.reconnect_interval * (3 if a.notify == 24 else 1))
-
-    def _down(self, reason: str) -> None:
-        self.log("tunnel_down", reason=reason)
-        self.last_error = reason
-        self._net_down()
-        self.tunnel, self.ike_sa, self.virtual_ip = None, None, None
-        self.state = "down"
-        self.established.clear()
-        self._schedule_reconnect()
+        self.routes.down()
+        if self.dns_mount.down():
+            self.log("dns_restored")
 
     def _arm_keepalive(self) -> None:
         if self.keepalive_handle is not None:
@@ -417,6 +285,10 @@ class Client:
         self.keepalive_handle = self.loop.call_later(self.keepalive, tick)
 
     # -- the data path ---------------------------------------------------------------------------
+    def _on_event(self, a) -> None:
+        self.session.ike_event(a, self.rt.now())
+        self._session_actions()
+
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
 
@@ -436,31 +308,32 @@ class Client:
     # -- status ----------------------------------------------------------------------------------
     def status(self, req=None) -> dict:
         st = self.rt.status()
+        session = self.session.status(self.rt.now())
         by_name = {t["ike_sa"]: t for t in st["tunnels"]}
         ike_sas = [public_status(sa, by_name.get(sa["name"]), self.identity) for sa in st["ike_sas"]]
         for sa in ike_sas:
             sa["nat_fake"] = self.config.force_encap
         drops = dict(st["drops"])
         drops["client"] = dict(self.drops)
+        state = session.state
         return {
             "implementation": "ours", "kind": "vpn-client",
-            "state": "down" if self.state == "resolving" else self.state, "resolving": self.state == "resolving",
-            "gateway": self.gateway, "gateway_name": self.gateway_name, "local_address": self.local,
+            "state": "down" if state == "resolving" else state, "resolving": state == "resolving",
+            "gateway": session.gateway, "gateway_name": session.gateway_name, "local_address": self.local,
             "identity": self.identity, "auth": self.auth, "tunnel": self.tunnel_mode,
-            "virtual_ip": self.virtual_ip, "virtual_ips": [self.virtual_ip] if self.virtual_ip else [],
-            "dns": self.dns, "subnets": self.subnets, "routes": self.routes,
+            "virtual_ip": session.virtual_ip, "virtual_ips": [session.virtual_ip] if session.virtual_ip else [],
+            "dns": list(session.dns), "subnets": list(session.subnets), "routes": self.routes.routes,
             "tunnel_interface": self.tun_name, "encap": bool(self.tunnel and self.tunnel.encap),
-            "ike_sas": ike_sas, "drops": drops, "counters": st["counters"],
-            "connects": self.connects, "establishments": self.establishments,
-            "last_error": self.last_error, "hardened": bool(self.harden_undo), "events": st["events"],
+            "ike_sas": ike_sas, "drops": drops, "counters": st["counters"], "ike_messages": st["ike_messages"],
+            "connects": session.connects, "establishments": session.establishments,
+            "last_error": session.last_error, "hardened": bool(self.firewall and self.firewall.active),
+            "events": st["events"],
         }
 
 
 def child_ts(child) -> list:
     if child is None:
         return []
-    from ipaddress import IPv4Address
-    from nodes.wire.ikev2 import TrafficSelector
     return [TrafficSelector(IPv4Address(lo), IPv4Address(hi)) for lo, hi in child.remote]
 
 
@@ -470,13 +343,13 @@ async def setup(args, log):
     try:
         client.setup(asyncio.get_running_loop())
     except BaseException:
-        client._unharden()  # take back the firewall and sysctl set so far
+        client.unharden()  # take back the firewall and sysctl set so far
         raise
     if client.wait:
         try:
             await asyncio.wait_for(client.settled.wait(), client.wait)
         except asyncio.TimeoutError:
-            log("not_established_yet", state=client.state, last_error=client.last_error)
+            log("not_established_yet", state=client.session.state, last_error=client.session.last_error)
     return control_handlers(client.status, client.rt, client.core), client.cleanup
 
 

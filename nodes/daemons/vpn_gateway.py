@@ -7,16 +7,14 @@ strongSwan's kernel-libipsec always encapsulates). Internal presence per config:
   napt  (Appendix A) every remote host gets a tunnel-inner address from `napt_pool`; decrypted
         packets are translated to G_i (nodes/ipsec/napt.py, ports `napt_ports`) and sent toward
         the intranet on a raw IP socket. H's answers to G_i are taken away from G's own stack
-        before routing: mangle PREROUTING rules mark packets arriving on the inside interface for
-        G_i with a destination port in the NAPT range (ICMP: echo replies whose identifier, and
-        errors whose quoted source port, is in the range, matched with u32), a
-        policy-routing rule sends marked packets to a table whose only route is the TUN device,
-        so the kernel forwards them into the TUN where the daemon translates them back and
-        encrypts them into the right SA. G's own sockets (ephemeral ports 32768-60999) are not
-        touched.
+        before routing (mangle marks and policy routing, nodes/runtime/gateway_host.py) into the
+        TUN, where the daemon translates them back and encrypts them into the right SA.
   pool  (Appendix B) every remote host gets an address from `pool`; decrypted packets are written
         into the TUN and forwarded by the kernel; the pool is routed into the TUN and G answers
         ARP for it on the inside interface (proxy ARP), so H's replies come back.
+
+This module is the adapter: the IKE core, the NAPT and the redirection rules' bindings
+(nodes/ipsec/redirects.py) are sans-I/O, the host plumbing is nodes/runtime/gateway_host.py.
 
 Everything unauthenticated is dropped and counted (unknown SPI, bad ICV, replay, a source outside
 the SA's selectors = spoofed, a destination outside the user's subnets). G adds FORWARD accept rules
@@ -48,39 +46,21 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from nodes.ipsec import ike
-from nodes.ipsec.napt import Napt, RedirectRule
+from nodes.ipsec.napt import Napt
 from nodes.ipsec.pool import AddressPool, PoolExhausted
+from nodes.ipsec.redirects import RedirectBindings
 from nodes.runtime import daemon
+from nodes.runtime import gateway_host as host
+from nodes.runtime import ipsec_config
 from nodes.runtime import ipsec_io as io
-from nodes.runtime.ipsec_config import Cfg, Redirect, esp_lifetime, redirects
+from nodes.runtime.host_changes import HostChanges
+from nodes.runtime.ipsec_config import Cfg, Redirect, esp_lifetime, redirects, soft_rekey_delay
 from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
-from nodes.runtime.commands import CommandError, ip, run
 from nodes.runtime.netlink import sysctl
 from nodes.runtime.tundev import TunDevice
-
-FWMARK = "0x4500"
-RT_TABLE = "145"
-RULE_PREF = "145"
-LOCAL_PREF = "146"
-
-
-class GatewayIkeCore(ike.IkeCore):
-    """The IKE core with a setter for the per-user keys the responder proves itself with toward EAP
-    users (`gateway_psks`: id -> key, stored in each user's UserPolicy.gateway_psk). The gateway
-    itself fills UserPolicy.gateway_psk directly; this stays for callers that set the mapping."""
-
-    @property
-    def gateway_psks(self) -> dict[str, bytes]:
-        return {uid: u.gateway_psk for uid, u in self.config.users.items() if u.gateway_psk is not None}
-
-    @gateway_psks.setter
-    def gateway_psks(self, keys: dict[str, bytes]) -> None:
-        for uid, key in keys.items():
-            if uid in self.config.users:
-                self.config.users[uid].gateway_psk = key
 
 
 class PoolAllocator:
@@ -108,109 +88,53 @@ class PoolAllocator:
             self.refs[peer_id] = n
 
 
-def _interfaces() -> list[tuple[str, str, int]]:
-    """(name, address, prefixlen) of every IPv4 address in the node."""
-    import json
-    out = json.loads(ip("-4", "-j", "addr", "show").stdout or "[]")
-    return [(i["ifname"], a["local"], a["prefixlen"]) for i in out for a in i.get("addr_info", [])
-            if a.get("family") == "inet"]
-
-
-def _default_interface() -> str | None:
-    import json
-    routes = json.loads(ip("-4", "-j", "route", "show", "default").stdout or "[]")
-    return routes[0].get("dev") if routes else None
+def user_policies(cfg: Cfg, auth: str) -> dict[str, ike.UserPolicy]:
+    """The `users` key (read by ipsec_config.users, the rule the strongSwan profile shares): id ->
+    UserPolicy (G authenticates itself with the user's psk toward EAP users)."""
+    return {uid: ike.UserPolicy(
+                psk=None if auth == "eap-md5" else u["psk"].encode(),
+                password=None if auth == "psk" or u["password"] is None else u["password"].encode(),
+                subnets=u["subnets"],
+                gateway_psk=u["psk"].encode())  # G's AUTH toward this user when it types a password (EAP)
+            for uid, u in ipsec_config.users(cfg).items()}
 
 
 class Gateway:
     def __init__(self, cfg: Cfg, log):
         self.cfg, self.log = cfg, log
         self.presence = cfg.get("internal_presence", "napt", ("napt", "pool"))
-        auth = cfg.get("auth", "any", ("any", "psk", "eap-md5"))
-        users = cfg.get("users")
-        if not isinstance(users, dict) or not users:
-            raise cfg.fail("users", "a mapping of user id -> {psk, password, subnets}", users)
-        self.users: dict[str, ike.UserPolicy] = {}
-        for uid, u in users.items():
-            if not isinstance(u, dict):
-                raise cfg.fail(f"users.{uid}", "a mapping with psk, password and subnets", u)
-            subnets = cfg.prefixes(f"users.{uid}.subnets", u.get("subnets", ["0.0.0.0/0"]))
-            psk = u.get("psk")
-            password = u.get("password")
-            if psk is None:
-                raise cfg.fail(f"users.{uid}.psk", "a pre-shared key (G authenticates itself with it)")
-            self.users[str(uid)] = ike.UserPolicy(
-                psk=None if auth == "eap-md5" else str(psk).encode(),
-                password=None if auth == "psk" or password is None else str(password).encode(),
-                subnets=subnets,
-                gateway_psk=str(psk).encode())  # G's AUTH toward this user when it types a password (EAP)
-        self.auth = auth
+        self.auth = cfg.get("auth", "any", ("any", "psk", "eap-md5"))
+        self.users = user_policies(cfg, self.auth)
         self.dns = cfg.addresses("dns", [])
-        if self.presence == "pool":
-            net = cfg.network("pool")
-        else:
-            net = cfg.network("napt_pool", "100.64.0.0/24")
+        net = cfg.network("pool") if self.presence == "pool" else cfg.network("napt_pool", "100.64.0.0/24")
         self.pool = AddressPool(net)
         self.napt_ports = cfg.port_range("napt_ports", "61000-65535")
         self.redirects: list[Redirect] = redirects(cfg, self.users,
                                                    self.napt_ports if self.presence == "napt" else None)
-        self.redirect_bound: dict[tuple[str, int], object] = {}  # (proto, port) -> the tunnel it goes to
         self.tun_name = str(cfg.get("tun", "vpn0"))
         self.mtu = int(cfg.number("mtu", 1400))
         self.dpd = cfg.number("dpd_interval", 30)
         self.lifetime = esp_lifetime(cfg)
-        delay = cfg.get("esp_soft_rekey_delay", [2, 4])
-        if (not isinstance(delay, list) or len(delay) != 2 or not all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in delay)
-                or delay[0] > delay[1]):
-            raise cfg.fail("esp_soft_rekey_delay", "[lo, hi] seconds (0 <= lo <= hi)", delay)
-        self.soft_rekey_delay = (float(delay[0]), float(delay[1]))
+        self.soft_rekey_delay = soft_rekey_delay(cfg, [2, 4])
         self.g_e = cfg.get("external_address", None)
         self.inside_if = cfg.get("inside_interface", None)
         self.g_i: str | None = None
         self.napt: Napt | None = None
+        self.bindings = RedirectBindings(None, self.redirects)
         self.by_vip: dict[int, object] = {}
-        self.undo: list[list[str]] = []
+        self.changes = HostChanges()
         self.gw_drops: dict[str, int] = {}
         self.tun_fd: int | None = None
         self.raw = None
         self.rt: IpsecRuntime | None = None
+        self.loop = None
         self.housekeeping: asyncio.TimerHandle | None = None
 
     # -- setup and teardown ----------------------------------------------------------------------
-    def _locate(self) -> None:
-        addrs = _interfaces()
-        default_if = _default_interface()
-        if self.g_e is None:
-            self.g_e = next((a for n, a, _ in addrs if n == default_if), None)
-            if self.g_e is None:
-                raise self.cfg.fail("external_address", "a value: the node has no default route to find G_e by")
-        subnets = [IPv4Network(s) for u in self.users.values() for s in u.subnets]
-        if self.inside_if is None:
-            cands = [(n, a) for n, a, _ in addrs
-                     if n not in ("lo", self.tun_name, default_if)
-                     and any(IPv4Address(a) in s for s in subnets)]
-            cands = cands or [(n, a) for n, a, _ in addrs if n not in ("lo", self.tun_name, default_if)]
-            if not cands:
-                raise self.cfg.fail("inside_interface", "a value: no interface besides the default route's")
-            self.inside_if, self.g_i = cands[0]
-        else:
-            self.g_i = next((a for n, a, _ in addrs if n == self.inside_if), None)
-            if self.g_i is None:
-                raise self.cfg.fail("inside_interface", "an interface of this node with an IPv4 address",
-                                    self.inside_if)
-
-    def _do(self, argv: list[str], undo: list[str] | None = None, preclean: bool = True) -> None:
-        """Run `argv`, remembering `undo` for the exit. With preclean, first remove what a killed
-        earlier gateway in this node may have left (undo is a deletion then)."""
-        if undo and preclean:
-            run(undo, check=False)
-        run(argv)
-        if undo:
-            self.undo.append(undo)
-
     def setup(self, loop) -> None:
-        self._locate()
+        subnets = [IPv4Network(s) for u in self.users.values() for s in u.subnets]
+        self.g_e, self.inside_if, self.g_i = host.locate(self.g_e, self.inside_if, self.tun_name, subnets,
+                                                         self.cfg.fail)
         config = ike.IkeConfig(
             local_id=str(self.cfg.get("identity", self.g_e)),
             users=self.users,
@@ -229,57 +153,17 @@ class Gateway:
 
         self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         sysctl("net.ipv4.conf.all.rp_filter", 0)
-        self.old_forward = sysctl("net.ipv4.ip_forward", 1)
-        ipt = ["iptables", "-w"]
+        sysctl("net.ipv4.ip_forward", 1)
         tun, inside = self.tun_name, self.inside_if
-        self._do(ipt + ["-I", "FORWARD", "1", "-i", tun, "-o", inside, "-j", "ACCEPT"],
-                 ipt + ["-D", "FORWARD", "-i", tun, "-o", inside, "-j", "ACCEPT"])
-        self._do(ipt + ["-I", "FORWARD", "1", "-i", inside, "-o", tun, "-j", "ACCEPT"],
-                 ipt + ["-D", "FORWARD", "-i", inside, "-o", tun, "-j", "ACCEPT"])
+        host.forward_tunnel(self.changes, tun, inside)
         if self.presence == "napt":
             self.napt = Napt(self.g_i, ports=self.napt_ports)
+            self.bindings = RedirectBindings(self.napt, self.redirects)
             self.raw = io.raw_ip_socket()
-            lo, hi = self.napt_ports
-            # ICMP: echo replies by identifier, errors by the source port of the packet they quote
-            # (u32 matches; without the u32 module all echo replies and errors to G_i are taken)
-            ident = ["-m", "u32", "--u32", f"0>>22&0x3C@4>>16={lo}:{hi}"]
-            quoted = ["-m", "u32", "--u32", f"0>>22&0x3C@8>>22&0x3C@8>>16={lo}:{hi}"]
-            marks = [(["-p", "tcp", "--dport", f"{lo}:{hi}"], []), (["-p", "udp", "--dport", f"{lo}:{hi}"], []),
-                     (["-p", "icmp", "--icmp-type", "echo-reply"], ident),
-                     (["-p", "icmp", "--icmp-type", "destination-unreachable"], quoted),
-                     (["-p", "icmp", "--icmp-type", "time-exceeded"], quoted)]
-            for m, narrow in marks:
-                for extra in ([narrow, []] if narrow else [[]]):
-                    rule = ["PREROUTING", "-i", inside, "-d", self.g_i, *m, *extra,
-                            "-j", "MARK", "--set-mark", FWMARK]
-                    try:
-                        self._do(ipt + ["-t", "mangle", "-A", *rule], ipt + ["-t", "mangle", "-D", *rule])
-                        break
-                    except CommandError:
-                        if not extra:
-                            raise
-            # the redirection rules' ports: connections from the intranet to G_i:port (Appendix C)
-            for proto, port in sorted({(r.proto, r.port) for r in self.redirects}):
-                rule = ["PREROUTING", "-i", inside, "-d", self.g_i, "-p", proto, "--dport", str(port),
-                        "-j", "MARK", "--set-mark", FWMARK]
-                self._do(ipt + ["-t", "mangle", "-A", *rule], ipt + ["-t", "mangle", "-D", *rule])
-            self._do(["ip", "route", "replace", "default", "dev", tun, "table", RT_TABLE],
-                     ["ip", "route", "flush", "table", RT_TABLE])
-            self._do(["ip", "rule", "add", "pref", RULE_PREF, "fwmark", FWMARK, "lookup", RT_TABLE],
-                     ["ip", "rule", "del", "pref", RULE_PREF])
-            # G_i is a local address: the `local` table (rule 0) would take the answers first, so
-            # it moves behind the mark rule while the gateway runs
-            rules = ip("rule", "show").stdout
-            if f"{LOCAL_PREF}:\tfrom all lookup local" not in rules:
-                run(["ip", "rule", "add", "pref", LOCAL_PREF, "lookup", "local"])
-            if "0:\tfrom all lookup local" in rules.splitlines()[0] if rules else False:
-                run(["ip", "rule", "del", "pref", "0", "lookup", "local"])
-            self.undo.append(["ip", "rule", "del", "pref", LOCAL_PREF, "lookup", "local"])
-            self.undo.append(["ip", "rule", "add", "pref", "0", "lookup", "local"])  # runs first at exit
+            host.capture_napt(self.changes, tun, inside, self.g_i, self.napt_ports,
+                              [(r.proto, r.port) for r in self.redirects])
         else:
-            self.old_proxy_arp = sysctl(f"net.ipv4.conf.{inside}.proxy_arp", 1)
-            self._do(["ip", "route", "replace", str(self.pool.network), "dev", tun],
-                     ["ip", "route", "del", str(self.pool.network), "dev", tun])
+            host.route_pool(self.changes, tun, inside, self.pool.network)
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
         self.loop = loop
@@ -289,21 +173,18 @@ class Gateway:
 
     async def cleanup(self) -> None:
         if self.rt is not None and self.rt.loop is not None:
-            self.rt.apply(self.core.close(self.rt.now()))  # tell the clients (INFORMATIONAL Delete)
+            self.core.close(self.rt.now())  # tell the clients (INFORMATIONAL Delete)
+            self.rt.flush()
             await asyncio.sleep(0.05)
             self.rt.stop()
         if self.housekeeping:
             self.housekeeping.cancel()
-        if self.tun_fd is not None and getattr(self, "loop", None) is not None:
+        if self.tun_fd is not None and self.loop is not None:
             try:
                 self.loop.remove_reader(self.tun_fd)
             except Exception:
                 pass
-        for argv in reversed(self.undo):
-            run(argv, check=False)
-        self.undo.clear()
-        if self.presence == "pool" and getattr(self, "old_proxy_arp", None) is not None:
-            sysctl(f"net.ipv4.conf.{self.inside_if}.proxy_arp", self.old_proxy_arp)
+        self.changes.undo_all()
         if self.tun_fd is not None:
             os.close(self.tun_fd)
             self.tun_fd = None
@@ -312,7 +193,7 @@ class Gateway:
 
     def _housekeep(self) -> None:
         if self.napt is not None:
-            self.napt.expire(self.rt.now())
+            self.napt.handle_timer(self.rt.now())
         self.housekeeping = self.loop.call_later(1.0, self._housekeep)
 
     # -- events ----------------------------------------------------------------------------------
@@ -327,7 +208,7 @@ class Gateway:
             tunnel = dp.tunnels.get(a.ike_sa)
             if tunnel is not None and a.virtual_ip:
                 self.by_vip[io.ip_int(a.virtual_ip)] = tunnel
-                self._bind_redirects(tunnel, a.peer_id, a.virtual_ip)
+                self._log_all(self.bindings.bind(tunnel, a.peer_id, a.virtual_ip, self.rt.now()))
         elif isinstance(a, ike.IkeSaClosed):
             tunnel = dp.tunnels.get(a.ike_sa)
             if tunnel is not None:
@@ -336,52 +217,13 @@ class Gateway:
     def _forget(self, tunnel) -> None:
         if tunnel.virtual_ip and self.by_vip.get(io.ip_int(tunnel.virtual_ip)) is tunnel:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
-        self._unbind_redirects(tunnel)
+        self._log_all(self.bindings.unbind(tunnel))
         if self.napt is not None:
             self.napt.forget_peer(tunnel)
 
-    # -- redirection rules (Appendix C) ------------------------------------------------------------
-    def _bind_redirects(self, tunnel, user: str | None, virtual_ip: str) -> None:
-        """`user`'s tunnel is up: its rules now lead to `virtual_ip` through `tunnel` (replacing a
-        binding to an older tunnel of the same user)."""
-        if self.napt is None:
-            return
-        now = self.rt.now()
-        for r in self.redirects:
-            if r.user != user:
-                continue
-            key = (r.proto, r.port)
-            if key in self.redirect_bound:
-                self.napt.remove_redirect(r.proto, r.port)
-            try:
-                self.napt.add_redirect(RedirectRule(r.proto, r.port, tunnel, virtual_ip, r.to_port), now)
-            except ValueError as exc:  # not expected: the port lies outside the dynamic range
-                self.redirect_bound.pop(key, None)
-                self.log("redirect_failed", proto=r.proto, port=r.port, user=user, error=str(exc))
-                continue
-            self.redirect_bound[key] = tunnel
-            self.log("redirect_added", proto=r.proto, port=r.port, user=user, to=f"{virtual_ip}:{r.to_port}",
-                     ike_sa=tunnel.name)
-
-    def _unbind_redirects(self, tunnel) -> None:
-        """`tunnel`'s IKE SA went away: the rules bound to it are removed (not those that moved on
-        to a newer tunnel of the same user)."""
-        for key, bound in list(self.redirect_bound.items()):
-            if bound is not tunnel:
-                continue
-            del self.redirect_bound[key]
-            if self.napt is not None:
-                self.napt.remove_redirect(*key)
-            self.log("redirect_removed", proto=key[0], port=key[1], user=tunnel.peer_id, ike_sa=tunnel.name)
-
-    def redirect_status(self) -> list[dict]:
-        out = []
-        for r in self.redirects:
-            t = self.redirect_bound.get((r.proto, r.port))
-            out.append({**r.as_dict(), "external": f"{self.g_i}:{r.port}", "active": t is not None,
-                        "to": f"{t.virtual_ip}:{r.to_port}" if t is not None else None,
-                        "ike_sa": t.name if t is not None else None})
-        return out
+    def _log_all(self, events: list[tuple[str, dict]]) -> None:
+        for what, fields in events:
+            self.log(what, **fields)
 
     # -- the data path ---------------------------------------------------------------------------
     def _from_tunnel(self, inner: bytes, tunnel) -> None:
@@ -430,8 +272,9 @@ class Gateway:
         by_name = {t["ike_sa"]: t for t in st["tunnels"]}
         ike_sas = [public_status(sa, by_name.get(sa["name"]), self.core.config.local_id) for sa in st["ike_sas"]]
         drops = dict(st["drops"])
-        if self.napt is not None:
-            drops["napt"] = self.napt.drop_counters()
+        napt = self.napt.status(now).as_dict() if self.napt is not None else None
+        if napt is not None:
+            drops["napt"] = napt["drops"]
         drops["gateway"] = dict(self.gw_drops)
         return {
             "implementation": "ours", "kind": "vpn-gateway",
@@ -440,11 +283,12 @@ class Gateway:
             "ike_sas": ike_sas,
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
-            "napt": self.napt.table(now) if self.napt is not None else [],
-            "redirects": self.redirect_status(),
+            "napt": napt["mappings"] if napt is not None else [],
+            "redirects": self.bindings.status(self.g_i),
             "drops": drops,
             "drop_total": sum(sum(d.values()) for d in drops.values()),
             "counters": st["counters"],
+            "ike_messages": st["ike_messages"],
             "events": st["events"],
         }
 

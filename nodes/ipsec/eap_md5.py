@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import struct
 from dataclasses import dataclass
 
+from nodes.core import RandomSource, system_random
 from nodes.wire.errors import DecodeError, need
 
 CODE_REQUEST = 1
@@ -54,8 +54,9 @@ def md5_value(identifier: int, password: bytes, challenge: bytes) -> bytes:
     return hashlib.md5(bytes([identifier]) + password + challenge).digest()
 
 
-def md5_challenge(identifier: int, name: bytes = b"") -> tuple[EapPacket, bytes]:
-    challenge = os.urandom(16)
+def md5_challenge(identifier: int, random: RandomSource = system_random,
+                  name: bytes = b"") -> tuple[EapPacket, bytes]:
+    challenge = random(16)
     return EapPacket(CODE_REQUEST, identifier, TYPE_MD5, bytes([16]) + challenge + name), challenge
 
 

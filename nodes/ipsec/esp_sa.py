@@ -18,8 +18,15 @@ Algorithms (names as the IKE core spells them):
 Padding is 1, 2, 3, ... (RFC 4303 2.4) and is checked on receive; the next header is 4 (IPv4)
 since this is tunnel mode. Sequence numbers are 32-bit (no ESN): the SA asks for a rekey near the
 end of the space and refuses to wrap. Lifetimes in seconds and bytes: crossing a soft limit sets
-`rekey_due` and queues a "rekey-due" `SAEvent`; crossing a hard limit marks the SA `expired`
-(queues "expired"), after which it drops everything with reason "sa-expired".
+`rekey_due` and queues a "rekey-due" `SAEvent` action; crossing a hard limit marks the SA
+`expired` (queues "expired"), after which it drops everything with reason "sa-expired".
+
+The SA follows nodes/core.py's contract. `encrypt` (outbound) and `decrypt` (inbound) are its
+role-specific inputs and, being the per-packet path, return the bytes (or raise ESPDrop, counted
+by reason in the status) instead of queueing an action. `receive_datagram` is `decrypt` with the
+inner packet queued as a `Decrypted` action; `handle_timer(now)` checks the time limits at
+`next_deadline()`; `drain_actions()` hands over the SAEvents; `status(now)` is an `EspSaStatus`.
+The CBC IVs come from the injected `random` (os.urandom by default).
 
 Performance: the per-packet path does a handful of int compares, one AEAD call (GCM) or one
 chained CBC update plus one HMAC (CBC), and a couple of byte joins; cipher objects live as long as
@@ -30,8 +37,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import os
-
+from collections import Counter
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -41,6 +47,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from nodes.core import Addr, RandomSource, system_random
 from nodes.ipsec.replay import DEFAULT_WINDOW, ReplayWindow
 from nodes.wire.errors import DecodeError
 from nodes.wire.esp import ESP_HEADER, ESP_HEADER_LEN, MAX_RESERVED_SPI
@@ -93,7 +100,7 @@ ALGORITHMS: dict[str, EspAlgorithm] = {
 class _GcmTransform:
     """AES-GCM-16 (RFC 4106)."""
 
-    def __init__(self, alg: EspAlgorithm, enc_key: bytes, integ_key: bytes):
+    def __init__(self, alg: EspAlgorithm, enc_key: bytes, integ_key: bytes, random: RandomSource):
         self._aead = AESGCM(enc_key[: alg.key_len])
         self._salt = enc_key[alg.key_len :]
 
@@ -118,15 +125,16 @@ class _CbcHmacTransform:
     This saves building a cipher context per packet (the most expensive step otherwise).
     """
 
-    def __init__(self, alg: EspAlgorithm, enc_key: bytes, integ_key: bytes):
+    def __init__(self, alg: EspAlgorithm, enc_key: bytes, integ_key: bytes, random: RandomSource):
         cipher = Cipher(algorithms.AES(enc_key), modes.CBC(bytes(16)))
         self._encryptor = cipher.encryptor()
         self._decryptor = cipher.decryptor()
         self._mac = hmac.new(integ_key, digestmod=hashlib.sha256)
         self._icv_len = alg.icv_len
+        self._random = random
 
     def seal(self, header: bytes, seq: int, inner: Buffer, trailer: bytes) -> bytes:
-        body = header + self._encryptor.update(b"".join((os.urandom(16), inner, trailer)))
+        body = header + self._encryptor.update(b"".join((self._random(16), inner, trailer)))
         mac = self._mac.copy()
         mac.update(body)
         return body + mac.digest()[: self._icv_len]
@@ -161,19 +169,58 @@ class Lifetime:
 
 @dataclass(frozen=True)
 class SAEvent:
+    """Action: the SA crossed a soft ("rekey-due") or hard ("expired") limit."""
+
     kind: Literal["rekey-due", "expired"]
     spi: int
     direction: str
     cause: Literal["time", "bytes", "sequence"]
 
 
+@dataclass(frozen=True)
+class Decrypted:
+    """Action of `receive_datagram`: the authenticated inner packet."""
+
+    spi: int
+    inner: bytes
+
+
+@dataclass(frozen=True)
+class EspSaStatus:
+    spi: int
+    direction: str
+    algorithm: str
+    packets: int
+    bytes: int
+    age: float
+    rekey_due: bool
+    expired: bool
+    drops: tuple[tuple[str, int], ...]
+    seq: int | None = None  # outbound: the last sequence number sent
+    replay_window: int | None = None  # inbound
+    highest_seq: int | None = None  # inbound
+    keys: tuple[str, str] | None = None  # (enc_key, integ_key) hex, when asked for
+
+    def as_dict(self) -> dict:
+        out = {"spi": f"0x{self.spi:08x}", "direction": self.direction, "algorithm": self.algorithm,
+               "packets": self.packets, "bytes": self.bytes, "age": self.age, "rekey_due": self.rekey_due,
+               "expired": self.expired, "drops": dict(self.drops)}
+        if self.direction == "out":
+            out["seq"] = self.seq
+        else:
+            out["replay_window"], out["highest_seq"] = self.replay_window, self.highest_seq
+        if self.keys is not None:
+            out["enc_key"], out["integ_key"] = self.keys
+        return out
+
+
 class _ESPSA:
-    """What both directions share: algorithm and keys, counters, lifetimes and events."""
+    """What both directions share: algorithm and keys, counters, lifetimes and actions."""
 
     direction = ""
 
     def __init__(self, algorithm: str, enc_key: bytes, integ_key: bytes, spi: int, now: float,
-                 lifetime: Lifetime | None = None):
+                 lifetime: Lifetime | None = None, random: RandomSource = system_random):
         alg = ALGORITHMS.get(algorithm)
         if alg is None:
             raise ValueError(f"unknown ESP algorithm {algorithm!r}; known: {', '.join(ALGORITHMS)}")
@@ -193,8 +240,10 @@ class _ESPSA:
         self.bytes = 0  # inner packet bytes
         self.rekey_due = False
         self.expired = False
-        self._events: list[SAEvent] = []
-        self._transform = (_GcmTransform if alg.aead else _CbcHmacTransform)(alg, self.enc_key, self.integ_key)
+        self.drops: Counter[str] = Counter()
+        self._actions: list[SAEvent | Decrypted] = []  # a plain list: the packet path tests it cheaply
+        self._transform = (_GcmTransform if alg.aead else _CbcHmacTransform)(alg, self.enc_key, self.integ_key,
+                                                                               random)
         # Per-packet checks compare against these two thresholds only (see _arm).
         self._time_check = math.inf
         self._byte_check = math.inf
@@ -233,53 +282,45 @@ class _ESPSA:
     def _soft_expire(self, cause: str) -> None:
         if not self.rekey_due and not self.expired:
             self.rekey_due = True
-            self._events.append(SAEvent("rekey-due", self.spi, self.direction, cause))
+            self._actions.append(SAEvent("rekey-due", self.spi, self.direction, cause))
 
     def _expire(self, cause: str) -> None:
         if not self.expired:
             self.expired = True
-            self._events.append(SAEvent("expired", self.spi, self.direction, cause))
+            self._actions.append(SAEvent("expired", self.spi, self.direction, cause))
             self._arm()
 
-    def poll(self, now: float) -> list[SAEvent]:
-        """Check the time limits (call from a timer); returns and clears the queued events."""
+    def handle_timer(self, now: float) -> None:
+        """Check the time limits (at `next_deadline()`); crossings come out as SAEvent actions."""
         if now >= self._time_check:
             self._update_limits(now)
-        return self.pop_events()
 
-    def pop_events(self) -> list[SAEvent]:
-        events, self._events = self._events, []
-        return events
+    def drain_actions(self) -> list[SAEvent | Decrypted]:
+        actions, self._actions = self._actions, []
+        return actions
 
     def next_deadline(self) -> float | None:
         """When the next time limit falls (to arm a timer), or None."""
         return self._time_check if math.isfinite(self._time_check) else None
 
     # -- status --------------------------------------------------------------------------------
-    def status(self, now: float, include_keys: bool = False) -> dict:
-        """A JSON-able summary; with keys (hex) when asked, for decrypting captures in tests."""
-        out = {
-            "spi": f"0x{self.spi:08x}",
-            "direction": self.direction,
-            "algorithm": self.algorithm.name,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "age": now - self.created,
-            "rekey_due": self.rekey_due,
-            "expired": self.expired,
-        }
-        if include_keys:
-            out["enc_key"] = self.enc_key.hex()
-            out["integ_key"] = self.integ_key.hex()
-        return out
+    def status(self, now: float, include_keys: bool = False) -> EspSaStatus:
+        """A snapshot; with the keys (hex) when asked, for decrypting captures in tests."""
+        return EspSaStatus(self.spi, self.direction, self.algorithm.name, self.packets, self.bytes,
+                           now - self.created, self.rekey_due, self.expired, tuple(sorted(self.drops.items())),
+                           keys=(self.enc_key.hex(), self.integ_key.hex()) if include_keys else None,
+                           **self._direction_status())
+
+    def _direction_status(self) -> dict:
+        raise NotImplementedError
 
 
 class OutboundSA(_ESPSA):
     direction = "out"
 
     def __init__(self, algorithm: str, enc_key: bytes, integ_key: bytes, spi: int, now: float,
-                 lifetime: Lifetime | None = None):
-        super().__init__(algorithm, enc_key, integ_key, spi, now, lifetime)
+                 lifetime: Lifetime | None = None, random: RandomSource = system_random):
+        super().__init__(algorithm, enc_key, integ_key, spi, now, lifetime, random)
         self.seq = 0  # the last sequence number sent
         align = self.algorithm.align
         # trailer (padding 1, 2, 3..., pad length, next header) by (len(inner) + 2) % align
@@ -290,13 +331,17 @@ class OutboundSA(_ESPSA):
 
     def encrypt(self, inner: Buffer, now: float) -> bytes:
         """ESP bytes (header to ICV) carrying the IPv4 packet `inner` in tunnel mode."""
-        if now >= self._time_check:
-            self._update_limits(now)
-            if self.expired:
-                raise ESPDrop("sa-expired", f"outbound SA 0x{self.spi:08x} has expired")
-        seq = self.seq + 1
-        if seq >= SEQ_SOFT:
-            self._sequence_limits(seq)
+        try:
+            if now >= self._time_check:
+                self._update_limits(now)
+                if self.expired:
+                    raise ESPDrop("sa-expired", f"outbound SA 0x{self.spi:08x} has expired")
+            seq = self.seq + 1
+            if seq >= SEQ_SOFT:
+                self._sequence_limits(seq)
+        except ESPDrop as drop:  # free unless raised (Python 3.11)
+            self.drops[drop.reason] += 1
+            raise
         self.seq = seq
         n = len(inner)
         packet = self._transform.seal(
@@ -315,16 +360,21 @@ class OutboundSA(_ESPSA):
         self._soft_expire("sequence")
         self._arm()
 
-    def status(self, now: float, include_keys: bool = False) -> dict:
-        return {**super().status(now, include_keys), "seq": self.seq}
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """An outbound SA receives nothing: counted as a drop."""
+        self.drops["outbound-sa"] += 1
+
+    def _direction_status(self) -> dict:
+        return {"seq": self.seq}
 
 
 class InboundSA(_ESPSA):
     direction = "in"
 
     def __init__(self, algorithm: str, enc_key: bytes, integ_key: bytes, spi: int, now: float,
-                 lifetime: Lifetime | None = None, replay_window: int = DEFAULT_WINDOW):
-        super().__init__(algorithm, enc_key, integ_key, spi, now, lifetime)
+                 lifetime: Lifetime | None = None, replay_window: int = DEFAULT_WINDOW,
+                 random: RandomSource = system_random):
+        super().__init__(algorithm, enc_key, integ_key, spi, now, lifetime, random)
         self.window = ReplayWindow(replay_window)
         alg = self.algorithm
         self._overhead = alg.overhead
@@ -332,32 +382,38 @@ class InboundSA(_ESPSA):
         self._align = alg.align
 
     def decrypt(self, packet: Buffer, now: float) -> bytes:
-        """The inner IPv4 packet of the ESP bytes `packet` (header to ICV), or ESPDrop."""
-        if now >= self._time_check:
-            self._update_limits(now)
-            if self.expired:
-                raise ESPDrop("sa-expired", f"inbound SA 0x{self.spi:08x} has expired")
-        n = len(packet)
-        if n < self._min_len:
-            raise ESPDrop("truncated", f"{n} bytes, an ESP packet of {self.algorithm.name} needs {self._min_len}")
-        if (n - self._overhead) % self._align:
-            raise ESPDrop("bad-length", f"ciphertext of {n - self._overhead} bytes is not a multiple of {self._align}")
-        spi, seq = ESP_HEADER.unpack_from(packet)
-        if spi != self.spi:
-            raise ESPDrop("wrong-spi", f"SPI 0x{spi:08x} given to SA 0x{self.spi:08x}")
-        why = self.window.check(seq)
-        if why:
-            raise ESPDrop(why, f"sequence number {seq}, window top {self.window.top}")
-        plain = self._transform.open(memoryview(packet))
-        self.window.accept(seq)  # authenticated: now the window may move
-        pad_len, next_header = plain[-2], plain[-1]
-        end = len(plain) - 2 - pad_len
-        if end < 0 or plain[end:-2] != _PADDING[pad_len]:
-            raise ESPDrop("bad-padding", f"pad length {pad_len}, padding is not 1, 2, 3, ...")
-        if next_header != NEXT_HEADER_IPV4:
-            if next_header == NEXT_HEADER_NONE:
-                raise ESPDrop("dummy-packet", "next header 59 (traffic flow confidentiality padding)")
-            raise ESPDrop("bad-next-header", f"next header {next_header}, tunnel mode carries IPv4 (4)")
+        """The inner IPv4 packet of the ESP bytes `packet` (header to ICV), or ESPDrop (counted)."""
+        try:  # free unless raised (Python 3.11)
+            if now >= self._time_check:
+                self._update_limits(now)
+                if self.expired:
+                    raise ESPDrop("sa-expired", f"inbound SA 0x{self.spi:08x} has expired")
+            n = len(packet)
+            if n < self._min_len:
+                raise ESPDrop("truncated",
+                              f"{n} bytes, an ESP packet of {self.algorithm.name} needs {self._min_len}")
+            if (n - self._overhead) % self._align:
+                raise ESPDrop("bad-length",
+                              f"ciphertext of {n - self._overhead} bytes is not a multiple of {self._align}")
+            spi, seq = ESP_HEADER.unpack_from(packet)
+            if spi != self.spi:
+                raise ESPDrop("wrong-spi", f"SPI 0x{spi:08x} given to SA 0x{self.spi:08x}")
+            why = self.window.check(seq)
+            if why:
+                raise ESPDrop(why, f"sequence number {seq}, window top {self.window.top}")
+            plain = self._transform.open(memoryview(packet))
+            self.window.accept(seq)  # authenticated: now the window may move
+            pad_len, next_header = plain[-2], plain[-1]
+            end = len(plain) - 2 - pad_len
+            if end < 0 or plain[end:-2] != _PADDING[pad_len]:
+                raise ESPDrop("bad-padding", f"pad length {pad_len}, padding is not 1, 2, 3, ...")
+            if next_header != NEXT_HEADER_IPV4:
+                if next_header == NEXT_HEADER_NONE:
+                    raise ESPDrop("dummy-packet", "next header 59 (traffic flow confidentiality padding)")
+                raise ESPDrop("bad-next-header", f"next header {next_header}, tunnel mode carries IPv4 (4)")
+        except ESPDrop as drop:
+            self.drops[drop.reason] += 1
+            raise
         inner = plain[:end]
         self.packets += 1
         self.bytes += end
@@ -365,17 +421,25 @@ class InboundSA(_ESPSA):
             self._update_limits(now)
         return inner
 
-    def status(self, now: float, include_keys: bool = False) -> dict:
-        return {**super().status(now, include_keys), "replay_window": self.window.size,
-                "highest_seq": self.window.top}
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """`decrypt`, with the inner packet queued as a Decrypted action (drops are counted)."""
+        try:
+            inner = self.decrypt(data, now)
+        except ESPDrop:
+            return
+        self._actions.append(Decrypted(self.spi, inner))
+
+    def _direction_status(self) -> dict:
+        return {"replay_window": self.window.size, "highest_seq": self.window.top}
 
 
 def make_sa(algorithm: str, enc_key: bytes, integ_key: bytes, spi: int,
             direction: Literal["in", "out", "inbound", "outbound"], now: float,
-            lifetime: Lifetime | None = None, replay_window: int = DEFAULT_WINDOW) -> InboundSA | OutboundSA:
+            lifetime: Lifetime | None = None, replay_window: int = DEFAULT_WINDOW,
+            random: RandomSource = system_random) -> InboundSA | OutboundSA:
     """The SA the IKE core asks for (`replay_window` applies to inbound SAs only)."""
     if direction in ("in", "inbound"):
-        return InboundSA(algorithm, enc_key, integ_key, spi, now, lifetime, replay_window)
+        return InboundSA(algorithm, enc_key, integ_key, spi, now, lifetime, replay_window, random)
     if direction in ("out", "outbound"):
-        return OutboundSA(algorithm, enc_key, integ_key, spi, now, lifetime)
+        return OutboundSA(algorithm, enc_key, integ_key, spi, now, lifetime, random)
     raise ValueError(f"direction {direction!r}, expected 'in' or 'out'")

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric import ec, x25519
 
+from nodes.core import RandomSource, system_random
 from nodes.wire import ikev2 as w
 
 PRF_HASHES = {
@@ -58,11 +58,15 @@ MODP_2048_P = int(
     "15728E5A8AACAA68FFFFFFFFFFFFFFFF", 16)
 
 
+SECP256R1_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
 class DhGroup:
-    """generate() -> (private, public bytes); shared(private, peer public bytes) -> g^ir bytes."""
+    """generate(random) -> (private, public bytes), the private value drawn from `random` (a
+    nodes.core.RandomSource); shared(private, peer public bytes) -> g^ir bytes."""
     number: int
 
-    def generate(self):
+    def generate(self, random: RandomSource = system_random):
         raise NotImplementedError
 
     def shared(self, private, peer_public: bytes) -> bytes:
@@ -73,8 +77,8 @@ class Modp2048(DhGroup):
     number = 14
     size = 256
 
-    def generate(self):
-        x = int.from_bytes(os.urandom(32), "big") | (1 << 255)  # 256-bit exponent, as strongSwan uses
+    def generate(self, random: RandomSource = system_random):
+        x = int.from_bytes(random(32), "big") | (1 << 255)  # 256-bit exponent, as strongSwan uses
         return x, pow(2, x, MODP_2048_P).to_bytes(self.size, "big")
 
     def shared(self, private, peer_public: bytes) -> bytes:
@@ -89,8 +93,10 @@ class Modp2048(DhGroup):
 class Ecp256(DhGroup):
     number = 19
 
-    def generate(self):
-        key = ec.generate_private_key(ec.SECP256R1())
+    def generate(self, random: RandomSource = system_random):
+        # a scalar in 1..n-1 (the bias of the reduction is below 2^-32)
+        scalar = int.from_bytes(random(40), "big") % (SECP256R1_ORDER - 1) + 1
+        key = ec.derive_private_key(scalar, ec.SECP256R1())
         nums = key.public_key().public_numbers()
         return key, nums.x.to_bytes(32, "big") + nums.y.to_bytes(32, "big")
 
@@ -107,8 +113,8 @@ class Ecp256(DhGroup):
 class Curve25519(DhGroup):
     number = 31
 
-    def generate(self):
-        key = x25519.X25519PrivateKey.generate()
+    def generate(self, random: RandomSource = system_random):
+        key = x25519.X25519PrivateKey.from_private_bytes(random(32))  # clamped by the library
         return key, key.public_key().public_bytes_raw()
 
     def shared(self, private, peer_public: bytes) -> bytes:

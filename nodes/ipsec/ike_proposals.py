@@ -6,9 +6,9 @@ A suite string such as "aes128gcm16-prfsha256-ecp256" (IKE) or "aes256-sha256-mo
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+from nodes.core import RandomSource, system_random
 from nodes.wire import ikev2 as w
 
 ENCR_TOKENS = {
@@ -171,8 +171,21 @@ def accept_reply(ours: list[Suite], reply: w.SecurityAssociation, protocol: int)
     return Selection(suite, prop, prop.spi, [t.id for t in prop.get(w.TT_DH)])
 
 
-def new_spi(size: int) -> bytes:
+def new_spi(size: int, random: RandomSource = system_random) -> bytes:
     while True:
-        spi = os.urandom(size)
+        spi = random(size)
         if int.from_bytes(spi, "big") >= 256:  # ESP SPIs 0..255 are reserved
             return spi
+
+
+def select_for_ke(suites: list[Suite], sa_p: w.SecurityAssociation, group: int,
+                  spi: bytes) -> tuple[Selection | None, int | None]:
+    """An IKE proposal (IKE_SA_INIT or IKE rekey) with the DH group of the peer's KE payload:
+    (selection, None); else (None, the group of a proposal we would take, for INVALID_KE_PAYLOAD),
+    or (None, None) when no proposal is acceptable (NO_PROPOSAL_CHOSEN)."""
+    same = [s for s in suites if s.dh == group]
+    sel = select(same, sa_p, w.PROTO_IKE, spi, dh_required=True) if same else None
+    if sel is not None:
+        return sel, None
+    other = select(suites, sa_p, w.PROTO_IKE, spi, dh_required=True)
+    return None, other.suite.dh if other is not None else None

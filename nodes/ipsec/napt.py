@@ -21,6 +21,12 @@ G_i:2222/tcp -> remote host X:22. Every drop is counted by reason in `drops`.
 
 Checksums are patched incrementally (RFC 1624) by one helper, `_translate`, for all of IP,
 TCP, UDP (a zero UDP checksum stays zero) and ICMP.
+
+The NAPT follows nodes/core.py's contract. `outbound` and `inbound` are its role-specific inputs
+and, being the per-packet path, return the translated packet (or None) instead of queueing an
+action; `receive_datagram` is `inbound` with the result queued as a `Translated` action.
+`handle_timer(now)` removes the idle mappings whose timeout fell (`next_deadline()`, a scan of the
+table: call it from a timer, not per packet); `status(now)` is a `NaptStatus`. It uses no randomness.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Literal, Union
 
+from nodes.core import Addr
 from nodes.wire.ipv4 import PROTO_ICMP, PROTO_TCP, PROTO_UDP, checksum
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -177,6 +184,23 @@ class Mapping:
 
 
 @dataclass(frozen=True)
+class Translated:
+    """Action of `receive_datagram`: the packet translated back, for the SA of `peer`."""
+
+    packet: bytes
+    peer: Hashable
+
+
+@dataclass(frozen=True)
+class NaptStatus:
+    mappings: tuple[dict, ...]  # Mapping.as_dict rows, sorted by protocol and external end
+    drops: tuple[tuple[str, int], ...]
+
+    def as_dict(self) -> dict:
+        return {"mappings": list(self.mappings), "drops": dict(self.drops)}
+
+
+@dataclass(frozen=True)
 class RedirectRule:
     """Connections from the inside to `external_address`:`external_port` go to the remote host
     `peer` at its inner address `target`:`target_port` (e.g. G_i:2222/tcp -> X:22)."""
@@ -212,6 +236,31 @@ class Napt:
         self._cursor: dict[tuple[int, int], int] = {}
         self._peer_address: dict[Hashable, int] = {}
         self._next_address = 0
+        self._actions: list[Translated] = []
+
+    # -- the core contract ---------------------------------------------------------------------
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """A packet from the intranet: `inbound`, the result queued as a Translated action."""
+        got = self.inbound(data, now)
+        if got is not None:
+            self._actions.append(Translated(*got))
+
+    def handle_timer(self, now: float) -> None:
+        self._expire(now)
+
+    def next_deadline(self) -> float | None:
+        """When the next dynamic mapping times out (a scan of the table), or None."""
+        return min((m.last_seen + m.timeout(self.timeouts) for m in self._by_ext.values() if not m.static),
+                   default=None)
+
+    def drain_actions(self) -> list[Translated]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def status(self, now: float) -> NaptStatus:
+        rows = sorted((m.as_dict(now, self.timeouts) for m in self._by_ext.values()),
+                      key=lambda r: (r["proto"], r["external"]))
+        return NaptStatus(tuple(rows), tuple(sorted(self.drops.items())))
 
     # -- data path ---------------------------------------------------------------------------
     def outbound(self, packet: Buffer, peer: Hashable, now: float) -> bytes | None:
@@ -344,7 +393,7 @@ class Napt:
                 ext_addr: int | None = None, ext_port: int | None = None, static: bool = False) -> Mapping | None:
         if ext_port is None:
             ext_addr, ext_port = self._allocate(proto, peer, inner_port)
-            if ext_port is None and self.expire(now):  # idle mappings not yet collected
+            if ext_port is None and self._expire(now):  # idle mappings not yet collected
                 ext_addr, ext_port = self._allocate(proto, peer, inner_port)
             if ext_port is None:
                 self.drops["ports-exhausted"] += 1
@@ -417,8 +466,8 @@ class Napt:
             self._peer_address.pop(peer, None)
         return len(gone)
 
-    def expire(self, now: float) -> int:
-        """Remove idle mappings (call from a timer); returns how many went."""
+    def _expire(self, now: float) -> int:
+        """Remove idle mappings; returns how many went."""
         gone = [m for m in self._by_ext.values() if now - m.last_seen >= m.timeout(self.timeouts)]
         for m in gone:
             self._remove(m)
@@ -426,14 +475,6 @@ class Napt:
 
     def __len__(self) -> int:
         return len(self._by_ext)
-
-    def table(self, now: float) -> list[dict]:
-        """The mappings as JSON-able dicts, for the gateway's status."""
-        rows = [m.as_dict(now, self.timeouts) for m in self._by_ext.values()]
-        return sorted(rows, key=lambda r: (r["proto"], r["external"]))
-
-    def drop_counters(self) -> dict[str, int]:
-        return dict(sorted(self.drops.items()))
 
 
 def _address_list(addresses) -> list[int]:

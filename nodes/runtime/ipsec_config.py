@@ -115,6 +115,16 @@ def users(cfg: Cfg, key: str = "users") -> dict[str, dict]:
     return out
 
 
+def soft_rekey_delay(cfg: Cfg, default: list[float], key: str = "esp_soft_rekey_delay") -> tuple[float, float]:
+    """[lo, hi] seconds (0 <= lo <= hi) to wait, drawn at random, before a soft ESP expiry's rekey."""
+    delay = cfg.get(key, default)
+    if (not isinstance(delay, list) or len(delay) != 2 or not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool) and x >= 0 for x in delay)
+            or delay[0] > delay[1]):
+        raise cfg.fail(key, "[lo, hi] seconds (0 <= lo <= hi)", delay)
+    return float(delay[0]), float(delay[1])
+
+
 PASSWORD_ENV = "TESTBED_VPN_PASSWORD"
 NO_TTY = ("the password is to be typed at a prompt (--ask-password or password: prompt), but this "
           "process has no controlling terminal to ask on: run the client by hand from a terminal, or "

@@ -13,7 +13,7 @@ A tunnel follows its peer's NAT mapping: an authenticated UDP-encapsulated packe
 address or port moves the tunnel there (RFC 3948).
 
 Lifetimes: `DataPlane(lifetime)` gives every child SA it installs that esp_sa.Lifetime (both
-directions). The SAs' soft/hard expiry events (esp_sa.SAEvent) are gathered into `dp.events` as
+directions). The SAs' soft/hard expiry actions (esp_sa.SAEvent) are gathered into `dp.events` as
 (child, event) pairs, from the per-packet path and from `dp.poll(now)` (the time limits); the
 runtime takes them with `dp.pop_events()` and acts (rekey, delete).
 """
@@ -109,15 +109,16 @@ class DataPlane:
 
     # -- lifetimes --------------------------------------------------------------------------------
     def _collect(self, child: "Child", sa) -> None:
-        for ev in sa.pop_events():
+        for ev in sa.drain_actions():
             self.events.append((child, ev))
 
     def poll(self, now: float) -> None:
         """Check every SA's time limits; events go to `self.events`."""
         for child in list(self.by_spi.values()):
             for sa in (child.inbound, child.outbound):
-                for ev in sa.poll(now):
-                    self.events.append((child, ev))
+                sa.handle_timer(now)
+                if sa._actions:
+                    self._collect(child, sa)
 
     def pop_events(self) -> list[tuple["Child", SAEvent]]:
         events, self.events = self.events, []
@@ -183,10 +184,10 @@ class DataPlane:
             inner = inbound.decrypt(esp, now)
         except DecodeError as exc:  # ESPDrop included
             self.drops[exc.reason] += 1
-            if inbound._events:
+            if inbound._actions:
                 self._collect(child, inbound)
             return None
-        if inbound._events:
+        if inbound._actions:
             self._collect(child, inbound)
         if len(inner) < 20 or inner[0] >> 4 != 4:
             self.drops["bad-inner-packet"] += 1
@@ -218,10 +219,10 @@ class DataPlane:
             esp = outbound.encrypt(inner, now)
         except ESPDrop as exc:
             self.drops[exc.reason] += 1
-            if outbound._events:
+            if outbound._actions:
                 self._collect(child, outbound)
             return None
-        if outbound._events:
+        if outbound._actions:
             self._collect(child, outbound)
         tunnel.packets_out += 1
         return esp

@@ -4,7 +4,7 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
 
     rt = IpsecRuntime(core, log, on_inner=deliver, on_event=react)
     rt.start(loop)          # bind sockets, add readers
-    rt.apply(core.connect(rt.now(), gateway, local))
+    core.connect(gateway, local, rt.now()); rt.flush()   # after every input to the core
     ...
     rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
 
@@ -12,28 +12,24 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
 `on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
 IkeSaRekeyed after the data plane has applied them.
 
-ESP lifetimes (`lifetime`, an esp_sa.Lifetime given to every child SA installed): when one of a
-child's SAs crosses a soft limit (time, bytes or sequence numbers) the runtime starts a
-CREATE_CHILD_SA rekey of that child, after `soft_rekey_delay` = (lo, hi) seconds drawn at random
-((0, 0): at once, the client's default; the gateway waits a few seconds, so the client, which
-usually crosses the same limit at the same moment, rekeys first and the two never collide;
-None: never). A delayed rekey is not started when the child is gone by then (the peer rekeyed it).
-When an SA crosses a hard limit the child is removed from the data plane at once; a side that
-rekeys at once asks for a replacement (rekey) if none was asked for yet, the other deletes the
-child toward the peer (INFORMATIONAL Delete).
+ESP lifetimes (`lifetime`, an esp_sa.Lifetime given to every child SA installed): the SAs' soft and
+hard expiries go to a nodes/ipsec/lifetime_policy.LifetimePolicy(`soft_rekey_delay`), which decides
+(rekey the child now or later, delete it), and the runtime carries its decisions out; an SA past
+its hard limit leaves the data plane at once.
 """
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from typing import Callable
 
+from nodes.core import Addr
 from nodes.ipsec import ike
 from nodes.ipsec import ike_crypto as kc
 from nodes.wire import ikev2 as w
 from nodes.wire.errors import DecodeError
 from nodes.runtime import ipsec_io as io
+from nodes.ipsec import lifetime_policy as lp
 from nodes.ipsec.esp_sa import Lifetime
 from nodes.runtime.ipsec_dataplane import DataPlane, Tunnel
 
@@ -49,16 +45,15 @@ class IpsecRuntime:
         self.core, self.log = core, log
         self.dp = DataPlane(lifetime)
         self.lifetime = lifetime
-        self.soft_rekey_delay = soft_rekey_delay
-        self.rekey_asked: set[int] = set()  # child SAs (inbound SPI) whose lifetime rekey was asked for
+        self.policy = lp.LifetimePolicy(soft_rekey_delay)
         self._lifetime_timer: asyncio.TimerHandle | None = None
         self._lifetime_at: float | None = None
-        self._pending_rekeys: dict[int, asyncio.TimerHandle] = {}
         self.on_inner, self.on_event = on_inner, on_event
         self.local_address = local_address
         self.socks: dict[int, object] = {}
         self.esp = None
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.init_seen: dict[bytes, tuple[str, int, str, int]] = {}  # SPIi -> IKE_SA_INIT request's ends
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
@@ -81,9 +76,6 @@ class IpsecRuntime:
         if self._lifetime_timer:
             self._lifetime_timer.cancel()
             self._lifetime_timer = None
-        for h in self._pending_rekeys.values():
-            h.cancel()
-        self._pending_rekeys.clear()
         for s in [*self.socks.values(), self.esp]:
             if s is None:
                 continue
@@ -96,13 +88,16 @@ class IpsecRuntime:
         self.esp = None
 
     # -- IKE -----------------------------------------------------------------------------------
-    def apply(self, actions: list) -> None:
+    def flush(self) -> None:
+        """Carry out the core's actions (call after every input to it) and re-arm its timer."""
+        self._apply(self.core.drain_actions())
+        self._arm(self.core.next_deadline())
+
+    def _apply(self, actions: list) -> None:
         now = self.now()
         for a in actions:
             if isinstance(a, ike.SendIke):
                 self._send_ike(a)
-            elif isinstance(a, ike.SetTimer):
-                self._arm(a.at)
             elif isinstance(a, ike.InstallChildSa):
                 self.dp.install(a, now)
                 self.log("child_sa_installed", ike_sa=a.ike_sa, spi_in=f"{a.spi_in:08x}", spi_out=f"{a.spi_out:08x}",
@@ -114,7 +109,7 @@ class IpsecRuntime:
                 self.on_event(a)
             elif isinstance(a, ike.DeleteChildSa):
                 self.dp.delete(a.spi_in)
-                self._forget_child(a.spi_in)
+                self.policy.child_gone(a.spi_in)
                 self.log("child_sa_deleted", spi_in=f"{a.spi_in:08x}", reason=a.reason)
                 self.on_event(a)
             elif isinstance(a, ike.IkeSaRekeyed):
@@ -134,6 +129,8 @@ class IpsecRuntime:
                 self.log("ike_sa_closed", ike_sa=a.ike_sa, reason=a.reason, peer_id=a.peer_id,
                          virtual_ip=a.virtual_ip)
                 self.on_event(a)
+                for spi in getattr(self.dp.tunnels.get(a.ike_sa), "children", ()):
+                    self.policy.child_gone(spi)
                 self.dp.close(a.ike_sa)
             elif isinstance(a, ike.Failed):
                 self.log("ike_failed", reason=a.reason, notify=a.notify, peer_id=a.peer_id, peer=a.peer_addr)
@@ -149,17 +146,13 @@ class IpsecRuntime:
             self.log("send_error", what="ike", dst=f"{a.dst}:{a.dport}", error=str(exc))
 
     # -- ESP lifetimes -------------------------------------------------------------------------
-    def _forget_child(self, spi_in: int) -> None:
-        self.rekey_asked.discard(spi_in)
-        h = self._pending_rekeys.pop(spi_in, None)
-        if h is not None:
-            h.cancel()
-
     def _arm_lifetime(self) -> None:
-        """A timer at the earliest time limit of any SA (byte limits are seen per packet)."""
+        """A timer at the earliest time limit of any SA (byte limits are seen per packet) or delayed
+        rekey of the lifetime policy."""
         if self.loop is None:
             return
-        at = self.dp.next_deadline()
+        times = [t for t in (self.dp.next_deadline(), self.policy.next_deadline()) if t is not None]
+        at = min(times) if times else None
         if at == self._lifetime_at and self._lifetime_timer is not None:
             return
         if self._lifetime_timer is not None:
@@ -171,64 +164,50 @@ class IpsecRuntime:
 
     def _lifetime_tick(self) -> None:
         self._lifetime_timer, self._lifetime_at = None, None
-        self.dp.poll(self.now())
+        now = self.now()
+        self.dp.poll(now)
+        self.policy.handle_timer(now)
         self.lifetime_events()
-        self._arm_lifetime()
 
     def lifetime_events(self) -> None:
-        """Act on the SAs' soft and hard expiry events the data plane has gathered."""
+        """Hand the SAs' soft and hard expiry events the data plane has gathered to the lifetime
+        policy, and carry out its decisions."""
+        now = self.now()
         for child, ev in self.dp.pop_events():
             spi = child.spi_in
+            fields = {"spi_in": f"{spi:08x}", "sa": f"{ev.spi:08x}", "direction": ev.direction, "cause": ev.cause}
             if ev.kind == "rekey-due":
-                self.log("esp_soft_expired", spi_in=f"{spi:08x}", sa=f"{ev.spi:08x}", direction=ev.direction,
-                         cause=ev.cause)
-                self._soft(spi)
+                self.log("esp_soft_expired", **fields)
+                self.policy.soft_expired(spi, now)
             else:
                 self.counters["lifetime_expiries"] += 1
-                self.log("esp_hard_expired", spi_in=f"{spi:08x}", sa=f"{ev.spi:08x}", direction=ev.direction,
-                         cause=ev.cause)
-                self._hard(spi)
+                self.log("esp_hard_expired", **fields)
+                if self.dp.delete(spi) is not None:
+                    self.policy.hard_expired(spi, now)
+        for a in self.policy.drain_actions():
+            if isinstance(a, lp.RekeyChild):
+                self.counters["lifetime_rekeys"] += 1
+                self.log("esp_lifetime_rekey", spi_in=f"{a.spi_in:08x}")
+                self.core.rekey_child(now, a.spi_in)
+            else:
+                self.core.delete_child(a.spi_in, now)
+        self.flush()
+        self._arm_lifetime()
 
-    def _soft(self, spi: int) -> None:
-        if self.soft_rekey_delay is None or spi in self.rekey_asked or spi in self._pending_rekeys:
+    def _arm(self, at: float | None) -> None:
+        if at == self._timer_at:
             return
-        lo, hi = self.soft_rekey_delay
-        delay = random.uniform(lo, hi) if hi > 0 else 0.0
-        if delay <= 0 or self.loop is None:
-            self._lifetime_rekey(spi)
-        else:
-            self._pending_rekeys[spi] = self.loop.call_later(delay, self._lifetime_rekey, spi)
-
-    def _lifetime_rekey(self, spi: int) -> None:
-        self._pending_rekeys.pop(spi, None)
-        if spi not in self.dp.by_spi or spi in self.rekey_asked:
-            return  # gone meanwhile (the peer rekeyed or deleted it), or already asked
-        self.rekey_asked.add(spi)
-        self.counters["lifetime_rekeys"] += 1
-        self.log("esp_lifetime_rekey", spi_in=f"{spi:08x}")
-        self.apply(self.core.rekey_child(self.now(), spi))
-
-    def _hard(self, spi: int) -> None:
-        if self.dp.delete(spi) is None:
-            return
-        immediate = self.soft_rekey_delay is not None and self.soft_rekey_delay[1] <= 0
-        if immediate and spi not in self.rekey_asked:
-            self._forget_child(spi)
-            self.rekey_asked.add(spi)
-            self.counters["lifetime_rekeys"] += 1
-            self.apply(self.core.rekey_child(self.now(), spi))  # a replacement; the old one goes with it
-        elif not immediate:
-            self._forget_child(spi)
-            self.apply(self.core.delete_child(self.now(), spi))
-
-    def _arm(self, at: float) -> None:
         if self._timer:
             self._timer.cancel()
-        self._timer = self.loop.call_at(at, self._tick)
+            self._timer = None
+        self._timer_at = at
+        if at is not None and self.loop is not None:
+            self._timer = self.loop.call_at(at, self._tick)
 
     def _tick(self) -> None:
-        self._timer = None
-        self.apply(self.core.tick(self.now()))
+        self._timer, self._timer_at = None, None
+        self.core.handle_timer(self.now())
+        self.flush()
 
     # -- receive -------------------------------------------------------------------------------
     def _read_udp(self, sock, port: int) -> None:
@@ -270,8 +249,7 @@ class IpsecRuntime:
     def _udp500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
         self.counters["ike_in"] += 1
         self._note_init(data, src, sport, dst, IKE_PORT)
-        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
-                                     IKE_PORT))
+        self._ike_in(data, src, sport, dst, IKE_PORT)
 
     def _udp4500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
         if data[:4] != MARKER:
@@ -287,8 +265,11 @@ class IpsecRuntime:
             return
         self.counters["ike_in"] += 1
         self._note_init(data[4:], src, sport, dst, NAT_T_PORT)
-        self.apply(self.core.receive(self.now(), data, src, sport, dst or self.local_address or "0.0.0.0",
-                                     NAT_T_PORT))
+        self._ike_in(data, src, sport, dst, NAT_T_PORT)
+
+    def _ike_in(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
+        self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), self.now())
+        self.flush()
 
     def _read_esp(self) -> None:
         io.drain_raw(self.esp, self._esp)
@@ -326,11 +307,11 @@ class IpsecRuntime:
     # -- status --------------------------------------------------------------------------------
     def status(self) -> dict:
         now = self.now()
-        core = self.core.status()
+        core = self.core.status(now).as_dict()
         dp = self.dp.status(now)
         return {"ike_sas": core["ike_sas"], "tunnels": dp["tunnels"],
                 "drops": {"esp": dp["drops"], "ike": core["drops"]},
-                "counters": dict(self.counters), "events": core["events"]}
+                "counters": dict(self.counters), "ike_messages": core["messages"], "events": core["events"]}
 
 
 # -- the public status shape every vpn role answers (testbed/ipsec_checks.py) -----------------
@@ -343,7 +324,11 @@ def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
     """The control-socket commands both IPsec daemons answer: status, and the IKE actions a case
     may ask for (rekey the child or IKE SA now, run a liveness check now)."""
     def act(method):
-        return lambda req: rt.apply(getattr(core, method)(rt.now())) or "ok"
+        def run(req):
+            getattr(core, method)(rt.now())
+            rt.flush()
+            return "ok"
+        return run
 
     return {"status": status, "rekey_child": act("rekey_child"), "rekey_ike": act("rekey_ike"),
             "check_liveness": act("check_liveness")}

@@ -537,8 +537,10 @@ class SkCipher:
     `key` is SK_e (for GCM: key followed by the 4-byte salt); `integ_key` is SK_a (empty for GCM).
     """
 
-    def __init__(self, encr_id: int, key: bytes, integ_id: int = INTEG_NONE, integ_key: bytes = b""):
+    def __init__(self, encr_id: int, key: bytes, integ_id: int = INTEG_NONE, integ_key: bytes = b"",
+                 random=os.urandom):
         self.encr_id = encr_id
+        self.random = random  # n -> n bytes, for the IVs
         if encr_id == ENCR_AES_GCM_16:
             self.aead = AESGCM(key[:-4])
             self.salt = key[-4:]
@@ -562,7 +564,7 @@ class SkCipher:
         padded_len = self.body_length(len(plain)) - self.iv_len - self.icv_len
         pad = padded_len - len(plain) - 1
         data = plain + bytes(pad) + bytes([pad])
-        iv = os.urandom(self.iv_len)
+        iv = self.random(self.iv_len)
         if self.encr_id == ENCR_AES_GCM_16:
             return iv + self.aead.encrypt(self.salt + iv, data, prefix)
         enc = Cipher(algorithms.AES(self.key), modes.CBC(iv)).encryptor()

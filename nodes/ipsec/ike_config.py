@@ -1,0 +1,73 @@
+"""What the IKE core is configured with: its identity, proposals, peers (initiator) or users
+(responder), and its timers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from nodes.wire import ikev2 as w
+
+
+class AddressAllocator(Protocol):
+    def allocate(self, peer_id: str) -> IPv4Address | str | None: ...
+
+    def release(self, peer_id: str, address: str) -> None: ...
+
+
+@dataclass
+class UserPolicy:
+    """A remote user the responder admits: a PSK, or an EAP-MD5 password, and the subnets it may reach."""
+    psk: bytes | None = None
+    password: bytes | None = None
+    subnets: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    remote_ts: list[str] | None = None  # allowed TSi without a virtual IP; None: config.remote_ts
+    gateway_psk: bytes | None = None  # responder's AUTH toward this user when it uses EAP; None: config's
+
+
+@dataclass
+class IkeConfig:
+    local_id: str
+    ike_proposals: list[str] = field(default_factory=lambda: ["aes128gcm16-prfsha256-ecp256-modp2048-curve25519"])
+    esp_proposals: list[str] = field(default_factory=lambda: ["aes128gcm16", "aes128-sha256"])
+    # initiator
+    remote_id: str | None = None  # expected responder identity (also sent as IDr)
+    psk: bytes | None = None  # own AUTH (without EAP) and check of the responder's AUTH
+    eap_password: bytes | None = None  # authenticate by EAP-MD5 instead of PSK
+    eap_identity: str | None = None
+    request_address: bool = True  # CP CFG_REQUEST for INTERNAL_IP4_ADDRESS and DNS
+    local_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    remote_ts: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
+    # responder
+    users: dict[str, UserPolicy] = field(default_factory=dict)
+    gateway_psk: bytes | None = None  # responder's AUTH toward EAP users without their own gateway_psk
+    unique: str = "no"  # "replace": a new IKE SA of a peer identity closes the older ones (responder)
+    allocator: AddressAllocator | None = None
+    dns: list[str] = field(default_factory=list)
+    netmask: str | None = None
+    # both
+    force_encap: bool = False  # fake a NAT (as strongSwan's encap=yes / kernel-libipsec)
+    retransmit_timeout: float = 2.0
+    retransmit_backoff: float = 2.0
+    retransmit_tries: int = 5  # retransmissions before giving up
+    dpd_interval: float | None = None
+    child_rekey_after: float | None = None
+    ike_rekey_after: float | None = None
+    half_open_timeout: float = 30.0
+
+
+def make_id(text: str, payload_cls: type) -> w.Identification:
+    """strongSwan's identity syntax: an IPv4 address, 'user@realm' (RFC822), '@fqdn' or 'fqdn'."""
+    try:
+        return payload_cls(w.ID_IPV4_ADDR, IPv4Address(text).packed)
+    except ValueError:
+        pass
+    if text.startswith("@"):
+        return payload_cls(w.ID_FQDN, text[1:].encode())
+    if "@" in text:
+        return payload_cls(w.ID_RFC822_ADDR, text.encode())
+    return payload_cls(w.ID_FQDN, text.encode())
+
+
+def id_text(text: str) -> str:
+    return text[1:] if text.startswith("@") else text

@@ -1,0 +1,88 @@
+"""The IKE SAs of a core: by our SPI (demultiplexing of received messages), the responder's
+half-open SAs by (SPIi, peer address, peer port), and the per-SA deadlines in a heap.
+
+After an input, the core `touch`es the SAs it worked on and calls `reschedule()`: each touched SA's
+deadline (IkeSa.deadline) is pushed when it changed. Entries are checked when they reach the top of
+the heap (the SA is gone, or holds another deadline now: skipped), so no input scans every SA.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+
+from nodes.ipsec.ike_state import IkeSa
+
+
+class SaTable:
+    def __init__(self, dpd_interval: float | None):
+        self.dpd_interval = dpd_interval
+        self.sas: dict[bytes, IkeSa] = {}  # by our SPI
+        self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder: (SPIi, peer, port)
+        self._heap: list[tuple[float, int, IkeSa]] = []
+        self._order = itertools.count()
+        self._touched: dict[int, IkeSa] = {}
+
+    # -- membership and demultiplexing --------------------------------------------------------
+    def add(self, sa: IkeSa, half_open_key: tuple[bytes, str, int] | None = None) -> None:
+        self.sas[sa.local_spi] = sa
+        if half_open_key is not None:
+            self.half_open[half_open_key] = sa
+        self.touch(sa)
+
+    def get(self, our_spi: bytes) -> IkeSa | None:
+        return self.sas.get(our_spi)
+
+    def by_name(self, name: str) -> IkeSa | None:
+        return next((sa for sa in self.sas.values() if sa.name == name), None)
+
+    def forget(self, sa: IkeSa) -> None:
+        self.sas.pop(sa.local_spi, None)
+        self.settle(sa)
+
+    def settle(self, sa: IkeSa) -> None:
+        """The SA is no longer half-open."""
+        for key in [k for k, v in self.half_open.items() if v is sa]:
+            del self.half_open[key]
+
+    def __contains__(self, sa: IkeSa) -> bool:
+        return self.sas.get(sa.local_spi) is sa
+
+    def __iter__(self):
+        return iter(list(self.sas.values()))
+
+    def established(self) -> list[IkeSa]:
+        return [sa for sa in self.sas.values() if sa.established]
+
+    # -- deadlines ----------------------------------------------------------------------------
+    def touch(self, sa: IkeSa) -> None:
+        self._touched[id(sa)] = sa
+
+    def reschedule(self) -> None:
+        touched, self._touched = self._touched, {}
+        for sa in touched.values():
+            if sa not in self:
+                continue
+            at = sa.deadline(self.dpd_interval)
+            if at != sa.scheduled:
+                sa.scheduled = at
+                if at is not None:
+                    heapq.heappush(self._heap, (at, next(self._order), sa))
+
+    def _valid(self, entry: tuple[float, int, IkeSa]) -> bool:
+        at, _, sa = entry
+        return sa in self and sa.scheduled == at
+
+    def next_deadline(self) -> float | None:
+        while self._heap and not self._valid(self._heap[0]):
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, now: float) -> list[IkeSa]:
+        """The SAs whose deadline has come (each once), taken off the heap and marked touched."""
+        out: dict[int, IkeSa] = {}
+        while self.next_deadline() is not None and self._heap[0][0] <= now:
+            _, _, sa = heapq.heappop(self._heap)
+            sa.scheduled = None
+            out[id(sa)] = sa
+            self.touch(sa)
+        return list(out.values())
