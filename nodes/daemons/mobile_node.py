@@ -33,6 +33,7 @@ import time
 from collections import Counter
 from ipaddress import IPv4Address
 
+from nodes.core import Addr
 from nodes.mip.mn import MobileNode
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.dhcp import DhcpClient, LeaseError
@@ -306,7 +307,8 @@ class MobileNodeDaemon:
                 ip = parse_ipv4(frame.payload)
                 if ip is not None and ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
                     self.executor.learn(self.iface, ip.src, frame.src_mac)
-                    self.driver.call("on_icmp", ip.payload, ip.src, ip.dst, lladdr=frame.src_mac)
+                    self.driver.call("receive_icmp", ip.payload,
+                                     Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
 
     def _on_arp_reply(self, arp: Arp) -> None:
         self.executor.learn(self.iface, arp.sender_ip, arp.sender_mac)
@@ -323,16 +325,16 @@ class MobileNodeDaemon:
             got = recv_udp(self.udp)
             if got is None:
                 return
-            payload, (src, sport), dst, _ifindex = got
+            payload, where, _ifindex = got
             if payload[:1] == bytes([TYPE_TUNNEL_DATA]):
                 try:
                     inner = TunnelData.decode(payload).payload
                 except DecodeError as e:
                     self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
                     continue
-                self.executor.decapsulate_to_home(inner, src, "udp")
+                self.executor.decapsulate_to_home(inner, where.src, "udp")
             elif payload[:1] == bytes([TYPE_REPLY]):
-                self.driver.call("on_udp", payload, src, sport, dst)
+                self.driver.call("receive_datagram", payload, where)
             else:
                 self.executor.counters["drop:udp-unexpected"] += 1
 
@@ -358,7 +360,7 @@ class MobileNodeDaemon:
     # ---- control and shutdown -----------------------------------------------------------------
     def status(self, _req=None) -> dict:
         a = self.attachment
-        return {**self.core.status(), **self.executor.status(),
+        return {**self.core.status(time.time()).as_dict(), **self.executor.status(),
                 "attachment": None if a is None else {"kind": a[0], "detail": str(a[1]) if len(a) > 1 else None},
                 "network": self.network, "link_up": self.monitor.up,
                 "dhcp": {"state": self.dhcp_state, "lease": self._lease_summary()},

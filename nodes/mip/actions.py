@@ -1,8 +1,9 @@
 """What the Mobile IP cores ask their runtime to do. Shared by HA, FA and MN.
 
-Every core method takes input plus `now` (Unix time, seconds) and returns a list of these frozen
-dataclasses. The runtime executes them in order and, after each call, arms one timer for
-`core.next_deadline()` that calls `core.tick(now)`.
+Every core input takes `now` (Unix time, seconds) and returns None; the core queues these frozen
+dataclasses, and the runtime takes them with `core.drain_actions()` (nodes/core.py), executes them
+in order and, after each call, arms one timer for `core.next_deadline()` that calls
+`core.handle_timer(now)`.
 """
 from __future__ import annotations
 

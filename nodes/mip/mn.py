@@ -1,8 +1,10 @@
 """Mobile Node core (RFC 5944 agent discovery, movement detection and registration; RFC 3519).
 
-Inputs: `link_up` / `link_down` (from the runtime's link monitor), `set_care_of_address` (a
-co-located care-of address from DHCP or static config, None when lost), `on_icmp` (agent
-advertisements), `on_udp` (registration replies), `tick`.
+Follows nodes/core.py. Inputs: `link_up` / `link_down` (from the runtime's link monitor),
+`set_care_of_address` (a co-located care-of address, None when lost), `receive_icmp` (agent
+advertisements), `receive_datagram` (registration replies), `handle_timer`. Outputs:
+`drain_actions()` and `status(now)`. Identifications are NTP timestamps whose low bits, below the
+clock's resolution, come from the injected random source (RFC 5944 5.7).
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from ipaddress import IPv4Address, IPv4Network
 
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, addr
+from nodes.core import Addr, ActionQueue, RandomSource, system_random
+from nodes.mip.common import Counters, Snapshot, addr
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
     EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT,
@@ -98,9 +101,31 @@ class Registration:
     trusted_network: bool
 
 
+@dataclass(frozen=True)
+class MobileNodeStatus(Snapshot):
+    role = "mn"
+    home_address: str
+    location: str
+    state: str
+    mode: str | None
+    care_of_address: str | None
+    registered_until: float | None
+    tunnel: str | None
+    trusted_network: bool
+    agent: dict | None
+    last_code: int | None
+    counters: dict
+    drops: dict
+
+
+RANDOM_LOW_BITS = 12  # fraction bits of an identification below a microsecond clock (2**-20 s)
+
+
 class MobileNode:
-    def __init__(self, config: MobileNodeConfig):
+    def __init__(self, config: MobileNodeConfig, random: RandomSource = system_random):
         self.config = config
+        self.random = random
+        self._out = ActionQueue()
         self.counters = Counters()
         self.link_is_up = False
         self.location = "unknown"  # "home", "foreign", "unknown"
@@ -119,8 +144,36 @@ class MobileNode:
 
     # --- link events ----------------------------------------------------------------------------
 
-    def link_up(self, now: float, care_of_address=None) -> list:
+    def link_up(self, now: float, care_of_address=None) -> None:
         """Attached to a link: forget the old agent, solicit (RFC 5944 2.4.1)."""
+        self._out.extend(self._link_up(now, care_of_address))
+
+    def link_down(self, now: float) -> None:
+        self._out.extend(self._link_down(now))
+
+    def set_care_of_address(self, care_of_address, now: float) -> None:
+        """A co-located care-of address from DHCP or static config (None: lost it)."""
+        self._out.extend(self._set_care_of_address(care_of_address, now))
+
+    def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
+        """An ICMP message on the link: agent advertisements are heard."""
+        self._out.extend(self._on_icmp(data, addr.src, now))
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """UDP 434: registration replies."""
+        self._out.extend(self._on_udp(data, now))
+
+    def handle_timer(self, now: float) -> None:
+        self._out.extend(self._tick(now))
+
+    def drain_actions(self) -> list:
+        return self._out.drain()
+
+    def _drop(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
+
+    def _link_up(self, now: float, care_of_address=None) -> list:
         self.link_is_up, self.agent, self.attempt, self.location = True, None, None, "unknown"
         self.state = "discovering"
         self.colocated = addr(care_of_address) if care_of_address else None
@@ -130,29 +183,28 @@ class MobileNode:
             actions += self._decide(now)
         return actions
 
-    def link_down(self, now: float) -> list:
+    def _link_down(self, now: float) -> list:
         self.link_is_up, self.agent, self.attempt, self.colocated = False, None, None, None
         self._next_solicit = self._retry_at = None
         self.state, self.location = "detached", "unknown"
         self.counters["link-down"] += 1
         return []
 
-    def set_care_of_address(self, care_of_address, now: float) -> list:
-        """A co-located care-of address from DHCP or static config (None: lost it)."""
+    def _set_care_of_address(self, care_of_address, now: float) -> list:
         self.colocated = addr(care_of_address) if care_of_address else None
         return self._decide(now) if self.link_is_up else []
 
     # --- agent discovery and movement detection -------------------------------------------------
 
-    def on_icmp(self, payload: bytes, src, dst, now: float, lladdr=None) -> list:
+    def _on_icmp(self, payload: bytes, src, now: float) -> list:
         if not payload or payload[0] != ICMP_ROUTER_ADVERTISEMENT:
-            return self.counters.drop("icmp-not-advertisement")
+            return self._drop("icmp-not-advertisement")
         try:
             adv = AgentAdvertisement.decode(payload)
         except DecodeError as e:
-            return self.counters.drop(f"advertisement:{e.reason}")
+            return self._drop(f"advertisement:{e.reason}")
         if not self.link_is_up:
-            return self.counters.drop("link-down")
+            return self._drop("link-down")
         self.counters["advertisements"] += 1
         src = addr(src)
         prefix_len = adv.prefix_lengths[0] if adv.prefix_lengths else 32
@@ -243,7 +295,9 @@ class MobileNode:
         return cfg.sa.sign(req.encode())
 
     def _new_identification(self, now: float) -> int:
-        self._last_ident = max(ntp_now(now + self.clock_offset), self._last_ident + 1)
+        noise = int.from_bytes(self.random(2), "big") & ((1 << RANDOM_LOW_BITS) - 1)
+        stamp = (ntp_now(now + self.clock_offset) & ~((1 << RANDOM_LOW_BITS) - 1)) | noise
+        self._last_ident = max(stamp, self._last_ident + 1)
         return self._last_ident
 
     def _send(self, now: float) -> list:
@@ -257,26 +311,26 @@ class MobileNode:
         ttl = 255 if a.mode == "fa" else 64
         return [SendUdp(a.dst, MIP_PORT, self._request(a), src=a.src, ttl=ttl, iface=self.config.iface)]
 
-    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+    def _on_udp(self, payload: bytes, now: float) -> list:
         if message_type(payload) != TYPE_REPLY:
-            return self.counters.drop("not-a-reply")
+            return self._drop("not-a-reply")
         try:
             reply = RegistrationReply.decode(payload)
         except DecodeError as e:
-            return self.counters.drop(f"decode:{e.reason}")
+            return self._drop(f"decode:{e.reason}")
         a = self.attempt
         if a is None or reply.home_address != self.config.home_address or \
                 (reply.identification & 0xFFFFFFFF) != (a.identification & 0xFFFFFFFF):
-            return self.counters.drop("unmatched-reply")
+            return self._drop("unmatched-reply")
         from_fa = 64 <= reply.code < 128 or reply.code == ReplyCode.FA_INVALID_HA_ADDRESS
         mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
         if mn_ha is None and not from_fa:
-            return self.counters.drop("reply-unauthenticated")
+            return self._drop("reply-unauthenticated")
         if mn_ha is not None and not self.config.sa.verifies(payload, mn_ha):
-            return self.counters.drop("reply-bad-auth")
+            return self._drop("reply-bad-auth")
         if not from_fa and reply.identification != a.identification and \
                 reply.code != ReplyCode.HA_IDENTIFICATION_MISMATCH:
-            return self.counters.drop("unmatched-reply")
+            return self._drop("unmatched-reply")
         self.last_code = reply.code
         self.counters[f"reply:{reply.code}"] += 1
         if is_accepted(reply.code):
@@ -325,7 +379,7 @@ class MobileNode:
 
     # --- timers and status ----------------------------------------------------------------------
 
-    def tick(self, now: float) -> list:
+    def _tick(self, now: float) -> list:
         actions: list = []
         if self.agent is not None and self.agent.expires <= now:
             self.counters["agent-expired"] += 1
@@ -365,22 +419,15 @@ class MobileNode:
         finite = [c for c in candidates if c is not None and c != float("inf")]
         return min(finite) if finite else None
 
-    def status(self) -> dict:
+    def status(self, now: float | None = None) -> MobileNodeStatus:
         reg, agent = self.registration, self.agent
-        return {
-            "role": "mn",
-            "home_address": str(self.config.home_address),
-            "location": self.location,
-            "state": self.state,
-            "mode": reg.mode if reg else None,
-            "care_of_address": str(reg.care_of_address) if reg else None,
-            "registered_until": reg.expires if reg else None,
-            "tunnel": reg.tunnel if reg else None,
-            "trusted_network": reg.trusted_network if reg else False,
-            "agent": None if agent is None else {
+        return MobileNodeStatus(
+            str(self.config.home_address), self.location, self.state,
+            reg.mode if reg else None, str(reg.care_of_address) if reg else None,
+            reg.expires if reg else None, reg.tunnel if reg else None,
+            reg.trusted_network if reg else False,
+            None if agent is None else {
                 "address": str(agent.address), "sequence": agent.sequence, "flags": agent.flags,
                 "prefix": str(agent.prefix), "care_of_addresses": [str(c) for c in agent.care_of_addresses],
             },
-            "last_code": self.last_code,
-            "counters": self.counters.as_dict(),
-        }
+            self.last_code, self.counters.as_dict(), self.counters.drops())
