@@ -130,7 +130,7 @@ def test_wrong_key_gives_131_relayed_by_fa():
 
 def test_stale_identification_gives_133_with_ha_time_and_mn_resyncs():
     net = make_world()
-    core(net, "mn").clock_offset = -3600.0  # the MN's clock is an hour late
+    core(net, "mn").identifications.offset = -3600.0  # the MN's clock is an hour late
     started = net.now
     attach(net, "fn3", coa="192.0.2.10")
     first = replies_to_mn(net)[0]

@@ -8,7 +8,7 @@ in order and, after each call, arms one timer for `core.next_deadline()` that ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from nodes.wire.mip import MIP_PORT
 
@@ -112,6 +112,52 @@ class RemoveHostRoute:
 
 
 @dataclass(frozen=True)
+class ArpProbe:
+    """Ask on `iface` who has `target` (a router the mobile node knows), telling `sender` (our
+    address on that network): an answer names the network the node is on."""
+
+    sender: IPv4Address
+    target: IPv4Address
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigureLink:
+    """Configure the mobile node's interface for where it is (the home address stays on `lo`):
+
+    - 'home': the home subnet `network` on `iface` and the default route via `router` (the home
+      router), both with the home address as source;
+    - 'fa': a link route to the foreign agent `router` and the default route through it, source
+      the home address;
+    - 'colocated': `address` (the co-located care-of address with its prefix) on `iface`, the
+      default route via that network's `router`, and the home address's traffic into the tunnel.
+    """
+
+    kind: str
+    iface: str | None
+    home_address: IPv4Address
+    router: IPv4Address
+    network: IPv4Network | None = None
+    address: IPv4Interface | None = None
+
+
+@dataclass(frozen=True)
+class StartDhcp:
+    """Run a DHCP client on `iface`; report the lease with `dhcp_bound(attempt, ...)` or the failure
+    with `dhcp_failed(attempt, ...)` (a result for an older attempt is ignored)."""
+
+    attempt: int
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class StopDhcp:
+    """Stop the DHCP client of `iface` if one runs (the link changed)."""
+
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
 class Log:
     """A structured log line (event name plus fields), e.g. every registration with its timing."""
 
@@ -120,4 +166,4 @@ class Log:
 
 
 Action = (SendUdp | SendIcmp | SendIp | DeliverIp | AddTunnel | RemoveTunnel | ProxyArp | GratuitousArp
-          | AddHostRoute | RemoveHostRoute | Log)
+          | AddHostRoute | RemoveHostRoute | ArpProbe | ConfigureLink | StartDhcp | StopDhcp | Log)

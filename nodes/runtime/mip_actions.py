@@ -48,8 +48,10 @@ _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 class MipExecutor:
     def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
-                 sends_first: bool = False, udp_from_socket: bool = False):
+                 sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None):
         self.log = log
+        # role-specific actions (the mobile node's ArpProbe, ConfigureLink, StartDhcp...): type -> fn(action)
+        self.handlers = handlers or {}
         # a reply from port 434 with a given local source leaves by the UDP socket (IP_PKTINFO picks
         # the source) instead of a hand-built packet on the raw socket: the home agent's hot path
         self.udp_from_socket = udp_from_socket
@@ -144,6 +146,8 @@ class MipExecutor:
                 self.on_host_route(a)
         elif isinstance(a, Log):
             self.log(a.event, **a.fields)
+        elif type(a) in self.handlers:
+            self.handlers[type(a)](a)
         else:
             self.counters["action-unknown"] += 1
 
@@ -326,9 +330,8 @@ class CoreDriver:
     """Feeds a sans-I/O core (nodes/core.py), runs what it drains, and keeps one timer armed at
     `core.next_deadline()` that calls `core.handle_timer`."""
 
-    def __init__(self, core, executor: MipExecutor, log, after_actions=None):
+    def __init__(self, core, executor: MipExecutor, log):
         self.core, self.executor, self.log = core, executor, log
-        self.after_actions = after_actions  # hook() run after the core's actions (MN: follow its moves)
         self._loop = asyncio.get_running_loop()
         executor._loop = self._loop
         self._timer: asyncio.TimerHandle | None = None
@@ -343,8 +346,6 @@ class CoreDriver:
             self.log("core-error", method=method, error=f"{type(exc).__name__}: {exc}",
                      trace=traceback.format_exc(limit=4))
         self.executor.run(self.core.drain_actions())
-        if self.after_actions:
-            self.after_actions()
         self.rearm()
 
     def rearm(self) -> None:

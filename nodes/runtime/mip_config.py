@@ -22,6 +22,7 @@ from nodes.mip.auth import SecurityAssociation
 from nodes.mip.fa import ForeignAgentConfig
 from nodes.mip.ha import HomeAgentConfig, MobileNodeEntry
 from nodes.mip.mn import MobileNodeConfig
+from nodes.mip.movement import CoLocatedNetwork
 
 
 class BadConfig(ValueError):
@@ -224,6 +225,10 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
         if extra[key] <= 0:
             raise BadConfig(f"config {f.file}: key {key}: expected a positive number of seconds, got {extra[key]!r}")
     f.check_unknown()
+    # movement detection is the core's (nodes/mip/movement.py): it gets the networks and timers
+    cfg.home_router = extra["home_router"]
+    cfg.networks = {name: CoLocatedNetwork(c.get("address"), c.get("router"), c["dhcp"]) for name, c in colocated.items()}
+    cfg.probe_interval, cfg.dhcp_after, cfg.dhcp_retry = extra["probe_interval"], extra["dhcp_after"], extra["dhcp_retry"]
     return cfg, extra
 
 
