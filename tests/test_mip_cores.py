@@ -178,9 +178,8 @@ def _signed_request(flags=0, lifetime=1800, coa="192.0.2.10", ident=None, exts=(
 
 def test_poorly_formed_request_gives_134_at_ha_and_70_at_fa():
     net = make_world()
-    raw = bytearray(_signed_request(now=net.now))
-    raw[1] |= RequestFlags.r  # reserved bit
-    actions = feed(core(net, "ha"), "receive_datagram", bytes(raw), udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
+    raw = _signed_request(now=net.now) + bytes([200, 10, 0, 0])  # a skippable extension running past the end
+    actions = feed(core(net, "ha"), "receive_datagram", raw, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
     assert RegistrationReply.decode(actions[0].payload).code == 134
     truncated_ext = _signed_request(now=net.now)[:-3]
     actions = feed(core(net, "fa1"), "receive_datagram", truncated_ext, udp_from(HOME, 434, FA1, lladdr="02:aa:00:00:00:50"), now=net.now)

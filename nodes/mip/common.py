@@ -54,6 +54,9 @@ class Deadlines:
     def get(self, key) -> float | None:
         return self._at.get(key)
 
+    def __contains__(self, key) -> bool:
+        return key in self._at
+
     def earliest(self) -> float | None:
         while self._heap:
             at, _, key = self._heap[0]

@@ -40,7 +40,8 @@ class ForeignAgentConfig:
     prefix_length: int = 24
     adv_interval: float = 1.0
     adv_lifetime: int = 3  # ICMP lifetime of an advertisement, seconds
-    adv_destination: IPv4Address = ALL_SYSTEMS
+    adv_destination: IPv4Address = ALL_SYSTEMS  # of every advertisement, solicited or not (5944 2.1)
+    solicited_min_interval: float = 0.05  # solicited answers reach the whole link: at most one per this
     max_lifetime: int = 1800  # advertised registration lifetime; longer requests get 69
     registration_required: bool = True
     busy: bool = False
@@ -54,6 +55,10 @@ class ForeignAgentConfig:
 
     def __post_init__(self):
         self.address = addr(self.address)
+        self.adv_destination = addr(self.adv_destination)
+        if self.adv_destination not in (ALL_SYSTEMS, BROADCAST):
+            raise ValueError(f"adv_destination {self.adv_destination}: an agent advertisement goes to 224.0.0.1 "
+                             "or 255.255.255.255 (RFC 5944 2.1); choose one of them")
         self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
         self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
         self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
@@ -138,6 +143,7 @@ class ForeignAgent:
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
+        self._last_solicited_answer = float("-inf")
 
     # --- agent advertisement --------------------------------------------------------------------
 
@@ -147,9 +153,9 @@ class ForeignAgent:
 
     def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
         """An ICMP message on the visitor link; agent solicitations are answered."""
-        self._out.extend(self._on_icmp(data, addr.src, now))
+        self._out.extend(self._on_icmp(data, now))
 
-    def _on_icmp(self, payload: bytes, src, now: float) -> list:
+    def _on_icmp(self, payload: bytes, now: float) -> list:
         if not payload or payload[0] != ICMP_ROUTER_SOLICITATION:
             return self._drop("icmp-not-solicitation")
         try:
@@ -157,8 +163,23 @@ class ForeignAgent:
         except DecodeError as e:
             return self._drop(f"solicitation:{e.reason}")
         self.counters["solicitations"] += 1
-        src = addr(src)
-        return self._advertise(BROADCAST if src.is_unspecified else src, now, periodic=False)
+        # RFC 5944 2.1: an advertisement's destination is 224.0.0.1 or 255.255.255.255, a solicited
+        # one too (RFC 1256 would let a router unicast it; 5944 narrows that). As the answer reaches
+        # every node on the link, its rate is limited (2.4): a solicitation that comes within
+        # solicited_min_interval of the last answer is answered once at the end of that interval.
+        if ("solicited",) in self._deadlines:
+            self.counters["solicitations-deferred"] += 1
+            return []
+        due = self._last_solicited_answer + self.config.solicited_min_interval
+        if now < due:
+            self.counters["solicitations-deferred"] += 1
+            self._deadlines.set(("solicited",), due)
+            return []
+        return self._answer_solicitation(now)
+
+    def _answer_solicitation(self, now: float) -> list:
+        self._last_solicited_answer = now
+        return self._advertise(self.config.adv_destination, now, periodic=False)
 
     def _drop(self, reason: str) -> list:
         self.counters.drop(reason)
@@ -426,6 +447,8 @@ class ForeignAgent:
         for key in self._deadlines.pop_due(now):
             if key[0] == "advert":
                 self._out.extend(self._advertise(self.config.adv_destination, now))
+            elif key[0] == "solicited":
+                self._out.extend(self._answer_solicitation(now))
             elif key[0] == "pending":
                 pending = self.pending.pop(key)
                 self.counters["pending-timeouts"] += 1

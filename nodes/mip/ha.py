@@ -19,7 +19,7 @@ from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, pars
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
 from nodes.wire.mip import (
-    ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
+    ENCAP_IPIP, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
     TYPE_REQUEST, TYPE_TUNNEL_DATA, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags,
     TrustedNetworksConfigured, TunnelData, UdpTunnelReply, find_extension,
     ident_for_mismatch, message_type, ntp_to_unix,
@@ -98,7 +98,7 @@ class HomeAgent:
         self.nodes = {addr(n.home_address): n for n in config.nodes}
         self.bindings: dict[IPv4Address, Binding] = {}
         self.counters = Counters()
-        self._last_ident: dict[IPv4Address, int] = {}  # survives deregistration (replay protection)
+        self._last_ident: dict[IPv4Address, int] = {}  # last accepted; survives deregistration (replay protection)
         self._expiry = Deadlines()
 
     # --- inputs ---------------------------------------------------------------------------------
@@ -216,10 +216,14 @@ class HomeAgent:
     def _authenticate(self, req: RegistrationRequest, raw: bytes, node, src) -> None:
         if node is None:
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "unknown-home-address")
-        mn_ha = find_extension(req.extensions, EXT_MN_HA_AUTH)
-        if mn_ha is None:
+        mn_ha = [e for e in req.extensions if e.type == EXT_MN_HA_AUTH]
+        if not mn_ha:
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "missing-mn-ha-auth")
-        if not node.sa.verifies(raw, mn_ha):
+        if len(mn_ha) > 1:  # RFC 5944 3.8.2.1: exactly one authorization-enabling extension
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "two-mn-ha-auth")
+        if mn_ha[0].spi < MIN_SPI:
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "reserved-spi")
+        if not node.sa.verifies(raw, mn_ha[0]):
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "bad-mn-ha-auth")
         fa_sa = self.config.fa_associations.get(src)
         fa_ha = find_extension(req.extensions, EXT_FA_HA_AUTH)
@@ -246,8 +250,8 @@ class HomeAgent:
         if req.flags & (RequestFlags.M | RequestFlags.G):
             raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "only-ipip")
         deregistration = req.lifetime == 0 or coa == home
-        self._last_ident[home] = req.identification
         if deregistration:
+            self._last_ident[home] = req.identification  # replay protection: accepted ones only (5.7)
             actions = self._remove_binding(home)
             actions.append(Log("deregistration", {"home": str(home), "at": now}))
             return actions, ReplyCode.ACCEPTED, 0, self._trust_exts(trusted)
@@ -258,6 +262,7 @@ class HomeAgent:
         kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport)
         if home not in self.bindings and len(self.bindings) >= cfg.max_bindings:
             raise _Denied(ReplyCode.HA_INSUFFICIENT_RESOURCES, "binding-table-full")
+        self._last_ident[home] = req.identification  # every check passed: the request is accepted
         node = self.nodes[home]
         granted = min(req.lifetime, node.max_lifetime or cfg.max_lifetime)
         binding = Binding(home, coa, granted, now + granted if granted != INFINITE_LIFETIME else float("inf"),

@@ -176,15 +176,21 @@ def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
     for key, kind in (("prefix_length", "int"), ("adv_interval", "num"), ("adv_lifetime", "int"),
                       ("max_lifetime", "int"), ("registration_required", "bool"), ("busy", "bool"),
                       ("reverse_tunnelling", "bool"), ("reverse_tunnel_required", "bool"), ("behind_nat", "bool"),
-                      ("max_pending", "int"), ("pending_timeout", "num"), ("adv_destination", "addr")):
+                      ("max_pending", "int"), ("pending_timeout", "num"), ("adv_destination", "addr"),
+                      ("solicited_min_interval", "num")):
         value = f.get(key, kind, None)
         if value is not None:
             kw[key] = value
-    cfg = ForeignAgentConfig(
-        address=f.get("address", "addr"), iface=f.get("iface", "str", expected="the visitor link's interface"),
-        care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
-        ha_associations=ha_sas, mn_associations=mn_sas, **kw,
-    )
+    try:
+        cfg = ForeignAgentConfig(
+            address=f.get("address", "addr"), iface=f.get("iface", "str", expected="the visitor link's interface"),
+            care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
+            ha_associations=ha_sas, mn_associations=mn_sas, **kw,
+        )
+    except BadConfig:
+        raise
+    except ValueError as exc:
+        raise BadConfig(f"config {f.file}: {exc}") from None
     extra = {"tun": f.get("tun", "str", "mip0"), "prefix_given": "prefix_length" in kw}
     f.check_unknown()
     return cfg, extra
