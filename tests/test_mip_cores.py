@@ -275,7 +275,7 @@ def test_flood_of_bad_requests_leaves_bindings_intact_and_ha_serving():
 def test_sequence_drop_below_256_makes_mn_reregister():
     net = make_world()
     attach(net, "fa1")
-    core(net, "fa1").sequence = 1000
+    core(net, "fa1").advertiser.sequence = 1000
     net.run(2)
     requests_before = core(net, "mn").counters["requests"]
     rebooted = ForeignAgent(core(net, "fa1").config)  # reboot: new core, empty visitor list, seq 0

@@ -93,12 +93,9 @@ async def setup(args, log):
 
     def on_host_route(action):
         """Reverse tunnelling: steer the visitor's packets into the TUN device (and stop)."""
-        if isinstance(action, AddHostRoute):
-            visitor = core.visitors.get(action.addr)
-            if visitor is not None and visitor.reverse:
-                netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
-                return
-        if isinstance(action, (AddHostRoute, RemoveHostRoute)):
+        if isinstance(action, AddHostRoute) and action.reverse_tunnel:
+            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
+        elif isinstance(action, (AddHostRoute, RemoveHostRoute)):
             netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
 
     executor.on_host_route = on_host_route
@@ -162,8 +159,8 @@ async def setup(args, log):
         driver.stop()
         for fd in (link.fileno(), udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
-        for home in list(core.visitors):
-            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home, iif=iface)
+        for visitor in core.status(time.time()).visitors:
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=visitor["home_address"], iif=iface)
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

@@ -78,8 +78,8 @@ async def setup(args, log):
         driver.stop()
         for fd in (udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
-        for home in list(core.bindings):  # leave the home link as we found it
-            netlink.proxy_arp(home, cfg.home_iface, False)
+        for b in core.status(time.time()).bindings:  # leave the home link as we found it
+            netlink.proxy_arp(b["home_address"], cfg.home_iface, False)
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

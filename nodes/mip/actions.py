@@ -98,11 +98,13 @@ class GratuitousArp:
 
 @dataclass(frozen=True)
 class AddHostRoute:
-    """Route `addr`/32 out of `iface` with a permanent neighbour entry for `lladdr`."""
+    """Route `addr`/32 out of `iface` with a permanent neighbour entry for `lladdr`; with
+    `reverse_tunnel`, packets from `addr` arriving on `iface` go to the core (RFC 3024)."""
 
     addr: IPv4Address
     iface: str | None
     lladdr: str | None
+    reverse_tunnel: bool = False
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 
-from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIcmp, SendIp, SendUdp
+from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIp, SendUdp
+from nodes.mip.advertiser import KEYS as ADVERTISER_KEYS, Advertiser
 from nodes.mip.auth import SecurityAssociation
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
@@ -22,10 +23,9 @@ from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
-    EXT_UDP_TUNNEL_REQUEST, ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REPLY, TYPE_REQUEST,
-    TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, AgentSolicitation, RegistrationReply,
-    RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest, cut_after,
-    encode_extension, find_extension, is_accepted, message_type, next_advertisement_sequence,
+    EXT_UDP_TUNNEL_REQUEST, MIP_PORT, TYPE_REPLY, TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement,
+    AgentFlags, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest,
+    cut_after, encode_extension, find_extension, is_accepted, message_type,
 )
 
 ALL_SYSTEMS = IPv4Address("224.0.0.1")
@@ -138,55 +138,28 @@ class ForeignAgent:
         self.config = config
         self.random = random  # the contract's random source; the foreign agent draws nothing yet
         self._out = ActionQueue()
-        self.sequence = 0  # 0 after every (re)boot, RFC 5944 2.3.2
         self.pending: dict[tuple, Pending] = {}
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
-        self._last_solicited_answer = float("-inf")
+        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement)
 
-    # --- agent advertisement --------------------------------------------------------------------
+    # --- agent advertisement (nodes/mip/advertiser.py) -----------------------------------------
 
     def start(self, now: float) -> None:
         """Boot: advertise at once, then every adv_interval."""
-        self._out.extend(self._advertise(self.config.adv_destination, now))
+        self._out.extend(self.advertiser.start(now))
 
     def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
         """An ICMP message on the visitor link; agent solicitations are answered."""
-        self._out.extend(self._on_icmp(data, now))
+        self._out.extend(self.advertiser.solicited(data, now))
 
-    def _on_icmp(self, payload: bytes, now: float) -> list:
-        if not payload or payload[0] != ICMP_ROUTER_SOLICITATION:
-            return self._drop("icmp-not-solicitation")
-        try:
-            AgentSolicitation.decode(payload)
-        except DecodeError as e:
-            return self._drop(f"solicitation:{e.reason}")
-        self.counters["solicitations"] += 1
-        # RFC 5944 2.1: an advertisement's destination is 224.0.0.1 or 255.255.255.255, a solicited
-        # one too (RFC 1256 would let a router unicast it; 5944 narrows that). As the answer reaches
-        # every node on the link, its rate is limited (2.4): a solicitation that comes within
-        # solicited_min_interval of the last answer is answered once at the end of that interval.
-        if ("solicited",) in self._deadlines:
-            self.counters["solicitations-deferred"] += 1
-            return []
-        due = self._last_solicited_answer + self.config.solicited_min_interval
-        if now < due:
-            self.counters["solicitations-deferred"] += 1
-            self._deadlines.set(("solicited",), due)
-            return []
-        return self._answer_solicitation(now)
+    @property
+    def sequence(self) -> int:
+        return self.advertiser.sequence
 
-    def _answer_solicitation(self, now: float) -> list:
-        self._last_solicited_answer = now
-        return self._advertise(self.config.adv_destination, now, periodic=False)
-
-    def _drop(self, reason: str) -> list:
-        self.counters.drop(reason)
-        return []
-
-    def advertisement(self) -> AgentAdvertisement:
-        """The advertisement this agent would send now (sequence number not consumed)."""
+    def advertisement(self, sequence: int | None = None) -> AgentAdvertisement:
+        """This agent's advertisement (with the next sequence number unless one is given)."""
         cfg = self.config
         flags = AgentFlags.F
         for wanted, flag in ((cfg.registration_required, AgentFlags.R), (cfg.busy, AgentFlags.B),
@@ -194,17 +167,14 @@ class ForeignAgent:
             if wanted:
                 flags |= flag
         return AgentAdvertisement(
-            self.sequence, cfg.max_lifetime, int(flags), list(cfg.care_of_addresses), cfg.adv_lifetime,
-            routers=[(cfg.address, 0)], prefix_lengths=[cfg.prefix_length],
+            self.sequence if sequence is None else sequence, cfg.max_lifetime, int(flags),
+            list(cfg.care_of_addresses), cfg.adv_lifetime, routers=[(cfg.address, 0)],
+            prefix_lengths=[cfg.prefix_length],
         )
 
-    def _advertise(self, dst: IPv4Address, now: float, periodic: bool = True) -> list:
-        data = self.advertisement().encode()
-        self.sequence = next_advertisement_sequence(self.sequence)
-        self.counters["advertisements"] += 1
-        if periodic:
-            self._deadlines.set(("advert",), now + self.config.adv_interval)
-        return [SendIcmp(dst, data, src=self.config.address, ttl=1, iface=self.config.iface)]
+    def _drop(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
 
     # --- registration relay ---------------------------------------------------------------------
 
@@ -373,7 +343,7 @@ class ForeignAgent:
                           udp_reply is not None and udp_reply.code < 64, reply.lifetime, now + reply.lifetime)
         self.visitors[home] = visitor
         self._deadlines.set(("visitor", home), visitor.expires)
-        return [AddHostRoute(home, self.config.iface, pending.lladdr)]
+        return [AddHostRoute(home, self.config.iface, pending.lladdr, visitor.reverse)]
 
     def _remove_visitor(self, home: IPv4Address) -> list:
         if self.visitors.pop(home, None) is None:
@@ -445,10 +415,8 @@ class ForeignAgent:
 
     def handle_timer(self, now: float) -> None:
         for key in self._deadlines.pop_due(now):
-            if key[0] == "advert":
-                self._out.extend(self._advertise(self.config.adv_destination, now))
-            elif key[0] == "solicited":
-                self._out.extend(self._answer_solicitation(now))
+            if key in ADVERTISER_KEYS:
+                self._out.extend(self.advertiser.due(key, now))
             elif key[0] == "pending":
                 pending = self.pending.pop(key)
                 self.counters["pending-timeouts"] += 1
