@@ -148,7 +148,8 @@ def test_replayed_request_gives_133_and_keeps_binding():
     ha = core(net, "ha")
     accepted = [p for _, p in net.nodes["ha"].received if p.kind == "udp"][-1]
     before = dict(ha.bindings)
-    actions = feed(ha, "receive_datagram", accepted.payload, udp_from(accepted.src, accepted.sport, HA_ADDR), now=net.now + 1)
+    actions = feed(ha, "receive_datagram", accepted.payload, udp_from(accepted.src, accepted.sport, HA_ADDR),
+                   now=net.now + 1)
     reply = RegistrationReply.decode(actions[0].payload)
     assert reply.code == 133
     assert reply.identification >> 32 == ntp_now(net.now + 1) >> 32
@@ -182,7 +183,8 @@ def test_poorly_formed_request_gives_134_at_ha_and_70_at_fa():
     actions = feed(core(net, "ha"), "receive_datagram", raw, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
     assert RegistrationReply.decode(actions[0].payload).code == 134
     truncated_ext = _signed_request(now=net.now)[:-3]
-    actions = feed(core(net, "fa1"), "receive_datagram", truncated_ext, udp_from(HOME, 434, FA1, lladdr="02:aa:00:00:00:50"), now=net.now)
+    actions = feed(core(net, "fa1"), "receive_datagram", truncated_ext,
+                   udp_from(HOME, 434, FA1, lladdr="02:aa:00:00:00:50"), now=net.now)
     reply = actions[0]
     assert isinstance(reply, SendUdp) and reply.lladdr == "02:aa:00:00:00:50"
     assert RegistrationReply.decode(reply.payload).code == 70
@@ -196,7 +198,8 @@ def test_fa_validation_codes(mutate, code):
     net = make_world()
     req = mutate()
     req.identification = ntp_now(net.now)
-    actions = feed(core(net, "fa1"), "receive_datagram", SA.sign(req.encode()), udp_from(HOME, 434, FA1, lladdr="x"), now=net.now)
+    actions = feed(core(net, "fa1"), "receive_datagram", SA.sign(req.encode()), udp_from(HOME, 434, FA1, lladdr="x"),
+                   now=net.now)
     assert RegistrationReply.decode(actions[0].payload).code == code
 
 
@@ -227,12 +230,14 @@ def test_ha_refuses_reverse_tunnel_and_udp_when_not_allowed():
     net = make_world(ha={"reverse_tunnelling": False, "udp_tunnelling": False})
     ha = core(net, "ha")
     t_req = _signed_request(flags=RequestFlags.T | RequestFlags.D, now=net.now)
-    assert RegistrationReply.decode(feed(ha, "receive_datagram", t_req, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)[0].payload).code == 137
+    actions = feed(ha, "receive_datagram", t_req, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
+    assert RegistrationReply.decode(actions[0].payload).code == 137
     udp_req = _signed_request(flags=RequestFlags.D, exts=[UdpTunnelRequest()], now=net.now + 1)
     actions = feed(ha, "receive_datagram", udp_req, udp_from(A("203.0.113.200"), 40000, HA_ADDR), now=net.now + 1)
     assert RegistrationReply.decode(actions[0].payload).code == 142
     wrong_ha = RegistrationRequest(0, 100, HOME, A("10.1.0.2"), A("192.0.2.10"), ntp_now(net.now + 2))
-    actions = feed(ha, "receive_datagram", SA.sign(wrong_ha.encode()), udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now + 2)
+    actions = feed(ha, "receive_datagram", SA.sign(wrong_ha.encode()), udp_from(A("192.0.2.10"), 434, HA_ADDR),
+                   now=net.now + 2)
     assert RegistrationReply.decode(actions[0].payload).code == 136
     assert not ha.bindings
 
@@ -399,7 +404,8 @@ def test_reverse_tunnel_through_fa_with_source_checks():
     # forward direction: HA encapsulates, FA decapsulates and hands it to the visitor's lladdr
     down = ipv4_udp("10.1.0.9", HOME, 5000, 6000, b"down")
     (outer,) = feed(ha, "encapsulate", down, now=net.now)
-    assert feed(fa, "receive_tunnelled", outer.packet, now=net.now) == [DeliverIp(down, "fa1-eth0", "02:aa:00:00:00:50")]
+    assert feed(fa, "receive_tunnelled", outer.packet, now=net.now) == [
+        DeliverIp(down, "fa1-eth0", "02:aa:00:00:00:50")]
 
 
 def test_trusted_networks_extension_and_untrusted_drop():

@@ -32,7 +32,8 @@ def of(actions, kind) -> list:
 def test_link_up_probes_the_known_routers_with_backoff():
     mn = node()
     out = feed(mn, "link_up", now=T0)
-    assert of(out, ArpProbe) == [ArpProbe(HOME, HOME_ROUTER, "r-eth0"), ArpProbe(A("10.78.0.100"), A("10.78.0.1"), "r-eth0")]
+    assert of(out, ArpProbe) == [ArpProbe(HOME, HOME_ROUTER, "r-eth0"),
+                                 ArpProbe(A("10.78.0.100"), A("10.78.0.1"), "r-eth0")]
     assert of(out, SendIcmp), "the node solicits agents too"
     times = []
     while len(times) < 7:

@@ -153,7 +153,8 @@ async def setup(args, log):
     driver.call("start")
 
     def status(_req):
-        return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface, "errors": dict(errors + driver.errors + executor.action_errors())}
+        return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface,
+                "errors": dict(errors + driver.errors + executor.action_errors())}
 
     async def cleanup():
         driver.stop()

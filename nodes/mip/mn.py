@@ -12,13 +12,13 @@ timestamps whose low bits, below the clock's resolution, come from the injected 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.common import Counters, Snapshot, addr
-from nodes.mip.mn_messages import Attempt, Identifications, Registration, check_reply, request_for
+from nodes.mip.mn_messages import Agent, Attempt, Identifications, Registration, check_reply, request_for
 from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
@@ -62,27 +62,6 @@ class MobileNodeConfig:
         self.home_router = addr(self.home_router) if self.home_router is not None else None
         if self.udp_tunnel not in ("auto", "always", "never"):
             raise ValueError(f"udp_tunnel must be auto, always or never, not {self.udp_tunnel!r}")
-
-
-@dataclass
-class Agent:
-    """The mobility agent currently heard on the link."""
-
-    address: IPv4Address
-    care_of_addresses: list
-    sequence: int
-    flags: int
-    prefix: IPv4Network
-    expires: float
-    max_lifetime: int
-
-    @property
-    def is_home(self) -> bool:
-        return bool(self.flags & AgentFlags.H)
-
-    @property
-    def is_foreign(self) -> bool:
-        return bool(self.flags & AgentFlags.F) and bool(self.care_of_addresses)
 
 
 @dataclass(frozen=True)
@@ -161,8 +140,7 @@ class MobileNode:
     def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, server=None,
                    lease_time: int | None = None, reason: str = "BOUND") -> None:
         """The lease the DHCP client of `attempt` got (address with its prefix, router...)."""
-        lease = {"address": IPv4Interface(address), "router": addr(router) if router else None,
-                 "server": addr(server) if server else None, "lease_time": lease_time, "reason": reason}
+        lease = {"address": address, "router": router, "server": server, "lease_time": lease_time, "reason": reason}
         actions, name = self.movement.dhcp_bound(attempt, lease, seconds, now, self._unidentified())
         self._done(actions + (self._identified(name, now) if name else []), now)
 
@@ -235,14 +213,9 @@ class MobileNode:
         if not self.link_is_up:
             return self._drop("link-down")
         self.counters["advertisements"] += 1
-        src = addr(src)
-        prefix_len = adv.prefix_lengths[0] if adv.prefix_lengths else 32
-        prefix = IPv4Network(f"{src}/{prefix_len}", strict=False)
-        old = self.agent
-        moved = old is None or old.address != src or old.prefix != prefix
+        old, self.agent = self.agent, Agent.heard(adv, addr(src), now)
+        moved = old is None or old.address != self.agent.address or old.prefix != self.agent.prefix
         rebooted = not moved and agent_rebooted(old.sequence, adv.sequence)
-        self.agent = Agent(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix,
-                           now + adv.lifetime, adv.registration_lifetime)
         self._next_solicit = None  # heard an agent: stop soliciting
         if rebooted:
             self.counters["agent-rebooted"] += 1
@@ -422,9 +395,6 @@ class MobileNode:
             reg.mode if reg else None, str(reg.care_of_address) if reg else None,
             reg.expires if reg else None, reg.tunnel if reg else None,
             reg.trusted_network if reg else False,
-            None if agent is None else {
-                "address": str(agent.address), "sequence": agent.sequence, "flags": agent.flags,
-                "prefix": str(agent.prefix), "care_of_addresses": [str(c) for c in agent.care_of_addresses],
-            },
+            None if agent is None else agent.to_json(),
             self.last_code, **self.movement.status(), link_up=self.link_is_up,
             counters=self.counters.as_dict(), drops=self.counters.drops())

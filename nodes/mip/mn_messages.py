@@ -1,19 +1,52 @@
-"""The Mobile Node's registration messages (RFC 5944 3.3-3.6, RFC 3519): the request for an
-attempt, the checks a reply must pass, and the identifications (NTP timestamps, RFC 5944 5.7).
-Used by the Mobile Node core (nodes/mip/mn.py); no state beyond the identification clock."""
+"""What the Mobile Node core (nodes/mip/mn.py) keeps and sends: the agent it hears (RFC 5944 2.1),
+the registration request of an attempt, the checks a reply must pass (3.3-3.6, RFC 3519), and the
+identifications (NTP timestamps, 5.7)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 
 from nodes.core import RandomSource
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
-    EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags,
-    UdpTunnelRequest, find_extension, message_type, ntp_now,
+    EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
+    RegistrationRequest, ReplyCode, RequestFlags, UdpTunnelRequest, find_extension, message_type, ntp_now,
 )
 
 RANDOM_LOW_BITS = 12  # fraction bits of an identification below a microsecond clock (2**-20 s)
+
+
+@dataclass
+class Agent:
+    """The mobility agent currently heard on the link."""
+
+    address: IPv4Address
+    care_of_addresses: list
+    sequence: int
+    flags: int
+    prefix: IPv4Network
+    expires: float
+    max_lifetime: int
+
+    @classmethod
+    def heard(cls, adv: AgentAdvertisement, src: IPv4Address, now: float) -> "Agent":
+        """The agent an advertisement from `src` describes (its prefix from the prefix-lengths
+        extension, a /32 without one)."""
+        prefix = IPv4Network(f"{src}/{adv.prefix_lengths[0] if adv.prefix_lengths else 32}", strict=False)
+        return cls(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix, now + adv.lifetime,
+                   adv.registration_lifetime)
+
+    @property
+    def is_home(self) -> bool:
+        return bool(self.flags & AgentFlags.H)
+
+    @property
+    def is_foreign(self) -> bool:
+        return bool(self.flags & AgentFlags.F) and bool(self.care_of_addresses)
+
+    def to_json(self) -> dict:
+        return {"address": str(self.address), "sequence": self.sequence, "flags": self.flags,
+                "prefix": str(self.prefix), "care_of_addresses": [str(c) for c in self.care_of_addresses]}
 
 
 @dataclass

@@ -134,8 +134,10 @@ class Movement:
             self.dhcp_state = "idle"
 
     def dhcp_bound(self, attempt: int, lease: dict, seconds: float, now: float, unidentified: bool):
-        """A lease ({address: IPv4Interface, router, server, lease_time, reason}) for `attempt`.
+        """A lease ({address with its prefix, router, server, lease_time, reason}) for `attempt`.
         Returns (actions, the network it names or None)."""
+        lease = {**lease, "address": IPv4Interface(lease["address"]),
+                 **{k: IPv4Address(lease[k]) if lease.get(k) else None for k in ("router", "server")}}
         if attempt != self._dhcp_live or not unidentified:
             if attempt == self._dhcp_live:
                 self._dhcp_live, self.dhcp_state = None, "idle"

@@ -233,8 +233,10 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
     f.check_unknown()
     # movement detection is the core's (nodes/mip/movement.py): it gets the networks and timers
     cfg.home_router = extra["home_router"]
-    cfg.networks = {name: CoLocatedNetwork(c.get("address"), c.get("router"), c["dhcp"]) for name, c in colocated.items()}
-    cfg.probe_interval, cfg.dhcp_after, cfg.dhcp_retry = extra["probe_interval"], extra["dhcp_after"], extra["dhcp_retry"]
+    cfg.networks = {name: CoLocatedNetwork(c.get("address"), c.get("router"), c["dhcp"])
+                    for name, c in colocated.items()}
+    cfg.probe_interval, cfg.dhcp_after = extra["probe_interval"], extra["dhcp_after"]
+    cfg.dhcp_retry = extra["dhcp_retry"]
     return cfg, extra
 
 
