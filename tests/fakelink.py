@@ -222,7 +222,18 @@ class FakeNet:
         return [p for _, p in self.trace if p.kind == kind and (to is None or p.dst in self.nodes[to].addresses)]
 
 
-__all__ = ["FakeNet", "Nat", "Packet", "START", "feed", "udp_from"]
+__all__ = ["FakeNet", "Nat", "Packet", "Recorder", "START", "feed", "udp_from"]
+
+
+class Recorder:
+    """Stands in for a module or object of the runtime (netlink, the executor): every call is
+    recorded in `calls` as (name, args, kwargs) instead of being performed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: self.calls.append((name, a, kw))
 
 
 def feed(core, method: str, *args, now: float, **kwargs) -> list:

@@ -20,20 +20,13 @@ import pytest
 from nodes.mip.actions import AddTunnel, GratuitousArp, ProxyArp, RemoveTunnel
 from nodes.runtime import mip_actions
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor
+from fakelink import Recorder
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 class FakeTun:
     name = "mip0"
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        return lambda *a, **kw: self.calls.append((name, a, kw))
 
 
 @pytest.fixture
