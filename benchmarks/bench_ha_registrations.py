@@ -23,7 +23,7 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
     machine the HA, the load generator and other runs compete, so the wall-clock rate can be below
     what the HA's core could do; the CPU time includes the kernel's work done in the HA's context
     (sending the reply through the world's veths, bridges and router);
-  * the sans-I/O core alone (nodes/mip/ha.py HomeAgent.on_udp, no sockets, no netlink) in this
+  * the sans-I/O core alone (nodes/mip/ha.py HomeAgent.receive_datagram, no sockets, no netlink) in this
     process on the same requests, side by side, so the reader sees where the time goes.
 
 Target (issue 4): >= 5,000 authenticated registrations per second on one core. With --profile the
@@ -120,11 +120,12 @@ def loadgen(n: int, passes: int, window: int, coa: str, timeout: float, ha_pid: 
 
 # ---- the core alone, in this process -------------------------------------------------------------
 def core_alone(n: int, passes: int) -> dict:
+    from nodes.core import Addr
     from nodes.mip.auth import SecurityAssociation
     from nodes.mip.ha import HomeAgent, HomeAgentConfig, MobileNodeEntry
     entries = [MobileNodeEntry(IPv4Address(h), SecurityAssociation(spi, key)) for h, spi, key in map(node_entry, range(n))]
     core = HomeAgent(HomeAgentConfig(HA_ADDR, entries, home_iface="iha-home", max_lifetime=LIFETIME))
-    src = IPv4Address(LOADGEN_ADDR)
+    where = Addr(LOADGEN_ADDR, 40000, HA_ADDR, 434)
     out = []
     for p in range(passes):
         now = time.time()
@@ -132,8 +133,8 @@ def core_alone(n: int, passes: int) -> dict:
         accepted = 0
         t0 = time.perf_counter()
         for raw in requests:
-            actions = core.on_udp(raw, src, 40000, HA_ADDR, now=now)
-            accepted += actions[-1].payload[1] == 0
+            core.receive_datagram(raw, where, now)
+            accepted += core.drain_actions()[-1].payload[1] == 0
         elapsed = time.perf_counter() - t0
         out.append({"pass": p + 1, "accepted": accepted, "seconds": elapsed, "per_s": accepted / elapsed,
                     "us_per_registration": elapsed / n * 1e6})

@@ -1,9 +1,10 @@
 """An in-memory network for sans-I/O Mobile IP cores: virtual clock, links, loss, reordering, NAT.
 
 Each node is a core (HA, FA, MN) with addresses, a link and a link-layer address. The network
-executes the actions the cores return: datagrams are queued with a latency (plus seeded random
-jitter, which reorders), filtered by loss rules, translated by a NAT, and delivered to `on_udp`,
-`on_icmp` or `on_ip`; every other action is recorded per node for the test to inspect.
+executes the actions the cores drain (nodes/core.py): datagrams are queued with a latency (plus
+seeded random jitter, which reorders), filtered by loss rules, translated by a NAT, and delivered
+to `receive_datagram`, `receive_icmp` or `receive_tunnelled`; timers fire through `handle_timer`;
+every action is recorded per node for the test to inspect.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 from typing import Callable
 
+from nodes.core import Addr
 from nodes.mip.actions import SendIcmp, SendIp, SendUdp
 from nodes.wire.ipv4 import IPv4
 
@@ -126,8 +128,8 @@ class FakeNet:
     # --- running --------------------------------------------------------------------------------
 
     def call(self, name: str, method: str, *args, **kwargs) -> list:
-        """Call a core input with the current time and execute what it returns."""
-        actions = getattr(self.nodes[name].core, method)(*args, now=self.now, **kwargs)
+        """Call a core input with the current time and execute (and return) what it drains."""
+        actions = feed(self.nodes[name].core, method, *args, now=self.now, **kwargs)
         self.execute(name, actions)
         return actions
 
@@ -177,16 +179,16 @@ class FakeNet:
             self.trace.append((self.now, pkt))
             node.received.append((self.now, pkt))
             core = node.core
-            if pkt.kind == "udp" and hasattr(core, "on_udp"):
-                actions = core.on_udp(pkt.payload, pkt.src, pkt.sport, pkt.dst, self.now,
-                                      lladdr=sender_lladdr, ttl=pkt.ttl)
-            elif pkt.kind == "icmp" and hasattr(core, "on_icmp"):
-                actions = core.on_icmp(pkt.payload, pkt.src, pkt.dst, self.now, lladdr=sender_lladdr)
-            elif pkt.kind == "ip" and hasattr(core, "on_ip"):
-                actions = core.on_ip(pkt.payload, self.now)
+            if pkt.kind == "udp":
+                core.receive_datagram(pkt.payload, Addr(str(pkt.src), pkt.sport, str(pkt.dst), pkt.dport,
+                                                        ttl=pkt.ttl, lladdr=sender_lladdr), self.now)
+            elif pkt.kind == "icmp" and hasattr(core, "receive_icmp"):
+                core.receive_icmp(pkt.payload, Addr(str(pkt.src), 0, str(pkt.dst), 0, lladdr=sender_lladdr), self.now)
+            elif pkt.kind == "ip" and hasattr(core, "receive_tunnelled"):
+                core.receive_tunnelled(pkt.payload, self.now)
             else:
                 continue
-            self.execute(node.name, actions)
+            self.execute(node.name, core.drain_actions())
 
     def run(self, seconds: float) -> None:
         """Advance the virtual clock by `seconds`, delivering packets and firing core timers."""
@@ -206,7 +208,7 @@ class FakeNet:
                 continue
             for deadline, node in deadlines:
                 if deadline <= self.now:
-                    self.execute(node.name, node.core.tick(self.now))
+                    self.execute(node.name, feed(node.core, "handle_timer", now=self.now))
         else:
             raise RuntimeError("fake network did not settle (a timer that never advances?)")
         self.now = until
@@ -220,7 +222,29 @@ class FakeNet:
         return [p for _, p in self.trace if p.kind == kind and (to is None or p.dst in self.nodes[to].addresses)]
 
 
-__all__ = ["FakeNet", "Nat", "Packet", "START"]
+__all__ = ["FakeNet", "Nat", "Packet", "Recorder", "START", "feed", "udp_from"]
+
+
+class Recorder:
+    """Stands in for a module or object of the runtime (netlink, the executor): every call is
+    recorded in `calls` as (name, args, kwargs) instead of being performed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a, **kw: self.calls.append((name, a, kw))
+
+
+def feed(core, method: str, *args, now: float, **kwargs) -> list:
+    """Call one input of a core (nodes/core.py) and return the actions it drains."""
+    assert getattr(core, method)(*args, now=now, **kwargs) is None, f"{method} must return None"
+    return core.drain_actions()
+
+
+def udp_from(src, sport: int = 434, dst="0.0.0.0", dport: int = 434, **kw) -> Addr:
+    """The Addr of a UDP datagram from src:sport (ttl=, lladdr= as the link told)."""
+    return Addr(str(src), sport, str(dst), dport, **kw)
 
 
 def attach(net: FakeNet, link: str, coa=None, settle: float = 3.0) -> None:

@@ -13,7 +13,7 @@ from nodes.mip.fa import ForeignAgent, ForeignAgentConfig, relay_error_code
 from nodes.mip.ha import HomeAgent, HomeAgentConfig, MobileNodeEntry
 from nodes.mip.mn import MobileNode, MobileNodeConfig
 from nodes.wire.mip import RegistrationReply, RegistrationRequest, ntp_now
-from fakelink import FakeNet, Packet, attach, replies_to_mn
+from fakelink import FakeNet, Packet, attach, feed, replies_to_mn, udp_from
 
 HA_ADDR = A("10.1.0.1")
 HOME = A("10.1.0.50")
@@ -73,10 +73,10 @@ def test_relayed_request_answered_at_once_on_unreachable(icmp_code, expected):
     seen: list[Packet] = []
     _blackhole_ha(net, seen)
     attach(net, "fa1", settle=0.5)
-    assert len(seen) == 1 and core(net, "fa1").status()["pending"] == 1
+    assert len(seen) == 1 and core(net, "fa1").status().pending == 1
     relayed = seen[0]
     sent_at = net.now
-    net.call("fa1", "on_relay_error", relayed.dst, relayed.dport, 3, icmp_code, quoted=relayed.payload,
+    net.call("fa1", "relay_error", relayed.dst, relayed.dport, 3, icmp_code, quoted=relayed.payload,
              reporter=A("203.0.113.1"))
     net.run(0.01)
     fa, mn = core(net, "fa1"), core(net, "mn")
@@ -88,8 +88,8 @@ def test_relayed_request_answered_at_once_on_unreachable(icmp_code, expected):
     assert (reply.home_address, reply.home_agent, reply.identification) == \
         (HOME, HA_ADDR, request.identification)
     assert mn.last_code == expected
-    assert fa.status()["pending"] == 0
-    counters = fa.status()["counters"]
+    assert fa.status().pending == 0
+    counters = fa.status().counters
     assert counters["relay-errors"] == 1 and counters[f"relay-errors:{expected}"] == 1
     assert counters[f"denied:{expected}"] == 1
     logs = [a for a in net.actions_of("fa1", Log) if a.event == "relay-error"]
@@ -105,7 +105,7 @@ def _fa(**kw) -> ForeignAgent:
 def _relay(fa: ForeignAgent, now: float, ha=HA_ADDR, ident: int | None = None) -> bytes:
     req = RegistrationRequest(0, 1800, HOME, A(ha), FA1, ident or ntp_now(now))
     raw = SA.sign(req.encode())
-    actions = fa.on_udp(raw, HOME, 434, FA1, now, lladdr=MN_MAC, ttl=255)
+    actions = feed(fa, "receive_datagram", raw, udp_from(HOME, 434, FA1, lladdr=MN_MAC, ttl=255), now=now)
     assert [a.dst for a in actions if isinstance(a, SendUdp)] == [A(ha)], actions
     return actions[0].payload
 
@@ -117,11 +117,11 @@ def _denials(actions) -> list[RegistrationReply]:
 def test_the_quote_names_the_request_answered():
     fa, now = _fa(), 1_700_000_000.0
     first, second = _relay(fa, now), _relay(fa, now, ident=ntp_now(now) + 1)
-    actions = fa.on_relay_error(HA_ADDR, 434, 3, 3, now + 0.01, quoted=second)
+    actions = feed(fa, "relay_error", HA_ADDR, 434, 3, 3, quoted=second, now=now + 0.01)
     assert [(r.code, r.identification) for r in _denials(actions)] == [(82, ntp_now(now) + 1)]
-    assert fa.status()["pending"] == 1
+    assert fa.status().pending == 1
     # the other request still times out normally
-    assert [(r.code, r.identification) for r in _denials(fa.tick(now + 7.0))] == \
+    assert [(r.code, r.identification) for r in _denials(feed(fa, "handle_timer", now=now + 7.0))] == \
         [(78, RegistrationRequest.decode(first).identification)]
 
 
@@ -130,12 +130,12 @@ def test_a_quote_too_short_answers_every_request_pending_at_that_home_agent():
     _relay(fa, now)
     _relay(fa, now, ident=ntp_now(now) + 1)
     _relay(fa, now, ha=OTHER_HA, ident=ntp_now(now) + 2)
-    actions = fa.on_relay_error(HA_ADDR, 434, 3, 1, now + 0.01, quoted=b"")  # only the UDP header quoted
+    actions = feed(fa, "relay_error", HA_ADDR, 434, 3, 1, quoted=b"", now=now + 0.01)  # only the UDP header quoted
     assert sorted(r.code for r in _denials(actions)) == [81, 81]
-    assert fa.status()["pending"] == 1
-    actions = fa.on_relay_error(OTHER_HA, 434, 3, 0, now + 0.02, quoted=b"\x01\x00")  # a few bytes
+    assert fa.status().pending == 1
+    actions = feed(fa, "relay_error", OTHER_HA, 434, 3, 0, quoted=b"\x01\x00", now=now + 0.02)  # a few bytes
     assert [(r.code, r.home_agent) for r in _denials(actions)] == [(80, OTHER_HA)]
-    assert fa.status()["pending"] == 0 and fa.tick(now + 8.0) == []
+    assert fa.status().pending == 0 and feed(fa, "handle_timer", now=now + 8.0) == []
 
 
 @pytest.mark.parametrize("what", ["other-ha", "other-ident", "other-port", "a-reply", "frag-needed", "redirect"])
@@ -156,11 +156,11 @@ def test_errors_that_do_not_concern_a_pending_request_are_ignored(what):
         icmp_code = 4
     else:
         icmp_type, icmp_code = 5, 1
-    assert fa.on_relay_error(ha, port, icmp_type, icmp_code, now + 0.01, quoted=quoted) == []
-    assert fa.status()["pending"] == 1
-    assert fa.status()["counters"]["relay-errors"] == 1
-    assert any(k.startswith("drop:relay-error") for k in fa.status()["counters"])
-    assert [r.code for r in _denials(fa.tick(now + 7.0))] == [78], "the timeout still answers it"
+    assert feed(fa, "relay_error", ha, port, icmp_type, icmp_code, quoted=quoted, now=now + 0.01) == []
+    assert fa.status().pending == 1
+    assert fa.status().counters["relay-errors"] == 1
+    assert any(k.startswith("drop:relay-error") for k in fa.status().counters)
+    assert [r.code for r in _denials(feed(fa, "handle_timer", now=now + 7.0))] == [78], "the timeout still answers it"
 
 
 def test_an_error_after_the_reply_changes_nothing():
@@ -169,6 +169,6 @@ def test_an_error_after_the_reply_changes_nothing():
     fa = core(net, "fa1")
     assert replies_to_mn(net)[-1].code == 0 and fa.visitors
     relayed = [a for a in net.actions_of("fa1", SendUdp) if a.dst == HA_ADDR][-1]
-    actions = fa.on_relay_error(HA_ADDR, 434, 3, 3, net.now, quoted=relayed.payload)
-    assert actions == [] and fa.status()["counters"]["drop:relay-error-unmatched"] == 1
+    actions = feed(fa, "relay_error", HA_ADDR, 434, 3, 3, quoted=relayed.payload, now=net.now)
+    assert actions == [] and fa.status().counters["drop:relay-error-unmatched"] == 1
     assert HOME in fa.visitors

@@ -19,7 +19,7 @@ from nodes.wire.mip import (
     EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
     RegistrationRequest, RequestFlags, TunnelData, UdpTunnelRequest, find_extension, ntp_now,
 )
-from fakelink import FakeNet, Nat, Packet, attach, replies_to_mn
+from fakelink import FakeNet, Nat, Packet, attach, feed, replies_to_mn, udp_from
 
 HA_ADDR = A("10.1.0.1")
 HOME = A("10.1.0.50")
@@ -59,15 +59,15 @@ def test_registration_via_fa_installs_binding_route_and_proxy_arp():
     net = make_world()
     attach(net, "fa1")
     mn, ha, fa = core(net, "mn"), core(net, "ha"), core(net, "fa1")
-    assert mn.status()["state"] == "registered"
-    assert mn.status()["care_of_address"] == str(FA1) and mn.status()["mode"] == "fa"
+    assert mn.status().state == "registered"
+    assert mn.status().care_of_address == str(FA1) and mn.status().mode == "fa"
     binding = ha.bindings[HOME]
     assert (binding.care_of_address, binding.kind, binding.lifetime) == (FA1, "ipip", 1800)
     assert AddTunnel(HOME, HA_ADDR, FA1, "ipip") in net.actions_of("ha", AddTunnel)
     assert ProxyArp(HOME, True, "home0") in net.actions_of("ha", ProxyArp)
     assert net.actions_of("ha", GratuitousArp) == [GratuitousArp(HOME, "home0", proxy=True)]
     assert net.actions_of("fa1", AddHostRoute) == [AddHostRoute(HOME, "fa1-eth0", "02:aa:00:00:00:50")]
-    assert fa.status()["visitors"][0]["home_address"] == str(HOME)
+    assert fa.status().visitors[0]["home_address"] == str(HOME)
     # the request reached the FA with TTL 255 and the reply came back on the link to the MN's lladdr
     assert replies_to_mn(net)[-1].code == 0
 
@@ -78,7 +78,7 @@ def test_colocated_registration_without_nat_uses_ipip():
     mn, ha = core(net, "mn"), core(net, "ha")
     assert ha.bindings[HOME].care_of_address == A("192.0.2.10")
     assert ha.bindings[HOME].kind == "ipip"
-    assert mn.status()["mode"] == "colocated" and mn.status()["tunnel"] == "ipip"
+    assert mn.status().mode == "colocated" and mn.status().tunnel == "ipip"
     assert AddTunnel(HOME, A("192.0.2.10"), HA_ADDR, "ipip") in net.actions_of("mn", AddTunnel)
 
 
@@ -87,7 +87,7 @@ def test_handoff_fa1_to_fa2_moves_the_binding():
     attach(net, "fa1")
     attach(net, "fa2")
     assert core(net, "ha").bindings[HOME].care_of_address == FA2
-    assert core(net, "mn").status()["agent"]["address"] == str(FA2)
+    assert core(net, "mn").status().agent["address"] == str(FA2)
     # the old FA keeps the visitor until its lifetime runs out (no binding update to old FA)
     assert HOME in core(net, "fa1").visitors
 
@@ -96,7 +96,7 @@ def test_registration_survives_loss_and_reordering():
     net = make_world(jitter=0.5, seed=7)
     net.drop_random(0.2)
     attach(net, "fa1", settle=60.0)
-    assert core(net, "mn").status()["state"] == "registered"
+    assert core(net, "mn").status().state == "registered"
     assert core(net, "ha").bindings[HOME].care_of_address == FA1
     assert net.dropped and core(net, "mn").counters["retransmissions"] >= 1
 
@@ -130,7 +130,7 @@ def test_wrong_key_gives_131_relayed_by_fa():
 
 def test_stale_identification_gives_133_with_ha_time_and_mn_resyncs():
     net = make_world()
-    core(net, "mn").clock_offset = -3600.0  # the MN's clock is an hour late
+    core(net, "mn").identifications.offset = -3600.0  # the MN's clock is an hour late
     started = net.now
     attach(net, "fn3", coa="192.0.2.10")
     first = replies_to_mn(net)[0]
@@ -138,7 +138,7 @@ def test_stale_identification_gives_133_with_ha_time_and_mn_resyncs():
     assert abs((first.identification >> 32) - (ntp_now(started) >> 32)) <= 1  # the HA's time
     request = RegistrationRequest.decode([p for _, p in net.nodes["ha"].received][0].payload)
     assert first.identification & 0xFFFFFFFF == request.identification & 0xFFFFFFFF
-    assert core(net, "mn").status()["state"] == "registered"
+    assert core(net, "mn").status().state == "registered"
     assert core(net, "mn").counters["clock-resync"] == 1
 
 
@@ -148,7 +148,8 @@ def test_replayed_request_gives_133_and_keeps_binding():
     ha = core(net, "ha")
     accepted = [p for _, p in net.nodes["ha"].received if p.kind == "udp"][-1]
     before = dict(ha.bindings)
-    actions = ha.on_udp(accepted.payload, accepted.src, accepted.sport, HA_ADDR, net.now + 1)
+    actions = feed(ha, "receive_datagram", accepted.payload, udp_from(accepted.src, accepted.sport, HA_ADDR),
+                   now=net.now + 1)
     reply = RegistrationReply.decode(actions[0].payload)
     assert reply.code == 133
     assert reply.identification >> 32 == ntp_now(net.now + 1) >> 32
@@ -178,12 +179,12 @@ def _signed_request(flags=0, lifetime=1800, coa="192.0.2.10", ident=None, exts=(
 
 def test_poorly_formed_request_gives_134_at_ha_and_70_at_fa():
     net = make_world()
-    raw = bytearray(_signed_request(now=net.now))
-    raw[1] |= RequestFlags.r  # reserved bit
-    actions = core(net, "ha").on_udp(bytes(raw), A("192.0.2.10"), 434, HA_ADDR, net.now)
+    raw = _signed_request(now=net.now) + bytes([200, 10, 0, 0])  # a skippable extension running past the end
+    actions = feed(core(net, "ha"), "receive_datagram", raw, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
     assert RegistrationReply.decode(actions[0].payload).code == 134
     truncated_ext = _signed_request(now=net.now)[:-3]
-    actions = core(net, "fa1").on_udp(truncated_ext, HOME, 434, FA1, net.now, lladdr="02:aa:00:00:00:50")
+    actions = feed(core(net, "fa1"), "receive_datagram", truncated_ext,
+                   udp_from(HOME, 434, FA1, lladdr="02:aa:00:00:00:50"), now=net.now)
     reply = actions[0]
     assert isinstance(reply, SendUdp) and reply.lladdr == "02:aa:00:00:00:50"
     assert RegistrationReply.decode(reply.payload).code == 70
@@ -197,7 +198,8 @@ def test_fa_validation_codes(mutate, code):
     net = make_world()
     req = mutate()
     req.identification = ntp_now(net.now)
-    actions = core(net, "fa1").on_udp(SA.sign(req.encode()), HOME, 434, FA1, net.now, lladdr="x")
+    actions = feed(core(net, "fa1"), "receive_datagram", SA.sign(req.encode()), udp_from(HOME, 434, FA1, lladdr="x"),
+                   now=net.now)
     assert RegistrationReply.decode(actions[0].payload).code == code
 
 
@@ -207,7 +209,7 @@ def test_fa_pending_limit_gives_66():
     codes = []
     for i in range(3):
         raw = _signed_request(coa=str(FA1), ident=ntp_now(net.now) + i)
-        actions = fa.on_udp(raw, HOME, 434, FA1, net.now, lladdr="x")
+        actions = feed(fa, "receive_datagram", raw, udp_from(HOME, 434, FA1, lladdr="x"), now=net.now)
         codes.append(RegistrationReply.decode(actions[0].payload).code if actions[0].dst == HOME else None)
     assert codes == [None, None, 66]
 
@@ -221,19 +223,21 @@ def test_unreachable_ha_gives_78_from_fa_after_7_seconds():
                if isinstance(a, SendUdp) and a.dst == HOME and RegistrationReply.decode(a.payload).code == 78]
     assert denials and denials[0][0] - relayed[0][0] == pytest.approx(7.0)
     assert core(net, "mn").last_code == 78
-    assert core(net, "fa1").status()["pending"] == 0
+    assert core(net, "fa1").status().pending == 0
 
 
 def test_ha_refuses_reverse_tunnel_and_udp_when_not_allowed():
     net = make_world(ha={"reverse_tunnelling": False, "udp_tunnelling": False})
     ha = core(net, "ha")
     t_req = _signed_request(flags=RequestFlags.T | RequestFlags.D, now=net.now)
-    assert RegistrationReply.decode(ha.on_udp(t_req, A("192.0.2.10"), 434, HA_ADDR, net.now)[0].payload).code == 137
+    actions = feed(ha, "receive_datagram", t_req, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
+    assert RegistrationReply.decode(actions[0].payload).code == 137
     udp_req = _signed_request(flags=RequestFlags.D, exts=[UdpTunnelRequest()], now=net.now + 1)
-    actions = ha.on_udp(udp_req, A("203.0.113.200"), 40000, HA_ADDR, net.now + 1)
+    actions = feed(ha, "receive_datagram", udp_req, udp_from(A("203.0.113.200"), 40000, HA_ADDR), now=net.now + 1)
     assert RegistrationReply.decode(actions[0].payload).code == 142
     wrong_ha = RegistrationRequest(0, 100, HOME, A("10.1.0.2"), A("192.0.2.10"), ntp_now(net.now + 2))
-    actions = ha.on_udp(SA.sign(wrong_ha.encode()), A("192.0.2.10"), 434, HA_ADDR, net.now + 2)
+    actions = feed(ha, "receive_datagram", SA.sign(wrong_ha.encode()), udp_from(A("192.0.2.10"), 434, HA_ADDR),
+                   now=net.now + 2)
     assert RegistrationReply.decode(actions[0].payload).code == 136
     assert not ha.bindings
 
@@ -262,12 +266,12 @@ def test_flood_of_bad_requests_leaves_bindings_intact_and_ha_serving():
             raw = _signed_request(coa="192.0.2.66", ident=ntp_now(net.now - 3600))
         else:
             raw = _signed_request(coa="192.0.2.66", sa=SecurityAssociation(999, KEY), now=net.now)
-        ha.on_udp(raw, A("192.0.2.66"), 434, HA_ADDR, net.now)
+        feed(ha, "receive_datagram", raw, udp_from(A("192.0.2.66"), 434, HA_ADDR), now=net.now)
     assert ha.bindings == {HOME: binding}
     assert sum(v for k, v in ha.counters.items() if k.startswith(("denied", "drop"))) >= 600
     net.run(2)
     valid = _signed_request(coa="192.0.2.10", now=net.now)
-    actions = ha.on_udp(valid, A("192.0.2.10"), 434, HA_ADDR, net.now)
+    actions = feed(ha, "receive_datagram", valid, udp_from(A("192.0.2.10"), 434, HA_ADDR), now=net.now)
     assert RegistrationReply.decode(actions[-1].payload).code == 0
 
 
@@ -276,7 +280,7 @@ def test_flood_of_bad_requests_leaves_bindings_intact_and_ha_serving():
 def test_sequence_drop_below_256_makes_mn_reregister():
     net = make_world()
     attach(net, "fa1")
-    core(net, "fa1").sequence = 1000
+    core(net, "fa1").advertiser.sequence = 1000
     net.run(2)
     requests_before = core(net, "mn").counters["requests"]
     rebooted = ForeignAgent(core(net, "fa1").config)  # reboot: new core, empty visitor list, seq 0
@@ -286,7 +290,7 @@ def test_sequence_drop_below_256_makes_mn_reregister():
     mn = core(net, "mn")
     assert mn.counters["agent-rebooted"] == 1
     assert mn.counters["requests"] == requests_before + 1
-    assert HOME in rebooted.visitors and mn.status()["state"] == "registered"
+    assert HOME in rebooted.visitors and mn.status().state == "registered"
 
 
 def test_agent_lifetime_expiry_restarts_solicitation():
@@ -297,7 +301,7 @@ def test_agent_lifetime_expiry_restarts_solicitation():
     net.run(5)
     mn = core(net, "mn")
     assert mn.counters["agent-expired"] == 1
-    assert mn.counters["solicitations"] > sent_before and mn.status()["agent"] is None
+    assert mn.counters["solicitations"] > sent_before and mn.status().agent is None
 
 
 def test_solicitations_three_at_one_second_then_backoff():
@@ -313,7 +317,7 @@ def test_solicitation_is_answered_by_fa():
     net.call("mn", "link_up")
     net.run(0.5)
     assert core(net, "fa1").counters["solicitations"] == 1
-    assert core(net, "mn").status()["state"] == "registered"
+    assert core(net, "mn").status().state == "registered"
 
 
 def test_retransmission_backoff_with_new_identifications():
@@ -339,7 +343,7 @@ def test_return_home_deregisters_and_stops_proxy_arp():
     assert ProxyArp(HOME, False, "home0") in net.actions_of("ha", ProxyArp)
     assert RemoveTunnel(HOME) in net.actions_of("ha", RemoveTunnel)
     assert GratuitousArp(HOME, "mn0") in net.actions_of("mn", GratuitousArp)
-    assert mn.status()["location"] == "home" and mn.status()["state"] == "home"
+    assert mn.status().location == "home" and mn.status().state == "home"
     assert ha.counters["accepted:0"] == 2  # registration, then deregistration
 
 
@@ -363,11 +367,11 @@ def test_nat_detected_gives_udp_tunnel_to_observed_address_and_port():
     assert ha.counters["nat-detected"] == 1
     accepted = replies_to_mn(net)[-1]
     assert find_extension(accepted.extensions, EXT_UDP_TUNNEL_REPLY).keepalive == 110
-    assert mn.status()["tunnel"] == "udp"
+    assert mn.status().tunnel == "udp"
     assert AddTunnel(HOME, A("192.168.1.10"), HA_ADDR, "udp", 434, 110) in net.actions_of("mn", AddTunnel)
     # forward: HA -> NAT mapping; reverse: UDP tunnel data from the node is decapsulated
     packet = ipv4_udp("10.1.0.9", HOME, 5000, 6000, b"hello")
-    assert ha.encapsulate(packet, net.now) == [
+    assert feed(ha, "encapsulate", packet, now=net.now) == [
         SendUdp(A("203.0.113.200"), 40000, TunnelData(4, packet).encode(), src=HA_ADDR)]
     inner = ipv4_udp(HOME, "10.1.0.9", 6000, 5000, b"back")
     net.inject(Packet("udp", A("192.168.1.10"), HA_ADDR, TunnelData(4, inner).encode(), "mn", 434, 434))
@@ -390,17 +394,18 @@ def test_reverse_tunnel_through_fa_with_source_checks():
     fa, ha = core(net, "fa1"), core(net, "ha")
     assert fa.visitors[HOME].reverse and ha.bindings[HOME].reverse
     packet = ipv4_udp(HOME, "10.1.0.9", 6000, 5000, b"up")
-    actions = fa.on_visitor_packet(packet, net.now)
+    actions = feed(fa, "receive_from_visitor", packet, now=net.now)
     assert actions == [SendIp(ip_in_ip(FA1, HA_ADDR, packet))]
-    assert ha.on_ip(actions[0].packet, net.now) == [DeliverIp(packet)]
+    assert feed(ha, "receive_tunnelled", actions[0].packet, now=net.now) == [DeliverIp(packet)]
     spoofed = ipv4_udp("10.1.0.77", "10.1.0.9", 1, 2, b"x")
-    assert ha.on_ip(ip_in_ip(FA1, HA_ADDR, spoofed), net.now) == []
-    assert ha.on_ip(ip_in_ip("192.0.2.200", HA_ADDR, packet), net.now) == []
+    assert feed(ha, "receive_tunnelled", ip_in_ip(FA1, HA_ADDR, spoofed), now=net.now) == []
+    assert feed(ha, "receive_tunnelled", ip_in_ip("192.0.2.200", HA_ADDR, packet), now=net.now) == []
     assert ha.counters["drop:reverse-src-not-bound"] == 1 and ha.counters["drop:reverse-outer-mismatch"] == 1
     # forward direction: HA encapsulates, FA decapsulates and hands it to the visitor's lladdr
     down = ipv4_udp("10.1.0.9", HOME, 5000, 6000, b"down")
-    (outer,) = ha.encapsulate(down, net.now)
-    assert fa.on_ip(outer.packet, net.now) == [DeliverIp(down, "fa1-eth0", "02:aa:00:00:00:50")]
+    (outer,) = feed(ha, "encapsulate", down, now=net.now)
+    assert feed(fa, "receive_tunnelled", outer.packet, now=net.now) == [
+        DeliverIp(down, "fa1-eth0", "02:aa:00:00:00:50")]
 
 
 def test_trusted_networks_extension_and_untrusted_drop():
@@ -412,7 +417,7 @@ def test_trusted_networks_extension_and_untrusted_drop():
     attach(net, "inside", coa="10.2.0.10")
     reply = replies_to_mn(net)[-1]
     assert reply.code == 0 and find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None
-    assert core(net, "mn").status()["trusted_network"] is True
+    assert core(net, "mn").status().trusted_network is True
 
 
 def test_status_is_json_serialisable():
@@ -421,7 +426,7 @@ def test_status_is_json_serialisable():
     net = make_world()
     attach(net, "fa1")
     for name in ("ha", "fa1", "mn"):
-        json.dumps(core(net, name).status())
+        json.dumps(core(net, name).status().as_dict())
 
 
 def test_fa_visitor_expires_and_host_route_is_removed():

@@ -152,3 +152,28 @@ def test_config_dhcp_timers(tmp_path):
 def test_bad_dhcp_config_is_named(tmp_path, extra, message):
     with pytest.raises(mip_config.BadConfig, match=message):
         load(tmp_path, **extra)
+
+
+# ---- the runner the mobile node daemon uses for its core's StartDhcp / StopDhcp ------------------
+def test_runner_reports_the_lease_of_an_attempt_and_stops_on_request(tmp_path):
+    from nodes.mip.actions import StartDhcp
+    from nodes.runtime.dhcp import DhcpRunner
+
+    bound, failed = [], []
+    good = fake_dhclient(tmp_path, f'echo "{LINE}"\nexec sleep 30\n')
+
+    async def go():
+        runner = DhcpRunner(tmp_path / "w", 3, good, lambda a, lease, s: bound.append((a, lease)),
+                            lambda a, reason: failed.append((a, reason)))
+        runner.start(StartDhcp(7, "r-eth0"))
+        for _ in range(100):
+            if bound:
+                break
+            await asyncio.sleep(0.02)
+        runner.start(StartDhcp(8, "r-eth0"))  # a second attempt, stopped before it reports
+        runner.stop()
+        await asyncio.sleep(0.1)
+        await runner.close()
+
+    asyncio.run(go())
+    assert [(a, str(lease.address)) for a, lease in bound] == [(7, "10.77.0.120/24")] and failed == []

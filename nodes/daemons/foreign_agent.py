@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
+from nodes.core import Addr
 from nodes.mip.actions import AddHostRoute, RemoveHostRoute
 from nodes.mip.fa import ForeignAgent
 from nodes.runtime import daemon, mip_config, netlink
@@ -91,12 +93,9 @@ async def setup(args, log):
 
     def on_host_route(action):
         """Reverse tunnelling: steer the visitor's packets into the TUN device (and stop)."""
-        if isinstance(action, AddHostRoute):
-            visitor = core.visitors.get(action.addr)
-            if visitor is not None and visitor.reverse:
-                netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
-                return
-        if isinstance(action, (AddHostRoute, RemoveHostRoute)):
+        if isinstance(action, AddHostRoute) and action.reverse_tunnel:
+            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
+        elif isinstance(action, (AddHostRoute, RemoveHostRoute)):
             netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=action.addr, iif=iface)
 
     executor.on_host_route = on_host_route
@@ -115,17 +114,18 @@ async def setup(args, log):
             if not ip.src.is_unspecified:
                 executor.learn(iface, ip.src, frame.src_mac)
             if ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_SOLICITATION]):
-                driver.call("on_icmp", ip.payload, ip.src, ip.dst, lladdr=frame.src_mac)
+                driver.call("receive_icmp", ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
                 continue
             udp_parts = parse_udp(ip)
             if udp_parts and udp_parts[1] == MIP_PORT and udp_parts[2][:1] == bytes([TYPE_REQUEST]) \
                     and (ip.dst in ours or ip.dst.is_multicast):
                 sport, _dport, payload = udp_parts
-                driver.call("on_udp", payload, ip.src, sport, ip.dst, lladdr=frame.src_mac, ttl=ip.ttl)
+                driver.call("receive_datagram", payload,
+                            Addr(str(ip.src), sport, str(ip.dst), MIP_PORT, ttl=ip.ttl, lladdr=frame.src_mac))
 
     def on_relay_errors():
         for ha, port, icmp_type, icmp_code, quoted, reporter in read_icmp_errors(udp):
-            driver.call("on_relay_error", ha, port, icmp_type, icmp_code, quoted=quoted, reporter=reporter)
+            driver.call("relay_error", ha, port, icmp_type, icmp_code, quoted=quoted, reporter=reporter)
 
     def on_udp():
         on_relay_errors()  # the error queue makes the socket readable too (EPOLLERR)
@@ -137,13 +137,13 @@ async def setup(args, log):
                 continue
             if got is None:
                 return
-            payload, (src, sport), dst, ifindex = got
+            payload, where, ifindex = got
             if payload[:1] == bytes([TYPE_REQUEST]) and ifindex == iface_index:
                 continue  # taken from the link socket, with the visitor's MAC and TTL
-            driver.call("on_udp", payload, src, sport, dst)
+            driver.call("receive_datagram", payload, where)
 
-    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("on_ip", packet), BATCH)
-    on_tun = packet_reader(tun.read, lambda packet: driver.call("on_visitor_packet", packet), BATCH)
+    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
+    on_tun = packet_reader(tun.read, lambda packet: driver.call("receive_from_visitor", packet), BATCH)
 
     for fd, name, fn in ((link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp),
                          (ipip.fileno(), "ipip", on_ipip), (tun.fd, "tun", on_tun)):
@@ -153,14 +153,15 @@ async def setup(args, log):
     driver.call("start")
 
     def status(_req):
-        return {**core.status(), **executor.status(), "iface": iface, "errors": dict(errors + driver.errors + executor.action_errors())}
+        return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface,
+                "errors": dict(errors + driver.errors + executor.action_errors())}
 
     async def cleanup():
         driver.stop()
         for fd in (link.fileno(), udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
-        for home in list(core.visitors):
-            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home, iif=iface)
+        for visitor in core.status(time.time()).visitors:
+            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=visitor["home_address"], iif=iface)
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

@@ -15,6 +15,7 @@ Status over the control socket: bindings, counters by reason, tunnels and data-p
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from ipaddress import IPv4Address
 
@@ -57,10 +58,10 @@ async def setup(args, log):
             got = recv_udp(udp)
             if got is None:
                 return
-            payload, (src, sport), dst, _ifindex = got
-            driver.call("on_udp", payload, src, sport, dst)
+            payload, where, _ifindex = got
+            driver.call("receive_datagram", payload, where)
 
-    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("on_ip", packet), BATCH)
+    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
     on_tun = packet_reader(tun.read, lambda packet: driver.call("encapsulate", packet), BATCH)
 
     loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
@@ -70,15 +71,15 @@ async def setup(args, log):
         nodes=[str(n.home_address) for n in cfg.nodes])
 
     def status(_req):
-        return {**core.status(), **executor.status(), "home_iface": cfg.home_iface,
+        return {**core.status(time.time()).as_dict(), **executor.status(), "home_iface": cfg.home_iface,
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
     async def cleanup():
         driver.stop()
         for fd in (udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
-        for home in list(core.bindings):  # leave the home link as we found it
-            netlink.proxy_arp(home, cfg.home_iface, False)
+        for b in core.status(time.time()).bindings:  # leave the home link as we found it
+            netlink.proxy_arp(b["home_address"], cfg.home_iface, False)
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

@@ -1,13 +1,14 @@
 """What the Mobile IP cores ask their runtime to do. Shared by HA, FA and MN.
 
-Every core method takes input plus `now` (Unix time, seconds) and returns a list of these frozen
-dataclasses. The runtime executes them in order and, after each call, arms one timer for
-`core.next_deadline()` that calls `core.tick(now)`.
+Every core input takes `now` (Unix time, seconds) and returns None; the core queues these frozen
+dataclasses, and the runtime takes them with `core.drain_actions()` (nodes/core.py), executes them
+in order and, after each call, arms one timer for `core.next_deadline()` that calls
+`core.handle_timer(now)`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from nodes.wire.mip import MIP_PORT
 
@@ -97,16 +98,64 @@ class GratuitousArp:
 
 @dataclass(frozen=True)
 class AddHostRoute:
-    """Route `addr`/32 out of `iface` with a permanent neighbour entry for `lladdr`."""
+    """Route `addr`/32 out of `iface` with a permanent neighbour entry for `lladdr`; with
+    `reverse_tunnel`, packets from `addr` arriving on `iface` go to the core (RFC 3024)."""
 
     addr: IPv4Address
     iface: str | None
     lladdr: str | None
+    reverse_tunnel: bool = False
 
 
 @dataclass(frozen=True)
 class RemoveHostRoute:
     addr: IPv4Address
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class ArpProbe:
+    """Ask on `iface` who has `target` (a router the mobile node knows), telling `sender` (our
+    address on that network): an answer names the network the node is on."""
+
+    sender: IPv4Address
+    target: IPv4Address
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class ConfigureLink:
+    """Configure the mobile node's interface for where it is (the home address stays on `lo`):
+
+    - 'home': the home subnet `network` on `iface` and the default route via `router` (the home
+      router), both with the home address as source;
+    - 'fa': a link route to the foreign agent `router` and the default route through it, source
+      the home address;
+    - 'colocated': `address` (the co-located care-of address with its prefix) on `iface`, the
+      default route via that network's `router`, and the home address's traffic into the tunnel.
+    """
+
+    kind: str
+    iface: str | None
+    home_address: IPv4Address
+    router: IPv4Address
+    network: IPv4Network | None = None
+    address: IPv4Interface | None = None
+
+
+@dataclass(frozen=True)
+class StartDhcp:
+    """Run a DHCP client on `iface`; report the lease with `dhcp_bound(attempt, ...)` or the failure
+    with `dhcp_failed(attempt, ...)` (a result for an older attempt is ignored)."""
+
+    attempt: int
+    iface: str | None = None
+
+
+@dataclass(frozen=True)
+class StopDhcp:
+    """Stop the DHCP client of `iface` if one runs (the link changed)."""
+
     iface: str | None = None
 
 
@@ -119,4 +168,4 @@ class Log:
 
 
 Action = (SendUdp | SendIcmp | SendIp | DeliverIp | AddTunnel | RemoveTunnel | ProxyArp | GratuitousArp
-          | AddHostRoute | RemoveHostRoute | Log)
+          | AddHostRoute | RemoveHostRoute | ArpProbe | ConfigureLink | StartDhcp | StopDhcp | Log)

@@ -1,8 +1,9 @@
-"""Small pieces every Mobile IP core shares: counters, timer heap, address helpers."""
+"""Small pieces every Mobile IP core shares: counters, timer heap, status snapshots, address helpers."""
 from __future__ import annotations
 
 import heapq
 from collections import Counter
+from dataclasses import fields
 from ipaddress import IPv4Address
 
 from nodes.wire.errors import DecodeError
@@ -11,12 +12,29 @@ from nodes.wire.errors import DecodeError
 class Counters(Counter):
     """Counts by reason; `drop(reason)` for discarded input, plain `self[key] += 1` otherwise."""
 
-    def drop(self, reason: str) -> list:
+    def drop(self, reason: str) -> None:
         self[f"drop:{reason}"] += 1
-        return []
 
     def as_dict(self) -> dict:
         return dict(sorted(self.items()))
+
+    def drops(self) -> dict:
+        """Discarded input by reason (the `drop:` counters without their prefix)."""
+        return {k[5:]: v for k, v in sorted(self.items()) if k.startswith("drop:")}
+
+
+class Snapshot:
+    """Base of the cores' frozen status dataclasses: `as_dict()` is the JSON-able public shape
+    (`role` first, tuples as lists); daemons add their runtime's keys to it."""
+
+    role = ""
+
+    def as_dict(self) -> dict:
+        out = {"role": self.role}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
 
 
 class Deadlines:
@@ -35,6 +53,9 @@ class Deadlines:
 
     def get(self, key) -> float | None:
         return self._at.get(key)
+
+    def __contains__(self, key) -> bool:
+        return key in self._at
 
     def earliest(self) -> float | None:
         while self._heap:
@@ -59,7 +80,7 @@ def ipv4_dst(packet: bytes) -> IPv4Address | None:
 
 
 def addr(value) -> IPv4Address:
-    return IPv4Address(value)
+    return value if isinstance(value, IPv4Address) else IPv4Address(value)
 
 
 def parse_registration(cls, raw: bytes):

@@ -1,28 +1,31 @@
 """Foreign Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 when behind a NAT).
 
-Inputs: `start` (after boot: first advertisement, sequence 0), `on_icmp` (solicitations),
-`on_udp` (requests from visitors, replies and RFC 3519 tunnel data from home agents),
-`on_relay_error` (an ICMP error about a request we relayed: the pending visitor gets code 80, 81,
-82 or 88 at once), `on_ip` (IP-in-IP from a home agent), `on_visitor_packet` (a packet a visitor
-sent on the foreign link), `tick`. The runtime feeds packets from the visitor link whose source is
-a visitor's home address to `on_visitor_packet`, and IP-in-IP addressed to the FA to `on_ip`.
+Follows nodes/core.py. Inputs: `start` (after boot: first advertisement, sequence 0),
+`receive_icmp` (solicitations), `receive_datagram` (UDP 434: requests from visitors with their
+link-layer address and TTL in the `Addr`, replies and RFC 3519 tunnel data from home agents),
+`relay_error` (an ICMP error about a request we relayed: the pending visitor gets code 80, 81, 82
+or 88 at once), `receive_tunnelled` (IP-in-IP from a home agent), `receive_from_visitor` (a packet
+a visitor sent on the foreign link), `handle_timer`. The runtime feeds packets from the visitor
+link whose source is a visitor's home address to `receive_from_visitor`, and IP-in-IP addressed to
+the FA to `receive_tunnelled`. Outputs: `drain_actions()` and `status(now)`.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 
-from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIcmp, SendIp, SendUdp
+from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIp, SendUdp
+from nodes.mip.advertiser import KEYS as ADVERTISER_KEYS, Advertiser
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, Deadlines, addr, ipv4_dst, parse_registration
+from nodes.core import Addr, ActionQueue, RandomSource, system_random
+from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
-    EXT_UDP_TUNNEL_REQUEST, ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REPLY, TYPE_REQUEST,
-    TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, AgentSolicitation, RegistrationReply,
-    RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest, cut_after,
-    encode_extension, find_extension, is_accepted, message_type, next_advertisement_sequence,
+    EXT_UDP_TUNNEL_REQUEST, MIP_PORT, TYPE_REPLY, TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement,
+    AgentFlags, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest,
+    cut_after, encode_extension, find_extension, is_accepted, message_type,
 )
 
 ALL_SYSTEMS = IPv4Address("224.0.0.1")
@@ -37,7 +40,8 @@ class ForeignAgentConfig:
     prefix_length: int = 24
     adv_interval: float = 1.0
     adv_lifetime: int = 3  # ICMP lifetime of an advertisement, seconds
-    adv_destination: IPv4Address = ALL_SYSTEMS
+    adv_destination: IPv4Address = ALL_SYSTEMS  # of every advertisement, solicited or not (5944 2.1)
+    solicited_min_interval: float = 0.05  # solicited answers reach the whole link: at most one per this
     max_lifetime: int = 1800  # advertised registration lifetime; longer requests get 69
     registration_required: bool = True
     busy: bool = False
@@ -51,6 +55,10 @@ class ForeignAgentConfig:
 
     def __post_init__(self):
         self.address = addr(self.address)
+        self.adv_destination = addr(self.adv_destination)
+        if self.adv_destination not in (ALL_SYSTEMS, BROADCAST):
+            raise ValueError(f"adv_destination {self.adv_destination}: an agent advertisement goes to 224.0.0.1 "
+                             "or 255.255.255.255 (RFC 5944 2.1); choose one of them")
         self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
         self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
         self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
@@ -108,6 +116,17 @@ def relay_error_code(icmp_type: int, icmp_code: int) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class ForeignAgentStatus(Snapshot):
+    role = "fa"
+    address: str
+    sequence: int
+    visitors: tuple
+    pending: int
+    counters: dict
+    drops: dict
+
+
 def _pending_key(home: IPv4Address, ident: int) -> tuple:
     """Replies are matched on home address and the low 32 bits of the identification (the HA
     rewrites the high half in a code-133 reply)."""
@@ -115,34 +134,32 @@ def _pending_key(home: IPv4Address, ident: int) -> tuple:
 
 
 class ForeignAgent:
-    def __init__(self, config: ForeignAgentConfig):
+    def __init__(self, config: ForeignAgentConfig, random: RandomSource = system_random):
         self.config = config
-        self.sequence = 0  # 0 after every (re)boot, RFC 5944 2.3.2
+        self.random = random  # the contract's random source; the foreign agent draws nothing yet
+        self._out = ActionQueue()
         self.pending: dict[tuple, Pending] = {}
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
+        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement)
 
-    # --- agent advertisement --------------------------------------------------------------------
+    # --- agent advertisement (nodes/mip/advertiser.py) -----------------------------------------
 
-    def start(self, now: float) -> list:
+    def start(self, now: float) -> None:
         """Boot: advertise at once, then every adv_interval."""
-        return self._advertise(self.config.adv_destination, now)
+        self._out.extend(self.advertiser.start(now))
 
-    def on_icmp(self, payload: bytes, src, dst, now: float, lladdr=None) -> list:
+    def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
         """An ICMP message on the visitor link; agent solicitations are answered."""
-        if not payload or payload[0] != ICMP_ROUTER_SOLICITATION:
-            return self.counters.drop("icmp-not-solicitation")
-        try:
-            AgentSolicitation.decode(payload)
-        except DecodeError as e:
-            return self.counters.drop(f"solicitation:{e.reason}")
-        self.counters["solicitations"] += 1
-        src = addr(src)
-        return self._advertise(BROADCAST if src.is_unspecified else src, now, periodic=False)
+        self._out.extend(self.advertiser.solicited(data, now))
 
-    def advertisement(self) -> AgentAdvertisement:
-        """The advertisement this agent would send now (sequence number not consumed)."""
+    @property
+    def sequence(self) -> int:
+        return self.advertiser.sequence
+
+    def advertisement(self, sequence: int | None = None) -> AgentAdvertisement:
+        """This agent's advertisement (with the next sequence number unless one is given)."""
         cfg = self.config
         flags = AgentFlags.F
         for wanted, flag in ((cfg.registration_required, AgentFlags.R), (cfg.busy, AgentFlags.B),
@@ -150,23 +167,23 @@ class ForeignAgent:
             if wanted:
                 flags |= flag
         return AgentAdvertisement(
-            self.sequence, cfg.max_lifetime, int(flags), list(cfg.care_of_addresses), cfg.adv_lifetime,
-            routers=[(cfg.address, 0)], prefix_lengths=[cfg.prefix_length],
+            self.sequence if sequence is None else sequence, cfg.max_lifetime, int(flags),
+            list(cfg.care_of_addresses), cfg.adv_lifetime, routers=[(cfg.address, 0)],
+            prefix_lengths=[cfg.prefix_length],
         )
 
-    def _advertise(self, dst: IPv4Address, now: float, periodic: bool = True) -> list:
-        data = self.advertisement().encode()
-        self.sequence = next_advertisement_sequence(self.sequence)
-        self.counters["advertisements"] += 1
-        if periodic:
-            self._deadlines.set(("advert",), now + self.config.adv_interval)
-        return [SendIcmp(dst, data, src=self.config.address, ttl=1, iface=self.config.iface)]
+    def _drop(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
 
     # --- registration relay ---------------------------------------------------------------------
 
-    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """UDP 434: requests from visitors (with their link-layer source and IP TTL when known),
         replies and tunnel data from home agents."""
+        self._out.extend(self._on_udp(data, addr.src, addr.sport, now, addr.lladdr, addr.ttl))
+
+    def _on_udp(self, payload: bytes, src, sport: int, now: float, lladdr, ttl) -> list:
         kind = message_type(payload)
         if kind == TYPE_REQUEST:
             return self._on_request(payload, addr(src), sport, now, lladdr, ttl)
@@ -176,9 +193,9 @@ class ForeignAgent:
             try:
                 packet = TunnelData.decode(payload).payload
             except DecodeError as e:
-                return self.counters.drop(f"tunnel:{e.reason}")
+                return self._drop(f"tunnel:{e.reason}")
             return self._deliver_to_visitor(packet, addr(src))
-        return self.counters.drop(f"unexpected-type-{kind}")
+        return self._drop(f"unexpected-type-{kind}")
 
     def _on_request(self, raw: bytes, src, sport, now, lladdr, ttl) -> list:
         cfg = self.config
@@ -246,7 +263,7 @@ class ForeignAgent:
         pending = self.pending.get(_pending_key(fixed.home_address, fixed.identification)) if fixed else None
         if pending is None:
             reason = f"decode:{malformed[1].reason}" if malformed else "unmatched-reply"
-            return self.counters.drop(reason)
+            return self._drop(reason)
         self._forget(fixed.home_address, fixed.identification)
         req = pending.request
         if malformed:
@@ -267,8 +284,13 @@ class ForeignAgent:
                                             "rtt": round(now - pending.sent_at, 6), "at": now}))
         return actions
 
-    def on_relay_error(self, ha_address, ha_port: int, icmp_type: int, icmp_code: int, now: float,
-                       quoted: bytes = b"", reporter=None) -> list:
+    def relay_error(self, ha_address, ha_port: int, icmp_type: int, icmp_code: int, now: float,
+                    quoted: bytes = b"", reporter=None) -> None:
+        """An ICMP error about a datagram we sent (see `_on_relay_error`)."""
+        self._out.extend(self._on_relay_error(ha_address, ha_port, icmp_type, icmp_code, now, quoted, reporter))
+
+    def _on_relay_error(self, ha_address, ha_port: int, icmp_type: int, icmp_code: int, now: float,
+                        quoted: bytes, reporter) -> list:
         """An ICMP error about a datagram we sent to `ha_address`:`ha_port` (the destination of the
         quoted packet) with the quoted UDP payload as far as the error carried it. A relayed
         request it names (home address and identification in the quote) is answered at once with
@@ -278,24 +300,24 @@ class ForeignAgent:
         self.counters["relay-errors"] += 1
         code = relay_error_code(icmp_type, icmp_code)
         if code is None:
-            return self.counters.drop(f"relay-error-icmp-{icmp_type}-{icmp_code}")
+            return self._drop(f"relay-error-icmp-{icmp_type}-{icmp_code}")
         if ha_port != MIP_PORT:
-            return self.counters.drop("relay-error-not-port-434")
+            return self._drop("relay-error-not-port-434")
         if len(quoted) >= 24:
             try:
                 fixed = RegistrationRequest.decode_fixed(quoted)
             except DecodeError:  # e.g. about a reply we sent to a visitor: not a relayed request
-                return self.counters.drop("relay-error-not-a-request")
+                return self._drop("relay-error-not-a-request")
             key = _pending_key(fixed.home_address, fixed.identification)
             pending = self.pending.get(key)
             matches = [key] if pending is not None and pending.request.home_agent == ha_address \
                 and pending.request.identification == fixed.identification else []
         elif quoted[:1] not in (b"", bytes([TYPE_REQUEST])):
-            return self.counters.drop("relay-error-not-a-request")
+            return self._drop("relay-error-not-a-request")
         else:
             matches = [k for k, p in self.pending.items() if p.request.home_agent == ha_address]
         if not matches:
-            return self.counters.drop("relay-error-unmatched")
+            return self._drop("relay-error-unmatched")
         actions: list = []
         for key in matches:
             pending = self.pending.pop(key)
@@ -321,7 +343,7 @@ class ForeignAgent:
                           udp_reply is not None and udp_reply.code < 64, reply.lifetime, now + reply.lifetime)
         self.visitors[home] = visitor
         self._deadlines.set(("visitor", home), visitor.expires)
-        return [AddHostRoute(home, self.config.iface, pending.lladdr)]
+        return [AddHostRoute(home, self.config.iface, pending.lladdr, visitor.reverse)]
 
     def _remove_visitor(self, home: IPv4Address) -> list:
         if self.visitors.pop(home, None) is None:
@@ -350,31 +372,37 @@ class ForeignAgent:
 
     # --- data plane -----------------------------------------------------------------------------
 
-    def on_ip(self, packet: bytes, now: float) -> list:
+    def receive_tunnelled(self, packet: bytes, now: float) -> None:
         """IP-in-IP from a home agent: decapsulate and deliver to the visitor on its link."""
+        self._out.extend(self._on_ip(packet))
+
+    def _on_ip(self, packet: bytes) -> list:
         try:
             outer = IPv4.decode(packet)
         except DecodeError as e:
-            return self.counters.drop(f"tunnel:{e.reason}")
+            return self._drop(f"tunnel:{e.reason}")
         if outer.proto != PROTO_IPIP:
-            return self.counters.drop("not-ipip")
+            return self._drop("not-ipip")
         return self._deliver_to_visitor(outer.payload, outer.src)
 
     def _deliver_to_visitor(self, inner: bytes, outer_src: IPv4Address) -> list:
         visitor = self.visitors.get(ipv4_dst(inner))
         if visitor is None:
-            return self.counters.drop("not-a-visitor")
+            return self._drop("not-a-visitor")
         if outer_src != visitor.home_agent:
-            return self.counters.drop("tunnel-not-from-home-agent")
+            return self._drop("tunnel-not-from-home-agent")
         self.counters["delivered"] += 1
         return [DeliverIp(inner, self.config.iface, visitor.lladdr)]
 
-    def on_visitor_packet(self, packet: bytes, now: float) -> list:
+    def receive_from_visitor(self, packet: bytes, now: float) -> None:
         """A packet a visitor sent: reverse-tunnelled to its HA when it registered with T."""
+        self._out.extend(self._on_visitor_packet(packet))
+
+    def _on_visitor_packet(self, packet: bytes) -> list:
         src = IPv4Address(packet[12:16]) if len(packet) >= 20 else None
         visitor = self.visitors.get(src)
         if visitor is None:
-            return self.counters.drop("not-a-visitor")
+            return self._drop("not-a-visitor")
         if not visitor.reverse:
             return [DeliverIp(packet)]
         self.counters["reverse-tunnelled"] += 1
@@ -385,30 +413,26 @@ class ForeignAgent:
 
     # --- timers and status ----------------------------------------------------------------------
 
-    def tick(self, now: float) -> list:
-        actions: list = []
+    def handle_timer(self, now: float) -> None:
         for key in self._deadlines.pop_due(now):
-            if key[0] == "advert":
-                actions += self._advertise(self.config.adv_destination, now)
+            if key in ADVERTISER_KEYS:
+                self._out.extend(self.advertiser.due(key, now))
             elif key[0] == "pending":
                 pending = self.pending.pop(key)
                 self.counters["pending-timeouts"] += 1
-                actions += self._deny(pending.request, pending.src, pending.sport, pending.lladdr,
-                                      ReplyCode.FA_REGISTRATION_TIMEOUT, "home-agent-silent")
+                self._out.extend(self._deny(pending.request, pending.src, pending.sport, pending.lladdr,
+                                            ReplyCode.FA_REGISTRATION_TIMEOUT, "home-agent-silent"))
             elif key[0] == "visitor":
                 self.counters["visitors-expired"] += 1
-                actions += self._remove_visitor(key[1])
-        return actions
+                self._out.extend(self._remove_visitor(key[1]))
 
     def next_deadline(self) -> float | None:
         return self._deadlines.earliest()
 
-    def status(self) -> dict:
-        return {
-            "role": "fa",
-            "address": str(self.config.address),
-            "sequence": self.sequence,
-            "visitors": [v.to_json() for v in self.visitors.values()],
-            "pending": len(self.pending),
-            "counters": self.counters.as_dict(),
-        }
+    def drain_actions(self) -> list:
+        return self._out.drain()
+
+    def status(self, now: float | None = None) -> ForeignAgentStatus:
+        return ForeignAgentStatus(str(self.config.address), self.sequence,
+                                  tuple(v.to_json() for v in self.visitors.values()), len(self.pending),
+                                  self.counters.as_dict(), self.counters.drops())

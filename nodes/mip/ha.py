@@ -1,8 +1,9 @@
 """Home Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 UDP tunnels, RFC 5265 i-HA role).
 
-Inputs: `on_udp` (UDP 434 payloads: requests and RFC 3519 tunnel data), `on_ip` (received IP-in-IP
-packets: reverse tunnels), `encapsulate` (a packet for a home address, captured on the home link),
-`tick`. Each returns a list of actions from `nodes.mip.actions`. One binding per home address.
+Follows nodes/core.py. Inputs: `receive_datagram` (UDP 434: requests and RFC 3519 tunnel data),
+`receive_tunnelled` (a received IP-in-IP packet: reverse tunnels), `encapsulate` (a packet for a
+home address, captured on the home link), `handle_timer` (binding expiry). Outputs: the actions of
+`nodes.mip.actions` through `drain_actions()`, and `status(now)`. One binding per home address.
 """
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from nodes.mip.actions import (
     AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendIp, SendUdp,
 )
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, Deadlines, addr, ipv4_dst, parse_registration
+from nodes.core import Addr, ActionQueue, RandomSource, system_random
+from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
 from nodes.wire.mip import (
-    ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
+    ENCAP_IPIP, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
     TYPE_REQUEST, TYPE_TUNNEL_DATA, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags,
     TrustedNetworksConfigured, TunnelData, UdpTunnelReply, find_extension,
     ident_for_mismatch, message_type, ntp_to_unix,
@@ -74,32 +76,44 @@ class Binding:
                 for k, v in asdict(self).items()}
 
 
+@dataclass(frozen=True)
+class HomeAgentStatus(Snapshot):
+    role = "ha"
+    address: str
+    bindings: tuple
+    counters: dict
+    drops: dict
+
+
 class _Denied(Exception):
     def __init__(self, code: int, reason: str):
         self.code, self.reason = code, reason
 
 
 class HomeAgent:
-    def __init__(self, config: HomeAgentConfig):
+    def __init__(self, config: HomeAgentConfig, random: RandomSource = system_random):
         self.config = config
+        self.random = random  # the contract's random source; the home agent draws nothing yet
+        self._out = ActionQueue()
         self.nodes = {addr(n.home_address): n for n in config.nodes}
         self.bindings: dict[IPv4Address, Binding] = {}
         self.counters = Counters()
-        self._last_ident: dict[IPv4Address, int] = {}  # survives deregistration (replay protection)
+        self._last_ident: dict[IPv4Address, int] = {}  # last accepted; survives deregistration (replay protection)
         self._expiry = Deadlines()
 
     # --- inputs ---------------------------------------------------------------------------------
 
-    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
         """A UDP datagram received on port 434."""
-        kind = message_type(payload)
+        kind = message_type(data)
         if kind == TYPE_REQUEST:
-            return self._on_request(payload, addr(src), sport, now)
-        if kind == TYPE_TUNNEL_DATA:
-            return self._on_udp_tunnel(payload, addr(src), sport)
-        return self.counters.drop(f"unexpected-type-{kind}")
+            self._out.extend(self._on_request(data, addr.src, addr.sport, now))
+        elif kind == TYPE_TUNNEL_DATA:
+            self._out.extend(self._on_udp_tunnel(data, addr.src, addr.sport))
+        else:
+            self.counters.drop(f"unexpected-type-{kind}")
 
-    def on_ip(self, packet: bytes, now: float) -> list:
+    def receive_tunnelled(self, packet: bytes, now: float) -> None:
         """An IP-in-IP packet addressed to the HA: a reverse tunnel from a care-of address."""
         try:
             outer = IPv4.decode(packet)
@@ -114,9 +128,9 @@ class HomeAgent:
         if binding.kind != "ipip" or outer.src != binding.remote:
             return self.counters.drop("reverse-outer-mismatch")
         self.counters["reverse-tunnelled"] += 1
-        return [DeliverIp(outer.payload)]
+        self._out.add(DeliverIp(outer.payload))
 
-    def encapsulate(self, packet: bytes, now: float) -> list:
+    def encapsulate(self, packet: bytes, now: float) -> None:
         """Tunnel a packet addressed to a home address towards its care-of address."""
         binding = self.bindings.get(ipv4_dst(packet))
         if binding is None:
@@ -124,36 +138,36 @@ class HomeAgent:
         self.counters["tunnelled"] += 1
         if binding.kind == "udp":
             data = TunnelData(ENCAP_IPIP, packet).encode()
-            return [SendUdp(binding.remote, binding.remote_port, data, src=self.config.address)]
-        return [SendIp(ip_in_ip(self.config.address, binding.remote, packet))]
+            self._out.add(SendUdp(binding.remote, binding.remote_port, data, src=self.config.address))
+        else:
+            self._out.add(SendIp(ip_in_ip(self.config.address, binding.remote, packet)))
 
-    def tick(self, now: float) -> list:
+    def handle_timer(self, now: float) -> None:
         """Expire bindings whose lifetime ran out."""
-        actions: list = []
         for home in self._expiry.pop_due(now):
             self.counters["expired"] += 1
-            actions += self._remove_binding(home)
-            actions.append(Log("binding-expired", {"home": str(home)}))
-        return actions
+            self._out.extend(self._remove_binding(home))
+            self._out.add(Log("binding-expired", {"home": str(home)}))
 
     def next_deadline(self) -> float | None:
         return self._expiry.earliest()
 
-    def status(self) -> dict:
-        return {
-            "role": "ha",
-            "address": str(self.config.address),
-            "bindings": [b.to_json() for b in self.bindings.values()],
-            "counters": self.counters.as_dict(),
-        }
+    def drain_actions(self) -> list:
+        return self._out.drain()
+
+    def status(self, now: float | None = None) -> HomeAgentStatus:
+        return HomeAgentStatus(str(self.config.address), tuple(b.to_json() for b in self.bindings.values()),
+                               self.counters.as_dict(), self.counters.drops())
 
     # --- registration ---------------------------------------------------------------------------
 
-    def _on_request(self, raw: bytes, src: IPv4Address, sport: int, now: float) -> list:
+    def _on_request(self, raw: bytes, src, sport: int, now: float) -> list:
         cfg = self.config
+        src = addr(src)
         trusted = any(src in net for net in cfg.trusted_networks)
         if cfg.drop_untrusted and not trusted:
-            return self.counters.drop("untrusted-source")
+            self.counters.drop("untrusted-source")
+            return []
         self.counters["requests"] += 1
         req, malformed = parse_registration(RegistrationRequest, raw)
         if malformed:
@@ -180,28 +194,36 @@ class HomeAgent:
         self.counters[f"accepted:{code}"] += 1
         return actions + [self._reply(req, node, code, lifetime, req.identification, exts, src, sport)]
 
-    def _on_udp_tunnel(self, payload: bytes, src: IPv4Address, sport: int) -> list:
+    def _on_udp_tunnel(self, payload: bytes, src, sport: int) -> list:
         """RFC 3519 tunnel data from a node behind a NAT (also its keepalives)."""
+        src = addr(src)
         try:
             packet = TunnelData.decode(payload).payload
             inner = IPv4.decode(packet)
         except DecodeError as e:
-            return self.counters.drop(f"tunnel:{e.reason}")
+            self.counters.drop(f"tunnel:{e.reason}")
+            return []
         binding = self.bindings.get(inner.src)
         if binding is None:
-            return self.counters.drop("reverse-src-not-bound")
+            self.counters.drop("reverse-src-not-bound")
+            return []
         if binding.kind != "udp" or (binding.remote, binding.remote_port) != (src, sport):
-            return self.counters.drop("reverse-outer-mismatch")
+            self.counters.drop("reverse-outer-mismatch")
+            return []
         self.counters["reverse-tunnelled"] += 1
         return [DeliverIp(packet)]
 
     def _authenticate(self, req: RegistrationRequest, raw: bytes, node, src) -> None:
         if node is None:
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "unknown-home-address")
-        mn_ha = find_extension(req.extensions, EXT_MN_HA_AUTH)
-        if mn_ha is None:
+        mn_ha = [e for e in req.extensions if e.type == EXT_MN_HA_AUTH]
+        if not mn_ha:
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "missing-mn-ha-auth")
-        if not node.sa.verifies(raw, mn_ha):
+        if len(mn_ha) > 1:  # RFC 5944 3.8.2.1: exactly one authorization-enabling extension
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "two-mn-ha-auth")
+        if mn_ha[0].spi < MIN_SPI:
+            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "reserved-spi")
+        if not node.sa.verifies(raw, mn_ha[0]):
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "bad-mn-ha-auth")
         fa_sa = self.config.fa_associations.get(src)
         fa_ha = find_extension(req.extensions, EXT_FA_HA_AUTH)
@@ -228,8 +250,8 @@ class HomeAgent:
         if req.flags & (RequestFlags.M | RequestFlags.G):
             raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "only-ipip")
         deregistration = req.lifetime == 0 or coa == home
-        self._last_ident[home] = req.identification
         if deregistration:
+            self._last_ident[home] = req.identification  # replay protection: accepted ones only (5.7)
             actions = self._remove_binding(home)
             actions.append(Log("deregistration", {"home": str(home), "at": now}))
             return actions, ReplyCode.ACCEPTED, 0, self._trust_exts(trusted)
@@ -240,6 +262,7 @@ class HomeAgent:
         kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport)
         if home not in self.bindings and len(self.bindings) >= cfg.max_bindings:
             raise _Denied(ReplyCode.HA_INSUFFICIENT_RESOURCES, "binding-table-full")
+        self._last_ident[home] = req.identification  # every check passed: the request is accepted
         node = self.nodes[home]
         granted = min(req.lifetime, node.max_lifetime or cfg.max_lifetime)
         binding = Binding(home, coa, granted, now + granted if granted != INFINITE_LIFETIME else float("inf"),

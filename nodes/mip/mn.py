@@ -1,23 +1,29 @@
 """Mobile Node core (RFC 5944 agent discovery, movement detection and registration; RFC 3519).
 
-Inputs: `link_up` / `link_down` (from the runtime's link monitor), `set_care_of_address` (a
-co-located care-of address from DHCP or static config, None when lost), `on_icmp` (agent
-advertisements), `on_udp` (registration replies), `tick`.
+Follows nodes/core.py. Inputs: `link_up` / `link_down` (from the runtime's link monitor),
+`set_care_of_address` (a co-located care-of address, None when lost), `receive_icmp` (agent
+advertisements), `receive_datagram` (registration replies), `receive_arp` (an ARP answer to one of
+the movement probes), `dhcp_bound` / `dhcp_failed` (the outcome of a `StartDhcp`), `handle_timer`.
+Outputs: `drain_actions()` and `status(now)`. Movement detection beyond agent advertisements (ARP
+probes, DHCP, the link configuration to apply) is nodes/mip/movement.py. Identifications are NTP
+timestamps whose low bits, below the clock's resolution, come from the injected random source
+(RFC 5944 5.7).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
+from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, addr
+from nodes.mip.common import Counters, Snapshot, addr
+from nodes.mip.mn_messages import Agent, Attempt, Identifications, Registration, check_reply, request_for
+from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
-    EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT,
-    NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, AgentSolicitation, RegistrationReply,
-    RegistrationRequest, ReplyCode, RequestFlags, UdpTunnelRequest, agent_rebooted, find_extension,
-    is_accepted, message_type, ntp_now,
+    EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT, AgentAdvertisement,
+    AgentFlags, AgentSolicitation, RegistrationReply, ReplyCode, agent_rebooted, find_extension, is_accepted,
 )
 
 ALL_ROUTERS = IPv4Address("224.0.0.2")
@@ -41,66 +47,49 @@ class MobileNodeConfig:
     retransmit_initial: float = 1.0
     retransmit_max: float = 32.0
     reregister_fraction: float = 0.8  # re-register after this part of the granted lifetime
+    # movement detection (nodes/mip/movement.py): without a home router and networks, only agent
+    # advertisements and set_care_of_address() tell the node where it is
+    home_router: IPv4Address | None = None
+    networks: dict[str, CoLocatedNetwork] = field(default_factory=dict)
+    probe_interval: float = 0.05  # ARP probes: first interval, doubled up to probe_max_interval
+    probe_max_interval: float = 1.0
+    dhcp_after: float = 0.3  # seconds after link up with the network still unknown
+    dhcp_retry: float = 1.0
 
     def __post_init__(self):
         self.home_address, self.home_agent = addr(self.home_address), addr(self.home_agent)
         self.home_network = IPv4Network(self.home_network)
+        self.home_router = addr(self.home_router) if self.home_router is not None else None
         if self.udp_tunnel not in ("auto", "always", "never"):
             raise ValueError(f"udp_tunnel must be auto, always or never, not {self.udp_tunnel!r}")
 
 
-@dataclass
-class Agent:
-    """The mobility agent currently heard on the link."""
-
-    address: IPv4Address
-    care_of_addresses: list
-    sequence: int
-    flags: int
-    prefix: IPv4Network
-    expires: float
-    max_lifetime: int
-
-    @property
-    def is_home(self) -> bool:
-        return bool(self.flags & AgentFlags.H)
-
-    @property
-    def is_foreign(self) -> bool:
-        return bool(self.flags & AgentFlags.F) and bool(self.care_of_addresses)
-
-
-@dataclass
-class Attempt:
-    """The registration request in flight (retransmitted with a new identification each time)."""
-
-    mode: str  # "fa", "colocated" or "home" (deregistration)
-    lifetime: int
-    care_of_address: IPv4Address
-    dst: IPv4Address
-    src: IPv4Address
-    identification: int = 0
-    sent_at: float = 0.0
-    first_sent_at: float = 0.0
-    timeout: float = 1.0
-    retransmit_at: float = 0.0
-    resynced: bool = False
-
-
-@dataclass
-class Registration:
-    mode: str
-    care_of_address: IPv4Address
-    lifetime: int
-    expires: float
-    renew_at: float
-    tunnel: str
+@dataclass(frozen=True)
+class MobileNodeStatus(Snapshot):
+    role = "mn"
+    home_address: str
+    location: str
+    state: str
+    mode: str | None
+    care_of_address: str | None
+    registered_until: float | None
+    tunnel: str | None
     trusted_network: bool
+    agent: dict | None
+    last_code: int | None
+    attachment: dict | None
+    network: str | None
+    dhcp: dict
+    link_up: bool
+    counters: dict
+    drops: dict
 
 
 class MobileNode:
-    def __init__(self, config: MobileNodeConfig):
+    def __init__(self, config: MobileNodeConfig, random: RandomSource = system_random):
         self.config = config
+        self.random = random
+        self._out = ActionQueue()
         self.counters = Counters()
         self.link_is_up = False
         self.location = "unknown"  # "home", "foreign", "unknown"
@@ -110,17 +99,88 @@ class MobileNode:
         self.registration: Registration | None = None
         self.state = "detached"  # detached, discovering, registering, registered, denied, home
         self.last_code: int | None = None
-        self.clock_offset = 0.0  # learnt from a code-133 reply
-        self._last_ident = 0
+        self.identifications = Identifications(random)
         self._away = False  # a binding may exist at the HA
         self._solicits = 0
         self._next_solicit: float | None = None
         self._retry_at: float | None = None
+        self.movement = Movement(config, self.counters)
 
     # --- link events ----------------------------------------------------------------------------
 
-    def link_up(self, now: float, care_of_address=None) -> list:
-        """Attached to a link: forget the old agent, solicit (RFC 5944 2.4.1)."""
+    def link_up(self, now: float, care_of_address=None) -> None:
+        """Attached to a link: forget the old agent, solicit (RFC 5944 2.4.1), probe the known
+        networks' routers."""
+        self._out.extend(self.movement.link_up(now))
+        self._done(self._link_up(now, care_of_address), now)
+
+    def link_down(self, now: float) -> None:
+        self._out.extend(self.movement.link_down(now))
+        self._done(self._link_down(now), now)
+
+    def set_care_of_address(self, care_of_address, now: float) -> None:
+        """A co-located care-of address from static config (None: lost it)."""
+        self._done(self._set_care_of_address(care_of_address, now), now)
+
+    def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
+        """An ICMP message on the link: agent advertisements are heard."""
+        self._done(self._on_icmp(data, addr.src, now), now)
+
+    def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
+        """UDP 434: registration replies."""
+        self._done(self._on_udp(data, now), now)
+
+    def receive_arp(self, sender, target, now: float) -> None:
+        """An ARP answer from `sender` to our address `target`: it may name the network."""
+        if not self.link_is_up or self.movement.network is not None or self._with_fa():
+            return
+        name = self.movement.arp_match(addr(sender), addr(target))
+        self._done(self._identified(name, now) if name else [], now)
+
+    def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, server=None,
+                   lease_time: int | None = None, reason: str = "BOUND") -> None:
+        """The lease the DHCP client of `attempt` got (address with its prefix, router...)."""
+        lease = {"address": address, "router": router, "server": server, "lease_time": lease_time, "reason": reason}
+        actions, name = self.movement.dhcp_bound(attempt, lease, seconds, now, self._unidentified())
+        self._done(actions + (self._identified(name, now) if name else []), now)
+
+    def dhcp_failed(self, attempt: int, reason: str, now: float) -> None:
+        self._done(self.movement.dhcp_failed(attempt, reason, now, self._unidentified()), now)
+
+    def handle_timer(self, now: float) -> None:
+        self._done(self._tick(now), now)
+
+    def _done(self, actions: list, now: float) -> None:
+        """After every input: its actions, then the link configuration follows the node onto a
+        foreign agent's link (the request to the agent goes out first, as a frame to its MAC; the
+        routes follow while it travels), then the movement probes and DHCP that are due."""
+        self._out.extend(actions)
+        if self._with_fa() and self.agent is not None:
+            self._out.extend(self.movement.configure("fa", self.agent.address))
+        self._out.extend(self.movement.due(now, self._with_fa(), self._unidentified()))
+
+    def _with_fa(self) -> bool:
+        a, reg = self.attempt, self.registration
+        mode = a.mode if a else reg.mode if reg else None
+        return self.location == "foreign" and mode == "fa"
+
+    def _unidentified(self) -> bool:
+        """Nothing has told the node where it is yet (the condition for DHCP)."""
+        return (self.link_is_up and self.movement.network is None and not self._with_fa()
+                and self.location != "home")
+
+    def _identified(self, name: str, now: float) -> list:
+        actions, care_of_address = self.movement.identify(name, now)
+        return actions + self._set_care_of_address(care_of_address, now)
+
+    def drain_actions(self) -> list:
+        return self._out.drain()
+
+    def _drop(self, reason: str) -> list:
+        self.counters.drop(reason)
+        return []
+
+    def _link_up(self, now: float, care_of_address=None) -> list:
         self.link_is_up, self.agent, self.attempt, self.location = True, None, None, "unknown"
         self.state = "discovering"
         self.colocated = addr(care_of_address) if care_of_address else None
@@ -130,38 +190,32 @@ class MobileNode:
             actions += self._decide(now)
         return actions
 
-    def link_down(self, now: float) -> list:
+    def _link_down(self, now: float) -> list:
         self.link_is_up, self.agent, self.attempt, self.colocated = False, None, None, None
         self._next_solicit = self._retry_at = None
         self.state, self.location = "detached", "unknown"
         self.counters["link-down"] += 1
         return []
 
-    def set_care_of_address(self, care_of_address, now: float) -> list:
-        """A co-located care-of address from DHCP or static config (None: lost it)."""
+    def _set_care_of_address(self, care_of_address, now: float) -> list:
         self.colocated = addr(care_of_address) if care_of_address else None
         return self._decide(now) if self.link_is_up else []
 
     # --- agent discovery and movement detection -------------------------------------------------
 
-    def on_icmp(self, payload: bytes, src, dst, now: float, lladdr=None) -> list:
+    def _on_icmp(self, payload: bytes, src, now: float) -> list:
         if not payload or payload[0] != ICMP_ROUTER_ADVERTISEMENT:
-            return self.counters.drop("icmp-not-advertisement")
+            return self._drop("icmp-not-advertisement")
         try:
             adv = AgentAdvertisement.decode(payload)
         except DecodeError as e:
-            return self.counters.drop(f"advertisement:{e.reason}")
+            return self._drop(f"advertisement:{e.reason}")
         if not self.link_is_up:
-            return self.counters.drop("link-down")
+            return self._drop("link-down")
         self.counters["advertisements"] += 1
-        src = addr(src)
-        prefix_len = adv.prefix_lengths[0] if adv.prefix_lengths else 32
-        prefix = IPv4Network(f"{src}/{prefix_len}", strict=False)
-        old = self.agent
-        moved = old is None or old.address != src or old.prefix != prefix
+        old, self.agent = self.agent, Agent.heard(adv, addr(src), now)
+        moved = old is None or old.address != self.agent.address or old.prefix != self.agent.prefix
         rebooted = not moved and agent_rebooted(old.sequence, adv.sequence)
-        self.agent = Agent(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix,
-                           now + adv.lifetime, adv.registration_lifetime)
         self._next_solicit = None  # heard an agent: stop soliciting
         if rebooted:
             self.counters["agent-rebooted"] += 1
@@ -227,56 +281,21 @@ class MobileNode:
         self.attempt, self.state, self._retry_at = attempt, "registering", None
         return self._send(now)
 
-    def _request(self, attempt: Attempt) -> bytes:
-        cfg = self.config
-        flags = 0
-        if cfg.reverse_tunnel and attempt.mode != "home":
-            flags |= RequestFlags.T
-        exts = []
-        if attempt.mode == "colocated":
-            flags |= RequestFlags.D
-        if attempt.mode != "home" and (cfg.udp_tunnel == "always" or
-                                       (cfg.udp_tunnel == "auto" and attempt.mode == "colocated")):
-            exts.append(UdpTunnelRequest(force=cfg.force_udp))
-        req = RegistrationRequest(flags, attempt.lifetime, cfg.home_address, cfg.home_agent,
-                                  attempt.care_of_address, attempt.identification, exts)
-        return cfg.sa.sign(req.encode())
-
-    def _new_identification(self, now: float) -> int:
-        self._last_ident = max(ntp_now(now + self.clock_offset), self._last_ident + 1)
-        return self._last_ident
-
     def _send(self, now: float) -> list:
         """(Re)send the attempt with a fresh identification; arm the retransmission."""
         a = self.attempt
-        a.identification = self._new_identification(now)
+        a.identification = self.identifications.next(now)
         a.sent_at = now
         a.retransmit_at = now + a.timeout
         self.counters["requests"] += 1
         self._away = self._away or a.mode != "home"
         ttl = 255 if a.mode == "fa" else 64
-        return [SendUdp(a.dst, MIP_PORT, self._request(a), src=a.src, ttl=ttl, iface=self.config.iface)]
+        return [SendUdp(a.dst, MIP_PORT, request_for(self.config, a), src=a.src, ttl=ttl, iface=self.config.iface)]
 
-    def on_udp(self, payload: bytes, src, sport: int, dst, now: float, lladdr=None, ttl=None) -> list:
-        if message_type(payload) != TYPE_REPLY:
-            return self.counters.drop("not-a-reply")
-        try:
-            reply = RegistrationReply.decode(payload)
-        except DecodeError as e:
-            return self.counters.drop(f"decode:{e.reason}")
-        a = self.attempt
-        if a is None or reply.home_address != self.config.home_address or \
-                (reply.identification & 0xFFFFFFFF) != (a.identification & 0xFFFFFFFF):
-            return self.counters.drop("unmatched-reply")
-        from_fa = 64 <= reply.code < 128 or reply.code == ReplyCode.FA_INVALID_HA_ADDRESS
-        mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
-        if mn_ha is None and not from_fa:
-            return self.counters.drop("reply-unauthenticated")
-        if mn_ha is not None and not self.config.sa.verifies(payload, mn_ha):
-            return self.counters.drop("reply-bad-auth")
-        if not from_fa and reply.identification != a.identification and \
-                reply.code != ReplyCode.HA_IDENTIFICATION_MISMATCH:
-            return self.counters.drop("unmatched-reply")
+    def _on_udp(self, payload: bytes, now: float) -> list:
+        reply, dropped = check_reply(self.config, self.attempt, payload)
+        if reply is None:
+            return self._drop(dropped)
         self.last_code = reply.code
         self.counters[f"reply:{reply.code}"] += 1
         if is_accepted(reply.code):
@@ -286,9 +305,9 @@ class MobileNode:
     def _accepted(self, reply: RegistrationReply, now: float) -> list:
         a, cfg = self.attempt, self.config
         self.attempt = None
-        log = Log("registration", {"mode": a.mode, "coa": str(a.care_of_address), "code": reply.code,
-                                   "lifetime": reply.lifetime, "elapsed": round(now - a.first_sent_at, 6),
-                                   "at": now})
+        log = self._log("registration", {"mode": a.mode, "coa": str(a.care_of_address), "code": reply.code,
+                                         "lifetime": reply.lifetime, "elapsed": round(now - a.first_sent_at, 6),
+                                         "at": now})
         if a.mode == "home":
             self._away, self.state, self.registration = False, "home", None
             return [log]
@@ -310,8 +329,7 @@ class MobileNode:
     def _denied(self, reply: RegistrationReply, now: float) -> list:
         a = self.attempt
         if reply.code == ReplyCode.HA_IDENTIFICATION_MISMATCH and not a.resynced:
-            ha_seconds = (reply.identification >> 32) - NTP_UNIX_OFFSET
-            self.clock_offset = ha_seconds - now
+            self.identifications.resync(reply.identification, now)
             self.counters["clock-resync"] += 1
             a.resynced = True
             return self._send(now)
@@ -321,11 +339,16 @@ class MobileNode:
         self.attempt, self.state = None, "denied"
         if reply.code in RETRY_AFTER_DENIAL:
             self._retry_at = now + a.timeout
-        return [Log("registration-denied", {"mode": a.mode, "code": reply.code, "at": now})]
+        return [self._log("registration-denied", {"mode": a.mode, "code": reply.code, "at": now})]
+
+    def _log(self, event: str, fields: dict) -> Log:
+        """A registration log line; a co-located one on a leased address notes the DHCP timing."""
+        note = self.movement.dhcp_note(fields["mode"])
+        return Log(event, {**fields, "dhcp": note} if note else fields)
 
     # --- timers and status ----------------------------------------------------------------------
 
-    def tick(self, now: float) -> list:
+    def _tick(self, now: float) -> list:
         actions: list = []
         if self.agent is not None and self.agent.expires <= now:
             self.counters["agent-expired"] += 1
@@ -357,7 +380,7 @@ class MobileNode:
         return self._start(now, reg.mode)
 
     def next_deadline(self) -> float | None:
-        candidates = [self._next_solicit, self._retry_at,
+        candidates = [*self.movement.deadlines(), self._next_solicit, self._retry_at,
                       self.agent.expires if self.agent else None,
                       self.attempt.retransmit_at if self.attempt else None,
                       self.registration.renew_at if self.registration and not self.attempt and self.link_is_up
@@ -365,22 +388,13 @@ class MobileNode:
         finite = [c for c in candidates if c is not None and c != float("inf")]
         return min(finite) if finite else None
 
-    def status(self) -> dict:
+    def status(self, now: float | None = None) -> MobileNodeStatus:
         reg, agent = self.registration, self.agent
-        return {
-            "role": "mn",
-            "home_address": str(self.config.home_address),
-            "location": self.location,
-            "state": self.state,
-            "mode": reg.mode if reg else None,
-            "care_of_address": str(reg.care_of_address) if reg else None,
-            "registered_until": reg.expires if reg else None,
-            "tunnel": reg.tunnel if reg else None,
-            "trusted_network": reg.trusted_network if reg else False,
-            "agent": None if agent is None else {
-                "address": str(agent.address), "sequence": agent.sequence, "flags": agent.flags,
-                "prefix": str(agent.prefix), "care_of_addresses": [str(c) for c in agent.care_of_addresses],
-            },
-            "last_code": self.last_code,
-            "counters": self.counters.as_dict(),
-        }
+        return MobileNodeStatus(
+            str(self.config.home_address), self.location, self.state,
+            reg.mode if reg else None, str(reg.care_of_address) if reg else None,
+            reg.expires if reg else None, reg.tunnel if reg else None,
+            reg.trusted_network if reg else False,
+            None if agent is None else agent.to_json(),
+            self.last_code, **self.movement.status(), link_up=self.link_is_up,
+            counters=self.counters.as_dict(), drops=self.counters.drops())

@@ -179,3 +179,54 @@ class DhcpClient:
 
 def describe(argv: list[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
+
+
+class DhcpRunner:
+    """Runs the DHCP clients a core asks for (its StartDhcp / StopDhcp actions, one client at a time)
+    and reports each outcome: `on_bound(attempt, lease, seconds)` or `on_failed(attempt, reason)`."""
+
+    def __init__(self, workdir, timeout: float, dhclient: str, on_bound, on_failed):
+        self.workdir, self.timeout, self.dhclient = workdir, timeout, dhclient
+        self.on_bound, self.on_failed = on_bound, on_failed
+        self._task: asyncio.Task | None = None
+        self._client: DhcpClient | None = None
+
+    def start(self, action) -> None:
+        """A StartDhcp action: a fresh client on its interface (a running one is stopped)."""
+        self.stop()
+        self._client = DhcpClient(action.iface, self.workdir, self.timeout, self.dhclient)
+        self._task = asyncio.get_running_loop().create_task(self._run(self._client, action.attempt))
+
+    def stop(self, _action=None) -> None:
+        """A StopDhcp action (or shutdown): cancel the running client; it stops dhclient."""
+        if self._task is not None:
+            self._task.cancel()
+        self._task = self._client = None
+
+    async def _run(self, client: DhcpClient, attempt: int) -> None:
+        try:
+            lease, seconds = await client.acquire()
+        except LeaseError as exc:
+            self._forget(client)
+            self.on_failed(attempt, str(exc))
+            return
+        except asyncio.CancelledError:
+            await client.stop()
+            raise
+        self._forget(client)
+        self.on_bound(attempt, lease, seconds)
+
+    def _forget(self, client: DhcpClient) -> None:
+        if self._client is client:  # not a newer run's
+            self._task = self._client = None
+
+    async def close(self) -> None:
+        client, task = self._client, self._task
+        self.stop()
+        if client is not None:
+            client.kill_now()
+        if task is not None:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass

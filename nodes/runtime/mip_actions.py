@@ -23,6 +23,7 @@ import traceback
 from collections import Counter, deque
 from ipaddress import IPv4Address
 
+from nodes.core import Addr
 from nodes.mip.actions import (
     AddHostRoute, AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveHostRoute, RemoveTunnel,
     SendIcmp, SendIp, SendUdp,
@@ -47,8 +48,10 @@ _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 class MipExecutor:
     def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
-                 sends_first: bool = False, udp_from_socket: bool = False):
+                 sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None):
         self.log = log
+        # role-specific actions (the mobile node's ArpProbe, ConfigureLink, StartDhcp...): type -> fn(action)
+        self.handlers = handlers or {}
         # a reply from port 434 with a given local source leaves by the UDP socket (IP_PKTINFO picks
         # the source) instead of a hand-built packet on the raw socket: the home agent's hot path
         self.udp_from_socket = udp_from_socket
@@ -143,6 +146,8 @@ class MipExecutor:
                 self.on_host_route(a)
         elif isinstance(a, Log):
             self.log(a.event, **a.fields)
+        elif type(a) in self.handlers:
+            self.handlers[type(a)](a)
         else:
             self.counters["action-unknown"] += 1
 
@@ -322,11 +327,11 @@ class MipExecutor:
 
 
 class CoreDriver:
-    """Feeds a sans-I/O core and keeps one timer armed at `core.next_deadline()`."""
+    """Feeds a sans-I/O core (nodes/core.py), runs what it drains, and keeps one timer armed at
+    `core.next_deadline()` that calls `core.handle_timer`."""
 
-    def __init__(self, core, executor: MipExecutor, log, after_actions=None):
+    def __init__(self, core, executor: MipExecutor, log):
         self.core, self.executor, self.log = core, executor, log
-        self.after_actions = after_actions  # hook() run after the core's actions (MN: follow its moves)
         self._loop = asyncio.get_running_loop()
         executor._loop = self._loop
         self._timer: asyncio.TimerHandle | None = None
@@ -335,22 +340,19 @@ class CoreDriver:
 
     def call(self, method: str, *args, **kw) -> None:
         try:
-            actions = getattr(self.core, method)(*args, now=time.time(), **kw)
+            getattr(self.core, method)(*args, now=time.time(), **kw)
         except Exception as exc:  # bad input gets counted, never a crash
             self.errors[f"{method}:{type(exc).__name__}"] += 1
             self.log("core-error", method=method, error=f"{type(exc).__name__}: {exc}",
                      trace=traceback.format_exc(limit=4))
-            actions = []
-        self.executor.run(actions)
-        if self.after_actions:
-            self.after_actions()
+        self.executor.run(self.core.drain_actions())
         self.rearm()
 
     def rearm(self) -> None:
         deadline = self.core.next_deadline()
         if self._timer is not None:
             if deadline is not None and self._armed_at <= deadline:
-                # keep it: firing before the deadline is harmless (a core's tick acts only on what
+                # keep it: firing before the deadline is harmless (handle_timer acts only on what
                 # is due, and the call re-arms), and a home agent whose every registration pushes
                 # the earliest expiry later saves a cancel and a new timer per request
                 return
@@ -362,7 +364,7 @@ class CoreDriver:
 
     def _tick(self) -> None:
         self._timer = None
-        self.call("tick")
+        self.call("handle_timer")
 
     def stop(self) -> None:
         if self._timer is not None:
@@ -404,7 +406,8 @@ def udp_socket(port: int = MIP_PORT) -> socket.socket:
 
 
 def recv_udp(s: socket.socket):
-    """(payload, (src, sport), dst, ifindex) of the next datagram, or None."""
+    """(payload, Addr, ifindex) of the next datagram, or None. The Addr (nodes/core.py) is what a
+    core's receive_datagram takes: source, source port, local destination and port."""
     try:
         data, anc, _flags, addr = s.recvmsg(65535, socket.CMSG_SPACE(12))
     except (BlockingIOError, InterruptedError):
@@ -413,5 +416,5 @@ def recv_udp(s: socket.socket):
     for level, kind, value in anc:
         if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(value) >= 12:
             ifindex = struct.unpack("=i", value[:4])[0]
-            dst = IPv4Address(value[8:12])
-    return data, addr, dst, ifindex
+            dst = str(IPv4Address(value[8:12]))
+    return data, Addr(addr[0], addr[1], dst or "", s.getsockname()[1]), ifindex

@@ -22,6 +22,7 @@ from nodes.mip.auth import SecurityAssociation
 from nodes.mip.fa import ForeignAgentConfig
 from nodes.mip.ha import HomeAgentConfig, MobileNodeEntry
 from nodes.mip.mn import MobileNodeConfig
+from nodes.mip.movement import CoLocatedNetwork
 
 
 class BadConfig(ValueError):
@@ -175,15 +176,21 @@ def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
     for key, kind in (("prefix_length", "int"), ("adv_interval", "num"), ("adv_lifetime", "int"),
                       ("max_lifetime", "int"), ("registration_required", "bool"), ("busy", "bool"),
                       ("reverse_tunnelling", "bool"), ("reverse_tunnel_required", "bool"), ("behind_nat", "bool"),
-                      ("max_pending", "int"), ("pending_timeout", "num"), ("adv_destination", "addr")):
+                      ("max_pending", "int"), ("pending_timeout", "num"), ("adv_destination", "addr"),
+                      ("solicited_min_interval", "num")):
         value = f.get(key, kind, None)
         if value is not None:
             kw[key] = value
-    cfg = ForeignAgentConfig(
-        address=f.get("address", "addr"), iface=f.get("iface", "str", expected="the visitor link's interface"),
-        care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
-        ha_associations=ha_sas, mn_associations=mn_sas, **kw,
-    )
+    try:
+        cfg = ForeignAgentConfig(
+            address=f.get("address", "addr"), iface=f.get("iface", "str", expected="the visitor link's interface"),
+            care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
+            ha_associations=ha_sas, mn_associations=mn_sas, **kw,
+        )
+    except BadConfig:
+        raise
+    except ValueError as exc:
+        raise BadConfig(f"config {f.file}: {exc}") from None
     extra = {"tun": f.get("tun", "str", "mip0"), "prefix_given": "prefix_length" in kw}
     f.check_unknown()
     return cfg, extra
@@ -224,6 +231,12 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
         if extra[key] <= 0:
             raise BadConfig(f"config {f.file}: key {key}: expected a positive number of seconds, got {extra[key]!r}")
     f.check_unknown()
+    # movement detection is the core's (nodes/mip/movement.py): it gets the networks and timers
+    cfg.home_router = extra["home_router"]
+    cfg.networks = {name: CoLocatedNetwork(c.get("address"), c.get("router"), c["dhcp"])
+                    for name, c in colocated.items()}
+    cfg.probe_interval, cfg.dhcp_after = extra["probe_interval"], extra["dhcp_after"]
+    cfg.dhcp_retry = extra["dhcp_retry"]
     return cfg, extra
 
 

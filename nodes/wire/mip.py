@@ -8,7 +8,10 @@
 
 Extensions: types 0-127 that are not understood make the whole message undecodable
 (DecodeError 'unknown-extension', RFC 5944 1.9); types 128-255 not understood are kept as
-`UnknownExtension` and re-encoded unchanged. Decoders check lengths, reserved fields and SPIs.
+`UnknownExtension` and re-encoded unchanged. Decoders check lengths and reserved fields, except
+those the RFCs say to ignore on reception (the request flags r and x, the UDP Tunnel Request's
+reserved fields); an SPI in the reserved range 0-255 is decoded and fails authentication at the
+receiver (code 131 at a home agent), it is not a malformed message.
 """
 from __future__ import annotations
 
@@ -68,7 +71,6 @@ class RequestFlags(IntFlag):
     x = 0x01  # reserved, zero
 
 
-REQUEST_RESERVED_FLAGS = RequestFlags.r | RequestFlags.x
 
 
 class AgentFlags(IntFlag):
@@ -257,9 +259,7 @@ def _subtype_zero(body: bytes, what: str) -> None:
 def _parse_auth(ext_type: int, body: bytes, offset: int) -> AuthExtension:
     if len(body) < 4:
         raise DecodeError("bad-length", f"authentication extension {ext_type} length {len(body)} below 4")
-    spi = struct.unpack("!I", body[:4])[0]
-    if spi < MIN_SPI:
-        raise DecodeError("reserved-spi", f"SPI {spi} of extension {ext_type} is reserved (0-255)")
+    spi = struct.unpack("!I", body[:4])[0]  # a reserved SPI (0-255) is the receiver's authentication failure
     return AuthExtension(ext_type, spi, bytes(body[4:]), offset)
 
 
@@ -271,10 +271,8 @@ def _parse_delivery_style(ext_type: int, body: bytes, offset: int) -> Encapsulat
 def _parse_udp_request(ext_type: int, body: bytes, offset: int) -> UdpTunnelRequest:
     _exact_length(body, 6, "UDP tunnel request extension")
     _subtype_zero(body, "UDP tunnel request")
-    _, reserved1, flags, encapsulation, reserved3 = struct.unpack("!BBBBH", body)
-    _zero(reserved1, "UDP tunnel request reserved 1")
-    _zero(flags & 0x3F, "UDP tunnel request reserved 2")
-    _zero(reserved3, "UDP tunnel request reserved 3")
+    # reserved 1, the six low flag bits and reserved 3: sent as zero, ignored on reception (RFC 3519 3.1)
+    _, _reserved1, flags, encapsulation, _reserved3 = struct.unpack("!BBBBH", body)
     return UdpTunnelRequest(bool(flags & 0x80), bool(flags & 0x40), encapsulation)
 
 
@@ -366,9 +364,7 @@ class RegistrationRequest:
 
     @classmethod
     def decode(cls, data: bytes) -> "RegistrationRequest":
-        msg = cls.decode_fixed(data)
-        if msg.flags & REQUEST_RESERVED_FLAGS:
-            raise DecodeError("reserved-bits", f"request flags {msg.flags:#04x} set reserved bits r or x")
+        msg = cls.decode_fixed(data)  # reserved flags r and x: sent as zero, ignored on reception (5944 3.3)
         msg.extensions, _ = _walk_extensions(data, _REQUEST_FIXED.size, _REGISTRATION_PARSERS, False)
         return msg
 

@@ -1,0 +1,138 @@
+"""What the Mobile Node core (nodes/mip/mn.py) keeps and sends: the agent it hears (RFC 5944 2.1),
+the registration request of an attempt, the checks a reply must pass (3.3-3.6, RFC 3519), and the
+identifications (NTP timestamps, 5.7)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Network
+
+from nodes.core import RandomSource
+from nodes.wire.errors import DecodeError
+from nodes.wire.mip import (
+    EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
+    RegistrationRequest, ReplyCode, RequestFlags, UdpTunnelRequest, find_extension, message_type, ntp_now,
+)
+
+RANDOM_LOW_BITS = 12  # fraction bits of an identification below a microsecond clock (2**-20 s)
+
+
+@dataclass
+class Agent:
+    """The mobility agent currently heard on the link."""
+
+    address: IPv4Address
+    care_of_addresses: list
+    sequence: int
+    flags: int
+    prefix: IPv4Network
+    expires: float
+    max_lifetime: int
+
+    @classmethod
+    def heard(cls, adv: AgentAdvertisement, src: IPv4Address, now: float) -> "Agent":
+        """The agent an advertisement from `src` describes (its prefix from the prefix-lengths
+        extension, a /32 without one)."""
+        prefix = IPv4Network(f"{src}/{adv.prefix_lengths[0] if adv.prefix_lengths else 32}", strict=False)
+        return cls(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix, now + adv.lifetime,
+                   adv.registration_lifetime)
+
+    @property
+    def is_home(self) -> bool:
+        return bool(self.flags & AgentFlags.H)
+
+    @property
+    def is_foreign(self) -> bool:
+        return bool(self.flags & AgentFlags.F) and bool(self.care_of_addresses)
+
+    def to_json(self) -> dict:
+        return {"address": str(self.address), "sequence": self.sequence, "flags": self.flags,
+                "prefix": str(self.prefix), "care_of_addresses": [str(c) for c in self.care_of_addresses]}
+
+
+@dataclass
+class Attempt:
+    """The registration request in flight (retransmitted with a new identification each time)."""
+
+    mode: str  # "fa", "colocated" or "home" (deregistration)
+    lifetime: int
+    care_of_address: IPv4Address
+    dst: IPv4Address
+    src: IPv4Address
+    identification: int = 0
+    sent_at: float = 0.0
+    first_sent_at: float = 0.0
+    timeout: float = 1.0
+    retransmit_at: float = 0.0
+    resynced: bool = False
+
+
+@dataclass
+class Registration:
+    mode: str
+    care_of_address: IPv4Address
+    lifetime: int
+    expires: float
+    renew_at: float
+    tunnel: str
+    trusted_network: bool
+
+
+class Identifications:
+    """Increasing NTP-timestamp identifications; the fraction bits a clock cannot resolve come from
+    the random source (RFC 5944 5.7). `offset` is what a code-133 reply taught about the HA's clock."""
+
+    def __init__(self, random: RandomSource):
+        self.random = random
+        self.offset = 0.0
+        self._last = 0
+
+    def next(self, now: float) -> int:
+        noise = int.from_bytes(self.random(2), "big") & ((1 << RANDOM_LOW_BITS) - 1)
+        stamp = (ntp_now(now + self.offset) & ~((1 << RANDOM_LOW_BITS) - 1)) | noise
+        self._last = max(stamp, self._last + 1)
+        return self._last
+
+    def resync(self, reply_identification: int, now: float) -> None:
+        """A code-133 reply carries the HA's time in its high 32 bits: follow it."""
+        self.offset = (reply_identification >> 32) - NTP_UNIX_OFFSET - now
+
+
+def request_for(cfg, attempt: Attempt) -> bytes:
+    """The signed registration request of `attempt` (T, D and the RFC 3519 extension as configured)."""
+    flags = 0
+    if cfg.reverse_tunnel and attempt.mode != "home":
+        flags |= RequestFlags.T
+    exts = []
+    if attempt.mode == "colocated":
+        flags |= RequestFlags.D
+    if attempt.mode != "home" and (cfg.udp_tunnel == "always" or
+                                   (cfg.udp_tunnel == "auto" and attempt.mode == "colocated")):
+        exts.append(UdpTunnelRequest(force=cfg.force_udp))
+    req = RegistrationRequest(flags, attempt.lifetime, cfg.home_address, cfg.home_agent,
+                              attempt.care_of_address, attempt.identification, exts)
+    return cfg.sa.sign(req.encode())
+
+
+def check_reply(cfg, attempt: Attempt | None, payload: bytes) -> tuple[RegistrationReply | None, str | None]:
+    """(the reply, None) when it answers `attempt` and authenticates, else (None, why it is dropped).
+    A denial from a foreign agent carries no MN-HA authenticator; a code-133 reply from the HA
+    carries the HA's time in the high half of the identification."""
+    if message_type(payload) != TYPE_REPLY:
+        return None, "not-a-reply"
+    try:
+        reply = RegistrationReply.decode(payload)
+    except DecodeError as e:
+        return None, f"decode:{e.reason}"
+    if attempt is None or reply.home_address != cfg.home_address or \
+            (reply.identification & 0xFFFFFFFF) != (attempt.identification & 0xFFFFFFFF):
+        return None, "unmatched-reply"
+    from_fa = 64 <= reply.code < 128 or reply.code == ReplyCode.FA_INVALID_HA_ADDRESS
+    mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
+    if mn_ha is None and not from_fa:
+        return None, "reply-unauthenticated"
+    if mn_ha is not None and not cfg.sa.verifies(payload, mn_ha):
+        return None, "reply-bad-auth"
+    if not from_fa and reply.identification != attempt.identification and \
+            reply.code != ReplyCode.HA_IDENTIFICATION_MISMATCH:
+        return None, "unmatched-reply"
+    return reply, None
