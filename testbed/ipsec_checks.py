@@ -105,12 +105,15 @@ def tshark_esp_sa_options(child: dict, local: str, remote: str) -> list[str]:
     return opts
 
 
-def start_dns_server(world, node: str, listen: str, answers: dict[str, str], records: list[tuple[str, int, bytes]] = ()):
+def start_dns_server(world, node: str, listen: str, answers: dict[str, str], records: list[tuple[str, int, bytes]] = (),
+                     zones: list[str] = ()):
     """dnsmasq in `node` on `listen`, answering only `answers` (name -> address) and `records`
     ((name, RR type number, RDATA in wire form), e.g. an IPSECKEY, type 45): no upstream, no hosts
-    file; returns its process once it says it started."""
+    file. For the names of `zones` it answers as their server (NXDOMAIN, or no data for a type it
+    does not have) instead of refusing. Returns its process once it says it started."""
     argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--pid-file=",
             "--user=root", f"--listen-address={listen}", "--bind-interfaces", "--log-facility=-"]
     argv += [f"--address=/{name}/{address}" for name, address in answers.items()]
     argv += [f"--dns-rr={name},{rtype},{rdata.hex()}" for name, rtype, rdata in records]
+    argv += [f"--local=/{zone}/" for zone in zones]
     return world.start(node, "dnsmasq", argv, ready=r"started, version", timeout=10)

@@ -1,13 +1,18 @@
 """IPSECKEY (RFC 4025) gateway choice, with records parsed by dnspython from their text and wire forms."""
 import asyncio
 
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
 import dns.rdata
-import dns.resolver
+import dns.rrset
 import pytest
 
 from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey, ipv4_gateways
 
 KEY = "AQNRU3mG7TVTO2BkR47usntb102uFJtugbo6BSGvgqt4AQ=="
+KEY_HEX = "010351537986ed35533b6064478eeeb27b5bd74dae149b6e81ba3a0521af82ab7801"
 
 
 def rr(text: str):
@@ -37,25 +42,62 @@ def test_wire_form_round_trips_through_dnspython():
     assert ipv4_gateways([record]) == [(10, "203.0.113.70", False)]
 
 
-@pytest.mark.parametrize("exc, says", [(dns.resolver.NXDOMAIN, "does not exist"), (dns.resolver.NoAnswer, "has no IPSECKEY"),
-                                       (dns.exception.FormError, "malformed"), (dns.exception.Timeout, "no answer")])
-def test_lookup_failures_say_what_to_do(exc, says):
-    class Resolver:
-        nameservers = ["198.51.100.10"]
+def answer(name: str, rdtype: str, records=(), rcode=dns.rcode.NOERROR) -> dns.message.Message:
+    q = dns.message.make_query(name, rdtype)
+    r = dns.message.make_response(q)
+    r.set_rcode(rcode)
+    if records:
+        r.answer.append(dns.rrset.from_rdata_list(dns.name.from_text(name), 300, list(records)))
+    return r
 
-        async def resolve(self, *a, **kw):
-            raise exc()
 
+def serve(responses: dict):
+    """A Query that answers from `responses` ((name, type) -> Message or an exception to raise)."""
+    async def query(name, rdtype):
+        got = responses[(name, rdtype)]
+        if isinstance(got, Exception):
+            raise got
+        return got
+    query.servers = ["198.51.100.10"]
+    return query
+
+
+def lookup(responses: dict) -> str:
+    return asyncio.run(gateway_from_ipseckey("example.net", serve(responses)))
+
+
+def test_lookup_takes_the_lowest_precedence():
+    records = [rr(f"20 1 2 198.51.100.66 {KEY}"), rr(f"10 1 2 203.0.113.70 {KEY}")]
+    assert lookup({("example.net", "IPSECKEY"): answer("example.net", "IPSECKEY", records)}) == "203.0.113.70"
+
+
+def test_a_named_gateway_is_resolved_to_its_address():
+    name = b"\x03vpn\x07example\x03net\x00"
+    a = dns.rdata.from_text("IN", "A", "203.0.113.70")
+    assert lookup({("example.net", "IPSECKEY"): answer("example.net", "IPSECKEY", [rr_wire(10, 3, name)]),
+                   ("vpn.example.net", "A"): answer("vpn.example.net", "A", [a])}) == "203.0.113.70"
+
+
+def test_a_malformed_answer_on_the_wire_is_reported_as_such():
+    """An IPSECKEY whose IPv4 gateway is cut to two bytes: dnspython cannot decode the answer."""
+    good = answer("example.net", "IPSECKEY", [rr(f"10 1 2 203.0.113.70 {KEY}")]).to_wire()
+    rdata = bytes([10, 1, 2]) + bytes([203, 0, 113, 70]) + bytes.fromhex(KEY_HEX)
+    cut = bytes([10, 1, 0, 203, 0])
+    at = good.index(rdata)
+    wire = good[:at - 2] + len(cut).to_bytes(2, "big") + cut + good[at + len(rdata):]
+    with pytest.raises(dns.exception.DNSException) as decode:
+        dns.message.from_wire(wire)
+    with pytest.raises(GatewayLookupError, match="malformed"):
+        lookup({("example.net", "IPSECKEY"): decode.value})
+
+
+@pytest.mark.parametrize("response, says", [
+    (answer("example.net", "IPSECKEY", rcode=dns.rcode.NXDOMAIN), "is missing: the name does not exist"),
+    (answer("example.net", "IPSECKEY"), "is missing: the name exists but has no such record"),
+    (answer("example.net", "IPSECKEY", rcode=dns.rcode.REFUSED), "answered REFUSED"),
+    (dns.exception.Timeout(), "no answer"),
+    (answer("example.net", "IPSECKEY", [rr_wire(5, 2, bytes(16))]), "names no IPv4 gateway"),
+])
+def test_lookup_failures_say_what_to_do(response, says):
     with pytest.raises(GatewayLookupError, match=says):
-        asyncio.run(gateway_from_ipseckey("example.net", Resolver()))
-
-
-def test_only_ipv6_gateways_is_an_error():
-    class Resolver:
-        nameservers = ["198.51.100.10"]
-
-        async def resolve(self, *a, **kw):
-            return [rr_wire(5, 2, bytes(16))]
-
-    with pytest.raises(GatewayLookupError, match="names no IPv4 gateway"):
-        asyncio.run(gateway_from_ipseckey("example.net", Resolver()))
+        lookup({("example.net", "IPSECKEY"): response})

@@ -1,5 +1,6 @@
 """The gateway found by a DNS name (draft-gupta section 5: "the gateway's IP address may be published
-through DNS"; issue 3: "the gateway found by manual address or by a DNS name").
+through DNS"; issue 3: "the gateway found by manual address or by a DNS name"), by its A record and,
+in the modern form of the draft's reference [Atki97], by the IPSECKEY record of the domain (RFC 4025).
 
 A public resolver, dnsmasq on node pub (198.51.100.10), answers vpn.example.net with G_e
 (203.0.113.70). R's resolver configuration is pointed at it privately: a file bind-mounted over
@@ -26,12 +27,23 @@ PUB = str(PLAN.address("pub"))  # 198.51.100.10
 G_E = str(PLAN.address("g"))  # 203.0.113.70
 NAME = "vpn.example.net"
 UNKNOWN = "novpn.example.net"
+DOMAIN = "example.net"             # IPSECKEY: precedence 10 -> G_e, precedence 20 -> atk (must not win)
+BROKEN = "broken.example.net"      # IPSECKEY whose IPv4 gateway is cut to two bytes
+ATK = str(PLAN.address("atk"))
+KEY = bytes(range(1, 33))          # an opaque public key (algorithm 2): the client does not use it
+
+
+def ipseckey(precedence: int, gateway: str, algorithm: int = 2) -> bytes:
+    """IPSECKEY RDATA (RFC 4025 section 2.1): precedence, gateway type 1 (IPv4), algorithm, gateway, key."""
+    return bytes([precedence, 1, algorithm]) + ipaddress.IPv4Address(gateway).packed + KEY
 
 
 @pytest.fixture
 def public_dns(world):
-    """dnsmasq on pub answering only NAME -> G_e (no upstream, no hosts file)."""
-    return start_dns_server(world, "pub", PUB, {NAME: G_E})
+    """dnsmasq on pub answering only NAME -> G_e and the IPSECKEY records above (no upstream, no hosts file)."""
+    return start_dns_server(world, "pub", PUB, {NAME: G_E}, records=[
+        (DOMAIN, 45, ipseckey(20, ATK)), (DOMAIN, 45, ipseckey(10, G_E)),
+        (BROKEN, 45, bytes([10, 1, 0]) + ipaddress.IPv4Address(G_E).packed[:2])], zones=[DOMAIN])
 
 
 @pytest.fixture
@@ -110,4 +122,33 @@ def test_a_name_that_does_not_resolve_is_reported(world, start_roles, scenario):
     events = [json.loads(line) for line in
               (world.log_dir / "r.client.events.jsonl").read_text().splitlines() if line.strip()]
     assert any(e.get("event") == "gateway_unresolved" and e.get("name") == UNKNOWN for e in events), events[-10:]
+    assert not world.ping("r", H, timeout=1), "R reaches H without a tunnel?"
+
+
+def test_client_finds_the_gateway_by_the_domains_ipseckey_record(world, start_roles, scenario):
+    """RFC 4025: the client looks up example.net's IPSECKEY records in the public DNS and uses the
+    gateway of the lowest precedence (10: G_e; the record of precedence 20 names atk), sets the tunnel
+    up with it and R reaches H."""
+    roles = start_roles(gateway=DOMAIN, gateway_lookup="ipseckey")
+    client, gw = role_of(roles, "vpn-client"), role_of(roles, "vpn-gateway")
+    c_status, c_ike, _ = wait_established(client, timeout=10)
+    wait_established(gw)
+    assert c_ike["remote_host"] == G_E, f"the client chose {c_ike['remote_host']}, not G_e {G_E} (precedence 10)"
+    assert c_status.get("gateway_lookup") == "ipseckey" and c_status.get("gateway_name") == DOMAIN, c_status
+    assert world.ping("r", H, timeout=3), "R does not reach H through the gateway its domain's IPSECKEY names"
+
+
+@pytest.mark.parametrize("domain, says", [(UNKNOWN, "is missing"), (NAME, "is missing"), (BROKEN, "malformed")])
+def test_a_missing_or_malformed_ipseckey_record_is_reported(world, start_roles, domain, says):
+    """A domain the DNS does not know, one without an IPSECKEY record (vpn.example.net has only an A
+    record), and one whose record is cut short: no tunnel, and the status says what is wrong and what
+    to do."""
+    roles = start_roles(gateway=domain, gateway_lookup="ipseckey")
+    client = role_of(roles, "vpn-client")
+    deadline = time.monotonic() + 10
+    while not (status := client.status()).get("last_error"):
+        assert time.monotonic() < deadline, f"no error reported for {domain}'s IPSECKEY record: {status}"
+        time.sleep(0.1)
+    assert domain in status["last_error"] and says in status["last_error"], status["last_error"]
+    assert not status["ike_sas"] and status.get("gateway") is None, status
     assert not world.ping("r", H, timeout=1), "R reaches H without a tunnel?"

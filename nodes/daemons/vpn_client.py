@@ -1,7 +1,8 @@
 """The IPsec remote-access client R (draft-gupta sections 3 to 5).
 
 IKEv2 initiator (nodes/ipsec/ike.py) toward the configured gateway (an address, or a DNS name
-resolved at start through the node's resolver, seed section 5; a name that does not resolve is
+resolved at start through the node's resolver, seed section 5; with `gateway_lookup: ipseckey` the
+name is a domain whose IPSECKEY record (RFC 4025) names its gateway; a name that does not resolve is
 reported in the status's last_error and the log (gateway_unresolved) and tried again every
 `reconnect_interval`), authenticated by pre-shared key or by the user's password through EAP-MD5
 (password from `password`, the environment variable TESTBED_VPN_PASSWORD or `password_file`; or
@@ -53,6 +54,7 @@ from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.client_firewall import InputFirewall
+from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey
 from nodes.runtime.dns_mount import ResolvConfMount, remove_stale_mounts
 from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password, soft_rekey_delay
 from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
@@ -109,6 +111,9 @@ class Client:
         gw = str(cfg.get("gateway"))
         if gateway_literal(gw) is None and not valid_hostname(gw):
             raise cfg.fail("gateway", "an IPv4 address or a DNS name", gw)
+        self.gateway_lookup = cfg.get("gateway_lookup", "address", ("address", "ipseckey"))
+        if self.gateway_lookup == "ipseckey" and gateway_literal(gw) is not None:
+            raise cfg.fail("gateway", "a domain name whose IPSECKEY record names the gateway (gateway_lookup: ipseckey)", gw)
         self.session = cs.ClientSession(gw, gateway_literal(gw), cfg.number("reconnect_interval", 2.0))
         self.identity = str(cfg.get("identity"))
         self.auth = cfg.get("auth", "psk", ("psk", "eap-md5"))
@@ -197,7 +202,7 @@ class Client:
                 self.log("resolving_gateway", name=a.name)
                 self.resolving = self.loop.create_task(self._resolve(a.name))
             elif isinstance(a, cs.GatewayResolved):
-                self.log("gateway_resolved", name=self.session.gateway_name, address=a.address)
+                self.log("gateway_resolved", name=self.session.gateway_name, lookup=self.gateway_lookup, address=a.address)
                 if self.firewall is not None:
                     self.firewall.allow_gateway(a.address)
             elif isinstance(a, cs.TunnelUp):
@@ -228,15 +233,22 @@ class Client:
         self.rt.flush()
 
     async def _resolve(self, name: str) -> None:
-        """The gateway's name through the node's resolver (getaddrinfo: /etc/resolv.conf, hosts)."""
+        """The gateway's address: the name through the node's resolver (getaddrinfo: /etc/resolv.conf,
+        hosts), or, with gateway_lookup ipseckey, the gateway the domain's IPSECKEY record names."""
         try:
-            infos = await self.loop.getaddrinfo(name, 500, family=socket.AF_INET, type=socket.SOCK_DGRAM)
-            address, error = infos[0][4][0], None
+            if self.gateway_lookup == "ipseckey":
+                address, error = await gateway_from_ipseckey(name), None
+            else:
+                infos = await self.loop.getaddrinfo(name, 500, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+                address, error = infos[0][4][0], None
+        except GatewayLookupError as exc:
+            address, error = None, str(exc)
         except (socket.gaierror, OSError, IndexError) as exc:
             address, error = None, getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            self.log("gateway_unresolved", name=name, error=error)
         finally:
             self.resolving = None
+        if error is not None:
+            self.log("gateway_unresolved", name=name, lookup=self.gateway_lookup, error=error)
         self.session.resolved(address, error, self.rt.now())
         self._session_actions()
 
@@ -319,7 +331,7 @@ class Client:
         return {
             "implementation": "ours", "kind": "vpn-client",
             "state": "down" if state == "resolving" else state, "resolving": state == "resolving",
-            "gateway": session.gateway, "gateway_name": session.gateway_name, "local_address": self.local,
+            "gateway": session.gateway, "gateway_name": session.gateway_name, "gateway_lookup": self.gateway_lookup, "local_address": self.local,
             "identity": self.identity, "auth": self.auth, "tunnel": self.tunnel_mode,
             "virtual_ip": session.virtual_ip, "virtual_ips": [session.virtual_ip] if session.virtual_ip else [],
             "dns": list(session.dns), "subnets": list(session.subnets), "routes": self.routes.routes,

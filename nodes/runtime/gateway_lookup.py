@@ -13,13 +13,19 @@ record, no answer from the resolver.
 from __future__ import annotations
 
 import ipaddress
+from typing import Awaitable, Callable
 
-import dns.asyncresolver
+import dns.asyncquery
 import dns.exception
+import dns.message
+import dns.rcode
 import dns.rdatatype
 import dns.resolver
 
 GATEWAY_NONE, GATEWAY_IPV4, GATEWAY_IPV6, GATEWAY_NAME = 0, 1, 2, 3
+
+Query = Callable[[str, str], Awaitable[dns.message.Message]]
+"""(name, record type) -> the DNS response; raises dns.exception.DNSException subclasses."""
 
 
 class GatewayLookupError(RuntimeError):
@@ -38,37 +44,56 @@ def ipv4_gateways(rdatas) -> list[tuple[int, str, bool]]:
     return sorted(found, key=lambda g: g[0])
 
 
-async def gateway_from_ipseckey(domain: str, resolver: dns.asyncresolver.Resolver | None = None,
-                                timeout: float = 3.0) -> str:
-    """The IPv4 address of `domain`'s preferred IPsec gateway, from its IPSECKEY records."""
-    resolver = resolver or dns.asyncresolver.Resolver()
-    what = f"the IPSECKEY record of {domain!r} (RFC 4025)"
+def udp_query(nameservers: list[str] | None = None, timeout: float = 3.0) -> Query:
+    """Ask the first of `nameservers` (default: the node's /etc/resolv.conf) over UDP. Unlike
+    dnspython's resolver, which ignores answers it cannot parse (it waits for a better one, as
+    against spoofing), a malformed answer raises here, so the user learns the record is malformed."""
+    servers = nameservers or dns.resolver.Resolver().nameservers
+
+    async def query(name: str, rdtype: str) -> dns.message.Message:
+        return await dns.asyncquery.udp(dns.message.make_query(name, rdtype), servers[0], timeout=timeout,
+                                        ignore_errors=False)
+
+    query.servers = servers  # type: ignore[attr-defined]
+    return query
+
+
+async def _records(query: Query, name: str, rdtype: str, what: str) -> list:
     try:
-        answer = await resolver.resolve(domain, "IPSECKEY", lifetime=timeout)
-    except dns.resolver.NXDOMAIN:
-        raise GatewayLookupError(f"no {what}: the name does not exist in the DNS; publish the record "
-                                 f"(e.g. `{domain}. IN IPSECKEY 10 1 2 <gateway address> <key>`) or give "
-                                 f"the gateway's address") from None
-    except dns.resolver.NoAnswer:
-        raise GatewayLookupError(f"no {what}: the name exists but has no IPSECKEY record; publish one or "
-                                 f"give the gateway's address") from None
-    except dns.exception.FormError as exc:
-        raise GatewayLookupError(f"{what} is malformed ({exc}); fix the record on the DNS server") from None
+        response = await query(name, rdtype)
     except dns.exception.Timeout:
-        raise GatewayLookupError(f"no answer for {what} within {timeout:g} s from the resolvers in "
-                                 f"/etc/resolv.conf ({', '.join(resolver.nameservers)}); check them") from None
-    except dns.exception.DNSException as exc:
-        raise GatewayLookupError(f"{what} could not be looked up: {exc}") from None
-    gateways = ipv4_gateways(answer)
+        servers = ", ".join(getattr(query, "servers", [])) or "?"
+        raise GatewayLookupError(f"no answer for {what} from the resolver ({servers}, from /etc/resolv.conf); "
+                                 f"check that it runs and is reachable") from None
+    except dns.exception.DNSException as exc:  # FormError and the rest: the answer could not be read
+        raise GatewayLookupError(f"{what} is malformed: the DNS answer cannot be decoded ({exc or type(exc).__name__}); "
+                                 f"fix the record on the DNS server") from None
+    rcode = response.rcode()
+    if rcode == dns.rcode.NXDOMAIN:
+        raise GatewayLookupError(f"{what} is missing: the name does not exist in the DNS; publish the record (e.g. "
+                                 f"`{name}. IN IPSECKEY 10 1 2 <gateway address> <key>`) or give the gateway's address")
+    if rcode != dns.rcode.NOERROR:
+        raise GatewayLookupError(f"{what} could not be looked up: the DNS server answered {dns.rcode.to_text(rcode)}; "
+                                 f"check that it serves {name}")
+    found = [rd for rrset in response.answer if rrset.rdtype == dns.rdatatype.from_text(rdtype) for rd in rrset]
+    if not found:
+        raise GatewayLookupError(f"{what} is missing: the name exists but has no such record; publish one or give the "
+                                 f"gateway's address")
+    return found
+
+
+async def gateway_from_ipseckey(domain: str, query: Query | None = None) -> str:
+    """The IPv4 address of `domain`'s preferred IPsec gateway, from its IPSECKEY records."""
+    query = query or udp_query()
+    what = f"the IPSECKEY record of {domain!r} (RFC 4025)"
+    records = await _records(query, domain, "IPSECKEY", what)
+    gateways = ipv4_gateways(records)
     if not gateways:
-        kinds = sorted({rd.gateway_type for rd in answer})
+        kinds = sorted({rd.gateway_type for rd in records})
         raise GatewayLookupError(f"{what} names no IPv4 gateway (gateway types {kinds}: 0 none, 2 IPv6); "
                                  f"publish one with gateway type 1 or 3, or give the gateway's address")
     _, gateway, is_name = gateways[0]
     if not is_name:
         return gateway
-    try:
-        a = await resolver.resolve(gateway, "A", lifetime=timeout)
-    except dns.exception.DNSException as exc:
-        raise GatewayLookupError(f"{what} names the gateway {gateway!r}, which has no IPv4 address: {exc}") from None
+    a = await _records(query, gateway, "A", f"the address of the gateway {gateway!r} that {what} names")
     return str(a[0].address)
