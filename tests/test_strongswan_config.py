@@ -37,7 +37,7 @@ def test_gateway_swanctl_conf_from_the_scenario():
     inside = PLAN.nodes["g"].interfaces
     assert r.info["inside_interface"] in {i.name for i in inside}
     assert r.info | {"inside_interface": None, "inside_address": None} == {
-        "internal_presence": "pool", "pool": "10.1.3.0/24", "auth": "eap-md5", "dns": ["10.1.2.53"],
+        "internal_presence": "pool", "pool": "10.1.3.0/24", "auth": "eap-md5", "dns": ["10.1.2.53"], "internet_access": False,
         "dpd_delay": 30, "retransmit": {}, "inside_interface": None, "inside_address": None}
 
 

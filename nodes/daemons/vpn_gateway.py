@@ -13,6 +13,13 @@ strongSwan's kernel-libipsec always encapsulates). Internal presence per config:
         into the TUN and forwarded by the kernel; the pool is routed into the TUN and G answers
         ARP for it on the inside interface (proxy ARP), so H's replies come back.
 
+Internet access through G (draft-gupta section 4, "additional precautions": with the full tunnel
+all of R's traffic goes through G): with `internet_access: true` (and a user whose `subnets` include
+the Internet, e.g. 0.0.0.0/0), what a remote host sends to a destination outside the intranet
+leaves G from G_e: NAPT to G_e (a second NAPT of the same port range, its answers captured on the
+outside interface like G_i's), or, with the pool, the kernel's MASQUERADE to G_e. The intranet is
+what G routes through its inside interface (or the `intranet` prefixes of the config).
+
 This module is the adapter: the IKE core, the NAPT and the redirection rules' bindings
 (nodes/ipsec/redirects.py) are sans-I/O, the host plumbing is nodes/runtime/gateway_host.py.
 
@@ -46,7 +53,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from ipaddress import IPv4Network
+from ipaddress import IPv4Address, IPv4Network
 
 from nodes.ipsec import ike
 from nodes.ipsec.napt import Napt
@@ -118,8 +125,13 @@ class Gateway:
         self.soft_rekey_delay = soft_rekey_delay(cfg, [2, 4])
         self.g_e = cfg.get("external_address", None)
         self.inside_if = cfg.get("inside_interface", None)
+        self.internet = bool(cfg.get("internet_access", False))
+        self.intranet: list[IPv4Network] = cfg.prefixes("intranet", cfg.get("intranet")) if cfg.get("intranet", None) else []
         self.g_i: str | None = None
         self.napt: Napt | None = None
+        self.napt_internet: Napt | None = None  # internet_access with NAPT: translation to G_e
+        self._intranet: list[tuple[int, int]] = []
+        self._g_e_packed = b""
         self.bindings = RedirectBindings(None, self.redirects)
         self.by_vip: dict[int, object] = {}
         self.changes = HostChanges()
@@ -135,6 +147,7 @@ class Gateway:
         subnets = [IPv4Network(s) for u in self.users.values() for s in u.subnets]
         self.g_e, self.inside_if, self.g_i = host.locate(self.g_e, self.inside_if, self.tun_name, subnets,
                                                          self.cfg.fail)
+        self._g_e_packed = IPv4Address(self.g_e).packed
         config = ike.IkeConfig(
             local_id=str(self.cfg.get("identity", self.g_e)),
             users=self.users,
@@ -156,12 +169,20 @@ class Gateway:
         sysctl("net.ipv4.ip_forward", 1)
         tun, inside = self.tun_name, self.inside_if
         host.forward_tunnel(self.changes, tun, inside)
+        outside = host.default_interface() if self.internet else None
+        if self.internet:
+            self.intranet = self.intranet or host.intranet_networks(inside)
+            self._intranet = [(int(n.network_address), int(n.netmask)) for n in self.intranet]
+            host.forward_internet(self.changes, tun, outside, self.pool.network if self.presence == "pool" else None)
         if self.presence == "napt":
             self.napt = Napt(self.g_i, ports=self.napt_ports)
             self.bindings = RedirectBindings(self.napt, self.redirects)
             self.raw = io.raw_ip_socket()
+            if self.internet:
+                self.napt_internet = Napt(self.g_e, ports=self.napt_ports)
             host.capture_napt(self.changes, tun, inside, self.g_i, self.napt_ports,
-                              [(r.proto, r.port) for r in self.redirects])
+                              [(r.proto, r.port) for r in self.redirects],
+                              outside=(outside, self.g_e) if self.internet else None)
         else:
             host.route_pool(self.changes, tun, inside, self.pool.network)
         loop.add_reader(self.tun_fd, self._read_tun)
@@ -169,7 +190,8 @@ class Gateway:
         self.loop = loop
         self._housekeep()
         self.log("gateway_up", g_e=self.g_e, g_i=self.g_i, inside=inside, presence=self.presence,
-                 pool=str(self.pool.network), tun=tun)
+                 pool=str(self.pool.network), tun=tun, internet_access=self.internet,
+                 intranet=[str(n) for n in self.intranet])
 
     async def cleanup(self) -> None:
         if self.rt is not None and self.rt.loop is not None:
@@ -191,9 +213,12 @@ class Gateway:
         if self.raw is not None:
             self.raw.close()
 
+    def _napts(self) -> list[Napt]:
+        return [n for n in (self.napt, self.napt_internet) if n is not None]
+
     def _housekeep(self) -> None:
-        if self.napt is not None:
-            self.napt.handle_timer(self.rt.now())
+        for napt in self._napts():
+            napt.handle_timer(self.rt.now())
         self.housekeeping = self.loop.call_later(1.0, self._housekeep)
 
     # -- events ----------------------------------------------------------------------------------
@@ -218,8 +243,8 @@ class Gateway:
         if tunnel.virtual_ip and self.by_vip.get(io.ip_int(tunnel.virtual_ip)) is tunnel:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
         self._log_all(self.bindings.unbind(tunnel))
-        if self.napt is not None:
-            self.napt.forget_peer(tunnel)
+        for napt in self._napts():
+            napt.forget_peer(tunnel)
 
     def _log_all(self, events: list[tuple[str, dict]]) -> None:
         for what, fields in events:
@@ -229,7 +254,8 @@ class Gateway:
     def _from_tunnel(self, inner: bytes, tunnel) -> None:
         """A packet a remote host sent through its tunnel (authenticated, selectors checked)."""
         if self.napt is not None:
-            out = self.napt.outbound(inner, tunnel, self.rt.now())
+            napt = self.napt if self.napt_internet is None or self._to_intranet(inner) else self.napt_internet
+            out = napt.outbound(inner, tunnel, self.rt.now())
             if out is None:
                 return
             try:
@@ -242,6 +268,10 @@ class Gateway:
             except OSError:
                 self._count("tun-write-error")
 
+    def _to_intranet(self, packet: bytes) -> bool:
+        dst = int.from_bytes(packet[16:20], "big")
+        return any(dst & mask == net for net, mask in self._intranet)
+
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
 
@@ -251,7 +281,8 @@ class Gateway:
             self._count("not-ipv4")
             return
         if self.napt is not None:
-            got = self.napt.inbound(packet, self.rt.now())
+            napt = self.napt_internet if self.napt_internet is not None and packet[16:20] == self._g_e_packed else self.napt
+            got = napt.inbound(packet, self.rt.now())
             if got is None:
                 return
             packet, tunnel = got
@@ -275,6 +306,9 @@ class Gateway:
         napt = self.napt.status(now).as_dict() if self.napt is not None else None
         if napt is not None:
             drops["napt"] = napt["drops"]
+        napt_internet = self.napt_internet.status(now).as_dict() if self.napt_internet is not None else None
+        if napt_internet is not None:
+            drops["napt_internet"] = napt_internet["drops"]
         drops["gateway"] = dict(self.gw_drops)
         return {
             "implementation": "ours", "kind": "vpn-gateway",
@@ -284,6 +318,8 @@ class Gateway:
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
             "napt": napt["mappings"] if napt is not None else [],
+            "internet_access": self.internet, "intranet": [str(n) for n in self.intranet],
+            "napt_internet": napt_internet["mappings"] if napt_internet is not None else [],
             "redirects": self.bindings.status(self.g_i),
             "drops": drops,
             "drop_total": sum(sum(d.values()) for d in drops.values()),

@@ -11,10 +11,15 @@ through a HostChanges:
                      behind that rule (G_i is a local address). G's own sockets (ephemeral ports
                      32768-60999) are not touched.
   route_pool         pool (Appendix B): the pool routed into the TUN, proxy ARP on the inside interface
+  forward_internet   remote hosts' traffic to the Internet through G (draft-gupta section 4): FORWARD
+                     from the TUN to the outside interface, and for the pool a MASQUERADE to G_e
+                     (the NAPT mode translates to G_e itself and captures the answers like G_i's)
+  intranet_networks  the destinations routed through the inside interface (what "the intranet" is)
   locate             G_e and the inside interface/G_i, found from the node's addresses when not given
 """
 from __future__ import annotations
 
+import json
 from ipaddress import IPv4Address, IPv4Network
 from typing import Callable
 
@@ -58,13 +63,29 @@ def forward_tunnel(changes: HostChanges, tun: str, inside: str) -> None:
                    IPT + ["-D", "FORWARD", "-i", src, "-o", dst, "-j", "ACCEPT"])
 
 
+def forward_internet(changes: HostChanges, tun: str, outside: str, pool: IPv4Network | None) -> None:
+    changes.do(IPT + ["-I", "FORWARD", "1", "-i", tun, "-o", outside, "-j", "ACCEPT"],
+               IPT + ["-D", "FORWARD", "-i", tun, "-o", outside, "-j", "ACCEPT"])
+    if pool is not None:
+        rule = ["POSTROUTING", "-s", str(pool), "-o", outside, "-j", "MASQUERADE"]
+        changes.do(IPT + ["-t", "nat", "-A", *rule], IPT + ["-t", "nat", "-D", *rule])
+
+
+def intranet_networks(inside: str) -> list[IPv4Network]:
+    """Every destination the node routes through `inside` (connected and via routers), default aside."""
+    routes = json.loads(ip("-4", "-j", "route", "show", "dev", inside).stdout or "[]")
+    return [IPv4Network(r["dst"], strict=False) for r in routes if r.get("dst") not in (None, "default")]
+
+
 def _mark(changes: HostChanges, inside: str, g_i: str, match: list[str]) -> None:
     rule = ["PREROUTING", "-i", inside, "-d", g_i, *match, "-j", "MARK", "--set-mark", FWMARK]
     changes.do(IPT + ["-t", "mangle", "-A", *rule], IPT + ["-t", "mangle", "-D", *rule])
 
 
 def capture_napt(changes: HostChanges, tun: str, inside: str, g_i: str, ports: tuple[int, int],
-                 redirect_ports: list[tuple[str, int]]) -> None:
+                 redirect_ports: list[tuple[str, int]], outside: tuple[str, str] | None = None) -> None:
+    """`outside`: (interface, G_e) when remote hosts reach the Internet through G's NAPT to G_e: the
+    answers to G_e in the port range are captured the same way."""
     lo, hi = ports
     # ICMP: echo replies by identifier, errors by the source port of the packet they quote
     # (u32 matches; without the u32 module all echo replies and errors to G_i are taken)
@@ -74,14 +95,15 @@ def capture_napt(changes: HostChanges, tun: str, inside: str, g_i: str, ports: t
              (["-p", "icmp", "--icmp-type", "echo-reply"], ident),
              (["-p", "icmp", "--icmp-type", "destination-unreachable"], quoted),
              (["-p", "icmp", "--icmp-type", "time-exceeded"], quoted)]
-    for match, narrow in marks:
-        for extra in ([narrow, []] if narrow else [[]]):
-            try:
-                _mark(changes, inside, g_i, match + extra)
-                break
-            except CommandError:
-                if not extra:
-                    raise
+    for iface, address in [(inside, g_i)] + ([outside] if outside else []):
+        for match, narrow in marks:
+            for extra in ([narrow, []] if narrow else [[]]):
+                try:
+                    _mark(changes, iface, address, match + extra)
+                    break
+                except CommandError:
+                    if not extra:
+                        raise
     # the redirection rules' ports: connections from the intranet to G_i:port (Appendix C)
     for proto, port in sorted(set(redirect_ports)):
         _mark(changes, inside, g_i, ["-p", proto, "--dport", str(port)])

@@ -210,6 +210,10 @@ class CharonRole:
             # here; answer ARP for them anyway, should a router on the backbone look them up.
             self.world.run_in(self.role.node, ["sysctl", "-qw",
                                                f"net.ipv4.conf.{self.info['inside_interface']}.proxy_arp=1"])
+        if self.info.get("internet_access"):
+            # draft-gupta section 4: what goes elsewhere than the intranet leaves from G_e
+            self._iptables("nat", "POSTROUTING", "-s", self.info["pool"], "!", "-o", self.info["inside_interface"],
+                           "-j", "MASQUERADE")
 
     # -- stopping
     def stop(self) -> int | None:

@@ -8,7 +8,8 @@ the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
   vpn-gateway: auth psk|eap-md5 (psk), internal_presence napt|pool, pool (CIDR, pool mode),
       napt_pool (CIDR handed out in napt mode, then SNATed to G_i; 100.64.0.0/24), dns,
       users {id: {psk, password, subnets}}, identity (the gateway's IKE id; default its address),
-      inside_interface (default: the node's interface on the intranet)
+      inside_interface (default: the node's interface on the intranet), internet_access (MASQUERADE to
+      the outside address for what leaves elsewhere than through the inside interface)
   vpn-client: gateway, identity, psk, password or password_file (for eap-md5), auth psk|eap-md5,
       tunnel full|split, subnets (split tunnel), gateway_identity (the gateway's IKE id to expect),
       initiate (true: connect at start; a refusal shows in status()["initiate"], it raises nothing)
@@ -232,6 +233,7 @@ def _gateway(c: RoleCfg, plan) -> Rendered:
                       block("secrets", secrets)]) + "\n"
     inside_name, inside_addr = _inside_interface(c, plan, c.role.node)
     return Rendered(conf, {"internal_presence": presence, "pool": str(pool_net), "auth": auth,
+                           "internet_access": bool(c.get("internet_access", False)),
                            "inside_interface": inside_name, "inside_address": inside_addr, "dns": dns, **timer_info})
 
 
