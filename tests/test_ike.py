@@ -6,6 +6,7 @@ from ike_fakelink import FakeLink, Pool
 
 from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
                              InstallChildSa, UserPolicy)
+from nodes.ipsec import ike_proposals as props
 from nodes.wire import ikev2 as w
 
 CLIENT, GATEWAY, NAT = "198.51.100.10", "203.0.113.1", "192.0.2.99"
@@ -288,3 +289,15 @@ def test_garbage_is_counted_not_fatal():
     link.call("a", "check_liveness")
     link.run(until=link.now + 10)
     assert link.b.status(0.0).as_dict()["ike_sas"][0]["state"] == "established" and not link.of_type("a", IkeSaClosed)
+
+
+def test_esn_is_never_configured_nor_accepted():
+    """Issue 12: the ESP SA has 32-bit sequence numbers only, so ESN (RFC 4303 appendix A) may be
+    neither configured nor chosen from a peer's proposal that offers only ESN."""
+    with pytest.raises(props.ProposalError, match="extended sequence numbers"):
+        props.parse_suite("aes128gcm16-esn", w.PROTO_ESP)
+    ours = props.parse_suites(["aes128gcm16", "aes256gcm16-noesn"], w.PROTO_ESP)
+    assert not any(s.esn for s in ours)
+    esn_only = w.Proposal(1, w.PROTO_ESP, b"\x00\x00\x00\x01",
+                          [w.Transform(w.TT_ENCR, w.ENCR_AES_GCM_16, 128), w.Transform(w.TT_ESN, 1)])
+    assert not any(props._matches(s, esn_only, w.PROTO_ESP, dh_required=False) for s in ours)

@@ -69,8 +69,11 @@ def parse_suite(text: str, protocol: int) -> Suite:
             prf = PRF_TOKENS[token]
         elif token in DH_TOKENS:
             dh = DH_TOKENS[token]
-        elif token in ("esn", "noesn"):
-            esn = token == "esn"
+        elif token == "noesn":
+            esn = False
+        elif token == "esn":  # RFC 4303 appendix A: 64-bit sequence numbers, which our ESP SA lacks
+            raise ProposalError(f"proposal {text!r}: extended sequence numbers (esn) are not implemented "
+                                f"(the ESP SA counts 32 bits and rekeys before they run out); use noesn or leave it out")
         else:
             raise ProposalError(f"proposal {text!r}: unknown algorithm {token!r}")
     if encr is None:
