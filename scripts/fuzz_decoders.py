@@ -33,7 +33,9 @@ OUT = Path(__file__).resolve().parent.parent / "reports" / "fuzz"
 
 
 def ike_seeds() -> list[bytes]:
-    sa = IKEv2_SA(prop=IKEv2_Proposal(trans=IKEv2_Transform(transform_type="Encryption", transform_id=12)
+    # scapy counts neither the transforms nor the key-length attribute: both set by hand
+    sa = IKEv2_SA(prop=IKEv2_Proposal(trans_nb=3, trans=IKEv2_Transform(transform_type="Encryption", transform_id=12,
+                                                                        length=12, key_length=128)
                                       / IKEv2_Transform(transform_type="PRF", transform_id=5)
                                       / IKEv2_Transform(transform_type="GroupDesc", transform_id=19)))
     init = IKEv2(init_SPI=b"\x11" * 8, exch_type=34, flags="Initiator") / sa / IKEv2_KE(group=19, ke=b"k" * 64) \

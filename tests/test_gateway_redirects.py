@@ -201,7 +201,7 @@ def test_status_shows_the_rules(gw, monkeypatch):
     up(gw, "ike-1", "alice", "100.64.0.2")
     monkeypatch.setattr(gw, "core", type("C", (), {"config": type("K", (), {"local_id": "g"})()})(), raising=False)
     monkeypatch.setattr(gw.rt, "status", lambda: {"tunnels": [], "ike_sas": [], "drops": {}, "counters": {},
-                                                   "ike_messages": {}, "events": []}, raising=False)
+                                                   "ike_messages": {}, "events": [], "half_open": 0}, raising=False)
     gw.rt.dp.tunnels = {}
     st = gw.status()
     assert [r["active"] for r in st["redirects"]] == [True, True, False]

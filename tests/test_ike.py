@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 from ike_fakelink import FakeLink, Pool
 
+from nodes.core import Addr
 from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
-                             InstallChildSa, UserPolicy)
+                             InstallChildSa, SendIke, UserPolicy)
 from nodes.ipsec import ike_proposals as props
 from nodes.wire import ikev2 as w
+from nodes.wire.ikev2 import decode_message
 
 CLIENT, GATEWAY, NAT = "198.51.100.10", "203.0.113.1", "192.0.2.99"
 
@@ -301,3 +303,35 @@ def test_esn_is_never_configured_nor_accepted():
     esn_only = w.Proposal(1, w.PROTO_ESP, b"\x00\x00\x00\x01",
                           [w.Transform(w.TT_ENCR, w.ENCR_AES_GCM_16, 128), w.Transform(w.TT_ESN, 1)])
     assert not any(props._matches(s, esn_only, w.PROTO_ESP, dh_required=False) for s in ours)
+
+
+def test_cookie_demanded_when_half_open_and_the_initiator_retries_with_it():
+    """RFC 7296 2.6: with cookies demanded (threshold 0), the first IKE_SA_INIT gets only N(COOKIE) and
+    leaves no state; the initiator repeats the request with the cookie first and is served."""
+    gw = gateway(cookie_threshold=0)
+    link = connect(client(), gw)
+    established(link)
+    inits = [decode_message(p.data) for p in link.sent if p.to == "a" and p.data[18] == w.IKE_SA_INIT]
+    assert [m.payloads[0].type for m in inits[:1] if isinstance(m.payloads[0], w.Notify)] == [w.N_COOKIE]
+    retried = [decode_message(p.data) for p in link.sent if p.to == "b" and p.data[18] == w.IKE_SA_INIT]
+    assert len(retried) == 2 and isinstance(retried[1].payloads[0], w.Notify) \
+        and retried[1].payloads[0].type == w.N_COOKIE and retried[1].payloads[0].data == inits[0].payloads[0].data
+
+
+def test_flood_of_spoofed_inits_costs_no_state_beyond_the_threshold():
+    """Spoofed IKE_SA_INIT requests from many sources: half-open SAs stop at the threshold, the rest get a
+    cookie (no DH, no state), a forged or replayed cookie is dropped, and a real client still gets in."""
+    gw = gateway(cookie_threshold=4, half_open_max=8)
+    spoofer = client()
+    for n in range(50):
+        spoofer.connect(GATEWAY, f"198.51.100.{n + 1}", now=0.0)
+        (req,) = [a for a in spoofer.drain_actions() if isinstance(a, SendIke)]
+        gw.receive_datagram(req.data, Addr(f"198.51.100.{n + 1}", 500, GATEWAY, 500), 0.0)
+        gw.drain_actions()
+    snap = gw.status(0.0).as_dict()
+    assert snap["drops"].get("cookie", 0) == 46 and snap["half_open"] == 4, snap["drops"]
+    forged = w.Message(b"\x01" * 8, bytes(8), w.IKE_SA_INIT, 0,
+                       [w.Notify(w.N_COOKIE, b"\x00" * 17)] + decode_message(req.data).payloads, initiator=True)
+    gw.receive_datagram(forged.encode(), Addr("198.51.100.200", 500, GATEWAY, 500), 0.0)
+    assert gw.status(0.0).as_dict()["drops"].get("invalid_cookie") == 1
+    established(connect(client(), gw))

@@ -33,7 +33,8 @@ password (EAP-MD5) G authenticates itself with that user's pre-shared key (UserP
 Config (JSON; the keys of fixtures/scenarios/remote-access-basic.yaml): internal_presence napt|pool,
 pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), redirects (none; see below), dns, users {id: {psk, password, subnets}},
 auth any|psk|eap-md5 (any), identity (G's IKE id; default G_e), external_address, inside_interface,
-dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals,
+cookie_threshold (32 half-open IKE SAs: from then on IKE_SA_INIT needs a COOKIE, RFC 7296 2.6;
+null: never), half_open_max (1024), dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals,
 esp_lifetime {soft_bytes, hard_bytes, soft_seconds, hard_seconds} (each optional; given to every child
 SA: a soft expiry starts a child SA rekey after esp_soft_rekey_delay = [lo, hi] seconds at random,
 default [2, 4], unless the client has rekeyed it meanwhile, so the two sides do not collide; a hard
@@ -157,6 +158,8 @@ class Gateway:
             child_rekey_after=self.cfg.number("child_rekey_after", None) or None,
             ike_rekey_after=self.cfg.number("ike_rekey_after", None) or None,
             unique="replace",  # a user who reconnects (restart, new address) keeps one tunnel
+            cookie_threshold=self.cfg.get("cookie_threshold", 32),
+            half_open_max=int(self.cfg.number("half_open_max", 1024)),
             **({"ike_proposals": self.cfg.get("ike_proposals")} if self.cfg.get("ike_proposals", None) else {}),
             **({"esp_proposals": self.cfg.get("esp_proposals")} if self.cfg.get("esp_proposals", None) else {}),
         )
@@ -325,6 +328,7 @@ class Gateway:
             "drop_total": sum(sum(d.values()) for d in drops.values()),
             "counters": st["counters"],
             "ike_messages": st["ike_messages"],
+            "half_open": st["half_open"],
             "events": st["events"],
         }
 

@@ -54,6 +54,10 @@ class IkeConfig:
     child_rekey_after: float | None = None
     ike_rekey_after: float | None = None
     half_open_timeout: float = 30.0
+    # responder under an IKE_SA_INIT flood (RFC 7296 2.6): demand a COOKIE while this many IKE SAs
+    # are half-open (None: never; 0: always), and refuse new ones beyond half_open_max
+    cookie_threshold: int | None = 32
+    half_open_max: int = 1024
 
 
 def make_id(text: str, payload_cls: type) -> w.Identification:

@@ -1,11 +1,14 @@
 """IKE_SA_INIT (RFC 7296 1.2), both roles: proposals and key exchange (with the INVALID_KE_PAYLOAD
-and COOKIE retries of the initiator), the IKE SA keys, and NAT detection (RFC 7296 2.23)."""
+and COOKIE retries of the initiator), the IKE SA keys, and NAT detection (RFC 7296 2.23). A responder
+under a flood answers with stateless cookies (RFC 7296 2.6, ike_cookie.py) while `cookie_threshold`
+IKE SAs are half-open, and refuses new ones beyond `half_open_max` (drops: half_open_cap)."""
 from __future__ import annotations
 
 from nodes.ipsec import ike_crypto as kc
 from nodes.ipsec import ike_proposals as props
 from nodes.ipsec.ike_actions import Action, Failed, notify_name
 from nodes.ipsec.ike_context import IkeContext
+from nodes.ipsec.ike_cookie import CookieJar
 from nodes.ipsec.ike_proposals import Suite
 from nodes.ipsec.ike_state import IkeSa, InitRequest, SaState
 from nodes.ipsec.ike_window import RequestWindow
@@ -16,6 +19,7 @@ from nodes.wire.errors import DecodeError
 class InitialExchange:
     def __init__(self, ctx: IkeContext, window: RequestWindow, auth):
         self.ctx, self.window, self.auth = ctx, window, auth
+        self.cookies = CookieJar(ctx.random)
 
     def connect(self, now: float, peer: tuple[str, int], local: tuple[str, int]) -> list[Action]:
         """A new IKE SA as initiator: its IKE_SA_INIT request."""
@@ -109,6 +113,15 @@ class InitialExchange:
         sa_p, ke, nonce = msg.get(w.SecurityAssociation), msg.get(w.KeyExchange), msg.get(w.Nonce)
         if sa_p is None or ke is None or nonce is None:
             return error(w.N_INVALID_SYNTAX)
+        half_open, threshold = len(self.ctx.table.half_open), self.ctx.config.cookie_threshold
+        if threshold is not None and half_open >= threshold:
+            cookie = msg.payloads[0] if msg.payloads and isinstance(msg.payloads[0], w.Notify) else None
+            if cookie is None or cookie.type != w.N_COOKIE:
+                return error(w.N_COOKIE, self.cookies.make(nonce.data, src, hdr.spi_i, now))
+            if not self.cookies.valid(cookie.data, nonce.data, src, hdr.spi_i, now):
+                return self.ctx.drop("invalid_cookie")
+        if half_open >= self.ctx.config.half_open_max:
+            return self.ctx.drop("half_open_cap")
         spi_r = props.new_spi(8, self.ctx.random)
         sel, wanted = props.select_for_ke(self.ctx.ike_suites, sa_p, ke.group, spi_r)
         if sel is None:

@@ -17,19 +17,20 @@ class IkeStatus:
     messages_sent: tuple[tuple[str, int], ...]
     messages_received: tuple[tuple[str, int], ...]
     events: tuple[str, ...]
+    half_open: int = 0  # responder: IKE SAs past IKE_SA_INIT, not yet authenticated
 
     def as_dict(self) -> dict:
         sent, received = dict(self.messages_sent), dict(self.messages_received)
         return {"ike_sas": list(self.ike_sas), "drops": dict(self.drops),
                 "messages": {"sent": {"total": sum(sent.values()), **sent},
                              "received": {"total": sum(received.values()), **received}},
-                "events": list(self.events)}
+                "events": list(self.events), "half_open": self.half_open}
 
 
 def snapshot(ctx: IkeContext) -> IkeStatus:
     return IkeStatus(tuple(sa_status(sa) for sa in ctx.table), tuple(sorted(ctx.drops.items())),
                      tuple(sorted(ctx.messages_sent.items())), tuple(sorted(ctx.messages_received.items())),
-                     tuple(ctx.events))
+                     tuple(ctx.events), len(ctx.table.half_open))
 
 
 def sa_status(sa: IkeSa) -> dict:

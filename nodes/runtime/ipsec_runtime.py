@@ -311,7 +311,8 @@ class IpsecRuntime:
         dp = self.dp.status(now)
         return {"ike_sas": core["ike_sas"], "tunnels": dp["tunnels"],
                 "drops": {"esp": dp["drops"], "ike": core["drops"]},
-                "counters": dict(self.counters), "ike_messages": core["messages"], "events": core["events"]}
+                "counters": dict(self.counters), "ike_messages": core["messages"], "events": core["events"],
+                "half_open": core["half_open"]}
 
 
 # -- the public status shape every vpn role answers (testbed/ipsec_checks.py) -----------------
