@@ -161,3 +161,27 @@ def test_bad_gateway_config_is_refused_naming_the_key(config, key):
     with pytest.raises(ConfigError) as exc:
         Gateway(Cfg(config, "gw.json"), log=lambda *a, **k: None)
     assert f"key {key!r}" in str(exc.value) and "gw.json" in str(exc.value)
+
+
+def test_outbound_sa_chosen_by_selectors_among_several_children(planes):
+    """Issue 13 item 2: a peer with two child SAs in one IKE SA (strongSwan with remote_ts 10.1.2.0/24
+    and 10.1.1.0/24): each answer leaves through the child whose selectors cover it, not the newest."""
+    from dataclasses import replace
+    from ipaddress import IPv4Address
+
+    from nodes.wire.ikev2 import TrafficSelector
+
+    _, gateway, vip, link = planes
+    g_act = [e for e in link.events["b"] if isinstance(e, ike.InstallChildSa)][0]
+    gateway.tunnels.clear()
+    gateway.by_spi.clear()
+    servers = replace(g_act, ts_local=[TrafficSelector(IPv4Address("10.1.2.0"), IPv4Address("10.1.2.255"))])
+    home = replace(g_act, spi_in=g_act.spi_in + 1, spi_out=g_act.spi_out + 1,
+                   ts_local=[TrafficSelector(IPv4Address("10.1.1.0"), IPv4Address("10.1.1.255"))])
+    gateway.install(servers, 1.0)
+    gateway.install(home, 2.0)  # the newest
+    gt = next(iter(gateway.tunnels.values()))
+    assert gateway.seal(gt, packet(H, vip), 3.0)[:4] == servers.spi_out.to_bytes(4, "big")
+    assert gateway.seal(gt, packet("10.1.1.7", vip), 3.0)[:4] == home.spi_out.to_bytes(4, "big")
+    assert gateway.seal(gt, packet("10.1.9.9", vip), 3.0) is None
+    assert gateway.drops == {"outside-selectors-out": 1}

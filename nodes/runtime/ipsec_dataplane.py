@@ -44,7 +44,8 @@ def inside(addr: int, rs: tuple[tuple[int, int], ...]) -> bool:
 
 
 class Tunnel:
-    """The data-path state of one IKE SA: its peer and its child SAs (the newest sends)."""
+    """The data-path state of one IKE SA: its peer and its child SAs (a packet goes out through the
+    newest one whose selectors cover it)."""
 
     def __init__(self, name: str, peer_addr: str, peer_port: int, encap: bool):
         self.name = name
@@ -205,13 +206,22 @@ class DataPlane:
         tunnel.packets_in += 1
         return inner, tunnel
 
-    def seal(self, tunnel: Tunnel, inner: bytes, now: float) -> bytes | None:
+    @staticmethod
+    def select(tunnel: Tunnel, src: int, dst: int) -> Child | None:
+        """The child SA whose selectors cover src -> dst (an SPD lookup, RFC 4301 4.4.1), the newest
+        of them when several do (after a rekey, RFC 7296 2.8); the newest SA overall is tried first."""
         child = tunnel.out
-        if child is None:
+        if child is not None and inside(dst, child.remote) and inside(src, child.local):
+            return child
+        matching = [c for c in tunnel.children.values() if inside(dst, c.remote) and inside(src, c.local)]
+        return max(matching, key=lambda c: c.created, default=None)
+
+    def seal(self, tunnel: Tunnel, inner: bytes, now: float) -> bytes | None:
+        if tunnel.out is None:
             self.drops["no-sa"] += 1
             return None
-        if not (inside(int.from_bytes(inner[16:20], "big"), child.remote)
-                and inside(int.from_bytes(inner[12:16], "big"), child.local)):
+        child = self.select(tunnel, int.from_bytes(inner[12:16], "big"), int.from_bytes(inner[16:20], "big"))
+        if child is None:
             self.drops["outside-selectors-out"] += 1
             return None
         outbound = child.outbound

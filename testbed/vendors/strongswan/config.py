@@ -11,7 +11,8 @@ the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
       inside_interface (default: the node's interface on the intranet), internet_access (MASQUERADE to
       the outside address for what leaves elsewhere than through the inside interface)
   vpn-client: gateway, identity, psk, password or password_file (for eap-md5), auth psk|eap-md5,
-      tunnel full|split, subnets (split tunnel), gateway_identity (the gateway's IKE id to expect),
+      tunnel full|split, subnets (split tunnel), more_children (more child SAs in the IKE SA: a list
+      of subnet lists, one child each), gateway_identity (the gateway's IKE id to expect),
       initiate (true: connect at start; a refusal shows in status()["initiate"], it raises nothing)
   both: child_rekey_after / ike_rekey_after (seconds; the child's / connection's rekey_time, whole
       seconds rounded up, rand_time 0, so the rekey comes when configured; life_time / over_time
@@ -243,6 +244,12 @@ def _client(c: RoleCfg, plan) -> Rendered:
     auth = c.get("auth", "psk", ("psk", "eap-md5"))
     tunnel = c.get("tunnel", "full", ("full", "split"))
     remote_ts = ["0.0.0.0/0"] if tunnel == "full" else c.prefixes("subnets", c.get("subnets"))
+    children = {"vpn": remote_ts}
+    extra = c.get("more_children", [])  # more child SAs in the same IKE SA, one list of subnets each
+    if not isinstance(extra, list):
+        raise c.fail("more_children", "a list of subnet lists (one child SA each)", extra)
+    for n, subnets in enumerate(extra):
+        children[f"vpn-{n + 2}"] = c.prefixes(f"more_children.{n}", subnets)
     # the gateway authenticates itself with the user's pre-shared key, also toward a password (EAP)
     secrets = {"ike-0": {"id": quote(identity), "secret": quote(c.get("psk"))}}
     if auth == "psk":
@@ -270,18 +277,18 @@ def _client(c: RoleCfg, plan) -> Rendered:
             "local": local,
             "remote": {"auth": "psk", "id": quote(gw_id) if gw_id else None},
             "children": {
-                "vpn": {
-                    "remote_ts": ", ".join(remote_ts),
+                name: {
+                    "remote_ts": ", ".join(ts),
                     "esp_proposals": ", ".join(c.get("esp_proposals", ESP_PROPOSALS)),
                     "mode": "tunnel",
                     "dpd_action": "restart",
                     "close_action": "restart",
                     **child_timers,
-                },
+                } for name, ts in children.items()
             },
         },
     }
     conf = "\n".join([block("connections", connections), block("secrets", secrets)]) + "\n"
     initiate = c.get("initiate", True, (True, False))
     return Rendered(conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway,
-                           "initiate": initiate, **timer_info})
+                           "initiate": initiate, "children": list(children), **timer_info})
