@@ -211,7 +211,7 @@ def pytest_warning_recorded(warning_message, when, nodeid, location):
     if config is None or not nodeid.startswith("cases/"):
         return
     category = getattr(warning_message.category, "__name__", str(warning_message.category))
-    if is_downgrade(category, str(warning_message.filename), str(REPO_ROOT / "cases")):
+    if is_downgrade(category, str(warning_message.filename), str(config.rootpath / "cases")):
         config._testbed["warnings"].setdefault(nodeid, []).append(str(warning_message.message))
 
 

@@ -93,13 +93,15 @@ def render_svg(arrows: list[Arrow], events: list[dict], t0: float | None = None)
     dropped = max(0, len(arrows) - MAX_ARROWS)
     arrows = arrows[:MAX_ARROWS]
     cols = columns_of(arrows)
-    x = {n: LEFT + COL_W // 2 + i * COL_W for i, n in enumerate(cols)}
+    longest = max((min(70, len(a.info)) for a in arrows), default=20)
+    col_w = COL_W if len(cols) > 3 else max(COL_W, min(440, 6 * longest + 20))  # few columns: room for labels
+    x = {n: LEFT + col_w // 2 + i * col_w for i, n in enumerate(cols)}
     t0 = t0 if t0 is not None else (arrows[0].t if arrows else 0.0)
     t_last = arrows[-1].t if arrows else t0
     marks = [e for e in events if e.get("event") in ("move", "link-down", "link-up", "detach") or "rekey" in e.get("event", "")]
     marks = [e for e in marks if arrows and t0 - 1 <= e["t"] <= t_last + 1]
     rows = sorted([("a", a.t, a) for a in arrows] + [("e", e["t"], e) for e in marks], key=lambda r: r[1])
-    width = LEFT + COL_W * max(1, len(cols)) + 10
+    width = LEFT + col_w * max(1, len(cols)) + 10
     height = TOP + ROW_H * (len(rows) + 1) + (ROW_H if dropped else 0) + 10
     esc = html.escape
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="ladder" width="{width}" height="{height}" '

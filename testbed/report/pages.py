@@ -60,6 +60,10 @@ def group_artifacts(report_dir: Path, artifacts: list[str]) -> list[dict]:
         name = "/".join(parts)
         if parts and parts[0] == "captures":
             title = "Captures (pcap, open in Wireshark)"
+        elif parts and parts[0] == "logs" and len(parts) > 2:  # a role's own directory (a third party's)
+            m = re.match(r"^([a-z0-9]+\.[^.]+)", parts[1])
+            title = f"Logs: {m.group(1) if m else parts[1]}"
+            name = "/".join(parts[1:])
         elif parts and parts[0] == "logs" and len(parts) > 1:
             m = re.match(r"^([a-z0-9]+\.[^.]+)\.", parts[-1])
             title = f"Logs: {m.group(1)}" if m else "Logs"
@@ -119,7 +123,7 @@ def write_pages(report_dir: Path, doc: dict, bench_dir: Path) -> Path:
     unchecked = [r for r in cat.requirements.values() if r.id not in checked]
     counts = Counter(c["verdict"] for c in cases)
     run = _run_summary(doc, cases, counts)
-    area_titles = {**cat.areas}
+    area_titles = {**cat.areas, "interop": "Interoperability: third-party implementations in both roles"}
     areas_run = [{"title": area_titles.get(a, a), "cases": n} for a, n in
                  Counter(a for c in cases for a in c["markers"][:1] or ["other"]).most_common()]
     impls = Counter()
