@@ -17,7 +17,7 @@ import pytest
 from testbed import REPO_ROOT
 from testbed.naming import case_dirname, new_run_id
 from testbed.report import CaseResult, collect_artifacts, render_evidence, write_report
-from testbed.report.requirements import catalogue, req_ids
+from testbed.report.requirements import check_req_ids, req_ids
 from testbed.report.verdicts import NA_PREFIX, NONCONFORMANCE_PROPERTY, is_downgrade, verdict_of
 
 AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop")
@@ -76,10 +76,7 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(getattr(pytest.mark, area))
         ids = req_ids(item)
         if ids:
-            unknown = catalogue().unknown(ids)
-            if unknown:
-                raise pytest.UsageError(f"{item.nodeid}: unknown requirement id(s) {unknown}; "
-                                        f"fixtures/requirements.yaml lists the known ones (add it there first)")
+            check_req_ids(item.nodeid, ids)
             item.user_properties.append(("req", ids))  # travels with the reports (also from xdist workers)
 
 

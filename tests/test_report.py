@@ -97,8 +97,7 @@ def test_verdicts():
     assert not is_downgrade("DeprecationWarning", "/venv/lib/scapy/x.py", "/repo/cases")
 
 
-def test_report_states_verdicts_matrix_and_unchecked_requirements(tmp_path):
-    run = small_run(tmp_path)
+def test_report_states_verdicts_matrix_and_unchecked_requirements(run):
     doc = json.loads((run / "results.json").read_text())
     assert doc["summary"] == {PASS: 1, FAIL: 1, WARNED: 1, NONCONFORMANCE: 1, NOT_APPLICABLE: 1, SKIPPED: 1, "total": 6}
     page = (run / "index.html").read_text()
@@ -109,13 +108,12 @@ def test_report_states_verdicts_matrix_and_unchecked_requirements(tmp_path):
     unchecked = page[page.index('id="unchecked"'):page.index('id="cases"')]
     assert "gupta-3-tunnel-mode" not in unchecked and "ps-5.6-handoff-without-ike" in unchecked
     assert "reports no drop counters" in page  # a WARNED case says why, on the first page
-    assert (tmp_path / "latest").resolve() == run.resolve()
+    assert (run.parent / "latest").resolve() == run.resolve()
     for href in re.findall(r'href="(cases/[^"]+)"', page):
         assert (run / href).is_file(), href
 
 
-def test_case_page_has_ladder_probe_plot_and_grouped_artifacts(tmp_path):
-    run = small_run(tmp_path)
+def test_case_page_has_ladder_probe_plot_and_grouped_artifacts(run):
     case = next((run / "cases").glob("*test_tunnel_is_established_remote-access-basic_*"))
     page = (case / "case.html").read_text()
     ladder = page[page.index('<svg xmlns="http://www.w3.org/2000/svg" class="ladder"'):]
@@ -127,16 +125,14 @@ def test_case_page_has_ladder_probe_plot_and_grouped_artifacts(tmp_path):
     assert 'href="captures/g-dmz.pcap"' in page and "gupta-3-tunnel-mode" in page
 
 
-def test_nonconformance_and_not_applicable_pages(tmp_path):
-    run = small_run(tmp_path)
+def test_nonconformance_and_not_applicable_pages(run):
     syn = (next((run / "cases").glob("*test_unsolicited_syn*")) / "case.html").read_text()
     assert "Known nonconformance of strongswan" in syn and "EXPECTED-NONCONFORMANCE" in syn
     na = (next((run / "cases").glob("*test_redirect*")) / "case.html").read_text()
     assert "NOT-APPLICABLE" in na and "feature of our gateway" in na
 
 
-def test_benchmarks_page_compares_side_by_side(tmp_path):
-    run = small_run(tmp_path)
+def test_benchmarks_page_compares_side_by_side(run):
     bench = (run / "bench.html").read_text()
     assert "target not met" in bench and "<th>ours</th><th>strongswan</th>" in bench
     assert "<td>520.0</td><td>400.0</td>" in bench and "<svg" in bench

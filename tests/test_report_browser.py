@@ -1,11 +1,9 @@
 """The report of a small run in a real browser (headless Debian chromium): no console message, no
 broken link; the summary, the matrix and a case page with its ladder diagram render; the screenshot
-stays in the run's directory (screenshot.png, case-screenshot.png)."""
+stays in the run's directory (screenshot.png)."""
 import shutil
 
 import pytest
-from test_report import small_run
-
 from testbed.report.browser import broken_links, load, screenshot
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None,
@@ -20,8 +18,7 @@ def header_is_drawn(png) -> bool:
     return (r, g, b) == (0x20, 0x30, 0x3f)
 
 
-def test_report_renders_in_chromium(tmp_path):
-    run = small_run(tmp_path)
+def test_report_renders_in_chromium(run):
     index = run / "index.html"
     page = load(index)
     assert page.console == [], f"console messages on the index page: {page.console}"
@@ -36,4 +33,3 @@ def test_report_renders_in_chromium(tmp_path):
     case_page = load(case)
     assert case_page.console == [] and broken_links(case, case_page.dom) == []
     assert 'class="ladder"' in case_page.dom and "IKE_SA_INIT" in case_page.dom
-    assert header_is_drawn(screenshot(case, run / "case-screenshot.png", height=1100))

@@ -1,4 +1,4 @@
-"""The plugin's verdicts end to end, through pytest-xdist (-n 2): a downgraded check is WARNED (the
+"""The plugin's verdicts end to end, through a pytest-xdist worker: a downgraded check is WARNED (the
 warning crosses from the worker), a third party's known finding is EXPECTED-NONCONFORMANCE and
 FAILs once it conforms (strict), not_applicable is NOT-APPLICABLE, a plain skip SKIPPED with its
 reason; the requirement ids reach results.json."""
@@ -44,7 +44,7 @@ def test_fail():
 def test_verdicts_through_xdist(tmp_path):
     (tmp_path / "cases" / "world").mkdir(parents=True)
     (tmp_path / "cases" / "world" / "test_v.py").write_text(CASES)
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2", "-p", "no:cacheprovider", "--run-id", "r1",
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "1", "-p", "no:cacheprovider", "--run-id", "r1",
                           "--report-dir", str(tmp_path / "reports"), "cases"],
                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
     doc = json.loads((tmp_path / "reports" / "r1" / "results.json").read_text())

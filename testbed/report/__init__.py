@@ -7,9 +7,11 @@ network and no JavaScript. reports/latest points to the newest run.
 """
 from __future__ import annotations
 
+import html
 import json
 import os
 import platform
+import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -77,7 +79,13 @@ def render_evidence(case_dir: Path, timeline: list[dict] | None = None) -> list[
         timeline = json.loads(tl.read_text()) if tl.is_file() else []
     written = []
     for name, draw in (("ladder.svg", ladder), ("probe.svg", probe_plot)):
-        svg = draw(case_dir, timeline)
+        try:
+            svg = draw(case_dir, timeline)
+        except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+            # a diagram that cannot be drawn must not change the case's verdict; its page says why
+            svg = (f'<svg xmlns="http://www.w3.org/2000/svg" width="900" height="30"><text x="4" y="18" fill="#b00020">'
+                   f'{html.escape(name)} could not be drawn: {html.escape(type(exc).__name__)}: {html.escape(str(exc)[:200])}'
+                   f'</text></svg>')
         if svg:
             (case_dir / name).write_text(svg)
             written.append(name)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = ("median", "p95", "min", "max")
+SIDES = ("ours", "strongswan", "rfc5265", "ike")  # the prefixes of figures compared side by side
 
 
 def flatten(data, prefix: str = "") -> list[tuple[str, str]]:
@@ -34,17 +35,29 @@ def comparisons(data: dict) -> list[dict]:
     strongswan_mbps, per row), and sibling dicts holding the same summary (handoff modes)."""
     out = []
 
-    def walk(d: dict, path: str):
+    def pairs_of(d: dict) -> dict:
         rows = {}
         for key, val in d.items():
             if isinstance(val, dict):
                 continue
-            for side in ("ours", "strongswan", "rfc5265", "ike"):
+            for side in SIDES:
                 if key.startswith(side + "_") and _num(val) is not None:
                     rows.setdefault(key[len(side) + 1:], {})[side] = val
-        paired = {m: sides for m, sides in rows.items() if len(sides) >= 2}
+        return {m: sides for m, sides in rows.items() if len(sides) >= 2}
+
+    def walk(d: dict, path: str):
+        children = {k: pairs_of(v) for k, v in d.items() if isinstance(v, dict)}
+        if len(children) >= 2 and all(children.values()):
+            # siblings compared alike (throughput per ESP transform): one table, a row per sibling and figure
+            paired = {f"{k} {m}": sides for k, ps in children.items() for m, sides in ps.items()}
+            sides = sorted({s for v in paired.values() for s in v}, key=SIDES.index)
+            out.append({"title": path or "comparison", "headers": sides,
+                        "rows": [{"label": m, "cells": [v.get(s, "-") for s in sides]} for m, v in paired.items()],
+                        "series": {s: [v.get(s) for v in paired.values()] for s in sides}, "labels": list(paired)})
+            return
+        paired = pairs_of(d)
         if paired:
-            sides = sorted({s for v in paired.values() for s in v})
+            sides = sorted({s for v in paired.values() for s in v}, key=SIDES.index)
             out.append({"title": path or "comparison", "headers": sides,
                         "rows": [{"label": m, "cells": [v.get(s, "-") for s in sides]} for m, v in paired.items()],
                         "series": {s: [v.get(s) for v in paired.values()] for s in sides}, "labels": list(paired)})

@@ -64,6 +64,16 @@ def catalogue() -> Catalogue:
     return load_catalogue()
 
 
+def check_req_ids(nodeid: str, ids: list[str]) -> None:
+    """Refuse a case that names a requirement the catalogue does not know."""
+    import pytest
+
+    unknown = catalogue().unknown(ids)
+    if unknown:
+        raise pytest.UsageError(f"{nodeid}: unknown requirement id(s) {unknown}; "
+                                f"fixtures/requirements.yaml lists the known ones (add it there first)")
+
+
 def req_ids(item) -> list[str]:
     """The requirement ids a collected case declares (all its `req` markers, in order)."""
     out: list[str] = []
