@@ -117,7 +117,7 @@ def load_benches(bench_dir: Path) -> list[dict]:
         rec = data.get("recorded", {}) if isinstance(data.get("recorded"), dict) else {}
         date = rec.get("date") or time.strftime("%Y-%m-%d %H:%M UTC (file time)", time.gmtime(path.stat().st_mtime))
         machine = rec.get("machine") or ", ".join(
-            f"{k} {data[k]}" for k in ("cpus", "machine", "python") if k in data) or "not recorded"
+            f"{k} {data[k]}" for k in ("cpus", "machine", "python") if k in data) or "a machine it did not record"
         target = data.get("meets_target", data.get("meets_targets"))
         cmps = comparisons(data)
         for c in cmps:

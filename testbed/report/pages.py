@@ -36,6 +36,9 @@ def short_message(c: dict) -> str:
     text = c["message"].strip()
     if c["verdict"] == WARNED and c["warnings"]:
         text = c["warnings"][0]
+    if c["verdict"] == NONCONFORMANCE and c.get("nonconformance"):
+        nc = c["nonconformance"]
+        text = f"{nc['implementation']} ({nc['source']}): {nc['finding']}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     # pytest's "E   AssertionError: ..." line says it best
     e_lines = [ln[1:].strip() for ln in lines if ln.startswith("E ")]
