@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import statistics
+import time
 from pathlib import Path
 
 from testbed import REPO_ROOT
+from testbed.report import machine
 
 BENCH_DIR = REPO_ROOT / "reports" / "bench"
 
@@ -17,7 +19,9 @@ def summary(samples: list[float]) -> dict:
 
 
 def publish(name: str, figures: dict) -> Path:
-    """Print the figures and write them to reports/bench/<name>.json."""
+    """Print the figures and write them to reports/bench/<name>.json (with the date and machine,
+    which the report's benchmarks page shows)."""
+    figures = {**figures, "recorded": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine()}}
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     path = BENCH_DIR / f"{name}.json"
     path.write_text(json.dumps(figures, indent=2))

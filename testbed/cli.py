@@ -1,4 +1,4 @@
-"""The `testbed` command: up, run, clean, scenarios."""
+"""The `testbed` command: up, run, clean, scenarios, report."""
 from __future__ import annotations
 
 import argparse
@@ -138,6 +138,27 @@ def cmd_scenarios(_args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """Render a run's pages again from its results.json, or screenshot its index in headless chromium."""
+    from testbed.report import load_results, write_report
+    from testbed.report.browser import broken_links, load, screenshot
+
+    run_dir = Path(args.run or Path(args.report_dir) / "latest").resolve()
+    if not (run_dir / "results.json").is_file():
+        print(f"error: {run_dir} holds no results.json: name a run directory (reports/<run-id>)", file=sys.stderr)
+        return 2
+    if args.action == "render":
+        doc, results = load_results(run_dir)
+        print(write_report(run_dir, doc["run_id"], results, doc["meta"]))
+        return 0
+    index = run_dir / "index.html"
+    page = load(index)
+    for problem in [f"console: {m}" for m in page.console] + [f"broken link: {x}" for x in broken_links(index, page.dom)]:
+        print(problem, file=sys.stderr)
+    print(screenshot(index, run_dir / "screenshot.png", width=args.width, height=args.height))
+    return 1 if page.console else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
@@ -154,13 +175,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--keep-captures", action="store_true")
     sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
     sub.add_parser("scenarios", help="list scenarios with a one-line description")
+    rep = sub.add_parser("report", help="render a run's report again, or screenshot it in headless chromium")
+    rep.add_argument("action", choices=["render", "screenshot"])
+    rep.add_argument("run", nargs="?", help="the run's directory (default: reports/latest)")
+    rep.add_argument("--width", type=int, default=1400)
+    rep.add_argument("--height", type=int, default=900)
     args, extra = p.parse_known_args(argv)
     if extra and args.cmd != "run":
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.cmd == "run":
             return cmd_run(args, extra)
-        return {"up": cmd_up, "clean": cmd_clean, "scenarios": cmd_scenarios}[args.cmd](args)
+        return {"up": cmd_up, "clean": cmd_clean, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
     except (ConfigError, RuntimeError) as exc:  # bad data files; no root; a role that failed to start
         print(f"error: {exc}", file=sys.stderr)
         return 2

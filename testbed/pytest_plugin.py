@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
 from testbed import REPO_ROOT
 from testbed.naming import case_dirname, new_run_id
-from testbed.report import CaseResult, collect_artifacts, write_report
+from testbed.report import CaseResult, collect_artifacts, render_evidence, write_report
+from testbed.report.requirements import check_req_ids, req_ids
+from testbed.report.verdicts import NA_PREFIX, NONCONFORMANCE_PROPERTY, is_downgrade, verdict_of
 
 AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop")
 DEFAULT_SCENARIO = "bare-world"
@@ -41,6 +44,7 @@ def _is_worker(config) -> bool:
 def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(*names): the scenarios a case applies to (default: bare-world)")
     config.addinivalue_line("markers", "impl_matrix(*overrides): also run with these ROLE=PROFILE overrides")
+    config.addinivalue_line("markers", "req(*ids): the requirements a case checks (fixtures/requirements.yaml)")
     for area in AREAS:
         config.addinivalue_line("markers", f"{area}: conformance area")
     if _is_worker(config):
@@ -48,7 +52,8 @@ def pytest_configure(config):
     else:
         run_id = config.getoption("run_id") or new_run_id()
     report_dir = Path(config.getoption("report_dir")).resolve() / run_id
-    config._testbed = {"run_id": run_id, "report_dir": report_dir, "results": {}}
+    config._testbed = {"run_id": run_id, "report_dir": report_dir, "results": {}, "warnings": {},
+                       "started": time.monotonic()}
     if not _is_worker(config):
         _CONTROLLER["config"] = config
         runs_cases = any("cases" in Path(a).parts for a in config.args)
@@ -69,6 +74,10 @@ def pytest_collection_modifyitems(config, items):
             area = path.relative_to(cases).parts[0]
             if area in AREAS:
                 item.add_marker(getattr(pytest.mark, area))
+        ids = req_ids(item)
+        if ids:
+            check_req_ids(item.nodeid, ids)
+            item.user_properties.append(("req", ids))  # travels with the reports (also from xdist workers)
 
 
 def _parse_impls(config) -> dict[str, str]:
@@ -93,7 +102,7 @@ def pytest_generate_tests(metafunc):
     chosen = metafunc.config.getoption("scenario")
     names = [n for n in applies if not chosen or n in chosen]
     if not names:
-        reason = f"applies to scenarios {applies}; this run chose {chosen}"
+        reason = f"{NA_PREFIX}applies to scenarios {applies}; this run chose {chosen}"
         metafunc.parametrize("scenario", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], indirect=True)
         return
     matrix = metafunc.definition.get_closest_marker("impl_matrix")
@@ -131,9 +140,12 @@ def scenario(request, pytestconfig):
     name, variant = request.param
     overrides = dict(spec.split("=", 1) for spec in variant.split(",") if spec)
     try:
-        return load_named(name).with_impls({**overrides, **_parse_impls(pytestconfig)})
+        s = load_named(name).with_impls({**overrides, **_parse_impls(pytestconfig)})
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
+    request.node.user_properties.append(("scenario", {"name": s.name, "roles": {
+        r.name: {"kind": r.kind, "impl": r.impl} for r in s.roles.values()}}))
+    return s
 
 
 @pytest.fixture
@@ -163,6 +175,8 @@ def world(request, testbed_run, scenario, case_dir):
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.passed and not request.config.getoption("keep_captures"):
         shutil.rmtree(case_dir / "captures", ignore_errors=True)
+    # the ladder (only where captures are kept) and the probe plot, drawn here in the worker
+    render_evidence(case_dir, w.timeline)
 
 
 @pytest.fixture
@@ -188,6 +202,16 @@ def roles(world, scenario):
 
 
 # ---- the report ---------------------------------------------------------------------------------
+def pytest_warning_recorded(warning_message, when, nodeid, location):
+    """Warnings raised while a case ran (forwarded from xdist workers too): a downgraded check."""
+    config = _CONTROLLER.get("config")
+    if config is None or not nodeid.startswith("cases/"):
+        return
+    category = getattr(warning_message.category, "__name__", str(warning_message.category))
+    if is_downgrade(category, str(warning_message.filename), str(config.rootpath / "cases")):
+        config._testbed["warnings"].setdefault(nodeid, []).append(str(warning_message.message))
+
+
 def pytest_runtest_logreport(report):
     config = _CONTROLLER.get("config")
     if config is None or not report.nodeid.startswith("cases/"):
@@ -195,12 +219,20 @@ def pytest_runtest_logreport(report):
     results = config._testbed["results"]
     res = results.setdefault(report.nodeid, CaseResult(report.nodeid, "passed", 0.0))
     res.duration += report.duration
-    areas = [k for k in AREAS if k in report.keywords]
-    res.markers = areas
-    if report.skipped:
+    res.markers = [k for k in AREAS if k in report.keywords]
+    props = dict(report.user_properties)
+    res.reqs = list(props.get("req", []))
+    if "scenario" in props:
+        res.scenario, res.roles = props["scenario"]["name"], props["scenario"]["roles"]
+    if NONCONFORMANCE_PROPERTY in props:
+        res.nonconformance = props[NONCONFORMANCE_PROPERTY]
+    if hasattr(report, "wasxfail") and report.skipped:
+        res.outcome = "xfailed"
+        res.message = "\n".join(report.longreprtext.splitlines()[-15:]) if report.longreprtext else report.wasxfail
+    elif report.skipped:
         res.outcome = "skipped"
         if isinstance(report.longrepr, tuple):
-            res.message = str(report.longrepr[2])
+            res.message = str(report.longrepr[2]).removeprefix("Skipped: ")
     elif report.failed:
         res.outcome = "failed" if report.when == "call" else "error"
         text = report.longreprtext
@@ -218,9 +250,12 @@ def pytest_sessionfinish(session, exitstatus):
     report_dir = tb["report_dir"]
     for r in results:
         r.artifacts = collect_artifacts(report_dir, report_dir / "cases" / case_dirname(r.nodeid))
+        r.warnings = tb["warnings"].get(r.nodeid, [])
+        r.verdict = verdict_of(r.outcome, r.message, r.nonconformance is not None, r.warnings)
     meta = {"scenarios": ", ".join(config.getoption("scenario")) or "per case",
             "implementations": ", ".join(config.getoption("impl")) or "scenario defaults",
-            "workers": getattr(config.option, "numprocesses", None) or 1}
+            "workers": getattr(config.option, "numprocesses", None) or 1,
+            "wall_s": round(time.monotonic() - tb["started"], 1), "junit": bool(config.option.xmlpath)}
     tb["index"] = write_report(report_dir, tb["run_id"], results, meta)
 
 

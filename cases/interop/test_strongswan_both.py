@@ -19,6 +19,7 @@ H = str(PLAN.address("h"))
 ECHO = 7
 
 
+@pytest.mark.req("gupta-3-tunnel-mode", "rfc7296-3.15-cp", "gupta-4-password")
 def test_tunnel_is_established_with_a_pool_address(roles, scenario):
     t = check_tunnel(roles, scenario)
     gw_cfg = scenario.roles[role_of(roles, "vpn-gateway").role.name].config
@@ -28,6 +29,7 @@ def test_tunnel_is_established_with_a_pool_address(roles, scenario):
     assert t["client"].get("dns", [gw_cfg["dns"]]) == [gw_cfg["dns"]], "the client did not get the internal resolver"
 
 
+@pytest.mark.req("gupta-3b-pool")
 def test_h_sees_the_pool_address(world, capture, roles, scenario):
     at_h = capture("h", "h-srv", bpf="ip")
     start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])

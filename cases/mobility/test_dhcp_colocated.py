@@ -45,6 +45,7 @@ def events_of(world, node: str, role: str) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
+@pytest.mark.req("rfc5944-3.6-colocated", "rfc3519-nat-traversal", "rfc5944-2.4.2-move-detection")
 def test_dhcp_colocated_behind_nat(world, roles, case_dir):
     mn, ha = roles["mn"], roles["ha"]
     server, lease_file = start_dhcp_server(world, case_dir)

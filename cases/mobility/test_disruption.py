@@ -20,6 +20,7 @@ TOUR = [("fn1", FA1, "fa"), ("fn2", FA2, "fa"), ("fn3", COLOCATED_FN3, "colocate
         ("fn2", FA2, "fa"), ("fn1", FA1, "fa"), ("home", None, None)]
 
 
+@pytest.mark.req("mip-handoff-disruption", "rfc5944-2.4.2-move-detection")
 def test_disruption_of_each_move(world, roles, case_dir):
     mn = roles["mn"]
     wait_for(lambda: at_home(mn), what="the MN to settle at home")

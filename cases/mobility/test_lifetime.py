@@ -11,6 +11,7 @@ from testbed.mip_checks import FA1, binding, registered, wait_for
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 
+@pytest.mark.req("rfc5944-3.6-reregister")
 def test_short_lifetime_is_renewed_then_expires(world, scenario, roles):
     roles["mn"].stop()
     role = scenario.roles["mn"]

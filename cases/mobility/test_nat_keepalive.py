@@ -12,6 +12,7 @@ from testbed.mip_checks import COLOCATED_FN3, HOME, NAT_PUBLIC, binding, registe
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 
+@pytest.mark.req("rfc3519-nat-traversal", "rfc3519-keepalive")
 def test_idle_node_behind_nat_sends_keepalives(world, scenario, roles):
     roles["ha"].stop()
     role = scenario.roles["ha"]

@@ -10,6 +10,7 @@ from testbed.profiles import start_role
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 
+@pytest.mark.req("rfc5944-3.8-deny-auth")
 def test_wrong_key_gives_131_relayed_by_fa(world, on_fn1):
     r = mip_probe(world, to=FA1, coa=FA1, key=WRONG_KEY)
     assert r["reply"]["code"] == 131, r
@@ -19,6 +20,7 @@ def test_wrong_key_gives_131_relayed_by_fa(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-5.7-replay")
 def test_stale_identification_gives_133_with_the_ha_time(world, on_fn1):
     r = mip_probe(world, to=FA1, coa=FA1, ident="stale")
     reply = r["reply"]
@@ -28,6 +30,7 @@ def test_stale_identification_gives_133_with_the_ha_time(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.7-lifetime-too-long")
 def test_lifetime_above_maximum_69_at_fa_capped_at_ha(world, on_fn1):
     r = mip_probe(world, to=FA1, coa=FA1, lifetime=7200)
     assert r["reply"]["code"] == 69 and r["reply"]["lifetime"] == 1800, r
@@ -37,6 +40,7 @@ def test_lifetime_above_maximum_69_at_fa_capped_at_ha(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.7-poorly-formed")
 def test_poorly_formed_requests(world, on_fn1):
     r = mip_probe(world, to=FA1, coa=FA1, defect="no-auth")
     assert r["reply"]["code"] == 70, r  # FA: poorly formed (no MN-HA authentication)
@@ -49,6 +53,7 @@ def test_poorly_formed_requests(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-2.4.4-agent-reboot")
 def test_agent_reboot_makes_the_node_reregister(world, scenario, on_fn1):
     fa1 = on_fn1["fa1"]
     before = on_fn1["mn"].status()["counters"].get("requests", 0)
@@ -76,6 +81,7 @@ for i in range(300):
 """
 
 
+@pytest.mark.req("rfc1122-1.2.2-robustness")
 def test_garbage_leaves_agents_serving(world, on_fn1):
     """Random and truncated UDP 434 payloads to the HA and FA1: no crash, no reader error, the
     binding stays and a valid request is still accepted."""

@@ -7,6 +7,7 @@ from testbed.mip_checks import FA1, HOME, binding, registered, wait_for
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 
+@pytest.mark.req("rfc5944-3.7-fa-relay", "rfc5944-4.2.3-ha-tunnels", "ps-2.1-intranet-mobility")
 def test_register_via_fa_then_correspondent_reaches_home_address(world, roles):
     mn, ha, fa1 = roles["mn"], roles["ha"], roles["fa1"]
     wait_for(lambda: mn.status()["state"] == "home", what="the MN to settle at home")

@@ -36,6 +36,7 @@ def reporter_of(world, home_agent: str) -> str | None:
     return found[-1]["reporter"] if found else None
 
 
+@pytest.mark.req("rfc5944-3.7-relay-errors")
 def test_no_home_agent_listening_gives_82_at_once(world, on_fn1):
     """H (10.1.2.10) is reachable but nothing listens on UDP 434 there: H answers the relayed
     request with ICMP port unreachable, and the FA denies with 82 well before the 7 s timeout."""
@@ -51,6 +52,7 @@ def test_no_home_agent_listening_gives_82_at_once(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.7-relay-errors")
 def test_unrouted_home_network_gives_80_at_once(world, on_fn1):
     """An HA address in a network nobody routes: the FA's request goes ar1 -> core, the core router
     has no route and answers ICMP destination unreachable, code 0 (network unreachable, what Linux
@@ -71,6 +73,7 @@ def test_unrouted_home_network_gives_80_at_once(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.7-relay-errors")
 def test_absent_home_agent_on_the_home_subnet_gives_81(world, on_fn1):
     """An HA address on the home subnet where no node answers ARP: the intranet router gives up
     resolving it (about 3 s) and answers ICMP host unreachable, which the FA turns into 81 at once
@@ -93,6 +96,7 @@ def silent_ha(world):
         proc.stop()
 
 
+@pytest.mark.req("rfc5944-3.7-relay-errors")
 def test_silent_home_agent_still_gives_78_after_7_seconds(world, on_fn1, silent_ha):
     r = mip_probe(world, to=FA1, coa=FA1, ha=silent_ha, timeout=9)
     assert r["reply"] is not None and r["reply"]["code"] == 78, r

@@ -19,6 +19,7 @@ def filtered(world) -> int:
     return sum(int(line.split()[0]) for line in out.splitlines() if "DROP" in line and "192.0.2.0/25" in line)
 
 
+@pytest.mark.req("rfc3024-reverse-tunnel")
 def test_reverse_tunnel_gets_past_ingress_filtering(world, scenario, roles):
     mn = roles["mn"]
     wait_for(lambda: mn.status()["state"] == "home", what="the MN to settle at home")

@@ -29,6 +29,7 @@ def session_caught_up(keeper, timeout=5.0):
     return wait_for(ok, timeout=timeout, what=f"the TCP session to echo {target} bytes")
 
 
+@pytest.mark.req("rfc5944-2.4.2-move-detection", "rfc5944-3.7-fa-relay", "rfc5944-4.2.3-ha-tunnels", "rfc3519-nat-traversal", "ps-2.1-intranet-mobility")
 def test_tour_home_fn1_fn2_nat_home(world, roles, capture, case_dir):
     mn, ha, fa1, fa2 = roles["mn"], roles["ha"], roles["fa1"], roles["fa2"]
     wait_for(lambda: at_home(mn), what="the MN to settle at home")

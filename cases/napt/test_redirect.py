@@ -27,6 +27,7 @@ import pytest
 
 from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.daemons import start_daemon
+from testbed.report.verdicts import not_applicable
 
 pytestmark = pytest.mark.scenario("remote-access-redirect")
 
@@ -77,7 +78,7 @@ def sink(world):
 def ours_gateway(roles) -> object:
     gw = role_of(roles, "vpn-gateway")
     if gw.status().get("implementation") != "ours":
-        pytest.skip("redirection rules are a feature of our gateway (not in the strongSwan profile)")
+        not_applicable("redirection rules are a feature of our gateway (not in the strongSwan profile)")
     return gw
 
 
@@ -93,6 +94,7 @@ def wait_redirects(gw, active: bool, timeout: float = 5.0) -> list[dict]:
         time.sleep(0.1)
 
 
+@pytest.mark.req("gupta-appc-redirect")
 def test_intranet_host_reaches_remote_host_through_redirect(world, sink, capture, roles, scenario):
     """H -> G_i:2222 (TCP and UDP) reaches the echo sink on R at port 7 and gets the echo."""
     gw = ours_gateway(roles)
@@ -123,6 +125,7 @@ def test_intranet_host_reaches_remote_host_through_redirect(world, sink, capture
     assert static == {("tcp", f"{G_I}:{PORT}", f"{vip}:{ECHO}"), ("udp", f"{G_I}:{PORT}", f"{vip}:{ECHO}")}, napt
 
 
+@pytest.mark.req("gupta-appc-no-mapping")
 def test_port_without_rule_reaches_nothing(world, sink, capture, roles, scenario):
     """Appendix C: without a rule (G_i:2223) G has no mapping to a remote host: nothing reaches R."""
     ours_gateway(roles)
@@ -137,6 +140,7 @@ def test_port_without_rule_reaches_nothing(world, sink, capture, roles, scenario
     assert seen == [], f"packets from H reached R without a redirection rule: {seen}"
 
 
+@pytest.mark.req("gupta-appc-redirect-follows")
 def test_redirect_goes_with_the_tunnel(world, sink, capture, roles, scenario):
     """When alice's tunnel goes (her client stops), G removes the rule's mapping: G_i:2222 reaches
     nothing on R any more, and the status shows the rules unbound."""

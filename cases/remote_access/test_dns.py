@@ -55,6 +55,7 @@ def resolv_conf(world, node: str) -> str:
     return world.run_in(node, ["cat", "/etc/resolv.conf"]).stdout.strip()
 
 
+@pytest.mark.req("gupta-5-internal-dns", "rfc7296-3.15-cp")
 def test_internal_name_resolves_only_while_the_tunnel_is_up(world, internal_dns, scenario):
     """Before the tunnel: the name does not resolve on R. With the tunnel: it resolves to H's address
     (the internal resolver the gateway announced, reached through the tunnel). After the client role

@@ -82,10 +82,12 @@ def start_roles(world, r_resolver, scenario):
         handle.stop()
 
 
-def test_client_reaches_the_gateway_by_its_name(world, start_roles, scenario):
-    """The client resolves vpn.example.net to G_e through R's resolver, sets the tunnel up with G
-    (IKE with G_e as the peer on both sides) and R reaches H through it."""
-    assert scenario.roles["client"].config["gateway"] == NAME
+@pytest.mark.req("gupta-5-gateway-by-name")
+def test_client_reaches_the_gateway_by_its_name(world, capture, start_roles, scenario):
+    """The client resolves vpn.example.net to G_e through R's resolver (its query and pub's answer
+    are on the wire), sets the tunnel up with G (IKE with G_e as the peer on both sides) and R
+    reaches H through it."""
+    dns_at_pub = capture("pub", "any", bpf="udp port 53", name="pub-dns")
     roles = start_roles()
     client, gw = role_of(roles, "vpn-client"), role_of(roles, "vpn-gateway")
     c_status, c_ike, c_child = wait_established(client, timeout=10)
@@ -98,12 +100,18 @@ def test_client_reaches_the_gateway_by_its_name(world, start_roles, scenario):
     vip = c_status["virtual_ips"][0]
     assert ipaddress.ip_address(vip) and vip in g_status["virtual_ips"]
     assert world.ping("r", H, timeout=3), "R does not reach H through the gateway it found by name"
+    dns_at_pub.stop()
+    r = str(PLAN.attachments[world.attached["r"]].address)
+    answers = dns_at_pub.packets(f'dns.flags.response == 1 && dns.qry.name == "{NAME}"', ["ip.dst", "dns.a"])
+    assert any(row["ip.dst"] == [r] and G_E in row["dns.a"] for row in answers), \
+        f"no answer {NAME} -> {G_E} from pub to R ({r}) on the wire while the client started: {answers}"
     events = [json.loads(line) for line in
               (world.log_dir / "r.client.events.jsonl").read_text().splitlines() if line.strip()]
     resolved = [e for e in events if e.get("event") == "gateway_resolved"]
     assert resolved and resolved[0].get("address") == G_E and resolved[0].get("name") == NAME, resolved
 
 
+@pytest.mark.req("gupta-5-gateway-by-name")
 def test_a_name_that_does_not_resolve_is_reported(world, start_roles, scenario):
     """A gateway name the resolver does not know: the client keeps running, sets no tunnel up and
     says why in its status (last_error names the name) and its log (gateway_unresolved)."""

@@ -23,10 +23,10 @@ import json
 import os
 import signal
 import time
-import warnings
 
 import pytest
 
+from testbed.report.verdicts import downgraded
 from testbed.ipsec_checks import PLAN, check_tunnel, established, role_of, wait_established
 from testbed.profiles import start_role
 
@@ -67,6 +67,7 @@ def tunnel_route(world, tunnel_if: str, dst: str) -> dict:
     return {"dst": dst, "dev": route.get("dev"), "into_tunnel": route.get("dev") == tunnel_if}
 
 
+@pytest.mark.req("rfc7296-2.4-liveness")
 def test_killed_gateway_noticed_and_restarted_gateway_reconnected(world, roles, scenario):
     gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
     before = check_tunnel(roles, scenario)
@@ -111,6 +112,7 @@ def test_killed_gateway_noticed_and_restarted_gateway_reconnected(world, roles, 
           f"reconnected {reconnected:.2f} s after the restarted gateway was ready (bound {RECONNECT_BOUND} s)")
 
 
+@pytest.mark.req("rfc7296-2.4-initial-contact")
 def test_killed_client_reconnects_and_gateway_replaces_its_old_sa(world, roles, scenario):
     """The other side: R's client killed (no Delete reaches G) and started again. It connects anew
     with the same identity, and G replaces the stale IKE SA at once (unique=replace, as strongSwan
@@ -141,8 +143,8 @@ def test_killed_client_reconnects_and_gateway_replaces_its_old_sa(world, roles, 
             f"not the stale {old}: {g_sas}")
         time.sleep(0.05)
     if g_sas != [new]:
-        warnings.warn(f"gateway {gw.role.name} still holds the stale IKE SA next to the new one: {g_sas} "
-                      "(strongSwan in both roles: no INITIAL_CONTACT, so charon defers the duplicate's delete)")
+        downgraded(f"gateway {gw.role.name} still holds the stale IKE SA next to the new one: {g_sas} "
+                   "(strongSwan in both roles: no INITIAL_CONTACT, so charon defers the duplicate's delete)")
     world.mark("client-reconnected", seconds=round(time.monotonic() - t0, 3))
     if g_sas == [new]:
         check_tunnel(roles, scenario)  # (it reads the gateway's first established SA)

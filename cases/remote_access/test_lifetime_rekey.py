@@ -21,6 +21,7 @@ import time
 import pytest
 
 from testbed.ipsec_checks import PLAN, check_tunnel, role_of, wait_established
+from testbed.report.verdicts import downgraded
 from testbed.ipsec_traffic import assert_probe_loss, roles_agree, start_probe, stop_probe
 
 pytestmark = pytest.mark.scenario("remote-access-lifetime")
@@ -54,6 +55,7 @@ def _soft_bytes(scenario, role_name: str) -> int:
     return int(scenario.roles[role_name].config["esp_lifetime"]["soft_bytes"])
 
 
+@pytest.mark.req("rfc4301-4.4.2.1-lifetime", "rfc7296-1.3.3-child-rekey")
 def test_child_sa_rekeyed_when_its_byte_lifetime_runs_out(world, roles, scenario):
     first = check_tunnel(roles, scenario)
     client, gw = role_of(roles, "vpn-client"), role_of(roles, "vpn-gateway")
@@ -89,7 +91,14 @@ def test_child_sa_rekeyed_when_its_byte_lifetime_runs_out(world, roles, scenario
         assert old_in != new_in and old_out != new_out, f"only one direction's SPI changed: {spis}"
 
     c_status = client.status()
-    assert c_status["counters"].get("lifetime_rekeys", REKEYS) >= REKEYS, c_status["counters"]
+    rekeys = c_status.get("counters", {}).get("lifetime_rekeys")
+    if rekeys is None and client.role.impl != "ours":
+        downgraded(f"the client role {client.role.name} ({client.role.impl}) reports no lifetime_rekeys counter: "
+                   f"that the rekeys were started by the lifetime (not a timer) is checked by the SPIs only")
+    else:
+        assert rekeys is not None, f"the client reports no lifetime_rekeys counter: {c_status.get('counters')}"
+        assert rekeys >= REKEYS, (f"the client counted {rekeys} rekeys started by the byte lifetime, expected at "
+                                  f"least {REKEYS}; SPIs seen: {spis}")
     after = roles_agree(roles)
     ike1 = next(sa for sa in after["client"]["ike_sas"] if sa["state"] == "ESTABLISHED")
     assert (ike0["spi_i"], ike0["spi_r"]) == (ike1["spi_i"], ike1["spi_r"]), \

@@ -71,6 +71,7 @@ def classify(rows: list[dict]) -> dict[str, list[dict]]:
 
 @pytest.mark.scenario("remote-access-behind-nat")
 @pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")
+@pytest.mark.req("rfc7296-2.23-nat-traversal")
 def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenario):
     """Both ends detect the NAT in front of R; after IKE_SA_INIT, IKE and ESP travel on UDP 4500 with
     the NAT's outside address as R's source; R reaches H's services through it."""
@@ -137,6 +138,7 @@ def effective_keepalive(handle, status: dict, scenario) -> float:
 
 @pytest.mark.scenario("remote-access-behind-nat")
 @pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")
+@pytest.mark.req("rfc3948-4-keepalive")
 def test_keepalives_keep_the_mapping(world, dmz_capture, roles, scenario):
     """With R idle, 0xFF keepalives on UDP 4500 from the NAT's outside address reach G_e: no silence
     from R's mapping longer than the keepalive interval (plus 1 s), and R still reaches H after."""
@@ -165,6 +167,7 @@ def test_keepalives_keep_the_mapping(world, dmz_capture, roles, scenario):
 
 
 @pytest.mark.scenario("remote-access-basic")
+@pytest.mark.req("rfc7296-2.23-nat-traversal")
 def test_no_nat_detected_on_a_public_address(world, dmz_capture, roles, scenario):
     """R on fn1 has a public address: the client finds no NAT in front of itself and G sees R's own
     address as the peer (a fake NAT announced to force UDP encapsulation, as strongSwan's

@@ -83,6 +83,7 @@ def _ike_spis(ike: dict, child: dict) -> tuple:
 
 
 @pytest.mark.scenario("remote-access-rekey-child")
+@pytest.mark.req("rfc7296-1.3.3-child-rekey")
 def test_child_sa_rekey_under_traffic(world, roles, scenario):
     """The child SA is replaced (new SPIs in both directions, on both roles) while R sends 1000
     probes a second to H; at most 1 % are lost; the IKE SA stays; traffic flows after."""
@@ -101,6 +102,7 @@ def test_child_sa_rekey_under_traffic(world, roles, scenario):
 
 
 @pytest.mark.scenario("remote-access-rekey-ike")
+@pytest.mark.req("rfc7296-2.18-ike-rekey")
 def test_ike_sa_rekey_under_traffic(world, roles, scenario):
     """The IKE SA is replaced (new SPIs; both roles agree) while R sends 1000 probes a second to H;
     the child SA moves to the new IKE SA unchanged (RFC 7296 2.18); at most 1 % of the probes are

@@ -60,6 +60,7 @@ def wait_for_error(handle, timeout: float = 8.0) -> dict:
         time.sleep(0.1)
 
 
+@pytest.mark.req("gupta-4-password", "gupta-4a-unauthorized")
 def test_bad_credentials_give_authentication_failed_and_no_tunnel(world, capture, roles, scenario):
     at_h = capture("h", "h-srv", bpf="ip")
     client, gw = role_of(roles, "vpn-client"), role_of(roles, "vpn-gateway")

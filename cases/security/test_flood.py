@@ -23,10 +23,10 @@ import json
 import sys
 import threading
 import time
-import warnings
 
 import pytest
 
+from testbed.report.verdicts import downgraded
 from testbed.ipsec_checks import PLAN, role_of, wait_established
 from testbed.daemons import start_daemon
 from testbed.profiles import start_role
@@ -123,6 +123,7 @@ def _tunnel(gw, client) -> dict:
         time.sleep(0.05)
 
 
+@pytest.mark.req("rfc1122-1.2.2-robustness", "rfc4303-3.4.2-sa-lookup")
 def test_gateway_keeps_tunnel_and_answers_under_a_flood_of_malformed_ike_and_esp(world, roles, scenario):
     gw = role_of(roles, "vpn-gateway")
     clients = {h.role.name: h for h in roles.values() if h.role.kind == "vpn-client"}
@@ -182,8 +183,8 @@ def test_gateway_keeps_tunnel_and_answers_under_a_flood_of_malformed_ike_and_esp
     # -- the drops were counted, where the role counts them
     status = gw.status()
     if drops_before is None or "drop_total" not in status:
-        warnings.warn(f"gateway role {gw.role.name} ({status.get('implementation')}) reports no drop counters; "
-                      "the flood's drops are not checked")
+        downgraded(f"gateway role {gw.role.name} ({status.get('implementation')}) reports no drop counters; "
+                   "the flood's drops are not checked")
         return
     counted = status["drop_total"] - drops_before
     world.mark("drops-counted", counted=counted, drops=status.get("drops"))

@@ -58,6 +58,7 @@ def interfaces_here() -> list[str]:
     return [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
 
 
+@pytest.mark.req("testbed-isolation")
 def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     from testbed.world import World
 
@@ -76,6 +77,7 @@ def test_teardown_leaves_nothing(scenario, testbed_run, case_dir):
     assert testbed_run.tracked() == {}, "the run registry still lists processes"
 
 
+@pytest.mark.req("testbed-isolation")
 def test_sigkilled_run_leaves_nothing(tmp_path, testbed_run):
     """A CLI run killed with SIGKILL: its nodes and daemons die with it, and the next start removes
     its registry entry (and only that)."""

@@ -19,6 +19,7 @@ def on_link(world, router, timeout=2.0) -> bool:
     return world.ping("r", router, timeout=timeout, ttl=1)
 
 
+@pytest.mark.req("testbed-handoff")
 def test_move_between_foreign_networks(world):
     assert on_link(world, AR1) and not on_link(world, AR2, timeout=0.5)
     before = carrier_changes(world)
@@ -31,6 +32,7 @@ def test_move_between_foreign_networks(world):
     assert [e["event"] for e in world.timeline if e["event"] == "move"] == ["move"]
 
 
+@pytest.mark.req("testbed-handoff")
 def test_link_down_and_detach(world):
     handoff.link_down(world, "r")
     assert not world.ping("r", AR1, timeout=0.3)

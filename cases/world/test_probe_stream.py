@@ -20,6 +20,7 @@ def wait_for(predicate, timeout=2.0):
     return ok
 
 
+@pytest.mark.req("testbed-handoff")
 def test_outage_is_measured_against_the_timeline(world):
     rx = start_daemon(world, "pub", "instruments.probe", config={"listen": 9000, "gap": 0.005})
     tx = start_daemon(world, "r", "instruments.probe", config={"send": {"to": PUB, "port": 9000, "rate": 1000}})

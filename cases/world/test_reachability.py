@@ -19,12 +19,14 @@ def one_echo(world, src, dst):
     return world.run_in(src, ["ping", "-n", "-c", "1", "-W", "2", str(dst)])
 
 
+@pytest.mark.req("ps-1.1-dmz-guarded")
 def test_remote_host_reaches_public_server_and_gateway(world):
     assert world.ping("r", PLAN.address("pub")), "R on fn1 must reach the public server"
     assert world.ping("r", G_E), "R on fn1 must reach the gateway's external address G_e"
 
 
 @pytest.mark.parametrize("outsider", ["r", "atk"])
+@pytest.mark.req("gupta-2-private-unreachable", "ps-4.3-ha-behind-vpn")
 def test_no_intranet_address_is_reachable_from_the_internet(world, outsider):
     for name, addr in INTRANET.items():
         out = one_echo(world, outsider, addr)
@@ -33,11 +35,13 @@ def test_no_intranet_address_is_reachable_from_the_internet(world, outsider):
         assert "Unreachable" in out.stdout, f"expected an ICMP unreachable for {addr}, got:\n{out.stdout}"
 
 
+@pytest.mark.req("gupta-2-private-unreachable")
 def test_unreachable_comes_from_the_core_router(world):
     out = one_echo(world, "r", PLAN.address("h"))
     assert f"From {CORE_TO_AR1}" in out.stdout and "Destination Net Unreachable" in out.stdout, out.stdout
 
 
+@pytest.mark.req("testbed-nat-router")
 def test_nat_translates_the_source_of_hosts_behind_it(world, capture):
     public_side = capture("pub", "pub-inet", bpf="icmp or udp")
     inside = capture("nh", "nh-fn3", bpf="icmp or udp")
@@ -56,6 +60,7 @@ def test_nat_translates_the_source_of_hosts_behind_it(world, capture):
     assert [r["peer"] for r in sink.status()["received"]] == [nat_outside]
 
 
+@pytest.mark.req("ps-1.1-dmz-guarded", "ps-4.3-ha-behind-vpn")
 def test_dmz_policy_at_the_gateway(world):
     """From the Internet, G_e admits IKE (UDP 500, 4500), ESP and ICMP echo, nothing else; nothing is
     forwarded from the DMZ into the intranet. From the intranet, G_i answers."""
