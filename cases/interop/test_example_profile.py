@@ -18,6 +18,7 @@ EXAMPLE = REPO_ROOT / "examples" / "socat_profile"
 PLAN = default_plan()
 
 
+@pytest.mark.req("testbed-vendor-profiles")
 def test_the_example_profile_fills_the_echo_sink(world, scenario, tmp_path, monkeypatch):
     if shutil.which("socat") is None:
         pytest.skip("the example profile runs socat, which is not installed (Debian package socat; scripts/setup "

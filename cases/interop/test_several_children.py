@@ -14,6 +14,7 @@ H = str(PLAN.address("h"))                 # 10.1.2.10, first child
 IR_HOME = str(PLAN.address("ir", "home"))  # 10.1.1.1, second child
 
 
+@pytest.mark.req("rfc7296-2.9-several-children")
 def test_each_child_sa_carries_its_own_subnet(world, roles):
     gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
     wait_established(client, timeout=10)

@@ -60,12 +60,14 @@ def udp_tunnel_request(reserved1=0, flags=0, encapsulation=4, reserved3=0) -> st
     return bytes([144, 6, 0, reserved1, flags, encapsulation]).hex() + f"{reserved3:04x}"
 
 
+@pytest.mark.req("rfc5944-reserved-ignored")
 def test_reserved_request_flags_are_ignored(world, on_fn1):
     """r (0x04) and x (0x01): sent as zero, ignored on reception, at the HA and at the FA."""
     assert codes(world, {"to": HA, "coa": FA1, "flags": 0x05}, {"to": FA1, "coa": FA1, "flags": 0x05}) == [0, 0]
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.8.2.1-one-mn-ha-auth")
 def test_two_mn_ha_authentication_extensions_give_131(world, on_fn1):
     assert codes(world, {"to": HA, "coa": FA1, "spis": [1000, 1000]}, {"to": FA1, "coa": FA1, "spis": [1000, 1000]}) \
         == [131, 131]
@@ -73,12 +75,14 @@ def test_two_mn_ha_authentication_extensions_give_131(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-3.8.2.1-one-mn-ha-auth")
 def test_reserved_spi_gives_131(world, on_fn1):
     assert codes(world, {"to": HA, "coa": FA1, "spis": [255]}, {"to": FA1, "coa": FA1, "spis": [0]}) == [131, 131]
     assert "denied:134" not in on_fn1["ha"].status()["counters"]
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-reserved-ignored")
 def test_udp_tunnel_request_reserved_fields_are_ignored(world, on_fn1):
     """Through FA1 (source and care-of address agree: no NAT, so the HA keeps IP-in-IP)."""
     ext = udp_tunnel_request(reserved1=0xFF, flags=0x3F, reserved3=0xFFFF)
@@ -87,6 +91,7 @@ def test_udp_tunnel_request_reserved_fields_are_ignored(world, on_fn1):
     still_bound(world, on_fn1)
 
 
+@pytest.mark.req("rfc5944-5.7-replay")
 def test_replay_protection_follows_accepted_identifications(world, on_fn1):
     """A request denied after authentication (139: RFC 3519 encapsulation GRE asked for) must not
     become the identification later requests have to exceed; an accepted one must."""
@@ -116,6 +121,7 @@ print(json.dumps([{"dst": p[IP].dst, "ttl": p[IP].ttl, "after": round(float(p.ti
 """
 
 
+@pytest.mark.req("rfc5944-2.1-adv-destination")
 def test_solicited_advertisement_goes_to_all_systems(world, on_fn1):
     """RFC 5944 2.1: an Agent Advertisement's destination is 224.0.0.1 or 255.255.255.255, the
     answer to a solicitation too (not the soliciting address)."""

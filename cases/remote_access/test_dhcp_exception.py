@@ -64,6 +64,7 @@ def dhcp_client(world, case_dir, dhcp_server):
     return world.start("r", "dhclient", argv, ready=rf"bound to {R_ADDR}", timeout=20)
 
 
+@pytest.mark.req("gupta-4-dhcp-exception", "gupta-4b-no-unsolicited")
 def test_lease_renewed_directly_while_the_tunnel_is_up(world, capture, scenario, dhcp_client):
     link = capture("r", R_IF, bpf="udp port 67 or udp port 68 or ip proto 50 or udp port 500 or udp port 4500 "
                               "or udp port 5555 or tcp port 8080")

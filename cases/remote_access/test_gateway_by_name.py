@@ -133,6 +133,7 @@ def test_a_name_that_does_not_resolve_is_reported(world, start_roles, scenario):
     assert not world.ping("r", H, timeout=1), "R reaches H without a tunnel?"
 
 
+@pytest.mark.req("gupta-5-ipseckey")
 def test_client_finds_the_gateway_by_the_domains_ipseckey_record(world, start_roles, scenario):
     """RFC 4025: the client looks up example.net's IPSECKEY records in the public DNS and uses the
     gateway of the lowest precedence (10: G_e; the record of precedence 20 names atk), sets the tunnel
@@ -146,6 +147,7 @@ def test_client_finds_the_gateway_by_the_domains_ipseckey_record(world, start_ro
     assert world.ping("r", H, timeout=3), "R does not reach H through the gateway its domain's IPSECKEY names"
 
 
+@pytest.mark.req("gupta-5-ipseckey")
 @pytest.mark.parametrize("domain, says", [(UNKNOWN, "is missing"), (NAME, "is missing"), (BROKEN, "malformed")])
 def test_a_missing_or_malformed_ipseckey_record_is_reported(world, start_roles, domain, says):
     """A domain the DNS does not know, one without an IPSECKEY record (vpn.example.net has only an A

@@ -36,6 +36,7 @@ def pub_sink(world):
     return start_daemon(world, "pub", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
 
 
+@pytest.mark.req("gupta-4-all-traffic-via-g")
 def test_internet_traffic_goes_through_the_gateway(world, r_link, roles, scenario, pub_sink):
     vip = check_tunnel(roles, scenario)["vip"]
     assert world.ping("r", PUB, timeout=3), "R gets no echo reply from pub through the tunnel"

@@ -45,6 +45,7 @@ def files_containing(secret: bytes, *dirs, besides: str) -> list[str]:
     return found
 
 
+@pytest.mark.req("gupta-4-password")
 @pytest.mark.parametrize("typed", ["right", "wrong"])
 def test_tunnel_needs_the_password_typed_at_the_prompt(world, scenario, case_dir, typed):
     gw_role, client_role = scenario.roles["gw"], scenario.roles["client"]

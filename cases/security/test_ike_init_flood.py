@@ -76,6 +76,7 @@ def rss_kib(world, pid: int) -> int:
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
 
 
+@pytest.mark.req("rfc7296-2.6-cookies", "rfc1122-1.2.2-robustness")
 def test_cookies_keep_a_spoofed_init_flood_stateless_and_a_real_client_connects(world, scenario):
     gw = start_role(world, scenario.roles["gw"])
     assert gw.status().get("implementation") == "ours"
