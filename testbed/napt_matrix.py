@@ -40,6 +40,7 @@ APPS: dict[str, str] = {
     "ftp-passive-pasv": "FTP passive, PASV",
     "tftp-read": "TFTP read (tftpd-hpa / tftp-hpa)",
     "tftp-write": "TFTP write",
+    "sip-rtp": "SIP call, RTP both ways (sipp UAC on R, UAS on H)",
     "irc-dcc": "IRC DCC SEND (ngircd, scripted pair)",
     "addr-in-payload": "scripted protocol carrying its own address",
     "multihomed-udp": "multi-homed UDP server answering from H'",

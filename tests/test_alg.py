@@ -212,7 +212,8 @@ def test_sip_invite_sdp_rewritten_and_media_mapped():
     napt = AlgNapt(G_I, ports=(61000, 61999), alg=NaptAlgs(["sip"]))
     out = checked(napt.outbound(bytes(IP(src=R, dst=H) / UDP(sport=5060, dport=5060) / INVITE), PEER, 0))
     msg = bytes(out[Raw].load)
-    assert b"100.64.0.2" not in msg, msg
+    assert b"Call-ID: 1-1@100.64.0.2\r\n" in msg, "the dialog's name is not an address to translate"
+    assert msg.count(b"100.64.0.2") == 1, msg
     sig_port = out[UDP].sport
     assert f"Via: SIP/2.0/UDP {G_I}:{sig_port};".encode() in msg
     head, body = msg.split(b"\r\n\r\n", 1)
@@ -222,7 +223,15 @@ def test_sip_invite_sdp_rewritten_and_media_mapped():
     # H's RTP to the announced port reaches R's port 6000
     got = napt.inbound(bytes(IP(src=H, dst=G_I) / UDP(sport=7000, dport=media) / b"rtp"), 1)
     assert got is not None and IP(got[0])[UDP].dport == 6000 and got[1] == PEER
-    assert napt.alg.status()["rewrites"] == {"sip": 1, "sip-media": 1}
+    # H's answer names G_i:port in Via and To; R gets its own address back there
+    answer = (f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {G_I}:{sig_port};branch=z9hG4bK-1\r\n"
+              f"From: <sip:sipp@{G_I}:{sig_port}>;tag=1\r\nCall-ID: 1-1@100.64.0.2\r\nCSeq: 1 INVITE\r\n"
+              f"Content-Length: 0\r\n\r\n").encode()
+    got = napt.inbound(bytes(IP(src=H, dst=G_I) / UDP(sport=5060, dport=sig_port) / answer), 1)
+    back = checked(got[0])
+    assert back[UDP].dport == 5060 and b"Via: SIP/2.0/UDP 100.64.0.2:5060;" in bytes(back[Raw].load)
+    assert b"From: <sip:sipp@100.64.0.2:5060>" in bytes(back[Raw].load)
+    assert napt.alg.status()["rewrites"] == {"sip": 1, "sip-in": 1, "sip-media": 1}
 
 
 def test_other_protocols_untouched():

@@ -29,6 +29,7 @@ H_IF = PLAN.nodes["h"].interface_on("srv").name
 PY = sys.executable
 X11, X11_RULE = 6000, 6010  # R's display port; G_i's port with a redirection rule to it
 PAYLOAD_SIZE = 100_000
+RTP_PORT = 6000  # sipp's media port on both ends
 
 
 @dataclass
@@ -86,6 +87,8 @@ def start_servers(world, d: Path) -> dict:
     world.start("h", "vsftpd", ["vsftpd", str(d / "vsftpd.conf")])
     world.start("h", "tftpd", ["in.tftpd", "-L", "-v", "-c", "-p", "-u", "root", "-a", f"{H}:69", "-s", str(tftp_root)])
     world.start("h", "ngircd", ["ngircd", "-n", "-f", str(d / "ngircd.conf")])
+    world.start("h", "sipp-uas", ["sipp", "-sf", str(REPO_ROOT / "fixtures/apps/sip-uas.xml"), "-i", H, "-p", "5060",
+                                  "-mi", H, "-mp", str(RTP_PORT), "-nostdin", "-trace_err"], ready="base port")
     world.start("h", "addrproto", [PY, "-m", "nodes.instruments.addrproto", "serve", "--port", "7070"], ready="listening")
     world.start("h", "multihomed", [PY, "-m", "nodes.instruments.multihomed_udp", "serve", "--port", "2049",
                                     "--reply-from", H2], ready="listening")
@@ -201,6 +204,27 @@ def _int_address(text: str) -> str:
     return ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))
 
 
+def sip_rtp(env: Env, cap: Capture) -> Observation:
+    """A call from sipp on R to sipp on H; media both ways, each side sending where the other's SDP
+    said. Counted on H's link (R's RTP to H) and on R (H's RTP, inside the tunnel: any interface)."""
+    at_r = start_capture(env.world, "r", "any", cap.path.parent, bpf=f"udp and src host {H}", name="r-sip-rtp")
+    res = env.run("r", ["sipp", "-sf", str(REPO_ROOT / "fixtures/apps/sip-uac.xml"), "-i", env.vip, "-p", "5060",
+                        "-mi", env.vip, "-mp", str(RTP_PORT), "-m", "1", "-nostdin", "-timeout", "8", "-timeout_error",
+                        f"{H}:5060"], timeout=20)
+    at_r.stop()
+    cap.stop()
+    to_h = len(cap.packets(f"ip.dst == {H} && udp.dstport == {RTP_PORT}", ["ip.src"]))
+    h_sent = cap.packets(f"ip.src == {H} && udp.srcport != 5060", ["ip.dst", "udp.dstport"])
+    to_r = len(at_r.packets(f"ip.src == {H} && udp.dstport == {RTP_PORT}", ["ip.src"]))
+    sdp = carried_address(payload_lines(cap, 5060), r"^c=IN IP4 ([\d.]+)")
+    dest = f"{h_sent[0]['ip.dst'][0]}:{h_sent[0]['udp.dstport'][0]}" if h_sent else "nowhere"
+    ok = res.returncode == 0 and to_h > 0 and to_r > 0
+    how = (f"call {'completed' if res.returncode == 0 else 'failed'} (sipp exit {res.returncode}); the INVITE's SDP "
+           f"on H's link said c={sdp}; RTP R->H {to_h} packets on H's link, H->R sent to {dest}, {to_r} arrived at R "
+           f"(capture {at_r.path.name})")
+    return Observation(ok, how, {"payload_address": who(sdp, env)})
+
+
 def addr_in_payload(env: Env, cap: Capture) -> Observation:
     out = env.json("r", [PY, "-m", "nodes.instruments.addrproto", "call", H, "7070", "--timeout", "1.5"])
     cap.stop()
@@ -258,6 +282,7 @@ APPS = {
     "ftp-passive-pasv": lambda e, c: ftp(e, c, active=False, extended=False),
     "tftp-read": lambda e, c: tftp(e, c, write=False),
     "tftp-write": lambda e, c: tftp(e, c, write=True),
+    "sip-rtp": sip_rtp,
     "irc-dcc": irc_dcc,
     "addr-in-payload": addr_in_payload,
     "multihomed-udp": multihomed_udp,

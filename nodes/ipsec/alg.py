@@ -18,10 +18,12 @@ opens that mapping before H uses it. Off by default; enabled per gateway.
        that could be one of the four) is held back until the rest arrives (the next segment, or
        the sender's retransmission, which Linux collapses), then sent as one rewritten segment;
        a partial line longer than MAX_LINE is let through unchanged.
-  sip  SIP over UDP (port 5060) with SDP: R's inner address in the start line, Via, Contact and
-       the SDP's c= and o= lines becomes the external address (the signalling port with it),
+  sip  SIP over UDP (port 5060) with SDP: R's inner address in the start line, the address
+       headers (Via, Contact, From, To, Route, Record-Route; never Call-ID, which names the dialog)
+       and the SDP's c= and o= lines becomes the external address (the signalling port with it),
        the m= media ports get mappings of their own and their external ports, and
-       Content-Length follows the body's new length.
+       Content-Length follows the body's new length. SIP coming back has the external address
+       and port in those headers turned into R's own again.
 
 The ALG sees the packets the NAPT core sees, with the mapping the core chose (fields proto, peer,
 inner_addr, inner_port, ext_addr, ext_port: nodes/ipsec/napt.py's `Mapping`). It keeps state per
@@ -74,6 +76,7 @@ _FTP_PREFIXES = (b"PORT ", b"EPRT ", b"227 ", b"229 ")
 _PORT = re.compile(rb"^(PORT) (\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\s*$", re.I)
 _EPRT = re.compile(rb"^(EPRT) (.)1\2([\d.]+)\2(\d+)\2\s*$", re.I)
 _PASV = re.compile(rb"^227 (.*?)\(?(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3}),(\d{1,3})\)?(.*)$")
+_SIP_ADDRESS_HEADER = re.compile(rb"(?i)^(via|v|contact|m|from|f|to|t|route|record-route)[ \t]*:")
 _EPSV = re.compile(rb"^229 (.*?)\((.)\2\2(\d+)\2\)(.*)$")
 
 
@@ -171,7 +174,10 @@ class NaptAlgs:
     def inbound(self, buf: bytearray, m, now: float) -> bytearray:
         """A packet from the intranet for mapping `m`, before it is translated back: the
         acknowledgement number and SACK blocks of an FTP control connection whose commands
-        changed length are shifted back to the remote host's own numbering."""
+        changed length are shifted back to the remote host's own numbering; SIP's address headers
+        name R's own address and port again."""
+        if buf[9] == PROTO_UDP and self.sip_ports:
+            return self._sip_in(buf, m)
         if buf[9] != PROTO_TCP or not self._ftp:
             return buf
         ihl, doff = _ip_tcp(buf)
@@ -211,6 +217,24 @@ class NaptAlgs:
                         buf[e : e + 4] = back(int.from_bytes(buf[e : e + 4], "big")).to_bytes(4, "big")
             i += length
         return bytearray(_finish(buf, PROTO_TCP)) if bytes(buf) != old else buf
+
+    def _sip_in(self, buf: bytearray, m) -> bytearray:
+        """SIP from the intranet to a remote host: its Via, Contact, From and To name the external
+        address and port the outbound rewrite put there; they name R's own again."""
+        ihl = (buf[0] & 0x0F) * 4
+        sport = int.from_bytes(buf[ihl : ihl + 2], "big")
+        if sport not in self.sip_ports and m.inner_port not in self.sip_ports:
+            return buf
+        theirs = f"{IPv4Address(m.ext_addr)}:{m.ext_port}".encode()
+        msg = bytes(buf[ihl + 8 :])
+        head, sep, body = msg.partition(b"\r\n\r\n")
+        if theirs not in head:
+            return buf
+        ours = f"{IPv4Address(m.inner_addr)}:{m.inner_port}".encode()
+        head = b"\r\n".join(line.replace(theirs, ours) if _SIP_ADDRESS_HEADER.match(line) else line
+                             for line in head.split(b"\r\n"))
+        self.rewrites["sip-in"] += 1
+        return bytearray(_finish(bytearray(buf[: ihl + 8]) + head + sep + body, PROTO_UDP))
 
     def expire(self, now: float) -> int:
         gone = [k for k, f in self._ftp.items() if now - f.last_seen >= self.idle_timeout]
@@ -366,13 +390,16 @@ class NaptAlgs:
         if not sep:
             head, sep, body = msg.partition(b"\n\n")
         remote = int.from_bytes(buf[16:20], "big")
-        # signalling: inner:port -> ext:port of this mapping, then the bare address
-        head = head.replace(inner + b":" + str(m.inner_port).encode(), ext + b":" + str(m.ext_port).encode())
-        head = re.sub(rb"(?<![\d.])" + re.escape(inner) + rb"(?![\d])", ext, head)
+        # signalling: in the start line and the address headers (never Call-ID: a dialog's name),
+        # inner:port -> ext:port of this mapping, then the bare address
+        ours, theirs = inner + b":" + str(m.inner_port).encode(), ext + b":" + str(m.ext_port).encode()
+        bare = re.compile(rb"(?<![\d.])" + re.escape(inner) + rb"(?![\d])")
+        head = b"\r\n".join(bare.sub(ext, line.replace(ours, theirs)) if i == 0 or _SIP_ADDRESS_HEADER.match(line)
+                             else line for i, line in enumerate(head.split(b"\r\n")))
         lines = []
         for line in body.split(b"\n"):
             if line.startswith((b"c=", b"o=")):
-                line = re.sub(rb"(?<![\d.])" + re.escape(inner) + rb"(?![\d])", ext, line)
+                line = bare.sub(ext, line)
             elif line.startswith(b"m=") and (mt := re.match(rb"m=(\S+) (\d+)(.*)", line, re.S)):
                 got = open_mapping(PROTO_UDP, m.peer, m.inner_addr, int(mt.group(2)), remote, now)
                 if got is None:
