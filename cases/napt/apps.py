@@ -187,7 +187,7 @@ def irc_dcc(env: Env, cap: Capture) -> Observation:
     recv = env.world.start("h", "dcc-receive", [PY, "-m", "nodes.instruments.dcc", "receive", "127.0.0.1",
                                                  "--nick", "bob", "--timeout", "8"], ready="registered")
     sent = env.json("r", [PY, "-m", "nodes.instruments.dcc", "send", H, "--nick", "alice", "--to", "bob",
-                          "--file", str(env.payload), "--timeout", "1.5"])
+                          "--file", str(env.payload), "--timeout", "1"])
     recv.stop()
     cap.stop()
     got = next((json.loads(line) for line in recv.tail() if line.startswith("{")), {})
@@ -226,7 +226,7 @@ def sip_rtp(env: Env, cap: Capture) -> Observation:
 
 
 def addr_in_payload(env: Env, cap: Capture) -> Observation:
-    out = env.json("r", [PY, "-m", "nodes.instruments.addrproto", "call", H, "7070", "--timeout", "1.5"])
+    out = env.json("r", [PY, "-m", "nodes.instruments.addrproto", "call", H, "7070", "--timeout", "1"])
     cap.stop()
     addr = carried_address(payload_lines(cap, 7070), r"^CALLBACK ([\d.]+) ")
     return Observation(out["result"] == "ok", f"advertised {out.get('advertised')}; the server says "
@@ -234,7 +234,7 @@ def addr_in_payload(env: Env, cap: Capture) -> Observation:
 
 
 def multihomed_udp(env: Env, cap: Capture) -> Observation:
-    out = env.json("r", [PY, "-m", "nodes.instruments.multihomed_udp", "call", H, "2049", "--timeout", "1.5"])
+    out = env.json("r", [PY, "-m", "nodes.instruments.multihomed_udp", "call", H, "2049", "--timeout", "1"])
     cap.stop()
     answers = cap.packets(f"udp && ip.src == {H2}", ["ip.dst"])
     how = (f"request to H, {len(answers)} answer(s) left H from H' {H2}; R: "
