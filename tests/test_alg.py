@@ -5,6 +5,7 @@ checked by scapy (checksums, lengths)."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.packet import Raw
 
@@ -239,3 +240,50 @@ def test_other_protocols_untouched():
     pkt = bytes(IP(src=R, dst=H) / UDP(sport=4000, dport=53) / b"100.64.0.2")
     out = napt.outbound(pkt, PEER, 0)
     assert bytes(IP(out)[Raw].load) == b"100.64.0.2"
+
+
+STREAM = (b"USER anonymous\r\nTYPE I\r\n" + port_cmd(R, 51210) + b"RETR a.bin\r\n"
+          + b"EPRT |1|" + R.encode() + b"|51211|\r\n" + b"LIST\r\n" + port_cmd("192.0.2.7", 4000) + b"QUIT\r\n")
+
+
+def _whole_rewritten() -> bytes:
+    f = Ftp()
+    return bytes(f.r_sends(STREAM)[Raw].load)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cuts=st.lists(st.integers(1, len(STREAM) - 1), max_size=12, unique=True),
+       resend=st.lists(st.tuples(st.integers(0, 30), st.integers(0, 30)), max_size=6))
+def test_any_segmentation_and_retransmission_gives_h_the_rewritten_stream(cuts, resend):
+    """The control stream cut anywhere, earlier segments sent again (alone or collapsed with their
+    neighbours): what reaches H, put together by sequence number, is the stream rewritten as a
+    whole, every byte consistent; H's final ack comes back as R's own."""
+    expected = _whole_rewritten()
+    f = Ftp()
+    bounds = [0, *sorted(cuts), len(STREAM)]
+    segments = list(zip(bounds, bounds[1:]))
+    got: dict[int, int] = {}
+
+    def deliver(pkt):
+        if pkt is None:
+            return
+        at = pkt[TCP].seq - (ISN_R + 1)
+        for i, b in enumerate(bytes(pkt[Raw].load)):
+            assert got.setdefault(at + i, b) == b, f"byte {at + i} sent twice with different values"
+
+    for n, (a, b) in enumerate(segments):
+        deliver(f.r_sends(STREAM[a:b], seq=ISN_R + 1 + a))
+        for i, j in resend:
+            if i <= j < n:  # segments i..j again, collapsed into one (Linux retransmits that way)
+                deliver(f.r_sends(STREAM[segments[i][0]:segments[j][1]], seq=ISN_R + 1 + segments[i][0], advance=False))
+    assert bytes(got.get(i, -1) for i in range(len(expected))) == expected and len(got) == len(expected)
+    assert f.h_acks(ISN_R + 1 + len(expected))[TCP].ack == ISN_R + 1 + len(STREAM)
+
+
+def test_data_after_a_gap_is_dropped_until_what_precedes_it_came():
+    f = Ftp()
+    seq = f.seq_r
+    assert f.r_sends(b"LIST\r\n", seq=seq + 20, advance=False) is None
+    assert f.napt.alg.status()["drops"] == {"ftp-out-of-order": 1}
+    assert f.r_sends(b"x" * 18 + b"\r\n", seq=seq)[TCP].seq == seq
+    assert f.r_sends(b"LIST\r\n", seq=seq + 20)[TCP].seq == seq + 20

@@ -17,7 +17,9 @@ opens that mapping before H uses it. Off by default; enabled per gateway.
        overlapping data). A command split across segments (a segment ending inside a line
        that could be one of the four) is held back until the rest arrives (the next segment, or
        the sender's retransmission, which Linux collapses), then sent as one rewritten segment;
-       a partial line longer than MAX_LINE is let through unchanged.
+       a partial line longer than MAX_LINE is let through unchanged. Data after a gap (a
+       reordered segment, or one past a held line) is dropped and counted: its offset toward H
+       depends on what comes before it, and the sender sends it again.
   sip  SIP over UDP (port 5060) with SDP: R's inner address in the start line, the address
        headers (Via, Contact, From, To, Route, Record-Route; never Call-ID, which names the dialog)
        and the SDP's c= and o= lines becomes the external address (the signalling port with it),
@@ -265,16 +267,21 @@ class NaptAlgs:
         off = (seq - flow.base) % MOD
         data = bytes(buf[doff:])
         header = bytes(buf[:doff])
-        if flow.held is not None and data:
+        if data and flow.held is not None:
             h_off, h_data = flow.held
-            if off == h_off + len(h_data):  # the rest of the held line
-                off, data = h_off, h_data + data  # one segment: the held part's offset, this header
-                flow.held = None
-            elif off == h_off and len(data) >= len(h_data):  # the held segment again (maybe with more)
-                flow.held = None
-            elif off == h_off:
-                return None
-        if data and off + len(data) > flow.scanned and off <= flow.scanned:
+            h_end, end = h_off + len(h_data), off + len(data)
+            if end >= h_off and off <= h_end:  # the held line's rest, or the held bytes again
+                start = min(off, h_off)
+                merged = bytearray(max(end, h_end) - start)
+                merged[h_off - start : h_end - start] = h_data
+                merged[off - start : end - start] = data
+                off, data, flow.held = start, bytes(merged), None
+        if data and off > flow.scanned:
+            # data after a gap (reordered, or after a held line): its offset toward H is not known
+            # until what comes before it was scanned; the sender sends it again
+            self.drops["ftp-out-of-order"] += 1
+            return None
+        if data and off + len(data) > flow.scanned:
             hold = self._ftp_scan(flow, off, data, m, now, open_mapping, server_inside)
             if hold is not None:  # keep the partial line back, send what comes before it
                 flow.held = (hold, data[hold - off :])
