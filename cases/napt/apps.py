@@ -14,7 +14,9 @@ import json
 import random
 import re
 import sys
+import time
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed import REPO_ROOT
@@ -185,9 +187,12 @@ def tftp(env: Env, cap: Capture, write: bool) -> Observation:
 
 def irc_dcc(env: Env, cap: Capture) -> Observation:
     recv = env.world.start("h", "dcc-receive", [PY, "-m", "nodes.instruments.dcc", "receive", "127.0.0.1",
-                                                 "--nick", "bob", "--timeout", "8"], ready="registered")
+                                                 "--nick", "bob", "--timeout", "12"], ready="registered")
     sent = env.json("r", [PY, "-m", "nodes.instruments.dcc", "send", H, "--nick", "alice", "--to", "bob",
-                          "--file", str(env.payload), "--timeout", "1"])
+                          "--file", str(env.payload), "--timeout", "8"])
+    deadline = time.monotonic() + 3
+    while recv.running() and time.monotonic() < deadline:  # it prints its result and exits
+        time.sleep(0.05)
     recv.stop()
     cap.stop()
     got = next((json.loads(line) for line in recv.tail() if line.startswith("{")), {})
@@ -200,8 +205,7 @@ def irc_dcc(env: Env, cap: Capture) -> Observation:
 
 
 def _int_address(text: str) -> str:
-    n = int(text)
-    return ".".join(str((n >> s) & 0xFF) for s in (24, 16, 8, 0))
+    return str(IPv4Address(int(text)))
 
 
 def sip_rtp(env: Env, cap: Capture) -> Observation:
@@ -226,7 +230,7 @@ def sip_rtp(env: Env, cap: Capture) -> Observation:
 
 
 def addr_in_payload(env: Env, cap: Capture) -> Observation:
-    out = env.json("r", [PY, "-m", "nodes.instruments.addrproto", "call", H, "7070", "--timeout", "1"])
+    out = env.json("r", [PY, "-m", "nodes.instruments.addrproto", "call", H, "7070", "--timeout", "3"])
     cap.stop()
     addr = carried_address(payload_lines(cap, 7070), r"^CALLBACK ([\d.]+) ")
     return Observation(out["result"] == "ok", f"advertised {out.get('advertised')}; the server says "
@@ -234,7 +238,7 @@ def addr_in_payload(env: Env, cap: Capture) -> Observation:
 
 
 def multihomed_udp(env: Env, cap: Capture) -> Observation:
-    out = env.json("r", [PY, "-m", "nodes.instruments.multihomed_udp", "call", H, "2049", "--timeout", "1"])
+    out = env.json("r", [PY, "-m", "nodes.instruments.multihomed_udp", "call", H, "2049", "--timeout", "2"])
     cap.stop()
     answers = cap.packets(f"udp && ip.src == {H2}", ["ip.dst"])
     how = (f"request to H, {len(answers)} answer(s) left H from H' {H2}; R: "
@@ -271,8 +275,9 @@ def traceroute(env: Env, cap: Capture) -> Observation:
     hops = [line.split()[1] for line in res.stdout.splitlines()[1:] if len(line.split()) > 1]
     errors = cap.packets(f"icmp && ip.src == {H}", ["icmp.type"])
     ok = bool(hops) and hops[-1] == H
-    return Observation(ok, f"hops {' '.join(hops) or 'none'}; H sent {len(errors)} ICMP error(s) back "
-                       f"(port unreachable, translated to R)", {"hops": hops})
+    back = "translated back to R by G" if env.napt else "to R's own address"
+    return Observation(ok, f"hops {' '.join(hops) or 'none'}; H sent {len(errors)} ICMP port unreachable(s), "
+                       f"{back}", {"hops": hops})
 
 
 APPS = {

@@ -19,6 +19,8 @@ import threading
 
 from nodes.instruments import serve_call
 
+CALLBACK_TIMEOUT = 2.0  # seconds the server tries to reach the address it was given
+
 
 def serve(port: int, bind: str) -> None:
     srv = socket.create_server((bind, port), reuse_port=False)
@@ -40,7 +42,7 @@ def _one_call(conn: socket.socket, peer) -> None:
             entry["result"] = "ERR expected CALLBACK <address> <port>"
         else:
             try:
-                with socket.create_connection((line[1], int(line[2])), timeout=1) as back:
+                with socket.create_connection((line[1], int(line[2])), timeout=CALLBACK_TIMEOUT) as back:
                     back.sendall(b"HELLO\n")
                 entry["result"] = "OK"
             except (OSError, ValueError) as exc:
@@ -53,36 +55,31 @@ def _one_call(conn: socket.socket, peer) -> None:
 
 
 def call(host: str, port: int, timeout: float) -> dict:
-    lst = socket.create_server(("0.0.0.0", 0))
-    lst.settimeout(timeout)
-    got: dict = {}
-
-    def accept():
+    """Ask the server to call back; it answers on the control connection once its callback
+    attempt is over, so the callback (if it came) is already waiting to be accepted."""
+    out: dict = {"server": f"{host}:{port}", "callback": None}
+    with socket.create_server(("0.0.0.0", 0)) as lst:
         try:
-            c, p = lst.accept()
-            with c:
-                c.settimeout(timeout)
-                got["hello"] = c.recv(64).decode(errors="replace").strip()
-                got["from"] = f"{p[0]}:{p[1]}"
+            with socket.create_connection((host, port), timeout=timeout) as ctl:
+                ctl.settimeout(timeout + 5)
+                me = ctl.getsockname()[0]
+                out["advertised"] = f"{me}:{lst.getsockname()[1]}"
+                ctl.sendall(f"CALLBACK {me} {lst.getsockname()[1]}\n".encode())
+                out["server_says"] = ctl.makefile("r").readline().strip()
         except OSError as exc:
-            got["error"] = str(exc)
-
-    t = threading.Thread(target=accept, daemon=True)
-    t.start()
-    out: dict = {"server": f"{host}:{port}"}
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as ctl:
-            ctl.settimeout(timeout + 3)
-            me = ctl.getsockname()[0]
-            out["advertised"] = f"{me}:{lst.getsockname()[1]}"
-            ctl.sendall(f"CALLBACK {me} {lst.getsockname()[1]}\n".encode())
-            out["server_says"] = ctl.makefile("r").readline().strip()
-    except OSError as exc:
-        out["server_says"] = f"control connection failed: {exc}"
-    t.join(timeout + 1)
-    lst.close()
-    out["callback"] = got.get("from")
-    out["result"] = "ok" if got.get("hello") == "HELLO" else "no-callback"
+            out["server_says"] = f"control connection failed: {exc}"
+        hello = ""
+        if out["server_says"] == "OK":
+            lst.settimeout(timeout)
+            try:
+                conn, peer = lst.accept()
+                with conn:
+                    conn.settimeout(timeout)
+                    hello = conn.recv(64).decode(errors="replace").strip()
+                    out["callback"] = f"{peer[0]}:{peer[1]}"
+            except OSError as exc:
+                out["error"] = f"no callback accepted: {exc}"
+    out["result"] = "ok" if hello == "HELLO" else "no-callback"
     return out
 
 

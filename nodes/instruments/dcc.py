@@ -6,8 +6,9 @@ server (ngircd) first.
 
     python -m nodes.instruments.dcc receive SERVER --nick bob [--timeout 10]
         registers, prints "registered", waits for one DCC SEND, takes the file, prints one JSON line
-    python -m nodes.instruments.dcc send SERVER --nick alice --to bob --file PATH [--timeout 5]
-        offers PATH to `to`, prints one JSON line (result ok when the receiver took every byte)
+    python -m nodes.instruments.dcc send SERVER --nick alice --to bob --file PATH [--timeout 8]
+        offers PATH to `to`, prints one JSON line (result ok when the receiver took every byte);
+        a receiver that cannot connect says so on IRC (NOTICE ... DCC-RESULT), which ends the wait
 """
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ import argparse
 import hashlib
 import ipaddress
 import json
+import select
 import socket
 import struct
 import time
 from pathlib import Path
 
 PORT = 6667
+CONNECT_TIMEOUT = 2.0  # seconds the receiver tries to reach the offered address
 
 
 class Irc:
@@ -62,7 +65,7 @@ def receive(server: str, nick: str, timeout: float) -> dict:
         digest = hashlib.sha256()
         got = 0
         try:
-            with socket.create_connection((addr, port), timeout=3) as data:
+            with socket.create_connection((addr, port), timeout=CONNECT_TIMEOUT) as data:
                 data.settimeout(3)
                 while got < size:
                     chunk = data.recv(65536)
@@ -74,6 +77,8 @@ def receive(server: str, nick: str, timeout: float) -> dict:
         except OSError as exc:
             out["error"] = f"connecting to the offered {addr}:{port}: {exc}"
         out.update(received=got, sha256=digest.hexdigest(), result="ok" if got == size else "incomplete")
+        if out["result"] != "ok":  # tell the sender, who waits for a connection that will not come
+            irc.send(f"NOTICE {out['sender']} :DCC-RESULT {out.get('error', out['result'])}")
         return out
     return {"result": "no-offer", "error": f"no DCC SEND within {timeout} s"}
 
@@ -87,11 +92,19 @@ def send(server: str, nick: str, to: str, path: Path, timeout: float) -> dict:
     port = lst.getsockname()[1]
     irc.send(f"PRIVMSG {to} :\x01DCC SEND {path.name} {int(ipaddress.IPv4Address(me))} {port} {len(payload)}\x01")
     out = {"offered": f"{me}:{port}", "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    try:
-        conn, peer = lst.accept()
-    except socket.timeout:
-        out.update(result="no-connection", error=f"nobody connected to {me}:{port} within {timeout} s")
-        return out
+    deadline = time.monotonic() + timeout
+    while True:  # the receiver connects, or says on IRC that it could not
+        left = deadline - time.monotonic()
+        ready = [irc.sock] if b"\r\n" in irc.buf else select.select([lst, irc.sock], [], [], max(left, 0))[0]
+        if lst in ready:
+            conn, peer = lst.accept()
+            break
+        if irc.sock in ready and "DCC-RESULT" in (text := irc.line()):
+            out.update(result="no-connection", error="the receiver: " + text.split("DCC-RESULT", 1)[1].strip())
+            return out
+        if left <= 0:
+            out.update(result="no-connection", error=f"nobody connected to {me}:{port} within {timeout} s")
+            return out
     with conn:
         conn.settimeout(timeout)
         conn.sendall(payload)
@@ -118,7 +131,7 @@ def main() -> int:
     s.add_argument("--nick", default="alice")
     s.add_argument("--to", default="bob")
     s.add_argument("--file", type=Path, required=True)
-    s.add_argument("--timeout", type=float, default=5.0)
+    s.add_argument("--timeout", type=float, default=8.0)
     a = p.parse_args()
     out = receive(a.server, a.nick, a.timeout) if a.cmd == "receive" else send(a.server, a.nick, a.to, a.file, a.timeout)
     print(json.dumps(out), flush=True)
