@@ -166,7 +166,7 @@ def html_table(matrix: dict, link_base: Path | None = None) -> str:
                 href = Path(cap)
                 if link_base is not None:
                     try:
-                        href = href.relative_to(link_base)
+                        href = href.resolve().relative_to(Path(link_base).resolve())
                     except ValueError:
                         pass
                 text = f'<a href="{html.escape(str(href))}">{text}</a>'
@@ -189,6 +189,7 @@ def text_table(matrix: dict) -> str:
             m = "." if c is None else {"works": "+", "breaks": "-"}.get(c["verdict"], "?")
             marks.append((m + ("!" if c and c.get("mismatch") else "")).center(len(col)))
         out.append(row["app"].ljust(width) + "  " + "  ".join(marks))
+    out.append("+ works, - breaks, ? did not run (see the cell), . no case, ! not the expected verdict")
     return "\n".join(out)
 
 

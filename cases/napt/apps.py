@@ -30,7 +30,7 @@ G_I = str(PLAN.address("g", "ibb"))
 H_IF = PLAN.nodes["h"].interface_on("srv").name
 PY = sys.executable
 X11, X11_RULE = 6000, 6010  # R's display port; G_i's port with a redirection rule to it
-PAYLOAD_SIZE = 100_000
+PAYLOAD_SIZE = 20_000  # kept small: every cell keeps its capture for the matrix
 RTP_PORT = 6000  # sipp's media port on both ends
 
 
