@@ -287,3 +287,14 @@ def test_data_after_a_gap_is_dropped_until_what_precedes_it_came():
     assert f.napt.alg.status()["drops"] == {"ftp-out-of-order": 1}
     assert f.r_sends(b"x" * 18 + b"\r\n", seq=seq)[TCP].seq == seq
     assert f.r_sends(b"LIST\r\n", seq=seq + 20)[TCP].seq == seq + 20
+
+
+def test_connection_seen_from_its_middle():
+    """A gateway that restarted meets a control connection without its SYN: numbering starts at
+    the first byte seen, and a retransmission of something older passes as it is."""
+    napt = AlgNapt(G_I, ports=(61000, 61999), alg=NaptAlgs(["ftp"]))
+    first = napt.outbound(bytes(IP(src=R, dst=H) / TCP(sport=40001, dport=21, flags="PA", seq=7000) /
+                                port_cmd(R, 51210)), PEER, 0)
+    assert bytes(IP(first)[Raw].load).startswith(b"PORT 10,1,0,1,") and IP(first)[TCP].seq == 7000
+    older = bytes(IP(src=R, dst=H) / TCP(sport=40001, dport=21, flags="PA", seq=6990) / b"NOOP\r\n")
+    assert bytes(IP(napt.outbound(older, PEER, 1))[Raw].load) == b"NOOP\r\n"

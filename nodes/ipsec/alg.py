@@ -265,6 +265,8 @@ class NaptAlgs:
         if flags & TCP_SYN:
             return bytes(buf)
         off = (seq - flow.base) % MOD
+        if off >= MOD // 2:  # before the first byte this ALG saw (it started mid-connection): as is
+            return bytes(buf)
         data = bytes(buf[doff:])
         header = bytes(buf[:doff])
         if data and flow.held is not None:
