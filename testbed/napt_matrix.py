@@ -17,6 +17,7 @@ import argparse
 import ast
 import html
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -109,10 +110,11 @@ def _parse(value) -> dict:
 
 
 def _cell_from_name(name: str) -> dict | None:
-    """`test_cell[<column>-<app>]` -> {"column", "app"}."""
-    if "[" not in name:
+    """`...::test_cell[<column>-<app>]` -> {"column", "app"}, else None."""
+    found = re.search(r"test_cell\[([^\]]+)\]", name)  # xdist's loadgroup may add "@group" after it
+    if found is None:
         return None
-    param = name.rsplit("[", 1)[1].rstrip("]")
+    param = found.group(1)
     for column in sorted(COLUMNS, key=len, reverse=True):
         if param.startswith(column + "-") and param[len(column) + 1:] in APPS:
             return {"column": column, "app": param[len(column) + 1:]}

@@ -75,3 +75,10 @@ def test_from_results_and_run_dir_and_cli(tmp_path, capsys):
     assert main([str(tmp_path), "--html", str(tmp_path / "m.html"), "--json", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["mismatches"] == 0
     assert "traceroute" in capsys.readouterr().out
+
+
+def test_cell_names_with_an_xdist_group_suffix():
+    from testbed.napt_matrix import _cell_from_name
+    assert _cell_from_name("cases/napt/test_matrix.py::test_cell[snat-strongswan-helpers-irc-dcc]@napt-x") == \
+        {"column": "snat-strongswan-helpers", "app": "irc-dcc"}
+    assert _cell_from_name("cases/napt/test_redirect.py::test_port_without_rule_reaches_nothing[remote-access-redirect]") is None

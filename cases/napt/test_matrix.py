@@ -146,7 +146,11 @@ def strongswan_env(testbed_run, pytestconfig):
         yield env
 
 
-@pytest.fixture(scope="module", params=list(COLUMNS))
+# with `--dist loadgroup` each world is built by one worker only (default `load` ignores the mark)
+_GROUPS = {col: "napt-" + SCENARIOS[col][0] for col in COLUMNS}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.xdist_group(_GROUPS[c])) for c in COLUMNS])
 def column(request, testbed_run, pytestconfig):
     """The column's world with its servers; for the helpers column, conntrack helpers attached on g
     to the flows R starts (`-j CT --helper`, removed when the column is done)."""
