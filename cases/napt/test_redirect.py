@@ -160,3 +160,30 @@ def test_redirect_goes_with_the_tunnel(world, sink, capture, roles, scenario):
     at_r.stop()
     assert len(sink.status()["received"]) == before, sink.status()["received"]
     assert at_r.packets(None, ["ip.src"]) == []
+
+
+def test_redirect_follows_the_remote_host_to_a_new_network(world, sink, roles, scenario):
+    """Appendix C: explicit mappings "must be updated whenever the mobile node's address changes".
+    R moves from fn1 to fn2 (a new outer address) and connects again; the rule names the user, not
+    an address, so G binds it to R's new tunnel by itself and H reaches R through G_i:2222 again."""
+    from testbed.handoff import move
+    from testbed.profiles import start_role
+
+    gw = ours_gateway(roles)
+    check_tunnel(roles, scenario)
+    first = {r["ike_sa"] for r in wait_redirects(gw, active=True)}
+    client = role_of(roles, "vpn-client")
+    client.stop()
+    move(world, "r", "fn2")
+    roles[client.role.name] = start_role(world, client.role)
+    vip = check_tunnel(roles, scenario)["vip"]
+    rules = wait_redirects(gw, active=True)
+    assert {r["ike_sa"] for r in rules}.isdisjoint(first), f"the rules stayed on the old tunnel: {rules}"
+    assert all(r["to"] == f"{vip}:{ECHO}" for r in rules), rules
+    new_outer = str(PLAN.attachments["fn2"].address)
+    remotes = {sa["remote_host"] for sa in gw.status()["ike_sas"] if sa.get("state") == "ESTABLISHED"}
+    assert remotes == {new_outer}, f"G's tunnel to R is not from R's new address {new_outer}: {remotes}"
+    for proto in ("tcp", "udp"):
+        got = echo_probe(world, proto, PORT)
+        assert got["result"] == "ok" and got["echo"] == got["sent"], \
+            f"H gets no {proto} echo from R through G_i:{PORT} after R moved: {got}"
