@@ -184,6 +184,8 @@ def _forget_flows(world) -> None:
         world.run_in("g", ["conntrack", "-D", "-p", proto, "--dport", str(port)])
 
 
+@pytest.mark.req("gupta-appc-payload-addresses", "gupta-appc-multihomed-udp", "gupta-appc-no-mapping",
+                 "gupta-appc-redirect", "gupta-3b-napt", "gupta-3b-pool")
 @pytest.mark.parametrize("app", list(APPS))
 def test_cell(column, app, case_dir, record_property):
     """One cell: the application between R and H in this column, against the expected outcome."""

@@ -162,6 +162,7 @@ def test_redirect_goes_with_the_tunnel(world, sink, capture, roles, scenario):
     assert at_r.packets(None, ["ip.src"]) == []
 
 
+@pytest.mark.req("gupta-appc-redirect-follows")
 def test_redirect_follows_the_remote_host_to_a_new_network(world, sink, roles, scenario):
     """Appendix C: explicit mappings "must be updated whenever the mobile node's address changes".
     R moves from fn1 to fn2 (a new outer address) and connects again; the rule names the user, not
