@@ -31,7 +31,8 @@ A user who connects again (a restarted client, a new address) replaces its older
 password (EAP-MD5) G authenticates itself with that user's pre-shared key (UserPolicy.gateway_psk).
 
 Config (JSON; the keys of fixtures/scenarios/remote-access-basic.yaml): internal_presence napt|pool,
-pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), redirects (none; see below), dns, users {id: {psk, password, subnets}},
+pool, napt_pool (100.64.0.0/24), napt_ports (61000-65535), alg (NAPT application-level gateways:
+[ftp, sip]; none by default; nodes/ipsec/alg.py), redirects (none; see below), dns, users {id: {psk, password, subnets}},
 auth any|psk|eap-md5 (any), identity (G's IKE id; default G_e), external_address, inside_interface,
 cookie_threshold (32 half-open IKE SAs: from then on IKE_SA_INIT needs a COOKIE, RFC 7296 2.6;
 null: never), half_open_max (1024), dpd_interval (30 s), child_rekey_after / ike_rekey_after (seconds; none), tun (vpn0), mtu (1400), ike_proposals, esp_proposals,
@@ -57,6 +58,7 @@ import socket
 from ipaddress import IPv4Address, IPv4Network
 
 from nodes.ipsec import ike
+from nodes.ipsec.alg import AlgNapt, NaptAlgs
 from nodes.ipsec.napt import Napt
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.ipsec.redirects import RedirectBindings
@@ -117,6 +119,13 @@ class Gateway:
         net = cfg.network("pool") if self.presence == "pool" else cfg.network("napt_pool", "100.64.0.0/24")
         self.pool = AddressPool(net)
         self.napt_ports = cfg.port_range("napt_ports", "61000-65535")
+        self.algs = cfg.get("alg", [])  # application-level gateways of the NAPT (nodes/ipsec/alg.py)
+        try:
+            NaptAlgs(self.algs)
+        except (ValueError, TypeError) as exc:
+            raise cfg.fail("alg", "a list of ALG names (ftp, sip)", self.algs) from exc
+        if self.algs and self.presence != "napt":
+            raise cfg.fail("alg", "no ALG with internal_presence pool (nothing is translated)", self.algs)
         self.redirects: list[Redirect] = redirects(cfg, self.users,
                                                    self.napt_ports if self.presence == "napt" else None)
         self.tun_name = str(cfg.get("tun", "vpn0"))
@@ -178,7 +187,8 @@ class Gateway:
             self._intranet = [(int(n.network_address), int(n.netmask)) for n in self.intranet]
             host.forward_internet(self.changes, tun, outside, self.pool.network if self.presence == "pool" else None)
         if self.presence == "napt":
-            self.napt = Napt(self.g_i, ports=self.napt_ports)
+            self.napt = (AlgNapt(self.g_i, ports=self.napt_ports, alg=NaptAlgs(self.algs)) if self.algs
+                         else Napt(self.g_i, ports=self.napt_ports))
             self.bindings = RedirectBindings(self.napt, self.redirects)
             self.raw = io.raw_ip_socket()
             if self.internet:
@@ -321,6 +331,7 @@ class Gateway:
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
             "napt": napt["mappings"] if napt is not None else [],
+            **({"napt_alg": self.napt.alg.status()} if isinstance(self.napt, AlgNapt) else {}),
             "internet_access": self.internet, "intranet": [str(n) for n in self.intranet],
             "napt_internet": napt_internet["mappings"] if napt_internet is not None else [],
             "redirects": self.bindings.status(self.g_i),
