@@ -135,14 +135,17 @@ def write_pages(report_dir: Path, doc: dict, bench_dir: Path) -> Path:
             impls[impl] += 1
     implementations = [{"label": k, "cases": n, "about": ABOUT.get(k, "")} for k, n in impls.most_common()]
 
+    from testbed.napt_matrix import build_matrix, cells_from_run, html_table
     from testbed.report.bench import load_benches
     benches = load_benches(bench_dir)
+    napt_cells = cells_from_run(report_dir)
+    napt_matrix = html_table(build_matrix(napt_cells), link_base=report_dir) if napt_cells else None
     index = report_dir / "index.html"
     index.write_text(env.get_template("index.html").render(
         run=run, cases=cases, columns=columns, matrix=matrix, unchecked=unchecked, checked=checked,
         catalogue_size=len(cat.requirements), areas_run=areas_run, implementations=implementations,
         attention=[c for c in cases if c["verdict"] in (FAIL, NONCONFORMANCE, WARNED)],
-        untraced=[c for c in cases if not c["reqs"]], bench=bool(benches)))
+        untraced=[c for c in cases if not c["reqs"]], bench=bool(benches), napt_matrix=napt_matrix))
     (report_dir / "bench.html").write_text(env.get_template("bench.html").render(run_id=doc["run_id"], benches=benches))
 
     case_tpl = env.get_template("case.html")
