@@ -12,6 +12,8 @@ from pathlib import Path
 from testbed import REPO_ROOT
 from testbed.schema import ConfigError
 
+DURATIONS = REPO_ROOT / "fixtures" / "test-durations.json"  # recorded case durations for --shard
+
 
 def _scenario(args):
     from testbed.pytest_plugin import DEFAULT_SCENARIO
@@ -103,6 +105,14 @@ def cmd_run(args, extra: list[str]) -> int:
         argv += ["--impl", i]
     if args.keep_captures:
         argv.append("--keep-captures")
+    if args.shard:
+        try:
+            k, n = (int(x) for x in args.shard.split("/"))
+            assert 1 <= k <= n
+        except (ValueError, AssertionError):
+            print(f"error: --shard {args.shard!r}: expected K/N with 1 <= K <= N, e.g. 2/4", file=sys.stderr)
+            return 2
+        argv += ["--splits", str(n), "--group", str(k), "--durations-path", str(args.durations)]
     return subprocess.call(argv + extra, cwd=REPO_ROOT)
 
 
@@ -143,10 +153,26 @@ def cmd_report(args) -> int:
     from testbed.report import load_results, write_report
     from testbed.report.browser import broken_links, load, screenshot
 
+    if args.action == "merge":
+        from testbed.report.merge import MergeError, merge
+        if not args.run or not args.shards:
+            print("error: report merge OUT SHARD_DIR...: name the merged report's directory and the shards' runs",
+                  file=sys.stderr)
+            return 2
+        try:
+            print(merge(Path(args.run).resolve(), [Path(s).resolve() for s in args.shards]))
+        except MergeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     run_dir = Path(args.run or Path(args.report_dir) / "latest").resolve()
     if not (run_dir / "results.json").is_file():
         print(f"error: {run_dir} holds no results.json: name a run directory (reports/<run-id>)", file=sys.stderr)
         return 2
+    if args.action == "durations":
+        from testbed.report.merge import write_durations
+        print(write_durations(run_dir, Path(args.out or DURATIONS)))
+        return 0
     if args.action == "render":
         doc, results = load_results(run_dir)
         print(write_report(run_dir, doc["run_id"], results, doc["meta"]))
@@ -173,11 +199,18 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE")
     run.add_argument("-n", "--workers", default="auto", help="parallel workers (pytest-xdist); 1 for serial")
     run.add_argument("--keep-captures", action="store_true")
+    run.add_argument("--shard", metavar="K/N", help="run only the K-th of N shards of equal duration (pytest-split; "
+                     "merge the shards' reports with `testbed report merge`)")
+    run.add_argument("--durations", default=str(DURATIONS), help="recorded case durations for --shard")
     sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
     sub.add_parser("scenarios", help="list scenarios with a one-line description")
     rep = sub.add_parser("report", help="render a run's report again, or screenshot it in headless chromium")
-    rep.add_argument("action", choices=["render", "screenshot"])
-    rep.add_argument("run", nargs="?", help="the run's directory (default: reports/latest)")
+    rep.add_argument("action", choices=["render", "screenshot", "merge", "durations"],
+                     help="render: the pages again; screenshot: in headless chromium; merge OUT SHARD...: one report "
+                          "from shards; durations: a run's case durations for --shard (fixtures/test-durations.json)")
+    rep.add_argument("run", nargs="?", help="the run's directory (default: reports/latest); for merge: the output")
+    rep.add_argument("shards", nargs="*", help="merge: the shards' run directories")
+    rep.add_argument("--out", help="durations: where to write them")
     rep.add_argument("--width", type=int, default=1400)
     rep.add_argument("--height", type=int, default=900)
     args, extra = p.parse_known_args(argv)
