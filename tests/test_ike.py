@@ -335,3 +335,38 @@ def test_flood_of_spoofed_inits_costs_no_state_beyond_the_threshold():
     gw.receive_datagram(forged.encode(), Addr("198.51.100.200", 500, GATEWAY, 500), 0.0)
     assert gw.status(0.0).as_dict()["drops"].get("invalid_cookie") == 1
     established(connect(client(), gw))
+
+
+def test_a_peer_asking_for_pfs_is_served_by_default_proposals():
+    """Issue 13 item 3: a client whose ESP proposal carries a DH group (PFS, as strongSwan's with
+    esp_proposals = aes128gcm16-ecp256) rekeys its child SA against a gateway configured with the
+    default proposals, which name no group: the rekey carries a KE payload and succeeds."""
+    gw = IkeCore(IkeConfig("gw.example", users={"alice@example": UserPolicy(psk=b"alice-secret")},
+                           allocator=Pool("10.9.0.1", "10.9.0.2")))
+    link = connect(client(esp=["aes128gcm16-ecp256"]), gw)
+    old, _ = established(link)
+    link.call("a", "rekey_child")
+    link.run(until=link.now + 30)
+    new_a, new_b = installed(link, "a")[1], installed(link, "b")[1]
+    assert_pair(new_a, new_b)
+    assert new_a.replaces == old.spi_in
+    assert any(p.to == "b" and p.data[18] == w.CREATE_CHILD_SA for p in link.sent)
+    assert new_a.encr_key_in != old.encr_key_in and not link.of_type("a", Failed)
+
+
+def test_default_proposals_take_strongswans_defaults():
+    """Issue 13 item 3: AES-256-GCM for ESP and AES-CBC for IKE are accepted without configuration."""
+    gw = IkeCore(IkeConfig("gw.example", users={"alice@example": UserPolicy(psk=b"alice-secret")},
+                           allocator=Pool("10.9.0.1", "10.9.0.2")))
+    established(connect(client(ike=["aes256-sha256-prfsha256-modp2048"], esp=["aes256gcm16"]), gw))
+
+
+def test_a_refused_child_sa_is_logged_with_the_proposals_and_counted():
+    """Issue 13 item 4: NO_PROPOSAL_CHOSEN for the child in IKE_AUTH shows in the gateway's drop
+    counters and its log names what was offered and what is configured."""
+    gw = gateway(esp=["aes128gcm16"])
+    connect(client(esp=["aes256-sha256"]), gw)
+    snap = gw.status(0.0).as_dict()
+    assert snap["drops"].get("child_refused_no_proposal_chosen") == 1, snap["drops"]
+    line = next(e for e in snap["events"] if "child SA refused" in e)
+    assert "NO_PROPOSAL_CHOSEN" in line and "offered #1 ESP ENCR 12/256 INTEG 12" in line and "configured aes128gcm16" in line

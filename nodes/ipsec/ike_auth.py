@@ -187,7 +187,7 @@ class Authentication:
         try:
             body, child = self.children.responder_child(sa, now, request, ike_auth=True)
         except ChildError as exc:
-            self.ctx.log(sa, f"child SA refused: {exc}")
+            self.ctx.refused_child(sa, exc)
             body = body + [w.Notify(exc.notify, exc.data)]
             if sa.virtual_ip:
                 body.insert(0, self.children.cp_reply(sa))

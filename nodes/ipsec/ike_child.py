@@ -34,6 +34,7 @@ class ChildSas:
         try:
             body, child = self.responder_child(sa, now, msg, ike_auth=False, rekey_of=old)
         except ChildError as exc:
+            self.ctx.refused_child(sa, exc)
             return self.ctx.respond(sa, msg, [w.Notify(exc.notify, exc.data)])
         self.ctx.log(sa, f"child SA {child.spi_in.hex()} created" + (f" rekeying {old.spi_in.hex()}" if old else ""))
         return self.ctx.respond(sa, msg, body) + [child_action(sa, child, replaces=old.spi_in if old else None)]
@@ -58,9 +59,12 @@ class ChildSas:
         ke = request.get(w.KeyExchange)
         spi_in = props.new_spi(4, self.ctx.random)
         suites = self.ctx.esp_suites_auth if ike_auth else self.ctx.esp_suites
+        if ke is not None and not ike_auth:
+            suites = props.with_pfs(suites, ke.group)
         sel = props.select(suites, sa_p, w.PROTO_ESP, spi_in, dh_required=ke is not None, ignore_dh=ike_auth)
         if sel is None:
-            raise ChildError(w.N_NO_PROPOSAL_CHOSEN)
+            raise ChildError(w.N_NO_PROPOSAL_CHOSEN, detail=(
+                f"offered {props.describe_offer(sa_p)}; configured {', '.join(self.ctx.config.esp_proposals)}"))
         g_ir, ke_reply = b"", None
         if ke is not None and not ike_auth:
             if ke.group != sel.suite.dh:

@@ -25,11 +25,20 @@ class UserPolicy:
     gateway_psk: bytes | None = None  # responder's AUTH toward this user when it uses EAP; None: config's
 
 
+# strongSwan's default proposal sets (5.9: AEAD and AES-CBC/SHA-2 suites, ECP/Curve25519/MODP groups),
+# within what this implementation has (AES-GCM-16 and AES-CBC with HMAC-SHA-256-128, PRF-HMAC-SHA-256,
+# groups 19, 31, 14); a config's ike_proposals / esp_proposals narrow them. PFS: a CREATE_CHILD_SA
+# offer with a KE payload is accepted with the peer's group even when esp_proposals name none.
+DEFAULT_IKE_PROPOSALS = ("aes128gcm16-aes256gcm16-prfsha256-ecp256-curve25519-modp2048",
+                         "aes128-aes256-sha256-prfsha256-ecp256-curve25519-modp2048")
+DEFAULT_ESP_PROPOSALS = ("aes128gcm16", "aes256gcm16", "aes128-sha256", "aes256-sha256")
+
+
 @dataclass
 class IkeConfig:
     local_id: str
-    ike_proposals: list[str] = field(default_factory=lambda: ["aes128gcm16-prfsha256-ecp256-modp2048-curve25519"])
-    esp_proposals: list[str] = field(default_factory=lambda: ["aes128gcm16", "aes128-sha256"])
+    ike_proposals: list[str] = field(default_factory=lambda: list(DEFAULT_IKE_PROPOSALS))
+    esp_proposals: list[str] = field(default_factory=lambda: list(DEFAULT_ESP_PROPOSALS))
     # initiator
     remote_id: str | None = None  # expected responder identity (also sent as IDr)
     psk: bytes | None = None  # own AUTH (without EAP) and check of the responder's AUTH

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from nodes.core import RandomSource
 from nodes.ipsec import ike_proposals as props
-from nodes.ipsec.ike_actions import Action, SendIke, exchange_name
+from nodes.ipsec.ike_actions import Action, SendIke, exchange_name, notify_name
 from nodes.ipsec.ike_config import IkeConfig
 from nodes.ipsec.ike_state import IkeSa
 from nodes.ipsec.ike_table import SaTable
@@ -32,6 +32,14 @@ class IkeContext:
 
     def log(self, sa: IkeSa | None, text: str) -> None:
         self.events.append(f"{sa.name if sa else '-'}: {text}")
+
+    def refused_child(self, sa: IkeSa, exc) -> None:
+        """A child SA we refused (responder): logged with why (offered and configured proposals for
+        NO_PROPOSAL_CHOSEN) and counted among the drops as child_refused_<notify>."""
+        name = notify_name(exc.notify)
+        self.drops[f"child_refused_{name.lower()}"] += 1
+        detail = str(exc)
+        self.log(sa, f"child SA refused with {name}" + (f": {detail}" if detail != name else ""))
 
     def drop(self, reason: str) -> list[Action]:
         self.drops[reason] += 1

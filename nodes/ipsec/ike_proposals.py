@@ -6,7 +6,7 @@ A suite string such as "aes128gcm16-prfsha256-ecp256" (IKE) or "aes256-sha256-mo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nodes.core import RandomSource, system_random
 from nodes.wire import ikev2 as w
@@ -92,15 +92,18 @@ def parse_suite(text: str, protocol: int) -> Suite:
 
 
 def parse_suites(texts: list[str], protocol: int) -> list[Suite]:
-    """Several DH groups in one string ("aes128gcm16-prfsha256-ecp256-modp2048") give one suite each."""
+    """Several encryption algorithms or DH groups in one string, as strongSwan writes them
+    ("aes128gcm16-aes256gcm16-prfsha256-ecp256-modp2048"), give one suite each, in that order."""
     out = []
     for text in texts:
         tokens = text.lower().split("-")
+        encrs = [t for t in tokens if t in ENCR_TOKENS]
         groups = [t for t in tokens if t in DH_TOKENS]
-        rest = "-".join(t for t in tokens if t not in DH_TOKENS)
-        for g in groups or [None]:
-            out.append(parse_suite(f"{rest}-{g}" if g else rest, protocol))
-    return out
+        rest = [t for t in tokens if t not in DH_TOKENS and t not in ENCR_TOKENS]
+        for e in encrs or [None]:
+            for g in groups or [None]:
+                out.append(parse_suite("-".join(([e] if e else []) + rest + ([g] if g else [])), protocol))
+    return list(dict.fromkeys(out))
 
 
 def sa_payload(suites: list[Suite], protocol: int, spi: bytes) -> w.SecurityAssociation:
@@ -172,6 +175,30 @@ def accept_reply(ours: list[Suite], reply: w.SecurityAssociation, protocol: int)
     if not _matches(suite, prop, protocol, dh_required=bool(suite.dh)):
         return None
     return Selection(suite, prop, prop.spi, [t.id for t in prop.get(w.TT_DH)])
+
+
+TRANSFORM_NAMES = {w.TT_ENCR: "ENCR", w.TT_PRF: "PRF", w.TT_INTEG: "INTEG", w.TT_DH: "DH", w.TT_ESN: "ESN"}
+
+
+def describe_offer(offered: w.SecurityAssociation) -> str:
+    """A peer's proposals for a log line: '#1 ESP ENCR 20/128 DH 19 ESN 0; #2 ...' (IANA numbers)."""
+    out = []
+    for prop in offered.proposals:
+        ts = " ".join(f"{TRANSFORM_NAMES.get(t.type, t.type)} {t.id}" + (f"/{t.key_length}" if t.key_length else "")
+                      for t in prop.transforms)
+        out.append(f"#{prop.num} {'IKE' if prop.protocol == w.PROTO_IKE else 'ESP'} {ts}")
+    return "; ".join(out)
+
+
+def with_pfs(suites: list[Suite], group: int) -> list[Suite]:
+    """The suites to match a CREATE_CHILD_SA offer carrying a KE payload of `group` (PFS, RFC 7296
+    1.3.1): those configured with a DH group first, then every configured suite with the peer's group
+    (if we implement it) and with each other group we implement, so a peer that asks for PFS is
+    served (as strongSwan is) even when our proposals name no group."""
+    from nodes.ipsec.ike_crypto import DH_GROUPS
+    groups = ([group] if group in DH_GROUPS else []) + sorted(g for g in DH_GROUPS if g != group)
+    plain = list(dict.fromkeys(replace(s, dh=0) for s in suites))
+    return list(dict.fromkeys([s for s in suites if s.dh] + [replace(s, dh=g) for g in groups for s in plain]))
 
 
 def new_spi(size: int, random: RandomSource = system_random) -> bytes:
