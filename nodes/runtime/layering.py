@@ -1,0 +1,110 @@
+"""Host plumbing that layers two tunnel daemons of one node on each other (the mobile VPN node).
+
+Two nestings (draft-ietf-mip4-vpn-problem-statement section 1.2):
+
+* MIP inside IPsec: the Mobile IP layer's own packets to the home agent (registrations, the
+  co-located tunnel) are routed into the VPN client's TUN device by the client's routes toward the
+  intranet. They leave the MN with the care-of address as source, which the gateway would drop (an
+  ESP tunnel admits only its inner address), so `SourceIntoTunnel` translates the source of what
+  enters the VPN TUN to the tunnel's inner address (netfilter MASQUERADE): the home agent sees a
+  NAT between the care-of address and the request's source, and answers with RFC 3519 UDP
+  tunnelling toward the tunnel's inner address, which the gateway sends back through ESP
+  (`forget_flows_to` the HA whenever the VPN tunnel comes up, so no flow keeps an older decision).
+* IPsec inside MIP: the VPN client's IKE and ESP to the gateway must leave from the home address
+  and ride in the Mobile IP tunnel. `HostRoute` keeps one route to the gateway: into the MN's TUN
+  device with the home address as source while the MN is co-located (the MN encapsulates what it
+  reads there to the HA), and no route of its own with a foreign agent (the MN's default route through the agent
+  already has the home address as source, and the agent reverse-tunnels it).
+
+`AdmitMobility` lets the Mobile IP layer's own packets from its home agent (UDP 434, IP-in-IP),
+and what the MN's daemon decapsulates into its TUN device for the home address, through the VPN
+client's host firewall (which drops everything it does not know): an INPUT chain
+of its own, kept in front of the client's chain (call `ensure_first` after the client (re)starts).
+"""
+from __future__ import annotations
+
+from nodes.runtime import netlink
+from nodes.runtime.commands import run
+
+IPT = ["iptables", "-w"]
+
+
+class SourceIntoTunnel:
+    """MASQUERADE what leaves through `tun` (the VPN client's TUN; its address is the inner address)."""
+
+    def __init__(self, tun: str):
+        self.rule = ["POSTROUTING", "-o", tun, "-j", "MASQUERADE"]
+        self.on = False
+
+    def add(self) -> None:
+        if not self.on:
+            run(IPT + ["-t", "nat", "-A", *self.rule])
+            self.on = True
+
+    def remove(self) -> None:
+        if self.on:
+            run(IPT + ["-t", "nat", "-D", *self.rule], check=False)
+            self.on = False
+
+
+def forget_flows_to(address: str) -> None:
+    """Drop the connection-tracking entries toward `address`. NAT is decided on a flow's first
+    packet: a registration sent before the VPN was up (routed in clear, untranslated) would keep
+    its flow untranslated after the tunnel comes up, and the gateway would drop it as spoofed."""
+    run(["conntrack", "-D", "-d", address], check=False)
+
+
+class AdmitMobility:
+    """An INPUT chain that accepts the Mobile IP layer's packets from its home agent."""
+
+    CHAIN = "MOBILEVPN-IN"
+
+    def __init__(self, home_agent: str, mip_tun: str):
+        self.home_agent, self.mip_tun = home_agent, mip_tun
+        self.on = False
+
+    def add(self) -> None:
+        run(IPT + ["-N", self.CHAIN], check=False)
+        run(IPT + ["-F", self.CHAIN])
+        for rule in (["-s", self.home_agent, "-p", "udp", "--dport", "434", "-j", "ACCEPT"],
+                     ["-s", self.home_agent, "-p", "4", "-j", "ACCEPT"],
+                     ["-i", self.mip_tun, "-j", "ACCEPT"]):
+            run(IPT + ["-A", self.CHAIN, *rule])
+        self.on = True
+        self.ensure_first()
+
+    def ensure_first(self) -> None:
+        """Our jump at INPUT position 1 (the VPN client inserts its own there when it starts)."""
+        if not self.on:
+            return
+        while run(IPT + ["-D", "INPUT", "-j", self.CHAIN], check=False).returncode == 0:
+            pass
+        run(IPT + ["-I", "INPUT", "1", "-j", self.CHAIN])
+
+    def remove(self) -> None:
+        if not self.on:
+            return
+        while run(IPT + ["-D", "INPUT", "-j", self.CHAIN], check=False).returncode == 0:
+            pass
+        run(IPT + ["-F", self.CHAIN], check=False)
+        run(IPT + ["-X", self.CHAIN], check=False)
+        self.on = False
+
+
+class HostRoute:
+    """One host route the layering owns (e.g. the gateway into the MN's TUN, source the home address)."""
+
+    def __init__(self, dst: str):
+        self.dst = f"{dst}/32"
+        self.via: tuple | None = None
+
+    def set(self, dev: str, src: str) -> None:
+        if self.via == (dev, src):
+            return
+        netlink.route_replace(self.dst, dev=dev, src=src)
+        self.via = (dev, src)
+
+    def clear(self) -> None:
+        if self.via is not None:
+            netlink.route_del(self.dst, dev=self.via[0])
+            self.via = None
