@@ -11,7 +11,7 @@ import importlib.util
 from dataclasses import dataclass
 from typing import Callable
 
-KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "echo-sink")
+KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "mobile-vpn-node", "echo-sink")
 
 # profile -> role kind -> how to start it: a module under nodes/ for `ours`
 PROFILES: dict[str, dict[str, str]] = {
@@ -21,6 +21,7 @@ PROFILES: dict[str, dict[str, str]] = {
         "home-agent": "daemons.home_agent",
         "foreign-agent": "daemons.foreign_agent",
         "mobile-node": "daemons.mobile_node",
+        "mobile-vpn-node": "daemons.mobile_vpn_node",
         "echo-sink": "instruments.sink",
     },
     "strongswan": {
