@@ -37,9 +37,10 @@ from collections import Counter
 from pathlib import Path
 
 from nodes.daemons import mobile_node, vpn_client
-from nodes.runtime import daemon
-from nodes.runtime.layering import AdmitMobility, HostRoute, SourceIntoTunnel, forget_flows_to
+from nodes.runtime import daemon, netlink
+from nodes.runtime.layering import AdmitMobility, HostRoute, SourceIntoTunnel
 
+MIP_UDP_OVERHEAD = 32
 NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip")
 
 
@@ -103,12 +104,12 @@ class MobileVpnNode:
         self.gateway = str(client_cfg.get("gateway"))
         self.home = str(cfg["mn"].get("home_address"))
         self.mip_tun = str(cfg["mn"].get("tun", "mip0"))
+        self.vpn_mtu = int(client_cfg.get("mtu", 1400))
         self.mip = Layer("mip", mobile_node, cfg["mn"], workdir, log_json, log)
         self.vpn = Layer("vpn", vpn_client, client_cfg, workdir, log_json, log)
         self.home_agent = str(cfg["mn"].get("home_agent"))
         self.admit = AdmitMobility(self.home_agent, self.mip_tun)
-        self.vpn_state: str | None = None
-        self.masquerade = SourceIntoTunnel(str(client_cfg.get("tun", "vpn0")))
+        self.masquerade = SourceIntoTunnel(str(client_cfg.get("tun", "vpn0")), self.home_agent)
         self.gateway_route = HostRoute(self.gateway)
         self.errors = Counter()
         self.attachment: tuple | None = None
@@ -124,6 +125,8 @@ class MobileVpnNode:
         self.admit.add()
         if self.nesting == "mip-inside-ipsec":
             self.masquerade.add()
+            # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
+            netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
         self._watch = asyncio.get_running_loop().create_task(self._watcher())
 
     # ---- the layering -------------------------------------------------------------------------
@@ -150,12 +153,6 @@ class MobileVpnNode:
             if self.nesting == "mip-inside-ipsec":
                 # a new point of attachment, a new care-of address: the VPN tunnel is re-negotiated
                 self._switch_client(restart=True, run=attachment is not None and attachment[0] != "home")
-        vpn = self.vpn.status()
-        vpn_state = vpn.get("state") if vpn else None
-        if vpn_state != self.vpn_state:
-            self.vpn_state = vpn_state
-            if vpn_state == "established" and self.nesting == "mip-inside-ipsec":
-                forget_flows_to(self.home_agent)  # what went out in clear before must be translated now
         if self.nesting == "ipsec-inside-mip":
             if attachment is not None and attachment[0] == "colocated":
                 self.gateway_route.set(self.mip_tun, self.home)

@@ -8,8 +8,11 @@ Two nestings (draft-ietf-mip4-vpn-problem-statement section 1.2):
   ESP tunnel admits only its inner address), so `SourceIntoTunnel` translates the source of what
   enters the VPN TUN to the tunnel's inner address (netfilter MASQUERADE): the home agent sees a
   NAT between the care-of address and the request's source, and answers with RFC 3519 UDP
-  tunnelling toward the tunnel's inner address, which the gateway sends back through ESP
-  (`forget_flows_to` the HA whenever the VPN tunnel comes up, so no flow keeps an older decision).
+  tunnelling toward the tunnel's inner address, which the gateway sends back through ESP.
+  NAT is decided on a flow's first packet, so two flows must never get a decision that outlives
+  the move: what goes to the HA in clear (before the tunnel is up; it dies at the Internet core)
+  is not tracked, and what would enter the tunnel from an address the node no longer has (the
+  previous care-of address, in the instant of a move) is dropped before it is tracked.
 * IPsec inside MIP: the VPN client's IKE and ESP to the gateway must leave from the home address
   and ride in the Mobile IP tunnel. `HostRoute` keeps one route to the gateway: into the MN's TUN
   device with the home address as source while the MN is co-located (the MN encapsulates what it
@@ -30,28 +33,26 @@ IPT = ["iptables", "-w"]
 
 
 class SourceIntoTunnel:
-    """MASQUERADE what leaves through `tun` (the VPN client's TUN; its address is the inner address)."""
+    """MASQUERADE what leaves through `tun` (the VPN client's TUN; its address is the inner address)
+    toward `home_agent`; see the module's docstring for the two raw-table rules."""
 
-    def __init__(self, tun: str):
-        self.rule = ["POSTROUTING", "-o", tun, "-j", "MASQUERADE"]
+    def __init__(self, tun: str, home_agent: str):
+        self.rules = [["-t", "nat", "POSTROUTING", "-o", tun, "-j", "MASQUERADE"],
+                      ["-t", "raw", "OUTPUT", "-d", home_agent, "!", "-o", tun, "-j", "CT", "--notrack"],
+                      ["-t", "raw", "OUTPUT", "-o", tun, "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "DROP"]]
         self.on = False
 
     def add(self) -> None:
         if not self.on:
-            run(IPT + ["-t", "nat", "-A", *self.rule])
+            for table, flag, chain, *rule in self.rules:
+                run(IPT + [table, flag, "-A", chain, *rule])
             self.on = True
 
     def remove(self) -> None:
         if self.on:
-            run(IPT + ["-t", "nat", "-D", *self.rule], check=False)
+            for table, flag, chain, *rule in self.rules:
+                run(IPT + [table, flag, "-D", chain, *rule], check=False)
             self.on = False
-
-
-def forget_flows_to(address: str) -> None:
-    """Drop the connection-tracking entries toward `address`. NAT is decided on a flow's first
-    packet: a registration sent before the VPN was up (routed in clear, untranslated) would keep
-    its flow untranslated after the tunnel comes up, and the gateway would drop it as spoofed."""
-    run(["conntrack", "-D", "-d", address], check=False)
 
 
 class AdmitMobility:

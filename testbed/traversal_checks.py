@@ -1,0 +1,85 @@
+"""What the VPN-traversal cases and benchmark share: the mobile VPN node's readiness (both layers up),
+a probe stream toward the address the intranet sees, a TCP session to H, and IKE messages counted
+on the wire (tshark) per move."""
+from __future__ import annotations
+
+from testbed.capture import decode
+from testbed.daemons import start_daemon
+from testbed.mip_checks import H, PROBE_PORT, wait_for
+
+ECHO_PORT = 7
+IKE_FILTER = "isakmp"  # tshark: IKE on 500, and on 4500 after the non-ESP marker
+IKE_BPF = "udp port 500 or (udp port 4500 and udp[8:4] = 0)"  # IKE, not UDP-encapsulated ESP
+
+
+class MipLayer:
+    """The MN layer of a mobile VPN node, for the mobility helpers that read an MN's status."""
+
+    def __init__(self, mvn):
+        self.mvn = mvn
+
+    def status(self) -> dict:
+        return self.mvn.status()["mip"]
+
+
+def both_layers_up(mvn, coa: str | None = None):
+    """The mobile VPN node's status once the MN is registered (with that care-of address) and the
+    VPN tunnel is established, else None."""
+    s = mvn.status()
+    mip, vpn = s["mip"], s["vpn"]
+    if mip["state"] != "registered" or (coa is not None and mip["care_of_address"] != coa):
+        return None
+    if not vpn or vpn["state"] != "established":
+        return None
+    return s
+
+
+def wait_both_layers(mvn, coa: str | None = None, timeout: float = 8.0) -> dict:
+    return wait_for(lambda: both_layers_up(mvn, coa), timeout=timeout,
+                    what=f"registration{f' with care-of address {coa}' if coa else ''} and an established VPN tunnel")
+
+
+def start_probe(world, to: str, rate: int = 1000, gap: float = 0.005):
+    """A 1 kHz UDP probe stream H -> `to` (an address of R); returns (receiver, sender)."""
+    rx = start_daemon(world, "r", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": to, "gap": gap})
+    tx = start_daemon(world, "h", "instruments.probe", name="probe-tx",
+                      config={"send": {"to": to, "port": PROBE_PORT, "rate": rate}})
+    wait_for(lambda: rx.status()["receiver"]["received"] > 50, timeout=5, what=f"the probe stream to reach {to}")
+    return rx, tx
+
+
+def start_session(world, bind: str | None = None):
+    """One long-lived TCP session R -> H:7 (an echo sink on H), from `bind` or the routed source."""
+    start_daemon(world, "h", "instruments.sink", args=["--tcp", str(ECHO_PORT)])
+    args = ["--connect", f"{H}:{ECHO_PORT}"] + (["--bind", bind] if bind else [])
+    keeper = start_daemon(world, "r", "instruments.tcpkeeper", args=args)
+    session_caught_up(keeper)
+    return keeper
+
+
+def session_caught_up(keeper, timeout: float = 8.0) -> dict:
+    """Everything written so far has come back on the one TCP connection."""
+    target = keeper.status()["sent"]
+
+    def ok():
+        s = keeper.status()
+        assert s["error"] is None, f"the TCP session broke: {s['error']}"
+        return s if s["echoed"] >= target else None
+
+    return wait_for(ok, timeout=timeout, what=f"the TCP session to echo {target} bytes")
+
+
+def ike_messages(pcap, windows: list[tuple[float, float]]) -> list[list[dict]]:
+    """The IKE messages of a capture (tshark), split into time windows [from, to)."""
+    rows = decode(pcap, IKE_FILTER, fields=["frame.time_epoch", "ip.src", "ip.dst", "isakmp.exchangetype",
+                                             "isakmp.flag_r"])
+    out: list[list[dict]] = [[] for _ in windows]
+    for row in rows:
+        t = float(row["frame.time_epoch"][0])
+        msg = {"t": t, "src": row["ip.src"][-1], "dst": row["ip.dst"][-1],
+               "exchange": int(row["isakmp.exchangetype"][0]) if row["isakmp.exchangetype"] else None,
+               "response": (row["isakmp.flag_r"] or ["0"])[0] in ("1", "True")}
+        for i, (lo, hi) in enumerate(windows):
+            if lo <= t < hi:
+                out[i].append(msg)
+    return out
