@@ -39,6 +39,12 @@ def wait_both_layers(mvn, coa: str | None = None, timeout: float = 8.0) -> dict:
                     what=f"registration{f' with care-of address {coa}' if coa else ''} and an established VPN tunnel")
 
 
+def ike_per_move(mvn) -> dict[str, int]:
+    """IKE messages the node counted after each attachment (network name -> count; the last stay
+    on each network wins)."""
+    return {m["attachment"]["detail"]: m["ike_messages"] for m in mvn.status()["moves"] if m["attachment"]}
+
+
 def start_probe(world, to: str, rate: int = 1000, gap: float = 0.005):
     """A 1 kHz UDP probe stream H -> `to` (an address of R); returns (receiver, sender)."""
     rx = start_daemon(world, "r", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": to, "gap": gap})
