@@ -3,7 +3,9 @@ a probe stream toward the address the intranet sees, a TCP session to H, and IKE
 on the wire (tshark) per move."""
 from __future__ import annotations
 
+from testbed import handoff
 from testbed.capture import decode
+from testbed.disruption import Disruption
 from testbed.daemons import start_daemon
 from testbed.mip_checks import H, PROBE_PORT, wait_for
 
@@ -89,3 +91,33 @@ def ike_messages(pcap, windows: list[tuple[float, float]]) -> list[list[dict]]:
             if lo <= t < hi:
                 out[i].append(msg)
     return out
+
+
+def visit(world, mvn, rx, keeper, net: str, coa: str) -> dict:
+    """Move R to `net` and wait until both layers are up with care-of address `coa`, the probe
+    stream flows again and the TCP session has caught up; the move, the disruption the probe saw
+    and the node's status then."""
+    m = handoff.move(world, "r", net, configure=False)
+    s = wait_both_layers(mvn, coa)
+    wait_for(lambda: (rx.status()["receiver"]["last_arrival"] or 0) > m.t_up + 0.05, timeout=5,
+             what=f"the probe stream to flow again on {net}")
+    if keeper is not None:
+        session_caught_up(keeper)
+    return {"to": net, "coa": coa, "t_down": m.t_down, "t_up": m.t_up, "status": s,
+            **outage(m.t_down, m.t_up, rx.status()["receiver"]).as_dict()}
+
+
+def outage(t_down: float, t_up: float, receiver: dict, window: float = 3.0) -> Disruption:
+    """The longest arrival gap of a probe receiver that overlaps [t_down, t_up + window].
+
+    Unlike testbed.disruption (the gap that spans the carrier change), this also finds an outage
+    that starts after the carrier is back: probes already in flight on the old path can arrive
+    just after the move, while the new path needs a VPN tunnel first (section 4.1)."""
+    gaps = [g for g in receiver["gaps"] if g["to_t"] >= t_down and g["from_t"] <= t_up + window]
+    if not gaps:
+        last = receiver.get("last_arrival")
+        if last is None or last < t_up:
+            raise ValueError("no probe packet arrived after the move: the stream did not recover")
+        return Disruption(t_down, t_up, 0.0, 0.0, 0)
+    g = max(gaps, key=lambda g: g["to_t"] - g["from_t"])
+    return Disruption(t_down, t_up, g["to_t"] - g["from_t"], max(0.0, g["to_t"] - t_up), g["lost"])

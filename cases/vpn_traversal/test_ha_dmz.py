@@ -5,11 +5,9 @@ import time
 
 import pytest
 
-from testbed import handoff
-from testbed.disruption import disruption
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
-    IKE_BPF, ike_messages, ike_per_move, session_caught_up, start_probe, start_session, wait_both_layers,
+    IKE_BPF, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
 )
 
 pytestmark = pytest.mark.scenario("mipvpn-ha-dmz")
@@ -36,13 +34,8 @@ def test_2_2_ipsec_inside_mip_moves_without_ike(world, roles, capture, case_dir)
 
     moves = []
     for net, coa in STOPS:
-        m = handoff.move(world, "r", net, configure=False)
-        s = wait_both_layers(mvn, coa)
-        wait_for(lambda: (rx.status()["receiver"]["last_arrival"] or 0) > m.t_up + 0.05, timeout=5,
-                 what=f"the probe stream to the tunnel's inner address to flow again on {net}")
-        session_caught_up(keeper)
-        moves.append({"to": net, "coa": coa, "t_down": m.t_down, "t_up": m.t_up, "mip_tunnel": s["mip"]["tunnel"],
-                      **disruption(m.t_down, m.t_up, rx.status()["receiver"]).as_dict()})
+        mv = visit(world, mvn, rx, keeper, net, coa)
+        moves.append({**mv, "mip_tunnel": mv.pop("status")["mip"]["tunnel"]})
     t_end = time.time()
     now = [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"]
     assert [x["name"] for x in now] == [sa["name"]], f"the IKE SA must stay the same across moves: {now}"
