@@ -10,7 +10,8 @@ from testbed.traversal_checks import (
     IKE_BPF, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
 )
 
-pytestmark = pytest.mark.scenario("mipvpn-ha-dmz")
+pytestmark = [pytest.mark.scenario("mipvpn-ha-dmz"),
+              pytest.mark.impl_matrix("gw=strongswan")]  # a plain VPN gateway: strongSwan fills it too
 
 X_HOA = "203.0.113.130"  # the home address on the DMZ HA's virtual home network
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]

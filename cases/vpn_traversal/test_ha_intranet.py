@@ -11,7 +11,8 @@ from testbed.traversal_checks import (
     wait_both_layers,
 )
 
-pytestmark = pytest.mark.scenario("mipvpn-ha-intranet")
+pytestmark = [pytest.mark.scenario("mipvpn-ha-intranet"),
+              pytest.mark.impl_matrix("gw=strongswan")]  # a plain VPN gateway: strongSwan fills it too
 
 IKE_SA_INIT, IKE_AUTH = 34, 35
 PUB = "198.51.100.10"  # a host on the Internet: where an MN outside the intranet without its VPN is
