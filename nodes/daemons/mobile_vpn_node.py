@@ -38,7 +38,7 @@ from pathlib import Path
 
 from nodes.daemons import mobile_node, vpn_client
 from nodes.runtime import daemon, netlink
-from nodes.runtime.layering import AdmitMobility, HostRoute, SourceIntoTunnel
+from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
 
 MIP_UDP_OVERHEAD = 32
 NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip")
@@ -110,7 +110,7 @@ class MobileVpnNode:
         self.home_agent = str(cfg["mn"].get("home_agent"))
         self.admit = AdmitMobility(self.home_agent, self.mip_tun)
         self.masquerade = SourceIntoTunnel(str(client_cfg.get("tun", "vpn0")), self.home_agent)
-        self.gateway_route = HostRoute(self.gateway)
+        self.gateway_route = GatewayThroughTunnel(self.gateway)
         self.errors = Counter()
         self.attachment: tuple | None = None
         self.moves: list[dict] = []

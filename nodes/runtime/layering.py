@@ -14,9 +14,9 @@ Two nestings (draft-ietf-mip4-vpn-problem-statement section 1.2):
   is not tracked, and what would enter the tunnel from an address the node no longer has (the
   previous care-of address, in the instant of a move) is dropped before it is tracked.
 * IPsec inside MIP: the VPN client's IKE and ESP to the gateway must leave from the home address
-  and ride in the Mobile IP tunnel. `HostRoute` keeps one route to the gateway: into the MN's TUN
-  device with the home address as source while the MN is co-located (the MN encapsulates what it
-  reads there to the HA), and no route of its own with a foreign agent (the MN's default route through the agent
+  and ride in the Mobile IP tunnel. `GatewayThroughTunnel` sends them into the MN's TUN device
+  with the home address as source while the MN is co-located (the MN encapsulates what it reads
+  there to the HA); with a foreign agent it steps aside (the MN's default route through the agent
   already has the home address as source, and the agent reverse-tunnels it).
 
 `AdmitMobility` lets the Mobile IP layer's own packets from its home agent (UDP 434, IP-in-IP),
@@ -26,8 +26,7 @@ of its own, kept in front of the client's chain (call `ensure_first` after the c
 """
 from __future__ import annotations
 
-from nodes.runtime import netlink
-from nodes.runtime.commands import run
+from nodes.runtime.commands import ip, run
 
 IPT = ["iptables", "-w"]
 
@@ -92,20 +91,39 @@ class AdmitMobility:
         self.on = False
 
 
-class HostRoute:
-    """One host route the layering owns (e.g. the gateway into the MN's TUN, source the home address)."""
+class GatewayThroughTunnel:
+    """IKE (UDP other than 434) and ESP toward the gateway into the MN's TUN device with the home
+    address as source: a routing table of its own, chosen by policy rules on destination, protocol
+    and port, so that the MN's own registrations and tunnel to the same address (a VPN gateway that
+    is also the home agent, problem statement 2.3) stay on the main table."""
 
-    def __init__(self, dst: str):
-        self.dst = f"{dst}/32"
+    TABLE, PRIORITY = 435, 433
+    # UDP except Mobile IP's port 434 (IKE on 500 and 4500; also the client's route lookup for its
+    # source address, which connects a UDP socket to port 9), and ESP
+    # (iproute2 refuses port 65535 in a rule: the range ends one below)
+    SELECTORS = (["ipproto", "udp", "dport", "1-433"], ["ipproto", "udp", "dport", "435-65534"], ["ipproto", "50"])
+
+    def __init__(self, gateway: str):
+        self.gateway = gateway
         self.via: tuple | None = None
 
     def set(self, dev: str, src: str) -> None:
         if self.via == (dev, src):
             return
-        netlink.route_replace(self.dst, dev=dev, src=src)
+        ip("route", "replace", f"{self.gateway}/32", "dev", dev, "src", src, "table", str(self.TABLE))
+        if self.via is None:
+            self._rules(False)
+            self._rules(True)
         self.via = (dev, src)
 
+    def _rules(self, add: bool) -> None:
+        for sel in self.SELECTORS:
+            ip("rule", "add" if add else "del", "priority", str(self.PRIORITY), "to", self.gateway, *sel,
+               "lookup", str(self.TABLE), check=add)
+
     def clear(self) -> None:
-        if self.via is not None:
-            netlink.route_del(self.dst, dev=self.via[0])
-            self.via = None
+        if self.via is None:
+            return
+        self._rules(False)
+        ip("route", "flush", "table", str(self.TABLE), check=False)
+        self.via = None
