@@ -10,6 +10,7 @@ from testbed.daemons import start_daemon
 from testbed.mip_checks import H, PROBE_PORT, wait_for
 
 ECHO_PORT = 7
+IKE_SA_INIT, IKE_AUTH = 34, 35  # IKEv2 exchange types
 IKE_FILTER = "isakmp"  # tshark: IKE on 500, and on 4500 after the non-ESP marker
 IKE_BPF = "udp port 500 or (udp port 4500 and udp[8:4] = 0)"  # IKE, not UDP-encapsulated ESP
 

@@ -7,14 +7,13 @@ import pytest
 from testbed import handoff
 from testbed.mip_checks import HA, HOME, at_home, binding, mip_probe, wait_for
 from testbed.traversal_checks import (
-    IKE_BPF, MipLayer, ike_messages, ike_per_move, session_caught_up, start_probe, start_session, visit,
+    IKE_AUTH, IKE_BPF, IKE_SA_INIT, MipLayer, ike_messages, ike_per_move, session_caught_up, start_probe, start_session, visit,
     wait_both_layers,
 )
 
 pytestmark = [pytest.mark.scenario("mipvpn-ha-intranet"),
               pytest.mark.impl_matrix("gw=strongswan")]  # a plain VPN gateway: strongSwan fills it too
 
-IKE_SA_INIT, IKE_AUTH = 34, 35
 PUB = "198.51.100.10"  # a host on the Internet: where an MN outside the intranet without its VPN is
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]  # fn3: behind the NAT router
 
