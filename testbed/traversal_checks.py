@@ -43,8 +43,8 @@ def wait_both_layers(mvn, coa: str | None = None, timeout: float = 8.0) -> dict:
 
 
 def ike_per_move(mvn) -> dict[str, int]:
-    """IKE messages the node counted after each attachment (network name -> count; the last stay
-    on each network wins)."""
+    """IKE messages the node counted after each attachment (its detail: the network's name when
+    co-located, the agent's address with an FA -> count; the last stay on each wins)."""
     return {m["attachment"]["detail"]: m["ike_messages"] for m in mvn.status()["moves"] if m["attachment"]}
 
 

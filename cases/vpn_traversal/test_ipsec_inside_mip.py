@@ -13,7 +13,8 @@ from testbed.traversal_checks import (
     IKE_BPF, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
 )
 
-STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]
+COLOCATED = ("192.0.2.100", [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")])  # first care-of address, stops
+VIA_FA = ("192.0.2.1", [("fn2", "192.0.2.129"), ("fn3", "10.77.0.100")])  # FA care-of; co-located behind the NAT
 
 
 @pytest.mark.scenario("mipvpn-ha-dmz", "mipvpn-ha-outside")
@@ -25,20 +26,28 @@ def test_2_2_and_2_4_ipsec_inside_mip_moves_without_ike(world, scenario, roles, 
     no IKE message crosses G_e (tshark) and the node counts none, the IKE SA is the same one, the
     probe stream H -> the tunnel's inner address and one TCP session to H survive (the disruption
     of each move is kept)."""
-    moves_without_ike(world, scenario, roles, capture, case_dir)
+    moves_without_ike(world, scenario, roles, capture, case_dir, *COLOCATED)
+
+
+@pytest.mark.scenario("mipvpn-ha-dmz-fa")
+def test_2_2_ipsec_inside_mip_via_fa_moves_without_ike(world, scenario, roles, capture, case_dir):
+    """Section 2.2 with foreign agents: the MN registers with the DMZ HA through FA1, then FA2 (FA
+    care-of addresses), then co-located behind the NAT; IKE runs from the home address through the
+    FA; the same verdicts as with co-located care-of addresses (no IKE on a move)."""
+    moves_without_ike(world, scenario, roles, capture, case_dir, *VIA_FA)
 
 
 @pytest.mark.scenario("mipvpn-combined")
 def test_2_3_combined_gateway_and_ha_moves_without_ike(world, scenario, roles, capture, case_dir):
     """Sections 2.3 and 3: the VPN gateway and the HA run on the same machine; the same verdicts as
     2.2 (IKE from the home address, no IKE on a move, the session survives fn1 -> fn2 -> NAT)."""
-    moves_without_ike(world, scenario, roles, capture, case_dir)
+    moves_without_ike(world, scenario, roles, capture, case_dir, *COLOCATED)
 
 
-def moves_without_ike(world, scenario, roles, capture, case_dir):
+def moves_without_ike(world, scenario, roles, capture, case_dir, first: str, stops: list):
     mvn, gw = roles["mn"], roles["gw"]
     x_hoa = scenario.roles["mn"].config["mn"]["home_address"]
-    s = wait_both_layers(mvn, "192.0.2.100")
+    s = wait_both_layers(mvn, first)
     assert s["vpn"]["local_address"] == x_hoa, f"IKE must leave from the home address: {s['vpn']}"
     sa = wait_for(lambda: [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"], what="G's IKE SA")[0]
     assert sa["remote_host"] == x_hoa, f"G must see the home address as its IKE peer: {sa}"
@@ -48,7 +57,7 @@ def moves_without_ike(world, scenario, roles, capture, case_dir):
     rx, _tx = start_probe(world, vip)
 
     moves = []
-    for net, coa in STOPS:
+    for net, coa in stops:
         mv = visit(world, mvn, rx, keeper, net, coa)
         moves.append({**mv, "mip_tunnel": mv.pop("status")["mip"]["tunnel"]})
     t_end = time.time()
@@ -62,6 +71,6 @@ def moves_without_ike(world, scenario, roles, capture, case_dir):
     counted = ike_per_move(mvn)
     ends = [mv["t_down"] for mv in moves[1:]] + [t_end]
     for mv, msgs in zip(moves, ike_messages(at_g.path, [(mv["t_down"], end) for mv, end in zip(moves, ends)])):
-        mv["ike_messages_wire"], mv["ike_messages_status"] = len(msgs), counted[mv["to"]]
+        mv["ike_messages_wire"], mv["ike_messages_status"] = len(msgs), counted.get(mv["to"], counted.get(mv["coa"]))
         assert msgs == [] and mv["ike_messages_status"] == 0, f"move to {mv['to']}: IKE on a move: {msgs}"
     (case_dir / "traversal.json").write_text(json.dumps({"moves": moves, "tcp_max_gap_s": k["max_gap"]}, indent=1))

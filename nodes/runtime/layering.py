@@ -19,7 +19,7 @@ Two nestings (draft-ietf-mip4-vpn-problem-statement section 1.2):
   there to the HA); with a foreign agent it steps aside (the MN's default route through the agent
   already has the home address as source, and the agent reverse-tunnels it).
 
-`AdmitMobility` lets the Mobile IP layer's own packets from its home agent (UDP 434, IP-in-IP),
+`AdmitMobility` lets the Mobile IP layer's own packets (UDP 434 from the HA or an FA, IP-in-IP from the HA),
 and what the MN's daemon decapsulates into its TUN device for the home address, through the VPN
 client's host firewall (which drops everything it does not know): an INPUT chain
 of its own, kept in front of the client's chain (call `ensure_first` after the client (re)starts).
@@ -55,7 +55,7 @@ class SourceIntoTunnel:
 
 
 class AdmitMobility:
-    """An INPUT chain that accepts the Mobile IP layer's packets from its home agent."""
+    """An INPUT chain that accepts the Mobile IP layer's own packets."""
 
     CHAIN = "MOBILEVPN-IN"
 
@@ -66,7 +66,9 @@ class AdmitMobility:
     def add(self) -> None:
         run(IPT + ["-N", self.CHAIN], check=False)
         run(IPT + ["-F", self.CHAIN])
-        for rule in (["-s", self.home_agent, "-p", "udp", "--dport", "434", "-j", "ACCEPT"],
+        # registration replies come from the HA or a foreign agent (the MN checks their MN-HA
+        # authenticator); RFC 3519 tunnel data from the HA also arrives on UDP 434
+        for rule in (["-p", "udp", "--dport", "434", "-j", "ACCEPT"],
                      ["-s", self.home_agent, "-p", "4", "-j", "ACCEPT"],
                      ["-i", self.mip_tun, "-j", "ACCEPT"]):
             run(IPT + ["-A", self.CHAIN, *rule])
