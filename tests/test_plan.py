@@ -53,6 +53,22 @@ def test_variant_adds_routes_without_touching_the_base_plan():
     assert open_plan.nodes["g"].firewall is None and plan.nodes["g"].firewall == "dmz-policy"
 
 
+def test_traversal_variants_route_virtual_home_networks_to_their_home_agents():
+    plan = default_plan()
+    expect = {"dmz-home-agent": ("203.0.113.128/26", "xha"), "combined-home-agent": ("203.0.113.128/26", "g"),
+              "operator-home-agent": ("203.0.113.192/26", "pub")}
+    for variant, (prefix, ha_node) in expect.items():
+        p = plan.with_variants([variant])
+        gateway = p.nodes["core"].routes[prefix]
+        assert gateway in {i.address for i in p.nodes[ha_node].interfaces}, (variant, gateway)
+        assert not any(IPv4Network(prefix).overlaps(q) for q in PRIVATE)
+        assert prefix not in plan.nodes["core"].routes
+    combined = plan.with_variants(["combined-home-agent"])
+    assert combined.nodes["g"].firewall == "dmz-policy-ha"
+    assert "--dport 434 -j ACCEPT" in combined.firewalls["dmz-policy-ha"]
+    assert "--dport 434" not in plan.firewalls["dmz-policy"], "the plain DMZ policy admits only IKE and ESP"
+
+
 def _broken(tmp_path, mutate):
     data = yaml.safe_load(PLAN_FILE.read_text())
     mutate(data)
