@@ -3,6 +3,8 @@ a probe stream toward the address the intranet sees, a TCP session to H, and IKE
 on the wire (tshark) per move."""
 from __future__ import annotations
 
+from ipaddress import ip_address, ip_network
+
 from testbed import handoff
 from testbed.capture import decode
 from testbed.disruption import Disruption
@@ -26,15 +28,19 @@ class MipLayer:
 
 
 def both_layers_up(mvn, coa: str | None = None):
-    """The mobile VPN node's status once the MN is registered (with that care-of address) and the
-    VPN tunnel is established, else None."""
+    """The mobile VPN node's status once the MN is registered (with that care-of address, or one
+    inside that prefix: a DHCP lease) and the VPN tunnel is established, else None."""
     s = mvn.status()
     mip, vpn = s["mip"], s["vpn"]
-    if mip["state"] != "registered" or (coa is not None and mip["care_of_address"] != coa):
+    if mip["state"] != "registered" or (coa is not None and not _matches(mip["care_of_address"], coa)):
         return None
     if not vpn or vpn["state"] != "established":
         return None
     return s
+
+
+def _matches(address: str | None, want: str) -> bool:
+    return address is not None and ip_address(address) in ip_network(want)
 
 
 def wait_both_layers(mvn, coa: str | None = None, timeout: float = 8.0) -> dict:

@@ -69,6 +69,29 @@ def test_traversal_variants_route_virtual_home_networks_to_their_home_agents():
     assert "--dport 434" not in plan.firewalls["dmz-policy"], "the plain DMZ policy admits only IKE and ESP"
 
 
+def test_dhcp_variants_place_servers_on_routers_of_their_segments():
+    plan = default_plan()
+    assert all(not n.dhcp for n in plan.nodes.values()), "no DHCP server unless a scenario asks for one"
+    p = plan.with_variants(["foreign-dhcp", "intranet-visited-dhcp"])
+    servers = {(n.name, seg) for n in p.nodes.values() for seg in n.dhcp}
+    assert servers == {("ar1", "fn1"), ("ar2", "fn2"), ("nat", "fn3"), ("ir", "ivn")}
+    for n in p.nodes.values():
+        for seg, (lo, hi) in n.dhcp.items():
+            assert lo in p.segments[seg].prefix and hi in p.segments[seg].prefix and lo <= hi
+            assert p.attachments[seg].router == n.interface_on(seg).address  # the router it hands out
+    assert p.zone_of(p.attachments["ivn"].address) == "intranet"
+
+
+def test_a_dhcp_range_outside_its_segment_is_refused(tmp_path):
+    data = yaml.safe_load(PLAN_FILE.read_text())
+    data["variants"]["foreign-dhcp"]["dhcp"]["ar1"]["fn1"] = ["192.0.2.100", "192.0.2.200"]
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_plan(path).with_variants(["foreign-dhcp"])
+    assert "inside 192.0.2.0/25" in str(err.value)
+
+
 def _broken(tmp_path, mutate):
     data = yaml.safe_load(PLAN_FILE.read_text())
     mutate(data)
