@@ -119,6 +119,7 @@ class MobileVpnNode:
         self._lock = asyncio.Lock()
         self._watch: asyncio.Task | None = None
         self._switch: asyncio.Task | None = None
+        self._last_error: str | None = None
 
     async def start(self) -> None:
         await self.mip.start()
@@ -139,7 +140,9 @@ class MobileVpnNode:
                 self._step()
             except Exception as exc:  # never let the watcher die; the status shows it
                 self.errors[f"layering:{type(exc).__name__}"] += 1
-                self.log("layering-error", error=str(exc))
+                if str(exc) != self._last_error:  # a lasting fault is logged once, counted every time
+                    self._last_error = str(exc)
+                    self.log("layering-error", error=str(exc))
             await asyncio.sleep(self.poll)
 
     def _step(self) -> None:
