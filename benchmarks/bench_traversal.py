@@ -11,7 +11,7 @@ tunnel's inner address (2.2 to 2.4, IPsec inside MIP). Per move: the outage (the
 gap around the move, testbed.traversal_checks.outage: `total`, and `after_up` from carrier up to
 the first probe after it) and the IKE messages, counted by the node and on the wire at G_e
 (tcpdump + tshark, the same capture filter as the cases). Medians and p95 go to
-reports/bench/traversal.json with the machine's load average.
+reports/bench/traversal.json with the machine's load average (with --impl: traversal-<role>-<profile>.json).
 """
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def main() -> None:
         print(f"{name:20s} {r['nesting']:17s} after up: median {r['after_up_s']['median'] * 1000:7.1f} ms, "
               f"p95 {r['after_up_s']['p95'] * 1000:7.1f} ms; total: median {r['total_s']['median'] * 1000:7.1f} ms; "
               f"IKE messages per move (wire) median {r['ike_messages_per_move_wire']['median']}")
-    publish("traversal", {
+    suffix = "".join(f"-{role}-{profile}" for role, profile in sorted(impls.items()))
+    publish(f"traversal{suffix}", {
         "what": "per move fn1 <-> fn2 (co-located care-of addresses): the outage of a 1 kHz UDP probe stream H -> "
                 "R's intranet-facing address, and IKE messages seen at G_e (tshark) and counted by the node",
         "moves_per_scenario": args.moves, "dwell_s": args.dwell, "gap_threshold_s": args.gap, "impl": impls,
