@@ -54,10 +54,10 @@ def ike_per_move(mvn) -> dict[str, int]:
     return {m["attachment"]["detail"]: m["ike_messages"] for m in mvn.status()["moves"] if m["attachment"]}
 
 
-def start_probe(world, to: str, rate: int = 1000, gap: float = 0.005):
-    """A 1 kHz UDP probe stream H -> `to` (an address of R); returns (receiver, sender)."""
+def start_probe(world, to: str, rate: int = 1000, gap: float = 0.005, sender: str = "h"):
+    """A 1 kHz UDP probe stream from `sender` (H) -> `to` (an address of R); returns (receiver, sender)."""
     rx = start_daemon(world, "r", "instruments.probe", name="probe-rx", config={"listen": PROBE_PORT, "bind": to, "gap": gap})
-    tx = start_daemon(world, "h", "instruments.probe", name="probe-tx",
+    tx = start_daemon(world, sender, "instruments.probe", name="probe-tx",
                       config={"send": {"to": to, "port": PROBE_PORT, "rate": rate}})
     wait_for(lambda: rx.status()["receiver"]["received"] > 50, timeout=5, what=f"the probe stream to reach {to}")
     return rx, tx

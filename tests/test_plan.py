@@ -67,6 +67,10 @@ def test_traversal_variants_route_virtual_home_networks_to_their_home_agents():
     assert combined.nodes["g"].firewall == "dmz-policy-ha"
     assert "--dport 434 -j ACCEPT" in combined.firewalls["dmz-policy-ha"]
     assert "--dport 434" not in plan.firewalls["dmz-policy"], "the plain DMZ policy admits only IKE and ESP"
+    through = plan.with_variants(["dmz-home-agent", "dmz-ha-through-vpn"])
+    assert through.nodes["g"].firewall == "dmz-policy-vpn-to-ha"
+    assert "-i vpn0 -o g-dmz -d 203.0.113.71 -j ACCEPT" in through.firewalls["dmz-policy-vpn-to-ha"]
+    assert str(through.nodes["xha"].routes["10.1.3.0/24"]) == "203.0.113.70"
 
 
 def test_dhcp_variants_place_servers_on_routers_of_their_segments():

@@ -90,6 +90,7 @@ def test_implementation_overrides():
 RUNNABLE_TRAVERSAL = {  # problem statement scenario -> the nesting its mobile VPN node runs
     "mipvpn-ha-intranet": "mip-inside-ipsec", "mipvpn-ha-intranet-fa": "mip-inside-ipsec",
     "mipvpn-ha-dmz": "ipsec-inside-mip", "mipvpn-ha-dmz-fa": "ipsec-inside-mip",
+    "mipvpn-ha-dmz-mip-inside-ipsec": "mip-inside-ipsec",
     "mipvpn-combined": "ipsec-inside-mip", "mipvpn-ha-outside": "ipsec-inside-mip",
 }
 

@@ -87,3 +87,4 @@ def test_4_1_every_move_renegotiates_ike_and_4_3_ha_only_through_the_vpn(world, 
     assert errors, "the core must answer the request to the intranet's HA with ICMP net unreachable"
     (case_dir / "traversal.json").write_text(json.dumps({"moves": moves, "tcp_max_gap_s": k["max_gap"]}, indent=1))
 
+

@@ -122,10 +122,12 @@ class MobileVpnNode:
         self._last_error: str | None = None
 
     async def start(self) -> None:
-        await self.mip.start()
         self.admit.add()
-        if self.nesting == "mip-inside-ipsec":
+        if self.nesting == "mip-inside-ipsec":  # before the MN sends its first request
             self.masquerade.add()
+            self.masquerade.away(True)  # until the MN finds itself at home
+        await self.mip.start()
+        if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
         self._watch = asyncio.get_running_loop().create_task(self._watcher())
@@ -155,7 +157,9 @@ class MobileVpnNode:
             self.log("attachment-seen", attachment=a, nesting=self.nesting)
             if self.nesting == "mip-inside-ipsec":
                 # a new point of attachment, a new care-of address: the VPN tunnel is re-negotiated
-                self._switch_client(restart=True, run=attachment is not None and attachment[0] != "home")
+                away = attachment is not None and attachment[0] != "home"
+                self.masquerade.away(away)
+                self._switch_client(restart=True, run=away)
         if self.nesting == "ipsec-inside-mip":
             if attachment is not None and attachment[0] == "colocated":
                 self.gateway_route.set(self.mip_tun, self.home)
@@ -214,6 +218,7 @@ class MobileVpnNode:
                                "virtual_ip": vpn.get("virtual_ip") if vpn else None,
                                "counters": vpn.get("counters") if vpn else None}},
             "layering": {"masquerade_into_vpn": self.masquerade.on, "admit_mobility": self.admit.on,
+                         "ha_only_through_vpn": self.masquerade.dropping_clear,
                          "gateway_route": None if self.gateway_route.via is None else
                          {"dev": self.gateway_route.via[0], "src": self.gateway_route.via[1]}},
             "errors": dict(self.errors),

@@ -9,10 +9,12 @@ Two nestings (draft-ietf-mip4-vpn-problem-statement section 1.2):
   enters the VPN TUN to the tunnel's inner address (netfilter MASQUERADE): the home agent sees a
   NAT between the care-of address and the request's source, and answers with RFC 3519 UDP
   tunnelling toward the tunnel's inner address, which the gateway sends back through ESP.
-  NAT is decided on a flow's first packet, so two flows must never get a decision that outlives
-  the move: what goes to the HA in clear (before the tunnel is up; it dies at the Internet core)
-  is not tracked, and what would enter the tunnel from an address the node no longer has (the
-  previous care-of address, in the instant of a move) is dropped before it is tracked.
+  Away from home nothing goes to the HA in clear (before the tunnel is up; an HA in the intranet
+  is not reachable that way anyway, one in the DMZ would be, and the nesting would be lost): it is
+  dropped before connection tracking, as is what would enter the tunnel from an address the node
+  no longer has (the previous care-of address, in the instant of a move). NAT is decided on a
+  flow's first packet, so no flow may get a decision that outlives the move: what goes to the HA
+  in clear (at home) is not tracked at all.
 * IPsec inside MIP: the VPN client's IKE and ESP to the gateway must leave from the home address
   and ride in the Mobile IP tunnel. `GatewayThroughTunnel` sends them into the MN's TUN device
   with the home address as source while the MN is co-located (the MN encapsulates what it reads
@@ -32,26 +34,40 @@ IPT = ["iptables", "-w"]
 
 
 class SourceIntoTunnel:
-    """MASQUERADE what leaves through `tun` (the VPN client's TUN; its address is the inner address)
-    toward `home_agent`; see the module's docstring for the two raw-table rules."""
+    """MASQUERADE what leaves through `tun` (the VPN client's TUN; its address is the inner address);
+    while away (`away(True)`), nothing to `home_agent` leaves any other way. See the module's docstring."""
 
     def __init__(self, tun: str, home_agent: str):
         self.rules = [["-t", "nat", "POSTROUTING", "-o", tun, "-j", "MASQUERADE"],
-                      ["-t", "raw", "OUTPUT", "-d", home_agent, "!", "-o", tun, "-j", "CT", "--notrack"],
-                      ["-t", "raw", "OUTPUT", "-o", tun, "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "DROP"]]
+                      ["-t", "raw", "OUTPUT", "-o", tun, "-m", "addrtype", "!", "--src-type", "LOCAL", "-j", "DROP"],
+                      ["-t", "raw", "OUTPUT", "-d", home_agent, "!", "-o", tun, "-j", "CT", "--notrack"]]
+        self.clear_rule = ["-t", "raw", "OUTPUT", "-d", home_agent, "!", "-o", tun, "-j", "DROP"]
         self.on = False
+        self.dropping_clear = False
 
     def add(self) -> None:
         if not self.on:
-            for table, flag, chain, *rule in self.rules:
-                run(IPT + [table, flag, "-A", chain, *rule])
+            for rule in self.rules:
+                self._rule("-A", rule)
             self.on = True
+
+    def away(self, away: bool) -> None:
+        """Away from home the MIP layer reaches its HA only through the VPN; at home directly."""
+        if away != self.dropping_clear:
+            self._rule("-A" if away else "-D", self.clear_rule)
+            self.dropping_clear = away
 
     def remove(self) -> None:
         if self.on:
-            for table, flag, chain, *rule in self.rules:
-                run(IPT + [table, flag, "-D", chain, *rule], check=False)
+            self.away(False)
+            for rule in self.rules:
+                self._rule("-D", rule, check=False)
             self.on = False
+
+    @staticmethod
+    def _rule(op: str, rule: list[str], check: bool = True) -> None:
+        table, flag, chain, *spec = rule
+        run(IPT + [table, flag, op, chain, *spec], check=check)
 
 
 class AdmitMobility:
