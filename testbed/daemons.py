@@ -75,6 +75,7 @@ class OursProfile:
         "home-agent": "daemons.home_agent",
         "foreign-agent": "daemons.foreign_agent",
         "mobile-node": "daemons.mobile_node",
+        "mobile-vpn-node": "daemons.mobile_vpn_node",
         "echo-sink": "instruments.sink",
     }
     kinds = frozenset(MODULES)

@@ -64,6 +64,7 @@ class NodeSpec:
     routes: dict[str, IPv4Address] = field(default_factory=dict)  # destination prefix or 'default' -> gateway
     firewall: str | None = None
     nat: dict[str, str] | None = None  # {'outside': link or segment, 'inside': segment}
+    dhcp: dict[str, tuple[IPv4Address, IPv4Address]] = field(default_factory=dict)  # segment -> lease range
 
     def interface_on(self, segment_or_link: str) -> Interface:
         for intf in self.interfaces:
@@ -74,11 +75,13 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class Variant:
-    """A named change to the plan: extra routes per node, firewalls replaced (None: none)."""
+    """A named change to the plan: extra routes per node, firewalls replaced (None: none), DHCP
+    servers (node -> segment -> lease range; the node's address there is the router handed out)."""
     name: str
     about: str
     routes: dict[str, dict[str, IPv4Address]]
     firewalls: dict[str, str | None]
+    dhcp: dict[str, dict[str, tuple[IPv4Address, IPv4Address]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -93,7 +96,8 @@ class Plan:
 
     def with_variants(self, names) -> "Plan":
         """A copy of the plan with the named variants applied, in order."""
-        nodes = {n: NodeSpec(s.name, s.about, s.router, s.station, list(s.interfaces), dict(s.routes), s.firewall, s.nat)
+        nodes = {n: NodeSpec(s.name, s.about, s.router, s.station, list(s.interfaces), dict(s.routes), s.firewall, s.nat,
+                             dict(s.dhcp))
                  for n, s in self.nodes.items()}
         for name in names:
             v = self.variants[name]
@@ -101,6 +105,8 @@ class Plan:
                 nodes[node].routes.update(routes)
             for node, fw in v.firewalls.items():
                 nodes[node].firewall = fw
+            for node, ranges in v.dhcp.items():
+                nodes[node].dhcp.update(ranges)
         plan = Plan(self.file, self.segments, self.links, nodes, self.attachments, self.firewalls, self.variants)
         check_plan(plan)
         return plan
@@ -164,7 +170,7 @@ def load_plan(path: Path = PLAN_FILE) -> Plan:
 
 
 def _load_variant(name: str, r: Reader, nodes, firewalls) -> Variant:
-    r.only_keys(["about", "routes", "firewalls"])
+    r.only_keys(["about", "routes", "firewalls", "dhcp"])
     routes = {}
     for node, rr in r.child("routes", {}).items():
         if node not in nodes:
@@ -175,7 +181,20 @@ def _load_variant(name: str, r: Reader, nodes, firewalls) -> Variant:
         if node not in nodes:
             raise fr.fail(f"a node of {sorted(nodes)}", node)
         fws[node] = None if fr.data is None else fr.str(firewalls)
-    return Variant(name, r.child("about", "").str(), routes, fws)
+    dhcp = {}
+    for node, dr in r.child("dhcp", {}).items():
+        if node not in nodes:
+            raise dr.fail(f"a node of {sorted(nodes)}", node)
+        dhcp[node] = {}
+        for seg, rng in dr.items():
+            on = [i.segment for i in nodes[node].interfaces if i.segment]
+            if seg not in on:
+                raise rng.fail(f"a segment node {node} is on {on}", seg)
+            pair = rng.list()
+            if len(pair) != 2:
+                raise rng.fail("[first, last] addresses of the lease range", rng.data)
+            dhcp[node][seg] = (pair[0].address(), pair[1].address())
+    return Variant(name, r.child("about", "").str(), routes, fws, dhcp)
 
 
 def _check_name(r: Reader, make) -> None:
@@ -225,6 +244,11 @@ def check_plan(plan: Plan) -> None:
         for dest, gw in node.routes.items():
             if not any(gw in i.prefix for i in node.interfaces) and not node.station:
                 raise ConfigError(plan.file, f"nodes.{node.name}.routes.{dest}", "a gateway on a network the node is on", str(gw))
+        for seg, (lo, hi) in node.dhcp.items():
+            prefix = plan.segments[seg].prefix
+            if lo not in prefix or hi not in prefix or lo > hi:
+                raise ConfigError(plan.file, f"dhcp.{node.name}.{seg}", f"a range [first, last] inside {prefix}",
+                                  f"{lo}, {hi}")
     for att in plan.attachments.values():
         prefix = plan.segments[att.segment].prefix
         if att.address not in prefix or att.router not in prefix:

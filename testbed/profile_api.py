@@ -34,7 +34,7 @@ from typing import Callable, Protocol, runtime_checkable
 
 from testbed.schema import ConfigError
 
-KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "echo-sink")
+KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "mobile-vpn-node", "echo-sink")
 ENTRY_POINT_GROUP = "testbed.profiles"
 
 

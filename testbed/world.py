@@ -75,6 +75,7 @@ class World:
         try:
             world._create(attach or {})
             world._configure(nat or NatOptions())
+            world._start_dhcp()
             world._wait_forwarding()
         except BaseException:
             world.stop()
@@ -135,6 +136,21 @@ class World:
         for station, seg in self.attached.items():
             if seg is not None:
                 self._address_station(station, seg)
+
+    def _start_dhcp(self) -> None:
+        """A DHCP server (dnsmasq, DHCP only) per node and segment the plan's variants ask for; the
+        node's address there is the router it hands out; leases in the log directory."""
+        for spec in self.plan.nodes.values():
+            for seg, (lo, hi) in spec.dhcp.items():
+                intf = spec.interface_on(seg)
+                leases = self.log_dir / f"{spec.name}.dnsmasq-{seg}.leases"
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                argv = ["dnsmasq", "--no-daemon", "--conf-file=/dev/null", "--port=0", "--no-resolv", "--no-hosts",
+                        f"--interface={intf.name}", "--bind-interfaces", "--except-interface=lo",
+                        f"--dhcp-range={lo},{hi},{intf.prefix.netmask},1h", f"--dhcp-option=option:router,{intf.address}",
+                        f"--dhcp-leasefile={leases}", f"--pid-file={self.log_dir / f'{spec.name}.dnsmasq-{seg}.pid'}",
+                        "--user=root", "--dhcp-authoritative", "--no-ping", "--log-dhcp", "--log-facility=-"]
+                self.start(spec.name, f"dnsmasq-{seg}", argv, ready=r"DHCP, IP range")
 
     def _node_script(self, spec: NodeSpec, nat: NatOptions) -> str:
         lines = ["ip link set lo up",

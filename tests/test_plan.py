@@ -61,6 +61,49 @@ def test_variant_adds_routes_without_touching_the_base_plan():
     assert open_plan.nodes["g"].firewall is None and plan.nodes["g"].firewall == "dmz-policy"
 
 
+def test_traversal_variants_route_virtual_home_networks_to_their_home_agents():
+    plan = default_plan()
+    expect = {"dmz-home-agent": ("203.0.113.128/26", "xha"), "combined-home-agent": ("203.0.113.128/26", "g"),
+              "operator-home-agent": ("203.0.113.192/26", "pub")}
+    for variant, (prefix, ha_node) in expect.items():
+        p = plan.with_variants([variant])
+        gateway = p.nodes["core"].routes[prefix]
+        assert gateway in {i.address for i in p.nodes[ha_node].interfaces}, (variant, gateway)
+        assert not any(IPv4Network(prefix).overlaps(q) for q in PRIVATE)
+        assert prefix not in plan.nodes["core"].routes
+    combined = plan.with_variants(["combined-home-agent"])
+    assert combined.nodes["g"].firewall == "dmz-policy-ha"
+    assert "--dport 434 -j ACCEPT" in combined.firewalls["dmz-policy-ha"]
+    assert "--dport 434" not in plan.firewalls["dmz-policy"], "the plain DMZ policy admits only IKE and ESP"
+    through = plan.with_variants(["dmz-home-agent", "dmz-ha-through-vpn"])
+    assert through.nodes["g"].firewall == "dmz-policy-vpn-to-ha"
+    assert "-i vpn0 -o g-dmz -d 203.0.113.71 -j ACCEPT" in through.firewalls["dmz-policy-vpn-to-ha"]
+    assert str(through.nodes["xha"].routes["10.1.3.0/24"]) == "203.0.113.70"
+
+
+def test_dhcp_variants_place_servers_on_routers_of_their_segments():
+    plan = default_plan()
+    assert all(not n.dhcp for n in plan.nodes.values()), "no DHCP server unless a scenario asks for one"
+    p = plan.with_variants(["foreign-dhcp", "intranet-visited-dhcp"])
+    servers = {(n.name, seg) for n in p.nodes.values() for seg in n.dhcp}
+    assert servers == {("ar1", "fn1"), ("ar2", "fn2"), ("nat", "fn3"), ("ir", "ivn")}
+    for n in p.nodes.values():
+        for seg, (lo, hi) in n.dhcp.items():
+            assert lo in p.segments[seg].prefix and hi in p.segments[seg].prefix and lo <= hi
+            assert p.attachments[seg].router == n.interface_on(seg).address  # the router it hands out
+    assert p.zone_of(p.attachments["ivn"].address) == "intranet"
+
+
+def test_a_dhcp_range_outside_its_segment_is_refused(tmp_path):
+    data = yaml.safe_load(PLAN_FILE.read_text())
+    data["variants"]["foreign-dhcp"]["dhcp"]["ar1"]["fn1"] = ["192.0.2.100", "192.0.2.200"]
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as err:
+        load_plan(path).with_variants(["foreign-dhcp"])
+    assert "inside 192.0.2.0/25" in str(err.value)
+
+
 def _broken(tmp_path, mutate):
     data = yaml.safe_load(PLAN_FILE.read_text())
     mutate(data)

@@ -85,3 +85,27 @@ def test_implementation_overrides():
     assert one.roles["gw"].impl == "strongswan" and one.roles["client"].impl == "ours"
     with pytest.raises(ConfigError, match="implements"):
         load_scenario(SCENARIO_DIR / "mipvpn-ha-dmz.yaml").with_impls({"home-agent": "strongswan"})
+
+
+RUNNABLE_TRAVERSAL = {  # problem statement scenario -> the nesting its mobile VPN node runs
+    "mipvpn-ha-intranet": "mip-inside-ipsec", "mipvpn-ha-intranet-fa": "mip-inside-ipsec",
+    "mipvpn-ha-dmz": "ipsec-inside-mip", "mipvpn-ha-dmz-fa": "ipsec-inside-mip",
+    "mipvpn-ha-dmz-mip-inside-ipsec": "mip-inside-ipsec",
+    "mipvpn-combined": "ipsec-inside-mip", "mipvpn-ha-outside": "ipsec-inside-mip",
+}
+
+
+@pytest.mark.parametrize("name", sorted(RUNNABLE_TRAVERSAL))
+def test_the_runnable_traversal_scenarios_place_a_mobile_vpn_node(name):
+    s = load_scenario(SCENARIO_DIR / f"{name}.yaml")
+    assert not s.placement_only, f"{name} runs: it must not be placement_only"
+    (mvn,) = s.roles_of("mobile-vpn-node")
+    assert mvn.node == "r" and mvn.config["nesting"] == RUNNABLE_TRAVERSAL[name]
+    assert mvn.config["client"]["gateway"] == "203.0.113.70"
+    (ha,) = s.roles_of("home-agent")
+    assert mvn.config["mn"]["home_agent"] == ha.config["address"]
+
+
+def test_the_scenarios_not_yet_runnable_say_why():
+    s = load_scenario(SCENARIO_DIR / "mipvpn-local-link.yaml")
+    assert s.placement_only.startswith("not runnable yet: ") and "NAT" in s.placement_only

@@ -1,0 +1,260 @@
+"""The mobile VPN node: Mobile IPv4 MN and IPsec VPN client in one process (problem statement 2).
+
+    python -m nodes.daemons.mobile_vpn_node --control PATH [--log-json PATH] --config mvn.json
+
+"In all scenarios, MN refers to a mobile node that runs both MIP and IPsec-based VPN client
+software" (draft-ietf-mip4-vpn-problem-statement section 2). This daemon composes the two existing
+daemons through their module entry points, `mobile_node.setup` and `vpn_client.setup`, in one
+asyncio loop (the cores are not copied), and layers them with kernel routes and filters between
+their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses:
+
+  mip-inside-ipsec  (section 4.1, Figure 8) the VPN client runs whenever the MN is away from home;
+                    its IKE leaves from the care-of address, its routes toward the intranet carry
+                    the MN's registrations and tunnel to an HA inside the intranet. A new point of
+                    attachment means a new care-of address, so the client is restarted: a new IKE
+                    exchange per move (what the draft says this nesting costs). At home the
+                    client is stopped.
+  ipsec-inside-mip  (sections 2.2, 2.4, 2.5) the MN registers with an HA it reaches without the VPN
+                    first; then the client starts once, its IKE and ESP from the home address,
+                    carried in the Mobile IP tunnel (co-located: a route to the gateway into the
+                    MN's TUN; via an FA: the MN's own default route through the agent). A move
+                    changes only the MN's registration: no IKE.
+
+Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}. The
+client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
+Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
+received, over every client run) in total and per move, the client's restarts, and the moves seen
+(attachment changes of the MN).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from nodes.daemons import mobile_node, vpn_client
+from nodes.runtime import daemon, netlink
+from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
+
+MIP_UDP_OVERHEAD = 32
+NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip")
+
+
+class BadConfig(ValueError):
+    pass
+
+
+class Layer:
+    """One daemon module run in this process through its `setup(args, log)`."""
+
+    def __init__(self, name: str, module, config: dict, workdir: Path, log_json: str | None, log):
+        self.name, self.module, self.config = name, module, config
+        self.path = workdir / f"{Path(log_json or 'mobile-vpn').name.split('.events')[0]}.{name}.config.json"
+        self.path.write_text(json.dumps(config, indent=1))
+        self.log_json = (log_json.split(".events")[0] + f".{name}.events.jsonl") if log_json else None
+        self.log = lambda event, **fields: log(event, layer=name, **fields)
+        self.handlers: dict | None = None
+        self._cleanup = None
+        self.runs = 0
+
+    @property
+    def running(self) -> bool:
+        return self.handlers is not None
+
+    async def start(self) -> None:
+        args = argparse.Namespace(config=self.path, log_json=self.log_json, control=None)
+        self.handlers, self._cleanup = await self.module.setup(args, self.log)
+        self.runs += 1
+
+    async def stop(self) -> None:
+        if self._cleanup is not None:
+            cleanup, self.handlers, self._cleanup = self._cleanup, None, None
+            await cleanup()
+
+    def status(self) -> dict | None:
+        return self.handlers["status"](None) if self.handlers else None
+
+
+def _ike_messages(st: dict | None) -> int:
+    if not st:
+        return 0
+    c = st.get("counters", {})
+    return int(c.get("ike_in", 0)) + int(c.get("ike_out", 0))
+
+
+class MobileVpnNode:
+    def __init__(self, cfg: dict, workdir: Path, log_json: str | None, log):
+        self.log = log
+        nesting = cfg.get("nesting")
+        if nesting not in NESTINGS:
+            raise BadConfig(f"key nesting: expected one of {', '.join(NESTINGS)}, got {nesting!r}")
+        for key in ("mn", "client"):
+            if not isinstance(cfg.get(key), dict):
+                raise BadConfig(f"key {key}: expected the {key} layer's config as a mapping, got {cfg.get(key)!r}")
+        unknown = sorted(set(cfg) - {"nesting", "mn", "client", "poll"})
+        if unknown:
+            raise BadConfig(f"unknown key(s) {', '.join(unknown)}; known: client, mn, nesting, poll")
+        self.nesting = nesting
+        self.poll = float(cfg.get("poll", 0.02))
+        client_cfg = {"wait": 0, "tunnel": "split", **cfg["client"]}
+        self.gateway = str(client_cfg.get("gateway"))
+        self.home = str(cfg["mn"].get("home_address"))
+        self.mip_tun = str(cfg["mn"].get("tun", "mip0"))
+        self.vpn_mtu = int(client_cfg.get("mtu", 1400))
+        self.mip = Layer("mip", mobile_node, cfg["mn"], workdir, log_json, log)
+        self.vpn = Layer("vpn", vpn_client, client_cfg, workdir, log_json, log)
+        self.home_agent = str(cfg["mn"].get("home_agent"))
+        self.admit = AdmitMobility(self.home_agent, self.mip_tun)
+        self.masquerade = SourceIntoTunnel(str(client_cfg.get("tun", "vpn0")), self.home_agent)
+        self.gateway_route = GatewayThroughTunnel(self.gateway)
+        self.errors = Counter()
+        self.attachment: tuple | None = None
+        self.moves: list[dict] = []
+        self.ike_done = 0  # IKE messages of client runs that have ended
+        self.client_restarts = 0
+        self._lock = asyncio.Lock()
+        self._watch: asyncio.Task | None = None
+        self._switch: asyncio.Task | None = None
+        self._last_error: str | None = None
+
+    async def start(self) -> None:
+        self.admit.add()
+        if self.nesting == "mip-inside-ipsec":  # before the MN sends its first request
+            self.masquerade.add()
+            self.masquerade.away(True)  # until the MN finds itself at home
+        await self.mip.start()
+        if self.nesting == "mip-inside-ipsec":
+            # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
+            netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
+        self._watch = asyncio.get_running_loop().create_task(self._watcher())
+
+    # ---- the layering -------------------------------------------------------------------------
+    def ike_messages(self) -> int:
+        return self.ike_done + _ike_messages(self.vpn.status())
+
+    async def _watcher(self) -> None:
+        while True:
+            try:
+                self._step()
+            except Exception as exc:  # never let the watcher die; the status shows it
+                self.errors[f"layering:{type(exc).__name__}"] += 1
+                if str(exc) != self._last_error:  # a lasting fault is logged once, counted every time
+                    self._last_error = str(exc)
+                    self.log("layering-error", error=str(exc))
+            await asyncio.sleep(self.poll)
+
+    def _step(self) -> None:
+        mn = self.mip.status()
+        a = mn.get("attachment")
+        attachment = (a["kind"], a["detail"]) if a else None
+        if attachment != self.attachment:
+            self.attachment = attachment
+            self.moves.append({"t": time.time(), "attachment": a, "ike_before": self.ike_messages()})
+            self.log("attachment-seen", attachment=a, nesting=self.nesting)
+            if self.nesting == "mip-inside-ipsec":
+                # a new point of attachment, a new care-of address: the VPN tunnel is re-negotiated
+                away = attachment is not None and attachment[0] != "home"
+                self.masquerade.away(away)
+                self._switch_client(restart=True, run=away)
+        if self.nesting == "ipsec-inside-mip":
+            if attachment is not None and attachment[0] == "colocated":
+                self.gateway_route.set(self.mip_tun, self.home)
+            else:
+                self.gateway_route.clear()
+            if not self.vpn.running and self._switch is None and mn.get("state") == "registered":
+                self._switch_client(restart=False, run=True)
+
+    def _switch_client(self, restart: bool, run: bool) -> None:
+        previous = self._switch
+        self._switch = asyncio.get_running_loop().create_task(self._client(previous, restart, run))
+
+    async def _client(self, previous, restart: bool, run: bool) -> None:
+        if previous is not None:
+            try:
+                await previous
+            except Exception:
+                pass
+        async with self._lock:
+            try:
+                if restart and self.vpn.running:
+                    self.ike_done += _ike_messages(self.vpn.status())
+                    await self.vpn.stop()
+                    self.log("vpn-stopped", reason="the point of attachment changed")
+                if run and not self.vpn.running:
+                    if self.vpn.runs:
+                        self.client_restarts += 1
+                    await self.vpn.start()
+                    self.admit.ensure_first()
+                    self.log("vpn-started", run=self.vpn.runs)
+            except Exception as exc:
+                self.errors[f"client:{type(exc).__name__}"] += 1
+                self.log("client-error", error=str(exc))
+            finally:
+                if self._switch is asyncio.current_task():
+                    self._switch = None
+
+    # ---- status and shutdown ------------------------------------------------------------------
+    def status(self, _req=None) -> dict:
+        mn, vpn = self.mip.status(), self.vpn.status()
+        total = self.ike_done + _ike_messages(vpn)
+        moves = []
+        for i, m in enumerate(self.moves):
+            after = self.moves[i + 1]["ike_before"] if i + 1 < len(self.moves) else total
+            moves.append({"t": m["t"], "attachment": m["attachment"], "ike_messages": after - m["ike_before"]})
+        return {
+            "implementation": "ours", "kind": "mobile-vpn-node", "nesting": self.nesting,
+            "mip": mn, "vpn": vpn, "vpn_running": self.vpn.running,
+            "ike_messages": total, "client_runs": self.vpn.runs, "client_restarts": self.client_restarts,
+            "moves": moves,
+            "layers": {"mip": {"state": mn.get("state"), "care_of_address": mn.get("care_of_address"),
+                               "tunnel": mn.get("tunnel"), "counters": mn.get("counters"),
+                               "dataplane": mn.get("dataplane")},
+                       "vpn": {"state": vpn.get("state") if vpn else "stopped",
+                               "local_address": vpn.get("local_address") if vpn else None,
+                               "virtual_ip": vpn.get("virtual_ip") if vpn else None,
+                               "counters": vpn.get("counters") if vpn else None}},
+            "layering": {"masquerade_into_vpn": self.masquerade.on, "admit_mobility": self.admit.on,
+                         "ha_only_through_vpn": self.masquerade.dropping_clear,
+                         "gateway_route": None if self.gateway_route.via is None else
+                         {"dev": self.gateway_route.via[0], "src": self.gateway_route.via[1]}},
+            "errors": dict(self.errors),
+        }
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        if self._switch is not None:
+            try:
+                await self._switch
+            except Exception:
+                pass
+        await self.vpn.stop()
+        self.gateway_route.clear()
+        self.masquerade.remove()
+        self.admit.remove()
+        await self.mip.stop()
+
+
+async def setup(args, log):
+    cfg = daemon.load_config(args.config)
+    workdir = Path(args.config).parent if args.config else Path(tempfile.mkdtemp(prefix="mobile-vpn-"))
+    try:
+        node = MobileVpnNode(cfg, workdir, args.log_json, log)
+    except BadConfig as exc:
+        raise SystemExit(f"config {args.config}: {exc}")
+    await node.start()
+    log("mobile-vpn-node", nesting=node.nesting, home=node.home, gateway=node.gateway)
+    return {"status": node.status}, node.close
+
+
+def main() -> None:
+    p = daemon.base_parser("mobile_vpn_node", __doc__.splitlines()[0])
+    daemon.run("mvn", p.parse_args(), setup)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The mobile VPN node's config is refused with the key and what was expected (no root needed)."""
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from nodes.daemons.mobile_vpn_node import NESTINGS, BadConfig, MobileVpnNode
+from testbed.profiles import KINDS, PROFILES
+
+GOOD = {"nesting": "ipsec-inside-mip", "mn": {"home_address": "203.0.113.130", "home_agent": "203.0.113.71"},
+        "client": {"gateway": "203.0.113.70"}}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"nesting": "mip-over-ipsec"}, "key nesting: expected one of mip-inside-ipsec, ipsec-inside-mip"),
+    ({"nesting": None}, "key nesting"),
+    ({"mn": "x"}, "key mn: expected the mn layer's config as a mapping"),
+    ({"client": None}, "key client: expected the client layer's config"),
+    ({"extra": 1}, "unknown key(s) extra"),
+])
+def test_a_bad_config_names_the_key(tmp_path, change, expected):
+    cfg = {**GOOD, **change}
+    with pytest.raises(BadConfig, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        asyncio.run(_make(cfg, tmp_path))
+
+
+def test_a_good_config_composes_both_layers(tmp_path):
+    node = asyncio.run(_make(GOOD, tmp_path))
+    assert node.nesting in NESTINGS and node.gateway == "203.0.113.70" and node.home == "203.0.113.130"
+    assert node.vpn.config["wait"] == 0 and node.vpn.config["tunnel"] == "split"  # the layering keeps its routes
+    assert Path(node.mip.path).exists() and Path(node.vpn.path).exists()
+
+
+def test_the_role_kind_is_registered():
+    assert "mobile-vpn-node" in KINDS and PROFILES["ours"]["mobile-vpn-node"] == "daemons.mobile_vpn_node"
+
+
+async def _make(cfg, tmp_path):
+    return MobileVpnNode(cfg, tmp_path, str(tmp_path / "r.mn.events.jsonl"), lambda *a, **k: None)
