@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from nodes.daemons.mobile_vpn_node import NESTINGS, BadConfig, MobileVpnNode
-from testbed.profiles import KINDS, PROFILES
+from testbed.profiles import KINDS, available
 
 GOOD = {"nesting": "ipsec-inside-mip", "mn": {"home_address": "203.0.113.130", "home_agent": "203.0.113.71"},
         "client": {"gateway": "203.0.113.70"}}
@@ -32,7 +32,7 @@ def test_a_good_config_composes_both_layers(tmp_path):
 
 
 def test_the_role_kind_is_registered():
-    assert "mobile-vpn-node" in KINDS and PROFILES["ours"]["mobile-vpn-node"] == "daemons.mobile_vpn_node"
+    assert "mobile-vpn-node" in KINDS and available("ours", "mobile-vpn-node")
 
 
 async def _make(cfg, tmp_path):
