@@ -13,6 +13,7 @@ from testbed.traversal_checks import (
 # dmz-policy-vpn-to-ha); strongSwan's kernel-libipsec device is named otherwise: ours only here
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]
 
+@pytest.mark.req("ps-3-scenario-2.1-essential", "ps-4.1-colocated-renegotiation")
 @pytest.mark.scenario("mipvpn-ha-dmz-mip-inside-ipsec")
 def test_2_2_mip_inside_ipsec_has_the_problems_of_2_1(world, scenario, roles, capture, case_dir):
     """Section 2.2: "The MIPv4 inside IPsec-ESP tunnel has the same problems as the scenario of

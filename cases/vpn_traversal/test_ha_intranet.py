@@ -18,6 +18,7 @@ PUB = "198.51.100.10"  # a host on the Internet: where an MN outside the intrane
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.0/24")]  # fn3: behind the NAT router, an address by DHCP
 
 
+@pytest.mark.req("ps-4.1-colocated-renegotiation", "ps-4.3-ha-behind-vpn")
 def test_4_1_every_move_renegotiates_ike_and_4_3_ha_only_through_the_vpn(world, roles, capture, case_dir):
     """Section 4.1 (Figure 8): in co-located mode the MN first sets up its IPsec tunnel from the
     address of its point of attachment, then registers with its HA through it; registration works,

@@ -17,6 +17,7 @@ COLOCATED = ("192.0.2.100", [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")])  #
 VIA_FA = ("192.0.2.1", [("fn2", "192.0.2.129"), ("fn3", "10.77.0.100")])  # FA care-of; co-located behind the NAT
 
 
+@pytest.mark.req("ps-3-ipsec-inside-mip-works")
 @pytest.mark.scenario("mipvpn-ha-dmz", "mipvpn-ha-outside")
 @pytest.mark.impl_matrix("gw=strongswan")  # G is a plain VPN gateway here: strongSwan fills it too
 def test_2_2_and_2_4_ipsec_inside_mip_moves_without_ike(world, scenario, roles, capture, case_dir):
@@ -29,6 +30,7 @@ def test_2_2_and_2_4_ipsec_inside_mip_moves_without_ike(world, scenario, roles, 
     moves_without_ike(world, scenario, roles, capture, case_dir, *COLOCATED)
 
 
+@pytest.mark.req("ps-3-ipsec-inside-mip-works")
 @pytest.mark.scenario("mipvpn-ha-dmz-fa")
 def test_2_2_ipsec_inside_mip_via_fa_moves_without_ike(world, scenario, roles, capture, case_dir):
     """Section 2.2 with foreign agents: the MN registers with the DMZ HA through FA1, then FA2 (FA
@@ -37,6 +39,7 @@ def test_2_2_ipsec_inside_mip_via_fa_moves_without_ike(world, scenario, roles, c
     moves_without_ike(world, scenario, roles, capture, case_dir, *VIA_FA)
 
 
+@pytest.mark.req("ps-3-ipsec-inside-mip-works")
 @pytest.mark.scenario("mipvpn-combined")
 def test_2_3_combined_gateway_and_ha_moves_without_ike(world, scenario, roles, capture, case_dir):
     """Sections 2.3 and 3: the VPN gateway and the HA run on the same machine; the same verdicts as

@@ -14,6 +14,7 @@ FA1 = "192.0.2.1"
 FA_DENIALS = {80: "home network unreachable", 81: "HA host unreachable", 88: "HA unreachable"}
 
 
+@pytest.mark.req("ps-4.2-fa-cannot-relay", "ps-4.2-bypass-policy")
 def test_4_2_registration_via_an_fa_is_impossible(world, roles, capture):
     """Section 4.2 (Figure 9): "the FA needs to see the mip tunnel outermost, while the VPN-GW needs
     to see the IPsec tunnel outermost". With an FA care-of address the MN has no address of its own
