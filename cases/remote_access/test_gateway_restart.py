@@ -20,14 +20,13 @@ keyingtries), so the case runs with either implementation in either role.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import time
 
 import pytest
 
 from testbed.report.verdicts import downgraded
 from testbed.ipsec_checks import PLAN, check_tunnel, established, role_of, wait_established
+from testbed.faults import kill_role
 from testbed.profiles import start_role
 
 pytestmark = pytest.mark.scenario("remote-access-gateway-restart")
@@ -45,21 +44,6 @@ def notice_bound(config: dict) -> float:
     timeout, backoff = float(config.get("retransmit_timeout", 0.5)), float(config.get("retransmit_backoff", 1.5))
     tries = int(config.get("retransmit_tries", 3))
     return dpd + sum(timeout * backoff ** k for k in range(tries + 1)) + SLACK
-
-
-def kill_role(world, handle) -> list[int]:
-    """SIGKILL the processes the harness started for a role (ours: the daemon named after the
-    role; strongswan: its charon), then let the handle reap them. The PIDs killed."""
-    node, name = handle.role.node, handle.role.name
-    procs = [p for p in world.processes
-             if p.node == node and (p.name == name or p.name.startswith(name + ".")) and p.running()]
-    assert procs, f"no running process of role {name} on {node}"
-    for p in procs:
-        os.killpg(p.pid, signal.SIGKILL)
-    for p in procs:
-        p.popen.wait(5)
-    handle.stop()  # reaps; a profile may take back what it added (the strongswan profile's firewall rules)
-    return [p.pid for p in procs]
 
 
 def tunnel_route(world, tunnel_if: str, dst: str) -> dict:

@@ -1,0 +1,72 @@
+"""Faults in the middle of a tunnel (issue 12, "IKE and ESP under faults"), each with a bound on the
+recovery that a loaded 2-core machine holds:
+
+  * the NAT router forgets its mappings (conntrack flushed) while R's NAT-T tunnel runs: R's next
+    packet makes a new mapping with a new outer port (random mapping). RFC 7296 2.23 has G follow
+    the new address on the next authenticated IKE message (here R's liveness check, at most 5 s
+    of silence later): traffic both ways must resume within that plus 4 s. A gateway that follows it
+    already on the first authenticated ESP (ours) recovers within 3 s; one that waits for IKE
+    (strongSwan's charon with kernel-libipsec) passes WARNED, the recovery time named;
+  * G's process is paused (SIGSTOP) for longer than R's liveness checks: R declares the tunnel dead
+    within its configured bound; when G resumes with its stale SA, R's reconnection replaces it
+    (unique=replace) and G ends with exactly one IKE SA for the user, R reaching H again.
+"""
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+
+from testbed.faults import signal_role, until
+from testbed.ipsec_checks import PLAN, established, role_of, wait_established
+from testbed.report.verdicts import downgraded
+
+H = str(PLAN.address("h"))
+NAT_OUTSIDE = str(PLAN.address("nat", "core-nat"))
+RECOVERY_BOUND = 3.0        # following the new mapping on the first authenticated ESP
+RECOVERY_BOUND_IKE = 5.0 + 4.0  # following it on the next authenticated IKE message (R's DPD: 5 s)
+DEAD_BOUND = 3.4 + 2.0  # the scenario's liveness settings (see test_gateway_restart.py) plus slack
+RECONNECT_BOUND = 15.0
+
+
+@pytest.mark.scenario("remote-access-nat-flush")
+@pytest.mark.impl_matrix("gw=strongswan")
+@pytest.mark.req("rfc7296-2.23-nat-traversal")
+def test_tunnel_follows_a_new_nat_mapping_after_a_flush(world, roles, capture):
+    client = role_of(roles, "vpn-client")
+    wait_established(client, timeout=10)
+    dmz = capture("g", "g-dmz", bpf="udp port 4500")
+    assert world.ping("r", H, timeout=2), "no traffic through the NAT-T tunnel before the flush"
+    world.run_in("nat", ["conntrack", "-F"], check=True)
+    world.mark("nat-flushed")
+    took = until(lambda: world.ping("r", H, timeout=0.5), RECOVERY_BOUND_IKE)
+    world.mark("recovered", seconds=took)
+    assert took is not None, f"R does not reach H within {RECOVERY_BOUND_IKE} s after the NAT forgot its mappings"
+    if took > RECOVERY_BOUND:
+        downgraded(f"traffic resumed {took:.1f} s after the NAT flush, only after an IKE exchange: the gateway "
+                   f"follows a peer's new NAT mapping on authenticated IKE, not on authenticated ESP")
+    time.sleep(0.5)
+    dmz.stop()
+    ports = {row["udp.srcport"][0] for row in dmz.packets(f"ip.src == {NAT_OUTSIDE}", ["udp.srcport"])}
+    assert len(ports) >= 2, f"the NAT kept R's outer port ({ports}): the flush changed nothing to recover from"
+
+
+@pytest.mark.scenario("remote-access-gateway-restart")
+@pytest.mark.req("rfc7296-2.4-liveness")
+def test_a_paused_gateway_is_declared_dead_and_replaced_when_it_resumes(world, roles):
+    gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
+    wait_established(client, timeout=10)
+    pids = signal_role(world, gw, signal.SIGSTOP)
+    world.mark("gateway-paused", pids=pids)
+    try:
+        dead = until(lambda: established(client.status()) is None, DEAD_BOUND)
+        assert dead is not None, f"the client still shows its tunnel {DEAD_BOUND} s after G stopped answering"
+    finally:
+        signal_role(world, gw, signal.SIGCONT)
+        world.mark("gateway-resumed")
+    back = until(lambda: established(client.status()) is not None and world.ping("r", H, timeout=0.5),
+                 RECONNECT_BOUND, interval=0.3)
+    assert back is not None, f"no working tunnel {RECONNECT_BOUND} s after G resumed"
+    mine = [sa for sa in gw.status()["ike_sas"] if sa["state"] == "ESTABLISHED"]
+    assert len(mine) == 1, f"G should hold one IKE SA for alice after the reconnection, it holds {len(mine)}"
