@@ -83,6 +83,14 @@ class FakeCore:
         return []
 
 
+async def until(condition, timeout: float = 5.0) -> None:
+    """Wait for a condition in real time with a bound a loaded machine holds (timers may fire late)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true within the bound"
+        await asyncio.sleep(0.01)
+
+
 def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_due():
     async def scenario():
         core = FakeCore()
@@ -98,7 +106,7 @@ def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_d
         driver.call("poke")
         assert driver._timer is not first
         target = core.deadline
-        await asyncio.sleep(0.15)
+        await until(lambda: core.ticks)
         # fired at the earlier deadline; the core reported the same deadline, so it re-armed and
         # fired again (handle_timer must be harmless when nothing is due)
         assert core.ticks and core.ticks[0] >= target - 0.005
@@ -224,10 +232,12 @@ def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops(fake_netlink):
         ex.run([ProxyArp(home, True), GratuitousArp(home, proxy=True), ProxyArp(other, True),
                 GratuitousArp(other, proxy=True)])
         ex.run([ProxyArp(home, False)])  # home back: no repeat for it; the other node's repeat stays
-        await asyncio.sleep(mip_actions.GARP_REPEAT + 0.05)
+        await until(lambda: len(link.sent) >= 3)  # the other's repeat, due when home's would have been
+        await asyncio.sleep(mip_actions.GARP_REPEAT)  # room for a wrong extra repeat to show up
         assert link.sent == [home, other, other]
         ex.run([GratuitousArp(home), GratuitousArp(home)])  # a newer announcement replaces the pending one
-        await asyncio.sleep(mip_actions.GARP_REPEAT + 0.05)
+        await until(lambda: len(link.sent) >= 6)
+        await asyncio.sleep(mip_actions.GARP_REPEAT)
         assert link.sent == [home, other, other, home, home, home]
 
     asyncio.run(scenario())

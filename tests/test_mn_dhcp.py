@@ -166,7 +166,7 @@ def test_runner_reports_the_lease_of_an_attempt_and_stops_on_request(tmp_path):
         runner = DhcpRunner(tmp_path / "w", 3, good, lambda a, lease, s: bound.append((a, lease)),
                             lambda a, reason: failed.append((a, reason)))
         runner.start(StartDhcp(7, "r-eth0"))
-        for _ in range(100):
+        for _ in range(500):  # up to 10 s: a dhclient process to start on a loaded machine
             if bound:
                 break
             await asyncio.sleep(0.02)
