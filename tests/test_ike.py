@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from ike_fakelink import FakeLink, Pool
 
-from nodes.core import Addr
+from nodes.core import Addr, seeded_random
 from nodes.ipsec.ike import (DeleteChildSa, Established, Failed, IkeConfig, IkeCore, IkeSaClosed, IkeSaRekeyed,
                              InstallChildSa, SendIke, UserPolicy)
 from nodes.ipsec import ike_proposals as props
@@ -370,3 +370,23 @@ def test_a_refused_child_sa_is_logged_with_the_proposals_and_counted():
     assert snap["drops"].get("child_refused_no_proposal_chosen") == 1, snap["drops"]
     line = next(e for e in snap["events"] if "child SA refused" in e)
     assert "NO_PROPOSAL_CHOSEN" in line and "offered #1 ESP ENCR 12/256 INTEG 12" in line and "configured aes128gcm16" in line
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_simultaneous_child_rekey_leaves_one_child_sa(seed):
+    """RFC 7296 2.8.1 (issue 13 item 1): both ends rekey the same child SA at once. Each answers the
+    other's request, so two new child SAs exist; the one whose exchange holds the lowest of the four
+    nonces is deleted by its creator, the old one by the other end: one pair of SAs remains."""
+    cl, gw = client(), gateway()
+    cl.ctx.random = gw.ctx.random = seeded_random(seed)  # different nonces per seed: either side may lose
+    link = connect(cl, gw)
+    established(link)
+    link.call("a", "rekey_child")
+    link.call("b", "rekey_child")
+    link.run(until=link.now + 30)
+    a_sa, b_sa = link.a.status(0.0).as_dict()["ike_sas"][0], link.b.status(0.0).as_dict()["ike_sas"][0]
+    assert len(a_sa["children"]) == 1 and len(b_sa["children"]) == 1, (a_sa["children"], b_sa["children"])
+    ca, cb = a_sa["children"][0], b_sa["children"][0]
+    assert (ca["spi_in"], ca["spi_out"]) == (cb["spi_out"], cb["spi_in"])
+    events = link.a.status(0.0).as_dict()["events"] + link.b.status(0.0).as_dict()["events"]
+    assert sum("rekey collision lost" in e for e in events) == 1, events

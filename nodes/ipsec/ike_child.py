@@ -37,6 +37,11 @@ class ChildSas:
             self.ctx.refused_child(sa, exc)
             return self.ctx.respond(sa, msg, [w.Notify(exc.notify, exc.data)])
         self.ctx.log(sa, f"child SA {child.spi_in.hex()} created" + (f" rekeying {old.spi_in.hex()}" if old else ""))
+        mine = sa.outstanding.request if sa.outstanding is not None else None
+        if old is not None and isinstance(mine, RekeyChild) and mine.old == old.spi_in:
+            nonce_r = next(p.data for p in body if isinstance(p, w.Nonce))
+            mine.collision = (child.spi_in, msg.get(w.Nonce).data, nonce_r)
+            self.ctx.log(sa, f"rekey collision on child SA {old.spi_in.hex()}: the peer rekeys it too")
         return self.ctx.respond(sa, msg, body) + [child_action(sa, child, replaces=old.spi_in if old else None)]
 
     def responder_child(self, sa: IkeSa, now: float, request: w.Message, ike_auth: bool,
@@ -172,6 +177,19 @@ class ChildSas:
             return []
         self.ctx.log(sa, f"child SA {request.old.hex()} rekeyed to {child.spi_in.hex()}")
         actions: list[Action] = [child_action(sa, child, replaces=request.old)]
+        if request.collision is not None and self._lost_collision(offer, request.collision):
+            # ours holds the lowest of the four nonces: our new SA is the redundant one, we delete
+            # it; the peer, whose exchange won, deletes the old SA (RFC 7296 2.8.1)
+            self.ctx.log(sa, f"rekey collision lost: deleting our redundant child SA {child.spi_in.hex()}")
+            if old is not None:
+                old.rekey_at = None
+            return actions + self.window.request(sa, now, DeleteChild(child.spi_in))
         if old is not None:
             actions += self.window.request(sa, now, DeleteChild(old.spi_in))
         return actions
+
+    @staticmethod
+    def _lost_collision(offer: ChildOffer, collision: tuple[bytes, bytes, bytes]) -> bool:
+        """Whether the lowest of the four nonces (octet by octet, RFC 7296 2.8.1) is one of our exchange's."""
+        _, peer_ni, our_nr = collision
+        return min(offer.nonce_i, offer.nonce_r) < min(peer_ni, our_nr)

@@ -77,6 +77,9 @@ class DeleteIke:
 class RekeyChild:
     old: bytes  # spi_in of the child SA to rekey
     offer: ChildOffer | None = None
+    # a rekey collision (RFC 7296 2.8.1): the peer rekeyed the same child SA while this request was
+    # in flight; the child SA its exchange made here (our SPI) and that exchange's Ni and Nr
+    collision: tuple[bytes, bytes, bytes] | None = None
 
 
 @dataclass
