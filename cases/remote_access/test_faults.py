@@ -20,6 +20,7 @@ import pytest
 
 from testbed.faults import signal_role, until
 from testbed.ipsec_checks import PLAN, established, role_of, wait_established
+from testbed.profiles import start_role
 from testbed.report.verdicts import downgraded
 
 H = str(PLAN.address("h"))
@@ -70,3 +71,53 @@ def test_a_paused_gateway_is_declared_dead_and_replaced_when_it_resumes(world, r
     assert back is not None, f"no working tunnel {RECONNECT_BOUND} s after G resumed"
     mine = [sa for sa in gw.status()["ike_sas"] if sa["state"] == "ESTABLISHED"]
     assert len(mine) == 1, f"G should hold one IKE SA for alice after the reconnection, it holds {len(mine)}"
+
+
+# IKE_AUTH requests on their way into G: exchange type 35 at byte 18 of the IKE header (UDP 500), or
+# at byte 22 behind the non-ESP marker (UDP 4500, where kernel-libipsec sends it)
+IKE_AUTH_IN = [["-p", "udp", "--dport", "500", "-m", "u32", "--u32", "0>>22&0x3C@26>>24=35"],
+               ["-p", "udp", "--dport", "4500", "-m", "u32", "--u32", "0>>22&0x3C@30>>24=35"]]
+FLAP = 1.5  # seconds the path is cut once the first IKE_AUTH request was lost
+AUTH_BOUND = 8.0
+
+
+@pytest.mark.scenario("remote-access-basic")
+@pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")
+@pytest.mark.req("rfc7296-2.4-liveness")
+def test_ike_auth_survives_a_cut_in_the_middle(world, scenario):
+    """A cut in the middle of IKE_AUTH, as a link flap makes it: IKE_SA_INIT has gone through, then
+    every IKE_AUTH request toward G is lost for 1.5 s (netfilter DROP on G's way in, removed 1.5 s
+    after the first loss). The client's retransmissions (RFC 7296 2.1, 2.4) complete the exchange:
+    the tunnel is up within 8 s, R reaches H, and G holds one IKE SA for the user."""
+    import threading
+
+    gw = start_role(world, scenario.roles["gw"])
+    rules = [["INPUT", "-i", "g-dmz", *match, "-j", "DROP"] for match in IKE_AUTH_IN]
+    for rule in rules:
+        world.run_in("g", ["iptables", "-I", *rule], check=True)
+
+    def dropped() -> int:
+        out = world.run_in("g", ["iptables", "-L", "INPUT", "-v", "-x", "-n"]).stdout
+        return sum(int(line.split()[0]) for line in out.splitlines() if "u32" in line and "DROP" in line)
+
+    cut: dict = {}
+
+    def heal():  # a thread: the client role starts in the main thread (its processes die with their parent thread)
+        cut["lost_at"] = until(lambda: dropped() > 0, 10.0, interval=0.02)
+        if cut["lost_at"] is not None:
+            time.sleep(FLAP)
+        for rule in rules:
+            world.run_in("g", ["iptables", "-D", *rule], check=True)
+        cut["dropped"] = dropped()
+
+    healer = threading.Thread(target=heal)
+    t0 = time.monotonic()
+    healer.start()
+    client = start_role(world, scenario.roles["client"])
+    healer.join(30)
+    world.mark("ike-auth-cut", cut_s=FLAP, **cut)
+    assert cut.get("lost_at") is not None, "no IKE_AUTH request reached G's input: the cut was never exercised"
+    wait_established(client, timeout=max(0.5, AUTH_BOUND - (time.monotonic() - t0)))
+    assert world.ping("r", H, timeout=2), "the tunnel set up after the cut carries no traffic"
+    up = [sa for sa in gw.status()["ike_sas"] if sa["state"] == "ESTABLISHED"]
+    assert len(up) == 1, f"G should hold one IKE SA for alice after the cut, it holds {len(up)}"
