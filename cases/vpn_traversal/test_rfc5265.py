@@ -30,6 +30,7 @@ def cvc_established(mvn):
 
 @pytest.mark.req("ps-5.6-handoff-without-ike", "ps-5.1-preserve-vpn")
 @pytest.mark.scenario("rfc5265-cvc")
+@pytest.mark.impl_matrix("gw=strongswan")  # guideline 5.1/5.4: an unmodified gateway of another implementation
 def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, request):
     """RFC 5265 section 4 (cvc: "x-MIP with co-located care-of address, IPsec, i-MIP with the
     VPN-TIA as co-located care-of address"; the T bit set for i-MIP), section 5 (an outside handoff
