@@ -12,20 +12,13 @@ import pytest
 from testbed.capture import decode
 from testbed.ipsec_checks import tshark_esp_sa_options
 from testbed.mip_checks import H, binding, wait_for
-from testbed.traversal_checks import ike_messages, ike_per_move, start_probe, start_session, visit
+from testbed.traversal_checks import (
+    ike_messages, ike_per_move, rfc5265_layers_up, start_probe, start_session, visit,
+)
 
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]  # from fn1: fn1 -> fn2 -> fn1
 X_HA, GW, I_HA = "203.0.113.71", "203.0.113.70", "10.1.1.2"
 FIRST_COA = "192.0.2.100"
-
-
-def cvc_established(mvn):
-    """The node's status once x-MIP, the VPN and i-MIP are all up, else None."""
-    s = mvn.status()
-    x, i, vpn = s["mip"], s.get("i_mip") or {}, s["vpn"] or {}
-    if x["state"] == "registered" and vpn.get("state") == "established" and i.get("state") == "registered":
-        return s
-    return None
 
 
 @pytest.mark.req("ps-5.6-handoff-without-ike", "ps-5.1-preserve-vpn")
@@ -52,7 +45,7 @@ def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, re
     cfg = scenario.roles["mn"].config
     x_hoa, i_hoa = cfg["mn"]["home_address"], cfg["inner"]["home_address"]
 
-    s = wait_for(lambda: cvc_established(mvn), timeout=15, what="x-MIP, the VPN tunnel and i-MIP all up")
+    s = wait_for(lambda: rfc5265_layers_up(mvn), timeout=15, what="x-MIP, the VPN tunnel and i-MIP all up")
     assert s["mode"] == "rfc5265-cvc" and set(s["layers"]) == {"x-mip", "vpn", "i-mip"}, s["layers"]
     vip = s["vpn"]["virtual_ip"]
     assert s["vpn"]["local_address"] == x_hoa, f"IKE must leave from the x-HoA: {s['vpn']['local_address']}"
