@@ -1,8 +1,8 @@
 """RFC 5265 (Mobile IPv4 traversal across IPsec-based VPN gateways), access mode cvc, outside the
 intranet: x-MIP with a co-located care-of address to the external HA in the DMZ (x-HA), IKE from the
 x-HoA carried in the x-MIP tunnel, i-MIP to the internal HA (i-HA) through the VPN tunnel with the
-VPN-TIA as co-located care-of address (RFC 5265 sections 4 and 5, Figure 4's cvc layering; the
-draft's guidelines 5.1 and 5.6)."""
+VPN-TIA as co-located care-of address (RFC 5265 section 2, its network environment and access
+modes; draft-ietf-mip4-vpn-problem-statement guidelines 5.1 and 5.6)."""
 import json
 import subprocess
 import time
@@ -25,10 +25,11 @@ FIRST_COA = "192.0.2.100"
 @pytest.mark.scenario("rfc5265-cvc")
 @pytest.mark.impl_matrix("gw=strongswan")  # guideline 5.1/5.4: an unmodified gateway of another implementation
 def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, request):
-    """RFC 5265 section 4 (cvc: "x-MIP with co-located care-of address, IPsec, i-MIP with the
-    VPN-TIA as co-located care-of address"; the T bit set for i-MIP), section 5 (an outside handoff
-    redoes only the x-MIP registration: the IPsec SA is bound to the x-HoA) and section 6 (the i-MIP
-    registration is protected by the VPN). Verdicts: the node names its mode and three layers; IKE
+    """RFC 5265 section 2, access mode cvc: x-MIP with a co-located care-of address, then IKE from
+    the x-HoA, then i-MIP through the tunnel with the VPN-TIA as co-located care-of address (the T
+    bit set); outside, a handoff redoes only the x-MIP registration (the IPsec SA is bound to the
+    x-HoA); the i-MIP registration travels protected by the VPN. Problem statement guidelines 5.1
+    (the VPN gateway unmodified) and 5.6 (no IKE on a handoff). Verdicts: the node names its mode and three layers; IKE
     leaves from the x-HoA and G's IKE peer is the x-HoA (G is the plain remote-access gateway); the
     i-HA binds the i-HoA to the VPN-TIA and its reply carries the Trusted Networks Configured
     extension (149); the moves fn1 -> fn2 -> fn1 show ZERO IKE messages at G_e (tshark) and in the

@@ -19,7 +19,7 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     carried in the Mobile IP tunnel (co-located: a route to the gateway into the
                     MN's TUN; via an FA: the MN's own default route through the agent). A move
                     changes only the MN's registration: no IKE.
-  rfc5265           (RFC 5265, access mode `cvc`, section 4) ipsec-inside-mip toward the external HA
+  rfc5265           (RFC 5265 section 2, access mode `cvc`) ipsec-inside-mip toward the external HA
                     (x-MIP, co-located care-of address; `mn` is its config), then, once the tunnel is
                     up, a second Mobile Node core registers with the internal HA (i-MIP; `inner` is
                     its config) through the tunnel, with the VPN-TIA as co-located care-of address

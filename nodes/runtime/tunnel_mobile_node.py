@@ -1,6 +1,6 @@
 """A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc).
 
-RFC 5265 section 4: outside the intranet the MN registers with the internal home agent (i-HA)
+RFC 5265 section 2 (access modes cvc and fvc): outside the intranet the MN registers with the internal home agent (i-HA)
 through the IPsec tunnel, with the tunnel's inner address (VPN-TIA) as its co-located care-of
 address and the T bit set. There is no agent and no router on such a link: the VPN client's
 established tunnel is the attachment, its inner address the care-of address. So this runtime feeds
