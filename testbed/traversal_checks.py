@@ -39,6 +39,16 @@ def both_layers_up(mvn, coa: str | None = None):
     return s
 
 
+def rfc5265_layers_up(mvn):
+    """The status of a mobile VPN node in an RFC 5265 mode once x-MIP, the VPN tunnel and i-MIP are
+    all up, else None."""
+    s = mvn.status()
+    i, vpn = s.get("i_mip") or {}, s["vpn"] or {}
+    if s["mip"]["state"] == "registered" and vpn.get("state") == "established" and i.get("state") == "registered":
+        return s
+    return None
+
+
 def _matches(address: str | None, want: str) -> bool:
     return address is not None and ip_address(address) in ip_network(want)
 

@@ -37,3 +37,30 @@ def test_the_role_kind_is_registered():
 
 async def _make(cfg, tmp_path):
     return MobileVpnNode(cfg, tmp_path, str(tmp_path / "r.mn.events.jsonl"), lambda *a, **k: None)
+
+
+RFC5265 = {**GOOD, "nesting": "rfc5265", "access_mode": "cvc",
+           "inner": {"home_address": "10.1.1.100", "home_agent": "10.1.1.2", "home_network": "10.1.1.0/24",
+                     "spi": 1001, "key": "00" * 16}}
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"access_mode": "fvc"}, "key access_mode: expected one of cvc (fvc, c and f are not implemented yet)"),
+    ({"inner": None}, "key inner: expected the i-MIP layer's config as a mapping"),
+    ({"inner": {**RFC5265["inner"], "iface": "r-eth0"}}, "key inner.iface: the i-MIP layer's link is the VPN tunnel"),
+    ({"inner": {**RFC5265["inner"], "colocated": {}}}, "key inner.colocated"),
+    ({"nesting": "ipsec-inside-mip"}, "unknown key(s) access_mode, inner for nesting ipsec-inside-mip"),
+])
+def test_a_bad_rfc5265_config_names_the_key(tmp_path, change, expected):
+    cfg = {**RFC5265, **change}
+    with pytest.raises(BadConfig, match=expected.replace("(", r"\(").replace(")", r"\)")):
+        asyncio.run(_make(cfg, tmp_path))
+
+
+def test_rfc5265_composes_a_second_mn_on_the_tunnel(tmp_path):
+    node = asyncio.run(_make(RFC5265, tmp_path))
+    inner = node.inner_cfg
+    assert node.access_mode == "cvc" and str(inner.home_address) == "10.1.1.100" and str(inner.home_agent) == "10.1.1.2"
+    assert inner.reverse_tunnel, "RFC 5265 section 4: the T bit SHOULD be set for i-MIP"
+    assert inner.iface == "vpn0" and node.inner_tun == "mip1" != node.mip_tun
+    assert [tun for _, tun in node.admit.layers] == ["mip0", "mip1"]

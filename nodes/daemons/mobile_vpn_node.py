@@ -19,12 +19,22 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     carried in the Mobile IP tunnel (co-located: a route to the gateway into the
                     MN's TUN; via an FA: the MN's own default route through the agent). A move
                     changes only the MN's registration: no IKE.
+  rfc5265           (RFC 5265 section 2, access mode `cvc`) ipsec-inside-mip toward the external HA
+                    (x-MIP, co-located care-of address; `mn` is its config), then, once the tunnel is
+                    up, a second Mobile Node core registers with the internal HA (i-MIP; `inner` is
+                    its config) through the tunnel, with the VPN-TIA as co-located care-of address
+                    and the T bit set (nodes/runtime/tunnel_mobile_node.py). An outside move changes
+                    only the x-MIP registration: the SA is bound to the x-HoA, the i-MIP binding to
+                    the VPN-TIA, neither changes.
 
-Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}. The
+Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}; with
+rfc5265 also access_mode (cvc) and inner: {home_address, home_agent, home_network, spi, key,
+reverse_tunnel (true), tun (mip1), ...: the mobile node's keys but iface and colocated}. The
 client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
 Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
 received, over every client run) in total and per move, the client's restarts, and the moves seen
-(attachment changes of the MN).
+(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc), the i-MIP layer's status
+under `i_mip`, and `layers` named x-mip, vpn and i-mip.
 """
 from __future__ import annotations
 
@@ -37,11 +47,15 @@ from collections import Counter
 from pathlib import Path
 
 from nodes.daemons import mobile_node, vpn_client
-from nodes.runtime import daemon, netlink
+from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
+from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
 
 MIP_UDP_OVERHEAD = 32
-NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip")
+NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip", "rfc5265")
+ACCESS_MODES = ("cvc",)  # RFC 5265 access modes this node runs (fvc, c and f: not yet)
+INNER_TABLE = 436  # the i-MIP layer's policy-routed table (the x-MIP layer has 434, the gateway route 435)
+IP_HEADER = 20
 
 
 class BadConfig(ValueError):
@@ -95,9 +109,18 @@ class MobileVpnNode:
         for key in ("mn", "client"):
             if not isinstance(cfg.get(key), dict):
                 raise BadConfig(f"key {key}: expected the {key} layer's config as a mapping, got {cfg.get(key)!r}")
-        unknown = sorted(set(cfg) - {"nesting", "mn", "client", "poll"})
+        known = {"nesting", "mn", "client", "poll"} | ({"access_mode", "inner"} if nesting == "rfc5265" else set())
+        unknown = sorted(set(cfg) - known)
         if unknown:
-            raise BadConfig(f"unknown key(s) {', '.join(unknown)}; known: client, mn, nesting, poll")
+            raise BadConfig(f"unknown key(s) {', '.join(unknown)} for nesting {nesting}; known: {', '.join(sorted(known))}")
+        self.access_mode = None
+        if nesting == "rfc5265":
+            self.access_mode = cfg.get("access_mode", "cvc")
+            if self.access_mode not in ACCESS_MODES:
+                raise BadConfig(f"key access_mode: expected one of {', '.join(ACCESS_MODES)} (fvc, c and f are "
+                                f"not implemented yet), got {self.access_mode!r}")
+            if not isinstance(cfg.get("inner"), dict):
+                raise BadConfig(f"key inner: expected the i-MIP layer's config as a mapping, got {cfg.get('inner')!r}")
         self.nesting = nesting
         self.poll = float(cfg.get("poll", 0.02))
         client_cfg = {"wait": 0, "tunnel": "split", **cfg["client"]}
@@ -108,7 +131,24 @@ class MobileVpnNode:
         self.mip = Layer("mip", mobile_node, cfg["mn"], workdir, log_json, log)
         self.vpn = Layer("vpn", vpn_client, client_cfg, workdir, log_json, log)
         self.home_agent = str(cfg["mn"].get("home_agent"))
-        self.admit = AdmitMobility(self.home_agent, self.mip_tun)
+        self.vpn_tun = str(client_cfg.get("tun", "vpn0"))
+        self.inner_cfg = None
+        if nesting == "rfc5265":
+            inner = {"reverse_tunnel": True, "tun": "mip1", **cfg["inner"]}
+            for key in ("iface", "colocated"):
+                if key in inner:
+                    raise BadConfig(f"key inner.{key}: the i-MIP layer's link is the VPN tunnel ({self.vpn_tun}); "
+                                    f"remove the key")
+            inner["iface"] = self.vpn_tun
+            path = workdir / f"{Path(log_json or 'mobile-vpn').name.split('.events')[0]}.i-mip.config.json"
+            path.write_text(json.dumps(inner, indent=1))
+            self.inner_cfg, extra = mip_config.load(path, mip_config.mobile_node)
+            self.inner_tun = extra["tun"]
+        self.inner: TunnelMobileNode | None = None
+        layers = [(self.home_agent, self.mip_tun)]
+        if self.inner_cfg is not None:
+            layers.append((str(self.inner_cfg.home_agent), self.inner_tun))
+        self.admit = AdmitMobility(layers)
         self.masquerade = SourceIntoTunnel(str(client_cfg.get("tun", "vpn0")), self.home_agent)
         self.gateway_route = GatewayThroughTunnel(self.gateway)
         self.errors = Counter()
@@ -127,6 +167,10 @@ class MobileVpnNode:
             self.masquerade.add()
             self.masquerade.away(True)  # until the MN finds itself at home
         await self.mip.start()
+        if self.inner_cfg is not None:
+            # what the i-MIP layer tunnels (IP-in-IP, 20 bytes) must fit the VPN's MTU
+            self.inner = TunnelMobileNode(self.inner_cfg, self.inner_tun, INNER_TABLE, self.vpn_tun,
+                                          self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f))
         if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
@@ -160,13 +204,19 @@ class MobileVpnNode:
                 away = attachment is not None and attachment[0] != "home"
                 self.masquerade.away(away)
                 self._switch_client(restart=True, run=away)
-        if self.nesting == "ipsec-inside-mip":
+        if self.nesting in ("ipsec-inside-mip", "rfc5265"):
             if attachment is not None and attachment[0] == "colocated":
                 self.gateway_route.set(self.mip_tun, self.home)
             else:
                 self.gateway_route.clear()
             if not self.vpn.running and self._switch is None and mn.get("state") == "registered":
                 self._switch_client(restart=False, run=True)
+        if self.inner is not None:
+            vpn = self.vpn.status() if self.vpn.running else None
+            if vpn and vpn.get("state") == "established" and vpn.get("virtual_ip"):
+                self.inner.attach(str(vpn["virtual_ip"]))
+            else:
+                self.inner.detach()
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch
@@ -205,7 +255,7 @@ class MobileVpnNode:
         for i, m in enumerate(self.moves):
             after = self.moves[i + 1]["ike_before"] if i + 1 < len(self.moves) else total
             moves.append({"t": m["t"], "attachment": m["attachment"], "ike_messages": after - m["ike_before"]})
-        return {
+        out = {
             "implementation": "ours", "kind": "mobile-vpn-node", "nesting": self.nesting,
             "mip": mn, "vpn": vpn, "vpn_running": self.vpn.running,
             "ike_messages": total, "client_runs": self.vpn.runs, "client_restarts": self.client_restarts,
@@ -223,6 +273,17 @@ class MobileVpnNode:
                          {"dev": self.gateway_route.via[0], "src": self.gateway_route.via[1]}},
             "errors": dict(self.errors),
         }
+        if self.inner is not None:
+            inner = self.inner.status()
+            out["mode"] = f"rfc5265-{self.access_mode}"
+            out["i_mip"] = inner
+            layers = out["layers"]
+            out["layers"] = {"x-mip": layers["mip"], "vpn": layers["vpn"],
+                             "i-mip": {"state": inner["state"], "care_of_address": inner["care_of_address"],
+                                       "home_address": inner["home_address"], "tunnel": inner["tunnel"],
+                                       "trusted_network": inner["trusted_network"], "via": inner["via"],
+                                       "counters": inner["counters"], "dataplane": inner["dataplane"]}}
+        return out
 
     async def close(self) -> None:
         if self._watch is not None:
@@ -232,6 +293,8 @@ class MobileVpnNode:
                 await self._switch
             except Exception:
                 pass
+        if self.inner is not None:
+            await self.inner.close()
         await self.vpn.stop()
         self.gateway_route.clear()
         self.masquerade.remove()
@@ -247,7 +310,8 @@ async def setup(args, log):
     except BadConfig as exc:
         raise SystemExit(f"config {args.config}: {exc}")
     await node.start()
-    log("mobile-vpn-node", nesting=node.nesting, home=node.home, gateway=node.gateway)
+    log("mobile-vpn-node", nesting=node.nesting, access_mode=node.access_mode, home=node.home, gateway=node.gateway,
+        inner_home=str(node.inner_cfg.home_address) if node.inner_cfg else None)
     return {"status": node.status}, node.close
 
 

@@ -71,12 +71,13 @@ class SourceIntoTunnel:
 
 
 class AdmitMobility:
-    """An INPUT chain that accepts the Mobile IP layer's own packets."""
+    """An INPUT chain that accepts the Mobile IP layers' own packets: `layers` are (home agent,
+    the layer's TUN device) pairs, one per MN runtime of the node (two with RFC 5265)."""
 
     CHAIN = "MOBILEVPN-IN"
 
-    def __init__(self, home_agent: str, mip_tun: str):
-        self.home_agent, self.mip_tun = home_agent, mip_tun
+    def __init__(self, layers: list[tuple[str, str]]):
+        self.layers = list(layers)
         self.on = False
 
     def add(self) -> None:
@@ -84,9 +85,10 @@ class AdmitMobility:
         run(IPT + ["-F", self.CHAIN])
         # registration replies come from the HA or a foreign agent (the MN checks their MN-HA
         # authenticator); RFC 3519 tunnel data from the HA also arrives on UDP 434
-        for rule in (["-p", "udp", "--dport", "434", "-j", "ACCEPT"],
-                     ["-s", self.home_agent, "-p", "4", "-j", "ACCEPT"],
-                     ["-i", self.mip_tun, "-j", "ACCEPT"]):
+        rules = [["-p", "udp", "--dport", "434", "-j", "ACCEPT"]]
+        for home_agent, mip_tun in self.layers:
+            rules += [["-s", home_agent, "-p", "4", "-j", "ACCEPT"], ["-i", mip_tun, "-j", "ACCEPT"]]
+        for rule in rules:
             run(IPT + ["-A", self.CHAIN, *rule])
         self.on = True
         self.ensure_first()

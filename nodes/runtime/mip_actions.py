@@ -48,8 +48,10 @@ _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 class MipExecutor:
     def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
-                 sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None):
+                 sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None,
+                 table: int = TUNNEL_TABLE):
         self.log = log
+        self.table = table  # capture "src": the policy-routed table whose default route is the TUN
         # role-specific actions (the mobile node's ArpProbe, ConfigureLink, StartDhcp...): type -> fn(action)
         self.handlers = handlers or {}
         # a reply from port 434 with a given local source leaves by the UDP socket (IP_PKTINFO picks
@@ -72,7 +74,7 @@ class MipExecutor:
         self.on_host_route = None  # hook(action) after AddHostRoute / RemoveHostRoute (FA reverse tunnels)
         self._loop: asyncio.AbstractEventLoop | None = None
         if tun is not None and capture == "src":
-            netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
+            netlink.route_replace("default", dev=tun.name, table=self.table)
 
     # ---- neighbours learnt from received frames ---------------------------------------------------
     def learn(self, iface: str, ip, mac: str) -> None:
@@ -236,7 +238,7 @@ class MipExecutor:
             if old is None:  # the host route into the TUN does not depend on the far end: set it once
                 netlink.route_replace(f"{a.home}/32", dev=self.tun.name)
         else:
-            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=a.home)
+            netlink.rule_add(self.table, RULE_PRIORITY, src=a.home)
         if old != a:  # a re-registration that changes nothing is not news (the core logs it)
             self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
                      remote_port=a.remote_port)
@@ -250,11 +252,11 @@ class MipExecutor:
         (held until the tunnel is up), so none leaves untunnelled (a NAT would translate them and
         the correspondent would answer with a reset)."""
         if self.capture == "src" and self.tun is not None:
-            netlink.rule_add(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+            netlink.rule_add(self.table, RULE_PRIORITY, src=home)
 
     def release_home_traffic(self, home: IPv4Address) -> None:
         if self.capture == "src" and home not in self.tunnels:
-            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+            netlink.rule_del(self.table, RULE_PRIORITY, src=home)
             self._held.clear()
 
     def _remove_tunnel(self, home: IPv4Address) -> None:
@@ -263,7 +265,7 @@ class MipExecutor:
         if self.capture == "dst":
             netlink.route_del(f"{home}/32", dev=self.tun.name)
         else:
-            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home)
+            netlink.rule_del(self.table, RULE_PRIORITY, src=home)
         self.log("tunnel-removed", home=str(home))
 
     def encapsulate_from_home(self, packet: bytes) -> None:
@@ -394,13 +396,14 @@ def guarded(log, counters: Counter, name: str, fn):
     return wrapper
 
 
-def udp_socket(port: int = MIP_PORT) -> socket.socket:
-    """A non-blocking UDP socket on 0.0.0.0:port that reports the arrival interface (IP_PKTINFO)."""
+def udp_socket(port: int = MIP_PORT, address: str = "0.0.0.0") -> socket.socket:
+    """A non-blocking UDP socket on address:port that reports the arrival interface (IP_PKTINFO).
+    A socket on a specific address gets that address's datagrams before one on 0.0.0.0 does."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
-    s.bind(("0.0.0.0", port))
+    s.bind((address, port))
     s.setblocking(False)
     return s
 

@@ -1,0 +1,144 @@
+"""A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc).
+
+RFC 5265 section 2 (access modes cvc and fvc): outside the intranet the MN registers with the internal home agent (i-HA)
+through the IPsec tunnel, with the tunnel's inner address (VPN-TIA) as its co-located care-of
+address and the T bit set. There is no agent and no router on such a link: the VPN client's
+established tunnel is the attachment, its inner address the care-of address. So this runtime feeds
+the same Mobile Node core (nodes/mip/mn.py) as the mobile node daemon, but from the tunnel's state:
+`attach(vpn_tia)` is `link_up` with that co-located care-of address, `detach()` is `link_down`.
+What the core would do on an Ethernet link is counted, not done (agent solicitations and ARP
+probes have nobody to reach inside the tunnel, and the VPN client owns the TUN's address and
+routes, so `ConfigureLink` only steers the home address into this layer's own TUN).
+
+Data path (co-located, capture by source like the mobile node daemon, in a routing table of its
+own so that two MN runtimes live in one host): what leaves from the i-HoA is read from `tun` and
+sent IP-in-IP VPN-TIA -> i-HA, which the kernel routes into the VPN client's TUN; IP-in-IP from the
+i-HA arrives decrypted on the VPN TUN and is decapsulated into `tun`. Registration replies come to
+a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+
+from nodes.mip.actions import ArpProbe, ConfigureLink, SendIcmp, StartDhcp, StopDhcp
+from nodes.mip.mn import MobileNode
+from nodes.runtime import netlink
+from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.rawip import RawReceiver, RawSender
+from nodes.runtime.tundev import TunDevice
+from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import PROTO_IPIP, IPv4
+from nodes.wire.mip import TYPE_REPLY
+
+BATCH = 64
+
+
+class TunnelLinkExecutor(MipExecutor):
+    """The Mobile IP executor on a link that has no agents: solicitations are counted, not sent
+    (sent on the host's default route, they would leave the VPN-TIA on the foreign network)."""
+
+    def _one(self, a) -> None:
+        if isinstance(a, SendIcmp):
+            self.counters["not-sent:solicitation-in-tunnel"] += 1
+            return
+        super()._one(a)
+
+
+class TunnelMobileNode:
+    def __init__(self, cfg, tun: str, table: int, link_tun: str, mtu: int, log):
+        self.cfg, self.log, self.link_tun = cfg, log, link_tun
+        self.core = MobileNode(cfg)
+        self.loop = asyncio.get_running_loop()
+        self.errors = Counter()
+        self.tun = TunDevice.open(tun)
+        netlink.link_set(tun, mtu=mtu)
+        self.raw, self.ipip = RawSender(), RawReceiver(PROTO_IPIP)
+        handlers = {ArpProbe: self._not_on_tunnel, StartDhcp: self._not_on_tunnel, StopDhcp: self._not_on_tunnel,
+                    ConfigureLink: self._configure}
+        self.executor = TunnelLinkExecutor(log, raw=self.raw, tun=self.tun, capture="src", handlers=handlers,
+                                           table=table)
+        self.driver = CoreDriver(self.core, self.executor, log)
+        netlink.addr_add("lo", f"{cfg.home_address}/32")
+        self.udp = None
+        self.care_of_address: str | None = None
+        on_ipip = packet_reader(self.ipip.recv, self._on_ipip, BATCH)
+        on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
+        self.fds = [self.ipip.fileno(), self.tun.fd]
+        self.loop.add_reader(self.ipip.fileno(), guarded(log, self.errors, "ipip", on_ipip))
+        self.loop.add_reader(self.tun.fd, guarded(log, self.errors, "tun", on_tun))
+
+    # ---- the tunnel as the link ---------------------------------------------------------------
+    def attach(self, care_of_address: str) -> None:
+        """The VPN tunnel is up with inner address `care_of_address`: register through it."""
+        if care_of_address == self.care_of_address:
+            return
+        self.detach()
+        self.udp = udp_socket(address=care_of_address)
+        self.loop.add_reader(self.udp.fileno(), guarded(self.log, self.errors, "udp", self._on_udp))
+        self.care_of_address = care_of_address
+        self.executor.hold_home_traffic(self.cfg.home_address)  # none leaves the i-HoA outside the tunnel
+        self.log("i-mip-attach", care_of_address=care_of_address, via=self.link_tun)
+        self.driver.call("link_up", care_of_address=care_of_address)
+
+    def detach(self) -> None:
+        if self.care_of_address is None:
+            return
+        self.log("i-mip-detach", care_of_address=self.care_of_address)
+        self.care_of_address = None
+        self.driver.call("link_down")
+        self._close_udp()
+
+    def _close_udp(self) -> None:
+        if self.udp is not None:
+            self.loop.remove_reader(self.udp.fileno())
+            self.udp.close()
+            self.udp = None
+
+    def _not_on_tunnel(self, a) -> None:
+        self.executor.counters[f"not-done:{type(a).__name__}-in-tunnel"] += 1
+
+    def _configure(self, a: ConfigureLink) -> None:
+        if a.kind == "colocated":
+            self.executor.hold_home_traffic(a.home_address)
+        else:
+            self.executor.counters[f"not-done:configure-{a.kind}-in-tunnel"] += 1
+
+    # ---- inputs -------------------------------------------------------------------------------
+    def _on_udp(self) -> None:
+        for _ in range(BATCH):
+            got = recv_udp(self.udp) if self.udp is not None else None
+            if got is None:
+                return
+            payload, where, _ifindex = got
+            if payload[:1] == bytes([TYPE_REPLY]):
+                self.driver.call("receive_datagram", payload, where)
+            else:
+                self.executor.counters["drop:udp-unexpected"] += 1
+
+    def _on_ipip(self, packet: bytes) -> None:
+        """Every IP-in-IP packet of the host reaches each raw receiver: only the i-HA's are ours."""
+        try:
+            outer = IPv4.decode(packet)
+        except DecodeError as e:
+            self.executor.counters[f"drop:ipip:{e.reason}"] += 1
+            return
+        if str(outer.src) != str(self.cfg.home_agent):
+            return
+        self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
+
+    # ---- status and shutdown ------------------------------------------------------------------
+    def status(self) -> dict:
+        return {**self.core.status(time.time()).as_dict(), **self.executor.status(), "via": self.link_tun,
+                "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
+
+    async def close(self) -> None:
+        self.detach()
+        self.driver.stop()
+        for fd in self.fds:
+            self.loop.remove_reader(fd)
+        self.executor.release_home_traffic(self.cfg.home_address)
+        for closer in (self.ipip.close, self.raw.close, self.tun.close):
+            closer()
+        netlink.addr_del("lo", f"{self.cfg.home_address}/32")
