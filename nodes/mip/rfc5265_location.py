@@ -18,6 +18,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from nodes.mip.common import addr
+from nodes.mip.mn_messages import Attempt, check_reply
+from nodes.wire.mip import EXT_TRUSTED_NETWORKS, find_extension
+
 # what became of the request to the i-HA
 I_HA_TRUSTED = "trusted-reply"      # a reply (any code) carrying extension 149
 I_HA_REPLY = "reply"                # a reply without extension 149
@@ -79,3 +83,25 @@ def decide(i_ha: str, x_ha: str, waited: float, at_i_home: bool, window: float =
                         f"waiting for the i-HA ({waited:.2f} of {window:g} s); x-HA: {x_ha}")
     next_up = next((name for name, up in zip(OUTSIDE_ORDER, layers_up) if not up), None)
     return Decision("outside", "cvc", "register", "up", "through-vpn", next_up, reason)
+
+
+def probe_attempt(cfg, address, now: float, identification: int, at_i_home: bool):
+    """The registration request that asks the i-HA from the link's own `address`: a co-located
+    registration (access mode c) there, a deregistration when `address` is on the i-HoA's home
+    network (RFC 5944: at home, lifetime 0 from the home address)."""
+    a = addr(address)
+    if at_i_home:
+        attempt = Attempt("home", 0, cfg.home_address, cfg.home_agent, cfg.home_address)
+    else:
+        attempt = Attempt("colocated", cfg.lifetime, a, cfg.home_agent, a)
+    attempt.identification, attempt.sent_at, attempt.first_sent_at = identification, now, now
+    return attempt
+
+
+def i_ha_outcome(cfg, attempt, payload: bytes) -> tuple[str | None, str | None]:
+    """(I_HA_TRUSTED or I_HA_REPLY, None) for an authentic reply of the i-HA to `attempt`, else
+    (None, why it is dropped)."""
+    reply, dropped = check_reply(cfg, attempt, payload)
+    if reply is None:
+        return None, dropped
+    return (I_HA_TRUSTED if find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None else I_HA_REPLY), None

@@ -1,4 +1,5 @@
-"""A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc).
+"""A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc);
+inside the intranet (access mode c, or at home) the same core is attached to the link's own address.
 
 RFC 5265 section 2 (access modes cvc and fvc): outside the intranet the MN registers with the internal home agent (i-HA)
 through the IPsec tunnel, with the tunnel's inner address (VPN-TIA) as its co-located care-of
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from ipaddress import ip_address
 
 from nodes.mip.actions import ArpProbe, ConfigureLink, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
@@ -81,6 +83,8 @@ class TunnelMobileNode:
         self.executor.hold_home_traffic(self.cfg.home_address)  # none leaves the i-HoA outside the tunnel
         self.log("i-mip-attach", care_of_address=care_of_address, via=self.link_tun)
         self.driver.call("link_up", care_of_address=care_of_address)
+        if ip_address(care_of_address) in self.cfg.home_network:  # at home (RFC 5265 inside): no tunnel
+            self.executor.release_home_traffic(self.cfg.home_address)
 
     def detach(self) -> None:
         if self.care_of_address is None:
