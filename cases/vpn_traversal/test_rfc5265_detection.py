@@ -83,6 +83,7 @@ def test_inside_outside_tour(world, scenario, capture, case_dir, request):
 
     stay("home", lambda: _inside(mvn, "home"), "inside at home (mode home, no VPN)")
     assert binding(iha, i_hoa) is None, f"at home the i-HA must hold no binding: {binding(iha, i_hoa)}"
+    x_binding_inside = binding(roles["x-ha"], scenario.roles["mn"].config["mn"]["home_address"])
     stay("ivn", lambda: _inside(mvn, "c"), "inside on ivn (mode c, i-MIP registered from 10.1.4.100 with 149)")
     assert binding(iha, i_hoa)["care_of_address"] == IVN_COA
     s = stay("fn1", lambda: _outside(mvn), "outside on fn1 again (cvc: x-MIP, IKE, i-MIP)")
@@ -135,4 +136,9 @@ def test_inside_outside_tour(world, scenario, capture, case_dir, request):
         {"stays": stays, "ike_fn1": len(ike_fn1), "order_s": {"x_mip_reply": x_reply[0] - fn1["t_up"],
                                                               "first_ike": t_ike - fn1["t_up"],
                                                               "i_mip_request": i_req[0] - fn1["t_up"]},
-         "tcp_max_gap_s": k["max_gap"]}, indent=1))
+         "tcp_max_gap_s": k["max_gap"],
+         # not deregistered yet: what the x-HA holds while the node is inside, and whether the x-MIP
+         # requests the node sends from the intranet reach the x-HA at all
+         "x_ha_binding_at_home": x_binding_inside,
+         "x_mip_requests_from_intranet_at_x_ha": len(decode(xha_pcap, "mip.type == 1 && ip.src == 10.1.0.0/16",
+                                                            ["ip.src"]))}, indent=1))
