@@ -24,7 +24,7 @@ import time
 from collections import Counter
 from ipaddress import ip_address
 
-from nodes.mip.actions import ArpProbe, ConfigureLink, SendIcmp, StartDhcp, StopDhcp
+from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
 from nodes.runtime import netlink
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
@@ -39,11 +39,16 @@ BATCH = 64
 
 class TunnelLinkExecutor(MipExecutor):
     """The Mobile IP executor on a link that has no agents: solicitations are counted, not sent
-    (sent on the host's default route, they would leave the VPN-TIA on the foreign network)."""
+    (sent on the host's default route, they would leave the VPN-TIA on the foreign network); so is
+    the gratuitous ARP of a return home (this runtime has no link socket; the kernel answers ARP for
+    the address the x-MIP layer put on the link)."""
 
     def _one(self, a) -> None:
         if isinstance(a, SendIcmp):
             self.counters["not-sent:solicitation-in-tunnel"] += 1
+            return
+        if isinstance(a, GratuitousArp):  # back home (RFC 5265 inside): the link is the x-MIP layer's
+            self.counters["not-sent:gratuitous-arp-no-link-socket"] += 1
             return
         super()._one(a)
 
