@@ -25,16 +25,26 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     its config) through the tunnel, with the VPN-TIA as co-located care-of address
                     and the T bit set (nodes/runtime/tunnel_mobile_node.py). An outside move changes
                     only the x-MIP registration: the SA is bound to the x-HoA, the i-MIP binding to
-                    the VPN-TIA, neither changes.
+                    the VPN-TIA, neither changes. Inside/outside detection (RFC 5265; the policy
+                    is nodes/mip/rfc5265_location.py, the request nodes/runtime/trust_probe.py):
+                    on each attachment change the node asks the i-HA from the link's own address
+                    while the x-MIP layer registers with the x-HA; a reply with extension 149 means
+                    inside: the VPN goes down and the i-MIP core registers from that address
+                    (mode c; at home, deregistered: mode home); no reply within detect_window
+                    (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc). Until then
+                    the layers stay as they are (an outside move keeps its VPN and i-MIP binding).
+                    Not yet: deregistering from the x-HA when inside (its binding ages out).
 
 Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}; with
-rfc5265 also access_mode (cvc) and inner: {home_address, home_agent, home_network, spi, key,
+rfc5265 also access_mode (cvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
 reverse_tunnel (true), tun (mip1), ...: the mobile node's keys but iface and colocated}. The
 client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
 Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
 received, over every client run) in total and per move, the client's restarts, and the moves seen
-(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc), the i-MIP layer's status
-under `i_mip`, and `layers` named x-mip, vpn and i-mip.
+(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -c or -home: the decided access
+mode; `access_mode` the same without the prefix), `location` (the decision: inside/outside, each
+layer's wanted state, the reason), `detection` (the request to the i-HA: address, outcome,
+counters), the i-MIP layer's status under `i_mip`, and `layers` named x-mip, vpn and i-mip.
 """
 from __future__ import annotations
 
@@ -44,11 +54,15 @@ import json
 import tempfile
 import time
 from collections import Counter
+from ipaddress import ip_address
 from pathlib import Path
 
 from nodes.daemons import mobile_node, vpn_client
+from nodes.mip import rfc5265_location
+from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
+from nodes.runtime.trust_probe import TrustProbe
 from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
 
 MIP_UDP_OVERHEAD = 32
@@ -109,7 +123,7 @@ class MobileVpnNode:
         for key in ("mn", "client"):
             if not isinstance(cfg.get(key), dict):
                 raise BadConfig(f"key {key}: expected the {key} layer's config as a mapping, got {cfg.get(key)!r}")
-        known = {"nesting", "mn", "client", "poll"} | ({"access_mode", "inner"} if nesting == "rfc5265" else set())
+        known = {"nesting", "mn", "client", "poll"} | ({"access_mode", "inner", "detect_window"} if nesting == "rfc5265" else set())
         unknown = sorted(set(cfg) - known)
         if unknown:
             raise BadConfig(f"unknown key(s) {', '.join(unknown)} for nesting {nesting}; known: {', '.join(sorted(known))}")
@@ -129,6 +143,7 @@ class MobileVpnNode:
         self.mip_tun = str(cfg["mn"].get("tun", "mip0"))
         self.vpn_mtu = int(client_cfg.get("mtu", 1400))
         self.mip = Layer("mip", mobile_node, cfg["mn"], workdir, log_json, log)
+        self.mn_colocated = dict(cfg["mn"].get("colocated") or {})
         self.vpn = Layer("vpn", vpn_client, client_cfg, workdir, log_json, log)
         self.home_agent = str(cfg["mn"].get("home_agent"))
         self.vpn_tun = str(client_cfg.get("tun", "vpn0"))
@@ -145,6 +160,13 @@ class MobileVpnNode:
             self.inner_cfg, extra = mip_config.load(path, mip_config.mobile_node)
             self.inner_tun = extra["tun"]
         self.inner: TunnelMobileNode | None = None
+        self.detect_window = float(cfg.get("detect_window", rfc5265_location.DEFAULT_WINDOW))
+        self.probe: TrustProbe | None = None
+        self.decision: rfc5265_location.Decision | None = None
+        self.link_address: str | None = None  # the x-MIP layer's co-located address on the current link
+        self.decided_address: str | None = None  # the link address the current decision was made on
+        self.latest: rfc5265_location.Decision | None = None  # the last decide() answer (also "undecided")
+        self._logged: tuple | None = None
         layers = [(self.home_agent, self.mip_tun)]
         if self.inner_cfg is not None:
             layers.append((str(self.inner_cfg.home_agent), self.inner_tun))
@@ -171,6 +193,7 @@ class MobileVpnNode:
             # what the i-MIP layer tunnels (IP-in-IP, 20 bytes) must fit the VPN's MTU
             self.inner = TunnelMobileNode(self.inner_cfg, self.inner_tun, INNER_TABLE, self.vpn_tun,
                                           self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f))
+            self.probe = TrustProbe(self.inner_cfg, lambda event, **f: self.log(event, layer="detect", **f))
         if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
@@ -204,19 +227,75 @@ class MobileVpnNode:
                 away = attachment is not None and attachment[0] != "home"
                 self.masquerade.away(away)
                 self._switch_client(restart=True, run=away)
+            if self.probe is not None:
+                self._detect(mn, attachment)
+        if self.probe is not None:
+            self.decision = self._decide(mn)
         if self.nesting in ("ipsec-inside-mip", "rfc5265"):
             if attachment is not None and attachment[0] == "colocated":
                 self.gateway_route.set(self.mip_tun, self.home)
             else:
                 self.gateway_route.clear()
-            if not self.vpn.running and self._switch is None and mn.get("state") == "registered":
+            location = self.decision.location if self.decision is not None else \
+                "undecided" if self.probe is not None else "outside"
+            if location == "inside" and self.vpn.running and self._switch is None:
+                self._switch_client(restart=True, run=False)  # RFC 5265: inside, the VPN goes down
+            if location == "outside" and not self.vpn.running and self._switch is None \
+                    and mn.get("state") == "registered":
                 self._switch_client(restart=False, run=True)
-        if self.inner is not None:
-            vpn = self.vpn.status() if self.vpn.running else None
-            if vpn and vpn.get("state") == "established" and vpn.get("virtual_ip"):
-                self.inner.attach(str(vpn["virtual_ip"]))
-            else:
-                self.inner.detach()
+        if self.inner is not None and self.decision is not None:
+            if self.decision.location == "inside":
+                self.inner.attach(self.decided_address)  # i-MIP directly: mode c, or deregistered at home
+            elif self.decision.location == "outside":
+                vpn = self.vpn.status() if self.vpn.running else None
+                if vpn and vpn.get("state") == "established" and vpn.get("virtual_ip"):
+                    self.inner.attach(str(vpn["virtual_ip"]))
+                else:
+                    self.inner.detach()
+
+    # ---- RFC 5265 inside/outside detection ------------------------------------------------------
+    def _at_i_home(self, address: str | None) -> bool:
+        return address is not None and ip_address(address) in self.inner_cfg.home_network
+
+    def _detect(self, mn: dict, attachment) -> None:
+        """A new attachment: ask the i-HA from the link's address (the x-MIP layer registers with
+        the x-HA at the same time); until it answers or the window passes, the layers stay as they are."""
+        self.link_address = self._link_address(mn, attachment)
+        if self.link_address is None:
+            self.probe.stop()
+            return
+        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time())
+
+    def _link_address(self, mn: dict, attachment) -> str | None:
+        """The x-MIP layer's co-located address on the link: configured for the network, or leased."""
+        if attachment is None or attachment[0] != "colocated":
+            return None
+        configured = (self.mn_colocated.get(attachment[1]) or {}).get("address")
+        if configured:
+            return str(configured).split("/")[0]
+        lease = (mn.get("dhcp") or {}).get("lease") or {}
+        address = lease.get("address") or mn.get("care_of_address")
+        return str(address).split("/")[0] if address else None
+
+    def _decide(self, mn: dict) -> rfc5265_location.Decision | None:
+        if self.probe.started_at is None or self.link_address is None:
+            return self.decision
+        x_ha = X_HA_ACCEPTED if mn.get("state") == "registered" else \
+            X_HA_DENIED if (mn.get("last_code") or 0) >= 64 else X_HA_NONE
+        vpn = self.vpn.status() if self.vpn.running else None
+        i = self.inner.status()
+        up = (mn.get("state") == "registered", bool(vpn and vpn.get("state") == "established"),
+              i.get("state") == "registered" and vpn is not None and i.get("care_of_address") == vpn.get("virtual_ip"))
+        d = decide(self.probe.outcome, x_ha, time.time() - self.probe.started_at, self._at_i_home(self.link_address),
+                   self.detect_window, up)
+        if d.location != "undecided":
+            self.probe.stop()
+            self.decided_address = self.link_address
+        self.latest = d
+        if (d.location, d.mode, self.link_address) != self._logged:
+            self._logged = (d.location, d.mode, self.link_address)
+            self.log("rfc5265-location", address=self.link_address, **d.as_dict())
+        return d if d.location != "undecided" or self.decision is None else self.decision
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch
@@ -275,7 +354,12 @@ class MobileVpnNode:
         }
         if self.inner is not None:
             inner = self.inner.status()
-            out["mode"] = f"rfc5265-{self.access_mode}"
+            mode = self.decision.mode if self.decision is not None and self.decision.mode else self.access_mode
+            out["mode"] = f"rfc5265-{mode}"
+            out["access_mode"] = mode
+            out["location"] = self.decision.as_dict() if self.decision is not None else None
+            out["detection"] = {**self.probe.status(), "window": self.detect_window, "link_address": self.link_address,
+                                "latest": self.latest.as_dict() if self.latest is not None else None}
             out["i_mip"] = inner
             layers = out["layers"]
             out["layers"] = {"x-mip": layers["mip"], "vpn": layers["vpn"],
@@ -293,6 +377,8 @@ class MobileVpnNode:
                 await self._switch
             except Exception:
                 pass
+        if self.probe is not None:
+            self.probe.stop()
         if self.inner is not None:
             await self.inner.close()
         await self.vpn.stop()

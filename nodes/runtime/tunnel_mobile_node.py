@@ -1,4 +1,5 @@
-"""A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc).
+"""A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc);
+inside the intranet (access mode c, or at home) the same core is attached to the link's own address.
 
 RFC 5265 section 2 (access modes cvc and fvc): outside the intranet the MN registers with the internal home agent (i-HA)
 through the IPsec tunnel, with the tunnel's inner address (VPN-TIA) as its co-located care-of
@@ -21,8 +22,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from ipaddress import ip_address
 
-from nodes.mip.actions import ArpProbe, ConfigureLink, SendIcmp, StartDhcp, StopDhcp
+from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
 from nodes.runtime import netlink
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
@@ -37,11 +39,16 @@ BATCH = 64
 
 class TunnelLinkExecutor(MipExecutor):
     """The Mobile IP executor on a link that has no agents: solicitations are counted, not sent
-    (sent on the host's default route, they would leave the VPN-TIA on the foreign network)."""
+    (sent on the host's default route, they would leave the VPN-TIA on the foreign network); so is
+    the gratuitous ARP of a return home (this runtime has no link socket; the kernel answers ARP for
+    the address the x-MIP layer put on the link)."""
 
     def _one(self, a) -> None:
         if isinstance(a, SendIcmp):
             self.counters["not-sent:solicitation-in-tunnel"] += 1
+            return
+        if isinstance(a, GratuitousArp):  # back home (RFC 5265 inside): the link is the x-MIP layer's
+            self.counters["not-sent:gratuitous-arp-no-link-socket"] += 1
             return
         super()._one(a)
 
@@ -81,6 +88,8 @@ class TunnelMobileNode:
         self.executor.hold_home_traffic(self.cfg.home_address)  # none leaves the i-HoA outside the tunnel
         self.log("i-mip-attach", care_of_address=care_of_address, via=self.link_tun)
         self.driver.call("link_up", care_of_address=care_of_address)
+        if ip_address(care_of_address) in self.cfg.home_network:  # at home (RFC 5265 inside): no tunnel
+            self.executor.release_home_traffic(self.cfg.home_address)
 
     def detach(self) -> None:
         if self.care_of_address is None:
