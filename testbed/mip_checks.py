@@ -130,3 +130,15 @@ def still_bound(world, roles):
     b = binding(roles["ha"])
     assert b is not None and b["care_of_address"] == FA1, f"the binding changed: {b}"
     assert world.ping("h", HOME, timeout=2), "H must still reach the home address"
+
+
+def session_caught_up(keeper, timeout: float = 8.0) -> dict:
+    """Everything written so far has come back on the one TCP connection."""
+    target = keeper.status()["sent"]
+
+    def ok():
+        s = keeper.status()
+        assert s["error"] is None, f"the TCP session broke: {s['error']}"
+        return s if s["echoed"] >= target else None
+
+    return wait_for(ok, timeout=timeout, what=f"the TCP session to echo {target} bytes")

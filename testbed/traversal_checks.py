@@ -9,7 +9,7 @@ from testbed import handoff
 from testbed.capture import decode
 from testbed.disruption import Disruption
 from testbed.daemons import start_daemon
-from testbed.mip_checks import H, PROBE_PORT, wait_for
+from testbed.mip_checks import H, PROBE_PORT, session_caught_up, wait_for
 
 ECHO_PORT = 7
 IKE_SA_INIT, IKE_AUTH = 34, 35  # IKEv2 exchange types
@@ -80,18 +80,6 @@ def start_session(world, bind: str | None = None):
     keeper = start_daemon(world, "r", "instruments.tcpkeeper", args=args)
     session_caught_up(keeper)
     return keeper
-
-
-def session_caught_up(keeper, timeout: float = 8.0) -> dict:
-    """Everything written so far has come back on the one TCP connection."""
-    target = keeper.status()["sent"]
-
-    def ok():
-        s = keeper.status()
-        assert s["error"] is None, f"the TCP session broke: {s['error']}"
-        return s if s["echoed"] >= target else None
-
-    return wait_for(ok, timeout=timeout, what=f"the TCP session to echo {target} bytes")
 
 
 def ike_messages(pcap, windows: list[tuple[float, float]]) -> list[list[dict]]:

@@ -11,22 +11,10 @@ from testbed.capture import malformed
 from testbed.daemons import start_daemon
 from testbed.mip_checks import (
     COLOCATED_FN3, FA1, FA2, H, HOME, NAT_PUBLIC, at_home, binding, mac_of, neighbour_mac, registered,
-    scapy_disagreements, wait_for,
+    scapy_disagreements, session_caught_up, wait_for,
 )
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
-
-
-def session_caught_up(keeper, timeout=5.0):
-    """Everything written so far comes back on the one TCP connection."""
-    target = keeper.status()["sent"]
-
-    def ok():
-        s = keeper.status()
-        assert s["error"] is None, f"the TCP session broke: {s['error']}"
-        return s if s["echoed"] >= target else None
-
-    return wait_for(ok, timeout=timeout, what=f"the TCP session to echo {target} bytes")
 
 
 @pytest.mark.req("rfc5944-2.4.2-move-detection", "rfc5944-3.7-fa-relay", "rfc5944-4.2.3-ha-tunnels", "rfc3519-nat-traversal", "ps-2.1-intranet-mobility")
