@@ -6,8 +6,7 @@ how (what was seen), capture (pcap path) and expected (bool), and writes the sam
 `napt_cell.json` in its case directory (pytest's default junit family, xunit2, drops properties).
 `build_matrix` turns those (from a run's report directory, its results.json or junit.xml, or
 from cell dicts directly) into a JSON-able matrix, and `html_table` into an HTML table fragment for the report
-(each cell links its capture). A cell that did not run shows why: a skip whose message starts with
-"not-applicable-yet" (our gateway's ALG column before its hook is wired) is shown as such.
+(each cell links its capture). A cell that did not run says so ("did not run"; its case names why).
 
     python -m testbed.napt_matrix reports/<run>[/results.json|/junit.xml] [--html out.html] [--json out.json]
 """
@@ -51,7 +50,6 @@ APPS: dict[str, str] = {
     "traceroute": "ICMP errors: traceroute R -> H",
 }
 
-NOT_YET = "not-applicable-yet"
 CELL_FILE = "napt_cell.json"  # in each cell case's directory, reports/<run>/cases/<case>/
 
 
@@ -137,7 +135,7 @@ def build_matrix(cells: list[dict]) -> dict:
             if c is not None:
                 c = dict(c)
                 works = c.get("works")
-                c["verdict"] = "works" if works else "breaks" if works is False else _reason(c.get("how", ""))
+                c["verdict"] = "works" if works else "breaks" if works is False else "did not run"
                 if works is not None and "expected" in c and c["expected"] != works:
                     c["mismatch"] = True
                     mismatches += 1
@@ -145,9 +143,6 @@ def build_matrix(cells: list[dict]) -> dict:
         rows.append({"app": app, "label": label, "cells": row})
     return {"columns": [{"id": k, "label": v} for k, v in COLUMNS.items()], "rows": rows, "mismatches": mismatches}
 
-
-def _reason(how: str) -> str:
-    return NOT_YET if NOT_YET in how else "did not run"
 
 
 def html_table(matrix: dict, link_base: Path | None = None) -> str:

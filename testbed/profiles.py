@@ -13,6 +13,7 @@ package declares its own the same way and is found once installed, without editi
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import sys
@@ -25,7 +26,7 @@ from testbed.profile_api import ENTRY_POINT_GROUP, KINDS, Profile, RoleHandle, R
 from testbed.schema import ConfigError
 
 __all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", "installed", "get", "available",
-           "check_role", "start_role", "start_roles", "register_source"]
+           "check_role", "start_role", "start_roles", "restart_role", "register_source"]
 
 
 class ProfileError(RuntimeError):
@@ -132,6 +133,15 @@ def start_roles(world, roles) -> dict[str, RoleHandle]:
     for a role this build cannot fill (the roles started before it stay with the world, which
     stops their processes at teardown)."""
     return {role.name: start_role(world, role) for role in roles}
+
+
+def restart_role(world, scenario, handles: dict, name: str, **config) -> RoleHandle:
+    """Stop the started role `name` and start it again with `config` laid over its scenario config;
+    `handles` (role name -> handle, as the `roles` fixture gives) gets the new handle."""
+    handles[name].stop()
+    role = scenario.roles[name]
+    handles[name] = start_role(world, dataclasses.replace(role, config={**role.config, **config}))
+    return handles[name]
 
 
 def register_source(project: Path, site: Path) -> list[str]:

@@ -63,7 +63,7 @@ def check_contract(case: CoreCase) -> None:
     core = case.make(seeded_random(1))
     assert isinstance(core, Core), f"{case.name}: missing a method of nodes.core.Core"
     now = 1000.0
-    assert case.start(core, now) is None or True
+    assert case.start(core, now) is None, f"{case.name}: a role input returned a value (inputs return None; actions are drained)"
     first = core.drain_actions()
     assert isinstance(first, list)
     assert core.drain_actions() == [], f"{case.name}: drain_actions() returned actions twice"

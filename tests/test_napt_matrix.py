@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from testbed.napt_matrix import (APPS, CELL_FILE, COLUMNS, NOT_YET, build_matrix, cells_from_junit,
+from testbed.napt_matrix import (APPS, CELL_FILE, COLUMNS, build_matrix, cells_from_junit,
                                  cells_from_results, cells_from_run, html_table, main, text_table)
 from testbed.naming import case_dirname
 
@@ -46,14 +46,14 @@ def test_from_junit_with_properties_files_and_skips(tmp_path):
 <property name="napt_cell" value="{prop.replace('"', '&quot;')}"/></properties></testcase>
 <testcase classname="cases.napt.test_matrix" name="test_cell[pool-ours-tftp-read]"/>
 <testcase classname="cases.napt.test_matrix" name="test_cell[napt-ours-alg-ftp-active-port]">
-<skipped message="{NOT_YET}: our gateway's NAPT takes no ALGs yet"/></testcase>
+<skipped message="the role could not start"/></testcase>
 <testcase classname="cases.napt.test_redirect" name="test_port_without_rule_reaches_nothing"/>
 </testsuite></testsuites>""")
     cells = cells_from_junit(tmp_path / "junit.xml")
     assert {(c["app"], c["column"], c["works"]) for c in cells} == {
         ("irc-dcc", "napt-ours", False), ("tftp-read", "pool-ours", True), ("ftp-active-port", "napt-ours-alg", None)}
     row = {r["app"]: r for r in build_matrix(cells)["rows"]}
-    assert row["ftp-active-port"]["cells"]["napt-ours-alg"]["verdict"] == NOT_YET
+    assert row["ftp-active-port"]["cells"]["napt-ours-alg"]["verdict"] == "did not run"
 
 
 def test_from_results_and_run_dir_and_cli(tmp_path, capsys):

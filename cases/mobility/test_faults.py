@@ -19,7 +19,7 @@ import pytest
 from testbed import handoff
 from testbed.faults import kill_role, signal_role, until
 from testbed.mip_checks import COLOCATED_FN3, FA1, HOME, binding, registered, wait_for
-from testbed.profiles import start_role
+from testbed.profiles import restart_role, start_role
 
 
 
@@ -58,11 +58,7 @@ def test_udp_tunnel_recovers_after_the_nat_forgets_its_mapping(world, scenario, 
     drops them: reverse-outer-mismatch). The tunnel comes back with the node's next authenticated
     registration, at the latest its renewal (lifetime 6 s, renewed at 80 %): H reaches the home address
     again within the lifetime plus 3 s, and the HA's binding names the new port."""
-    import dataclasses
-
-    roles["mn"].stop()
-    mn_role = scenario.roles["mn"]
-    mn = start_role(world, dataclasses.replace(mn_role, config={**mn_role.config, "lifetime": 6}))
+    mn = restart_role(world, scenario, roles, "mn", lifetime=6)
     ha = roles["ha"]
     wait_for(lambda: mn.status()["state"] == "home", what="the MN to settle at home")
     handoff.move(world, "r", "fn3", configure=False)

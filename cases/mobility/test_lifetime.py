@@ -1,11 +1,10 @@
 """Re-registration before the binding expires, and the HA's expiry when the node falls silent."""
-import dataclasses
 import time
 
 import pytest
 
 from testbed import handoff
-from testbed.profiles import start_role
+from testbed.profiles import restart_role
 from testbed.mip_checks import FA1, binding, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
@@ -13,9 +12,7 @@ pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 @pytest.mark.req("rfc5944-3.6-reregister")
 def test_short_lifetime_is_renewed_then_expires(world, scenario, roles):
-    roles["mn"].stop()
-    role = scenario.roles["mn"]
-    mn = start_role(world, dataclasses.replace(role, config={**role.config, "lifetime": 2}))
+    mn = restart_role(world, scenario, roles, "mn", lifetime=2)
     wait_for(lambda: mn.status()["state"] == "home", what="the MN to settle at home")
     handoff.move(world, "r", "fn1", configure=False)
     wait_for(lambda: registered(mn, FA1, "fa"), what="registration via FA1")

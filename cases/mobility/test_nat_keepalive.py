@@ -1,12 +1,11 @@
 """RFC 3519 behind the NAT: the HA detects the NAT, tunnels in UDP to the address and port it saw,
 and an idle node keeps the NAT mapping alive with tunnelled keepalives."""
-import dataclasses
 import time
 
 import pytest
 
 from testbed import handoff
-from testbed.profiles import start_role
+from testbed.profiles import restart_role
 from testbed.mip_checks import COLOCATED_FN3, HOME, NAT_PUBLIC, binding, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
@@ -14,9 +13,7 @@ pytestmark = pytest.mark.scenario("mobility-open-intranet")
 
 @pytest.mark.req("rfc3519-nat-traversal", "rfc3519-keepalive")
 def test_idle_node_behind_nat_sends_keepalives(world, scenario, roles):
-    roles["ha"].stop()
-    role = scenario.roles["ha"]
-    ha = start_role(world, dataclasses.replace(role, config={**role.config, "udp_keepalive": 1}))
+    ha = restart_role(world, scenario, roles, "ha", udp_keepalive=1)
     mn = roles["mn"]
     wait_for(lambda: mn.status()["state"] == "home", what="the MN to settle at home")
     handoff.move(world, "r", "fn3", configure=False)

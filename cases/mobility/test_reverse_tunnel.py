@@ -1,12 +1,11 @@
 """Reverse tunnelling (RFC 3024) where fn1's access router filters non-topological sources: without
 T the node's packets (source: its home address) die at the access router; with T the FA tunnels
 them to the HA and they get through."""
-import dataclasses
 
 import pytest
 
 from testbed import handoff
-from testbed.profiles import start_role
+from testbed.profiles import restart_role
 from testbed.mip_checks import FA1, HOME, binding, registered, wait_for
 
 pytestmark = pytest.mark.scenario("mobility-open-intranet")
@@ -32,9 +31,7 @@ def test_reverse_tunnel_gets_past_ingress_filtering(world, scenario, roles):
     assert filtered(world) >= 1
 
     # the same node asking for reverse tunnelling
-    mn.stop()
-    role = scenario.roles["mn"]
-    mn = start_role(world, dataclasses.replace(role, config={**role.config, "reverse_tunnel": True}))
+    mn = restart_role(world, scenario, roles, "mn", reverse_tunnel=True)
     wait_for(lambda: registered(mn, FA1, "fa"), what="registration via FA1 with T")
     assert binding(roles["ha"])["reverse"] is True
     assert [v["reverse"] for v in roles["fa1"].status()["visitors"]] == [True]

@@ -18,7 +18,6 @@ G_i:6010 -> R:6000) on g.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import time
@@ -28,7 +27,7 @@ import pytest
 
 from cases.napt import apps
 from testbed.ipsec_checks import check_tunnel
-from testbed.napt_matrix import APPS, CELL_FILE, COLUMNS, NOT_YET
+from testbed.napt_matrix import APPS, CELL_FILE, COLUMNS
 
 # junit's default family (xunit2) drops properties; the cell is also written to the case's directory
 pytestmark = pytest.mark.filterwarnings("ignore:record_property is incompatible")
@@ -82,13 +81,6 @@ EVIDENCE = {
 }
 assert set(EXPECTED) == set(APPS) and all(set(v) == set(COLUMNS) for v in EXPECTED.values())
 assert set(apps.APPS) == set(APPS)
-
-
-def ours_has_algs() -> bool:
-    """Whether our gateway builds its NAPT with ALGs yet (nodes/ipsec/alg.py's AlgNapt, wired by the
-    integrator as alg.py's docstring says); once it does, the column requires status()["napt_alg"]."""
-    from nodes.daemons import vpn_gateway
-    return hasattr(vpn_gateway, "AlgNapt")
 
 
 def _iptables(world, node: str, *rule: str) -> None:
@@ -156,9 +148,6 @@ def column(request, testbed_run, pytestconfig):
     to the flows R starts (`-j CT --helper`, removed when the column is done)."""
     col = request.param
     name, helpers = SCENARIOS[col]
-    if col == "napt-ours-alg" and not ours_has_algs():
-        pytest.skip(f"{NOT_YET}: our gateway's NAPT takes no ALGs yet; nodes/ipsec/alg.py says where its "
-                    "wiring goes (AlgNapt in the gateway for its `alg: [ftp, sip]` config)")
     if name != "napt-strongswan":
         with _column_world(testbed_run, pytestconfig, col, name) as env:
             yield env
