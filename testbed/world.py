@@ -156,6 +156,10 @@ class World:
         lines = ["ip link set lo up",
                  "sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1",
                  f"sysctl -qw net.ipv4.ip_forward={1 if spec.router else 0}",
+                 # a router answers ARP only for the addresses of the link asked on, as routers do (Linux's
+                 # default answers for any local address on any link: a station moved between two of a
+                 # router's links would find "its" old router behind the new link)
+                 f"sysctl -qw net.ipv4.conf.all.arp_ignore={1 if spec.router else 0}",
                  "sysctl -qw net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0",
                  "sysctl -qw net.ipv4.icmp_ratelimit=0 net.ipv4.icmp_msgs_per_sec=100000"]  # no limit on icmp_send (REJECT, TTL, 
                  # port unreachable); the routing code's own no-route errors stay rate-limited host-wide: see world.yaml
