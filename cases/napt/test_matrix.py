@@ -113,13 +113,6 @@ def _column_world(testbed_run, pytestconfig, key: str, scenario_name: str) -> It
             assert algs == wanted, f"the gateway was configured with alg: {wanted}, its status says {algs}"
         if scenario.roles["gw"].impl == "strongswan":
             g_ibb = world.plan.nodes["g"].interface_on("ibb").name
-            # a NAPT's inner addresses are not routed inside (Appendix C: "dropped by internal routers
-            # that are unaware of the external IP address"); here the intranet's default route is G
-            # and charon routes R's inner address into ipsec0, so G refuses new connections from
-            # the intranet into the tunnel itself, except those a rule (DNAT) or a helper
-            # (RELATED) lets in. Our gateway does not forward them in the first place.
-            _iptables(world, "g", "-I", "FORWARD", "1", "-i", g_ibb, "-o", TUN_STRONGSWAN, "-m", "conntrack",
-                      "--ctstate", "NEW", "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
             # the X11-style redirection rule, netfilter's way
             _iptables(world, "g", "-t", "nat", "-A", "PREROUTING", "-i", g_ibb, "-p", "tcp", "--dport",
                       str(apps.X11_RULE), "-j", "DNAT", "--to-destination", f"{vip}:{apps.X11}")

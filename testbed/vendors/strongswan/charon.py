@@ -204,6 +204,13 @@ class CharonRole:
     def _gateway_network(self) -> None:
         """Let tunnel traffic through the node's DMZ policy and translate it per internal presence."""
         self._iptables("FORWARD", "-i", self.TUN, "-j", "ACCEPT")
+        if self.info["internal_presence"] == "napt":
+            # a NAPT's inner addresses are not routed inside (Appendix C: "dropped by internal routers
+            # that are unaware of the external IP address"), but charon routes the inner address into
+            # its TUN device: refuse new connections from the intranet into the tunnel, except those
+            # a rule (DNAT) or a conntrack helper (RELATED) lets in, as a NAPT does
+            self._iptables("FORWARD", "-i", self.info["inside_interface"], "-o", self.TUN, "-m", "conntrack",
+                           "--ctstate", "NEW", "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
         self._iptables("FORWARD", "-o", self.TUN, "-j", "ACCEPT")
         if self.info["internal_presence"] == "napt":
             # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
