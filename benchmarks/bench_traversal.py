@@ -7,7 +7,7 @@ world each, the scenario's own implementations; `--impl gw=strongswan` puts stro
 mobile VPN node (nodes/daemons/mobile_vpn_node.py) moves back and forth between fn1 and fn2
 (co-located care-of addresses) --moves times after one warm-up move. A 1 kHz UDP probe stream runs
 from H to the address the intranet knows R by: the home address (2.1, MIP inside IPsec) or the VPN
-tunnel's inner address (2.2 to 2.4, IPsec inside MIP), or the i-HoA (RFC 5265 cvc: x-MIP, IPsec,
+tunnel's inner address (2.2 to 2.5, IPsec inside MIP), or the i-HoA (RFC 5265 cvc: x-MIP, IPsec,
 i-MIP; issue 9's row, zero IKE per outside move expected). Per move: the outage (the longest arrival
 gap around the move, testbed.traversal_checks.outage: `total`, and `after_up` from carrier up to
 the first probe after it) and the IKE messages, counted by the node and on the wire at G_e
@@ -37,7 +37,8 @@ from testbed.traversal_checks import (
 )
 from testbed.world import World
 
-SCENARIOS = ["mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-ha-outside", "rfc5265-cvc"]
+SCENARIOS = ["mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-ha-outside", "mipvpn-local-link",
+             "rfc5265-cvc"]
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]
 
 
