@@ -95,7 +95,7 @@ RUNNABLE_TRAVERSAL = {  # problem statement scenario -> the nesting its mobile V
     "mipvpn-ha-dmz": "ipsec-inside-mip", "mipvpn-ha-dmz-fa": "ipsec-inside-mip",
     "mipvpn-ha-dmz-mip-inside-ipsec": "mip-inside-ipsec",
     "mipvpn-combined": "ipsec-inside-mip", "mipvpn-ha-outside": "ipsec-inside-mip",
-    "mipvpn-local-link": "ipsec-inside-mip",
+    "mipvpn-local-link": "ipsec-inside-mip", "mipvpn-ha-outside-mip-inside-ipsec": "mip-inside-ipsec",
 }
 GATEWAY_ADDRESS = {"mipvpn-local-link": "203.0.113.40"}  # the combined box's public address; else G_e
 
