@@ -10,7 +10,7 @@ import pytest
 
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
-    IKE_BPF, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
+    IKE_BPF_IN_MIP, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
 )
 
 COLOCATED = ("192.0.2.100", [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")])  # first care-of address, stops
@@ -59,7 +59,7 @@ def moves_without_ike(world, scenario, roles, capture, case_dir, first: str, sto
     sa = wait_for(lambda: [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"], what="G's IKE SA")[0]
     assert sa["remote_host"] == x_hoa, f"G must see the home address as its IKE peer: {sa}"
     vip = s["vpn"]["virtual_ip"]
-    at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")
+    at_g = capture("g", "g-dmz", IKE_BPF_IN_MIP, name="g-dmz-ike")
     keeper = start_session(world)
     rx, _tx = start_probe(world, vip)
 
