@@ -7,11 +7,11 @@ world each, the scenario's own implementations; `--impl gw=strongswan` puts stro
 mobile VPN node (nodes/daemons/mobile_vpn_node.py) moves back and forth between fn1 and fn2
 (co-located care-of addresses) --moves times after one warm-up move. A 1 kHz UDP probe stream runs
 from H to the address the intranet knows R by: the home address (2.1, MIP inside IPsec) or the VPN
-tunnel's inner address (2.2 to 2.4, IPsec inside MIP), or the i-HoA (RFC 5265 cvc: x-MIP, IPsec,
+tunnel's inner address (2.2 to 2.5, IPsec inside MIP), or the i-HoA (RFC 5265 cvc: x-MIP, IPsec,
 i-MIP; issue 9's row, zero IKE per outside move expected). Per move: the outage (the longest arrival
 gap around the move, testbed.traversal_checks.outage: `total`, and `after_up` from carrier up to
 the first probe after it) and the IKE messages, counted by the node and on the wire at G_e
-(tcpdump + tshark, the same capture filter as the cases). Medians and p95 go to
+(tcpdump + tshark, the same capture filter as the cases: IKE also inside the MIP tunnel). Medians and p95 go to
 reports/bench/traversal.json with the machine's load average (with --impl: traversal-<role>-<profile>.json).
 """
 from __future__ import annotations
@@ -33,11 +33,12 @@ from testbed.runs import Run
 from testbed.scenario import load_named
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
-    IKE_BPF, ike_messages, ike_per_move, rfc5265_layers_up, start_probe, visit, wait_both_layers,
+    IKE_BPF_IN_MIP, ike_messages, ike_per_move, rfc5265_layers_up, start_probe, visit, wait_both_layers,
 )
 from testbed.world import World
 
-SCENARIOS = ["mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-ha-outside", "rfc5265-cvc"]
+SCENARIOS = ["mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-ha-outside", "mipvpn-local-link",
+             "rfc5265-cvc"]
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]
 
 
@@ -57,7 +58,7 @@ def run_scenario(run, name: str, impls: dict, moves: int, dwell: float, gap: flo
             target = sc.roles["mn"].config["mn"]["home_address"]
         else:
             target = s["vpn"]["virtual_ip"]
-        cap = start_capture(world, "g", "g-dmz", logs / "captures", bpf=IKE_BPF, name="g-dmz-ike")
+        cap = start_capture(world, "g", "g-dmz", logs / "captures", bpf=IKE_BPF_IN_MIP, name="g-dmz-ike")
         rx, _tx = start_probe(world, target, gap=gap)
         samples = []
         for i in range(moves + 1):  # move 0 is the warm-up

@@ -65,6 +65,7 @@ class NodeSpec:
     firewall: str | None = None
     nat: dict[str, str] | None = None  # {'outside': link or segment, 'inside': segment}
     dhcp: dict[str, tuple[IPv4Address, IPv4Address]] = field(default_factory=dict)  # segment -> lease range
+    loopback: list[IPv4Address] = field(default_factory=list)  # /32 addresses on lo (a variant's public address)
 
     def interface_on(self, segment_or_link: str) -> Interface:
         for intf in self.interfaces:
@@ -76,12 +77,14 @@ class NodeSpec:
 @dataclass(frozen=True)
 class Variant:
     """A named change to the plan: extra routes per node, firewalls replaced (None: none), DHCP
-    servers (node -> segment -> lease range; the node's address there is the router handed out)."""
+    servers (node -> segment -> lease range; the node's address there is the router handed out),
+    addresses on a node's loopback (node -> [address]: a public address routed to a host inside)."""
     name: str
     about: str
     routes: dict[str, dict[str, IPv4Address]]
     firewalls: dict[str, str | None]
     dhcp: dict[str, dict[str, tuple[IPv4Address, IPv4Address]]] = field(default_factory=dict)
+    loopback: dict[str, list[IPv4Address]] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,7 +100,7 @@ class Plan:
     def with_variants(self, names) -> "Plan":
         """A copy of the plan with the named variants applied, in order."""
         nodes = {n: NodeSpec(s.name, s.about, s.router, s.station, list(s.interfaces), dict(s.routes), s.firewall, s.nat,
-                             dict(s.dhcp))
+                             dict(s.dhcp), list(s.loopback))
                  for n, s in self.nodes.items()}
         for name in names:
             v = self.variants[name]
@@ -107,6 +110,8 @@ class Plan:
                 nodes[node].firewall = fw
             for node, ranges in v.dhcp.items():
                 nodes[node].dhcp.update(ranges)
+            for node, addresses in v.loopback.items():
+                nodes[node].loopback += addresses
         plan = Plan(self.file, self.segments, self.links, nodes, self.attachments, self.firewalls, self.variants)
         check_plan(plan)
         return plan
@@ -170,7 +175,7 @@ def load_plan(path: Path = PLAN_FILE) -> Plan:
 
 
 def _load_variant(name: str, r: Reader, nodes, firewalls) -> Variant:
-    r.only_keys(["about", "routes", "firewalls", "dhcp"])
+    r.only_keys(["about", "routes", "firewalls", "dhcp", "loopback"])
     routes = {}
     for node, rr in r.child("routes", {}).items():
         if node not in nodes:
@@ -194,7 +199,12 @@ def _load_variant(name: str, r: Reader, nodes, firewalls) -> Variant:
             if len(pair) != 2:
                 raise rng.fail("[first, last] addresses of the lease range", rng.data)
             dhcp[node][seg] = (pair[0].address(), pair[1].address())
-    return Variant(name, r.child("about", "").str(), routes, fws, dhcp)
+    loopback = {}
+    for node, lr in r.child("loopback", {}).items():
+        if node not in nodes:
+            raise lr.fail(f"a node of {sorted(nodes)}", node)
+        loopback[node] = [a.address() for a in lr.list()]
+    return Variant(name, r.child("about", "").str(), routes, fws, dhcp, loopback)
 
 
 def _check_name(r: Reader, make) -> None:
@@ -241,6 +251,11 @@ def check_plan(plan: Plan) -> None:
             if intf.address in seen:
                 raise ConfigError(plan.file, where, f"an address not used elsewhere (also on {seen[intf.address]})", str(intf.address))
             seen[intf.address] = node.name
+        for address in node.loopback:
+            if address in seen:
+                raise ConfigError(plan.file, f"variants: loopback of {node.name}", "an address not used elsewhere "
+                                  f"(also on {seen[address]})", str(address))
+            seen[address] = node.name
         for dest, gw in node.routes.items():
             if not any(gw in i.prefix for i in node.interfaces) and not node.station:
                 raise ConfigError(plan.file, f"nodes.{node.name}.routes.{dest}", "a gateway on a network the node is on", str(gw))

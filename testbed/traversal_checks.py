@@ -15,6 +15,9 @@ ECHO_PORT = 7
 IKE_SA_INIT, IKE_AUTH = 34, 35  # IKEv2 exchange types
 IKE_FILTER = "isakmp"  # tshark: IKE on 500, and on 4500 after the non-ESP marker
 IKE_BPF = "udp port 500 or (udp port 4500 and udp[8:4] = 0)"  # IKE, not UDP-encapsulated ESP
+# with IPsec inside MIP the node's IKE crosses G_e inside the MIP tunnel (2.3, 2.5): IP-in-IP and
+# RFC 3519 UDP tunnel data too; tshark decodes the IKE inside both
+IKE_BPF_IN_MIP = f"{IKE_BPF} or ip proto 4 or udp port 434"
 
 
 class MipLayer:

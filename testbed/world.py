@@ -165,6 +165,7 @@ class World:
                  # port unreachable); the routing code's own no-route errors stay rate-limited host-wide: see world.yaml
         for intf in spec.interfaces:
             lines += [f"ip addr add {intf.cidr} dev {intf.name}", f"ip link set {intf.name} up"]
+        lines += [f"ip addr add {a}/32 dev lo" for a in spec.loopback]
         if spec.station:
             lines.append(f"ip link set {naming.station_ifname(spec.name)} up")
         for dest, gw in spec.routes.items():

@@ -104,6 +104,19 @@ def test_a_dhcp_range_outside_its_segment_is_refused(tmp_path):
     assert "inside 192.0.2.0/25" in str(err.value)
 
 
+def test_a_loopback_variant_gives_a_node_a_public_address_once(tmp_path):
+    plan = default_plan()
+    local = plan.with_variants(["local-link-home-agent"])
+    assert [str(a) for a in local.nodes["iha"].loopback] == ["203.0.113.40"] and plan.nodes["iha"].loopback == []
+    assert str(local.nodes["core"].routes["203.0.113.40/32"]) == "203.0.113.70"
+    data = yaml.safe_load(PLAN_FILE.read_text())
+    data["variants"]["local-link-home-agent"]["loopback"]["iha"] = ["10.1.2.10"]  # H's address
+    path = tmp_path / "world.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError, match="not used elsewhere"):
+        load_plan(path).with_variants(["local-link-home-agent"])
+
+
 def _broken(tmp_path, mutate):
     data = yaml.safe_load(PLAN_FILE.read_text())
     mutate(data)

@@ -1,6 +1,9 @@
+from ipaddress import IPv4Address
+
 import pytest
 import yaml
 
+from testbed.plan import load_plan
 from testbed.scenario import SCENARIO_DIR, list_scenarios, load_scenario
 from testbed.schema import ConfigError
 
@@ -92,7 +95,9 @@ RUNNABLE_TRAVERSAL = {  # problem statement scenario -> the nesting its mobile V
     "mipvpn-ha-dmz": "ipsec-inside-mip", "mipvpn-ha-dmz-fa": "ipsec-inside-mip",
     "mipvpn-ha-dmz-mip-inside-ipsec": "mip-inside-ipsec",
     "mipvpn-combined": "ipsec-inside-mip", "mipvpn-ha-outside": "ipsec-inside-mip",
+    "mipvpn-local-link": "ipsec-inside-mip", "mipvpn-ha-outside-mip-inside-ipsec": "mip-inside-ipsec",
 }
+GATEWAY_ADDRESS = {"mipvpn-local-link": "203.0.113.40"}  # the combined box's public address; else G_e
 
 
 @pytest.mark.parametrize("name", sorted(RUNNABLE_TRAVERSAL))
@@ -101,11 +106,24 @@ def test_the_runnable_traversal_scenarios_place_a_mobile_vpn_node(name):
     assert not s.placement_only, f"{name} runs: it must not be placement_only"
     (mvn,) = s.roles_of("mobile-vpn-node")
     assert mvn.node == "r" and mvn.config["nesting"] == RUNNABLE_TRAVERSAL[name]
-    assert mvn.config["client"]["gateway"] == "203.0.113.70"
+    assert mvn.config["client"]["gateway"] == GATEWAY_ADDRESS.get(name, "203.0.113.70")
     (ha,) = s.roles_of("home-agent")
     assert mvn.config["mn"]["home_agent"] == ha.config["address"]
 
 
-def test_the_scenarios_not_yet_runnable_say_why():
+def test_no_problem_statement_scenario_is_placement_only():
+    for path in sorted(SCENARIO_DIR.glob("mipvpn-*.yaml")):
+        assert not load_scenario(path).placement_only, f"{path.name} must run (issue 8)"
+
+
+def test_the_local_link_scenario_puts_gateway_and_ha_on_one_box_behind_the_border():
+    """2.5 (Figure 5): one box on the home subnet holds the public address both roles use; the
+    border G runs no VPN role and forwards only Mobile IP to that address."""
     s = load_scenario(SCENARIO_DIR / "mipvpn-local-link.yaml")
-    assert s.placement_only.startswith("not runnable yet: ") and "NAT" in s.placement_only
+    (gw,), (ha,) = s.roles_of("vpn-gateway"), s.roles_of("home-agent")
+    assert gw.node == ha.node == "iha" and gw.config["external_address"] == ha.config["address"] == "203.0.113.40"
+    plan = load_plan().with_variants(s.variants)
+    assert plan.nodes["iha"].loopback == [IPv4Address("203.0.113.40")]
+    border = plan.firewalls[plan.nodes["g"].firewall]
+    assert "-d 203.0.113.40 -p udp --dport 434 -j ACCEPT" in border and "-d 203.0.113.40 -p 4 -j ACCEPT" in border
+    assert "--dport 500" not in border and "-p esp" not in border, "IKE and ESP arrive inside the MIP tunnel"

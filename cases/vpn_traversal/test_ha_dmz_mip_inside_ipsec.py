@@ -1,5 +1,7 @@
-"""Problem statement 2.2 with MIP inside IPsec (the DMZ HA reached through the VPN tunnel): the
-draft says this configuration "has the same problems as the scenario of Section 2.1"."""
+"""Problem statement 2.2 and 2.4 with MIP inside IPsec (the DMZ HA, or the operator's HA on the
+Internet, reached through the VPN tunnel): the draft says 2.2 in this nesting "has the same problems
+as the scenario of Section 2.1", and section 3 that the problems of 2.2 and 2.4 "are either the same
+as or a subset of those in the scenario in Section 2.1"."""
 import json
 import time
 
@@ -14,13 +16,14 @@ from testbed.traversal_checks import (
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]
 
 @pytest.mark.req("ps-3-scenario-2.1-essential", "ps-4.1-colocated-renegotiation")
-@pytest.mark.scenario("mipvpn-ha-dmz-mip-inside-ipsec")
-def test_2_2_mip_inside_ipsec_has_the_problems_of_2_1(world, scenario, roles, capture, case_dir):
-    """Section 2.2: "The MIPv4 inside IPsec-ESP tunnel has the same problems as the scenario of
-    Section 2.1": with the DMZ HA reached through the VPN tunnel, registration works (the HA sees
-    the tunnel's inner address, RFC 3519 UDP tunnelling), and every move fn1 -> fn2 -> behind the
-    NAT is a new IKE exchange at G_e from the new address; a probe stream from the Internet (pub)
-    to the home address comes back only after it."""
+@pytest.mark.scenario("mipvpn-ha-dmz-mip-inside-ipsec", "mipvpn-ha-outside-mip-inside-ipsec")
+def test_2_2_and_2_4_mip_inside_ipsec_have_the_problems_of_2_1(world, scenario, roles, capture, case_dir):
+    """Sections 2.2, 2.4 and 3: with the HA reached through the VPN tunnel (2.2: G forwards from
+    its tunnel to the DMZ HA; 2.4: G's Internet access NATs the tunnel's traffic to G_e toward the
+    operator's HA), registration works (the HA sees the tunnel's inner address or G_e, not the
+    care-of address: RFC 3519 UDP tunnelling), and every move fn1 -> fn2 -> behind the NAT is a new
+    IKE exchange at G_e from the new address; a probe stream from the Internet (pub) to the home
+    address comes back only after it: the problem of 2.1 (section 4.1)."""
     mvn = roles["mn"]
     hoa = scenario.roles["mn"].config["mn"]["home_address"]
     at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")

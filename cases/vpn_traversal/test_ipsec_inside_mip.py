@@ -1,6 +1,6 @@
 """IPsec inside MIP with co-located care-of addresses, where the MN reaches its HA without the VPN:
-problem statement 2.2 (HA in the DMZ), 2.3 (the VPN gateway is the HA) and 2.4 (HA outside the VPN
-domain). Section 3: "problems occurring in scenarios in Section 2.2 and Section 2.4 are either the
+problem statement 2.2 (HA in the DMZ), 2.3 (the VPN gateway is the HA), 2.4 (HA outside the VPN
+domain) and 2.5 (a combined VPN gateway/HA on the local link). Section 3: "problems occurring in scenarios in Section 2.2 and Section 2.4 are either the
 same as or a subset of those in the scenario in Section 2.1" (MIP inside IPsec, not run here: see
 the 2.1 case), while with IPsec inside MIP they work; 2.3 "does not introduce functional problems"."""
 import json
@@ -10,7 +10,7 @@ import pytest
 
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
-    IKE_BPF, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
+    IKE_BPF_IN_MIP, ike_messages, ike_per_move, start_probe, start_session, visit, wait_both_layers,
 )
 
 COLOCATED = ("192.0.2.100", [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")])  # first care-of address, stops
@@ -40,10 +40,14 @@ def test_2_2_ipsec_inside_mip_via_fa_moves_without_ike(world, scenario, roles, c
 
 
 @pytest.mark.req("ps-3-ipsec-inside-mip-works")
-@pytest.mark.scenario("mipvpn-combined")
-def test_2_3_combined_gateway_and_ha_moves_without_ike(world, scenario, roles, capture, case_dir):
-    """Sections 2.3 and 3: the VPN gateway and the HA run on the same machine; the same verdicts as
-    2.2 (IKE from the home address, no IKE on a move, the session survives fn1 -> fn2 -> NAT)."""
+@pytest.mark.scenario("mipvpn-combined", "mipvpn-local-link")
+def test_2_3_and_2_5_combined_gateway_and_ha_moves_without_ike(world, scenario, roles, capture, case_dir):
+    """Sections 2.3, 2.5 and 3 ("The scenarios in Section 2.3 and Section 2.5 do not introduce
+    functional problems"): the VPN gateway and the HA run on the same machine, G itself (2.3) or a
+    box on the home subnet behind the border firewall/NAT that forwards only Mobile IP to its public
+    address (2.5, Figure 5: "works today ... with IPsec-ESP running inside a MIPv4 tunnel"); the
+    same verdicts as 2.2 (IKE from the home address, no IKE on a move, the session survives
+    fn1 -> fn2 -> NAT)."""
     moves_without_ike(world, scenario, roles, capture, case_dir, *COLOCATED)
 
 
@@ -55,14 +59,15 @@ def moves_without_ike(world, scenario, roles, capture, case_dir, first: str, sto
     sa = wait_for(lambda: [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"], what="G's IKE SA")[0]
     assert sa["remote_host"] == x_hoa, f"G must see the home address as its IKE peer: {sa}"
     vip = s["vpn"]["virtual_ip"]
-    at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")
+    at_g = capture("g", "g-dmz", IKE_BPF_IN_MIP, name="g-dmz-ike")
     keeper = start_session(world)
     rx, _tx = start_probe(world, vip)
 
     moves = []
     for net, coa in stops:
         mv = visit(world, mvn, rx, keeper, net, coa)
-        moves.append({**mv, "mip_tunnel": mv.pop("status")["mip"]["tunnel"]})
+        status = mv.pop("status")
+        moves.append({**mv, "mip_tunnel": status["mip"]["tunnel"]})
     t_end = time.time()
     now = [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"]
     assert [x["name"] for x in now] == [sa["name"]], f"the IKE SA must stay the same across moves: {now}"

@@ -41,6 +41,12 @@ SA: a soft expiry starts a child SA rekey after esp_soft_rekey_delay = [lo, hi] 
 default [2, 4], unless the client has rekeyed it meanwhile, so the two sides do not collide; a hard
 expiry drops the SA and deletes the child toward the client).
 
+Site-to-site peers (pool only; nodes/ipsec/sites.py): `sites: {id: {psk, subnets, site_subnets}}`, an
+access router whose traffic selectors are its site's subnets (no pool address, no CP), e.g. the
+problem statement's trusted FA (section 4.2, Figure 10). G routes every site subnet into the TUN and
+sends what goes there into that site's SA while it is up (else dropped and counted, no-tunnel); the
+status lists them under `sites` (up or not).
+
 Redirection rules (NAPT only; draft-gupta Appendix C: connections initiated from the intranet toward
 a remote host, e.g. X11): `redirects: [{proto: tcp|udp, port, user, to_port}]`. G_i:`port` is
 captured into the gateway like H's answers (one more mangle mark rule per port, removed at exit);
@@ -62,6 +68,7 @@ from nodes.ipsec.alg import AlgNapt, NaptAlgs
 from nodes.ipsec.napt import Napt
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.ipsec.redirects import RedirectBindings
+from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
 from nodes.runtime import daemon
 from nodes.runtime import gateway_host as host
 from nodes.runtime import ipsec_config
@@ -118,6 +125,14 @@ class Gateway:
         self.dns = cfg.addresses("dns", [])
         net = cfg.network("pool") if self.presence == "pool" else cfg.network("napt_pool", "100.64.0.0/24")
         self.pool = AddressPool(net)
+        try:
+            sites = parse_sites(cfg.get("sites", None), set(self.users), net if self.presence == "pool" else None)
+        except SiteConfigError as exc:
+            raise cfg.fail(exc.key, exc.expected, exc.got) from None
+        self.sites = SiteTable(sites)
+        self.users.update({sid: ike.UserPolicy(psk=s.psk.encode(), subnets=[str(n) for n in s.subnets],
+                                               remote_ts=[str(n) for n in s.site_subnets], gateway_psk=s.psk.encode())
+                           for sid, s in sites.items()})
         self.napt_ports = cfg.port_range("napt_ports", "61000-65535")
         self.algs = cfg.get("alg", [])  # application-level gateways of the NAPT (nodes/ipsec/alg.py)
         try:
@@ -198,6 +213,9 @@ class Gateway:
                               outside=(outside, self.g_e) if self.internet else None)
         else:
             host.route_pool(self.changes, tun, inside, self.pool.network)
+            for site in self.sites.sites.values():
+                for net in site.site_subnets:
+                    host.route_site(self.changes, tun, net)
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
         self.loop = loop
@@ -247,6 +265,8 @@ class Gateway:
             if tunnel is not None and a.virtual_ip:
                 self.by_vip[io.ip_int(a.virtual_ip)] = tunnel
                 self._log_all(self.bindings.bind(tunnel, a.peer_id, a.virtual_ip, self.rt.now()))
+            elif tunnel is not None and self.sites.bind(a.peer_id, tunnel):
+                self.log("site_up", site=a.peer_id, ike_sa=a.ike_sa)
         elif isinstance(a, ike.IkeSaClosed):
             tunnel = dp.tunnels.get(a.ike_sa)
             if tunnel is not None:
@@ -256,6 +276,7 @@ class Gateway:
         if tunnel.virtual_ip and self.by_vip.get(io.ip_int(tunnel.virtual_ip)) is tunnel:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
         self._log_all(self.bindings.unbind(tunnel))
+        self.sites.unbind(tunnel)
         for napt in self._napts():
             napt.forget_peer(tunnel)
 
@@ -303,7 +324,8 @@ class Gateway:
                 self._count("tunnel-gone")
                 return
         else:
-            tunnel = self.by_vip.get(int.from_bytes(packet[16:20], "big"))
+            dst = int.from_bytes(packet[16:20], "big")
+            tunnel = self.by_vip.get(dst) or self.sites.lookup(dst)
             if tunnel is None:
                 self._count("no-tunnel")
                 return
@@ -330,6 +352,7 @@ class Gateway:
             "ike_sas": ike_sas,
             "virtual_ips": sorted(t.virtual_ip for t in self.rt.dp.tunnels.values() if t.virtual_ip),
             "pool": self.pool.status(),
+            "sites": self.sites.status(),
             "napt": napt["mappings"] if napt is not None else [],
             **({"napt_alg": self.napt.alg.status()} if isinstance(self.napt, AlgNapt) else {}),
             "internet_access": self.internet, "intranet": [str(n) for n in self.intranet],

@@ -124,5 +124,11 @@ def capture_napt(changes: HostChanges, tun: str, inside: str, g_i: str, ports: t
 
 def route_pool(changes: HostChanges, tun: str, inside: str, network: IPv4Network) -> None:
     changes.sysctl(f"net.ipv4.conf.{inside}.proxy_arp", 1)
+    route_site(changes, tun, network)
+
+
+def route_site(changes: HostChanges, tun: str, network: IPv4Network) -> None:
+    """A network into the TUN: the pool, or a site-to-site peer's subnet (the daemon picks the SA by
+    destination)."""
     changes.do(["ip", "route", "replace", str(network), "dev", tun],
                ["ip", "route", "del", str(network), "dev", tun])

@@ -14,6 +14,8 @@ the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
       tunnel full|split, subnets (split tunnel), more_children (more child SAs in the IKE SA: a list
       of subnet lists, one child each), gateway_identity (the gateway's IKE id to expect),
       initiate (true: connect at start; a refusal shows in status()["initiate"], it raises nothing)
+      site_subnets (site-to-site: the node's own networks as local_ts, no virtual IP; e.g. an access
+      router joining its site to the intranet, the trusted FA of the MIPv4/VPN problem statement 4.2)
   both: child_rekey_after / ike_rekey_after (seconds; the child's / connection's rekey_time, whole
       seconds rounded up, rand_time 0, so the rekey comes when configured; life_time / over_time
       set well past it), dpd_interval (dpd_delay; default as our daemons: 5 s client, 30 s
@@ -37,6 +39,7 @@ PLUGINS = ("random nonce openssl pem pkcs1 x509 revocation constraints pubkey cu
 IKE_PROPOSALS = ("aes128gcm16-prfsha256-modp2048-ecp256-x25519", "aes128-sha256-modp2048-ecp256-x25519")
 ESP_PROPOSALS = ("aes128gcm16", "aes256gcm16", "aes128-sha256")
 DEFAULT_NAPT_POOL = "100.64.0.0/24"
+SITE_ROUTING_PRIO = 1000  # below the FA's reverse-tunnel rules (nodes/runtime/mip_actions.RULE_PRIORITY 434)
 
 
 class RoleCfg(Cfg):
@@ -123,6 +126,9 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
         "load": load,
         "install_routes": True,
         "install_virtual_ip": True,
+        # site-to-site: charon's routing-table rule after the node's own policy rules (an FA's reverse
+        # tunnels steer visitors' packets by source first); charon's default is 220
+        "routing_table_prio": info.get("routing_table_prio"),
         # the role config's retransmit_timeout / retransmit_backoff / retransmit_tries (as our daemons
         # read them; charon's timeout for try k is timeout * base**k, the same formula)
         **{"retransmit_tries": 3, "retransmit_timeout": 1.0, "retransmit_base": 1.4, **info.get("retransmit", {})},
@@ -288,7 +294,13 @@ def _client(c: RoleCfg, plan) -> Rendered:
             },
         },
     }
+    site = c.prefixes("site_subnets", c.get("site_subnets")) if c.get("site_subnets", None) else None
+    if site:  # site-to-site: its networks on this side instead of a virtual IP
+        timer_info["routing_table_prio"] = SITE_ROUTING_PRIO
+        connections["vpn"]["vips"] = None
+        for child in connections["vpn"]["children"].values():
+            child["local_ts"] = ", ".join(site)
     conf = "\n".join([block("connections", connections), block("secrets", secrets)]) + "\n"
     initiate = c.get("initiate", True, (True, False))
-    return Rendered(conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway,
+    return Rendered(conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway, "site_subnets": site,
                            "initiate": initiate, "children": list(children), **timer_info})
