@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 
 from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIp, SendUdp
-from nodes.mip.advertiser import KEYS as ADVERTISER_KEYS, Advertiser
+from nodes.mip.advertiser import ALL_SYSTEMS, KEYS as ADVERTISER_KEYS, Advertiser, advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
@@ -27,9 +27,6 @@ from nodes.wire.mip import (
     AgentFlags, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest,
     cut_after, encode_extension, find_extension, is_accepted, message_type,
 )
-
-ALL_SYSTEMS = IPv4Address("224.0.0.1")
-BROADCAST = IPv4Address("255.255.255.255")
 
 
 @dataclass
@@ -55,10 +52,7 @@ class ForeignAgentConfig:
 
     def __post_init__(self):
         self.address = addr(self.address)
-        self.adv_destination = addr(self.adv_destination)
-        if self.adv_destination not in (ALL_SYSTEMS, BROADCAST):
-            raise ValueError(f"adv_destination {self.adv_destination}: an agent advertisement goes to 224.0.0.1 "
-                             "or 255.255.255.255 (RFC 5944 2.1); choose one of them")
+        self.adv_destination = advertisement_destination(self.adv_destination)
         self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
         self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
         self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
@@ -142,7 +136,7 @@ class ForeignAgent:
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
-        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement)
+        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement, config.iface)
 
     # --- agent advertisement (nodes/mip/advertiser.py) -----------------------------------------
 

@@ -135,14 +135,14 @@ class MobileNode:
         if not self.link_is_up or self.movement.network is not None or self._with_fa():
             return
         name = self.movement.arp_match(addr(sender), addr(target))
-        self._done(self._identified(name, now) if name else [], now)
+        self._done(self._identified(name, now, "arp") if name else [], now)
 
     def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, server=None,
                    lease_time: int | None = None, reason: str = "BOUND") -> None:
         """The lease the DHCP client of `attempt` got (address with its prefix, router...)."""
         lease = {"address": address, "router": router, "server": server, "lease_time": lease_time, "reason": reason}
         actions, name = self.movement.dhcp_bound(attempt, lease, seconds, now, self._unidentified())
-        self._done(actions + (self._identified(name, now) if name else []), now)
+        self._done(actions + (self._identified(name, now, "dhcp") if name else []), now)
 
     def dhcp_failed(self, attempt: int, reason: str, now: float) -> None:
         self._done(self.movement.dhcp_failed(attempt, reason, now, self._unidentified()), now)
@@ -169,8 +169,8 @@ class MobileNode:
         return (self.link_is_up and self.movement.network is None and not self._with_fa()
                 and self.location != "home")
 
-    def _identified(self, name: str, now: float) -> list:
-        actions, care_of_address = self.movement.identify(name, now)
+    def _identified(self, name: str, now: float, by: str) -> list:
+        actions, care_of_address = self.movement.identify(name, now, by)
         return actions + self._set_care_of_address(care_of_address, now)
 
     def drain_actions(self) -> list:
@@ -222,13 +222,22 @@ class MobileNode:
             self.registration = None  # the FA lost its visitor list
         if moved:
             self.counters["movements"] += 1
+        if self._from_home_agent(self.agent) and self.movement.network != "home":
+            # RFC 5944 4.2 / 3.6: an advertisement of our home agent says we are home: the link is
+            # configured for home and the binding is cancelled now, no ARP probe awaited
+            return self._identified("home", now, "advertisement")
         return self._decide(now) if (moved or rebooted) else []
+
+    def _from_home_agent(self, agent: Agent | None) -> bool:
+        """An advertisement with H from our home agent (or another home agent on our home network)."""
+        return agent is not None and agent.is_home and (agent.address == self.config.home_agent
+                                                         or agent.address in self.config.home_network)
 
     def _at_home(self) -> bool:
         net = self.config.home_network
         if self.colocated is not None and self.colocated in net:
             return True
-        return self.agent is not None and self.agent.is_home and self.agent.address in net
+        return self._from_home_agent(self.agent)
 
     def _decide(self, now: float) -> list:
         """Where are we, and what registration does that need."""

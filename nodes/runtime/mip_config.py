@@ -5,7 +5,8 @@ the key and what was expected (DESIGN.md principle 6).
 Addresses as dotted quads, keys as hex strings, e.g.
 
     ha: {address: 10.1.1.2, home_network: 10.1.1.0/24, max_lifetime: 1800,
-         mobile_nodes: [{home_address: 10.1.1.100, spi: 1000, key: "6d6e2d..."}]}
+         mobile_nodes: [{home_address: 10.1.1.100, spi: 1000, key: "6d6e2d..."}],
+         advertise: true, adv_interval: 1.0}      # H-bit advertisements on the home network
     fa: {address: 192.0.2.1, iface: ar1-fn1, adv_interval: 1.0}
     mn: {home_address: 10.1.1.100, home_agent: 10.1.1.2, home_network: 10.1.1.0/24, spi: 1000,
          key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1,
@@ -18,6 +19,7 @@ import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+from nodes.mip.advertiser import advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.fa import ForeignAgentConfig
 from nodes.mip.ha import HomeAgentConfig, MobileNodeEntry
@@ -157,8 +159,30 @@ def home_agent(f: Fields) -> tuple[HomeAgentConfig, dict]:
         drop_untrusted=f.get("drop_untrusted", "bool", False), fa_associations=fa_sas,
     )
     extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0")}
+    _advertising(f, cfg, extra["home_network"])
     f.check_unknown()
     return cfg, extra
+
+
+def _advertising(f: Fields, cfg: HomeAgentConfig, home_network: IPv4Network | None) -> None:
+    """Agent advertisements on the home network (RFC 5944 2.1): on by default when the home agent's
+    address is on its home network (as it is when home_network is not given)."""
+    on_home = home_network is None or cfg.address in home_network
+    cfg.advertise = f.get("advertise", "bool", on_home)
+    if cfg.advertise and not on_home:
+        raise BadConfig(f"config {f.file}: key advertise: the home agent's address {cfg.address} is not on its "
+                        f"home network {home_network}; advertise there only from an address on it (or set false)")
+    for key, kind in (("adv_interval", "num"), ("adv_lifetime", "int"), ("solicited_min_interval", "num")):
+        value = f.get(key, kind, None)
+        if value is not None:
+            setattr(cfg, key, value)
+    destination = f.get("adv_destination", "addr", None)
+    if destination is not None:
+        try:
+            cfg.adv_destination = advertisement_destination(destination)
+        except ValueError as exc:
+            raise BadConfig(f"config {f.file}: key adv_destination: {exc}") from None
+    cfg.prefix_length = home_network.prefixlen if home_network is not None else None
 
 
 # ---- foreign agent -------------------------------------------------------------------------------
