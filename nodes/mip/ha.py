@@ -22,9 +22,13 @@ from nodes.mip.actions import (
 from nodes.mip.advertiser import ALL_SYSTEMS, KEYS as ADVERTISER_KEYS, Advertiser, advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
-from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
+from nodes.mip.common import (
+    ENCAPSULATIONS, Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration, requested_encapsulation,
+    supported_encapsulations,
+)
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
+from nodes.wire.ipv4 import PROTO_IPIP, IPv4
+from nodes.wire.tunnels import NotEncapsulable, encapsulate
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
     TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, RegistrationReply, RegistrationRequest,
@@ -60,6 +64,8 @@ class HomeAgentConfig:
     trusted_networks: list[IPv4Network] = field(default_factory=list)
     drop_untrusted: bool = False  # i-HA: silently drop requests from outside trusted_networks
     fa_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)
+    # forward tunnels a request may ask for (M: minimal, RFC 2004; G: GRE, RFC 2784); else 139
+    encapsulations: tuple[str, ...] = ENCAPSULATIONS
     # agent advertisements on the home network (RFC 5944 2.1), from home_iface
     advertise: bool = False
     adv_interval: float = 1.0
@@ -71,6 +77,7 @@ class HomeAgentConfig:
     def __post_init__(self):
         self.address = addr(self.address)
         self.adv_destination = advertisement_destination(self.adv_destination)
+        self.encapsulations = supported_encapsulations(self.encapsulations)
         self.trusted_networks = [IPv4Network(n) for n in self.trusted_networks]
         self.fa_associations = {addr(k): v for k, v in self.fa_associations.items()}
 
@@ -82,7 +89,7 @@ class Binding:
     lifetime: int
     expires: float
     identification: int
-    kind: str  # "ipip" or "udp"
+    kind: str  # the forward tunnel: "ipip", "minimal", "gre" or "udp" (RFC 3519, IP-in-IP inside)
     remote: IPv4Address  # tunnel endpoint: the care-of address or the NAT's observed address
     remote_port: int | None
     reverse: bool
@@ -165,7 +172,7 @@ class HomeAgent:
         binding = self.bindings.get(inner.src)
         if binding is None:
             return self.counters.drop("reverse-src-not-bound")
-        if binding.kind != "ipip" or outer.src != binding.remote:
+        if binding.kind == "udp" or outer.src != binding.remote:  # reverse tunnels are IP-in-IP
             return self.counters.drop("reverse-outer-mismatch")
         self.counters["reverse-tunnelled"] += 1
         self._out.add(DeliverIp(outer.payload))
@@ -179,8 +186,14 @@ class HomeAgent:
         if binding.kind == "udp":
             data = TunnelData(ENCAP_IPIP, packet).encode()
             self._out.add(SendUdp(binding.remote, binding.remote_port, data, src=self.config.address))
-        else:
-            self._out.add(SendIp(ip_in_ip(self.config.address, binding.remote, packet)))
+            return
+        try:
+            self._out.add(SendIp(encapsulate(binding.kind, self.config.address, binding.remote, packet)))
+        except NotEncapsulable:  # a fragment cannot be minimal-encapsulated (RFC 2004 3): IP-in-IP
+            self.counters["fragment-as-ipip"] += 1
+            self._out.add(SendIp(encapsulate("ipip", self.config.address, binding.remote, packet)))
+        except DecodeError as e:
+            self.counters.drop(f"encapsulate:{e.reason}")
 
     def handle_timer(self, now: float) -> None:
         """Expire bindings whose lifetime ran out; advertise when due."""
@@ -290,8 +303,9 @@ class HomeAgent:
             raise _Denied(ReplyCode.HA_UNKNOWN_HA_ADDRESS, "home-agent-address-not-ours")
         if home.is_unspecified or (req.lifetime and (coa.is_unspecified or coa.is_multicast)):
             raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "bad-address")
-        if req.flags & (RequestFlags.M | RequestFlags.G):
-            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "only-ipip")
+        encapsulation = requested_encapsulation(req.flags)
+        if encapsulation not in cfg.encapsulations:
+            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, f"{encapsulation or 'both-m-and-g'}-unavailable")
         deregistration = req.lifetime == 0 or coa == home
         if deregistration:
             self._last_ident[home] = req.identification  # replay protection: accepted ones only (5.7)
@@ -302,7 +316,7 @@ class HomeAgent:
             raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off")
         if cfg.reverse_tunnel_required and not req.has(RequestFlags.T):
             raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_MANDATORY, "t-bit-missing")
-        kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport)
+        kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport, encapsulation)
         if home not in self.bindings and len(self.bindings) >= cfg.max_bindings:
             raise _Denied(ReplyCode.HA_INSUFFICIENT_RESOURCES, "binding-table-full")
         self._last_ident[home] = req.identification  # every check passed: the request is accepted
@@ -316,18 +330,20 @@ class HomeAgent:
                                             "lifetime": granted, "tunnel": kind, "at": now}))
         return actions, code, granted, exts + self._trust_exts(trusted)
 
-    def _tunnel_choice(self, req: RegistrationRequest, src: IPv4Address, sport: int):
-        """RFC 3519: a NAT is detected when the request's source differs from the care-of address."""
+    def _tunnel_choice(self, req: RegistrationRequest, src: IPv4Address, sport: int, encapsulation: str):
+        """The requested `encapsulation`, unless RFC 3519 UDP tunnelling is asked for and a NAT is
+        detected (the request's source differs from the care-of address) or it is forced: then UDP
+        carrying IP-in-IP, the one inner encapsulation offered there."""
         udp_req = find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST)
         nat = src != req.care_of_address
         if udp_req is None:
             if nat:
                 self.counters["nat-without-udp-request"] += 1
-            return "ipip", req.care_of_address, None, []
+            return encapsulation, req.care_of_address, None, []
         if udp_req.encapsulation != ENCAP_IPIP:
             raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "udp-encapsulation-not-ipip")
         if not (nat or udp_req.force):
-            return "ipip", req.care_of_address, None, []
+            return encapsulation, req.care_of_address, None, []
         if not self.config.udp_tunnelling:
             raise _Denied(ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE, "udp-tunnelling-off")
         self.counters["nat-detected" if nat else "udp-forced"] += 1

@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, Snapshot, addr
+from nodes.mip.common import ENCAPSULATIONS, Counters, Snapshot, addr
 from nodes.mip.mn_messages import Agent, Attempt, Identifications, Registration, check_reply, request_for
 from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
@@ -41,6 +41,7 @@ class MobileNodeConfig:
     reverse_tunnel: bool = False  # T bit
     udp_tunnel: str = "auto"  # RFC 3519 ext 144: "auto" when co-located, "always", "never"
     force_udp: bool = False  # F bit of ext 144
+    encapsulation: str = "ipip"  # the forward tunnel asked for: "minimal" sets M, "gre" sets G (RFC 5944 3.3)
     solicit_interval: float = 1.0
     solicit_burst: int = 3  # at most this many at solicit_interval, then exponential backoff
     solicit_max_interval: float = 60.0
@@ -62,6 +63,8 @@ class MobileNodeConfig:
         self.home_router = addr(self.home_router) if self.home_router is not None else None
         if self.udp_tunnel not in ("auto", "always", "never"):
             raise ValueError(f"udp_tunnel must be auto, always or never, not {self.udp_tunnel!r}")
+        if self.encapsulation not in ENCAPSULATIONS:
+            raise ValueError(f"encapsulation must be one of {', '.join(ENCAPSULATIONS)}, not {self.encapsulation!r}")
 
 
 @dataclass(frozen=True)
@@ -321,7 +324,7 @@ class MobileNode:
             self._away, self.state, self.registration = False, "home", None
             return [log]
         udp = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
-        tunnel = "udp" if udp is not None and udp.code < 64 else "ipip"
+        tunnel = "udp" if udp is not None and udp.code < 64 else cfg.encapsulation
         self.registration = Registration(
             a.mode, a.care_of_address, reply.lifetime, a.sent_at + reply.lifetime,
             a.sent_at + reply.lifetime * cfg.reregister_fraction, tunnel,
