@@ -121,3 +121,24 @@ ADVERTISING_HA = CoreCase(
 
 def test_advertising_home_agent_follows_the_core_contract():
     check_contract(ADVERTISING_HA)
+
+
+def test_an_advertisement_after_arp_said_home_does_not_start_a_second_deregistration():
+    net = FakeNet()
+    net.add("ha", HomeAgent(ha_config(advertise=True, prefix_length=24)), [HA_ADDR], link="home")
+    net.add("fa1", ForeignAgent(ForeignAgentConfig(FA1, iface="fa1-eth0")), [FA1], link="fa1")
+    net.call("fa1", "start")
+    router = A("10.1.0.254")
+    net.add("mn", MobileNode(MobileNodeConfig(HOME, HA_ADDR, HOME_NET, SA, iface="mn0", home_router=router)),
+            [HOME], link="home")
+    attach(net, "fa1")
+    net.move("mn", "home")
+    net.call("mn", "link_up")
+    net.call("mn", "receive_arp", router, HOME)  # the home router answers first: home by ARP
+    net.call("ha", "start")  # then the home agent's advertisement arrives
+    net.run(1.5)
+    mn = net.nodes["mn"].core
+    requests = [RegistrationRequest.decode(p.payload) for _, p in net.nodes["ha"].received if p.kind == "udp"]
+    assert [r.lifetime for r in requests] == [1800, 0], "one deregistration, not one per way of learning it"
+    assert mn.status().state == "home" and mn.counters["identified-by:arp"] == 1
+    assert mn.counters.get("drop:unmatched-reply", 0) == 0

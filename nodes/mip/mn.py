@@ -256,6 +256,8 @@ class MobileNode:
         return []
 
     def _return_home(self, now: float) -> list:
+        if self.location == "home" and (self.state == "home" or (self.attempt and self.attempt.mode == "home")):
+            return []  # home already (told by ARP, then by the home agent's advertisement): nothing new
         self.location = "home"
         actions: list = [GratuitousArp(self.config.home_address, self.config.iface)]
         if self.registration and self.registration.mode == "colocated":
