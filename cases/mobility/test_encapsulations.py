@@ -10,6 +10,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from testbed import handoff
+from testbed.capture import malformed
 from testbed.mip_checks import FA1, H, HA, HOME, at_home, binding, registered, wait_for
 from testbed.profiles import restart_role
 
@@ -76,7 +77,8 @@ def test_registration_and_traffic_with_each_encapsulation(world, scenario, roles
 
     handoff.move(world, "r", "home", configure=False)
     wait_for(lambda: at_home(mn) and binding(ha) is None, what="deregistration at home")
-    cap.stop()
+    pcap = cap.stop()
+    assert malformed(pcap) == [], "tshark must find nothing malformed in the tunnels"
     requests = cap.packets("mip.type == 1 && mip.life > 0", ["mip.m", "mip.g"])
     assert requests and all(r["mip.m"] == [str(int(kind == "minimal"))] and r["mip.g"] == [str(int(kind == "gre"))]
                             for r in requests), requests
