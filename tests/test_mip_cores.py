@@ -191,11 +191,11 @@ def test_poorly_formed_request_gives_134_at_ha_and_70_at_fa():
 
 
 @pytest.mark.parametrize("mutate, code", [
-    (lambda: RegistrationRequest(RequestFlags.M, 100, HOME, HA_ADDR, FA1, 0), 72),
+    (lambda: RegistrationRequest(RequestFlags.M, 100, HOME, HA_ADDR, FA1, 0), 72),  # an FA without minimal
     (lambda: RegistrationRequest(0, 100, HOME, HA_ADDR, A("192.0.2.99"), 0), 77),
 ])
 def test_fa_validation_codes(mutate, code):
-    net = make_world()
+    net = make_world(fa={"encapsulations": ("ipip", "gre")})
     req = mutate()
     req.identification = ntp_now(net.now)
     actions = feed(core(net, "fa1"), "receive_datagram", SA.sign(req.encode()), udp_from(HOME, 434, FA1, lladdr="x"),

@@ -6,8 +6,9 @@ Data path, all in userspace:
 - the visitor link (`iface`) is read with an AF_PACKET socket: agent solicitations, and
   registration requests with the visitor's link-layer address and IP TTL (what the core needs
   for delivery and the RFC 3024 TTL check); advertisements go out as frames to 224.0.0.1;
-- replies from home agents (and RFC 3519 tunnel data) arrive on UDP 434, IP-in-IP on a raw
-  protocol-4 socket; decapsulated packets go straight to the visitor's MAC on the link;
+- replies from home agents (and RFC 3519 tunnel data) arrive on UDP 434, tunnelled packets on a
+  raw socket per supported encapsulation (protocol 4 IP-in-IP, 55 minimal, 47 GRE); decapsulated
+  packets go straight to the visitor's MAC on the link;
 - ICMP errors about relayed requests (sent from port 434, so the kernel matches the quoted UDP
   header to the UDP 434 socket) are read from that socket's error queue (IP_RECVERR,
   MSG_ERRQUEUE) and handed to the core, which answers the visitor at once (80, 81, 82, 88);
@@ -35,7 +36,8 @@ from nodes.runtime.rawip import (
     ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
 )
 from nodes.runtime.tundev import TunDevice
-from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP
+from nodes.wire.ipv4 import PROTO_ICMP
+from nodes.wire.tunnels import KINDS
 from nodes.wire.mip import ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REQUEST
 
 BATCH = 64
@@ -82,7 +84,8 @@ async def setup(args, log):
         netlink.sysctl(f"net/ipv4/conf/{conf}/rp_filter", 0)
     tun = TunDevice.open(extra["tun"])
     netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
-    raw, ipip, udp, link = RawSender(), RawReceiver(PROTO_IPIP), udp_socket(), LinkSocket(iface)
+    raw, udp, link = RawSender(), udp_socket(), LinkSocket(iface)
+    tunnels = {kind: RawReceiver(KINDS[kind]) for kind in cfg.encapsulations}
     # ICMP errors about what leaves from port 434 (relayed requests, even sent on the raw socket)
     # queue on this socket instead of being dropped: the FA answers 80-88 without waiting 7 s
     udp.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
@@ -142,14 +145,14 @@ async def setup(args, log):
                 continue  # taken from the link socket, with the visitor's MAC and TTL
             driver.call("receive_datagram", payload, where)
 
-    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
     on_tun = packet_reader(tun.read, lambda packet: driver.call("receive_from_visitor", packet), BATCH)
-
-    for fd, name, fn in ((link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp),
-                         (ipip.fileno(), "ipip", on_ipip), (tun.fd, "tun", on_tun)):
+    readers = [(link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp), (tun.fd, "tun", on_tun)]
+    readers += [(r.fileno(), kind, packet_reader(r.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH))
+                for kind, r in tunnels.items()]
+    for fd, name, fn in readers:
         loop.add_reader(fd, guarded(log, errors, name, fn))
     log("foreign-agent", address=str(cfg.address), iface=iface, care_of_addresses=[str(a) for a in cfg.care_of_addresses],
-        adv_interval=cfg.adv_interval)
+        adv_interval=cfg.adv_interval, encapsulations=list(cfg.encapsulations))
     driver.call("start")
 
     def status(_req):
@@ -158,11 +161,12 @@ async def setup(args, log):
 
     async def cleanup():
         driver.stop()
-        for fd in (link.fileno(), udp.fileno(), ipip.fileno(), tun.fd):
+        for fd, _name, _fn in readers:
             loop.remove_reader(fd)
         for visitor in core.status(time.time()).visitors:
             netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=visitor["home_address"], iif=iface)
-        for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
+        for closer in (udp.close, *(r.close for r in tunnels.values()), raw.close, link.close, tun.close,
+                       netlink.close):
             closer()
 
     return {"status": status}, cleanup

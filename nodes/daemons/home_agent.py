@@ -9,7 +9,9 @@ Data path, all in userspace (the kernel here has no IP-in-IP):
   daemon reads them and the core encapsulates them (IP-in-IP through a raw socket, or RFC 3519 UDP
   from port 434 to the address and port the NAT showed);
 - reverse tunnels: IP-in-IP arrives on a raw protocol-4 socket, RFC 3519 tunnel data on UDP 434;
-  the inner packet is written into the TUN device and the kernel forwards it.
+  the inner packet is written into the TUN device and the kernel forwards it;
+- with `advertise` (the default on the home network): Agent Advertisements with H on the home
+  link, periodic and in answer to solicitations (nodes/runtime/agent_discovery.py).
 Status over the control socket: bindings, counters by reason, tunnels and data-plane counters.
 """
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from nodes.mip.ha import HomeAgent
+from nodes.core import Addr
 from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.agent_discovery import SolicitationReceiver
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
@@ -67,8 +71,20 @@ async def setup(args, log):
     loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
     loop.add_reader(ipip.fileno(), guarded(log, errors, "ipip", on_ipip))
     loop.add_reader(tun.fd, guarded(log, errors, "tun", on_tun))
+    solicitations = SolicitationReceiver(cfg.home_iface) if cfg.advertise else None
+    if solicitations is not None:
+        def on_solicitation():
+            for _ in range(BATCH):
+                got = solicitations.recv()
+                if got is None:
+                    return
+                icmp, ip = got
+                driver.call("receive_icmp", icmp, Addr(str(ip.src), 0, str(ip.dst), 0, ttl=ip.ttl))
+
+        loop.add_reader(solicitations.fileno(), guarded(log, errors, "solicitations", on_solicitation))
     log("home-agent", address=str(cfg.address), home_iface=cfg.home_iface, tun=tun.name,
-        nodes=[str(n.home_address) for n in cfg.nodes])
+        nodes=[str(n.home_address) for n in cfg.nodes], advertise=cfg.advertise)
+    driver.call("start")
 
     def status(_req):
         return {**core.status(time.time()).as_dict(), **executor.status(), "home_iface": cfg.home_iface,
@@ -78,6 +94,9 @@ async def setup(args, log):
         driver.stop()
         for fd in (udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
+        if solicitations is not None:
+            loop.remove_reader(solicitations.fileno())
+            solicitations.close()
         for b in core.status(time.time()).bindings:  # leave the home link as we found it
             netlink.proxy_arp(b["home_address"], cfg.home_iface, False)
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):

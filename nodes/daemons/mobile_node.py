@@ -12,7 +12,8 @@ it feeds the core what the node hears and performs what the core decides.
   (dhclient, nodes/runtime/dhcp.py) whose lease becomes the co-located care-of address.
 - co-located data path: a policy rule `from <home> lookup 434` whose default route is the TUN
   device; the executor encapsulates what it reads there towards the HA (RFC 3519 UDP from port 434
-  when the HA saw a NAT, else IP-in-IP) and writes what the HA tunnels back into the TUN device.
+  when the HA saw a NAT, else IP-in-IP) and writes what the HA tunnels back (IP-in-IP, minimal
+  encapsulation or GRE, read on a raw socket each, or UDP) into the TUN device.
 Status over the control socket: location, registration state, care-of address, last code,
 attachment, network, DHCP, tunnels, counters.
 """
@@ -36,8 +37,9 @@ from nodes.runtime.netlink import LinkMonitor
 from nodes.runtime.rawip import ARP_REPLY, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
+from nodes.wire.ipv4 import PROTO_ICMP
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
+from nodes.wire.tunnels import KINDS, decapsulate
 
 BATCH = 64
 KEEPALIVE_CHECK = 0.25  # seconds between checks for an idle RFC 3519 tunnel
@@ -50,7 +52,9 @@ class MobileNodeDaemon:
         self.loop = asyncio.get_running_loop()
         self.errors = Counter()
         self.tun = TunDevice.open(extra["tun"])
-        self.raw, self.ipip, self.udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
+        self.raw, self.udp = RawSender(), udp_socket()
+        # a co-located node decapsulates itself (RFC 5944 4.1): IP-in-IP always, minimal and GRE too
+        self.tunnels = {kind: RawReceiver(proto) for kind, proto in KINDS.items()}
         self.link = LinkSocket(self.iface)
         self.dhcp = DhcpRunner(extra.get("dhcp_dir") or tempfile.mkdtemp(prefix="mn-dhcp-"), extra["dhcp_timeout"],
                                extra["dhcp_client"], self._dhcp_bound, self._dhcp_failed)
@@ -62,11 +66,11 @@ class MobileNodeDaemon:
         handlers[ConfigureLink] = self.host.configure
         self.driver = CoreDriver(self.core, self.executor, log)
         self.monitor = LinkMonitor(self.iface, self.on_carrier)
-        on_ipip = packet_reader(self.ipip.recv, self.on_ipip, BATCH)
         on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
-        readers = ((self.link.fileno(), "link", self.on_frames), (self.udp.fileno(), "udp", self.on_udp),
-                   (self.ipip.fileno(), "ipip", on_ipip), (self.tun.fd, "tun", on_tun),
-                   (self.monitor.fileno(), "netlink", self.monitor.poll))
+        readers = [(self.link.fileno(), "link", self.on_frames), (self.udp.fileno(), "udp", self.on_udp),
+                   (self.tun.fd, "tun", on_tun), (self.monitor.fileno(), "netlink", self.monitor.poll)]
+        readers += [(r.fileno(), kind, packet_reader(r.recv, self.on_tunnelled, BATCH))
+                    for kind, r in self.tunnels.items()]
         self.fds = [fd for fd, _, _ in readers]
         for fd, name, fn in readers:
             self.loop.add_reader(fd, guarded(log, self.errors, name, fn))
@@ -135,13 +139,13 @@ class MobileNodeDaemon:
             else:
                 self.executor.counters["drop:udp-unexpected"] += 1
 
-    def on_ipip(self, packet: bytes) -> None:
+    def on_tunnelled(self, packet: bytes) -> None:
         try:
-            outer = IPv4.decode(packet)
+            tunnel = decapsulate(packet)
         except DecodeError as e:
-            self.executor.counters[f"drop:ipip:{e.reason}"] += 1
+            self.executor.counters[f"drop:tunnel:{e.reason}"] += 1
             return
-        self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
+        self.executor.decapsulate_to_home(tunnel.inner, tunnel.outer.src, tunnel.kind)
 
     # ---- control and shutdown -----------------------------------------------------------------
     def status(self, _req=None) -> dict:
@@ -155,7 +159,7 @@ class MobileNodeDaemon:
             self._keepalive.cancel()
         for fd in self.fds:
             self.loop.remove_reader(fd)
-        for closer in (self.udp.close, self.ipip.close, self.raw.close, self.link.close, self.tun.close,
+        for closer in (self.udp.close, *(r.close for r in self.tunnels.values()), self.raw.close, self.link.close, self.tun.close,
                        self.monitor.close, netlink.close):
             closer()
 

@@ -1,5 +1,5 @@
 """Agent advertisements on one link (RFC 5944 2.1-2.4), for the mobility agent core that owns an
-`Advertiser` (the Foreign Agent; a Home Agent advertising on its home network would be another).
+`Advertiser`: the Foreign Agent on its visitor link, the Home Agent on its home network (H bit).
 
 Periodic advertisements go out every `adv_interval` from `start()`; a solicitation is answered
 with an advertisement to the same destination, 224.0.0.1 or 255.255.255.255 (RFC 5944 2.1: the
@@ -11,21 +11,37 @@ the end of that interval. The sequence number starts at 0 after every boot and w
 """
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import Callable
 
 from nodes.mip.actions import SendIcmp
+from nodes.mip.common import addr
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import ICMP_ROUTER_SOLICITATION, AgentAdvertisement, AgentSolicitation, next_advertisement_sequence
 
 KEYS = (("advert",), ("solicited",))
+ALL_SYSTEMS = IPv4Address("224.0.0.1")
+BROADCAST = IPv4Address("255.255.255.255")
+
+
+def advertisement_destination(value) -> IPv4Address:
+    """The configured destination of every advertisement, solicited or not: 224.0.0.1 or
+    255.255.255.255 (RFC 5944 2.1); anything else is refused with what to choose."""
+    value = addr(value)
+    if value not in (ALL_SYSTEMS, BROADCAST):
+        raise ValueError(f"adv_destination {value}: an agent advertisement goes to 224.0.0.1 "
+                         "or 255.255.255.255 (RFC 5944 2.1); choose one of them")
+    return value
 
 
 class Advertiser:
-    def __init__(self, config, counters, deadlines, advertisement: Callable[[int], AgentAdvertisement]):
-        """`config` has address, iface, adv_destination, adv_interval and solicited_min_interval;
-        `advertisement(sequence)` is the owner's advertisement with that sequence number."""
+    def __init__(self, config, counters, deadlines, advertisement: Callable[[int], AgentAdvertisement],
+                 iface: str | None = None):
+        """`config` has address, adv_destination, adv_interval and solicited_min_interval; `iface` is
+        the link advertised on; `advertisement(sequence)` is the owner's advertisement with that
+        sequence number."""
         self.config, self.counters, self.deadlines = config, counters, deadlines
-        self.advertisement = advertisement
+        self.advertisement, self.iface = advertisement, iface
         self.sequence = 0
         self._last_answer = float("-inf")
 
@@ -68,4 +84,4 @@ class Advertiser:
         self.counters["advertisements"] += 1
         if periodic:
             self.deadlines.set(("advert",), now + cfg.adv_interval)
-        return [SendIcmp(cfg.adv_destination, data, src=cfg.address, ttl=1, iface=cfg.iface)]
+        return [SendIcmp(cfg.adv_destination, data, src=cfg.address, ttl=1, iface=self.iface)]

@@ -7,6 +7,10 @@ from dataclasses import fields
 from ipaddress import IPv4Address
 
 from nodes.wire.errors import DecodeError
+from nodes.wire.mip import RequestFlags
+from nodes.wire.tunnels import KINDS
+
+ENCAPSULATIONS = tuple(KINDS)  # ipip, minimal, gre
 
 
 class Counters(Counter):
@@ -99,3 +103,28 @@ def parse_registration(cls, raw: bytes):
             except DecodeError:
                 pass
         return None, (fixed, error)
+
+
+def supported_encapsulations(kinds) -> tuple[str, ...]:
+    """A mobility agent's encapsulations as configured: some of ipip, minimal and gre, ipip always
+    among them (RFC 5944 4.1: every home and foreign agent supports IP-in-IP)."""
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in ENCAPSULATIONS]
+    if unknown or "ipip" not in kinds:
+        raise ValueError(f"encapsulations {list(kinds)}: choose among {', '.join(ENCAPSULATIONS)}, with ipip "
+                         "among them (every agent supports IP-in-IP, RFC 5944 4.1)")
+    return tuple(k for k in ENCAPSULATIONS if k in kinds)
+
+
+def requested_encapsulation(flags: int) -> str | None:
+    """The forward tunnel a registration request asks for with its M and G bits (RFC 5944 3.3):
+    minimal, gre or ipip (neither bit); None when it asks for both at once."""
+    m, g = bool(flags & RequestFlags.M), bool(flags & RequestFlags.G)
+    if m and g:
+        return None
+    return "minimal" if m else "gre" if g else "ipip"
+
+
+def encapsulation_flags(kind: str) -> int:
+    """The M or G bit a mobile node sets to ask for `kind` (none for ipip)."""
+    return {"ipip": 0, "minimal": int(RequestFlags.M), "gre": int(RequestFlags.G)}[kind]

@@ -15,21 +15,22 @@ from dataclasses import asdict, dataclass, field
 from ipaddress import IPv4Address
 
 from nodes.mip.actions import AddHostRoute, DeliverIp, Log, RemoveHostRoute, SendIp, SendUdp
-from nodes.mip.advertiser import KEYS as ADVERTISER_KEYS, Advertiser
+from nodes.mip.advertiser import ALL_SYSTEMS, KEYS as ADVERTISER_KEYS, Advertiser, advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
-from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
+from nodes.mip.common import (
+    ENCAPSULATIONS, Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration, requested_encapsulation,
+    supported_encapsulations,
+)
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
+from nodes.wire.ipv4 import ip_in_ip
+from nodes.wire.tunnels import decapsulate
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
     EXT_UDP_TUNNEL_REQUEST, MIP_PORT, TYPE_REPLY, TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement,
     AgentFlags, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest,
     cut_after, encode_extension, find_extension, is_accepted, message_type,
 )
-
-ALL_SYSTEMS = IPv4Address("224.0.0.1")
-BROADCAST = IPv4Address("255.255.255.255")
 
 
 @dataclass
@@ -48,6 +49,9 @@ class ForeignAgentConfig:
     reverse_tunnelling: bool = True
     reverse_tunnel_required: bool = False
     behind_nat: bool = False  # sets U and asks home agents for RFC 3519 UDP tunnelling
+    # tunnels from home agents this agent decapsulates, advertised with M and G; a request for
+    # another gets 72 (IP-in-IP is always among them)
+    encapsulations: tuple[str, ...] = ENCAPSULATIONS
     max_pending: int = 64
     pending_timeout: float = 7.0
     ha_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # FA-HA
@@ -55,10 +59,8 @@ class ForeignAgentConfig:
 
     def __post_init__(self):
         self.address = addr(self.address)
-        self.adv_destination = addr(self.adv_destination)
-        if self.adv_destination not in (ALL_SYSTEMS, BROADCAST):
-            raise ValueError(f"adv_destination {self.adv_destination}: an agent advertisement goes to 224.0.0.1 "
-                             "or 255.255.255.255 (RFC 5944 2.1); choose one of them")
+        self.adv_destination = advertisement_destination(self.adv_destination)
+        self.encapsulations = supported_encapsulations(self.encapsulations)
         self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
         self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
         self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
@@ -142,7 +144,7 @@ class ForeignAgent:
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
-        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement)
+        self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement, config.iface)
 
     # --- agent advertisement (nodes/mip/advertiser.py) -----------------------------------------
 
@@ -163,7 +165,8 @@ class ForeignAgent:
         cfg = self.config
         flags = AgentFlags.F
         for wanted, flag in ((cfg.registration_required, AgentFlags.R), (cfg.busy, AgentFlags.B),
-                             (cfg.reverse_tunnelling, AgentFlags.T), (cfg.behind_nat, AgentFlags.U)):
+                             (cfg.reverse_tunnelling, AgentFlags.T), (cfg.behind_nat, AgentFlags.U),
+                             ("minimal" in cfg.encapsulations, AgentFlags.M), ("gre" in cfg.encapsulations, AgentFlags.G)):
             if wanted:
                 flags |= flag
         return AgentAdvertisement(
@@ -230,8 +233,8 @@ class ForeignAgent:
              ReplyCode.FA_INVALID_HA_ADDRESS, "bad-home-agent-address"),
             (cfg.busy, ReplyCode.FA_INSUFFICIENT_RESOURCES, "busy"),
             (req.lifetime > cfg.max_lifetime, ReplyCode.FA_LIFETIME_TOO_LONG, "lifetime-too-long"),
-            (bool(req.flags & (RequestFlags.M | RequestFlags.G)),
-             ReplyCode.FA_ENCAPSULATION_UNAVAILABLE, "only-ipip"),
+            (requested_encapsulation(req.flags) not in cfg.encapsulations,
+             ReplyCode.FA_ENCAPSULATION_UNAVAILABLE, f"{requested_encapsulation(req.flags) or 'both-m-and-g'}-unavailable"),
             (req.has(RequestFlags.T) and not cfg.reverse_tunnelling,
              ReplyCode.FA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off"),
             (cfg.reverse_tunnel_required and not req.has(RequestFlags.T),
@@ -373,17 +376,19 @@ class ForeignAgent:
     # --- data plane -----------------------------------------------------------------------------
 
     def receive_tunnelled(self, packet: bytes, now: float) -> None:
-        """IP-in-IP from a home agent: decapsulate and deliver to the visitor on its link."""
+        """A tunnelled packet from a home agent (IP-in-IP, minimal or GRE, as this agent supports):
+        decapsulate and deliver to the visitor on its link."""
         self._out.extend(self._on_ip(packet))
 
     def _on_ip(self, packet: bytes) -> list:
         try:
-            outer = IPv4.decode(packet)
+            tunnel = decapsulate(packet)
         except DecodeError as e:
             return self._drop(f"tunnel:{e.reason}")
-        if outer.proto != PROTO_IPIP:
-            return self._drop("not-ipip")
-        return self._deliver_to_visitor(outer.payload, outer.src)
+        if tunnel.kind not in self.config.encapsulations:
+            return self._drop(f"{tunnel.kind}-unsupported")
+        self.counters[f"decapsulated-{tunnel.kind}"] += 1
+        return self._deliver_to_visitor(tunnel.inner, tunnel.outer.src)
 
     def _deliver_to_visitor(self, inner: bytes, outer_src: IPv4Address) -> list:
         visitor = self.visitors.get(ipv4_dst(inner))

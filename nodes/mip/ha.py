@@ -1,9 +1,15 @@
 """Home Agent core (RFC 5944, RFC 3024 reverse tunnels, RFC 3519 UDP tunnels, RFC 5265 i-HA role).
 
-Follows nodes/core.py. Inputs: `receive_datagram` (UDP 434: requests and RFC 3519 tunnel data),
-`receive_tunnelled` (a received IP-in-IP packet: reverse tunnels), `encapsulate` (a packet for a
-home address, captured on the home link), `handle_timer` (binding expiry). Outputs: the actions of
+Follows nodes/core.py. Inputs: `start` (boot: with `advertise`, the first agent advertisement on
+the home network), `receive_icmp` (agent solicitations heard on the home network),
+`receive_datagram` (UDP 434: requests and RFC 3519 tunnel data), `receive_tunnelled` (a received
+IP-in-IP packet: reverse tunnels), `encapsulate` (a packet for a home address, captured on the
+home link), `handle_timer` (binding expiry, advertisements). Outputs: the actions of
 `nodes.mip.actions` through `drain_actions()`, and `status(now)`. One binding per home address.
+
+With `advertise`, the home agent sends Agent Advertisements on its home network (RFC 5944 2.1:
+H bit, no care-of addresses, code 16 as it is not the network's router; periodic and solicited,
+nodes/mip/advertiser.py), so a mobile node coming home learns it from them (4.2, 3.6).
 """
 from __future__ import annotations
 
@@ -13,17 +19,25 @@ from ipaddress import IPv4Address, IPv4Network
 from nodes.mip.actions import (
     AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendIp, SendUdp,
 )
+from nodes.mip.advertiser import ALL_SYSTEMS, KEYS as ADVERTISER_KEYS, Advertiser, advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
-from nodes.mip.common import Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration
+from nodes.mip.common import (
+    ENCAPSULATIONS, Counters, Deadlines, Snapshot, addr, ipv4_dst, parse_registration, requested_encapsulation,
+    supported_encapsulations,
+)
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_IPIP, IPv4, ip_in_ip
+from nodes.wire.ipv4 import PROTO_IPIP, IPv4
+from nodes.wire.tunnels import NotEncapsulable, encapsulate
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
-    TYPE_REQUEST, TYPE_TUNNEL_DATA, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags,
+    TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, RegistrationReply, RegistrationRequest,
+    ReplyCode, RequestFlags,
     TrustedNetworksConfigured, TunnelData, UdpTunnelReply, find_extension,
     ident_for_mismatch, message_type, ntp_to_unix,
 )
+
+NOT_A_DEFAULT_ROUTER = -0x80000000  # RFC 1256 preference 0x80000000
 
 
 @dataclass(frozen=True)
@@ -50,9 +64,20 @@ class HomeAgentConfig:
     trusted_networks: list[IPv4Network] = field(default_factory=list)
     drop_untrusted: bool = False  # i-HA: silently drop requests from outside trusted_networks
     fa_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)
+    # forward tunnels a request may ask for (M: minimal, RFC 2004; G: GRE, RFC 2784); else 139
+    encapsulations: tuple[str, ...] = ENCAPSULATIONS
+    # agent advertisements on the home network (RFC 5944 2.1), from home_iface
+    advertise: bool = False
+    adv_interval: float = 1.0
+    adv_lifetime: int = 3  # ICMP lifetime of an advertisement, seconds
+    adv_destination: IPv4Address = ALL_SYSTEMS
+    solicited_min_interval: float = 0.05
+    prefix_length: int | None = None  # of the home network, in the prefix-lengths extension
 
     def __post_init__(self):
         self.address = addr(self.address)
+        self.adv_destination = advertisement_destination(self.adv_destination)
+        self.encapsulations = supported_encapsulations(self.encapsulations)
         self.trusted_networks = [IPv4Network(n) for n in self.trusted_networks]
         self.fa_associations = {addr(k): v for k, v in self.fa_associations.items()}
 
@@ -64,7 +89,7 @@ class Binding:
     lifetime: int
     expires: float
     identification: int
-    kind: str  # "ipip" or "udp"
+    kind: str  # the forward tunnel: "ipip", "minimal", "gre" or "udp" (RFC 3519, IP-in-IP inside)
     remote: IPv4Address  # tunnel endpoint: the care-of address or the NAT's observed address
     remote_port: int | None
     reverse: bool
@@ -99,7 +124,29 @@ class HomeAgent:
         self.bindings: dict[IPv4Address, Binding] = {}
         self.counters = Counters()
         self._last_ident: dict[IPv4Address, int] = {}  # last accepted; survives deregistration (replay protection)
-        self._expiry = Deadlines()
+        self._expiry = Deadlines()  # binding expiries by home address, and the advertiser's timers
+        self.advertiser = Advertiser(config, self.counters, self._expiry, self.advertisement, config.home_iface)
+
+    # --- agent advertisement on the home network (nodes/mip/advertiser.py) ----------------------
+
+    def start(self, now: float) -> None:
+        """Boot: with `advertise`, advertise at once, then every adv_interval."""
+        if self.config.advertise:
+            self._out.extend(self.advertiser.start(now))
+
+    def receive_icmp(self, data: bytes, addr: Addr, now: float) -> None:
+        """An ICMP message heard on the home network: agent solicitations are answered."""
+        if not self.config.advertise:
+            return self.counters.drop("icmp-not-advertising")
+        self._out.extend(self.advertiser.solicited(data, now))
+
+    def advertisement(self, sequence: int) -> AgentAdvertisement:
+        """A home agent's advertisement (RFC 5944 2.1.1): H, no care-of address; code 16 and the
+        lowest preference (RFC 1256: never a default router) as the home network has its own router."""
+        cfg = self.config
+        return AgentAdvertisement(sequence, min(cfg.max_lifetime, INFINITE_LIFETIME), int(AgentFlags.H), [],
+                                  cfg.adv_lifetime, routers=[(cfg.address, NOT_A_DEFAULT_ROUTER)], code=16,
+                                  prefix_lengths=None if cfg.prefix_length is None else [cfg.prefix_length])
 
     # --- inputs ---------------------------------------------------------------------------------
 
@@ -125,7 +172,7 @@ class HomeAgent:
         binding = self.bindings.get(inner.src)
         if binding is None:
             return self.counters.drop("reverse-src-not-bound")
-        if binding.kind != "ipip" or outer.src != binding.remote:
+        if binding.kind == "udp" or outer.src != binding.remote:  # reverse tunnels are IP-in-IP
             return self.counters.drop("reverse-outer-mismatch")
         self.counters["reverse-tunnelled"] += 1
         self._out.add(DeliverIp(outer.payload))
@@ -139,12 +186,21 @@ class HomeAgent:
         if binding.kind == "udp":
             data = TunnelData(ENCAP_IPIP, packet).encode()
             self._out.add(SendUdp(binding.remote, binding.remote_port, data, src=self.config.address))
-        else:
-            self._out.add(SendIp(ip_in_ip(self.config.address, binding.remote, packet)))
+            return
+        try:
+            self._out.add(SendIp(encapsulate(binding.kind, self.config.address, binding.remote, packet)))
+        except NotEncapsulable:  # a fragment cannot be minimal-encapsulated (RFC 2004 3): IP-in-IP
+            self.counters["fragment-as-ipip"] += 1
+            self._out.add(SendIp(encapsulate("ipip", self.config.address, binding.remote, packet)))
+        except DecodeError as e:
+            self.counters.drop(f"encapsulate:{e.reason}")
 
     def handle_timer(self, now: float) -> None:
-        """Expire bindings whose lifetime ran out."""
+        """Expire bindings whose lifetime ran out; advertise when due."""
         for home in self._expiry.pop_due(now):
+            if home in ADVERTISER_KEYS:
+                self._out.extend(self.advertiser.due(home, now))
+                continue
             self.counters["expired"] += 1
             self._out.extend(self._remove_binding(home))
             self._out.add(Log("binding-expired", {"home": str(home)}))
@@ -247,8 +303,9 @@ class HomeAgent:
             raise _Denied(ReplyCode.HA_UNKNOWN_HA_ADDRESS, "home-agent-address-not-ours")
         if home.is_unspecified or (req.lifetime and (coa.is_unspecified or coa.is_multicast)):
             raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "bad-address")
-        if req.flags & (RequestFlags.M | RequestFlags.G):
-            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "only-ipip")
+        encapsulation = requested_encapsulation(req.flags)
+        if encapsulation not in cfg.encapsulations:
+            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, f"{encapsulation or 'both-m-and-g'}-unavailable")
         deregistration = req.lifetime == 0 or coa == home
         if deregistration:
             self._last_ident[home] = req.identification  # replay protection: accepted ones only (5.7)
@@ -259,7 +316,7 @@ class HomeAgent:
             raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off")
         if cfg.reverse_tunnel_required and not req.has(RequestFlags.T):
             raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_MANDATORY, "t-bit-missing")
-        kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport)
+        kind, remote, remote_port, exts = self._tunnel_choice(req, src, sport, encapsulation)
         if home not in self.bindings and len(self.bindings) >= cfg.max_bindings:
             raise _Denied(ReplyCode.HA_INSUFFICIENT_RESOURCES, "binding-table-full")
         self._last_ident[home] = req.identification  # every check passed: the request is accepted
@@ -273,18 +330,20 @@ class HomeAgent:
                                             "lifetime": granted, "tunnel": kind, "at": now}))
         return actions, code, granted, exts + self._trust_exts(trusted)
 
-    def _tunnel_choice(self, req: RegistrationRequest, src: IPv4Address, sport: int):
-        """RFC 3519: a NAT is detected when the request's source differs from the care-of address."""
+    def _tunnel_choice(self, req: RegistrationRequest, src: IPv4Address, sport: int, encapsulation: str):
+        """The requested `encapsulation`, unless RFC 3519 UDP tunnelling is asked for and a NAT is
+        detected (the request's source differs from the care-of address) or it is forced: then UDP
+        carrying IP-in-IP, the one inner encapsulation offered there."""
         udp_req = find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST)
         nat = src != req.care_of_address
         if udp_req is None:
             if nat:
                 self.counters["nat-without-udp-request"] += 1
-            return "ipip", req.care_of_address, None, []
+            return encapsulation, req.care_of_address, None, []
         if udp_req.encapsulation != ENCAP_IPIP:
             raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "udp-encapsulation-not-ipip")
         if not (nat or udp_req.force):
-            return "ipip", req.care_of_address, None, []
+            return encapsulation, req.care_of_address, None, []
         if not self.config.udp_tunnelling:
             raise _Denied(ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE, "udp-tunnelling-off")
         self.counters["nat-detected" if nat else "udp-forced"] += 1

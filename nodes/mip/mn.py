@@ -17,7 +17,7 @@ from ipaddress import IPv4Address, IPv4Network
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
-from nodes.mip.common import Counters, Snapshot, addr
+from nodes.mip.common import ENCAPSULATIONS, Counters, Snapshot, addr
 from nodes.mip.mn_messages import Agent, Attempt, Identifications, Registration, check_reply, request_for
 from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
@@ -41,6 +41,7 @@ class MobileNodeConfig:
     reverse_tunnel: bool = False  # T bit
     udp_tunnel: str = "auto"  # RFC 3519 ext 144: "auto" when co-located, "always", "never"
     force_udp: bool = False  # F bit of ext 144
+    encapsulation: str = "ipip"  # the forward tunnel asked for: "minimal" sets M, "gre" sets G (RFC 5944 3.3)
     solicit_interval: float = 1.0
     solicit_burst: int = 3  # at most this many at solicit_interval, then exponential backoff
     solicit_max_interval: float = 60.0
@@ -62,6 +63,8 @@ class MobileNodeConfig:
         self.home_router = addr(self.home_router) if self.home_router is not None else None
         if self.udp_tunnel not in ("auto", "always", "never"):
             raise ValueError(f"udp_tunnel must be auto, always or never, not {self.udp_tunnel!r}")
+        if self.encapsulation not in ENCAPSULATIONS:
+            raise ValueError(f"encapsulation must be one of {', '.join(ENCAPSULATIONS)}, not {self.encapsulation!r}")
 
 
 @dataclass(frozen=True)
@@ -135,14 +138,14 @@ class MobileNode:
         if not self.link_is_up or self.movement.network is not None or self._with_fa():
             return
         name = self.movement.arp_match(addr(sender), addr(target))
-        self._done(self._identified(name, now) if name else [], now)
+        self._done(self._identified(name, now, "arp") if name else [], now)
 
     def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, server=None,
                    lease_time: int | None = None, reason: str = "BOUND") -> None:
         """The lease the DHCP client of `attempt` got (address with its prefix, router...)."""
         lease = {"address": address, "router": router, "server": server, "lease_time": lease_time, "reason": reason}
         actions, name = self.movement.dhcp_bound(attempt, lease, seconds, now, self._unidentified())
-        self._done(actions + (self._identified(name, now) if name else []), now)
+        self._done(actions + (self._identified(name, now, "dhcp") if name else []), now)
 
     def dhcp_failed(self, attempt: int, reason: str, now: float) -> None:
         self._done(self.movement.dhcp_failed(attempt, reason, now, self._unidentified()), now)
@@ -169,8 +172,8 @@ class MobileNode:
         return (self.link_is_up and self.movement.network is None and not self._with_fa()
                 and self.location != "home")
 
-    def _identified(self, name: str, now: float) -> list:
-        actions, care_of_address = self.movement.identify(name, now)
+    def _identified(self, name: str, now: float, by: str) -> list:
+        actions, care_of_address = self.movement.identify(name, now, by)
         return actions + self._set_care_of_address(care_of_address, now)
 
     def drain_actions(self) -> list:
@@ -222,13 +225,22 @@ class MobileNode:
             self.registration = None  # the FA lost its visitor list
         if moved:
             self.counters["movements"] += 1
+        if self._from_home_agent(self.agent) and self.movement.network != "home":
+            # RFC 5944 4.2 / 3.6: an advertisement of our home agent says we are home: the link is
+            # configured for home and the binding is cancelled now, no ARP probe awaited
+            return self._identified("home", now, "advertisement")
         return self._decide(now) if (moved or rebooted) else []
+
+    def _from_home_agent(self, agent: Agent | None) -> bool:
+        """An advertisement with H from our home agent (or another home agent on our home network)."""
+        return agent is not None and agent.is_home and (agent.address == self.config.home_agent
+                                                         or agent.address in self.config.home_network)
 
     def _at_home(self) -> bool:
         net = self.config.home_network
         if self.colocated is not None and self.colocated in net:
             return True
-        return self.agent is not None and self.agent.is_home and self.agent.address in net
+        return self._from_home_agent(self.agent)
 
     def _decide(self, now: float) -> list:
         """Where are we, and what registration does that need."""
@@ -244,6 +256,8 @@ class MobileNode:
         return []
 
     def _return_home(self, now: float) -> list:
+        if self.location == "home" and (self.state == "home" or (self.attempt and self.attempt.mode == "home")):
+            return []  # home already (told by ARP, then by the home agent's advertisement): nothing new
         self.location = "home"
         actions: list = [GratuitousArp(self.config.home_address, self.config.iface)]
         if self.registration and self.registration.mode == "colocated":
@@ -312,7 +326,7 @@ class MobileNode:
             self._away, self.state, self.registration = False, "home", None
             return [log]
         udp = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
-        tunnel = "udp" if udp is not None and udp.code < 64 else "ipip"
+        tunnel = "udp" if udp is not None and udp.code < 64 else cfg.encapsulation
         self.registration = Registration(
             a.mode, a.care_of_address, reply.lifetime, a.sent_at + reply.lifetime,
             a.sent_at + reply.lifetime * cfg.reregister_fraction, tunnel,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from nodes.core import RandomSource
+from nodes.mip.common import encapsulation_flags
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
     EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
@@ -98,8 +99,11 @@ class Identifications:
 
 
 def request_for(cfg, attempt: Attempt) -> bytes:
-    """The signed registration request of `attempt` (T, D and the RFC 3519 extension as configured)."""
+    """The signed registration request of `attempt` (T, D, M or G and the RFC 3519 extension as
+    configured)."""
     flags = 0
+    if attempt.mode != "home":
+        flags |= encapsulation_flags(cfg.encapsulation)
     if cfg.reverse_tunnel and attempt.mode != "home":
         flags |= RequestFlags.T
     exts = []

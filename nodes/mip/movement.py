@@ -170,12 +170,14 @@ class Movement:
         return {k: lease[k] for k in ("network", "address", "server", "seconds", "after_link_up")}
 
     # --- where the node is ----------------------------------------------------------------------
-    def identify(self, name: str, now: float) -> tuple[list, IPv4Address]:
-        """The network is `name`: configure the link for it. Returns (actions, the address the node
-        has there: the home address at home, else the co-located care-of address)."""
+    def identify(self, name: str, now: float, by: str) -> tuple[list, IPv4Address]:
+        """The network is `name`, as `by` told ("arp", "dhcp", or "advertisement": the home agent's):
+        configure the link for it. Returns (actions, the address the node has there: the home
+        address at home, else the co-located care-of address)."""
         self.probe_at = self.dhcp_at = None
         self.network = name
-        actions = [Log("network", {"name": name, "after": self._since_link_up(now)})]
+        self.counters[f"identified-by:{by}"] += 1
+        actions = [Log("network", {"name": name, "by": by, "after": self._since_link_up(now)})]
         if name == "home":
             return actions + self.configure("home", None), self.config.home_address
         actions += self.configure("colocated", name)

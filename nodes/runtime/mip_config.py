@@ -5,10 +5,11 @@ the key and what was expected (DESIGN.md principle 6).
 Addresses as dotted quads, keys as hex strings, e.g.
 
     ha: {address: 10.1.1.2, home_network: 10.1.1.0/24, max_lifetime: 1800,
-         mobile_nodes: [{home_address: 10.1.1.100, spi: 1000, key: "6d6e2d..."}]}
-    fa: {address: 192.0.2.1, iface: ar1-fn1, adv_interval: 1.0}
+         mobile_nodes: [{home_address: 10.1.1.100, spi: 1000, key: "6d6e2d..."}],
+         advertise: true, adv_interval: 1.0}      # H-bit advertisements on the home network
+    fa: {address: 192.0.2.1, iface: ar1-fn1, adv_interval: 1.0, encapsulations: [ipip, minimal, gre]}
     mn: {home_address: 10.1.1.100, home_agent: 10.1.1.2, home_network: 10.1.1.0/24, spi: 1000,
-         key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1,
+         key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1, encapsulation: gre,   # or ipip, minimal
          colocated: {fn3: {address: 10.77.0.100/24, router: 10.77.0.1}}}   # static
     mn: {..., colocated: {fn3: dhcp}, dhcp_after: 0.3, dhcp_timeout: 4.0}   # by DHCP (nodes/runtime/dhcp.py)
 """
@@ -18,7 +19,9 @@ import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+from nodes.mip.advertiser import advertisement_destination
 from nodes.mip.auth import SecurityAssociation
+from nodes.mip.common import supported_encapsulations
 from nodes.mip.fa import ForeignAgentConfig
 from nodes.mip.ha import HomeAgentConfig, MobileNodeEntry
 from nodes.mip.mn import MobileNodeConfig
@@ -156,9 +159,41 @@ def home_agent(f: Fields) -> tuple[HomeAgentConfig, dict]:
         trusted_networks=[IPv4Network(n) for n in f.get("trusted_networks", "list", [])],
         drop_untrusted=f.get("drop_untrusted", "bool", False), fa_associations=fa_sas,
     )
+    cfg.encapsulations = _encapsulations(f, cfg.encapsulations)
     extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0")}
+    _advertising(f, cfg, extra["home_network"])
     f.check_unknown()
     return cfg, extra
+
+
+def _advertising(f: Fields, cfg: HomeAgentConfig, home_network: IPv4Network | None) -> None:
+    """Agent advertisements on the home network (RFC 5944 2.1): on by default when the home agent's
+    address is on its home network (as it is when home_network is not given)."""
+    on_home = home_network is None or cfg.address in home_network
+    cfg.advertise = f.get("advertise", "bool", on_home)
+    if cfg.advertise and not on_home:
+        raise BadConfig(f"config {f.file}: key advertise: the home agent's address {cfg.address} is not on its "
+                        f"home network {home_network}; advertise there only from an address on it (or set false)")
+    for key, kind in (("adv_interval", "num"), ("adv_lifetime", "int"), ("solicited_min_interval", "num")):
+        value = f.get(key, kind, None)
+        if value is not None:
+            setattr(cfg, key, value)
+    destination = f.get("adv_destination", "addr", None)
+    if destination is not None:
+        try:
+            cfg.adv_destination = advertisement_destination(destination)
+        except ValueError as exc:
+            raise BadConfig(f"config {f.file}: key adv_destination: {exc}") from None
+    cfg.prefix_length = home_network.prefixlen if home_network is not None else None
+
+
+def _encapsulations(f: Fields, default: tuple) -> tuple:
+    """An agent's `encapsulations`: a list of ipip, minimal and gre (ipip among them)."""
+    value = f.get("encapsulations", "list", list(default), expected="a list of ipip, minimal and gre")
+    try:
+        return supported_encapsulations(value)
+    except ValueError as exc:
+        raise BadConfig(f"config {f.file}: key encapsulations: {exc}") from None
 
 
 # ---- foreign agent -------------------------------------------------------------------------------
@@ -191,6 +226,7 @@ def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
         raise
     except ValueError as exc:
         raise BadConfig(f"config {f.file}: {exc}") from None
+    cfg.encapsulations = _encapsulations(f, cfg.encapsulations)
     extra = {"tun": f.get("tun", "str", "mip0"), "prefix_given": "prefix_length" in kw}
     f.check_unknown()
     return cfg, extra
@@ -200,6 +236,7 @@ def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
 def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
     kw = {}
     for key, kind in (("lifetime", "int"), ("reverse_tunnel", "bool"), ("udp_tunnel", "str"), ("force_udp", "bool"),
+                      ("encapsulation", "str"),
                       ("solicit_interval", "num"), ("solicit_burst", "int"), ("solicit_max_interval", "num"),
                       ("retransmit_initial", "num"), ("retransmit_max", "num"), ("reregister_fraction", "num")):
         value = f.get(key, kind, None)
