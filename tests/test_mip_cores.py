@@ -8,7 +8,7 @@ import pytest
 
 from nodes.mip.actions import (
     AddHostRoute, AddTunnel, DeliverIp, GratuitousArp, ProxyArp, RemoveHostRoute, RemoveTunnel, SendIcmp,
-    SendIp, SendUdp,
+    Log, SendIp, SendUdp,
 )
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.fa import ALL_SYSTEMS, ForeignAgent, ForeignAgentConfig
@@ -418,6 +418,22 @@ def test_trusted_networks_extension_and_untrusted_drop():
     reply = replies_to_mn(net)[-1]
     assert reply.code == 0 and find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None
     assert core(net, "mn").status().trusted_network is True
+
+
+def test_untrusted_drops_are_logged_with_backoff():
+    """RFC 5265: the i-HA drops requests from untrusted sources silently and logs them; a flood
+    logs the 1st, 2nd, 4th, 8th... drop, each line with the source and the count so far."""
+    ha = HomeAgent(HomeAgentConfig(HA_ADDR, [MobileNodeEntry(HOME, SA)], home_iface="home0",
+                                   trusted_networks=[IPv4Network("10.0.0.0/8")], drop_untrusted=True))
+    logged = []
+    for i in range(9):
+        actions = feed(ha, "receive_datagram", _signed_request(now=100.0 + i), udp_from("192.0.2.10", 6000),
+                       now=100.0 + i)
+        assert all(isinstance(a, Log) for a in actions), f"an untrusted request got an answer: {actions}"
+        logged += [a.fields for a in actions if a.event == "untrusted-source-dropped"]
+    assert [f["drops"] for f in logged] == [1, 2, 4, 8]
+    assert logged[0]["source"] == "192.0.2.10" and logged[0]["port"] == 6000
+    assert ha.counters["drop:untrusted-source"] == 9
 
 
 def test_status_is_json_serialisable():

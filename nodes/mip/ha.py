@@ -222,8 +222,10 @@ class HomeAgent:
         src = addr(src)
         trusted = any(src in net for net in cfg.trusted_networks)
         if cfg.drop_untrusted and not trusted:
+            # RFC 5265: dropped silently, and logged (with a backoff: a flood must not flood the log)
             self.counters.drop("untrusted-source")
-            return []
+            n = self.counters["drop:untrusted-source"]
+            return [Log("untrusted-source-dropped", {"source": str(src), "port": sport, "drops": n})] if n & (n - 1) == 0 else []
         self.counters["requests"] += 1
         req, malformed = parse_registration(RegistrationRequest, raw)
         if malformed:
