@@ -34,6 +34,13 @@ def test_a_reply_without_149_is_outside_at_once():
     assert (d.location, d.mode) == ("outside", "cvc")
 
 
+@pytest.mark.parametrize("i_ha, waited, location, mode", [(I_HA_TRUSTED, 0.0, "inside", "f"),
+                                                          (I_HA_NONE, 1.0, "outside", "fvc")])
+def test_through_a_foreign_agent_the_modes_are_f_and_fvc(i_ha, waited, location, mode):
+    d = decide(i_ha, X_HA_NONE, waited=waited, at_i_home=False, via_fa=True)
+    assert (d.location, d.mode) == (location, mode)
+
+
 @pytest.mark.parametrize("up, first", [((False, False, False), "x-mip"), ((True, False, False), "vpn"),
                                        ((True, True, False), "i-mip"), ((True, True, True), None)])
 def test_outside_brings_x_mip_ike_and_i_mip_up_in_that_order(up, first):
@@ -102,3 +109,15 @@ def test_a_reply_without_149_and_a_forged_one():
     forged = bytearray(replies[0].payload)
     forged[-1] ^= 1
     assert i_ha_outcome(MN, attempt, bytes(forged)) == (None, "reply-bad-auth")
+
+
+def test_through_a_foreign_agent_the_request_names_the_agents_care_of_address():
+    attempt = probe_attempt(MN, "10.1.4.1", 100.0, Identifications(lambda n: bytes(n)).next(100.0), at_i_home=False,
+                            agent="10.1.4.1")
+    assert (attempt.mode, str(attempt.care_of_address), str(attempt.dst), attempt.src) == ("fa", "10.1.4.1", "10.1.4.1", I_HOA)
+    ha_core = HomeAgent(HomeAgentConfig(I_HA, [MobileNodeEntry(I_HOA, SA)], home_iface="home0",
+                                        trusted_networks=["10.1.0.0/16"]))
+    # the agent relays it from its own address on the intranet's visited subnet
+    ha_core.receive_datagram(request_for(MN, attempt), Addr("10.1.4.1", 434, str(I_HA), 434), 100.0)
+    replies = [a for a in ha_core.drain_actions() if isinstance(a, SendUdp)]
+    assert i_ha_outcome(MN, attempt, replies[0].payload) == ("trusted-reply", None)

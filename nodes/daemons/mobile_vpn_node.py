@@ -19,8 +19,9 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     carried in the Mobile IP tunnel (co-located: a route to the gateway into the
                     MN's TUN; via an FA: the MN's own default route through the agent). A move
                     changes only the MN's registration: no IKE.
-  rfc5265           (RFC 5265 section 2, access mode `cvc`) ipsec-inside-mip toward the external HA
-                    (x-MIP, co-located care-of address; `mn` is its config), then, once the tunnel is
+  rfc5265           (RFC 5265 section 2, access modes `cvc` and `fvc`) ipsec-inside-mip toward the
+                    external HA (x-MIP, co-located care-of address, or a foreign agent's: fvc; `mn`
+                    is its config), then, once the tunnel is
                     up, a second Mobile Node core registers with the internal HA (i-MIP; `inner` is
                     its config) through the tunnel, with the VPN-TIA as co-located care-of address
                     and the T bit set (nodes/runtime/tunnel_mobile_node.py). An outside move changes
@@ -28,10 +29,12 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     the VPN-TIA, neither changes. Inside/outside detection (RFC 5265; the policy
                     is nodes/mip/rfc5265_location.py, the request nodes/runtime/trust_probe.py):
                     on each attachment change the node asks the i-HA from the link's own address
+                    (through the agent, with its care-of address, on a link with a foreign agent)
                     while the x-MIP layer registers with the x-HA; a reply with extension 149 means
                     inside: the VPN goes down and the i-MIP core registers from that address
                     (mode c; at home, deregistered: mode home); no reply within detect_window
-                    (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc). Until then
+                    (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc, or fvc through
+                    an agent). Until then
                     the layers stay as they are (an outside move keeps its VPN and i-MIP binding).
                     Not yet: deregistering from the x-HA when inside (its binding ages out).
 
@@ -41,7 +44,7 @@ reverse_tunnel (true), tun (mip1), ...: the mobile node's keys but iface and col
 client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
 Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
 received, over every client run) in total and per move, the client's restarts, and the moves seen
-(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -c or -home: the decided access
+(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -fvc, -c or -home: the decided access
 mode; `access_mode` the same without the prefix), `location` (the decision: inside/outside, each
 layer's wanted state, the reason), `detection` (the request to the i-HA: address, outcome,
 counters), the i-MIP layer's status under `i_mip`, and `layers` named x-mip, vpn and i-mip.
@@ -67,7 +70,7 @@ from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
 
 MIP_UDP_OVERHEAD = 32
 NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip", "rfc5265")
-ACCESS_MODES = ("cvc",)  # RFC 5265 access modes this node runs (fvc, c and f: not yet)
+ACCESS_MODES = ("cvc", "fvc")  # RFC 5265 outside modes: x-MIP co-located or through a foreign agent
 INNER_TABLE = 436  # the i-MIP layer's policy-routed table (the x-MIP layer has 434, the gateway route 435)
 IP_HEADER = 20
 
@@ -131,8 +134,8 @@ class MobileVpnNode:
         if nesting == "rfc5265":
             self.access_mode = cfg.get("access_mode", "cvc")
             if self.access_mode not in ACCESS_MODES:
-                raise BadConfig(f"key access_mode: expected one of {', '.join(ACCESS_MODES)} (fvc, c and f are "
-                                f"not implemented yet), got {self.access_mode!r}")
+                raise BadConfig(f"key access_mode: expected one of {', '.join(ACCESS_MODES)} (the outside mode; "
+                                f"inside, c or f follow from the link), got {self.access_mode!r}")
             if not isinstance(cfg.get("inner"), dict):
                 raise BadConfig(f"key inner: expected the i-MIP layer's config as a mapping, got {cfg.get('inner')!r}")
         self.nesting = nesting
@@ -164,6 +167,8 @@ class MobileVpnNode:
         self.probe: TrustProbe | None = None
         self.decision: rfc5265_location.Decision | None = None
         self.link_address: str | None = None  # the x-MIP layer's co-located address on the current link
+        self.link_agent: str | None = None  # the foreign agent there (link_address is then its care-of address)
+        self.mn_iface = str(cfg["mn"].get("iface"))
         self.decided_address: str | None = None  # the link address the current decision was made on
         self.latest: rfc5265_location.Decision | None = None  # the last decide() answer (also "undecided")
         self._logged: tuple | None = None
@@ -260,22 +265,27 @@ class MobileVpnNode:
     def _detect(self, mn: dict, attachment) -> None:
         """A new attachment: ask the i-HA from the link's address (the x-MIP layer registers with
         the x-HA at the same time); until it answers or the window passes, the layers stay as they are."""
-        self.link_address = self._link_address(mn, attachment)
+        self.link_address, self.link_agent = self._link_address(mn, attachment)
         if self.link_address is None:
             self.probe.stop()
             return
-        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time())
+        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time(),
+                         agent=self.link_agent, iface=self.mn_iface)
 
-    def _link_address(self, mn: dict, attachment) -> str | None:
-        """The x-MIP layer's co-located address on the link: configured for the network, or leased."""
+    def _link_address(self, mn: dict, attachment) -> tuple[str | None, str | None]:
+        """(address, agent): the x-MIP layer's co-located address on the link (configured for the
+        network, or leased), or with a foreign agent the agent's care-of address and the agent."""
+        if attachment is not None and attachment[0] == "fa":
+            coas = (mn.get("agent") or {}).get("care_of_addresses") or []
+            return (coas[0], attachment[1]) if coas else (None, None)
         if attachment is None or attachment[0] != "colocated":
-            return None
+            return None, None
         configured = (self.mn_colocated.get(attachment[1]) or {}).get("address")
         if configured:
-            return str(configured).split("/")[0]
+            return str(configured).split("/")[0], None
         lease = (mn.get("dhcp") or {}).get("lease") or {}
         address = lease.get("address") or mn.get("care_of_address")
-        return str(address).split("/")[0] if address else None
+        return (str(address).split("/")[0] if address else None), None
 
     def _decide(self, mn: dict) -> rfc5265_location.Decision | None:
         if self.probe.started_at is None or self.link_address is None:
@@ -287,7 +297,7 @@ class MobileVpnNode:
         up = (mn.get("state") == "registered", bool(vpn and vpn.get("state") == "established"),
               i.get("state") == "registered" and vpn is not None and i.get("care_of_address") == vpn.get("virtual_ip"))
         d = decide(self.probe.outcome, x_ha, time.time() - self.probe.started_at, self._at_i_home(self.link_address),
-                   self.detect_window, up)
+                   self.detect_window, up, via_fa=self.link_agent is not None)
         if d.location != "undecided":
             self.probe.stop()
             self.decided_address = self.link_address
@@ -359,6 +369,7 @@ class MobileVpnNode:
             out["access_mode"] = mode
             out["location"] = self.decision.as_dict() if self.decision is not None else None
             out["detection"] = {**self.probe.status(), "window": self.detect_window, "link_address": self.link_address,
+                                "agent": self.link_agent,
                                 "latest": self.latest.as_dict() if self.latest is not None else None}
             out["i_mip"] = inner
             layers = out["layers"]

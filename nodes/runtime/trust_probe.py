@@ -3,7 +3,9 @@ agent (i-HA) straight from the address the node has on its new link, and what ca
 
 The policy (what the answer means) is nodes/mip/rfc5265_location.py; this module only sends the
 request (nodes.mip.mn_messages.request_for, signed with the i-MIP layer's key) from an ephemeral UDP
-port bound to that address, retransmits it once, and classifies authentic replies. Outside the
+port bound to that address, retransmits it once, and classifies authentic replies. On a link with a
+foreign agent the request goes to the agent (which relays it, RFC 5944 3.7) from the i-HoA, with
+the agent's care-of address, out of the link's interface with TTL 255 (RFC 3024: the T bit). Outside the
 intranet nothing comes back: the i-HA drops untrusted sources silently (and the Internet core
 refuses private destinations)."""
 from __future__ import annotations
@@ -19,6 +21,7 @@ from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
 RETRANSMIT_AFTER = 0.4
+AGENT_TTL = 255  # a request to a foreign agent with the T bit (RFC 3024 3.3)
 
 
 class TrustProbe:
@@ -32,17 +35,30 @@ class TrustProbe:
         self.address: str | None = None
         self.started_at: float | None = None
         self.outcome = I_HA_NONE
+        self.to: tuple | None = None
         self._retransmit: asyncio.TimerHandle | None = None
 
-    def probe(self, address: str, at_i_home: bool, now: float) -> None:
-        """Ask the i-HA from `address` (a new attachment); forget any earlier answer."""
+    def probe(self, address: str, at_i_home: bool, now: float, agent: str | None = None,
+              iface: str | None = None) -> None:
+        """Ask the i-HA from `address` (a new attachment); forget any earlier answer. With `agent`,
+        `address` is the foreign agent's care-of address and the request goes through the agent on
+        `iface`."""
         self.stop()
         self.address, self.started_at, self.outcome = address, now, I_HA_NONE
-        self.attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home)
+        self.attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home, agent)
+        self.to = (str(agent) if agent is not None else str(self.cfg.home_agent), MIP_PORT)
         try:
-            self.sock = udp_socket(port=0, address=address)
+            if agent is None:
+                self.sock = udp_socket(port=0, address=address)
+            else:  # from the i-HoA, past the i-MIP layer's policy route (which holds the i-HoA's traffic)
+                self.sock = udp_socket(port=0, address=str(self.cfg.home_address))
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, AGENT_TTL)
         except OSError as exc:  # the address is not on the link yet: counted, retried on the next attachment
             self.counters[f"not-sent:{exc.strerror or exc}"] += 1
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
             self.log("trust-probe-error", address=address, error=str(exc))
             return
         self.loop.add_reader(self.sock.fileno(), self._on_reply)
@@ -53,7 +69,7 @@ class TrustProbe:
         if self.sock is None or self.outcome != I_HA_NONE:
             return
         try:
-            self.sock.sendto(request_for(self.cfg, self.attempt), (str(self.cfg.home_agent), MIP_PORT))
+            self.sock.sendto(request_for(self.cfg, self.attempt), self.to)
             self.counters["requests"] += 1
         except OSError as exc:  # e.g. an ICMP unreachable from the Internet core on the earlier one
             self.counters[f"send-error:{exc.strerror or exc}"] += 1

@@ -1,0 +1,35 @@
+"""What the RFC 5265 cases share: after outside moves, the verdicts that only the x-MIP layer moved
+(the VPN's IKE SA, the client and the i-MIP binding unchanged, the TCP session intact) and that no
+IKE message crossed G_e (tshark) nor was counted by the node."""
+from __future__ import annotations
+
+from testbed.mip_checks import binding
+from testbed.traversal_checks import ike_messages, ike_per_move
+
+
+def assert_only_x_mip_moved(mvn, gw, iha, i_hoa: str, vip: str, sa_name: str, keeper, i_requests: int):
+    """The node's status and the TCP keeper's after the moves; `i_requests`: the i-MIP layer's
+    request count before them."""
+    after = mvn.status()
+    assert after["i_mip"]["counters"].get("requests", 0) == i_requests, \
+        f"an outside move must not redo the i-MIP registration: {after['i_mip']['counters']}"
+    assert binding(iha, i_hoa)["care_of_address"] == vip, "the i-MIP binding must stay on the VPN-TIA"
+    now = [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"]
+    assert [x["name"] for x in now] == [sa_name], f"the IKE SA must stay the same across moves: {now}"
+    assert after["client_runs"] == 1, "the VPN client must not restart on a move"
+    k = keeper.status()
+    assert k["connects"] == 1 and k["error"] is None and k["mismatch_at"] is None, k
+    return after, k
+
+
+def assert_no_ike_per_move(pcap, mvn, moves: list[dict], t_end: float, detail: str) -> dict:
+    """ZERO IKE messages at G_e (the capture `pcap`) from each move (`moves`: visit() results) to the
+    next, and none in the node's count for the stay whose attachment detail is `detail`; each move
+    gains ike_messages_wire and ike_messages_status."""
+    counted = ike_per_move(mvn)
+    ends = [mv["t_down"] for mv in moves[1:]] + [t_end]
+    for mv, msgs in zip(moves, ike_messages(pcap, [(mv["t_down"], end) for mv, end in zip(moves, ends)])):
+        mv["ike_messages_wire"], mv["ike_messages_status"] = len(msgs), counted.get(mv["to"], counted.get(mv["coa"]))
+        assert msgs == [], f"move to {mv['to']}: IKE messages at G_e: {msgs}"
+    assert counted.get(detail) == 0, f"the node counted IKE messages after the move to {detail}: {counted}"
+    return counted
