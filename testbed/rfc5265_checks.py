@@ -1,6 +1,7 @@
 """What the RFC 5265 cases share: after outside moves, the verdicts that only the x-MIP layer moved
 (the VPN's IKE SA, the client and the i-MIP binding unchanged, the TCP session intact) and that no
-IKE message crossed G_e (tshark) nor was counted by the node."""
+IKE message crossed G_e (tshark) nor was counted by the node; the intranet router set to answer ARP
+per link."""
 from __future__ import annotations
 
 from testbed.mip_checks import binding
@@ -33,3 +34,13 @@ def assert_no_ike_per_move(pcap, mvn, moves: list[dict], t_end: float, detail: s
         assert msgs == [], f"move to {mv['to']}: IKE messages at G_e: {msgs}"
     assert counted.get(detail) == 0, f"the node counted IKE messages after the move to {detail}: {counted}"
     return counted
+
+
+def intranet_router_arp_per_link(world, request) -> None:
+    """The intranet router answers ARP only for the addresses of the link asked on (arp_ignore=1),
+    until the case ends: otherwise its ivn side answers the node's probe for the home subnet's router
+    10.1.1.1 too, and the x-MIP layer's movement detection (by ARP probes to each network's router)
+    cannot tell the two apart."""
+    was = world.run_in("ir", ["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], check=True).stdout.strip()
+    world.run_in("ir", ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"], check=True)
+    request.addfinalizer(lambda: world.run_in("ir", ["sysctl", "-qw", f"net.ipv4.conf.all.arp_ignore={was}"]))

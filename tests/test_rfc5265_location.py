@@ -121,3 +121,15 @@ def test_through_a_foreign_agent_the_request_names_the_agents_care_of_address():
     ha_core.receive_datagram(request_for(MN, attempt), Addr("10.1.4.1", 434, str(I_HA), 434), 100.0)
     replies = [a for a in ha_core.drain_actions() if isinstance(a, SendUdp)]
     assert i_ha_outcome(MN, attempt, replies[0].payload) == ("trusted-reply", None)
+
+
+def test_an_agents_denial_is_not_the_i_has_answer_and_69_offers_its_lifetime():
+    from nodes.mip.rfc5265_location import agent_lifetime_offer
+    from nodes.wire.mip import RegistrationReply, ReplyCode
+    attempt = probe_attempt(MN, "192.0.2.1", 100.0, Identifications(lambda n: bytes(n)).next(100.0), at_i_home=False,
+                            agent="192.0.2.1")
+    unreachable = RegistrationReply(ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 0, I_HOA, I_HA, attempt.identification).encode()
+    assert i_ha_outcome(MN, attempt, unreachable) == (None, "agent-denial-80")
+    assert agent_lifetime_offer(MN, attempt, unreachable) is None
+    too_long = RegistrationReply(ReplyCode.FA_LIFETIME_TOO_LONG, 4, I_HOA, I_HA, attempt.identification).encode()
+    assert agent_lifetime_offer(MN, attempt, too_long) == 4

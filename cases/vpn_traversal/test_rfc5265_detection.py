@@ -12,6 +12,7 @@ import pytest
 from testbed import handoff
 from testbed.capture import decode
 from testbed.mip_checks import binding, wait_for
+from testbed.rfc5265_checks import intranet_router_arp_per_link
 from testbed.traversal_checks import ike_messages, rfc5265_layers_up, session_caught_up, start_session
 
 X_HA, GW, I_HA = "203.0.113.71", "203.0.113.70", "10.1.1.2"
@@ -55,12 +56,7 @@ def test_inside_outside_tour(world, scenario, capture, case_dir, request):
     back home it is inside again; a TCP session to H bound to the i-HoA survives the whole tour; a
     registration request to the i-HA from a source outside its trusted networks gets no reply on the
     wire and the i-HA counts the drop as untrusted-source."""
-    # the intranet router answers ARP only for the addresses of the link asked on (arp_ignore=1):
-    # otherwise its ivn side answers the node's probe for the home subnet's router 10.1.1.1 too, and
-    # the x-MIP layer's movement detection (by ARP probes to each network's router) cannot tell them apart
-    was = world.run_in("ir", ["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], check=True).stdout.strip()
-    world.run_in("ir", ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"], check=True)
-    request.addfinalizer(lambda: world.run_in("ir", ["sysctl", "-qw", f"net.ipv4.conf.all.arp_ignore={was}"]))
+    intranet_router_arp_per_link(world, request)
     at_g = capture("g", "g-dmz", name="g-dmz")
     at_iha = capture("iha", "iha-home", name="iha-home")
     at_xha = capture("xha", "xha-dmz", name="xha-dmz")

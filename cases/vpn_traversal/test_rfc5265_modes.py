@@ -7,11 +7,15 @@ import time
 
 import pytest
 
-from testbed.mip_checks import binding, wait_for
-from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved
-from testbed.traversal_checks import IKE_BPF, start_probe, start_session, visit
+from testbed import handoff
+from testbed.capture import decode
+from testbed.mip_checks import binding, session_caught_up, wait_for
+from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved, intranet_router_arp_per_link
+from testbed.traversal_checks import IKE_BPF, ike_messages, start_probe, start_session, visit
 
-FA1, FA2 = "192.0.2.1", "192.0.2.129"
+FA1, FA2, FA_IVN = "192.0.2.1", "192.0.2.129", "10.1.4.1"
+I_HA, IVN_COA = "10.1.1.2", "10.1.4.100"
+INFORMATIONAL = 37  # IKEv2 exchange type: the VPN's teardown (Delete) when the node goes inside
 STOPS = [("fn2", FA2), ("fn1", FA1)]  # from fn1: fn1 -> fn2 -> fn1, the agents' care-of addresses
 
 
@@ -68,3 +72,75 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
     _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], keeper, i_req)
     assert_no_ike_per_move(at_g.stop(), mvn, moves, t_end, FA2)
     (case_dir / "fvc.json").write_text(json.dumps({"moves": moves, "tcp_max_gap_s": k["max_gap"]}, indent=1))
+
+
+def _inside(mvn, mode: str):
+    """The node's status once it is inside in `mode` (f: i-MIP registered through the ivn agent;
+    c: from its co-located address on ivn; home) with the VPN down, else None."""
+    s = mvn.status()
+    i = s["i_mip"]
+    if s.get("access_mode") != mode or s["vpn_running"] or (s["location"] or {}).get("location") != "inside":
+        return None
+    if mode == "home":
+        return s if i["state"] in ("home", "detached") else None
+    want = ("fa", FA_IVN) if mode == "f" else ("colocated", IVN_COA)
+    if i["state"] != "registered" or (i["mode"], i["care_of_address"]) != want or not i["trusted_network"]:
+        return None
+    return s
+
+
+@pytest.mark.req("rfc5265-mode-f", "rfc5265-inside-outside-detection")
+@pytest.mark.scenario("rfc5265-fvc")
+def test_f_inside_through_the_intranet_agent_and_c_without_it(world, scenario, roles, capture, case_dir, request):
+    """RFC 5265 section 2, access mode f: inside the intranet, on a visited subnet whose router runs a
+    foreign agent (ivn, the unmodified foreign-agent daemon on the intranet router), i-MIP registers
+    through that agent with its care-of address, without VPN; where no agent advertises the same
+    subnet gives mode c (co-located). Verdicts, over one TCP session to H on the i-HoA and the stays
+    fn1 (fvc) -> ivn with the agent -> home -> ivn without it: on ivn the node decides inside in mode
+    f (its request to the i-HA went through the agent, whose relayed reply carries extension 149 on
+    the wire at the i-HA), the VPN is down, the i-HA binds the i-HoA to the agent's care-of address
+    10.1.4.1 and no IKE crosses G_e but the VPN's teardown (INFORMATIONAL); the agent stopped, ivn gives mode c (binding on
+    10.1.4.100); the TCP session survives every stay. The agent runs on the intranet router, which
+    also routes the home subnet: its host route for the visitor's i-HoA outlives the visit until the
+    registration's lifetime ends (RFC 5944 tells the old agent nothing of a move), so the scenario's
+    agent grants 4 s (the node asks again with the agent's maximum after code 69) and the session
+    bridges those seconds after leaving ivn."""
+    intranet_router_arp_per_link(world, request)
+    mvn, iha = roles["mn"], roles["i-ha"]
+    i_hoa = scenario.roles["mn"].config["inner"]["home_address"]
+    wait_for(lambda: _fvc_up(mvn, FA1), timeout=15, what="outside on fn1 in mode fvc")
+    at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")
+    at_iha = capture("iha", "iha-home", name="iha-home")
+    keeper = start_session(world, bind=i_hoa)
+    stays = {}
+
+    def stay(net: str, mode: str):
+        m = handoff.move(world, "r", net, configure=False)
+        s = wait_for(lambda: _inside(mvn, mode), timeout=15, what=f"inside on {net} in mode {mode}")
+        session_caught_up(keeper, timeout=15)
+        stays[f"{len(stays)}:{net}:{mode}"] = {"t_down": m.t_down, "t_up": m.t_up, "settle_s": round(time.time() - m.t_up, 3)}
+        return s, m
+
+    s, at_f = stay("ivn", "f")
+    assert s["detection"]["agent"] == FA_IVN, f"the i-HA must have been asked through the agent: {s['detection']}"
+    assert binding(iha, i_hoa)["care_of_address"] == FA_IVN, f"the i-HA's binding in mode f: {binding(iha, i_hoa)}"
+    assert roles["fa-ivn"].status()["visitors"], "the ivn agent must list the node as a visitor"
+    t_f_end = time.time()
+    stay("home", "home")
+    # the agent's visitor (and its host route on the intranet router) lasts until its lifetime ends;
+    # stopping the agent before would leave the route behind (the daemon removes it on expiry only)
+    wait_for(lambda: not roles["fa-ivn"].status()["visitors"], timeout=8, what="the ivn agent's visitor to expire")
+    roles["fa-ivn"].stop()
+    stay("ivn", "c")
+    assert binding(iha, i_hoa)["care_of_address"] == IVN_COA, f"the i-HA's binding in mode c: {binding(iha, i_hoa)}"
+    k = keeper.status()
+    assert k["connects"] == 1 and k["error"] is None and k["mismatch_at"] is None, k
+
+    (ike_f,) = ike_messages(at_g.stop(), [(at_f.t_down, t_f_end)])
+    setup = [m for m in ike_f if m["exchange"] != INFORMATIONAL]
+    assert setup == [], f"inside in mode f: IKE exchanges other than the VPN's teardown at G_e: {setup}"
+    replies = decode(at_iha.stop(), f"mip.type == 3 && ip.src == {I_HA} && ip.dst == {FA_IVN}",
+                     ["frame.time_epoch", "mip.code", "mip.ext.type"])
+    assert replies and all("149" in r["mip.ext.type"] for r in replies), \
+        f"the i-HA's replies to the ivn agent must carry extension 149: {replies}"
+    (case_dir / "f-and-c.json").write_text(json.dumps({"stays": stays, "tcp_max_gap_s": k["max_gap"]}, indent=1))

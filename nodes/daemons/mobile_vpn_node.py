@@ -32,7 +32,7 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     (through the agent, with its care-of address, on a link with a foreign agent)
                     while the x-MIP layer registers with the x-HA; a reply with extension 149 means
                     inside: the VPN goes down and the i-MIP core registers from that address
-                    (mode c; at home, deregistered: mode home); no reply within detect_window
+                    (mode c), or through the agent (mode f; at home, deregistered: mode home); no reply within detect_window
                     (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc, or fvc through
                     an agent). Until then
                     the layers stay as they are (an outside move keeps its VPN and i-MIP binding).
@@ -170,6 +170,7 @@ class MobileVpnNode:
         self.link_agent: str | None = None  # the foreign agent there (link_address is then its care-of address)
         self.mn_iface = str(cfg["mn"].get("iface"))
         self.decided_address: str | None = None  # the link address the current decision was made on
+        self.decided_agent: str | None = None  # and the foreign agent there, if any
         self.latest: rfc5265_location.Decision | None = None  # the last decide() answer (also "undecided")
         self._logged: tuple | None = None
         layers = [(self.home_agent, self.mip_tun)]
@@ -249,7 +250,9 @@ class MobileVpnNode:
                     and mn.get("state") == "registered":
                 self._switch_client(restart=False, run=True)
         if self.inner is not None and self.decision is not None:
-            if self.decision.location == "inside":
+            if self.decision.location == "inside" and self.decision.mode == "f":
+                self.inner.attach_agent(self.decided_agent)  # i-MIP through the intranet's foreign agent
+            elif self.decision.location == "inside":
                 self.inner.attach(self.decided_address)  # i-MIP directly: mode c, or deregistered at home
             elif self.decision.location == "outside":
                 vpn = self.vpn.status() if self.vpn.running else None
@@ -300,7 +303,7 @@ class MobileVpnNode:
                    self.detect_window, up, via_fa=self.link_agent is not None)
         if d.location != "undecided":
             self.probe.stop()
-            self.decided_address = self.link_address
+            self.decided_address, self.decided_agent = self.link_address, self.link_agent
         self.latest = d
         if (d.location, d.mode, self.link_address) != self._logged:
             self._logged = (d.location, d.mode, self.link_address)

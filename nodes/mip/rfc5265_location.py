@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 from nodes.mip.common import addr
 from nodes.mip.mn_messages import Attempt, check_reply
-from nodes.wire.mip import EXT_TRUSTED_NETWORKS, find_extension
+from nodes.wire.mip import EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, ReplyCode, find_extension
 
 # what became of the request to the i-HA
 I_HA_TRUSTED = "trusted-reply"      # a reply (any code) carrying extension 149
@@ -107,8 +107,21 @@ def probe_attempt(cfg, address, now: float, identification: int, at_i_home: bool
 
 def i_ha_outcome(cfg, attempt, payload: bytes) -> tuple[str | None, str | None]:
     """(I_HA_TRUSTED or I_HA_REPLY, None) for an authentic reply of the i-HA to `attempt`, else
-    (None, why it is dropped)."""
+    (None, why it is dropped). A foreign agent's denial is not the i-HA's answer (outside, the agent
+    of the visited network cannot reach the i-HA: code 80 after the Internet core's ICMP error)."""
     reply, dropped = check_reply(cfg, attempt, payload)
     if reply is None:
         return None, dropped
+    if find_extension(reply.extensions, EXT_MN_HA_AUTH) is None:
+        return None, f"agent-denial-{reply.code}"
     return (I_HA_TRUSTED if find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None else I_HA_REPLY), None
+
+
+def agent_lifetime_offer(cfg, attempt, payload: bytes) -> int | None:
+    """The lifetime a foreign agent offers when it denies `attempt` with code 69 (lifetime too long,
+    RFC 5944 3.7.2.2: the reply's lifetime is the agent's maximum), else None: the request is sent
+    again with it, as the Mobile Node core does."""
+    reply, _dropped = check_reply(cfg, attempt, payload)
+    if reply is None or reply.code != ReplyCode.FA_LIFETIME_TOO_LONG or not 0 < reply.lifetime < attempt.lifetime:
+        return None
+    return reply.lifetime

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 
 from nodes.core import system_random
 from nodes.mip.mn_messages import Identifications, request_for
-from nodes.mip.rfc5265_location import I_HA_NONE, i_ha_outcome, probe_attempt
+from nodes.mip.rfc5265_location import I_HA_NONE, agent_lifetime_offer, i_ha_outcome, probe_attempt
 from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
@@ -84,6 +85,13 @@ class TrustProbe:
             if got is None:
                 return
             outcome, dropped = i_ha_outcome(self.cfg, self.attempt, got[0])
+            offer = agent_lifetime_offer(self.cfg, self.attempt, got[0]) if outcome is None else None
+            if offer is not None:  # the agent's maximum lifetime: ask again with it
+                self.counters["agent-lifetime-offer"] += 1
+                self.attempt.lifetime = offer
+                self.attempt.identification = self.identifications.next(time.time())
+                self._send()
+                continue
             if outcome is None:
                 self.counters[f"drop:{dropped}"] += 1
                 continue
