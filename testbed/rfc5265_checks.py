@@ -4,8 +4,27 @@ IKE message crossed G_e (tshark) nor was counted by the node; the intranet route
 per link."""
 from __future__ import annotations
 
+import time
+
 from testbed.mip_checks import binding
-from testbed.traversal_checks import ike_messages, ike_per_move
+from testbed.traversal_checks import ike_messages, ike_per_move, start_probe, start_session, visit
+
+
+def outside_moves(world, mvn, i_hoa: str, stops: list[tuple[str, str]], each=None) -> dict:
+    """A TCP session to H and a 1 kHz probe H -> i-HoA, then the moves `stops` ((network, x-MIP
+    care-of address) pairs), `each(net, coa)` after each; keeper, the i-MIP request count before,
+    the moves (visit() results without the status) and the time they ended."""
+    keeper = start_session(world, bind=i_hoa)
+    rx, _tx = start_probe(world, i_hoa)
+    i_requests = mvn.status()["i_mip"]["counters"].get("requests", 0)
+    moves = []
+    for net, coa in stops:
+        mv = visit(world, mvn, rx, keeper, net, coa)
+        mv.pop("status")
+        if each is not None:
+            each(net, coa)
+        moves.append(mv)
+    return {"keeper": keeper, "i_requests": i_requests, "moves": moves, "t_end": time.time()}
 
 
 def assert_only_x_mip_moved(mvn, gw, iha, i_hoa: str, vip: str, sa_name: str, keeper, i_requests: int):

@@ -10,8 +10,10 @@ import pytest
 from testbed import handoff
 from testbed.capture import decode
 from testbed.mip_checks import binding, session_caught_up, wait_for
-from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved, intranet_router_arp_per_link
-from testbed.traversal_checks import IKE_BPF, ike_messages, start_probe, start_session, visit
+from testbed.rfc5265_checks import (
+    assert_no_ike_per_move, assert_only_x_mip_moved, intranet_router_arp_per_link, outside_moves,
+)
+from testbed.traversal_checks import IKE_BPF, ike_messages, start_session
 
 FA1, FA2, FA_IVN = "192.0.2.1", "192.0.2.129", "10.1.4.1"
 I_HA, IVN_COA = "10.1.1.2", "10.1.4.100"
@@ -58,19 +60,14 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
     assert binding(iha, i_hoa)["care_of_address"] == vip, f"the i-HA's binding: {binding(iha, i_hoa)}"
     assert roles["fa1"].status()["visitors"], "FA1 must list the node as a visitor"
 
-    keeper = start_session(world, bind=i_hoa)
-    rx, _tx = start_probe(world, i_hoa)
-    i_req = mvn.status()["i_mip"]["counters"].get("requests", 0)
-    moves = []
-    for net, coa in STOPS:
-        mv = visit(world, mvn, rx, keeper, net, coa)
-        mv.pop("status")
+    def each(net: str, coa: str):
         wait_for(lambda: _fvc_up(mvn, coa), timeout=5, what=f"mode fvc via the agent {coa} on {net}")
         assert binding(xha, x_hoa)["care_of_address"] == coa, binding(xha, x_hoa)
-        moves.append(mv)
-    t_end = time.time()
-    _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], keeper, i_req)
-    assert_no_ike_per_move(at_g.stop(), mvn, moves, t_end, FA2)
+
+    run = outside_moves(world, mvn, i_hoa, STOPS, each)
+    moves = run["moves"]
+    _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], run["keeper"], run["i_requests"])
+    assert_no_ike_per_move(at_g.stop(), mvn, moves, run["t_end"], FA2)
     (case_dir / "fvc.json").write_text(json.dumps({"moves": moves, "tcp_max_gap_s": k["max_gap"]}, indent=1))
 
 

@@ -5,14 +5,13 @@ import hashlib
 import json
 import socket
 import subprocess
-import time
 
 import pytest
 
 from testbed.capture import decode
 from testbed.mip_checks import NAT_PUBLIC, binding, wait_for
-from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved
-from testbed.traversal_checks import rfc5265_layers_up, start_probe, start_session, visit
+from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved, outside_moves
+from testbed.traversal_checks import rfc5265_layers_up
 
 X_HA, GW = "203.0.113.71", "203.0.113.70"
 NAT_COA = "10.77.0.100"
@@ -82,19 +81,12 @@ def test_cvc_behind_the_nat_ipsec_needs_no_nat_traversal(world, scenario, roles,
     sa = wait_for(lambda: [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"], what="G's IKE SA")[0]
     assert sa["remote_host"] == x_hoa and not sa["encap"], f"G's IKE SA must be with the x-HoA, not UDP-encapsulated: {sa}"
 
-    keeper = start_session(world, bind=i_hoa)
-    rx, _tx = start_probe(world, i_hoa)
-    i_req = mvn.status()["i_mip"]["counters"].get("requests", 0)
-    moves = []
-    for net, coa in STOPS:
-        mv = visit(world, mvn, rx, keeper, net, coa)
-        mv.pop("status")
-        moves.append(mv)
-    t_end = time.time()
-    _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], keeper, i_req)
+    run = outside_moves(world, mvn, i_hoa, STOPS)
+    moves = run["moves"]
+    _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], run["keeper"], run["i_requests"])
     wait_for(lambda: _behind_nat(mvn), timeout=5, what="behind the NAT again with all three layers")
     g_pcap, xha_pcap = at_g.stop(), at_xha.stop()
-    assert_no_ike_per_move(g_pcap, mvn, moves, t_end, "fn1")
+    assert_no_ike_per_move(g_pcap, mvn, moves, run["t_end"], "fn1")
 
     # at the x-HA: IKE on 500 from the x-HoA, inside RFC 3519 tunnel data from the NAT's public address
     tunnelled = decode(xha_pcap, f"mip.nattt.nexthdr && isakmp.exchangetype == 34 && ip.src == {NAT_PUBLIC}",
