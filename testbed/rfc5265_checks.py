@@ -63,3 +63,31 @@ def intranet_router_arp_per_link(world, request) -> None:
     was = world.run_in("ir", ["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], check=True).stdout.strip()
     world.run_in("ir", ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"], check=True)
     request.addfinalizer(lambda: world.run_in("ir", ["sysctl", "-qw", f"net.ipv4.conf.all.arp_ignore={was}"]))
+
+
+def settled(mvn, mode: str, coa: str | None = None):
+    """The node's status once it has decided on RFC 5265 access mode `mode` and that mode's layers
+    are up, else None. home: inside, no VPN, no i-MIP binding; c and f: inside, no VPN, i-MIP
+    registered (co-located, or through the agent) from `coa` with extension 149 in the reply; cvc
+    and fvc: outside, x-MIP registered with care-of address `coa` (co-located, or the agent's), the
+    VPN established and i-MIP registered on the VPN-TIA."""
+    s = mvn.status()
+    i, vpn, x = s.get("i_mip") or {}, s["vpn"] or {}, s["mip"]
+    location = (s.get("location") or {}).get("location")
+    if s.get("access_mode") != mode:
+        return None
+    if mode in ("home", "c", "f"):
+        if location != "inside" or s["vpn_running"]:
+            return None
+        if mode == "home":
+            return s if i.get("state") in ("home", "detached") else None
+        kind = "fa" if mode == "f" else "colocated"
+        ok = i.get("state") == "registered" and (i["mode"], i["care_of_address"]) == (kind, coa) and i["trusted_network"]
+        return s if ok else None
+    if location != "outside" or x["state"] != "registered" or (coa is not None and x["care_of_address"] != coa):
+        return None
+    if x["mode"] != ("fa" if mode == "fvc" else "colocated"):
+        return None
+    if vpn.get("state") != "established" or i.get("state") != "registered" or i["care_of_address"] != vpn["virtual_ip"]:
+        return None
+    return s

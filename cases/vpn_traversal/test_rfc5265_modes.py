@@ -11,7 +11,7 @@ from testbed import handoff
 from testbed.capture import decode
 from testbed.mip_checks import binding, session_caught_up, wait_for
 from testbed.rfc5265_checks import (
-    assert_no_ike_per_move, assert_only_x_mip_moved, intranet_router_arp_per_link, outside_moves,
+    assert_no_ike_per_move, assert_only_x_mip_moved, intranet_router_arp_per_link, outside_moves, settled,
 )
 from testbed.traversal_checks import IKE_BPF, ike_messages, start_session
 
@@ -19,17 +19,6 @@ FA1, FA2, FA_IVN = "192.0.2.1", "192.0.2.129", "10.1.4.1"
 I_HA, IVN_COA = "10.1.1.2", "10.1.4.100"
 INFORMATIONAL = 37  # IKEv2 exchange type: the VPN's teardown (Delete) when the node goes inside
 STOPS = [("fn2", FA2), ("fn1", FA1)]  # from fn1: fn1 -> fn2 -> fn1, the agents' care-of addresses
-
-
-def _fvc_up(mvn, coa: str):
-    """The node's status once it is outside in mode fvc through the agent `coa` with all three layers up."""
-    s = mvn.status()
-    i, vpn, x = s.get("i_mip") or {}, s["vpn"] or {}, s["mip"]
-    if s.get("access_mode") != "fvc" or x["state"] != "registered" or x["mode"] != "fa" or x["care_of_address"] != coa:
-        return None
-    if vpn.get("state") != "established" or i.get("state") != "registered" or i["care_of_address"] != vpn["virtual_ip"]:
-        return None
-    return s
 
 
 @pytest.mark.req("rfc5265-mode-fvc", "ps-5.6-handoff-without-ike")
@@ -49,7 +38,7 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
     cfg = scenario.roles["mn"].config
     x_hoa, i_hoa = cfg["mn"]["home_address"], cfg["inner"]["home_address"]
     at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")
-    s = wait_for(lambda: _fvc_up(mvn, FA1), timeout=15, what="outside on fn1 in mode fvc: x-MIP via FA1, VPN, i-MIP")
+    s = wait_for(lambda: settled(mvn, "fvc", FA1), timeout=15, what="outside on fn1 in mode fvc: x-MIP via FA1, VPN, i-MIP")
     vip = s["vpn"]["virtual_ip"]
     assert s["mode"] == "rfc5265-fvc" and s["location"]["location"] == "outside", s["location"]
     assert s["detection"]["agent"] == FA1, f"the i-HA must have been asked through the agent: {s['detection']}"
@@ -61,7 +50,7 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
     assert roles["fa1"].status()["visitors"], "FA1 must list the node as a visitor"
 
     def each(net: str, coa: str):
-        wait_for(lambda: _fvc_up(mvn, coa), timeout=5, what=f"mode fvc via the agent {coa} on {net}")
+        wait_for(lambda: settled(mvn, "fvc", coa), timeout=5, what=f"mode fvc via the agent {coa} on {net}")
         assert binding(xha, x_hoa)["care_of_address"] == coa, binding(xha, x_hoa)
 
     run = outside_moves(world, mvn, i_hoa, STOPS, each)
@@ -69,21 +58,6 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
     _after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], run["keeper"], run["i_requests"])
     assert_no_ike_per_move(at_g.stop(), mvn, moves, run["t_end"], FA2)
     (case_dir / "fvc.json").write_text(json.dumps({"moves": moves, "tcp_max_gap_s": k["max_gap"]}, indent=1))
-
-
-def _inside(mvn, mode: str):
-    """The node's status once it is inside in `mode` (f: i-MIP registered through the ivn agent;
-    c: from its co-located address on ivn; home) with the VPN down, else None."""
-    s = mvn.status()
-    i = s["i_mip"]
-    if s.get("access_mode") != mode or s["vpn_running"] or (s["location"] or {}).get("location") != "inside":
-        return None
-    if mode == "home":
-        return s if i["state"] in ("home", "detached") else None
-    want = ("fa", FA_IVN) if mode == "f" else ("colocated", IVN_COA)
-    if i["state"] != "registered" or (i["mode"], i["care_of_address"]) != want or not i["trusted_network"]:
-        return None
-    return s
 
 
 @pytest.mark.req("rfc5265-mode-f", "rfc5265-inside-outside-detection")
@@ -105,7 +79,7 @@ def test_f_inside_through_the_intranet_agent_and_c_without_it(world, scenario, r
     intranet_router_arp_per_link(world, request)
     mvn, iha = roles["mn"], roles["i-ha"]
     i_hoa = scenario.roles["mn"].config["inner"]["home_address"]
-    wait_for(lambda: _fvc_up(mvn, FA1), timeout=15, what="outside on fn1 in mode fvc")
+    wait_for(lambda: settled(mvn, "fvc", FA1), timeout=15, what="outside on fn1 in mode fvc")
     at_g = capture("g", "g-dmz", IKE_BPF, name="g-dmz-ike")
     at_iha = capture("iha", "iha-home", name="iha-home")
     keeper = start_session(world, bind=i_hoa)
@@ -113,7 +87,8 @@ def test_f_inside_through_the_intranet_agent_and_c_without_it(world, scenario, r
 
     def stay(net: str, mode: str):
         m = handoff.move(world, "r", net, configure=False)
-        s = wait_for(lambda: _inside(mvn, mode), timeout=15, what=f"inside on {net} in mode {mode}")
+        coa = {"f": FA_IVN, "c": IVN_COA}.get(mode)
+        s = wait_for(lambda: settled(mvn, mode, coa), timeout=15, what=f"inside on {net} in mode {mode}")
         session_caught_up(keeper, timeout=15)
         stays[f"{len(stays)}:{net}:{mode}"] = {"t_down": m.t_down, "t_up": m.t_up, "settle_s": round(time.time() - m.t_up, 3)}
         return s, m
