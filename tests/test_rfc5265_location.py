@@ -133,3 +133,15 @@ def test_an_agents_denial_is_not_the_i_has_answer_and_69_offers_its_lifetime():
     assert agent_lifetime_offer(MN, attempt, unreachable) is None
     too_long = RegistrationReply(ReplyCode.FA_LIFETIME_TOO_LONG, 4, I_HOA, I_HA, attempt.identification).encode()
     assert agent_lifetime_offer(MN, attempt, too_long) == 4
+
+
+def test_the_x_ha_deregistration_removes_the_binding():
+    from nodes.mip.rfc5265_location import deregistration_attempt
+    _attempt, _replies, ha_core = _ask("10.1.4.100", at_home=False)  # a binding on 10.1.4.100 (i-HA core as any HA)
+    assert ha_core.status(100.0).as_dict()["bindings"]
+    dereg = deregistration_attempt(MN, "10.1.4.100", 101.0, Identifications(lambda n: bytes(n)).next(101.0))
+    assert (dereg.lifetime, str(dereg.care_of_address), dereg.dst) == (0, "10.1.4.100", I_HA)
+    ha_core.receive_datagram(request_for(MN, dereg), Addr("10.1.4.100", 40001, str(I_HA), 434), 101.0)
+    replies = [a for a in ha_core.drain_actions() if isinstance(a, SendUdp)]
+    assert replies and replies[0].payload[1] == 0, "the deregistration must be accepted (code 0)"
+    assert ha_core.status(101.0).as_dict()["bindings"] == []

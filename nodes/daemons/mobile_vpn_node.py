@@ -36,7 +36,9 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc, or fvc through
                     an agent). Until then
                     the layers stay as they are (an outside move keeps its VPN and i-MIP binding).
-                    Not yet: deregistering from the x-HA when inside (its binding ages out).
+                    Inside, the x-MIP layer's registrations are held back and the node deregisters
+                    from the x-HA (lifetime 0 from the link's address), where the intranet may reach
+                    the x-HA (world variant intranet-reaches-x-ha).
 
 Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}; with
 rfc5265 also access_mode (cvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
@@ -64,7 +66,7 @@ from nodes.daemons import mobile_node, vpn_client
 from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
-from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
+from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
 from nodes.runtime.trust_probe import TrustProbe
 from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
 
@@ -163,6 +165,9 @@ class MobileVpnNode:
             self.inner_cfg, extra = mip_config.load(path, mip_config.mobile_node)
             self.inner_tun = extra["tun"]
         self.inner: TunnelMobileNode | None = None
+        self.hold = HoldRegistrations(self.home_agent, self.home)
+        self.x_dereg: TrustProbe | None = None  # inside: the deregistration from the x-HA
+        self._dereg_for: str | None = None  # the link address it was sent from
         self.detect_window = float(cfg.get("detect_window", rfc5265_location.DEFAULT_WINDOW))
         self.probe: TrustProbe | None = None
         self.decision: rfc5265_location.Decision | None = None
@@ -200,6 +205,8 @@ class MobileVpnNode:
             self.inner = TunnelMobileNode(self.inner_cfg, self.inner_tun, INNER_TABLE, self.vpn_tun,
                                           self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f))
             self.probe = TrustProbe(self.inner_cfg, lambda event, **f: self.log(event, layer="detect", **f))
+            x_cfg = mip_config.load(self.mip.path, mip_config.mobile_node)[0]  # the x-MIP layer's, checked by it
+            self.x_dereg = TrustProbe(x_cfg, lambda event, **f: self.log(event, layer="x-ha-deregistration", **f))
         if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
@@ -269,6 +276,8 @@ class MobileVpnNode:
         """A new attachment: ask the i-HA from the link's address (the x-MIP layer registers with
         the x-HA at the same time); until it answers or the window passes, the layers stay as they are."""
         self.link_address, self.link_agent = self._link_address(mn, attachment)
+        self.hold.hold(False)  # x-MIP registers with the x-HA while the i-HA is asked (RFC 5265)
+        self._dereg_for = None
         if self.link_address is None:
             self.probe.stop()
             return
@@ -304,11 +313,22 @@ class MobileVpnNode:
         if d.location != "undecided":
             self.probe.stop()
             self.decided_address, self.decided_agent = self.link_address, self.link_agent
+            if d.location == "inside" and self._dereg_for != self.link_address:
+                self._deregister_x_ha()
         self.latest = d
         if (d.location, d.mode, self.link_address) != self._logged:
             self._logged = (d.location, d.mode, self.link_address)
             self.log("rfc5265-location", address=self.link_address, **d.as_dict())
         return d if d.location != "undecided" or self.decision is None else self.decision
+
+    def _deregister_x_ha(self) -> None:
+        """RFC 5265 inside: no x-MIP registration while inside (held), and the x-HA's binding removed
+        by a deregistration from the link's address (through an agent the node has no address of
+        its own there: only held)."""
+        self._dereg_for = self.link_address
+        self.hold.hold(True)
+        if self.link_agent is None:
+            self.x_dereg.deregister(self.link_address, time.time())
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch
@@ -375,8 +395,9 @@ class MobileVpnNode:
                                 "agent": self.link_agent,
                                 "latest": self.latest.as_dict() if self.latest is not None else None}
             out["i_mip"] = inner
+            out["x_ha_deregistration"] = {**self.x_dereg.status(), "x_mip_held": self.hold.on}
             layers = out["layers"]
-            out["layers"] = {"x-mip": layers["mip"], "vpn": layers["vpn"],
+            out["layers"] = {"x-mip": {**layers["mip"], "held": self.hold.on}, "vpn": layers["vpn"],
                              "i-mip": {"state": inner["state"], "care_of_address": inner["care_of_address"],
                                        "home_address": inner["home_address"], "tunnel": inner["tunnel"],
                                        "trusted_network": inner["trusted_network"], "via": inner["via"],
@@ -393,6 +414,8 @@ class MobileVpnNode:
                 pass
         if self.probe is not None:
             self.probe.stop()
+            self.x_dereg.stop()
+        self.hold.hold(False)
         if self.inner is not None:
             await self.inner.close()
         await self.vpn.stop()

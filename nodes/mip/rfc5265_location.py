@@ -105,6 +105,15 @@ def probe_attempt(cfg, address, now: float, identification: int, at_i_home: bool
     return attempt
 
 
+def deregistration_attempt(cfg, address, now: float, identification: int):
+    """RFC 5265 inside: the request that removes the x-HA's binding, sent from the link's `address`
+    (lifetime 0, RFC 5944 3.6.1.2)."""
+    a = addr(address)
+    attempt = Attempt("colocated", 0, a, cfg.home_agent, a)
+    attempt.identification, attempt.sent_at, attempt.first_sent_at = identification, now, now
+    return attempt
+
+
 def i_ha_outcome(cfg, attempt, payload: bytes) -> tuple[str | None, str | None]:
     """(I_HA_TRUSTED or I_HA_REPLY, None) for an authentic reply of the i-HA to `attempt`, else
     (None, why it is dropped). A foreign agent's denial is not the i-HA's answer (outside, the agent

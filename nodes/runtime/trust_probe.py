@@ -7,7 +7,8 @@ port bound to that address, retransmits it once, and classifies authentic replie
 foreign agent the request goes to the agent (which relays it, RFC 5944 3.7) from the i-HoA, with
 the agent's care-of address, out of the link's interface with TTL 255 (RFC 3024: the T bit). Outside the
 intranet nothing comes back: the i-HA drops untrusted sources silently (and the Internet core
-refuses private destinations)."""
+refuses private destinations). The same request machinery deregisters from the x-HA (`deregister`)
+when the node finds itself inside."""
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,9 @@ from collections import Counter
 
 from nodes.core import system_random
 from nodes.mip.mn_messages import Identifications, request_for
-from nodes.mip.rfc5265_location import I_HA_NONE, agent_lifetime_offer, i_ha_outcome, probe_attempt
+from nodes.mip.rfc5265_location import (
+    I_HA_NONE, agent_lifetime_offer, deregistration_attempt, i_ha_outcome, probe_attempt,
+)
 from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
@@ -36,6 +39,7 @@ class TrustProbe:
         self.address: str | None = None
         self.started_at: float | None = None
         self.outcome = I_HA_NONE
+        self.code: int | None = None  # the code of the authentic reply
         self.to: tuple | None = None
         self._retransmit: asyncio.TimerHandle | None = None
 
@@ -44,15 +48,26 @@ class TrustProbe:
         """Ask the i-HA from `address` (a new attachment); forget any earlier answer. With `agent`,
         `address` is the foreign agent's care-of address and the request goes through the agent on
         `iface`."""
+        attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home, agent)
+        if agent is None:
+            self._start(address, attempt, now, address)
+        else:  # from the i-HoA, past the i-MIP layer's policy route (which holds the i-HoA's traffic)
+            self._start(address, attempt, now, str(self.cfg.home_address), agent, iface)
+
+    def deregister(self, address: str, now: float) -> None:
+        """Deregister the home address from `address` (RFC 5265 inside: the x-HA's binding goes)."""
+        self._start(address, deregistration_attempt(self.cfg, address, now, self.identifications.next(now)), now,
+                    address)
+
+    def _start(self, address: str, attempt, now: float, bind: str, agent: str | None = None,
+               iface: str | None = None) -> None:
         self.stop()
-        self.address, self.started_at, self.outcome = address, now, I_HA_NONE
-        self.attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home, agent)
+        self.address, self.started_at, self.outcome, self.code = address, now, I_HA_NONE, None
+        self.attempt = attempt
         self.to = (str(agent) if agent is not None else str(self.cfg.home_agent), MIP_PORT)
         try:
-            if agent is None:
-                self.sock = udp_socket(port=0, address=address)
-            else:  # from the i-HoA, past the i-MIP layer's policy route (which holds the i-HoA's traffic)
-                self.sock = udp_socket(port=0, address=str(self.cfg.home_address))
+            self.sock = udp_socket(port=0, address=bind)
+            if agent is not None:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
                 self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, AGENT_TTL)
         except OSError as exc:  # the address is not on the link yet: counted, retried on the next attachment
@@ -96,7 +111,7 @@ class TrustProbe:
                 self.counters[f"drop:{dropped}"] += 1
                 continue
             self.counters[f"reply:{outcome}"] += 1
-            self.outcome = outcome
+            self.outcome, self.code = outcome, got[0][1]
             self.log("trust-probe-answer", address=self.address, outcome=outcome)
 
     def stop(self) -> None:
@@ -109,5 +124,5 @@ class TrustProbe:
             self.sock = None
 
     def status(self) -> dict:
-        return {"address": self.address, "started_at": self.started_at, "outcome": self.outcome,
+        return {"address": self.address, "started_at": self.started_at, "outcome": self.outcome, "code": self.code,
                 "counters": dict(self.counters)}
