@@ -4,6 +4,7 @@ IKE message crossed G_e (tshark) nor was counted by the node; the intranet route
 per link."""
 from __future__ import annotations
 
+import subprocess
 import time
 
 from testbed.mip_checks import binding
@@ -91,3 +92,17 @@ def settled(mvn, mode: str, coa: str | None = None):
     if vpn.get("state") != "established" or i.get("state") != "registered" or i["care_of_address"] != vpn["virtual_ip"]:
         return None
     return s
+
+
+def ip_layers(pcap, opts: list[str], display_filter: str) -> list[dict]:
+    """Each packet's IP headers outside in (source, destination, total length) and protocols, as
+    tshark decodes them, with ESP decrypted by `opts` (testbed.ipsec_checks.tshark_esp_sa_options)."""
+    out = subprocess.run(["tshark", "-n", "-r", str(pcap), *opts, "-Y", display_filter, "-T", "fields",
+                          "-E", "occurrence=a", "-E", "aggregator=,", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len",
+                          "-e", "frame.protocols"], capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        src, dst, length, protos = (line.split("\t") + ["", "", "", ""])[:4]
+        rows.append({"src": src.split(","), "dst": dst.split(","), "ip_len": [int(x) for x in length.split(",") if x],
+                     "proto": protos.split(":")})
+    return rows

@@ -328,7 +328,7 @@ class MobileVpnNode:
         self._dereg_for = self.link_address
         self.hold.hold(True)
         if self.link_agent is None:
-            self.x_dereg.deregister(self.link_address, time.time())
+            self.x_dereg.deregister(self.link_address, time.time(), self.mn_iface)
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch

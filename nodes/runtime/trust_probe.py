@@ -45,30 +45,33 @@ class TrustProbe:
 
     def probe(self, address: str, at_i_home: bool, now: float, agent: str | None = None,
               iface: str | None = None) -> None:
-        """Ask the i-HA from `address` (a new attachment); forget any earlier answer. With `agent`,
-        `address` is the foreign agent's care-of address and the request goes through the agent on
-        `iface`."""
+        """Ask the i-HA from `address` on the link `iface` (a new attachment); forget any earlier
+        answer. With `agent`, `address` is the foreign agent's care-of address and the request goes
+        through the agent."""
         attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home, agent)
         if agent is None:
-            self._start(address, attempt, now, address)
+            self._start(address, attempt, now, address, iface)
         else:  # from the i-HoA, past the i-MIP layer's policy route (which holds the i-HoA's traffic)
-            self._start(address, attempt, now, str(self.cfg.home_address), agent, iface)
+            self._start(address, attempt, now, str(self.cfg.home_address), iface, agent)
 
-    def deregister(self, address: str, now: float) -> None:
+    def deregister(self, address: str, now: float, iface: str | None = None) -> None:
         """Deregister the home address from `address` (RFC 5265 inside: the x-HA's binding goes)."""
         self._start(address, deregistration_attempt(self.cfg, address, now, self.identifications.next(now)), now,
-                    address)
+                    address, iface)
 
-    def _start(self, address: str, attempt, now: float, bind: str, agent: str | None = None,
-               iface: str | None = None) -> None:
+    def _start(self, address: str, attempt, now: float, bind: str, iface: str | None,
+               agent: str | None = None) -> None:
+        """Send `attempt` from `bind` out of `iface`: on the link itself, never into a VPN tunnel
+        whose routes toward the intranet are still in place on arrival."""
         self.stop()
         self.address, self.started_at, self.outcome, self.code = address, now, I_HA_NONE, None
         self.attempt = attempt
         self.to = (str(agent) if agent is not None else str(self.cfg.home_agent), MIP_PORT)
         try:
             self.sock = udp_socket(port=0, address=bind)
-            if agent is not None:
+            if iface:
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+            if agent is not None:
                 self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, AGENT_TTL)
         except OSError as exc:  # the address is not on the link yet: counted, retried on the next attachment
             self.counters[f"not-sent:{exc.strerror or exc}"] += 1
