@@ -9,9 +9,9 @@ import subprocess
 import pytest
 
 from testbed.capture import decode
-from testbed.mip_checks import NAT_PUBLIC, binding, wait_for
+from testbed.mip_checks import NAT_PUBLIC, binding, session_caught_up, wait_for
 from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved, outside_moves
-from testbed.traversal_checks import rfc5265_layers_up
+from testbed.traversal_checks import rfc5265_layers_up, start_session
 
 X_HA, GW = "203.0.113.71", "203.0.113.70"
 NAT_COA = "10.77.0.100"
@@ -112,3 +112,43 @@ def test_cvc_behind_the_nat_ipsec_needs_no_nat_traversal(world, scenario, roles,
         {"moves": moves, "tcp_max_gap_s": k["max_gap"], "x_ha_binding": xb, "nat_d": {"request": request,
                                                                                        "response": response}},
         indent=1))
+
+
+G_I = "10.1.0.1"  # the gateway's intranet address: NAPT's source for everything from the tunnel
+I_HA = "10.1.1.2"
+
+
+@pytest.mark.req("ps-5.9-nat-traversal", "rfc5265-napt-internal-presence")
+@pytest.mark.scenario("rfc5265-cvc-napt")
+def test_i_mip_through_a_napt_gateway_uses_rfc_3519(world, scenario, roles, capture, case_dir):
+    """draft-gupta Appendix A (internal presence by NAPT: G rewrites what leaves the tunnel to G_i's
+    address) meets RFC 5265 section 2, access mode cvc: the i-HA sees the i-MIP registration come
+    from G_i, not from the VPN-TIA it names as care-of address, i.e. a NAT, and can only reach the node
+    with RFC 3519 UDP tunnelling to G_i's mapped port, which G's NAPT turns back into the tunnel.
+    Guideline 5.9 of draft-ietf-mip4-vpn-problem-statement: "The solution MUST be able to leverage the
+    existing MIPv4 and IPsec NAT traversal solutions." Verdicts: at the i-HA (tshark) the request
+    names the VPN-TIA as care-of address and arrives from G_i, the reply carries the UDP Tunnel Reply
+    extension (44) and 149; the i-HA's binding and the node's i-MIP layer use the UDP tunnel; a TCP
+    session to H on the i-HoA works, its packets travelling between the i-HA and G_i as RFC 3519
+    tunnel data (UDP 434) on the home subnet."""
+    at_iha = capture("iha", "iha-home", name="iha-home")
+    mvn, iha = roles["mn"], roles["i-ha"]
+    i_hoa = scenario.roles["mn"].config["inner"]["home_address"]
+    s = wait_for(lambda: rfc5265_layers_up(mvn), timeout=15, what="x-MIP, the VPN (NAPT gateway) and i-MIP all up")
+    vip = s["vpn"]["virtual_ip"]
+    i = s["i_mip"]
+    assert i["care_of_address"] == vip and i["tunnel"] == "udp", f"i-MIP must use RFC 3519 through the NAPT: {i}"
+    b = binding(iha, i_hoa)
+    assert (b["care_of_address"], b["kind"], b["remote"]) == (vip, "udp", G_I), f"the i-HA's binding: {b}"
+    keeper = start_session(world, bind=i_hoa)
+    k = session_caught_up(keeper, timeout=8)
+    pcap = at_iha.stop()
+    requests = decode(pcap, f"mip.type == 1 && mip.coa == {vip} && ip.src == {G_I} && ip.dst == {I_HA}", ["ip.src"])
+    replies = decode(pcap, f"mip.type == 3 && ip.src == {I_HA} && ip.dst == {G_I}", ["mip.code", "mip.ext.type"])
+    assert requests, f"no i-MIP request naming the VPN-TIA {vip} from G_i at the i-HA"
+    assert replies and {"44", "149"} <= set(replies[0]["mip.ext.type"]), f"the i-HA's reply: {replies[:1]}"
+    data = decode(pcap, f"mip.nattt.nexthdr && tcp.port == 7 && ((ip.src == {I_HA} && ip.dst == {G_I}) || "
+                        f"(ip.src == {G_I} && ip.dst == {I_HA}))", ["ip.src"])
+    assert data, "the TCP session's packets must travel as RFC 3519 tunnel data between the i-HA and G_i"
+    (case_dir / "napt.json").write_text(json.dumps({"i_ha_binding": b, "tunnel_data_packets": len(data),
+                                                    "tcp_max_gap_s": k["max_gap"]}, indent=1))

@@ -16,7 +16,8 @@ Data path (co-located, capture by source like the mobile node daemon, in a routi
 own so that two MN runtimes live in one host): what leaves from the i-HoA is read from `tun` and
 sent IP-in-IP VPN-TIA -> i-HA, which the kernel routes into the VPN client's TUN; IP-in-IP from the
 i-HA arrives decrypted on the VPN TUN and is decapsulated into `tun`. Registration replies come to
-a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434).
+a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434), and so does
+RFC 3519 tunnel data when the i-HA sees a NAT on the way (a NAPT gateway, draft-gupta Appendix A).
 
 Through a foreign agent (mode f, `attach_agent`): the core hears that agent's advertisements (a raw
 ICMP socket; every other agent's are ignored, and none are heard in any other mode), registers
@@ -40,7 +41,7 @@ from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
-from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY
+from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
 
 BATCH = 64
 
@@ -145,10 +146,21 @@ class TunnelMobileNode:
             if got is None:
                 return
             payload, where, _ifindex = got
-            if payload[:1] == bytes([TYPE_REPLY]):
+            kind = payload[:1]
+            if kind == bytes([TYPE_REPLY]):
                 self.driver.call("receive_datagram", payload, where)
+            elif kind == bytes([TYPE_TUNNEL_DATA]):
+                self._on_tunnel_data(payload, where.src)
             else:
                 self.executor.counters["drop:udp-unexpected"] += 1
+
+    def _on_tunnel_data(self, payload: bytes, src: str) -> None:
+        """RFC 3519 from the i-HA: it saw a NAT between the VPN-TIA and itself (a gateway whose
+        internal presence is NAPT, draft-gupta Appendix A) and tunnels in UDP to the mapping."""
+        try:
+            self.executor.decapsulate_to_home(TunnelData.decode(payload).payload, src, "udp")
+        except DecodeError as e:
+            self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
 
     def _on_icmp(self, packet: bytes) -> None:
         """Every ICMP packet of the host: only the advertisements of the agent attached through count."""
