@@ -44,6 +44,7 @@ from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
 
 BATCH = 64
+KEEPALIVE_CHECK = 1.0  # seconds between looks for an idle RFC 3519 tunnel (the i-HA asks for 110 s)
 
 
 class TunnelLinkExecutor(MipExecutor):
@@ -87,6 +88,7 @@ class TunnelMobileNode:
         self.loop.add_reader(self.ipip.fileno(), guarded(log, self.errors, "ipip", on_ipip))
         self.loop.add_reader(self.icmp.fileno(), guarded(log, self.errors, "icmp", on_icmp))
         self.loop.add_reader(self.tun.fd, guarded(log, self.errors, "tun", on_tun))
+        self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalives)
 
     # ---- the tunnel as the link ---------------------------------------------------------------
     def attach(self, care_of_address: str) -> None:
@@ -185,12 +187,18 @@ class TunnelMobileNode:
             return
         self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
 
+    def _keepalives(self) -> None:
+        """RFC 3519 3.1 through a NAPT gateway: the mapping at G_i must not lapse while idle."""
+        guarded(self.log, self.errors, "keepalive", self.executor.keepalives)()
+        self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalives)
+
     # ---- status and shutdown ------------------------------------------------------------------
     def status(self) -> dict:
         return {**self.core.status(time.time()).as_dict(), **self.executor.status(), "via": self.link_tun,
                 "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
 
     async def close(self) -> None:
+        self._keepalive.cancel()
         self.detach()
         self.driver.stop()
         for fd in self.fds:
