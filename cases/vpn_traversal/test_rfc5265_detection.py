@@ -2,7 +2,9 @@
 i-HA and the x-HA together; an i-HA reply carrying the Trusted Networks Configured extension (149)
 means inside (no VPN, i-MIP directly: mode c on the intranet's visited subnet, no binding at home);
 outside no such reply comes (the i-HA drops untrusted sources silently) and x-MIP, IKE and i-MIP come
-up in that order (mode cvc). Not covered yet: fvc, NAT, the x-HA's deregistration when inside."""
+up in that order (mode cvc). Modes f and fvc: test_rfc5265_modes.py; NAT and NAPT:
+test_rfc5265_nat.py; the x-HA's deregistration when inside (where the intranet reaches the x-HA) and
+the tour through the NAT: test_rfc5265_tour.py."""
 import json
 import socket
 import time
