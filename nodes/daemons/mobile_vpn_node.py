@@ -41,15 +41,16 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     the x-HA (world variant intranet-reaches-x-ha).
 
 Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}; with
-rfc5265 also access_mode (cvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
+rfc5265 also access_mode (cvc or fvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
 reverse_tunnel (true), tun (mip1), ...: the mobile node's keys but iface and colocated}. The
 client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
 Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
 received, over every client run) in total and per move, the client's restarts, and the moves seen
-(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -fvc, -c or -home: the decided access
+(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -fvc, -c, -f or -home: the decided access
 mode; `access_mode` the same without the prefix), `location` (the decision: inside/outside, each
 layer's wanted state, the reason), `detection` (the request to the i-HA: address, outcome,
-counters), the i-MIP layer's status under `i_mip`, and `layers` named x-mip, vpn and i-mip.
+counters), the i-MIP layer's status under `i_mip`, `x_ha_deregistration` (the request sent once inside:
+address, outcome, code; `x_mip_held`), and `layers` named x-mip (with `held`), vpn and i-mip.
 """
 from __future__ import annotations
 
