@@ -37,7 +37,7 @@ def _esp_overhead(child: dict, inner_len: int) -> int:
 @pytest.mark.req("rfc5265-overhead")
 @pytest.mark.scenario("rfc5265-fvc", "rfc5265-cvc")
 @pytest.mark.parametrize("mode", list(MODES))
-def test_overhead_per_mode(world, scenario, mode, capture, case_dir, request):
+def test_overhead_per_mode(scenario, mode, case_dir, request):
     """RFC 5265 section 2, each access mode's overhead: from the i-HoA the node sends UDP datagrams
     of 100 bytes to H; on the node's own link (capture on r) tshark decodes each datagram's IP headers
     outside in (ESP decrypted with the keys the node reports), and the overhead is the outer IP
@@ -49,6 +49,7 @@ def test_overhead_per_mode(world, scenario, mode, capture, case_dir, request):
     want_scenario, net, coa, layers = MODES[mode]
     if scenario.name != want_scenario:
         pytest.skip(f"{NA_PREFIX}mode {mode} is measured in scenario {want_scenario}")
+    world, capture = request.getfixturevalue("world"), request.getfixturevalue("capture")  # after the skip: no world for it
     intranet_router_arp_per_link(world, request)
     mvn = request.getfixturevalue("roles")["mn"]
     i_hoa = scenario.roles["mn"].config["inner"]["home_address"]
