@@ -45,7 +45,7 @@ RFC5265 = {**GOOD, "nesting": "rfc5265", "access_mode": "cvc",
 
 
 @pytest.mark.parametrize("change, expected", [
-    ({"access_mode": "fvc"}, "key access_mode: expected one of cvc (fvc, c and f are not implemented yet)"),
+    ({"access_mode": "c"}, "key access_mode: expected one of cvc, fvc (the outside mode"),
     ({"inner": None}, "key inner: expected the i-MIP layer's config as a mapping"),
     ({"inner": {**RFC5265["inner"], "iface": "r-eth0"}}, "key inner.iface: the i-MIP layer's link is the VPN tunnel"),
     ({"inner": {**RFC5265["inner"], "colocated": {}}}, "key inner.colocated"),

@@ -34,6 +34,13 @@ def test_a_reply_without_149_is_outside_at_once():
     assert (d.location, d.mode) == ("outside", "cvc")
 
 
+@pytest.mark.parametrize("i_ha, waited, location, mode", [(I_HA_TRUSTED, 0.0, "inside", "f"),
+                                                          (I_HA_NONE, 1.0, "outside", "fvc")])
+def test_through_a_foreign_agent_the_modes_are_f_and_fvc(i_ha, waited, location, mode):
+    d = decide(i_ha, X_HA_NONE, waited=waited, at_i_home=False, via_fa=True)
+    assert (d.location, d.mode) == (location, mode)
+
+
 @pytest.mark.parametrize("up, first", [((False, False, False), "x-mip"), ((True, False, False), "vpn"),
                                        ((True, True, False), "i-mip"), ((True, True, True), None)])
 def test_outside_brings_x_mip_ike_and_i_mip_up_in_that_order(up, first):
@@ -102,3 +109,39 @@ def test_a_reply_without_149_and_a_forged_one():
     forged = bytearray(replies[0].payload)
     forged[-1] ^= 1
     assert i_ha_outcome(MN, attempt, bytes(forged)) == (None, "reply-bad-auth")
+
+
+def test_through_a_foreign_agent_the_request_names_the_agents_care_of_address():
+    attempt = probe_attempt(MN, "10.1.4.1", 100.0, Identifications(lambda n: bytes(n)).next(100.0), at_i_home=False,
+                            agent="10.1.4.1")
+    assert (attempt.mode, str(attempt.care_of_address), str(attempt.dst), attempt.src) == ("fa", "10.1.4.1", "10.1.4.1", I_HOA)
+    ha_core = HomeAgent(HomeAgentConfig(I_HA, [MobileNodeEntry(I_HOA, SA)], home_iface="home0",
+                                        trusted_networks=["10.1.0.0/16"]))
+    # the agent relays it from its own address on the intranet's visited subnet
+    ha_core.receive_datagram(request_for(MN, attempt), Addr("10.1.4.1", 434, str(I_HA), 434), 100.0)
+    replies = [a for a in ha_core.drain_actions() if isinstance(a, SendUdp)]
+    assert i_ha_outcome(MN, attempt, replies[0].payload) == ("trusted-reply", None)
+
+
+def test_an_agents_denial_is_not_the_i_has_answer_and_69_offers_its_lifetime():
+    from nodes.mip.rfc5265_location import agent_lifetime_offer
+    from nodes.wire.mip import RegistrationReply, ReplyCode
+    attempt = probe_attempt(MN, "192.0.2.1", 100.0, Identifications(lambda n: bytes(n)).next(100.0), at_i_home=False,
+                            agent="192.0.2.1")
+    unreachable = RegistrationReply(ReplyCode.FA_HOME_NETWORK_UNREACHABLE, 0, I_HOA, I_HA, attempt.identification).encode()
+    assert i_ha_outcome(MN, attempt, unreachable) == (None, "agent-denial-80")
+    assert agent_lifetime_offer(MN, attempt, unreachable) is None
+    too_long = RegistrationReply(ReplyCode.FA_LIFETIME_TOO_LONG, 4, I_HOA, I_HA, attempt.identification).encode()
+    assert agent_lifetime_offer(MN, attempt, too_long) == 4
+
+
+def test_the_x_ha_deregistration_removes_the_binding():
+    from nodes.mip.rfc5265_location import deregistration_attempt
+    _attempt, _replies, ha_core = _ask("10.1.4.100", at_home=False)  # a binding on 10.1.4.100 (i-HA core as any HA)
+    assert ha_core.status(100.0).as_dict()["bindings"]
+    dereg = deregistration_attempt(MN, "10.1.4.100", 101.0, Identifications(lambda n: bytes(n)).next(101.0))
+    assert (dereg.lifetime, str(dereg.care_of_address), dereg.dst) == (0, "10.1.4.100", I_HA)
+    ha_core.receive_datagram(request_for(MN, dereg), Addr("10.1.4.100", 40001, str(I_HA), 434), 101.0)
+    replies = [a for a in ha_core.drain_actions() if isinstance(a, SendUdp)]
+    assert replies and replies[0].payload[1] == 0, "the deregistration must be accepted (code 0)"
+    assert ha_core.status(101.0).as_dict()["bindings"] == []

@@ -4,7 +4,6 @@ x-HoA carried in the x-MIP tunnel, i-MIP to the internal HA (i-HA) through the V
 VPN-TIA as co-located care-of address (RFC 5265 section 2, its network environment and access
 modes; draft-ietf-mip4-vpn-problem-statement guidelines 5.1 and 5.6)."""
 import json
-import subprocess
 import time
 
 import pytest
@@ -12,9 +11,8 @@ import pytest
 from testbed.capture import decode
 from testbed.ipsec_checks import tshark_esp_sa_options
 from testbed.mip_checks import H, binding, wait_for
-from testbed.traversal_checks import (
-    ike_messages, ike_per_move, rfc5265_layers_up, start_probe, start_session, visit,
-)
+from testbed.rfc5265_checks import assert_no_ike_per_move, assert_only_x_mip_moved, ip_layers
+from testbed.traversal_checks import rfc5265_layers_up, start_probe, start_session, visit
 
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]  # from fn1: fn1 -> fn2 -> fn1
 X_HA, GW, I_HA = "203.0.113.71", "203.0.113.70", "10.1.1.2"
@@ -72,25 +70,13 @@ def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, re
         moves.append(mv)
         assert binding(xha, x_hoa)["care_of_address"] == coa
     t_end = time.time()
-    after = mvn.status()
-    assert after["i_mip"]["counters"].get("requests") == before["i_mip"]["counters"].get("requests"), \
-        f"an outside move must not redo the i-MIP registration: {after['i_mip']['counters']}"
+    after, k = assert_only_x_mip_moved(mvn, gw, iha, i_hoa, vip, sa["name"], keeper,
+                                       before["i_mip"]["counters"].get("requests", 0))
     assert all(mv["x_mip_requests"] >= 1 for mv in moves), moves
-    assert binding(iha, i_hoa)["care_of_address"] == vip, "the i-MIP binding must stay on the VPN-TIA"
-    now = [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"]
-    assert [x["name"] for x in now] == [sa["name"]], f"the IKE SA must stay the same across moves: {now}"
-    assert after["client_runs"] == 1, "the VPN client must not restart on a move"
-    k = keeper.status()
-    assert k["connects"] == 1 and k["error"] is None and k["mismatch_at"] is None, k
 
     g_pcap = at_g.stop()
     xha_pcap = at_xha.stop()
-    counted = ike_per_move(mvn)
-    ends = [mv["t_down"] for mv in moves[1:]] + [t_end]
-    for mv, msgs in zip(moves, ike_messages(g_pcap, [(mv["t_down"], end) for mv, end in zip(moves, ends)])):
-        mv["ike_messages_wire"], mv["ike_messages_status"] = len(msgs), counted.get(mv["to"])
-        assert msgs == [], f"move to {mv['to']}: IKE messages at G_e: {msgs}"
-    assert counted.get("fn2") == 0, f"the node counted IKE messages after the move to fn2: {counted}"
+    assert_no_ike_per_move(g_pcap, mvn, moves, t_end, "fn2")
 
     # no clear Mobile IP between the x-HA and G; the i-MIP registration is there, inside ESP
     clear = decode(g_pcap, "mip || udp.port == 434 || ip.proto == 4", ["ip.src", "ip.dst"])
@@ -98,9 +84,9 @@ def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, re
     child = [c for c in after["vpn"]["ike_sas"][0]["child_sas"] if c["state"] == "INSTALLED"][0]
     opts = tshark_esp_sa_options(child, x_hoa, GW)
     assert opts, f"the VPN layer reports no child SA keys: {child}"
-    i_mip = [r for r in _layers(g_pcap, opts, "esp && mip") if vip in r["src"] and I_HA in r["dst"]]
+    i_mip = [r for r in ip_layers(g_pcap, opts, "esp && mip") if vip in r["src"] and I_HA in r["dst"]]
     assert i_mip and i_mip[0]["src"][0] == x_hoa, f"no i-MIP registration VPN-TIA -> i-HA inside ESP from the x-HoA: {i_mip[:1]}"
-    rows = _layers(xha_pcap, opts, "esp")
+    rows = ip_layers(xha_pcap, opts, "esp")
     out_chain = [FIRST_COA, x_hoa, vip, i_hoa], [X_HA, GW, I_HA, H]
     in_chain = [X_HA, GW, I_HA, H], [FIRST_COA, x_hoa, vip, i_hoa]
     outbound = [r for r in rows if (r["src"], r["dst"]) == out_chain]
@@ -110,17 +96,3 @@ def test_cvc_outside_handoffs_without_ike(world, scenario, capture, case_dir, re
     overhead = sorted({r["ip_len"][0] - r["ip_len"][3] for r in outbound})
     (case_dir / "traversal.json").write_text(json.dumps(
         {"moves": moves, "tcp_max_gap_s": k["max_gap"], "cvc_overhead_bytes": overhead}, indent=1))
-
-
-def _layers(pcap, opts: list[str], display_filter: str) -> list[dict]:
-    """Each packet's IP headers outside in (source, destination, total length) and protocols, with
-    ESP decrypted by `opts`."""
-    out = subprocess.run(["tshark", "-n", "-r", str(pcap), *opts, "-Y", display_filter, "-T", "fields",
-                          "-E", "occurrence=a", "-E", "aggregator=,", "-e", "ip.src", "-e", "ip.dst", "-e", "ip.len",
-                          "-e", "frame.protocols"], capture_output=True, text=True, check=True).stdout
-    rows = []
-    for line in out.splitlines():
-        src, dst, length, protos = (line.split("\t") + ["", "", "", ""])[:4]
-        rows.append({"src": src.split(","), "dst": dst.split(","), "ip_len": [int(x) for x in length.split(",") if x],
-                     "proto": protos.split(":")})
-    return rows

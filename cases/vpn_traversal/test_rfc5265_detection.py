@@ -2,9 +2,10 @@
 i-HA and the x-HA together; an i-HA reply carrying the Trusted Networks Configured extension (149)
 means inside (no VPN, i-MIP directly: mode c on the intranet's visited subnet, no binding at home);
 outside no such reply comes (the i-HA drops untrusted sources silently) and x-MIP, IKE and i-MIP come
-up in that order (mode cvc). Not covered yet: fvc, NAT, the x-HA's deregistration when inside."""
+up in that order (mode cvc). Modes f and fvc: test_rfc5265_modes.py; NAT and NAPT:
+test_rfc5265_nat.py; the x-HA's deregistration when inside (where the intranet reaches the x-HA) and
+the tour through the NAT: test_rfc5265_tour.py."""
 import json
-import socket
 import time
 
 import pytest
@@ -55,12 +56,6 @@ def test_inside_outside_tour(world, scenario, capture, case_dir, request):
     back home it is inside again; a TCP session to H bound to the i-HoA survives the whole tour; a
     registration request to the i-HA from a source outside its trusted networks gets no reply on the
     wire and the i-HA counts the drop as untrusted-source."""
-    # the intranet router answers ARP only for the addresses of the link asked on (arp_ignore=1):
-    # otherwise its ivn side answers the node's probe for the home subnet's router 10.1.1.1 too, and
-    # the x-MIP layer's movement detection (by ARP probes to each network's router) cannot tell them apart
-    was = world.run_in("ir", ["sysctl", "-n", "net.ipv4.conf.all.arp_ignore"], check=True).stdout.strip()
-    world.run_in("ir", ["sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1"], check=True)
-    request.addfinalizer(lambda: world.run_in("ir", ["sysctl", "-qw", f"net.ipv4.conf.all.arp_ignore={was}"]))
     at_g = capture("g", "g-dmz", name="g-dmz")
     at_iha = capture("iha", "iha-home", name="iha-home")
     at_xha = capture("xha", "xha-dmz", name="xha-dmz")

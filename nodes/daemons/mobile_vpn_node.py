@@ -19,8 +19,9 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     carried in the Mobile IP tunnel (co-located: a route to the gateway into the
                     MN's TUN; via an FA: the MN's own default route through the agent). A move
                     changes only the MN's registration: no IKE.
-  rfc5265           (RFC 5265 section 2, access mode `cvc`) ipsec-inside-mip toward the external HA
-                    (x-MIP, co-located care-of address; `mn` is its config), then, once the tunnel is
+  rfc5265           (RFC 5265 section 2, access modes `cvc` and `fvc`) ipsec-inside-mip toward the
+                    external HA (x-MIP, co-located care-of address, or a foreign agent's: fvc; `mn`
+                    is its config), then, once the tunnel is
                     up, a second Mobile Node core registers with the internal HA (i-MIP; `inner` is
                     its config) through the tunnel, with the VPN-TIA as co-located care-of address
                     and the T bit set (nodes/runtime/tunnel_mobile_node.py). An outside move changes
@@ -28,23 +29,28 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     the VPN-TIA, neither changes. Inside/outside detection (RFC 5265; the policy
                     is nodes/mip/rfc5265_location.py, the request nodes/runtime/trust_probe.py):
                     on each attachment change the node asks the i-HA from the link's own address
+                    (through the agent, with its care-of address, on a link with a foreign agent)
                     while the x-MIP layer registers with the x-HA; a reply with extension 149 means
                     inside: the VPN goes down and the i-MIP core registers from that address
-                    (mode c; at home, deregistered: mode home); no reply within detect_window
-                    (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc). Until then
+                    (mode c), or through the agent (mode f; at home, deregistered: mode home); no reply within detect_window
+                    (1 s) means outside: x-MIP, IKE, i-MIP in that order (mode cvc, or fvc through
+                    an agent). Until then
                     the layers stay as they are (an outside move keeps its VPN and i-MIP binding).
-                    Not yet: deregistering from the x-HA when inside (its binding ages out).
+                    Inside, the x-MIP layer's registrations are held back and the node deregisters
+                    from the x-HA (lifetime 0 from the link's address), where the intranet may reach
+                    the x-HA (world variant intranet-reaches-x-ha).
 
 Config: {nesting, mn: {mobile_node config}, client: {vpn_client config}, poll (0.02 s)}; with
-rfc5265 also access_mode (cvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
+rfc5265 also access_mode (cvc or fvc), detect_window (s) and inner: {home_address, home_agent, home_network, spi, key,
 reverse_tunnel (true), tun (mip1), ...: the mobile node's keys but iface and colocated}. The
 client's `wait` defaults to 0 and its `tunnel` to split (the layering keeps its own routes).
 Status: both layers' own status under `mip` and `vpn`, the nesting, IKE messages (sent and
 received, over every client run) in total and per move, the client's restarts, and the moves seen
-(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -c or -home: the decided access
+(attachment changes of the MN). With rfc5265 also `mode` (rfc5265-cvc, -fvc, -c, -f or -home: the decided access
 mode; `access_mode` the same without the prefix), `location` (the decision: inside/outside, each
 layer's wanted state, the reason), `detection` (the request to the i-HA: address, outcome,
-counters), the i-MIP layer's status under `i_mip`, and `layers` named x-mip, vpn and i-mip.
+counters), the i-MIP layer's status under `i_mip`, `x_ha_deregistration` (the request sent once inside:
+address, outcome, code; `x_mip_held`), and `layers` named x-mip (with `held`), vpn and i-mip.
 """
 from __future__ import annotations
 
@@ -61,13 +67,13 @@ from nodes.daemons import mobile_node, vpn_client
 from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
-from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, SourceIntoTunnel
+from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
 from nodes.runtime.trust_probe import TrustProbe
 from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
 
 MIP_UDP_OVERHEAD = 32
 NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip", "rfc5265")
-ACCESS_MODES = ("cvc",)  # RFC 5265 access modes this node runs (fvc, c and f: not yet)
+ACCESS_MODES = ("cvc", "fvc")  # RFC 5265 outside modes: x-MIP co-located or through a foreign agent
 INNER_TABLE = 436  # the i-MIP layer's policy-routed table (the x-MIP layer has 434, the gateway route 435)
 IP_HEADER = 20
 
@@ -131,8 +137,8 @@ class MobileVpnNode:
         if nesting == "rfc5265":
             self.access_mode = cfg.get("access_mode", "cvc")
             if self.access_mode not in ACCESS_MODES:
-                raise BadConfig(f"key access_mode: expected one of {', '.join(ACCESS_MODES)} (fvc, c and f are "
-                                f"not implemented yet), got {self.access_mode!r}")
+                raise BadConfig(f"key access_mode: expected one of {', '.join(ACCESS_MODES)} (the outside mode; "
+                                f"inside, c or f follow from the link), got {self.access_mode!r}")
             if not isinstance(cfg.get("inner"), dict):
                 raise BadConfig(f"key inner: expected the i-MIP layer's config as a mapping, got {cfg.get('inner')!r}")
         self.nesting = nesting
@@ -160,11 +166,17 @@ class MobileVpnNode:
             self.inner_cfg, extra = mip_config.load(path, mip_config.mobile_node)
             self.inner_tun = extra["tun"]
         self.inner: TunnelMobileNode | None = None
+        self.hold = HoldRegistrations(self.home_agent, self.home)
+        self.x_dereg: TrustProbe | None = None  # inside: the deregistration from the x-HA
+        self._dereg_for: str | None = None  # the link address it was sent from
         self.detect_window = float(cfg.get("detect_window", rfc5265_location.DEFAULT_WINDOW))
         self.probe: TrustProbe | None = None
         self.decision: rfc5265_location.Decision | None = None
         self.link_address: str | None = None  # the x-MIP layer's co-located address on the current link
+        self.link_agent: str | None = None  # the foreign agent there (link_address is then its care-of address)
+        self.mn_iface = str(cfg["mn"].get("iface"))
         self.decided_address: str | None = None  # the link address the current decision was made on
+        self.decided_agent: str | None = None  # and the foreign agent there, if any
         self.latest: rfc5265_location.Decision | None = None  # the last decide() answer (also "undecided")
         self._logged: tuple | None = None
         layers = [(self.home_agent, self.mip_tun)]
@@ -194,6 +206,8 @@ class MobileVpnNode:
             self.inner = TunnelMobileNode(self.inner_cfg, self.inner_tun, INNER_TABLE, self.vpn_tun,
                                           self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f))
             self.probe = TrustProbe(self.inner_cfg, lambda event, **f: self.log(event, layer="detect", **f))
+            x_cfg = mip_config.load(self.mip.path, mip_config.mobile_node)[0]  # the x-MIP layer's, checked by it
+            self.x_dereg = TrustProbe(x_cfg, lambda event, **f: self.log(event, layer="x-ha-deregistration", **f))
         if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
@@ -244,7 +258,9 @@ class MobileVpnNode:
                     and mn.get("state") == "registered":
                 self._switch_client(restart=False, run=True)
         if self.inner is not None and self.decision is not None:
-            if self.decision.location == "inside":
+            if self.decision.location == "inside" and self.decision.mode == "f":
+                self.inner.attach_agent(self.decided_agent)  # i-MIP through the intranet's foreign agent
+            elif self.decision.location == "inside":
                 self.inner.attach(self.decided_address)  # i-MIP directly: mode c, or deregistered at home
             elif self.decision.location == "outside":
                 vpn = self.vpn.status() if self.vpn.running else None
@@ -260,22 +276,29 @@ class MobileVpnNode:
     def _detect(self, mn: dict, attachment) -> None:
         """A new attachment: ask the i-HA from the link's address (the x-MIP layer registers with
         the x-HA at the same time); until it answers or the window passes, the layers stay as they are."""
-        self.link_address = self._link_address(mn, attachment)
+        self.link_address, self.link_agent = self._link_address(mn, attachment)
+        self.hold.hold(False)  # x-MIP registers with the x-HA while the i-HA is asked (RFC 5265)
+        self._dereg_for = None
         if self.link_address is None:
             self.probe.stop()
             return
-        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time())
+        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time(),
+                         agent=self.link_agent, iface=self.mn_iface)
 
-    def _link_address(self, mn: dict, attachment) -> str | None:
-        """The x-MIP layer's co-located address on the link: configured for the network, or leased."""
+    def _link_address(self, mn: dict, attachment) -> tuple[str | None, str | None]:
+        """(address, agent): the x-MIP layer's co-located address on the link (configured for the
+        network, or leased), or with a foreign agent the agent's care-of address and the agent."""
+        if attachment is not None and attachment[0] == "fa":
+            coas = (mn.get("agent") or {}).get("care_of_addresses") or []
+            return (coas[0], attachment[1]) if coas else (None, None)
         if attachment is None or attachment[0] != "colocated":
-            return None
+            return None, None
         configured = (self.mn_colocated.get(attachment[1]) or {}).get("address")
         if configured:
-            return str(configured).split("/")[0]
+            return str(configured).split("/")[0], None
         lease = (mn.get("dhcp") or {}).get("lease") or {}
         address = lease.get("address") or mn.get("care_of_address")
-        return str(address).split("/")[0] if address else None
+        return (str(address).split("/")[0] if address else None), None
 
     def _decide(self, mn: dict) -> rfc5265_location.Decision | None:
         if self.probe.started_at is None or self.link_address is None:
@@ -287,15 +310,26 @@ class MobileVpnNode:
         up = (mn.get("state") == "registered", bool(vpn and vpn.get("state") == "established"),
               i.get("state") == "registered" and vpn is not None and i.get("care_of_address") == vpn.get("virtual_ip"))
         d = decide(self.probe.outcome, x_ha, time.time() - self.probe.started_at, self._at_i_home(self.link_address),
-                   self.detect_window, up)
+                   self.detect_window, up, via_fa=self.link_agent is not None)
         if d.location != "undecided":
             self.probe.stop()
-            self.decided_address = self.link_address
+            self.decided_address, self.decided_agent = self.link_address, self.link_agent
+            if d.location == "inside" and self._dereg_for != self.link_address:
+                self._deregister_x_ha()
         self.latest = d
         if (d.location, d.mode, self.link_address) != self._logged:
             self._logged = (d.location, d.mode, self.link_address)
             self.log("rfc5265-location", address=self.link_address, **d.as_dict())
         return d if d.location != "undecided" or self.decision is None else self.decision
+
+    def _deregister_x_ha(self) -> None:
+        """RFC 5265 inside: no x-MIP registration while inside (held), and the x-HA's binding removed
+        by a deregistration from the link's address (through an agent the node has no address of
+        its own there: only held)."""
+        self._dereg_for = self.link_address
+        self.hold.hold(True)
+        if self.link_agent is None:
+            self.x_dereg.deregister(self.link_address, time.time(), self.mn_iface)
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch
@@ -359,10 +393,12 @@ class MobileVpnNode:
             out["access_mode"] = mode
             out["location"] = self.decision.as_dict() if self.decision is not None else None
             out["detection"] = {**self.probe.status(), "window": self.detect_window, "link_address": self.link_address,
+                                "agent": self.link_agent,
                                 "latest": self.latest.as_dict() if self.latest is not None else None}
             out["i_mip"] = inner
+            out["x_ha_deregistration"] = {**self.x_dereg.status(), "x_mip_held": self.hold.on}
             layers = out["layers"]
-            out["layers"] = {"x-mip": layers["mip"], "vpn": layers["vpn"],
+            out["layers"] = {"x-mip": {**layers["mip"], "held": self.hold.on}, "vpn": layers["vpn"],
                              "i-mip": {"state": inner["state"], "care_of_address": inner["care_of_address"],
                                        "home_address": inner["home_address"], "tunnel": inner["tunnel"],
                                        "trusted_network": inner["trusted_network"], "via": inner["via"],
@@ -379,6 +415,8 @@ class MobileVpnNode:
                 pass
         if self.probe is not None:
             self.probe.stop()
+            self.x_dereg.stop()
+        self.hold.hold(False)
         if self.inner is not None:
             await self.inner.close()
         await self.vpn.stop()

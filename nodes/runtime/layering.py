@@ -147,3 +147,21 @@ class GatewayThroughTunnel:
         self._rules(False)
         ip("route", "flush", "table", str(self.TABLE), check=False)
         self.via = None
+
+
+class HoldRegistrations:
+    """RFC 5265 inside: the x-MIP layer must not register with the x-HA (the node deregisters
+    instead), yet its core keeps trying on a foreign-looking link. While held, its requests (from
+    port 434: to the x-HA directly, or from the x-HoA through an agent) are dropped at OUTPUT; the
+    node's own deregistration leaves from an ephemeral port and passes."""
+
+    def __init__(self, x_ha: str, x_hoa: str):
+        self.rules = [["-d", x_ha, "-p", "udp", "--sport", "434", "--dport", "434", "-j", "DROP"],
+                      ["-s", x_hoa, "-p", "udp", "--sport", "434", "--dport", "434", "-j", "DROP"]]
+        self.on = False
+
+    def hold(self, on: bool) -> None:
+        if on != self.on:
+            for rule in self.rules:
+                run(IPT + ["-A" if on else "-D", "OUTPUT", *rule], check=on)
+            self.on = on

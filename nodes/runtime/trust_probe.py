@@ -3,22 +3,29 @@ agent (i-HA) straight from the address the node has on its new link, and what ca
 
 The policy (what the answer means) is nodes/mip/rfc5265_location.py; this module only sends the
 request (nodes.mip.mn_messages.request_for, signed with the i-MIP layer's key) from an ephemeral UDP
-port bound to that address, retransmits it once, and classifies authentic replies. Outside the
+port bound to that address, retransmits it once, and classifies authentic replies. On a link with a
+foreign agent the request goes to the agent (which relays it, RFC 5944 3.7) from the i-HoA, with
+the agent's care-of address, out of the link's interface with TTL 255 (RFC 3024: the T bit). Outside the
 intranet nothing comes back: the i-HA drops untrusted sources silently (and the Internet core
-refuses private destinations)."""
+refuses private destinations). The same request machinery deregisters from the x-HA (`deregister`)
+when the node finds itself inside."""
 from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections import Counter
 
 from nodes.core import system_random
 from nodes.mip.mn_messages import Identifications, request_for
-from nodes.mip.rfc5265_location import I_HA_NONE, i_ha_outcome, probe_attempt
+from nodes.mip.rfc5265_location import (
+    I_HA_NONE, agent_lifetime_offer, deregistration_attempt, i_ha_outcome, probe_attempt,
+)
 from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
 RETRANSMIT_AFTER = 0.4
+AGENT_TTL = 255  # a request to a foreign agent with the T bit (RFC 3024 3.3)
 
 
 class TrustProbe:
@@ -32,17 +39,45 @@ class TrustProbe:
         self.address: str | None = None
         self.started_at: float | None = None
         self.outcome = I_HA_NONE
+        self.code: int | None = None  # the code of the authentic reply
+        self.to: tuple | None = None
         self._retransmit: asyncio.TimerHandle | None = None
 
-    def probe(self, address: str, at_i_home: bool, now: float) -> None:
-        """Ask the i-HA from `address` (a new attachment); forget any earlier answer."""
+    def probe(self, address: str, at_i_home: bool, now: float, agent: str | None = None,
+              iface: str | None = None) -> None:
+        """Ask the i-HA from `address` on the link `iface` (a new attachment); forget any earlier
+        answer. With `agent`, `address` is the foreign agent's care-of address and the request goes
+        through the agent."""
+        attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home, agent)
+        if agent is None:
+            self._start(address, attempt, now, address, iface)
+        else:  # from the i-HoA, past the i-MIP layer's policy route (which holds the i-HoA's traffic)
+            self._start(address, attempt, now, str(self.cfg.home_address), iface, agent)
+
+    def deregister(self, address: str, now: float, iface: str | None = None) -> None:
+        """Deregister the home address from `address` (RFC 5265 inside: the x-HA's binding goes)."""
+        self._start(address, deregistration_attempt(self.cfg, address, now, self.identifications.next(now)), now,
+                    address, iface)
+
+    def _start(self, address: str, attempt, now: float, bind: str, iface: str | None,
+               agent: str | None = None) -> None:
+        """Send `attempt` from `bind` out of `iface`: on the link itself, never into a VPN tunnel
+        whose routes toward the intranet are still in place on arrival."""
         self.stop()
-        self.address, self.started_at, self.outcome = address, now, I_HA_NONE
-        self.attempt = probe_attempt(self.cfg, address, now, self.identifications.next(now), at_i_home)
+        self.address, self.started_at, self.outcome, self.code = address, now, I_HA_NONE, None
+        self.attempt = attempt
+        self.to = (str(agent) if agent is not None else str(self.cfg.home_agent), MIP_PORT)
         try:
-            self.sock = udp_socket(port=0, address=address)
+            self.sock = udp_socket(port=0, address=bind)
+            if iface:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
+            if agent is not None:
+                self.sock.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, AGENT_TTL)
         except OSError as exc:  # the address is not on the link yet: counted, retried on the next attachment
             self.counters[f"not-sent:{exc.strerror or exc}"] += 1
+            if self.sock is not None:
+                self.sock.close()
+                self.sock = None
             self.log("trust-probe-error", address=address, error=str(exc))
             return
         self.loop.add_reader(self.sock.fileno(), self._on_reply)
@@ -53,7 +88,7 @@ class TrustProbe:
         if self.sock is None or self.outcome != I_HA_NONE:
             return
         try:
-            self.sock.sendto(request_for(self.cfg, self.attempt), (str(self.cfg.home_agent), MIP_PORT))
+            self.sock.sendto(request_for(self.cfg, self.attempt), self.to)
             self.counters["requests"] += 1
         except OSError as exc:  # e.g. an ICMP unreachable from the Internet core on the earlier one
             self.counters[f"send-error:{exc.strerror or exc}"] += 1
@@ -68,11 +103,18 @@ class TrustProbe:
             if got is None:
                 return
             outcome, dropped = i_ha_outcome(self.cfg, self.attempt, got[0])
+            offer = agent_lifetime_offer(self.cfg, self.attempt, got[0]) if outcome is None else None
+            if offer is not None:  # the agent's maximum lifetime: ask again with it
+                self.counters["agent-lifetime-offer"] += 1
+                self.attempt.lifetime = offer
+                self.attempt.identification = self.identifications.next(time.time())
+                self._send()
+                continue
             if outcome is None:
                 self.counters[f"drop:{dropped}"] += 1
                 continue
             self.counters[f"reply:{outcome}"] += 1
-            self.outcome = outcome
+            self.outcome, self.code = outcome, got[0][1]
             self.log("trust-probe-answer", address=self.address, outcome=outcome)
 
     def stop(self) -> None:
@@ -85,5 +127,5 @@ class TrustProbe:
             self.sock = None
 
     def status(self) -> dict:
-        return {"address": self.address, "started_at": self.started_at, "outcome": self.outcome,
+        return {"address": self.address, "started_at": self.started_at, "outcome": self.outcome, "code": self.code,
                 "counters": dict(self.counters)}

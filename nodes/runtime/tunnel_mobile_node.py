@@ -1,5 +1,6 @@
 """A Mobile Node core whose "link" is a VPN tunnel: RFC 5265's i-MIP layer (access modes fvc, cvc);
-inside the intranet (access mode c, or at home) the same core is attached to the link's own address.
+inside the intranet (access mode c, or at home) the same core is attached to the link's own address,
+or (access mode f) to the foreign agent that advertises on the link.
 
 RFC 5265 section 2 (access modes cvc and fvc): outside the intranet the MN registers with the internal home agent (i-HA)
 through the IPsec tunnel, with the tunnel's inner address (VPN-TIA) as its co-located care-of
@@ -15,7 +16,14 @@ Data path (co-located, capture by source like the mobile node daemon, in a routi
 own so that two MN runtimes live in one host): what leaves from the i-HoA is read from `tun` and
 sent IP-in-IP VPN-TIA -> i-HA, which the kernel routes into the VPN client's TUN; IP-in-IP from the
 i-HA arrives decrypted on the VPN TUN and is decapsulated into `tun`. Registration replies come to
-a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434).
+a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434), and so does
+RFC 3519 tunnel data when the i-HA sees a NAT on the way (a NAPT gateway, draft-gupta Appendix A).
+
+Through a foreign agent (mode f, `attach_agent`): the core hears that agent's advertisements (a raw
+ICMP socket; every other agent's are ignored, and none are heard in any other mode), registers
+through it from the i-HoA (the reply comes to i-HoA:434), and the i-HoA's traffic takes the host's
+routes (the x-MIP layer's default route through the same agent, which reverse-tunnels it to the
+i-HA with the T bit) instead of this layer's TUN.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ import time
 from collections import Counter
 from ipaddress import ip_address
 
+from nodes.core import Addr
 from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
 from nodes.runtime import netlink
@@ -31,10 +40,11 @@ from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_r
 from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_IPIP, IPv4
-from nodes.wire.mip import TYPE_REPLY
+from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
+from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
 
 BATCH = 64
+KEEPALIVE_CHECK = 1.0  # seconds between looks for an idle RFC 3519 tunnel (the i-HA asks for 110 s)
 
 
 class TunnelLinkExecutor(MipExecutor):
@@ -61,7 +71,7 @@ class TunnelMobileNode:
         self.errors = Counter()
         self.tun = TunDevice.open(tun)
         netlink.link_set(tun, mtu=mtu)
-        self.raw, self.ipip = RawSender(), RawReceiver(PROTO_IPIP)
+        self.raw, self.ipip, self.icmp = RawSender(), RawReceiver(PROTO_IPIP), RawReceiver(PROTO_ICMP)
         handlers = {ArpProbe: self._not_on_tunnel, StartDhcp: self._not_on_tunnel, StopDhcp: self._not_on_tunnel,
                     ConfigureLink: self._configure}
         self.executor = TunnelLinkExecutor(log, raw=self.raw, tun=self.tun, capture="src", handlers=handlers,
@@ -70,16 +80,20 @@ class TunnelMobileNode:
         netlink.addr_add("lo", f"{cfg.home_address}/32")
         self.udp = None
         self.care_of_address: str | None = None
+        self.agent: str | None = None  # mode f: the foreign agent attached through
         on_ipip = packet_reader(self.ipip.recv, self._on_ipip, BATCH)
+        on_icmp = packet_reader(self.icmp.recv, self._on_icmp, BATCH)
         on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
-        self.fds = [self.ipip.fileno(), self.tun.fd]
+        self.fds = [self.ipip.fileno(), self.icmp.fileno(), self.tun.fd]
         self.loop.add_reader(self.ipip.fileno(), guarded(log, self.errors, "ipip", on_ipip))
+        self.loop.add_reader(self.icmp.fileno(), guarded(log, self.errors, "icmp", on_icmp))
         self.loop.add_reader(self.tun.fd, guarded(log, self.errors, "tun", on_tun))
+        self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalives)
 
     # ---- the tunnel as the link ---------------------------------------------------------------
     def attach(self, care_of_address: str) -> None:
         """The VPN tunnel is up with inner address `care_of_address`: register through it."""
-        if care_of_address == self.care_of_address:
+        if care_of_address == self.care_of_address and self.agent is None:
             return
         self.detach()
         self.udp = udp_socket(address=care_of_address)
@@ -91,11 +105,24 @@ class TunnelMobileNode:
         if ip_address(care_of_address) in self.cfg.home_network:  # at home (RFC 5265 inside): no tunnel
             self.executor.release_home_traffic(self.cfg.home_address)
 
+    def attach_agent(self, agent: str) -> None:
+        """Inside, on a link where the foreign agent `agent` advertises (RFC 5265 access mode f):
+        register through it when its next advertisement is heard."""
+        if agent == self.agent:
+            return
+        self.detach()
+        self.executor.release_home_traffic(self.cfg.home_address)  # the host's routes, through the agent
+        self.udp = udp_socket(address=str(self.cfg.home_address))  # the agent's reply: to i-HoA:434
+        self.loop.add_reader(self.udp.fileno(), guarded(self.log, self.errors, "udp", self._on_udp))
+        self.agent = self.care_of_address = agent
+        self.log("i-mip-attach", agent=agent)
+        self.driver.call("link_up")
+
     def detach(self) -> None:
         if self.care_of_address is None:
             return
-        self.log("i-mip-detach", care_of_address=self.care_of_address)
-        self.care_of_address = None
+        self.log("i-mip-detach", care_of_address=self.care_of_address, agent=self.agent)
+        self.care_of_address = self.agent = None
         self.driver.call("link_down")
         self._close_udp()
 
@@ -121,10 +148,33 @@ class TunnelMobileNode:
             if got is None:
                 return
             payload, where, _ifindex = got
-            if payload[:1] == bytes([TYPE_REPLY]):
+            kind = payload[:1]
+            if kind == bytes([TYPE_REPLY]):
                 self.driver.call("receive_datagram", payload, where)
+            elif kind == bytes([TYPE_TUNNEL_DATA]):
+                self._on_tunnel_data(payload, where.src)
             else:
                 self.executor.counters["drop:udp-unexpected"] += 1
+
+    def _on_tunnel_data(self, payload: bytes, src: str) -> None:
+        """RFC 3519 from the i-HA: it saw a NAT between the VPN-TIA and itself (a gateway whose
+        internal presence is NAPT, draft-gupta Appendix A) and tunnels in UDP to the mapping."""
+        try:
+            self.executor.decapsulate_to_home(TunnelData.decode(payload).payload, src, "udp")
+        except DecodeError as e:
+            self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
+
+    def _on_icmp(self, packet: bytes) -> None:
+        """Every ICMP packet of the host: only the advertisements of the agent attached through count."""
+        if self.agent is None:
+            return
+        try:
+            ip = IPv4.decode(packet)
+        except DecodeError as e:
+            self.executor.counters[f"drop:icmp:{e.reason}"] += 1
+            return
+        if str(ip.src) == self.agent and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
+            self.driver.call("receive_icmp", ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0))
 
     def _on_ipip(self, packet: bytes) -> None:
         """Every IP-in-IP packet of the host reaches each raw receiver: only the i-HA's are ours."""
@@ -137,17 +187,23 @@ class TunnelMobileNode:
             return
         self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
 
+    def _keepalives(self) -> None:
+        """RFC 3519 3.1 through a NAPT gateway: the mapping at G_i must not lapse while idle."""
+        guarded(self.log, self.errors, "keepalive", self.executor.keepalives)()
+        self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalives)
+
     # ---- status and shutdown ------------------------------------------------------------------
     def status(self) -> dict:
         return {**self.core.status(time.time()).as_dict(), **self.executor.status(), "via": self.link_tun,
                 "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
 
     async def close(self) -> None:
+        self._keepalive.cancel()
         self.detach()
         self.driver.stop()
         for fd in self.fds:
             self.loop.remove_reader(fd)
         self.executor.release_home_traffic(self.cfg.home_address)
-        for closer in (self.ipip.close, self.raw.close, self.tun.close):
+        for closer in (self.ipip.close, self.icmp.close, self.raw.close, self.tun.close):
             closer()
         netlink.addr_del("lo", f"{self.cfg.home_address}/32")
