@@ -82,6 +82,7 @@ def ike_sa(name: str, sa: dict, child_keys: dict, ike_keys: dict) -> dict:
         "spi_i": sa.get("initiator-spi"), "spi_r": sa.get("responder-spi"),
         "nat_local": sa.get("nat-local") == "yes", "nat_remote": sa.get("nat-remote") == "yes",
         "nat_fake": sa.get("nat-fake") == "yes",
+        "encap": sa.get("nat-any") == "yes",  # UDP-encapsulated (a NAT seen, or faked: kernel-libipsec)
         "encr_alg": sa.get("encr-alg"), "encr_keysize": i(sa.get("encr-keysize")), "integ_alg": sa.get("integ-alg"),
         "prf_alg": sa.get("prf-alg"), "dh_group": sa.get("dh-group"), "established_s": i(sa.get("established")),
         "local_vips": sa.get("local-vips", []), "remote_vips": sa.get("remote-vips", []),
