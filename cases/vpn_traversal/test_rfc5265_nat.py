@@ -137,6 +137,7 @@ I_HA = "10.1.1.2"
 
 @pytest.mark.req("ps-5.9-nat-traversal", "rfc5265-napt-internal-presence")
 @pytest.mark.scenario("rfc5265-cvc-napt")
+@pytest.mark.impl_matrix("gw=strongswan")
 def test_i_mip_through_a_napt_gateway_uses_rfc_3519(world, scenario, roles, capture, case_dir):
     """draft-gupta Appendix A (internal presence by NAPT: G rewrites what leaves the tunnel to G_i's
     address) meets RFC 5265 section 2, access mode cvc: the i-HA sees the i-MIP registration come
