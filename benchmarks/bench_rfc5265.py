@@ -28,12 +28,16 @@ scale (guideline 5.7: complexity at most linear in the number of mobile nodes): 
   SAs (IKE_SA_INIT + IKE_AUTH with a CP request, our IKE core as initiator, ECP-256, PSK, one user
   each) from pub to G, at most 16 half-open (below G's cookie threshold); N i-MIP registrations (D
   and T bits, each node's VPN-TIA from its IKE SA as care-of address) to the i-HA from H. Per phase:
-  seconds per node, and each daemon's RSS growth per node (VmRSS after minus before). Flat means
-  the 10k/1k ratio within 20 %. Simplifications, said plainly: the IKE SAs come from one Internet
+  seconds per node (wall), the daemon's CPU time per node (user + system from /proc: far less
+  disturbed by the other work on a shared machine), and its RSS growth per node (VmRSS after
+  minus before). Flat means each larger N's ratio to 1k within 20 %. Simplifications, said plainly: the IKE SAs come from one Internet
   address (not from N x-HoAs through the x-HA's tunnels) and the i-MIP registrations from H (not
   through the N ESP tunnels), so the x-HA's and G's data planes are not loaded; the load
   generator's own CPU (2 cores shared with the daemons) is in the wall-clock time. With --gw
   strongswan not offered: 10k swanctl connections are beyond this bench.
+  Found with it (profiled in-process at 2.5k IKE SAs): our gateway's IKE core spends its time per new
+  IKE SA in nodes/ipsec/ike_auth.py replace_older (unique=replace), which scans every IKE SA for the
+  same identity: O(N) per SA, so the IKE phase's time per node grows with N; the HAs' does not.
 """
 from __future__ import annotations
 
@@ -141,6 +145,16 @@ def handoff_rows(run, moves: int, dwell: float, gap: float) -> dict:
     return rows
 
 
+def target_checks(r: dict) -> dict:
+    """Issue 9's handoff targets for one RFC 5265 row (the median of the total outage; the median
+    from carrier up beside it)."""
+    return {"median_total_at_most_10ms": r["total_s"]["median"] <= HANDOFF_TARGET_MEDIAN_S,
+            "median_after_up_at_most_10ms": r["after_up_s"]["median"] <= HANDOFF_TARGET_MEDIAN_S,
+            "baseline_at_least_5x_longer": (r["baseline_over_this"] or 0) >= HANDOFF_TARGET_RATIO,
+            "no_longer_than_mobike": (r["this_over_mobike"] or 0) <= 1.0,
+            "zero_ike_per_move": r["ike_messages_per_move_wire"]["max"] == 0}
+
+
 def print_handoff(rows: dict) -> None:
     print(f"{'row':32s} {'median ms':>10s} {'p95 ms':>8s} {'after_up ms':>12s} {'IKE/move':>9s} {'SA_INIT':>8s} "
           f"{'baseline/this':>14s} {'this/MOBIKE':>12s}")
@@ -179,26 +193,29 @@ def ha_config(n: int, address: str, home_network: str, first_home: int, **extra)
 
 
 def gw_config(n: int) -> dict:
-    return {"internal_presence": "pool", "pool": POOL,
+    # no liveness checks: the load generator's IKE SAs have nobody to answer them after its phase
+    return {"internal_presence": "pool", "pool": POOL, "dpd_interval": 0,
             "users": {f"mn-{i}": {"psk": mn_psk(i), "subnets": ["10.1.0.0/16"]} for i in range(n)}}
 
 
-def register_all(n: int, ha: str, bind: str, first_home: int, flags: int, coas: list[str] | None,
+def register_all(n: int, ha: str, bind: str, first_home: int, flags: int, coas: list[str | None] | None,
                  window: int = 64, timeout: float = 3.0) -> dict:
-    """N authenticated registrations to `ha` (care-of address: `coas[i]`, else `bind`), at most
-    `window` outstanding; replies counted by code."""
+    """Authenticated registrations of nodes 0..n-1 to `ha` (care-of address: `coas[i]`, else
+    `bind`; a node whose `coas[i]` is None has no tunnel and is left out), at most `window`
+    outstanding; replies counted by code."""
     from nodes.wire.mip import EXT_MN_HA_AUTH, RegistrationRequest, append_auth, ntp_now
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((bind, 0))
     sock.connect((ha, 434))
     sock.settimeout(timeout)
+    nodes = [i for i in range(n) if coas is None or coas[i] is not None]
     codes: dict[int, int] = {}
     sent = answered = 0
     t0 = time.perf_counter()
-    while answered < n:
-        while sent < n and sent - answered < window:
-            home, spi, key = mn_entry(sent, first_home)
-            coa = coas[sent] if coas else bind
+    while answered < len(nodes):
+        while sent < len(nodes) and sent - answered < window:
+            home, spi, key = mn_entry(nodes[sent], first_home)
+            coa = coas[nodes[sent]] if coas else bind
             req = RegistrationRequest(flags, 1800, home, ha, coa, ntp_now(time.time())).encode()
             sock.send(append_auth(req, EXT_MN_HA_AUTH, spi, key))
             sent += 1
@@ -212,7 +229,7 @@ def register_all(n: int, ha: str, bind: str, first_home: int, flags: int, coas: 
             "seconds": time.perf_counter() - t0}
 
 
-def ike_all(n: int, gw: str, bind: str, timeout: float = 60.0) -> dict:
+def ike_all(n: int, gw: str, bind: str, timeout: float = 900.0) -> dict:
     """N IKE SAs with G, one IkeCore (our initiator) per emulated node and identity, over one socket
     on port 500; at most HALF_OPEN not yet established. Their virtual IPs, in node order."""
     from nodes.core import Addr
@@ -262,7 +279,7 @@ def ike_all(n: int, gw: str, bind: str, timeout: float = 60.0) -> dict:
             cores[i].receive_datagram(data, Addr(src, sport, bind, 500), time.time())
             flush(i)
     return {"n": n, "established": sum(v is not None for v in vips), "failed": failed,
-            "seconds": time.perf_counter() - t0, "vips": vips}
+            "seconds": time.perf_counter() - t0, "timed_out": started < n or pending > 0, "vips": vips}
 
 
 def loadgen_main(args) -> None:
@@ -282,7 +299,7 @@ def loadgen_main(args) -> None:
 def scale_run(run, n: int, logs: Path) -> dict:
     """One population of n emulated nodes against fresh daemons: per phase seconds per node and
     the daemon's RSS growth per node."""
-    from benchmarks.bench_ha_registrations import rss_kib
+    from benchmarks.bench_ha_registrations import cpu_seconds, rss_kib
     from testbed.daemons import start_daemon
     sc = load_named("rfc5265-cvc")
     world = World.for_scenario(run, logs / f"n{n}", sc)
@@ -301,19 +318,22 @@ def scale_run(run, n: int, logs: Path) -> dict:
         phases = {}
         for phase, node, daemon in (("x-mip", LOADGEN_INTERNET[0], "x-ha"), ("ike", LOADGEN_INTERNET[0], "gw"),
                                     ("i-mip", LOADGEN_INTRANET[0], "i-ha")):
-            before = rss_kib(daemons[daemon].process.pid)
+            pid = daemons[daemon].process.pid
+            before, cpu0 = rss_kib(pid), cpu_seconds(pid)
             res = world.run_in(node, [sys.executable, "-m", "benchmarks.bench_rfc5265", "--loadgen", phase,
                                       "--loadgen-n", str(n), "--vips", str(vips)], timeout=900)
             if res.returncode:
                 raise RuntimeError(f"load generator ({phase}) failed: {res.stdout}{res.stderr}")
             out = json.loads(res.stdout.strip().splitlines()[-1])
-            after = rss_kib(daemons[daemon].process.pid)
-            done = out.get("accepted", out.get("established", 0))
+            after, cpu1 = rss_kib(pid), cpu_seconds(pid)
+            done = out["accepted"] if "accepted" in out else out["established"]
             out.update(daemon=daemon, ms_per_node=round(out["seconds"] / n * 1000, 3),
+                       daemon_cpu_ms_per_node=round((cpu1 - cpu0) / max(1, done) * 1000, 3),
                        rss_kib_before=before, rss_kib_after=after,
                        rss_bytes_per_node=round((after - before) * 1024 / max(1, done)))
             phases[phase] = out
-            print(f"  n={n:6d} {phase:6s}: {done}/{n} in {out['seconds']:.1f} s ({out['ms_per_node']} ms per node), "
+            print(f"  n={n:6d} {phase:6s}: {done}/{n} in {out['seconds']:.1f} s ({out['ms_per_node']} ms per node, "
+                  f"{daemon} CPU {out['daemon_cpu_ms_per_node']} ms per node), "
                   f"{daemon} RSS {before} -> {after} KiB ({out['rss_bytes_per_node']} B per node)", flush=True)
         state = {k: d.status() for k, d in daemons.items()}
         counts = {"x_ha_bindings": len(state["x-ha"]["bindings"]), "i_ha_bindings": len(state["i-ha"]["bindings"]),
@@ -334,33 +354,43 @@ def scale_rows(run, sizes: list[int]) -> dict:
         t0 = time.monotonic()
         runs[n] = scale_run(run, n, logs)
         runs[n]["wall_s"] = round(time.monotonic() - t0, 1)
-    lo, hi = min(sizes), max(sizes)
-    ratio = {phase: round(runs[hi]["phases"][phase]["ms_per_node"] / runs[lo]["phases"][phase]["ms_per_node"], 3)
-             for phase in runs[lo]["phases"]}
-    ratio["all_phases"] = round(runs[hi]["ms_per_node_all_phases"] / runs[lo]["ms_per_node_all_phases"], 3)
-    mem = {d: round(runs[hi]["rss_bytes_per_node"][d] / max(1, runs[lo]["rss_bytes_per_node"][d]), 3)
-           for d in runs[lo]["rss_bytes_per_node"]}
+    lo = min(sizes)
+    ratios = {}
+    for hi in sizes[1:]:
+        ratio = {phase: round(runs[hi]["phases"][phase]["ms_per_node"] / runs[lo]["phases"][phase]["ms_per_node"], 3)
+                 for phase in runs[lo]["phases"]}
+        ratio["all_phases"] = round(runs[hi]["ms_per_node_all_phases"] / runs[lo]["ms_per_node_all_phases"], 3)
+        cpu = {phase: round(runs[hi]["phases"][phase]["daemon_cpu_ms_per_node"]
+                            / max(1e-9, runs[lo]["phases"][phase]["daemon_cpu_ms_per_node"]), 3)
+               for phase in runs[lo]["phases"]}
+        mem = {d: round(runs[hi]["rss_bytes_per_node"][d] / max(1, runs[lo]["rss_bytes_per_node"][d]), 3)
+               for d in runs[lo]["rss_bytes_per_node"]}
+        ratios[f"{hi}_to_{lo}"] = {"time_per_node": ratio, "daemon_cpu_per_node": cpu, "rss_per_node": mem}
     complete = all(r["state"] == {"x_ha_bindings": r["n"], "i_ha_bindings": r["n"], "gw_ike_sas": r["n"]}
                    for r in runs.values())
-    return {"sizes": sizes, "runs": {str(n): r for n, r in runs.items()},
-            f"time_per_node_ratio_{hi}_to_{lo}": ratio, f"rss_per_node_ratio_{hi}_to_{lo}": mem,
+    return {"sizes": sizes, "runs": {str(n): r for n, r in runs.items()}, "ratios": ratios,
             "all_nodes_in_state": complete,
-            "flat_within_20_percent": complete and all(0.8 <= v <= 1.2 for v in ratio.values()),
+            "flat_within_20_percent": {
+                "wall_time": complete and all(0.8 <= v <= 1.2 for r in ratios.values() for v in r["time_per_node"].values()),
+                "daemon_cpu": {phase: complete and all(0.8 <= r["daemon_cpu_per_node"][phase] <= 1.2 for r in ratios.values())
+                               for phase in ("x-mip", "ike", "i-mip")}},
             "logs": str(logs)}
 
 
 def print_scale(sc: dict) -> None:
-    lo, hi = min(sc["sizes"]), max(sc["sizes"])
-    print(f"{'N':>6s} {'x-MIP ms/MN':>12s} {'IKE ms/MN':>10s} {'i-MIP ms/MN':>12s} {'x-HA B/MN':>10s} "
-          f"{'G B/MN':>8s} {'i-HA B/MN':>10s}  state (x-HA, G, i-HA)")
+    print("per emulated node: wall ms (the daemon's CPU ms) per phase, RSS bytes per daemon")
+    print(f"{'N':>6s} {'x-MIP @x-HA':>15s} {'IKE @G':>15s} {'i-MIP @i-HA':>15s} {'x-HA B':>7s} "
+          f"{'G B':>7s} {'i-HA B':>7s}  state (x-HA, G, i-HA)")
     for n in sc["sizes"]:
         r = sc["runs"][str(n)]
         p, m, st = r["phases"], r["rss_bytes_per_node"], r["state"]
-        print(f"{n:6d} {p['x-mip']['ms_per_node']:12.3f} {p['ike']['ms_per_node']:10.3f} {p['i-mip']['ms_per_node']:12.3f} "
-              f"{m['x-ha']:10d} {m['gw']:8d} {m['i-ha']:10d}  {st['x_ha_bindings']}, {st['gw_ike_sas']}, {st['i_ha_bindings']}")
-    print(f"time per node {hi}/{lo}: {sc[f'time_per_node_ratio_{hi}_to_{lo}']}; "
-          f"RSS per node {hi}/{lo}: {sc[f'rss_per_node_ratio_{hi}_to_{lo}']}; "
-          f"flat within 20 %: {sc['flat_within_20_percent']}")
+        cells = [f"{p[k]['ms_per_node']:6.2f} ({p[k]['daemon_cpu_ms_per_node']:5.2f})" for k in ("x-mip", "ike", "i-mip")]
+        print(f"{n:6d} {cells[0]:>15s} {cells[1]:>15s} {cells[2]:>15s} "
+              f"{m['x-ha']:7d} {m['gw']:7d} {m['i-ha']:7d}  {st['x_ha_bindings']}, {st['gw_ike_sas']}, {st['i_ha_bindings']}")
+    for pair, r in sc["ratios"].items():
+        print(f"per node {pair.replace('_to_', ' / ')}: wall {r['time_per_node']}; daemon CPU "
+              f"{r['daemon_cpu_per_node']}; RSS {r['rss_per_node']}")
+    print(f"all nodes in state: {sc['all_nodes_in_state']}; flat within 20 %: {sc['flat_within_20_percent']}")
 
 
 def main() -> None:
@@ -397,9 +427,9 @@ def main() -> None:
                 "target": {"rfc5265_median_s_at_most": HANDOFF_TARGET_MEDIAN_S,
                            "baseline_over_rfc5265_at_least": HANDOFF_TARGET_RATIO,
                            "rfc5265_no_longer_than_mobike": True},
-                "meets_target": bool(cvc) and all(
-                    r["total_s"]["median"] <= HANDOFF_TARGET_MEDIAN_S and (r["baseline_over_this"] or 0) >= HANDOFF_TARGET_RATIO
-                    and (r["this_over_mobike"] or 0) <= 1.0 and r["ike_messages_per_move_wire"]["max"] == 0 for r in cvc),
+                "target_checks": {k: target_checks(r) for k, r in rows.items()
+                                  if k.startswith("rfc5265-") and isinstance(r, dict)},
+                "meets_target": bool(cvc) and all(all(target_checks(r).values()) for r in cvc),
             }
         if "scale" in args.part:
             t0 = time.monotonic()
