@@ -33,7 +33,7 @@ from testbed.runs import Run
 from testbed.scenario import load_named
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
-    IKE_BPF_IN_MIP, ike_messages, ike_per_move, rfc5265_layers_up, start_probe, visit, wait_both_layers,
+    IKE_BPF_IN_MIP, IKE_SA_INIT, ike_messages, rfc5265_layers_up, start_probe, visit, wait_both_layers,
 )
 from testbed.world import World
 
@@ -42,14 +42,48 @@ SCENARIOS = ["mipvpn-ha-intranet", "mipvpn-ha-dmz", "mipvpn-combined", "mipvpn-h
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]
 
 
-def run_scenario(run, name: str, impls: dict, moves: int, dwell: float, gap: float) -> dict:
+def measure_moves(world, rx, go, moves: int, dwell: float, label: str, stops=STOPS) -> list[dict]:
+    """R moves back and forth between `stops` ((network, care-of address) pairs) --moves times after
+    one warm-up move; `go(net, coa)` makes one move and returns its record (visit()'s: to, t_down,
+    t_up, the outage figures). IKE messages at G_e per move (tcpdump + tshark, from one move's
+    carrier drop to the next's) are added as `ike_messages_wire`. The counted moves' records."""
+    cap = start_capture(world, "g", "g-dmz", world.log_dir / "captures", bpf=IKE_BPF_IN_MIP, name="g-dmz-ike")
+    samples = []
+    for i in range(moves + 1):  # move 0 is the warm-up
+        net, coa = stops[i % 2]
+        mv = go(net, coa)
+        mv.pop("status", None)
+        time.sleep(dwell)
+        if i:
+            samples.append(mv)
+            print(f"  {label} #{i:2d} -> {net}: after_up {mv['after_up_s'] * 1000:7.1f} ms, "
+                  f"total {mv['total_s'] * 1000:7.1f} ms, lost {mv['lost']}", flush=True)
+    t_end = time.time()
+    cap.stop()
+    ends = [m["t_down"] for m in samples[1:]] + [t_end]
+    wire = ike_messages(cap.path, [(m["t_down"], e) for m, e in zip(samples, ends)])
+    for m, w in zip(samples, wire):
+        m["ike_messages_wire"] = len(w)
+        m["ike_sa_init_wire"] = sum(1 for x in w if x["exchange"] == IKE_SA_INIT)  # a new IKE SA's first exchange
+    return samples
+
+
+def move_figures(samples: list[dict]) -> dict:
+    """Median, p95 (and the rest of summary()) of the outage and of IKE messages per move."""
+    return {"after_up_s": summary([m["after_up_s"] for m in samples]),
+            "total_s": summary([m["total_s"] for m in samples]),
+            "ike_messages_per_move_wire": summary([m["ike_messages_wire"] for m in samples]),
+            "ike_sa_init_per_move_wire": summary([m["ike_sa_init_wire"] for m in samples])}
+
+
+def run_scenario(run, name: str, impls: dict, moves: int, dwell: float, gap: float, stops=STOPS) -> dict:
     sc = load_named(name).with_impls(impls)
     logs = Path(tempfile.mkdtemp(prefix=f"bench-traversal-{name}-"))
     world = World.for_scenario(run, logs, sc)
     try:
         roles = start_roles(world, sc.roles.values())
         mvn = roles["mn"]
-        s = wait_both_layers(mvn, STOPS[1][1])
+        s = wait_both_layers(mvn, stops[1][1])
         nesting = s["nesting"]
         if nesting == "rfc5265":  # the i-HoA, once i-MIP is registered through the tunnel
             nesting = wait_for(lambda: rfc5265_layers_up(mvn), what="x-MIP, the VPN tunnel and i-MIP all up")["mode"]
@@ -58,33 +92,16 @@ def run_scenario(run, name: str, impls: dict, moves: int, dwell: float, gap: flo
             target = sc.roles["mn"].config["mn"]["home_address"]
         else:
             target = s["vpn"]["virtual_ip"]
-        cap = start_capture(world, "g", "g-dmz", logs / "captures", bpf=IKE_BPF_IN_MIP, name="g-dmz-ike")
         rx, _tx = start_probe(world, target, gap=gap)
-        samples = []
-        for i in range(moves + 1):  # move 0 is the warm-up
-            net, coa = STOPS[i % 2]
-            mv = visit(world, mvn, rx, None, net, coa)
-            mv.pop("status")
-            time.sleep(dwell)
-            if i:
-                samples.append(mv)
-                print(f"  {name} #{i:2d} -> {net}: after_up {mv['after_up_s'] * 1000:7.1f} ms, "
-                      f"total {mv['total_s'] * 1000:7.1f} ms, lost {mv['lost']}", flush=True)
-        t_end = time.time()
-        cap.stop()
-        ends = [m["t_down"] for m in samples[1:]] + [t_end]
-        wire = ike_messages(cap.path, [(m["t_down"], e) for m, e in zip(samples, ends)])
+        samples = measure_moves(world, rx, lambda net, coa: visit(world, mvn, rx, None, net, coa),
+                                moves, dwell, name, stops)
         counted = [m["ike_messages"] for m in mvn.status()["moves"]][-len(samples):]
-        for m, w, c in zip(samples, wire, counted):
-            m["ike_messages_wire"], m["ike_messages_node"] = len(w), c
+        for m, c in zip(samples, counted):
+            m["ike_messages_node"] = c
         print(f"logs of {name} in {logs}", flush=True)
     finally:
         world.stop()
-    per_move_wire = [m["ike_messages_wire"] for m in samples]
-    return {"nesting": nesting, "probe_to": target, "gateway": sc.roles["gw"].impl,
-            "after_up_s": summary([m["after_up_s"] for m in samples]),
-            "total_s": summary([m["total_s"] for m in samples]),
-            "ike_messages_per_move_wire": summary(per_move_wire),
+    return {"nesting": nesting, "probe_to": target, "gateway": sc.roles["gw"].impl, **move_figures(samples),
             "ike_messages_per_move_node": summary([m["ike_messages_node"] for m in samples]),
             "moves": samples}
 

@@ -21,7 +21,8 @@ the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
       set well past it), dpd_interval (dpd_delay; default as our daemons: 5 s client, 30 s
       gateway), retransmit_timeout / retransmit_backoff / retransmit_tries (charon's
       retransmit_timeout / retransmit_base / retransmit_tries), keepalive (charon.keep_alive),
-      esp_proposals. The client reconnects as ours does: dpd_action and close_action restart,
+      esp_proposals, mobike (true|false: MOBIKE, RFC 4555, on or off for the connection; unset,
+      charon's default, which is on for IKEv2). The client reconnects as ours does: dpd_action and close_action restart,
       keyingtries 0 (a gateway that stops answering takes the tunnel down, and charon tries again
       until it answers).
 """
@@ -169,6 +170,12 @@ def _timers(c: Cfg, dpd_default: float) -> tuple[dict, dict, dict]:
     return conn, child, info
 
 
+def _mobike(c: Cfg) -> bool | None:
+    """The connection's `mobike` (RFC 4555 address updates with UPDATE_SA_ADDRESSES instead of a new
+    IKE SA): the role config's true/false, or None (left out: charon's default, on)."""
+    return c.get("mobike", None, (True, False))
+
+
 def _retransmit(c: Cfg) -> dict:
     """charon's retransmission settings (strongswan.conf) from the role config's, where given."""
     out = {}
@@ -220,6 +227,7 @@ def _gateway(c: RoleCfg, plan) -> Rendered:
             "pools": "vpool",
             "send_certreq": False,
             "unique": "replace",
+            "mobike": _mobike(c),
             **conn_timers,
             "local": {"auth": "psk", "id": quote(local_id) if local_id else None},
             "remote": remote,
@@ -279,6 +287,7 @@ def _client(c: RoleCfg, plan) -> Rendered:
             # liveness checks (or deletes the SA) takes the tunnel down, and charon tries again,
             # without limit, until the gateway answers
             "keyingtries": 0,
+            "mobike": _mobike(c),
             **conn_timers,
             "local": local,
             "remote": {"auth": "psk", "id": quote(gw_id) if gw_id else None},
@@ -302,5 +311,6 @@ def _client(c: RoleCfg, plan) -> Rendered:
             child["local_ts"] = ", ".join(site)
     conf = "\n".join([block("connections", connections), block("secrets", secrets)]) + "\n"
     initiate = c.get("initiate", True, (True, False))
-    return Rendered(conf, {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway, "site_subnets": site,
+    return Rendered(conf, {"auth": auth, "tunnel": tunnel, "mobike": _mobike(c), "remote_ts": remote_ts,
+                           "gateway": gateway, "site_subnets": site,
                            "initiate": initiate, "children": list(children), **timer_info})
