@@ -204,11 +204,12 @@ class Authentication:
     def replace_older(self, sa: IkeSa, now: float) -> list[Action]:
         """unique=replace: the peer identity's other established IKE SAs go (after `sa`'s Established,
         so a runtime sees the new tunnel first and the old one's IkeSaClosed after)."""
+        self.ctx.table.index_peer(sa)
         if self.ctx.config.unique != "replace" or not sa.peer_id:
             return []
         actions: list[Action] = []
-        for other in self.ctx.table:
-            if other is not sa and other.peer_id == sa.peer_id and other.established:
+        for other in self.ctx.table.with_peer(sa.peer_id):
+            if other is not sa and other.established:
                 self.ctx.log(other, f"replaced by {sa.name} (unique=replace)")
                 actions += self.info.close_ike_sa(other.name, "replaced by a new IKE SA of the same identity", True)
         return actions
