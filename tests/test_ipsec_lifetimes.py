@@ -83,6 +83,28 @@ def test_time_limits_by_poll_and_deadline():
     assert client.next_deadline() is None
 
 
+def test_time_limits_of_many_children_come_in_order_and_a_deleted_one_never():
+    """The data plane keeps its children's time limits in a schedule (no scan of every SA per poll
+    or per deadline): children installed at t = 0, 1, 2, 3 with soft 10 s / hard 20 s come due in
+    that order, and the one deleted before its limit gives no event."""
+    from dataclasses import replace
+    _, _, _, c_act, _ = _planes(None)
+    plane = DataPlane(Lifetime(soft_seconds=10, hard_seconds=20))
+    for t in range(4):
+        plane.install(replace(c_act, spi_in=0x1000 + t, spi_out=0x2000 + t, ike_sa=f"ike-{t}"), float(t))
+    plane.delete(0x1001)
+    assert plane.next_deadline() == 10.0
+    seen = []
+    for now in (10.5, 11.5, 12.5, 13.5):
+        plane.poll(now)
+        seen.append(sorted({c.spi_in for c, e in plane.pop_events() if e.kind == "rekey-due"}))
+    assert seen == [[0x1000], [], [0x1002], [0x1003]]
+    assert plane.next_deadline() == 20.0
+    plane.poll(30.0)
+    assert {c.spi_in for c, e in plane.pop_events() if e.kind == "expired"} == {0x1000, 0x1002, 0x1003}
+    assert plane.next_deadline() is None
+
+
 def test_no_lifetime_no_events():
     client, gateway, vip, _, _ = _planes(None)
     ct = next(iter(client.tunnels.values()))

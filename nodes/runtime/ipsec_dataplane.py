@@ -19,6 +19,9 @@ runtime takes them with `dp.pop_events()` and acts (rekey, delete).
 """
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 from collections import Counter
 from ipaddress import IPv4Address
 
@@ -107,19 +110,33 @@ class DataPlane:
         self.tunnels: dict[str, Tunnel] = {}
         self.lifetime = lifetime
         self.events: list[tuple[Child, SAEvent]] = []  # lifetime events not yet taken
+        # children by their next time limit: (when, order, spi_in); an entry whose child is gone or
+        # whose limit moved later is found stale when it comes up (no call scans every SA)
+        self._limits: list[tuple[float, int, int]] = []
+        self._order = itertools.count()
 
     # -- lifetimes --------------------------------------------------------------------------------
     def _collect(self, child: "Child", sa) -> None:
         for ev in sa.drain_actions():
             self.events.append((child, ev))
 
+    def _schedule(self, child: "Child", after: float = -math.inf) -> None:
+        times = [t for sa in (child.inbound, child.outbound) if (t := sa.next_deadline()) is not None and t > after]
+        if times:
+            heapq.heappush(self._limits, (min(times), next(self._order), child.spi_in))
+
     def poll(self, now: float) -> None:
-        """Check every SA's time limits; events go to `self.events`."""
-        for child in list(self.by_spi.values()):
+        """Check the time limits of the SAs whose limit has come; events go to `self.events`."""
+        while self._limits and self._limits[0][0] <= now:
+            _, _, spi_in = heapq.heappop(self._limits)
+            child = self.by_spi.get(spi_in)
+            if child is None:
+                continue
             for sa in (child.inbound, child.outbound):
                 sa.handle_timer(now)
                 if sa._actions:
                     self._collect(child, sa)
+            self._schedule(child, after=now)
 
     def pop_events(self) -> list[tuple["Child", SAEvent]]:
         events, self.events = self.events, []
@@ -127,9 +144,9 @@ class DataPlane:
 
     def next_deadline(self) -> float | None:
         """The earliest time limit of any SA, or None."""
-        times = [t for c in self.by_spi.values() for sa in (c.inbound, c.outbound)
-                 if (t := sa.next_deadline()) is not None]
-        return min(times) if times else None
+        while self._limits and self._limits[0][2] not in self.by_spi:
+            heapq.heappop(self._limits)
+        return self._limits[0][0] if self._limits else None
 
     # -- the database, driven by the IKE core's actions ------------------------------------------
     def install(self, act, now: float) -> Child:
@@ -141,6 +158,7 @@ class DataPlane:
         child = Child(act, tunnel, now, self.lifetime)
         self.by_spi[child.spi_in] = child
         tunnel.children[child.spi_in] = child
+        self._schedule(child)
         tunnel.out = child  # the newest child SA sends (RFC 7296 2.8: after a rekey, use the new one)
         return child
 
