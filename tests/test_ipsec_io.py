@@ -4,7 +4,10 @@ sender falls back to one datagram per call where the kernel refuses segmentation
 from __future__ import annotations
 
 import errno
+import os
 import select
+
+import pytest
 
 from nodes.runtime import ipsec_io as io
 
@@ -64,6 +67,24 @@ def test_sender_falls_back_to_one_datagram_per_call():
         assert sender.send(sent[:3], rx.getsockname()) == 0
         assert not sender.gso and fake.sendmsg_calls == 1, "one refusal turns segmentation off for good"
         assert [g[0] for g in receive(io.UdpReader(rx), 2 * len(sent))] == sent + sent[:3]
+    finally:
+        rx.close()
+        tx.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a raw protocol-50 socket needs root (CAP_NET_RAW)")
+def test_raw_reader_hands_over_the_payload_after_the_ip_header():
+    rx, tx = io.esp_socket(), io.esp_socket()
+    try:
+        tag = os.urandom(8)  # other tests' ESP on the loopback reaches this socket too: keep ours
+        payloads = [tag + k.to_bytes(4, "big") + bytes(k * 10) for k in range(1, 6)]
+        for p in payloads:
+            tx.sendto(p, ("127.0.0.1", 0))
+        got: list[tuple[bytes, str]] = []
+        reader = io.RawReader(rx)
+        while len(got) < len(payloads) and select.select([rx], [], [], 2.0)[0]:
+            reader.drain(lambda data, src: got.append((bytes(data), src)) if data[:8] == tag else None)
+        assert got == [(p, "127.0.0.1") for p in payloads]
     finally:
         rx.close()
         tx.close()

@@ -169,20 +169,28 @@ class UdpSender:
         return failed
 
 
-def drain_raw(sock: socket.socket, handle: Callable[[bytes, str], None]) -> None:
-    """Raw IPv4 socket: handle(payload after the IP header, source address)."""
-    recv = sock.recvfrom
-    for _ in range(BATCH):
-        try:
-            data, addr = recv(MAX_READ)
-        except BlockingIOError:
-            return
-        except OSError:
-            continue
-        if len(data) < 20:
-            continue
-        ihl = (data[0] & 0x0F) * 4
-        handle(data[ihl:], addr[0])
+class RawReader:
+    """Reads a raw IPv4 socket into one reused buffer: `drain(handle)` calls handle(payload after
+    the IP header, source address) for every packet waiting; the payload is a memoryview into the
+    buffer, valid only during the call."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._buf = bytearray(MAX_READ)
+        self._view = memoryview(self._buf)
+
+    def drain(self, handle: Callable[[memoryview, str], None]) -> None:
+        recvfrom_into, buf, view = self.sock.recvfrom_into, self._buf, self._view
+        for _ in range(BATCH):
+            try:
+                n, addr = recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            if n < 20:
+                continue
+            handle(view[(buf[0] & 0x0F) * 4:n], addr[0])
 
 
 def drain_fd(fd: int, handle: Callable[[bytes], None]) -> None:

@@ -72,7 +72,7 @@ class IpsecRuntime:
             loop.add_reader(s.fileno(), io.UdpReader(s).drain, self._udp4500 if port == NAT_T_PORT else self._udp500)
         self._encap_sender = io.UdpSender(self.socks[NAT_T_PORT])
         self.esp = io.esp_socket()
-        loop.add_reader(self.esp.fileno(), self._read_esp)
+        loop.add_reader(self.esp.fileno(), io.RawReader(self.esp).drain, self._esp)
 
     def stop(self) -> None:
         if self._timer:
@@ -274,10 +274,7 @@ class IpsecRuntime:
         self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), self.now())
         self.flush()
 
-    def _read_esp(self) -> None:
-        io.drain_raw(self.esp, self._esp)
-
-    def _esp(self, payload: bytes, src: str) -> None:
+    def _esp(self, payload: memoryview, src: str) -> None:
         self.counters["esp_in"] += 1
         got = self.dp.open(payload, src, 0, False, self.now())
         if self.dp.events:
