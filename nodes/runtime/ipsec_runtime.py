@@ -8,6 +8,10 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
     ...
     rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
 
+UDP-encapsulated ESP that `send_inner` produces while the loop runs is batched per peer and sent
+right after the current burst (`flush_esp`, scheduled with call_soon) as UDP_SEGMENT writes
+(ipsec_io.UdpSender); plain ESP leaves at once (a raw socket has no segmentation offload).
+
 `on_inner(inner, tunnel)` gets each authenticated, selector-checked inner packet;
 `on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
 IkeSaRekeyed after the data plane has applied them.
