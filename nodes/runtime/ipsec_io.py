@@ -11,7 +11,9 @@ arrives in one read and is cut back into its datagrams here; `UdpSender` sends a
 datagrams to one peer with one UDP_SEGMENT write per run of equal sizes. The kernel cuts such a
 write into ordinary datagrams before they leave for a peer that did not ask for UDP_GRO, so
 nothing changes for the peer; what the batch saves is the per-packet work of every hop inside the
-host (routing, netfilter, the veth pairs of a testbed world) and the system calls.
+host (routing, netfilter, the veth pairs of a testbed world) and the system calls. A capture on a
+link inside the host (tcpdump on a veth) sees such a batch as one large UDP datagram (checked:
+ten 1400-byte datagrams show as one 14028-byte IPv4 packet); the receiving socket gets ten.
 """
 from __future__ import annotations
 
