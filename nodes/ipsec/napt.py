@@ -82,15 +82,16 @@ _L4 = {
 
 # -- checksum-preserving rewrites --------------------------------------------------------------
 
-def _adjust_checksum(buf: bytearray, at: int, old_words: Iterable[int], new_words: Iterable[int],
+def _adjust_checksum(buf: bytearray, at: int, old_words: tuple[int, ...], new_words: tuple[int, ...],
                      zero_is_none: bool = False) -> None:
-    """RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for the checksum at `buf[at:at+2]`."""
+    """RFC 1624 eqn. 3, HC' = ~(~HC + ~m + m'), for the checksum at `buf[at:at+2]` (per packet:
+    the sum of the 16-bit words ~m is taken as 0xFFFF * len(m) - sum(m))."""
     if at + 2 > len(buf):  # checksum not present (truncated packet inside an ICMP error)
         return
     old_csum = (buf[at] << 8) | buf[at + 1]
     if zero_is_none and old_csum == 0:
         return
-    total = (~old_csum & 0xFFFF) + sum(~w & 0xFFFF for w in old_words) + sum(new_words)
+    total = (~old_csum & 0xFFFF) + 0xFFFF * len(old_words) - sum(old_words) + sum(new_words)
     total = (total & 0xFFFF) + (total >> 16)
     total = (total & 0xFFFF) + (total >> 16)
     csum = ~total & 0xFFFF

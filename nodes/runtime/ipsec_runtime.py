@@ -8,6 +8,10 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
     ...
     rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
 
+UDP-encapsulated ESP that `send_inner` produces while the loop runs is batched per peer and sent
+right after the current burst (`flush_esp`, scheduled with call_soon) as UDP_SEGMENT writes
+(ipsec_io.UdpSender); plain ESP leaves at once (a raw socket has no segmentation offload).
+
 `on_inner(inner, tunnel)` gets each authenticated, selector-checked inner packet;
 `on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
 IkeSaRekeyed after the data plane has applied them.
@@ -52,6 +56,9 @@ class IpsecRuntime:
         self.local_address = local_address
         self.socks: dict[int, object] = {}
         self.esp = None
+        self._encap_sender: io.UdpSender | None = None
+        self._encap_out: dict[tuple[str, int], list[bytes]] = {}  # ESP in UDP not yet sent, by peer
+        self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -66,9 +73,10 @@ class IpsecRuntime:
         self.loop = loop
         for port in (IKE_PORT, NAT_T_PORT):
             s = self.socks[port] = io.udp_socket(port)
-            loop.add_reader(s.fileno(), self._read_udp, s, port)
+            loop.add_reader(s.fileno(), io.UdpReader(s).drain, self._udp4500 if port == NAT_T_PORT else self._udp500)
+        self._encap_sender = io.UdpSender(self.socks[NAT_T_PORT])
         self.esp = io.esp_socket()
-        loop.add_reader(self.esp.fileno(), self._read_esp)
+        loop.add_reader(self.esp.fileno(), io.RawReader(self.esp).drain, self._esp)
 
     def stop(self) -> None:
         if self._timer:
@@ -209,10 +217,7 @@ class IpsecRuntime:
         self.core.handle_timer(self.now())
         self.flush()
 
-    # -- receive -------------------------------------------------------------------------------
-    def _read_udp(self, sock, port: int) -> None:
-        io.drain_udp(sock, self._udp4500 if port == NAT_T_PORT else self._udp500)
-
+    # -- receive (datagrams are memoryviews into the reader's buffer: copied where kept) --------
     def _note_init(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
         """Remember where an IKE_SA_INIT request came from (for the NAT flags in the status)."""
         if len(data) >= 28 and data[18] == w.IKE_SA_INIT and not data[19] & 0x20:
@@ -246,12 +251,13 @@ class IpsecRuntime:
         remote_nat = kc.nat_detection_hash(sa.spi_i, spi_r, *remote) not in srcs
         return local_nat, remote_nat
 
-    def _udp500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
+    def _udp500(self, data: memoryview, src: str, sport: int, dst: str | None) -> None:
+        data = bytes(data)
         self.counters["ike_in"] += 1
         self._note_init(data, src, sport, dst, IKE_PORT)
         self._ike_in(data, src, sport, dst, IKE_PORT)
 
-    def _udp4500(self, data: bytes, src: str, sport: int, dst: str | None) -> None:
+    def _udp4500(self, data: memoryview, src: str, sport: int, dst: str | None) -> None:
         if data[:4] != MARKER:
             if len(data) == 1 and data[0] == 0xFF:
                 self.counters["keepalives_in"] += 1
@@ -263,6 +269,7 @@ class IpsecRuntime:
             if got is not None:
                 self.on_inner(got[0], got[1])
             return
+        data = bytes(data)
         self.counters["ike_in"] += 1
         self._note_init(data[4:], src, sport, dst, NAT_T_PORT)
         self._ike_in(data, src, sport, dst, NAT_T_PORT)
@@ -271,10 +278,7 @@ class IpsecRuntime:
         self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), self.now())
         self.flush()
 
-    def _read_esp(self) -> None:
-        io.drain_raw(self.esp, self._esp)
-
-    def _esp(self, payload: bytes, src: str) -> None:
+    def _esp(self, payload: memoryview, src: str) -> None:
         self.counters["esp_in"] += 1
         got = self.dp.open(payload, src, 0, False, self.now())
         if self.dp.events:
@@ -289,6 +293,13 @@ class IpsecRuntime:
             self.lifetime_events()
         if esp is None:
             return
+        if tunnel.encap and self.loop is not None:
+            # sent in one batch per peer once the current burst (a drained TUN device) is through
+            self._encap_out.setdefault((tunnel.peer_addr, tunnel.peer_port), []).append(esp)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                self.loop.call_soon(self.flush_esp)
+            return
         try:
             if tunnel.encap:
                 self.socks[NAT_T_PORT].sendto(esp, (tunnel.peer_addr, tunnel.peer_port))
@@ -297,6 +308,17 @@ class IpsecRuntime:
             self.counters["esp_out"] += 1
         except OSError:
             self.counters["send_errors"] += 1
+
+    def flush_esp(self) -> None:
+        """Send the UDP-encapsulated ESP that `send_inner` batched."""
+        self._flush_scheduled = False
+        batches, self._encap_out = self._encap_out, {}
+        if self._encap_sender is None:
+            return
+        for addr, packets in batches.items():
+            failed = self._encap_sender.send(packets, addr)
+            self.counters["esp_out"] += len(packets) - failed
+            self.counters["send_errors"] += failed
 
     def send_keepalive(self, tunnel: Tunnel) -> None:
         try:
