@@ -90,6 +90,10 @@ class IkeCore:
         """The IKE SAs by our SPI (read-only use: the runtime's NAT flags, tests)."""
         return self.ctx.table.sas
 
+    def sa_named(self, name: str) -> IkeSa | None:
+        """An IKE SA by its name (our SPI in hex), without a scan."""
+        return self.ctx.table.by_name(name)
+
     @property
     def drops(self):
         return self.ctx.drops

@@ -228,7 +228,7 @@ class IpsecRuntime:
     def nat_flags(self, ike_sa: str) -> tuple[bool, bool]:
         """(a NAT in front of us, a NAT in front of the peer) from the IKE SA's IKE_SA_INIT exchange
         (RFC 7296 2.23): our hashes of the addresses and ports against the peer's notifies."""
-        sa = next((s for s in self.core.sas.values() if s.name == ike_sa), None)
+        sa = self.core.sa_named(ike_sa)
         if sa is None:
             return False, False
         try:
