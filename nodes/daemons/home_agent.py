@@ -50,7 +50,7 @@ async def setup(args, log):
     raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
     link = LinkSocket(cfg.home_iface, listen=False)
     executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",
-                           default_iface=cfg.home_iface, udp_from_socket=True)
+                           default_iface=cfg.home_iface, udp_from_socket=True, batch=extra["batch_host_changes"])
     driver = CoreDriver(core, executor, log)
 
     def on_udp():
@@ -71,7 +71,8 @@ async def setup(args, log):
         nodes=[str(n.home_address) for n in cfg.nodes])
 
     def status(_req):
-        return {**core.status(time.time()).as_dict(), **executor.status(), "home_iface": cfg.home_iface,
+        s = core.status(time.time()).as_dict()
+        return {**s, **executor.status(), "drops": {**s["drops"], **executor.drops()}, "home_iface": cfg.home_iface,
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
     async def cleanup():

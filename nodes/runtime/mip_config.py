@@ -156,7 +156,8 @@ def home_agent(f: Fields) -> tuple[HomeAgentConfig, dict]:
         trusted_networks=[IPv4Network(n) for n in f.get("trusted_networks", "list", [])],
         drop_untrusted=f.get("drop_untrusted", "bool", False), fa_associations=fa_sas,
     )
-    extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0")}
+    extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0"),
+             "batch_host_changes": f.get("batch_host_changes", "bool", True)}
     f.check_unknown()
     return cfg, extra
 
