@@ -106,13 +106,16 @@ def deregistration(home: str, coa: str = "192.0.2.1") -> list:
 
 
 def test_ha_tunnel_route_is_set_once_and_only_a_change_is_logged():
-    ex, events, kernel, _ = executor()
+    fields = []
+    ex, events, kernel, _ = executor(fields=fields)
     t1 = AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.1"))
     ex.run([t1])
     ex.run([t1])  # re-registration, same care-of address: no netlink request, no log line
     ex.run([AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.129"))])  # moved: logged, route unchanged
     assert kernel.batches == [["route replace 10.1.1.100/32"]]
-    assert [e for e in events if e != "host-changes"] == ["tunnel", "tunnel"]
+    # the new tunnel is logged with its route's batch, the move on its own
+    assert events == ["host-changes", "tunnel"]
+    assert fields[0][1] == {"tunnel-route": ["10.1.1.100 ipip 10.1.1.2-192.0.2.1"]}
     assert ex.tunnels[A("10.1.1.100")].remote == A("192.0.2.129")
     ex.run([RemoveTunnel(A("10.1.1.100")), t1])  # after a removal the route is set again
     assert kernel.batches[1:] == [["route del 10.1.1.100/32"], ["route replace 10.1.1.100/32"]]
@@ -392,3 +395,27 @@ def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops():
         ex.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_gratuitous_arp_frame_decodes_as_one_with_scapy():
+    """The home agent's announcement, built from its cached head: a broadcast ARP request for the
+    home address from the home address, at the home agent's MAC (checked with scapy, not our codec)."""
+    from scapy.layers.l2 import ARP, Ether
+
+    from nodes.runtime.rawip import LinkSocket
+
+    class Sock:
+        frames = []
+
+        def send(self, frame):
+            self.frames.append(frame)
+
+    link = object.__new__(LinkSocket)  # no AF_PACKET socket: the frame is what is checked
+    link.sock, link.mac, link.errors, link._garp_heads = Sock(), "02:00:00:00:01:02", 0, {}
+    assert link.gratuitous_arp(A("10.1.1.100")) and link.gratuitous_arp("10.1.1.101")
+    for frame, ip in zip(Sock.frames, ("10.1.1.100", "10.1.1.101")):
+        eth = Ether(frame)
+        assert eth.dst == "ff:ff:ff:ff:ff:ff" and eth.src == "02:00:00:00:01:02" and eth.type == 0x0806
+        arp = eth[ARP]
+        assert (arp.op, arp.hwsrc, arp.psrc, arp.pdst, arp.hwdst) == (1, "02:00:00:00:01:02", ip, ip, "00:00:00:00:00:00")
+        assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 0x0800, 6, 4) and len(frame) == 42

@@ -79,8 +79,8 @@ async def setup(args, log):
         driver.stop()
         for fd in (udp.fileno(), ipip.fileno(), tun.fd):
             loop.remove_reader(fd)
-        for b in core.status(time.time()).bindings:  # leave the home link as we found it
-            netlink.proxy_arp(b["home_address"], cfg.home_iface, False)
+        home = netlink.link_index(cfg.home_iface)  # leave the home link as we found it
+        netlink.send_batch([netlink.proxy_arp_request(h, home, False) for h in core.bindings])
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

@@ -156,10 +156,11 @@ class MipExecutor:
                      trace=traceback.format_exc(limit=3))
 
     # ---- host changes ---------------------------------------------------------------------------
-    def _change(self, request: netlink.Request, op: str, addr, dev: str) -> None:
-        """Queue one host change (sent at once without `batch`)."""
+    def _change(self, request: netlink.Request, op: str, addr, dev: str, note: str | None = None) -> None:
+        """Queue one host change (sent at once without `batch`); `note` describes it in the batch's
+        log line (the address by default)."""
         self.host.add(request, (op, addr, dev))
-        self._changed.setdefault(op, []).append(str(addr))
+        self._changed.setdefault(op, []).append(note or str(addr))
         if not self.batch:
             self.flush()
 
@@ -354,11 +355,13 @@ class MipExecutor:
             if a.home in self._retry:
                 self._retry_refused(a.home)
             if old is None:  # the host route into the TUN does not depend on the far end: set it once
+                # a new tunnel is logged with its batch (one line for a burst of new bindings)
+                far = f"{a.remote}:{a.remote_port}" if a.remote_port else str(a.remote)
                 self._change(netlink.route_replace_request(f"{a.home}/32", dev=self.host.ifindex(self.tun.name)),
-                             "tunnel-route", a.home, self.tun.name)
+                             "tunnel-route", a.home, self.tun.name, note=f"{a.home} {a.kind} {a.local}-{far}")
         else:
             netlink.rule_add(self.table, RULE_PRIORITY, src=a.home)
-        if old != a:  # a re-registration that changes nothing is not news (the core logs it)
+        if old != a and not (old is None and self.capture == "dst"):  # an unchanged one is not news
             self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
                      remote_port=a.remote_port)
         held, self._held = self._held, deque()
