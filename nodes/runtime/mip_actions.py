@@ -32,6 +32,7 @@ import struct
 import time
 import traceback
 from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 
 from nodes.core import Addr
@@ -100,7 +101,11 @@ class MipExecutor:
         self.batch = batch  # queue host changes until the end of the loop's turn (else send each at once)
         self.host = host if host is not None else NetlinkBatch(netlink.send_batch, netlink.link_index)
         self._after: list = []  # actions waiting for the queued host changes, in order
+        self._garps_next: dict = {}  # (iface, addr) -> True: announcements waiting for the queued changes
         self._flush_handle: asyncio.Handle | None = None
+        self._worker: ThreadPoolExecutor | None = None  # sends the batches (with `batch` and a loop)
+        self._inflight: tuple | None = None  # (future, its replies, its announcements): a batch being sent
+        self._stopping = False
         self._changed: dict[str, list[str]] = {}  # operation -> addresses, logged once per batch
         self._retry: dict[IPv4Address, set] = {}  # home -> refused additions to try again: {(op, dev)}
         self.garps = garps if garps is not None else GarpPacer()
@@ -136,7 +141,7 @@ class MipExecutor:
             # go to the visitor's MAC and need no route, so the node hears back a few ms sooner
             actions = [a for a in actions if isinstance(a, _SENDS)] + [a for a in actions if not isinstance(a, _SENDS)]
         for action in actions:
-            if isinstance(action, _AFTER_HOST_CHANGES) and (self._after or len(self.host)):
+            if isinstance(action, _AFTER_HOST_CHANGES) and (self._after or len(self.host) or self._inflight):
                 self._after.append(action)
             else:
                 self._guarded(action)
@@ -171,20 +176,58 @@ class MipExecutor:
             self._flush_handle = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Send the queued host changes, then what waited for them (replies, gratuitous ARPs)."""
+        """Send the queued host changes, then what waited for them: the replies, and the gratuitous
+        ARPs (to the pacer). With `batch` and an event loop, a worker thread sends them while the
+        loop reads the next requests, one batch at a time: what queues meanwhile goes in the next
+        batch, sent when this one is done (the busier the home agent, the larger its batches)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        for failure in self.host.flush():
-            self._refused(failure)
+        if self._inflight is not None:
+            return  # _landed sends what queued meanwhile
+        taken, after, garps = self.host.take(), self._after, self._garps_next
+        self._after, self._garps_next = [], {}
         if self._changed:
             self.log("host-changes", **self._changed)
             self._changed = {}
-        after, self._after = self._after, []
+        if self.batch and self._loop is not None and taken.requests and not self._stopping:
+            if self._worker is None:
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="host-changes")
+            future = self._worker.submit(self.host.send, taken)
+            self._inflight = (future, after, garps)
+            future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._landed, f))
+            return
+        self._done(self.host.send(taken), after, garps)
+
+    def _landed(self, future) -> None:
+        """The worker sent a batch: its outcome, its replies, and the next batch."""
+        if self._inflight is None or self._inflight[0] is not future:
+            return  # stop() took care of it
+        _, after, garps = self._inflight
+        self._inflight = None
+        try:
+            failures = future.result()
+        except Exception as exc:  # a bug, not a refusal: say so, the replies still go
+            failures = []
+            self.counters["action-error:host-changes"] += 1
+            self.log("action-error", action="host-changes", error=f"{type(exc).__name__}: {exc}")
+        self._done(failures, after, garps)
+        if len(self.host) or self._after or self._garps_next:
+            self.flush()
+
+    def _done(self, failures: list, after: list, garps: dict) -> None:
+        for failure in failures:
+            self._refused(failure)
         for action in after:
             self._guarded(action)
-        if self._loop is None and len(self.garps):
-            self._pace()  # no event loop (a test): what is due now
+        for key in garps:
+            if not self.garps.announce(key):
+                self.counters["drop:gratuitous-arp-queue-full"] += 1
+        if self._loop is None:
+            if len(self.garps):
+                self._pace()  # no event loop (a test): what is due now
+        elif garps:
+            self._arm_pacer()
 
     def _refused(self, failure: Failure) -> None:
         op, addr, dev = failure.tag
@@ -227,8 +270,7 @@ class MipExecutor:
                          "proxy-on" if a.on else "proxy-off", a.addr, iface)
             if not a.on:
                 self._retry.pop(a.addr, None)
-                if self.garps.cancel((iface, a.addr)):
-                    self.counters["gratuitous-arp-repeat-cancelled"] += 1
+                self._cancel_garp((iface, a.addr))
         elif isinstance(a, GratuitousArp):
             self._gratuitous_arp(a)
         elif isinstance(a, AddHostRoute):
@@ -306,19 +348,29 @@ class MipExecutor:
             raise ValueError(f"gratuitous ARP on {iface!r}: no link socket there")
         # RFC 5944 4.6: sent again later, in case the first one was lost; a later announcement for
         # the same address, or the end of proxying it, replaces or cancels the pending one (a node
-        # back home within the 100 ms must not have its own announcement overridden by a stale one)
-        if not self.garps.announce((iface, a.addr)):
+        # back home within the 100 ms must not have its own announcement overridden by a stale one).
+        # With host changes queued or being sent, it waits for them: an announcement must not draw
+        # traffic the kernel cannot forward yet.
+        key = (iface, a.addr)
+        if len(self.host) or self._inflight is not None:
+            self._garps_next[key] = True
+            return
+        if not self.garps.announce(key):
             self.counters["drop:gratuitous-arp-queue-full"] += 1
-        if self._loop is not None:
+        if self._loop is None:
+            self._pace()
+        else:
             self._arm_pacer()
 
+    def _cancel_garp(self, key) -> None:
+        """Proxying for the address stopped: no announcement for it, pending or waiting."""
+        waiting = [self._garps_next] + ([self._inflight[2]] if self._inflight is not None else [])
+        if any([w.pop(key, None) for w in waiting]) | self.garps.cancel(key):
+            self.counters["gratuitous-arp-repeat-cancelled"] += 1
+
     def _pace(self) -> None:
-        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest.
-        Host changes still queued go first: an announcement must not draw traffic the kernel cannot
-        forward yet."""
+        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest."""
         self._pace_handle = None
-        if len(self.host) or self._after:
-            self.flush()
         for (iface, addr), repeat in self.garps.due(time.monotonic()):
             ok = self.links[iface].gratuitous_arp(addr) is not False
             what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
@@ -338,7 +390,15 @@ class MipExecutor:
         self._pace_handle = self._loop.call_at(at, self._pace)
 
     def stop(self) -> None:
-        """Send what is queued and stop the timers (the daemon is stopping)."""
+        """Send what is queued, wait for the worker, stop the timers (the daemon is stopping)."""
+        self._stopping = True
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None
+        if self._inflight is not None:
+            future, after, garps = self._inflight
+            self._inflight = None
+            self._done(future.result(), after, garps)
         self.flush()
         if self._pace_handle is not None:
             self._pace_handle.cancel()

@@ -7,6 +7,8 @@ acknowledgement and an interface lookup per change.
 Sans-I/O: the batch only queues; `flush()` gives the queued requests, in order, to the `send`
 function it was built with (`netlink.send_batch` on a node, a fake in tests) and returns what was
 refused, each with the tag its caller attached, so the caller can log it, count it and retry it.
+`take()` and `send(taken)` are the two halves of `flush()`, for a caller that sends from a worker
+thread while it queues the next batch.
 
     batch = NetlinkBatch(netlink.send_batch, netlink.link_index)
     batch.add(netlink.proxy_arp_request(home, batch.ifindex("eth0"), True), tag=("proxy-on", home, "eth0"))
@@ -60,16 +62,31 @@ class NetlinkBatch:
         self._requests.append(request)
         self._tags.append(tag)
 
+    def take(self) -> "Taken":
+        """What is queued, to be sent with `send` (from any thread); the batch starts empty again."""
+        taken = Taken(self._requests, self._tags)
+        self._requests, self._tags, self._index = [], [], {}
+        if taken.requests:
+            self.flushes += 1
+            self.sent += len(taken.requests)
+        return taken
+
+    def send(self, taken: "Taken") -> list[Failure]:
+        """Send taken requests, in order; the refused ones (none when all were done)."""
+        if not taken.requests:
+            return []
+        try:
+            refused = self._send(taken.requests)
+        except OSError as exc:  # e.g. ENOBUFS: the answers were lost, so is what was done
+            refused = [(i, exc.errno or _errno.EIO) for i in range(len(taken.requests))]
+        return [Failure(taken.requests[i], err, taken.tags[i]) for i, err in refused]
+
     def flush(self) -> list[Failure]:
         """Send what is queued, in order; the refused requests (none when all were done)."""
-        requests, tags = self._requests, self._tags
-        self._requests, self._tags, self._index = [], [], {}
-        if not requests:
-            return []
-        self.flushes += 1
-        self.sent += len(requests)
-        try:
-            refused = self._send(requests)
-        except OSError as exc:  # e.g. ENOBUFS: the answers were lost, so is what was done
-            refused = [(i, exc.errno or _errno.EIO) for i in range(len(requests))]
-        return [Failure(requests[i], err, tags[i]) for i, err in refused]
+        return self.send(self.take())
+
+
+@dataclass(frozen=True)
+class Taken:
+    requests: list[Request]
+    tags: list[object]
