@@ -79,3 +79,13 @@ BATCH_SCRIPT = textwrap.dedent("""
 @needs_netns
 def test_one_batch_in_the_kernel_reports_only_the_refused_request():
     in_private_netns(BATCH_SCRIPT)
+
+
+def test_a_host_route_by_address_is_the_same_request_as_by_its_prefix():
+    """The home agent passes the home address itself (no string to parse): same bytes, same words."""
+    from ipaddress import IPv4Address
+    home = IPv4Address("10.128.3.7")
+    for build in (netlink.route_replace_request, netlink.route_del_request):
+        by_address, by_prefix = build(home, dev=7), build("10.128.3.7/32", dev=7)
+        assert by_address.body == by_prefix.body and by_address.what == by_prefix.what
+    assert netlink.route_del_request("10.128.0.0/16", dev=7).what == "route del 10.128.0.0/16"

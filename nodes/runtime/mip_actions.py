@@ -242,7 +242,7 @@ class MipExecutor:
         """A registration of `home`: the additions the kernel refused for it before, again."""
         for op, dev in self._retry.pop(home, ()):
             if op == "tunnel-route":
-                self._change(netlink.route_replace_request(f"{home}/32", dev=self.host.ifindex(dev)), op, home, dev)
+                self._change(netlink.route_replace_request(home, dev=self.host.ifindex(dev)), op, home, dev)
             else:
                 self._change(netlink.proxy_arp_request(home, self.host.ifindex(dev), True), op, home, dev)
 
@@ -276,7 +276,7 @@ class MipExecutor:
         elif isinstance(a, AddHostRoute):
             iface = a.iface or self.default_iface
             index = self.host.ifindex(iface)
-            self._change(netlink.route_replace_request(f"{a.addr}/32", dev=index), "host-route", a.addr, iface)
+            self._change(netlink.route_replace_request(a.addr, dev=index), "host-route", a.addr, iface)
             if a.lladdr:
                 self._change(netlink.neigh_replace_request(a.addr, a.lladdr, index), "host-route", a.addr, iface)
             if self.on_host_route:
@@ -284,7 +284,7 @@ class MipExecutor:
         elif isinstance(a, RemoveHostRoute):
             iface = a.iface or self.default_iface
             index = self.host.ifindex(iface)
-            self._change(netlink.route_del_request(f"{a.addr}/32", dev=index), "host-route-del", a.addr, iface)
+            self._change(netlink.route_del_request(a.addr, dev=index), "host-route-del", a.addr, iface)
             self._change(netlink.neigh_del_request(a.addr, index), "host-route-del", a.addr, iface)
             if self.on_host_route:
                 self.on_host_route(a)
@@ -417,7 +417,7 @@ class MipExecutor:
             if old is None:  # the host route into the TUN does not depend on the far end: set it once
                 # a new tunnel is logged with its batch (one line for a burst of new bindings)
                 far = f"{a.remote}:{a.remote_port}" if a.remote_port else str(a.remote)
-                self._change(netlink.route_replace_request(f"{a.home}/32", dev=self.host.ifindex(self.tun.name)),
+                self._change(netlink.route_replace_request(a.home, dev=self.host.ifindex(self.tun.name)),
                              "tunnel-route", a.home, self.tun.name, note=f"{a.home} {a.kind} {a.local}-{far}")
         else:
             netlink.rule_add(self.table, RULE_PRIORITY, src=a.home)
@@ -446,7 +446,7 @@ class MipExecutor:
             return
         if self.capture == "dst":
             self._retry.pop(home, None)
-            self._change(netlink.route_del_request(f"{home}/32", dev=self.host.ifindex(self.tun.name)),
+            self._change(netlink.route_del_request(home, dev=self.host.ifindex(self.tun.name)),
                          "tunnel-route-del", home, self.tun.name)
         else:
             netlink.rule_del(self.table, RULE_PRIORITY, src=home)

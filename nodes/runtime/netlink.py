@@ -117,13 +117,19 @@ BATCH_MAX = 256  # messages per datagram: its refusals fit the socket's receive 
 @dataclass(frozen=True)
 class Request:
     """One rtnetlink request, built but not sent: `kind` and `flags` of its header, its `body`, the
-    errnos that mean "already so" (`ignore`), and what it does in words (`what`, for logs)."""
+    errnos that mean "already so" (`ignore`), and what it does in words (`what`, for logs: put
+    together from `about`, a format and its values, only when asked; a home agent builds
+    thousands a second)."""
 
     kind: int
     flags: int
     body: bytes
     ignore: tuple[int, ...] = ()
-    what: str = ""
+    about: tuple = ()
+
+    @property
+    def what(self) -> str:
+        return self.about[0].format(*self.about[1:]) if self.about else ""
 
 
 def send_batch(requests: list[Request]) -> list[tuple[int, int]]:
@@ -148,7 +154,8 @@ def _attr(kind: int, value: bytes) -> bytes:
 
 
 def _ip(value) -> bytes:
-    return IPv4Address(value).packed
+    # IPv4Address(an IPv4Address) goes through its string: the common case skips that
+    return value.packed if type(value) is IPv4Address else IPv4Address(value).packed
 
 
 class _Rtnl:
@@ -266,37 +273,44 @@ def _oif(dev) -> int:
 
 
 def _route_request(kind: int, flags: int, dst, dev=None, gateway=None, table=None, src=None, onlink=False,
-                   scope=None, proto=None, ignore=(), what="") -> Request:
-    net = IPv4Network(dst) if dst != "default" else IPv4Network("0.0.0.0/0")
+                   scope=None, proto=None, ignore=(), about=()) -> Request:
+    """`dst`: a prefix, 'default', or an IPv4Address for a host route (no parsing: the common case)."""
+    if type(dst) is IPv4Address:
+        prefixlen, network = 32, dst.packed
+    else:
+        net = IPv4Network(dst) if dst != "default" else IPv4Network("0.0.0.0/0")
+        prefixlen, network = net.prefixlen, net.network_address.packed
     table = RT_TABLE_MAIN if table is None else table
     delete = kind == RTM_DELROUTE
     if scope is None:
         scope = RT_SCOPE_NOWHERE if delete else RT_SCOPE_UNIVERSE  # a delete matches any scope
     if proto is None:
         proto = 0 if delete else RTPROT_STATIC
-    body = struct.pack("=BBBBBBBBI", socket.AF_INET, net.prefixlen, 0, 0, table if table < 256 else RT_TABLE_COMPAT,
+    body = struct.pack("=BBBBBBBBI", socket.AF_INET, prefixlen, 0, 0, table if table < 256 else RT_TABLE_COMPAT,
                        proto, scope, 0 if delete else RTN_UNICAST, RTNH_F_ONLINK if onlink else 0)
     body += _attr(RTA_TABLE, struct.pack("=I", table))
-    if net.prefixlen or not delete:
-        body += _attr(RTA_DST, net.network_address.packed)
+    if prefixlen or not delete:
+        body += _attr(RTA_DST, network)
     if dev is not None:
         body += _attr(RTA_OIF, struct.pack("=i", _oif(dev)))
     if gateway is not None:
         body += _attr(RTA_GATEWAY, _ip(gateway))
     if src is not None:
         body += _attr(RTA_PREFSRC, _ip(src))
-    return Request(kind, flags, body, ignore, what)
+    return Request(kind, flags, body, ignore, about)
 
 
 def _neigh_request(kind: int, flags: int, ip, dev, state: int = NUD_PERMANENT, ntf: int = 0,
-                   lladdr: str | None = None, ignore=(), what="") -> Request:
+                   lladdr: str | None = None, ignore=(), about=()) -> Request:
     body = struct.pack("=BxxxiHBB", socket.AF_INET, _oif(dev), state, ntf, 0) + _attr(NDA_DST, _ip(ip))
     if lladdr is not None:
         body += _attr(NDA_LLADDR, bytes.fromhex(lladdr.replace(":", "")))
-    return Request(kind, flags, body, ignore, what)
+    return Request(kind, flags, body, ignore, about)
 
 
 _ABSENT = (ENOENT, ESRCH, EADDRNOTAVAIL)  # deleting what is not there
+# a route's `what`: to a prefix, or to a host (its address)
+_ROUTE_ABOUT = {(verb, host): f"route {verb} {{}}{'/32' if host else ''}" for verb in ("replace", "del") for host in (0, 1)}
 
 
 # ---- links ---------------------------------------------------------------------------------------
@@ -368,13 +382,15 @@ def addr_flush(iface: str, keep: tuple[str, ...] = ()) -> None:
 
 # ---- routes and rules ----------------------------------------------------------------------------
 def route_replace_request(dst, dev=None, gateway=None, table=None, src=None, onlink=False, scope=None) -> Request:
-    """Add or replace a route; `dst` is a prefix or 'default', `dev` a name or an index."""
+    """Add or replace a route; `dst` is a prefix, 'default' or an IPv4Address (a host route), `dev`
+    a name or an index."""
     return _route_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, dst, dev, gateway, table, src, onlink, scope,
-                          what=f"route replace {dst}")
+                          about=(_ROUTE_ABOUT["replace", type(dst) is IPv4Address], dst))
 
 
 def route_del_request(dst, dev=None, table=None) -> Request:
-    return _route_request(RTM_DELROUTE, 0, dst, dev, table=table, ignore=_ABSENT, what=f"route del {dst}")
+    return _route_request(RTM_DELROUTE, 0, dst, dev, table=table, ignore=_ABSENT,
+                          about=(_ROUTE_ABOUT["del", type(dst) is IPv4Address], dst))
 
 
 def route_replace(dst, dev=None, gateway=None, table=None, src=None, onlink=False, scope=None) -> None:
@@ -444,11 +460,11 @@ def _rule_msg(kind: int, flags: int, table: int, priority: int, src, iif) -> Non
 def neigh_replace_request(ip, lladdr: str, dev) -> Request:
     """A permanent neighbour entry: `ip` is at `lladdr` on `dev` (a name or an index)."""
     return _neigh_request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, lladdr=lladdr,
-                          what=f"neighbour {ip} at {lladdr}")
+                          about=("neighbour {} at {}", ip, lladdr))
 
 
 def neigh_del_request(ip, dev) -> Request:
-    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ignore=_ABSENT, what=f"neighbour del {ip}")
+    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ignore=_ABSENT, about=("neighbour del {}", ip))
 
 
 def neigh_replace(ip, lladdr: str, dev: str) -> None:
@@ -479,8 +495,8 @@ def proxy_arp_request(ip, dev, on: bool) -> Request:
     with `enable_proxy_arp`."""
     if on:
         return _neigh_request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, ntf=NTF_PROXY, ignore=(EEXIST,),
-                              what=f"proxy ARP on {ip}")
-    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ntf=NTF_PROXY, ignore=_ABSENT, what=f"proxy ARP off {ip}")
+                              about=("proxy ARP on {}", ip))
+    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ntf=NTF_PROXY, ignore=_ABSENT, about=("proxy ARP off {}", ip))
 
 
 def proxy_arp(ip, dev: str, on: bool) -> None:
