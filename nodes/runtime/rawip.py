@@ -192,7 +192,7 @@ class LinkSocket:
             arp = Arp(ARP_REQUEST, mac, IPv4Address(0), "00:00:00:00:00:00", IPv4Address(0)).encode()
             head = self._garp_heads[mac] = mac_bytes(BROADCAST_MAC) + mac_bytes(self.mac) + \
                 struct.pack("!H", ETH_P_ARP) + arp[:14]
-        ip = IPv4Address(ip).packed
+        ip = ip.packed if type(ip) is IPv4Address else IPv4Address(ip).packed  # (an address: no string)
         return self._send_frame(head + ip + bytes(6) + ip)
 
     def arp_probe(self, sender_ip, target_ip) -> bool:
