@@ -369,14 +369,34 @@ class MipExecutor:
             self.counters["gratuitous-arp-repeat-cancelled"] += 1
 
     def _pace(self) -> None:
-        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest."""
+        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest.
+        With a worker thread (`batch`), it sends them after the batch it may be sending: the
+        kernel's work for each broadcast (every host of the home link hears it) overlaps with the
+        loop's, which goes on answering requests."""
         self._pace_handle = None
-        for (iface, addr), repeat in self.garps.due(time.monotonic()):
-            ok = self.links[iface].gratuitous_arp(addr) is not False
-            what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
-            self.counters[what if ok else f"send-error-{what}"] += 1
+        due = self.garps.due(time.monotonic())
+        if due and self._worker is not None and not self._stopping:
+            future = self._worker.submit(self._send_garps, due)
+            future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._count_garps, f))
+        elif due:
+            self.counters.update(self._send_garps(due))
         if self._loop is not None:
             self._arm_pacer()
+
+    def _send_garps(self, due: list) -> Counter:
+        sent = Counter()
+        for (iface, addr), repeat in due:
+            ok = self.links[iface].gratuitous_arp(addr) is not False
+            what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
+            sent[what if ok else f"send-error-{what}"] += 1
+        return sent
+
+    def _count_garps(self, future) -> None:
+        try:
+            self.counters.update(future.result())
+        except Exception as exc:  # a bug, not a failed send (those are counted): say so
+            self.counters["action-error:gratuitous-arp"] += 1
+            self.log("action-error", action="gratuitous-arp", error=f"{type(exc).__name__}: {exc}")
 
     def _arm_pacer(self) -> None:
         """One timer at the pacer's next deadline, in a callback of its own: after this turn's
