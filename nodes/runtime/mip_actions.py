@@ -14,14 +14,16 @@ Decapsulated packets are written into the TUN (the kernel forwards or delivers t
 link-layer address, sent straight to that neighbour on its link.
 
 Host changes (tunnel routes, proxy-ARP and neighbour entries) go through a `NetlinkBatch`. With
-`batch=True` (the home agent) they are queued while the event loop handles a burst of requests
-and sent in one rtnetlink batch at the end of the loop's turn; the datagrams that come after a
-queued change (registration replies) and gratuitous ARPs wait for that batch, so a reply never
-leaves before its binding's route and proxy entry are in place (RFC 5944 sections 3.6 and 4.6).
-With `batch=False` each change is sent at once, as the foreign agent and mobile node need.
-Gratuitous ARPs are paced (nodes/runtime/garp_pacer.py) and sent after the replies of the turn.
-A change the kernel refuses is logged with what to do, counted in the status (drop:netlink:...),
-and tried again at the node's next registration when it was an addition.
+`batch=True` (the home agent) they are queued while the event loop handles a burst of requests and
+sent as one rtnetlink batch at the end of the loop's turn, by a worker thread while the loop reads
+the next requests (one batch at a time; what queues meanwhile goes in the next). The replies that
+come after a queued change wait for its batch's acknowledgement, so a reply never leaves before
+its binding's route and proxy entry are in place, nor a deregistration's before they are gone
+(RFC 5944 sections 3.6 and 4.6); its gratuitous ARPs then go to a pacer
+(nodes/runtime/garp_pacer.py) and out after the replies. With `batch=False` each change is sent
+at once, as the foreign agent and mobile node need. A change the kernel refuses is logged with
+what to do, counted in the status (drop:netlink:...), and tried again at the node's next
+registration when it was an addition.
 """
 from __future__ import annotations
 
@@ -56,7 +58,7 @@ HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registr
 
 _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 # what waits for the queued host changes: a registration reply must not announce a binding whose
-# route is not there yet (gratuitous ARPs wait too: the pacer sends none while changes are queued)
+# route is not there yet (gratuitous ARPs wait too, in _garps_next, until their batch is done)
 _AFTER_HOST_CHANGES = (SendUdp, SendIcmp)
 # what to do when the kernel refuses a host change, by operation
 _HINTS = {
