@@ -15,15 +15,14 @@ link-layer address, sent straight to that neighbour on its link.
 
 Host changes (tunnel routes, proxy-ARP and neighbour entries) go through a `NetlinkBatch`. With
 `batch=True` (the home agent) they are queued while the event loop handles a burst of requests and
-sent as one rtnetlink batch at the end of the loop's turn, by a worker thread while the loop reads
-the next requests (one batch at a time; what queues meanwhile goes in the next). The replies that
-come after a queued change wait for its batch's acknowledgement, so a reply never leaves before
-its binding's route and proxy entry are in place, nor a deregistration's before they are gone
-(RFC 5944 sections 3.6 and 4.6); its gratuitous ARPs then go to a pacer
-(nodes/runtime/garp_pacer.py) and out after the replies. With `batch=False` each change is sent
-at once, as the foreign agent and mobile node need. A change the kernel refuses is logged with
-what to do, counted in the status (drop:netlink:...), and tried again at the node's next
-registration when it was an addition.
+sent as one rtnetlink batch (one datagram, one acknowledgement) at the end of the loop's turn, or
+as soon as FLUSH_AT are queued. The replies that come after a queued change wait for that batch,
+so a reply never leaves before its binding's route and proxy entry are in place, nor a
+deregistration's before they are gone (RFC 5944 sections 3.6 and 4.6); its gratuitous ARPs then
+go to a pacer (nodes/runtime/garp_pacer.py) and out after the replies. With `batch=False` each
+change is sent at once, as the foreign agent and mobile node need. A change the kernel refuses is
+logged with what to do, counted in the status (drop:netlink:...), and tried again at the node's
+next registration when it was an addition.
 """
 from __future__ import annotations
 
@@ -34,7 +33,6 @@ import struct
 import time
 import traceback
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from ipaddress import IPv4Address
 
 from nodes.core import Addr
@@ -55,6 +53,7 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks 
 TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
 RULE_PRIORITY = 434
 HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registration is under way
+FLUSH_AT = 32  # host changes that make a batch before the end of a turn
 
 _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
 # what waits for the queued host changes: a registration reply must not announce a binding whose
@@ -101,13 +100,13 @@ class MipExecutor:
         self._held: deque = deque()  # (monotonic time, packet) from the home address, no tunnel yet
         self._proxy_ready: set[str] = set()  # interfaces whose proxy-ARP sysctls are set
         self.batch = batch  # queue host changes until the end of the loop's turn (else send each at once)
+        # ... or until this many are queued: the replies of the first new bindings of a turn (up to
+        # 64 requests) leave while the rest are read, so their senders can go on
+        self.flush_at = FLUSH_AT
         self.host = host if host is not None else NetlinkBatch(netlink.send_batch, netlink.link_index)
         self._after: list = []  # actions waiting for the queued host changes, in order
         self._garps_next: dict = {}  # (iface, addr) -> True: announcements waiting for the queued changes
         self._flush_handle: asyncio.Handle | None = None
-        self._worker: ThreadPoolExecutor | None = None  # sends the batches (with `batch` and a loop)
-        self._inflight: tuple | None = None  # (future, its replies, its announcements): a batch being sent
-        self._stopping = False
         self._changed: dict[str, list[str]] = {}  # operation -> addresses, logged once per batch
         self._retry: dict[IPv4Address, set] = {}  # home -> refused additions to try again: {(op, dev)}
         self.garps = garps if garps is not None else GarpPacer()
@@ -143,12 +142,12 @@ class MipExecutor:
             # go to the visitor's MAC and need no route, so the node hears back a few ms sooner
             actions = [a for a in actions if isinstance(a, _SENDS)] + [a for a in actions if not isinstance(a, _SENDS)]
         for action in actions:
-            if isinstance(action, _AFTER_HOST_CHANGES) and (self._after or len(self.host) or self._inflight):
+            if isinstance(action, _AFTER_HOST_CHANGES) and (self._after or len(self.host)):
                 self._after.append(action)
             else:
                 self._guarded(action)
-        if len(self.host) >= netlink.BATCH_MAX:
-            self.flush()  # a long burst: no need to hold its replies any longer
+        if len(self.host) >= self.flush_at:
+            self.flush()  # enough for a batch: its replies need not wait for the end of the turn
         elif len(self.host) or self._after:
             self._flush_soon()
         elif self._loop is None and len(self.garps):
@@ -178,44 +177,17 @@ class MipExecutor:
             self._flush_handle = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Send the queued host changes, then what waited for them: the replies, and the gratuitous
-        ARPs (to the pacer). With `batch` and an event loop, a worker thread sends them while the
-        loop reads the next requests, one batch at a time: what queues meanwhile goes in the next
-        batch, sent when this one is done (the busier the home agent, the larger its batches)."""
+        """Send the queued host changes as one batch, then what waited for them: the replies, and
+        the gratuitous ARPs (to the pacer)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._inflight is not None:
-            return  # _landed sends what queued meanwhile
         taken, after, garps = self.host.take(), self._after, self._garps_next
         self._after, self._garps_next = [], {}
         if self._changed:
             self.log("host-changes", **self._changed)
             self._changed = {}
-        if self.batch and self._loop is not None and taken.requests and not self._stopping:
-            if self._worker is None:
-                self._worker = ThreadPoolExecutor(1, thread_name_prefix="host-changes")
-            future = self._worker.submit(self.host.send, taken)
-            self._inflight = (future, after, garps)
-            future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._landed, f))
-            return
         self._done(self.host.send(taken), after, garps)
-
-    def _landed(self, future) -> None:
-        """The worker sent a batch: its outcome, its replies, and the next batch."""
-        if self._inflight is None or self._inflight[0] is not future:
-            return  # stop() took care of it
-        _, after, garps = self._inflight
-        self._inflight = None
-        try:
-            failures = future.result()
-        except Exception as exc:  # a bug, not a refusal: say so, the replies still go
-            failures = []
-            self.counters["action-error:host-changes"] += 1
-            self.log("action-error", action="host-changes", error=f"{type(exc).__name__}: {exc}")
-        self._done(failures, after, garps)
-        if len(self.host) or self._after or self._garps_next:
-            self.flush()
 
     def _done(self, failures: list, after: list, garps: dict) -> None:
         for failure in failures:
@@ -354,7 +326,7 @@ class MipExecutor:
         # With host changes queued or being sent, it waits for them: an announcement must not draw
         # traffic the kernel cannot forward yet.
         key = (iface, a.addr)
-        if len(self.host) or self._inflight is not None:
+        if len(self.host):
             self._garps_next[key] = True
             return
         if not self.garps.announce(key):
@@ -366,39 +338,18 @@ class MipExecutor:
 
     def _cancel_garp(self, key) -> None:
         """Proxying for the address stopped: no announcement for it, pending or waiting."""
-        waiting = [self._garps_next] + ([self._inflight[2]] if self._inflight is not None else [])
-        if any([w.pop(key, None) for w in waiting]) | self.garps.cancel(key):
+        if self._garps_next.pop(key, None) | self.garps.cancel(key):
             self.counters["gratuitous-arp-repeat-cancelled"] += 1
 
     def _pace(self) -> None:
-        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest.
-        With a worker thread (`batch`), it sends them after the batch it may be sending: the
-        kernel's work for each broadcast (every host of the home link hears it) overlaps with the
-        loop's, which goes on answering requests."""
+        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest."""
         self._pace_handle = None
-        due = self.garps.due(time.monotonic())
-        if due and self._worker is not None and not self._stopping:
-            future = self._worker.submit(self._send_garps, due)
-            future.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._count_garps, f))
-        elif due:
-            self.counters.update(self._send_garps(due))
-        if self._loop is not None:
-            self._arm_pacer()
-
-    def _send_garps(self, due: list) -> Counter:
-        sent = Counter()
-        for (iface, addr), repeat in due:
+        for (iface, addr), repeat in self.garps.due(time.monotonic()):
             ok = self.links[iface].gratuitous_arp(addr) is not False
             what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
-            sent[what if ok else f"send-error-{what}"] += 1
-        return sent
-
-    def _count_garps(self, future) -> None:
-        try:
-            self.counters.update(future.result())
-        except Exception as exc:  # a bug, not a failed send (those are counted): say so
-            self.counters["action-error:gratuitous-arp"] += 1
-            self.log("action-error", action="gratuitous-arp", error=f"{type(exc).__name__}: {exc}")
+            self.counters[what if ok else f"send-error-{what}"] += 1
+        if self._loop is not None:
+            self._arm_pacer()
 
     def _arm_pacer(self) -> None:
         """One timer at the pacer's next deadline, in a callback of its own: after this turn's
@@ -412,15 +363,7 @@ class MipExecutor:
         self._pace_handle = self._loop.call_at(at, self._pace)
 
     def stop(self) -> None:
-        """Send what is queued, wait for the worker, stop the timers (the daemon is stopping)."""
-        self._stopping = True
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
-        if self._inflight is not None:
-            future, after, garps = self._inflight
-            self._inflight = None
-            self._done(future.result(), after, garps)
+        """Send what is queued and stop the timers (the daemon is stopping)."""
         self.flush()
         if self._pace_handle is not None:
             self._pace_handle.cancel()

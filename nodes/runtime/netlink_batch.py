@@ -7,8 +7,8 @@ acknowledgement and an interface lookup per change.
 Sans-I/O: the batch only queues; `flush()` gives the queued requests, in order, to the `send`
 function it was built with (`netlink.send_batch` on a node, a fake in tests) and returns what was
 refused, each with the tag its caller attached, so the caller can log it, count it and retry it.
-`take()` and `send(taken)` are the two halves of `flush()`, for a caller that sends from a worker
-thread while it queues the next batch.
+`take()` and `send(taken)` are the two halves of `flush()`, for a caller that has more to take
+along with the batch (the home agent: the replies and announcements that wait for it).
 
     batch = NetlinkBatch(netlink.send_batch, netlink.link_index)
     batch.add(netlink.proxy_arp_request(home, batch.ifindex("eth0"), True), tag=("proxy-on", home, "eth0"))
