@@ -15,11 +15,10 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
     gratuitous ARP on the home link); passes 2.. re-register every node (binding refreshed). The
     headline rates are the first pass (new bindings) and the median re-registration pass;
   * the HA's host changes in both ways, side by side in the same run (issue 13 item 12): "batched"
-    (the default: the routes and proxy entries of a turn of the event loop in one rtnetlink batch,
-    sent by a worker thread, replies released by its acknowledgement, gratuitous ARPs paced and
-    sent by the same thread; nodes/runtime/netlink_batch.py) and "unbatched" (config
-    batch_host_changes: false: each change sent and acknowledged on its own before the next one,
-    as before the batching; gratuitous ARPs paced, sent by the event loop);
+    (the default: the routes and proxy entries of a turn of the event loop, or of 32 changes, in
+    one rtnetlink batch, the replies released by its acknowledgement; nodes/runtime/netlink_batch.py)
+    and "unbatched" (config batch_host_changes: false: each change sent and acknowledged on its own
+    before the next one, as before the batching); gratuitous ARPs are paced after the replies in both;
   * memory per binding: the HA process's RSS (VmRSS) after the first pass minus before it (the
     daemon already holds its N-node config), divided by N (kernel route and neighbour entries are
     not in it);
