@@ -1,7 +1,7 @@
 """Home Agent registration throughput and scaling: authenticated Registration Requests over UDP.
 
     sudo .venv/bin/python -m benchmarks.bench_ha_registrations [--nodes 1000 5000 10000] [--passes 3]
-        [--window 64] [--profile]
+        [--window 64] [--profile] [--modes batched unbatched] [--repeat 1]
 
 Issue 4, section "Benchmarks". For each population N of emulated mobile nodes a fresh Home Agent
 daemon (nodes/daemons/home_agent.py, our `home-agent` role on node iha of the scenario mobility-open-intranet)
@@ -13,7 +13,12 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
 
   * pass 1 creates the N bindings (each: host route into the TUN device, proxy ARP entry and a
     gratuitous ARP on the home link); passes 2.. re-register every node (binding refreshed). The
-    headline rate is the median re-registration pass; the first pass is reported beside it;
+    headline rates are the first pass (new bindings) and the median re-registration pass;
+  * the HA's host changes in both ways, side by side in the same run (issue 13 item 12): "batched"
+    (the default: the routes and proxy entries of a turn of the event loop, or of 32 changes, in
+    one rtnetlink batch, the replies released by its acknowledgement; nodes/runtime/netlink_batch.py)
+    and "unbatched" (config batch_host_changes: false: each change sent and acknowledged on its own
+    before the next one, as before the batching); gratuitous ARPs are paced after the replies in both;
   * memory per binding: the HA process's RSS (VmRSS) after the first pass minus before it (the
     daemon already holds its N-node config), divided by N (kernel route and neighbour entries are
     not in it);
@@ -26,7 +31,8 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
   * the sans-I/O core alone (nodes/mip/ha.py HomeAgent.receive_datagram, no sockets, no netlink) in this
     process on the same requests, side by side, so the reader sees where the time goes.
 
-Target (issue 4): >= 5,000 authenticated registrations per second on one core. With --profile the
+Target (issue 4, issue 13 item 12): >= 5,000 authenticated registrations per second, new bindings
+and re-registrations alike. With --profile the
 HA daemon of the largest N runs under cProfile and the top functions are printed. The machine's
 load average is recorded with the figures.
 """
@@ -58,8 +64,12 @@ def node_entry(i: int) -> tuple[str, int, bytes]:
     return str(IPv4Address(FIRST_HOME + i)), FIRST_SPI + i, hashlib.md5(f"mn-{i}".encode()).digest()
 
 
-def ha_config(n: int) -> dict:
+MODES = ("batched", "unbatched")
+
+
+def ha_config(n: int, batched: bool = True) -> dict:
     return {"address": HA_ADDR, "home_network": "10.1.1.0/24", "max_lifetime": LIFETIME,
+            "batch_host_changes": batched,
             "mobile_nodes": [{"home_address": h, "spi": spi, "key": key.hex()}
                              for h, spi, key in map(node_entry, range(n))]}
 
@@ -155,10 +165,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def daemon_run(world, role, n: int, passes: int, window: int, profile: Path | None) -> dict:
+def daemon_run(world, role, n: int, passes: int, window: int, profile: Path | None, mode: str = "batched") -> dict:
     from testbed.daemons import start_daemon
-    name = f"ha-{n}"
-    cfg = ha_config(n)
+    name = f"ha-{n}-{mode}"
+    cfg = ha_config(n, batched=mode == "batched")
     if profile is None:
         d = start_daemon(world, role.node, "daemons.home_agent", name=name, config=cfg, timeout=60)
     else:  # the same daemon under cProfile (written when it exits on SIGTERM)
@@ -187,7 +197,7 @@ def daemon_run(world, role, n: int, passes: int, window: int, profile: Path | No
         cpu_rest = [p["ha_cpu_us_per_request"] for p in rest if "ha_cpu_us_per_request" in p]
         cpu_us = statistics.median(cpu_rest) if cpu_rest else None
         return {
-            "n": n, "passes": gen["passes"],
+            "n": n, "mode": mode, "passes": gen["passes"],
             "first_pass_per_s": round(first["accepted_per_s"]), "reregistration_per_s": round(rate),
             "us_per_registration": round(1e6 / rate, 2) if rate else None,
             "ha_cpu_us_per_request_all_passes": round((cpu1 - cpu0) / max(1, requests) * 1e6, 1),
@@ -217,7 +227,11 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000, 10000])
     ap.add_argument("--passes", type=int, default=4, help="passes over all nodes (the first creates the bindings)")
     ap.add_argument("--window", type=int, default=64, help="requests outstanding at most")
-    ap.add_argument("--profile", action="store_true", help="run the largest N's HA daemon under cProfile")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="runs of every population and mode, interleaved; the median run by new-binding rate is reported")
+    ap.add_argument("--profile", action="store_true", help="run the largest N's HA daemon under cProfile (first mode)")
+    ap.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                    help="how the HA sends its host changes: batched, unbatched (each on its own), or both side by side")
     ap.add_argument("--loadgen", type=int, metavar="N", help=argparse.SUPPRESS)  # inside node H
     ap.add_argument("--timeout", type=float, default=2.0, help=argparse.SUPPRESS)
     ap.add_argument("--ha-pid", type=int, help=argparse.SUPPRESS)
@@ -251,19 +265,31 @@ def main() -> None:
     run = Run.register(new_run_id("bench"))
     sc = load_named("mobility-open-intranet")
     role = sc.roles["ha"]
-    daemon: dict[int, dict] = {}
+    daemon: dict[str, dict[int, dict]] = {m: {} for m in args.modes}
     load_before = os.getloadavg()
     profile = None
     try:
         world = World.for_scenario(run, Path(tempfile.mkdtemp(prefix="bench-ha-")), sc)
         try:
-            for n in args.nodes:
-                profile = world.log_dir / f"ha-{n}.prof" if args.profile and n == max(args.nodes) else None
-                daemon[n] = daemon_run(world, role, n, args.passes, args.window, profile)
-                d = daemon[n]
-                print(f"HA daemon,  {n:6d} nodes: first pass {d['first_pass_per_s']:7d}/s, re-registration "
-                      f"{d['reregistration_per_s']:7d}/s ({d['us_per_registration']} us each), "
-                      f"HA CPU {d['ha_cpu_us_per_reregistration']} us per re-registration, {d['ha_cpu_us_first_pass']} first, {d['bytes_per_binding']} B RSS per binding, load {os.getloadavg()[0]:.2f}", flush=True)
+            runs: dict[str, dict[int, list]] = {m: {n: [] for n in args.nodes} for m in args.modes}
+            for r in range(args.repeat):
+                for n in args.nodes:
+                    for mode in args.modes:  # the modes alternate, so they meet the same load
+                        profiled = args.profile and r == 0 and n == max(args.nodes) and mode == args.modes[0]
+                        profile = world.log_dir / f"ha-{n}.prof" if profiled else profile
+                        d = daemon_run(world, role, n, args.passes, args.window, profile if profiled else None, mode)
+                        runs[mode][n].append(d)
+                        print(f"HA daemon,  {n:6d} nodes, {mode:9s}: new bindings {d['first_pass_per_s']:6d}/s, "
+                              f"re-registration {d['reregistration_per_s']:6d}/s, HA CPU {d['ha_cpu_us_first_pass']} us per "
+                              f"new binding, {d['ha_cpu_us_per_reregistration']} us per re-registration, "
+                              f"{d['bytes_per_binding']} B RSS per binding, load {os.getloadavg()[0]:.2f}", flush=True)
+            for mode in args.modes:  # with --repeat: the median run by new-binding rate, and every run's rates
+                for n in args.nodes:
+                    ordered = sorted(runs[mode][n], key=lambda d: d["first_pass_per_s"])
+                    daemon[mode][n] = {**ordered[len(ordered) // 2],
+                                       "runs_first_pass_per_s": [d["first_pass_per_s"] for d in runs[mode][n]],
+                                       "runs_reregistration_per_s": [d["reregistration_per_s"] for d in runs[mode][n]],
+                                       "runs_ha_cpu_us_first_pass": [d["ha_cpu_us_first_pass"] for d in runs[mode][n]]}
         finally:
             world.stop()
     finally:
@@ -273,31 +299,57 @@ def main() -> None:
         print_profile(profile)
 
     lo, hi = min(args.nodes), max(args.nodes)
-    scaling = {"daemon_ratio": round(daemon[hi]["us_per_registration"] / daemon[lo]["us_per_registration"], 3),
+    main_mode = args.modes[0]
+    dm = daemon[main_mode]
+    scaling = {"daemon_ratio": round(dm[hi]["us_per_registration"] / dm[lo]["us_per_registration"], 3),
                "core_ratio": round(core[hi]["us_per_registration"] / core[lo]["us_per_registration"], 3),
-               "daemon_first_pass_ratio": round(daemon[lo]["first_pass_per_s"] / max(1, daemon[hi]["first_pass_per_s"]), 3)}
-    best = daemon[hi]["reregistration_per_s"]
+               "daemon_first_pass_ratio": round(dm[lo]["first_pass_per_s"] / max(1, dm[hi]["first_pass_per_s"]), 3)}
+    side_by_side = {}
+    if len(args.modes) == 2:
+        for n in args.nodes:
+            b, u = daemon["batched"][n], daemon["unbatched"][n]
+            side_by_side[str(n)] = {
+                "new_bindings_per_s": {"batched": b["first_pass_per_s"], "unbatched": u["first_pass_per_s"],
+                                       "ratio": round(b["first_pass_per_s"] / max(1, u["first_pass_per_s"]), 2)},
+                "reregistrations_per_s": {"batched": b["reregistration_per_s"], "unbatched": u["reregistration_per_s"]},
+                "ha_cpu_us_per_new_binding": {"batched": b["ha_cpu_us_first_pass"], "unbatched": u["ha_cpu_us_first_pass"]},
+            }
     figures = {
         "what": "authenticated MIPv4 registrations (HMAC-MD5 MN-HA auth, timestamp identification) per second "
-                "answered with code 0 by our HA daemon; load generator on H over UDP; the HA core alone beside it",
-        "window": args.window, "passes": args.passes, "cpus": os.cpu_count(),
+                "answered with code 0 by our HA daemon: new bindings (first pass) and re-registrations; load "
+                "generator on H over UDP; host changes batched and unbatched side by side; the HA core alone beside it",
+        "window": args.window, "passes": args.passes, "repeat": args.repeat, "cpus": os.cpu_count(), "modes": args.modes,
         "load_average_core_run": [round(x, 2) for x in load_core],
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in load_after],
-        "daemon": {str(n): v for n, v in daemon.items()},
+        "daemon": {str(n): v for n, v in dm.items()},
+        **{f"daemon_{m}": {str(n): v for n, v in daemon[m].items()} for m in args.modes[1:]},
+        "batched_vs_unbatched": side_by_side,
         "core_alone": {str(n): v for n, v in core.items()},
         f"per_registration_cost_ratio_{hi}_to_{lo}": scaling,
         "target_per_s": TARGET_RPS,
-        "meets_target": all(d["reregistration_per_s"] >= TARGET_RPS for d in daemon.values()),
+        "meets_target": all(d["reregistration_per_s"] >= TARGET_RPS for d in dm.values()),
+        "meets_target_new_bindings": all(d["first_pass_per_s"] >= TARGET_RPS for d in dm.values()),
     }
-    for n in args.nodes:
-        d, c = daemon[n], core[n]
-        print(f"{n:6d} nodes: daemon {d['reregistration_per_s']:6d}/s ({d['us_per_registration']:.1f} us; HA CPU "
-              f"{d['ha_cpu_us_per_reregistration']} us = {d['one_core_capacity_per_s']}/s on one core), first pass "
-              f"{d['first_pass_per_s']:6d}/s; core alone {c['reregistration_per_s']:6d}/s ({c['us_per_registration']:.1f} us); "
-              f"{d['bytes_per_binding']} B per binding")
-    print(f"per-registration cost {hi}/{lo}: daemon x{scaling['daemon_ratio']}, core x{scaling['core_ratio']}; "
-          f"target >= {TARGET_RPS}/s: {'met' if figures['meets_target'] else 'NOT met'} (largest N: {best}/s)")
+    for mode in args.modes:
+        for n in args.nodes:
+            d, c = daemon[mode][n], core[n]
+            print(f"{n:6d} nodes, {mode:9s}: new bindings {d['first_pass_per_s']:6d}/s (HA CPU {d['ha_cpu_us_first_pass']} us), "
+                  f"re-registration {d['reregistration_per_s']:6d}/s ({d['us_per_registration']:.1f} us; HA CPU "
+                  f"{d['ha_cpu_us_per_reregistration']} us = {d['one_core_capacity_per_s']}/s on one core); core alone "
+                  f"{c['reregistration_per_s']:6d}/s ({c['us_per_registration']:.1f} us); {d['bytes_per_binding']} B per binding")
+    for n, row in side_by_side.items():
+        nb, cpu = row["new_bindings_per_s"], row["ha_cpu_us_per_new_binding"]
+        b, u = daemon["batched"][int(n)], daemon["unbatched"][int(n)]
+        print(f"{int(n):6d} nodes: new bindings batched {nb['batched']}/s {b['runs_first_pass_per_s']} vs unbatched "
+              f"{nb['unbatched']}/s {u['runs_first_pass_per_s']} (x{nb['ratio']}); HA CPU per new binding "
+              f"{cpu['batched']} us vs {cpu['unbatched']} us; re-registration {b['reregistration_per_s']}/s vs "
+              f"{u['reregistration_per_s']}/s")
+    print(f"per-registration cost {hi}/{lo} ({main_mode}): daemon x{scaling['daemon_ratio']}, core x{scaling['core_ratio']}; "
+          f"target >= {TARGET_RPS}/s ({main_mode}): re-registrations {'met' if figures['meets_target'] else 'NOT met'}, "
+          f"new bindings {'met' if figures['meets_target_new_bindings'] else 'NOT met'} "
+          f"(largest N: {dm[hi]['first_pass_per_s']}/s new, {dm[hi]['reregistration_per_s']}/s re-registered); "
+          f"load average {figures['load_average_before'][0]} before, {figures['load_average_after'][0]} after")
     publish("ha_registrations", figures)
 
 

@@ -17,52 +17,214 @@ from pathlib import Path
 
 import pytest
 
-from nodes.mip.actions import AddTunnel, GratuitousArp, ProxyArp, RemoveTunnel
-from nodes.runtime import mip_actions
+from nodes.mip.actions import AddTunnel, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendUdp
+from nodes.runtime import garp_pacer, mip_actions
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor
+from nodes.runtime.netlink_batch import NetlinkBatch
 from fakelink import Recorder
 
 REPO = Path(__file__).resolve().parents[1]
+ENODEV = 19
 
 
 class FakeTun:
     name = "mip0"
 
 
-@pytest.fixture
-def fake_netlink(monkeypatch):
+class FakeKernel:
+    """Stands in for netlink.send_batch: each batch's requests (by their `what`) go into the shared
+    `timeline`; the ones named in `refuse` are refused with that errno."""
+
+    def __init__(self, timeline: list):
+        self.timeline, self.batches, self.refuse = timeline, [], {}
+
+    def __call__(self, requests):
+        self.batches.append([r.what for r in requests])
+        self.timeline.extend(r.what for r in requests)
+        return [(i, self.refuse[r.what]) for i, r in enumerate(requests) if r.what in self.refuse]
+
+
+class FakeRaw:
+    """The raw IP socket: the destination of each UDP datagram sent, into the timeline."""
+
+    def __init__(self, timeline: list):
+        self.timeline = timeline
+
+    def send(self, packet: bytes) -> bool:
+        self.timeline.append(f"reply to {A(packet[16:20])}")
+        return True
+
+
+class FakeLink:
+    def __init__(self, timeline: list | None = None):
+        self.sent, self.timeline = [], timeline if timeline is not None else []
+
+    def gratuitous_arp(self, addr):
+        self.sent.append(addr)
+        self.timeline.append(f"garp {addr}")
+
+
+@pytest.fixture(autouse=True)
+def no_sysctls(monkeypatch):
     rec = Recorder()
-    for fn in ("route_replace", "route_del", "rule_add", "rule_del", "proxy_arp", "enable_proxy_arp"):
-        monkeypatch.setattr(mip_actions.netlink, fn, getattr(rec, fn))
+    monkeypatch.setattr(mip_actions.netlink, "enable_proxy_arp", rec.enable_proxy_arp)
     return rec
 
 
-def executor(log=None):
-    events = []
-    ex = MipExecutor(log or (lambda event, **f: events.append(event)), raw=None, tun=FakeTun(), capture="dst",
-                     default_iface="home0")
-    return ex, events
+def executor(batch: bool = False, events: list | None = None, fields: list | None = None):
+    """A home agent's executor on fake sockets and a fake kernel, all recording into one timeline."""
+    timeline = []
+    events = [] if events is None else events
+
+    def log(event, **f):
+        events.append(event)
+        if fields is not None:
+            fields.append((event, f))
+
+    kernel = FakeKernel(timeline)
+    ex = MipExecutor(log, raw=FakeRaw(timeline), tun=FakeTun(), links={"home0": FakeLink(timeline)}, capture="dst",
+                     default_iface="home0", batch=batch, host=NetlinkBatch(kernel, lambda name: 7))
+    return ex, events, kernel, timeline
 
 
-def test_ha_tunnel_route_is_set_once_and_only_a_change_is_logged(fake_netlink):
-    ex, events = executor()
+HA = A("10.1.1.2")
+
+
+def registration(home: str, coa: str = "192.0.2.1", new: bool = True) -> list:
+    """What the HA core drains for an accepted registration (nodes/mip/ha.py _install, _reply)."""
+    home = A(home)
+    actions = [AddTunnel(home, HA, A(coa))]
+    if new:
+        actions += [ProxyArp(home, True, "home0"), GratuitousArp(home, "home0", proxy=True)]
+    return actions + [Log("registration", {"home": str(home)}), SendUdp(A(coa), 434, b"reply", src=HA)]
+
+
+def deregistration(home: str, coa: str = "192.0.2.1") -> list:
+    home = A(home)
+    return [RemoveTunnel(home), ProxyArp(home, False, "home0"), Log("deregistration", {}),
+            SendUdp(A(coa), 434, b"reply", src=HA)]
+
+
+def test_ha_tunnel_route_is_set_once_and_only_a_change_is_logged():
+    fields = []
+    ex, events, kernel, _ = executor(fields=fields)
     t1 = AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.1"))
     ex.run([t1])
     ex.run([t1])  # re-registration, same care-of address: no netlink request, no log line
     ex.run([AddTunnel(A("10.1.1.100"), A("10.1.1.2"), A("192.0.2.129"))])  # moved: logged, route unchanged
-    assert [c[0] for c in fake_netlink.calls] == ["route_replace"]
-    assert events == ["tunnel", "tunnel"]
+    assert kernel.batches == [["route replace 10.1.1.100/32"]]
+    # the new tunnel is logged with its route's batch, the move on its own
+    assert events == ["host-changes", "tunnel"]
+    assert fields[0][1] == {"tunnel-route": ["10.1.1.100 ipip 10.1.1.2-192.0.2.1"]}
     assert ex.tunnels[A("10.1.1.100")].remote == A("192.0.2.129")
     ex.run([RemoveTunnel(A("10.1.1.100")), t1])  # after a removal the route is set again
-    assert [c[0] for c in fake_netlink.calls] == ["route_replace", "route_del", "route_replace"]
+    assert kernel.batches[1:] == [["route del 10.1.1.100/32"], ["route replace 10.1.1.100/32"]]
 
 
-def test_proxy_arp_sysctls_once_per_interface(fake_netlink):
-    ex, _ = executor()
+def test_proxy_arp_sysctls_once_per_interface(no_sysctls):
+    ex, _, kernel, _ = executor()
     ex.run([ProxyArp(A("10.1.1.100"), True), ProxyArp(A("10.1.1.101"), True), ProxyArp(A("10.1.1.100"), False),
             ProxyArp(A("10.1.1.102"), True, "other0")])
-    assert [c[0] for c in fake_netlink.calls] == [
-        "enable_proxy_arp", "proxy_arp", "proxy_arp", "proxy_arp", "enable_proxy_arp", "proxy_arp"]
+    assert [c[1] for c in no_sysctls.calls] == [("home0",), ("other0",)]
+    assert len(kernel.batches) == 4  # without batching, one request at a time
+
+
+def test_new_bindings_share_one_batch_and_their_replies_leave_after_it():
+    """RFC 5944: a reply announces a binding, so its route and proxy entry are in the kernel before
+    it leaves; the gratuitous ARPs come after the replies (they must not delay them)."""
+    ex, _, kernel, timeline = executor(batch=True)
+    ex.run(registration("10.1.1.100"))
+    ex.run(registration("10.1.1.101", coa="192.0.2.9"))
+    assert timeline == [], "nothing may happen before the batch is sent"
+    ex.flush()
+    assert kernel.batches == [["route replace 10.1.1.100/32", "proxy ARP on 10.1.1.100",
+                               "route replace 10.1.1.101/32", "proxy ARP on 10.1.1.101"]]
+    assert timeline[4:] == ["reply to 192.0.2.1", "reply to 192.0.2.9", "garp 10.1.1.100", "garp 10.1.1.101"]
+    assert ex.counters["gratuitous-arp"] == 2
+
+
+def test_a_reregistration_with_nothing_queued_is_answered_at_once():
+    ex, _, kernel, timeline = executor(batch=True)
+    ex.run(registration("10.1.1.100"))
+    ex.flush()
+    timeline.clear()
+    ex.run(registration("10.1.1.100", new=False))  # same care-of address: no host change
+    assert timeline == ["reply to 192.0.2.1"] and len(kernel.batches) == 1
+
+
+def test_a_reply_queued_behind_host_changes_keeps_its_place():
+    """A re-registration answered while another node's changes are queued waits for them too:
+    the datagrams of a turn leave in the order the core asked for them."""
+    ex, _, _, timeline = executor(batch=True)
+    ex.run(registration("10.1.1.100"))
+    ex.flush()
+    timeline.clear()
+    ex.run(registration("10.1.1.101", coa="192.0.2.9"))
+    ex.run(registration("10.1.1.100", new=False))
+    ex.flush()
+    assert timeline == ["route replace 10.1.1.101/32", "proxy ARP on 10.1.1.101", "reply to 192.0.2.9",
+                        "reply to 192.0.2.1", "garp 10.1.1.101"]
+
+
+def test_registration_and_deregistration_in_one_batch_keep_their_order():
+    ex, _, kernel, timeline = executor(batch=True)
+    ex.run(registration("10.1.1.100"))
+    ex.run(deregistration("10.1.1.100"))  # the node came home within the same turn
+    ex.flush()
+    assert kernel.batches == [["route replace 10.1.1.100/32", "proxy ARP on 10.1.1.100",
+                               "route del 10.1.1.100/32", "proxy ARP off 10.1.1.100"]]
+    # the announcement was cancelled with the proxy entry: no gratuitous ARP for a node at home
+    assert timeline[4:] == ["reply to 192.0.2.1", "reply to 192.0.2.1"]
+    assert ex.counters["gratuitous-arp"] == 0 and ex.counters["gratuitous-arp-repeat-cancelled"] == 1
+
+
+def test_a_refused_change_is_logged_counted_and_tried_again_at_the_next_registration():
+    fields = []
+    ex, _, kernel, timeline = executor(batch=True, fields=fields)
+    kernel.refuse["proxy ARP on 10.1.1.100"] = ENODEV
+    ex.run(registration("10.1.1.100"))
+    ex.flush()
+    assert "reply to 192.0.2.1" in timeline  # the core accepted the binding: the node hears so
+    assert ex.counters["drop:netlink:proxy-on:ENODEV"] == 1
+    assert ex.drops() == {"netlink:proxy-on:ENODEV": 1}
+    assert ex.action_errors() == {"drop:netlink:proxy-on:ENODEV": 1}
+    refused = [f for e, f in fields if e == "host-change-refused"]
+    assert len(refused) == 1 and "ENODEV" in refused[0]["error"] and "ip link show home0" in refused[0]["what_to_do"]
+    del kernel.refuse["proxy ARP on 10.1.1.100"]
+    ex.run(registration("10.1.1.100", new=False))  # re-registration: the proxy entry is tried again
+    ex.flush()
+    assert kernel.batches[-1] == ["proxy ARP on 10.1.1.100"]
+    ex.run(registration("10.1.1.100", new=False))  # done now: nothing more to try
+    ex.flush()
+    assert len(kernel.batches) == 2
+
+
+def test_a_long_burst_is_sent_without_waiting_for_the_end_of_the_turn():
+    """FLUSH_AT changes make a batch at once: the first replies of a turn need not wait for its end."""
+    ex, _, kernel, timeline = executor(batch=True)
+    per_batch = mip_actions.FLUSH_AT // 2  # new bindings: two changes each
+    for i in range(per_batch + 1):
+        ex.run(registration(f"10.1.1.{10 + i}"))
+    assert [len(b) for b in kernel.batches] == [mip_actions.FLUSH_AT]
+    assert timeline.count("reply to 192.0.2.1") == per_batch  # the last one waits for the next batch
+    ex.flush()
+    assert timeline.count("reply to 192.0.2.1") == per_batch + 1
+
+
+def test_batched_changes_are_sent_at_the_end_of_the_event_loops_turn():
+    async def scenario():
+        ex, _, kernel, timeline = executor(batch=True)
+        ex._loop = asyncio.get_running_loop()
+        ex.run(registration("10.1.1.100"))
+        ex.run(registration("10.1.1.101", coa="192.0.2.9"))
+        assert timeline == []
+        await asyncio.sleep(0)  # one turn
+        assert len(kernel.batches) == 1 and timeline[4:6] == ["reply to 192.0.2.1", "reply to 192.0.2.9"]
+        await until(lambda: ex.counters["gratuitous-arp-repeated"] == 2)  # repeated 100 ms later
+        assert timeline[6:] == ["garp 10.1.1.100", "garp 10.1.1.101", "garp 10.1.1.100", "garp 10.1.1.101"]
+        ex.stop()
+
+    asyncio.run(scenario())
 
 
 class FakeCore:
@@ -94,7 +256,7 @@ async def until(condition, timeout: float = 5.0) -> None:
 def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_due():
     async def scenario():
         core = FakeCore()
-        ex, _ = executor()
+        ex = executor()[0]
         driver = CoreDriver(core, ex, lambda *a, **k: None)
         core.deadline = time.time() + 0.05
         driver.call("poke")
@@ -212,32 +374,52 @@ def test_direct_rtnetlink_requests_in_a_private_namespace():
     in_private_netns(NETNS_SCRIPT)
 
 
-class FakeLink:
-    def __init__(self):
-        self.sent = []
-
-    def gratuitous_arp(self, addr):
-        self.sent.append(addr)
-
-
-def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops(fake_netlink):
+def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops():
     """The HA announces itself for a home address and repeats it 100 ms later; a node that comes
     home within those 100 ms deregisters, and the stale repeat must not override its own
     announcement on the home link."""
     async def scenario():
         link = FakeLink()
-        ex = MipExecutor(lambda *a, **k: None, raw=None, links={"home0": link}, default_iface="home0")
+        ex = MipExecutor(lambda *a, **k: None, raw=None, links={"home0": link}, default_iface="home0",
+                         host=NetlinkBatch(FakeKernel([]), lambda name: 7))
         ex._loop = asyncio.get_running_loop()
         home, other = A("10.1.1.100"), A("10.1.1.101")
         ex.run([ProxyArp(home, True), GratuitousArp(home, proxy=True), ProxyArp(other, True),
                 GratuitousArp(other, proxy=True)])
+        await until(lambda: len(link.sent) >= 2)  # both announced
         ex.run([ProxyArp(home, False)])  # home back: no repeat for it; the other node's repeat stays
         await until(lambda: len(link.sent) >= 3)  # the other's repeat, due when home's would have been
-        await asyncio.sleep(mip_actions.GARP_REPEAT)  # room for a wrong extra repeat to show up
+        await asyncio.sleep(garp_pacer.REPEAT_AFTER)  # room for a wrong extra repeat to show up
         assert link.sent == [home, other, other]
-        ex.run([GratuitousArp(home), GratuitousArp(home)])  # a newer announcement replaces the pending one
-        await until(lambda: len(link.sent) >= 6)
-        await asyncio.sleep(mip_actions.GARP_REPEAT)
-        assert link.sent == [home, other, other, home, home, home]
+        # a newer announcement replaces the pending one: sent once, repeated once
+        ex.run([GratuitousArp(home), GratuitousArp(home)])
+        await until(lambda: len(link.sent) >= 5)
+        await asyncio.sleep(garp_pacer.REPEAT_AFTER)
+        assert link.sent == [home, other, other, home, home]
+        ex.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_gratuitous_arp_frame_decodes_as_one_with_scapy():
+    """The home agent's announcement, built from its cached head: a broadcast ARP request for the
+    home address from the home address, at the home agent's MAC (checked with scapy, not our codec)."""
+    from scapy.layers.l2 import ARP, Ether
+
+    from nodes.runtime.rawip import LinkSocket
+
+    class Sock:
+        frames = []
+
+        def send(self, frame):
+            self.frames.append(frame)
+
+    link = object.__new__(LinkSocket)  # no AF_PACKET socket: the frame is what is checked
+    link.sock, link.mac, link.errors, link._garp_heads = Sock(), "02:00:00:00:01:02", 0, {}
+    assert link.gratuitous_arp(A("10.1.1.100")) and link.gratuitous_arp("10.1.1.101")
+    for frame, ip in zip(Sock.frames, ("10.1.1.100", "10.1.1.101")):
+        eth = Ether(frame)
+        assert eth.dst == "ff:ff:ff:ff:ff:ff" and eth.src == "02:00:00:00:01:02" and eth.type == 0x0806
+        arp = eth[ARP]
+        assert (arp.op, arp.hwsrc, arp.psrc, arp.pdst, arp.hwdst) == (1, "02:00:00:00:01:02", ip, ip, "00:00:00:00:00:00")
+        assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 0x0800, 6, 4) and len(frame) == 42

@@ -54,7 +54,7 @@ async def setup(args, log):
     raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
     link = LinkSocket(cfg.home_iface, listen=False)
     executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",
-                           default_iface=cfg.home_iface, udp_from_socket=True)
+                           default_iface=cfg.home_iface, udp_from_socket=True, batch=extra["batch_host_changes"])
     driver = CoreDriver(core, executor, log)
 
     def on_udp():
@@ -87,7 +87,8 @@ async def setup(args, log):
     driver.call("start")
 
     def status(_req):
-        return {**core.status(time.time()).as_dict(), **executor.status(), "home_iface": cfg.home_iface,
+        s = core.status(time.time()).as_dict()
+        return {**s, **executor.status(), "drops": {**s["drops"], **executor.drops()}, "home_iface": cfg.home_iface,
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
     async def cleanup():
@@ -97,8 +98,8 @@ async def setup(args, log):
         if solicitations is not None:
             loop.remove_reader(solicitations.fileno())
             solicitations.close()
-        for b in core.status(time.time()).bindings:  # leave the home link as we found it
-            netlink.proxy_arp(b["home_address"], cfg.home_iface, False)
+        home = netlink.link_index(cfg.home_iface)  # leave the home link as we found it
+        netlink.send_batch([netlink.proxy_arp_request(h, home, False) for h in core.bindings])
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 

@@ -12,10 +12,22 @@ its packets (`capture`):
 
 Decapsulated packets are written into the TUN (the kernel forwards or delivers them) or, with a
 link-layer address, sent straight to that neighbour on its link.
+
+Host changes (tunnel routes, proxy-ARP and neighbour entries) go through a `NetlinkBatch`. With
+`batch=True` (the home agent) they are queued while the event loop handles a burst of requests and
+sent as one rtnetlink batch (one datagram, one acknowledgement) at the end of the loop's turn, or
+as soon as FLUSH_AT are queued. The replies that come after a queued change wait for that batch,
+so a reply never leaves before its binding's route and proxy entry are in place, nor a
+deregistration's before they are gone (RFC 5944 sections 3.6 and 4.6); its gratuitous ARPs then
+go to a pacer (nodes/runtime/garp_pacer.py) and out after the replies. With `batch=False` each
+change is sent at once, as the foreign agent and mobile node need. A change the kernel refuses is
+logged with what to do, counted in the status (drop:netlink:...), and tried again at the node's
+next registration when it was an addition.
 """
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
 import time
@@ -29,6 +41,8 @@ from nodes.mip.actions import (
     SendIcmp, SendIp, SendUdp,
 )
 from nodes.runtime import netlink
+from nodes.runtime.garp_pacer import GarpPacer
+from nodes.runtime.netlink_batch import Failure, NetlinkBatch
 from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
@@ -39,17 +53,32 @@ IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks 
 TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
 RULE_PRIORITY = 434
 HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registration is under way
-GARP_REPEAT = 0.1  # seconds before a gratuitous ARP is sent again
-
+FLUSH_AT = 32  # host changes that make a batch before the end of a turn
 
 _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)
+# what waits for the queued host changes: a registration reply must not announce a binding whose
+# route is not there yet (gratuitous ARPs wait too, in _garps_next, until their batch is done)
+_AFTER_HOST_CHANGES = (SendUdp, SendIcmp)
+# what to do when the kernel refuses a host change, by operation
+_HINTS = {
+    "tunnel-route": "packets for {addr} are not captured into {dev}; check the device (ip link show {dev}): "
+                    "the node's next registration tries again",
+    "proxy-on": "the home link cannot reach {addr} through the home agent; check {dev} (ip link show {dev}): "
+                "the node's next registration tries again",
+    "tunnel-route-del": "a route for {addr} may be left behind: ip route del {addr}/32 dev {dev}",
+    "proxy-off": "the home agent may still answer ARP for {addr}: ip neigh del proxy {addr} dev {dev}",
+    "host-route": "the visitor {addr} is not reachable on {dev}; check the device (ip link show {dev})",
+    "host-route-del": "a route or neighbour entry for {addr} may be left behind on {dev}: "
+                      "ip route del {addr}/32 dev {dev}; ip neigh del {addr} dev {dev}",
+}
 
 
 class MipExecutor:
     def __init__(self, log, *, raw: RawSender, tun: TunDevice | None = None, links: dict | None = None,
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
                  sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None,
-                 table: int = TUNNEL_TABLE):
+                 table: int = TUNNEL_TABLE, batch: bool = False, host: NetlinkBatch | None = None,
+                 garps: GarpPacer | None = None):
         self.log = log
         self.table = table  # capture "src": the policy-routed table whose default route is the TUN
         # role-specific actions (the mobile node's ArpProbe, ConfigureLink, StartDhcp...): type -> fn(action)
@@ -70,7 +99,19 @@ class MipExecutor:
         self._echo_seq = 0
         self._held: deque = deque()  # (monotonic time, packet) from the home address, no tunnel yet
         self._proxy_ready: set[str] = set()  # interfaces whose proxy-ARP sysctls are set
-        self._garp_repeats: dict = {}  # (iface, addr) -> the pending repeat of a gratuitous ARP
+        self.batch = batch  # queue host changes until the end of the loop's turn (else send each at once)
+        # ... or until this many are queued: the replies of the first new bindings of a turn (up to
+        # 64 requests) leave while the rest are read, so their senders can go on
+        self.flush_at = FLUSH_AT
+        self.host = host if host is not None else NetlinkBatch(netlink.send_batch, netlink.link_index)
+        self._after: list = []  # actions waiting for the queued host changes, in order
+        self._garps_next: dict = {}  # (iface, addr) -> True: announcements waiting for the queued changes
+        self._flush_handle: asyncio.Handle | None = None
+        self._changed: dict[str, list[str]] = {}  # operation -> addresses, logged once per batch
+        self._retry: dict[IPv4Address, set] = {}  # home -> refused additions to try again: {(op, dev)}
+        self.garps = garps if garps is not None else GarpPacer()
+        self._pace_handle: asyncio.Handle | None = None
+        self._pace_at = 0.0
         self.on_host_route = None  # hook(action) after AddHostRoute / RemoveHostRoute (FA reverse tunnels)
         self._loop: asyncio.AbstractEventLoop | None = None
         if tun is not None and capture == "src":
@@ -101,12 +142,83 @@ class MipExecutor:
             # go to the visitor's MAC and need no route, so the node hears back a few ms sooner
             actions = [a for a in actions if isinstance(a, _SENDS)] + [a for a in actions if not isinstance(a, _SENDS)]
         for action in actions:
-            try:
-                self._one(action)
-            except Exception as exc:  # one failed action must not stop the others nor the daemon
-                self.counters[f"action-error:{type(action).__name__}"] += 1
-                self.log("action-error", action=type(action).__name__, error=f"{type(exc).__name__}: {exc}",
-                         trace=traceback.format_exc(limit=3))
+            if isinstance(action, _AFTER_HOST_CHANGES) and (self._after or len(self.host)):
+                self._after.append(action)
+            else:
+                self._guarded(action)
+        if len(self.host) >= self.flush_at:
+            self.flush()  # enough for a batch: its replies need not wait for the end of the turn
+        elif len(self.host) or self._after:
+            self._flush_soon()
+        elif self._loop is None and len(self.garps):
+            self._pace()  # no event loop (a test): what is due now
+
+    def _guarded(self, action) -> None:
+        try:
+            self._one(action)
+        except Exception as exc:  # one failed action must not stop the others nor the daemon
+            self.counters[f"action-error:{type(action).__name__}"] += 1
+            self.log("action-error", action=type(action).__name__, error=f"{type(exc).__name__}: {exc}",
+                     trace=traceback.format_exc(limit=3))
+
+    # ---- host changes ---------------------------------------------------------------------------
+    def _change(self, request: netlink.Request, op: str, addr, dev: str, note: str | None = None) -> None:
+        """Queue one host change (sent at once without `batch`); `note` describes it in the batch's
+        log line (the address by default)."""
+        self.host.add(request, (op, addr, dev))
+        self._changed.setdefault(op, []).append(note or str(addr))
+        if not self.batch:
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        if self._flush_handle is None:
+            if self._loop is None:  # no event loop (a test): the caller flushes
+                return
+            self._flush_handle = self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Send the queued host changes as one batch, then what waited for them: the replies, and
+        the gratuitous ARPs (to the pacer)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        taken, after, garps = self.host.take(), self._after, self._garps_next
+        self._after, self._garps_next = [], {}
+        if self._changed:
+            self.log("host-changes", **self._changed)
+            self._changed = {}
+        self._done(self.host.send(taken), after, garps)
+
+    def _done(self, failures: list, after: list, garps: dict) -> None:
+        for failure in failures:
+            self._refused(failure)
+        for action in after:
+            self._guarded(action)
+        for key in garps:
+            if not self.garps.announce(key):
+                self.counters["drop:gratuitous-arp-queue-full"] += 1
+        if self._loop is None:
+            if len(self.garps):
+                self._pace()  # no event loop (a test): what is due now
+        elif garps:
+            self._arm_pacer()
+
+    def _refused(self, failure: Failure) -> None:
+        op, addr, dev = failure.tag
+        name = errno.errorcode.get(failure.errno, str(failure.errno))
+        self.counters[f"drop:netlink:{op}:{name}"] += 1
+        if op in ("tunnel-route", "proxy-on") and addr in self.tunnels:
+            self._retry.setdefault(addr, set()).add((op, dev))
+        hint = _HINTS.get(op, "check {dev}").format(addr=addr, dev=dev)
+        self.log("host-change-refused", change=failure.request.what, dev=dev, error=failure.error, what_to_do=hint)
+
+    def _retry_refused(self, home: IPv4Address) -> None:
+        """A registration of `home`: the additions the kernel refused for it before, again."""
+        for op, dev in self._retry.pop(home, ()):
+            if op == "tunnel-route":
+                self._change(netlink.route_replace_request(home, dev=self.host.ifindex(dev)), op, home, dev)
+            else:
+                self._change(netlink.proxy_arp_request(home, self.host.ifindex(dev), True), op, home, dev)
 
     def _one(self, a) -> None:
         if isinstance(a, SendUdp):
@@ -128,22 +240,26 @@ class MipExecutor:
             if a.on and iface not in self._proxy_ready:  # three sysctl writes, once per interface
                 netlink.enable_proxy_arp(iface)
                 self._proxy_ready.add(iface)
-            netlink.proxy_arp(a.addr, iface, a.on)
+            self._change(netlink.proxy_arp_request(a.addr, self.host.ifindex(iface), a.on),
+                         "proxy-on" if a.on else "proxy-off", a.addr, iface)
             if not a.on:
-                self._cancel_repeat((iface, a.addr))
-            self.log("proxy-arp", addr=str(a.addr), iface=iface, on=a.on)
+                self._retry.pop(a.addr, None)
+                self._cancel_garp((iface, a.addr))
         elif isinstance(a, GratuitousArp):
             self._gratuitous_arp(a)
         elif isinstance(a, AddHostRoute):
-            netlink.route_replace(f"{a.addr}/32", dev=a.iface or self.default_iface)
+            iface = a.iface or self.default_iface
+            index = self.host.ifindex(iface)
+            self._change(netlink.route_replace_request(a.addr, dev=index), "host-route", a.addr, iface)
             if a.lladdr:
-                netlink.neigh_replace(a.addr, a.lladdr, a.iface or self.default_iface)
+                self._change(netlink.neigh_replace_request(a.addr, a.lladdr, index), "host-route", a.addr, iface)
             if self.on_host_route:
                 self.on_host_route(a)
         elif isinstance(a, RemoveHostRoute):
             iface = a.iface or self.default_iface
-            netlink.route_del(f"{a.addr}/32", dev=iface)
-            netlink.neigh_del(a.addr, iface)
+            index = self.host.ifindex(iface)
+            self._change(netlink.route_del_request(a.addr, dev=index), "host-route-del", a.addr, iface)
+            self._change(netlink.neigh_del_request(a.addr, index), "host-route-del", a.addr, iface)
             if self.on_host_route:
                 self.on_host_route(a)
         elif isinstance(a, Log):
@@ -202,30 +318,56 @@ class MipExecutor:
 
     def _gratuitous_arp(self, a: GratuitousArp) -> None:
         iface = a.iface or self.default_iface
-        link = self.links.get(iface)
-        if link is None:
+        if iface not in self.links:
             raise ValueError(f"gratuitous ARP on {iface!r}: no link socket there")
-        link.gratuitous_arp(a.addr)
-        self.counters["gratuitous-arp"] += 1
-        self.log("gratuitous-arp", addr=str(a.addr), iface=iface, proxy=a.proxy)
-        # RFC 5944 4.6: repeat it, in case the first one was lost; a later announcement for the same
-        # address, or the end of proxying it, cancels the repeat (a node back home within the
-        # 100 ms must not have its own announcement overridden by a stale one of the home agent)
+        # RFC 5944 4.6: sent again later, in case the first one was lost; a later announcement for
+        # the same address, or the end of proxying it, replaces or cancels the pending one (a node
+        # back home within the 100 ms must not have its own announcement overridden by a stale one).
+        # With host changes queued or being sent, it waits for them: an announcement must not draw
+        # traffic the kernel cannot forward yet.
         key = (iface, a.addr)
-        self._cancel_repeat(key)
-        if self._loop is not None:
-            self._garp_repeats[key] = self._loop.call_later(GARP_REPEAT, self._repeat_garp, key, link)
+        if len(self.host):
+            self._garps_next[key] = True
+            return
+        if not self.garps.announce(key):
+            self.counters["drop:gratuitous-arp-queue-full"] += 1
+        if self._loop is None:
+            self._pace()
+        else:
+            self._arm_pacer()
 
-    def _repeat_garp(self, key, link) -> None:
-        self._garp_repeats.pop(key, None)
-        link.gratuitous_arp(key[1])
-        self.counters["gratuitous-arp-repeated"] += 1
-
-    def _cancel_repeat(self, key) -> None:
-        pending = self._garp_repeats.pop(key, None)
-        if pending is not None:
-            pending.cancel()
+    def _cancel_garp(self, key) -> None:
+        """Proxying for the address stopped: no announcement for it, pending or waiting."""
+        if self._garps_next.pop(key, None) | self.garps.cancel(key):
             self.counters["gratuitous-arp-repeat-cancelled"] += 1
+
+    def _pace(self) -> None:
+        """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest."""
+        self._pace_handle = None
+        for (iface, addr), repeat in self.garps.due(time.monotonic()):
+            ok = self.links[iface].gratuitous_arp(addr) is not False
+            what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
+            self.counters[what if ok else f"send-error-{what}"] += 1
+        if self._loop is not None:
+            self._arm_pacer()
+
+    def _arm_pacer(self) -> None:
+        """One timer at the pacer's next deadline, in a callback of its own: after this turn's
+        replies (the loop's clock is time.monotonic, the pacer's)."""
+        at = self.garps.next_deadline()
+        if at is None or (self._pace_handle is not None and self._pace_at <= at):
+            return
+        if self._pace_handle is not None:
+            self._pace_handle.cancel()
+        self._pace_at = at
+        self._pace_handle = self._loop.call_at(at, self._pace)
+
+    def stop(self) -> None:
+        """Send what is queued and stop the timers (the daemon is stopping)."""
+        self.flush()
+        if self._pace_handle is not None:
+            self._pace_handle.cancel()
+            self._pace_handle = None
 
     # ---- tunnels ----------------------------------------------------------------------------------
     def _add_tunnel(self, a: AddTunnel) -> None:
@@ -235,11 +377,16 @@ class MipExecutor:
         if self.tun is None:
             raise ValueError("a tunnel needs a TUN device")
         if self.capture == "dst":
+            if a.home in self._retry:
+                self._retry_refused(a.home)
             if old is None:  # the host route into the TUN does not depend on the far end: set it once
-                netlink.route_replace(f"{a.home}/32", dev=self.tun.name)
+                # a new tunnel is logged with its batch (one line for a burst of new bindings)
+                far = f"{a.remote}:{a.remote_port}" if a.remote_port else str(a.remote)
+                self._change(netlink.route_replace_request(a.home, dev=self.host.ifindex(self.tun.name)),
+                             "tunnel-route", a.home, self.tun.name, note=f"{a.home} {a.kind} {a.local}-{far}")
         else:
             netlink.rule_add(self.table, RULE_PRIORITY, src=a.home)
-        if old != a:  # a re-registration that changes nothing is not news (the core logs it)
+        if old != a and not (old is None and self.capture == "dst"):  # an unchanged one is not news
             self.log("tunnel", home=str(a.home), local=str(a.local), remote=str(a.remote), kind=a.kind,
                      remote_port=a.remote_port)
         held, self._held = self._held, deque()
@@ -263,7 +410,9 @@ class MipExecutor:
         if self.tunnels.pop(home, None) is None or self.tun is None:
             return
         if self.capture == "dst":
-            netlink.route_del(f"{home}/32", dev=self.tun.name)
+            self._retry.pop(home, None)
+            self._change(netlink.route_del_request(home, dev=self.host.ifindex(self.tun.name)),
+                         "tunnel-route-del", home, self.tun.name)
         else:
             netlink.rule_del(self.table, RULE_PRIORITY, src=home)
         self.log("tunnel-removed", home=str(home))
@@ -320,7 +469,11 @@ class MipExecutor:
         self.deliver(inner)
 
     def action_errors(self) -> Counter:
-        return Counter({k: v for k, v in self.counters.items() if k.startswith("action-error")})
+        return Counter({k: v for k, v in self.counters.items() if k.startswith(("action-error", "drop:netlink:"))})
+
+    def drops(self) -> dict:
+        """The data plane's drop counters by reason (the `drop:` counters, without the prefix)."""
+        return {k[5:]: v for k, v in self.counters.items() if k.startswith("drop:")}
 
     def status(self) -> dict:
         return {"tunnels": {str(h): {"local": str(t.local), "remote": str(t.remote), "kind": t.kind,
@@ -371,6 +524,7 @@ class CoreDriver:
     def stop(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        self.executor.stop()
 
 
 def packet_reader(read, handle, batch: int = 64):

@@ -160,7 +160,8 @@ def home_agent(f: Fields) -> tuple[HomeAgentConfig, dict]:
         drop_untrusted=f.get("drop_untrusted", "bool", False), fa_associations=fa_sas,
     )
     cfg.encapsulations = _encapsulations(f, cfg.encapsulations)
-    extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0")}
+    extra = {"home_network": f.get("home_network", "net", None), "tun": f.get("tun", "str", "mip0"),
+             "batch_host_changes": f.get("batch_host_changes", "bool", True)}
     _advertising(f, cfg, extra["home_network"])
     f.check_unknown()
     return cfg, extra

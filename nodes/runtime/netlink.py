@@ -12,6 +12,7 @@ import socket
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Callable
 
@@ -110,6 +111,41 @@ FRA_SRC, FRA_IIFNAME, FRA_PRIORITY, FRA_TABLE = 2, 3, 6, 15
 RTPROT_STATIC, RTN_UNICAST, RT_SCOPE_UNIVERSE, RT_SCOPE_NOWHERE, RT_TABLE_MAIN, RT_TABLE_COMPAT = 4, 1, 0, 255, 254, 252
 FR_ACT_TO_TBL = 1
 _NLMSGHDR = struct.Struct("=IHHII")
+BATCH_MAX = 256  # messages per datagram: its refusals fit the socket's receive buffer many times over
+
+
+@dataclass(frozen=True)
+class Request:
+    """One rtnetlink request, built but not sent: `kind` and `flags` of its header, its `body`, the
+    errnos that mean "already so" (`ignore`), and what it does in words (`what`, for logs: put
+    together from `about`, a format and its values, only when asked; a home agent builds
+    thousands a second)."""
+
+    kind: int
+    flags: int
+    body: bytes
+    ignore: tuple[int, ...] = ()
+    about: tuple = ()
+
+    @property
+    def what(self) -> str:
+        return self.about[0].format(*self.about[1:]) if self.about else ""
+
+
+def send_batch(requests: list[Request]) -> list[tuple[int, int]]:
+    """Send the requests in order, in as few datagrams as possible; (index, errno) of each refused
+    one whose errno its request does not ignore (nodes/runtime/netlink_batch.py queues them)."""
+    refused = _rtnl.batch([(r.kind, r.flags, r.body) for r in requests])
+    return [(i, e) for i, e in refused if e not in requests[i].ignore]
+
+
+def apply(request: Request) -> None:
+    """Send one request and wait for its answer; a refusal it does not ignore raises NetlinkError."""
+    try:
+        _rtnl.request(request.kind, request.flags, request.body)
+    except NetlinkError as exc:
+        if exc.code not in request.ignore:
+            raise
 
 
 def _attr(kind: int, value: bytes) -> bytes:
@@ -118,7 +154,8 @@ def _attr(kind: int, value: bytes) -> bytes:
 
 
 def _ip(value) -> bytes:
-    return IPv4Address(value).packed
+    # IPv4Address(an IPv4Address) goes through its string: the common case skips that
+    return value.packed if type(value) is IPv4Address else IPv4Address(value).packed
 
 
 class _Rtnl:
@@ -131,24 +168,54 @@ class _Rtnl:
 
     def request(self, kind: int, flags: int, body: bytes) -> None:
         """Send one request and wait for its acknowledgement; a refusal raises NetlinkError."""
+        (_index, error), = self.batch([(kind, flags, body)], ack_all=True)
+        if error:
+            raise NetlinkError(error, os.strerror(error))
+
+    def batch(self, requests, ack_all: bool = False) -> list[tuple[int, int]]:
+        """Send many requests in as few datagrams as possible (BATCH_MAX each) and return the
+        (index, errno) of the refused ones.
+
+        The kernel handles the messages of one datagram in order and answers a refused one with an
+        error message carrying its sequence number, acknowledged or not; only the last message
+        asks for an acknowledgement, which also says that all before it were handled. With
+        `ack_all`, every message asks for one and every outcome is returned (errno 0: done)."""
+        out: list[tuple[int, int]] = []
         with self.lock:
             self._open()
-            self.seq = (self.seq + 1) & 0xFFFFFFFF
-            seq = self.seq
-            self.sock.send(_NLMSGHDR.pack(16 + len(body), kind, flags | NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body)
-            while True:
-                data = self.sock.recv(65536)
-                offset = 0
-                while offset + 16 <= len(data):
-                    length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
-                    if length < 16:
-                        break
-                    if mtype == NLMSG_ERROR and mseq == seq:
-                        (error,) = struct.unpack_from("=i", data, offset + 16)
-                        if error:
-                            raise NetlinkError(-error, os.strerror(-error))
+            for start in range(0, len(requests), BATCH_MAX):
+                chunk = requests[start:start + BATCH_MAX]
+                first, last = self.seq + 1, len(chunk) - 1
+                parts = []
+                for i, (kind, flags, body) in enumerate(chunk):
+                    ack = NLM_F_ACK if ack_all or i == last else 0
+                    parts.append(_NLMSGHDR.pack(16 + len(body), kind, flags | NLM_F_REQUEST | ack,
+                                                (first + i) & 0xFFFFFFFF, 0) + body)
+                self.seq = (first + last) & 0xFFFFFFFF
+                self.sock.send(b"".join(parts))
+                for index, error in self._answers(first, last):
+                    if error or ack_all:
+                        out.append((start + index, error))
+        return out
+
+    def _answers(self, first: int, last: int):
+        """(index, errno) of the answers to the messages numbered first..first+last, until the
+        last one's (its acknowledgement or its refusal) has come; answers to anything else (an
+        earlier request whose reader was interrupted) are skipped."""
+        while True:
+            data = self.sock.recv(65536)
+            offset = 0
+            while offset + 16 <= len(data):
+                length, mtype, _flags, mseq, _pid = _NLMSGHDR.unpack_from(data, offset)
+                if length < 16:
+                    break
+                index = (mseq - first) & 0xFFFFFFFF
+                if mtype == NLMSG_ERROR and index <= last:
+                    (error,) = struct.unpack_from("=i", data, offset + 16)
+                    yield index, -error
+                    if index == last:
                         return
-                    offset += (length + 3) & ~3
+                offset += (length + 3) & ~3
 
     def dump(self, kind: int, body: bytes, header: struct.Struct) -> list[tuple[tuple, dict[int, bytes]]]:
         """A dump request: every answer as (its fixed header's fields, {attribute type: value})."""
@@ -200,35 +267,50 @@ class _Rtnl:
 _rtnl = _Rtnl()
 
 
-def _route_msg(kind: int, flags: int, dst, dev=None, gateway=None, table=None, src=None, onlink=False,
-               scope=None, proto=None) -> None:
-    net = IPv4Network(dst) if dst != "default" else IPv4Network("0.0.0.0/0")
+def _oif(dev) -> int:
+    """An interface given by name or (resolved once by a caller that sends many requests) index."""
+    return dev if isinstance(dev, int) else link_index(dev)
+
+
+def _route_request(kind: int, flags: int, dst, dev=None, gateway=None, table=None, src=None, onlink=False,
+                   scope=None, proto=None, ignore=(), about=()) -> Request:
+    """`dst`: a prefix, 'default', or an IPv4Address for a host route (no parsing: the common case)."""
+    if type(dst) is IPv4Address:
+        prefixlen, network = 32, dst.packed
+    else:
+        net = IPv4Network(dst) if dst != "default" else IPv4Network("0.0.0.0/0")
+        prefixlen, network = net.prefixlen, net.network_address.packed
     table = RT_TABLE_MAIN if table is None else table
     delete = kind == RTM_DELROUTE
     if scope is None:
         scope = RT_SCOPE_NOWHERE if delete else RT_SCOPE_UNIVERSE  # a delete matches any scope
     if proto is None:
         proto = 0 if delete else RTPROT_STATIC
-    body = struct.pack("=BBBBBBBBI", socket.AF_INET, net.prefixlen, 0, 0, table if table < 256 else RT_TABLE_COMPAT,
+    body = struct.pack("=BBBBBBBBI", socket.AF_INET, prefixlen, 0, 0, table if table < 256 else RT_TABLE_COMPAT,
                        proto, scope, 0 if delete else RTN_UNICAST, RTNH_F_ONLINK if onlink else 0)
     body += _attr(RTA_TABLE, struct.pack("=I", table))
-    if net.prefixlen or not delete:
-        body += _attr(RTA_DST, net.network_address.packed)
+    if prefixlen or not delete:
+        body += _attr(RTA_DST, network)
     if dev is not None:
-        body += _attr(RTA_OIF, struct.pack("=i", link_index(dev)))
+        body += _attr(RTA_OIF, struct.pack("=i", _oif(dev)))
     if gateway is not None:
         body += _attr(RTA_GATEWAY, _ip(gateway))
     if src is not None:
         body += _attr(RTA_PREFSRC, _ip(src))
-    _rtnl.request(kind, flags, body)
+    return Request(kind, flags, body, ignore, about)
 
 
-def _neigh_msg(kind: int, flags: int, ip, dev: str, state: int = NUD_PERMANENT, ntf: int = 0,
-               lladdr: str | None = None) -> None:
-    body = struct.pack("=BxxxiHBB", socket.AF_INET, link_index(dev), state, ntf, 0) + _attr(NDA_DST, _ip(ip))
+def _neigh_request(kind: int, flags: int, ip, dev, state: int = NUD_PERMANENT, ntf: int = 0,
+                   lladdr: str | None = None, ignore=(), about=()) -> Request:
+    body = struct.pack("=BxxxiHBB", socket.AF_INET, _oif(dev), state, ntf, 0) + _attr(NDA_DST, _ip(ip))
     if lladdr is not None:
         body += _attr(NDA_LLADDR, bytes.fromhex(lladdr.replace(":", "")))
-    _rtnl.request(kind, flags, body)
+    return Request(kind, flags, body, ignore, about)
+
+
+_ABSENT = (ENOENT, ESRCH, EADDRNOTAVAIL)  # deleting what is not there
+# a route's `what`: to a prefix, or to a host (its address)
+_ROUTE_ABOUT = {(verb, host): f"route {verb} {{}}{'/32' if host else ''}" for verb in ("replace", "del") for host in (0, 1)}
 
 
 # ---- links ---------------------------------------------------------------------------------------
@@ -299,13 +381,25 @@ def addr_flush(iface: str, keep: tuple[str, ...] = ()) -> None:
 
 
 # ---- routes and rules ----------------------------------------------------------------------------
+def route_replace_request(dst, dev=None, gateway=None, table=None, src=None, onlink=False, scope=None) -> Request:
+    """Add or replace a route; `dst` is a prefix, 'default' or an IPv4Address (a host route), `dev`
+    a name or an index."""
+    return _route_request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, dst, dev, gateway, table, src, onlink, scope,
+                          about=(_ROUTE_ABOUT["replace", type(dst) is IPv4Address], dst))
+
+
+def route_del_request(dst, dev=None, table=None) -> Request:
+    return _route_request(RTM_DELROUTE, 0, dst, dev, table=table, ignore=_ABSENT,
+                          about=(_ROUTE_ABOUT["del", type(dst) is IPv4Address], dst))
+
+
 def route_replace(dst, dev=None, gateway=None, table=None, src=None, onlink=False, scope=None) -> None:
     """Add or replace a route; `dst` is a prefix or 'default'."""
-    _route_msg(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, dst, dev, gateway, table, src, onlink, scope)
+    apply(route_replace_request(dst, dev, gateway, table, src, onlink, scope))
 
 
 def route_del(dst, dev=None, table=None) -> None:
-    _quiet(_route_msg, RTM_DELROUTE, 0, dst, dev, table=table)
+    apply(route_del_request(dst, dev, table))
 
 
 def _routes(table: int) -> list[tuple[tuple, dict]]:
@@ -363,13 +457,22 @@ def _rule_msg(kind: int, flags: int, table: int, priority: int, src, iif) -> Non
 
 
 # ---- neighbours and proxy ARP --------------------------------------------------------------------
+def neigh_replace_request(ip, lladdr: str, dev) -> Request:
+    """A permanent neighbour entry: `ip` is at `lladdr` on `dev` (a name or an index)."""
+    return _neigh_request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, lladdr=lladdr,
+                          about=("neighbour {} at {}", ip, lladdr))
+
+
+def neigh_del_request(ip, dev) -> Request:
+    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ignore=_ABSENT, about=("neighbour del {}", ip))
+
+
 def neigh_replace(ip, lladdr: str, dev: str) -> None:
-    """A permanent neighbour entry: `ip` is at `lladdr` on `dev`."""
-    _neigh_msg(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, lladdr=lladdr)
+    apply(neigh_replace_request(ip, lladdr, dev))
 
 
 def neigh_del(ip, dev: str) -> None:
-    _quiet(_neigh_msg, RTM_DELNEIGH, 0, ip, dev, state=0)
+    apply(neigh_del_request(ip, dev))
 
 
 def neigh_flush(dev: str) -> None:
@@ -380,19 +483,24 @@ def neigh_flush(dev: str) -> None:
             RTM_GETNEIGH, _NDMSG.pack(socket.AF_INET, 0, 0, 0, 0), _NDMSG):
         if ifindex != index or state & NUD_PERMANENT or flags & NTF_PROXY or NDA_DST not in attrs:
             continue
-        _quiet(_neigh_msg, RTM_DELNEIGH, 0, socket.inet_ntoa(attrs[NDA_DST]), dev, state=0)
+        apply(neigh_del_request(socket.inet_ntoa(attrs[NDA_DST]), ifindex))
 
 
-def proxy_arp(ip, dev: str, on: bool) -> None:
-    """Answer (or stop answering) ARP requests for `ip` on `dev` (a proxy neighbour entry).
+def proxy_arp_request(ip, dev, on: bool) -> Request:
+    """Answer (or stop answering) ARP requests for `ip` on `dev` (a name or an index): a proxy
+    neighbour entry.
 
     The kernel answers only when it forwards, when the route to `ip` leaves by another
     interface, and (for broadcast requests) after proxy_delay: the caller sets the sysctls
     with `enable_proxy_arp`."""
     if on:
-        _quiet(_neigh_msg, RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, ntf=NTF_PROXY, ignore=(EEXIST,))
-    else:
-        _quiet(_neigh_msg, RTM_DELNEIGH, 0, ip, dev, state=0, ntf=NTF_PROXY)
+        return _neigh_request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, ip, dev, ntf=NTF_PROXY, ignore=(EEXIST,),
+                              about=("proxy ARP on {}", ip))
+    return _neigh_request(RTM_DELNEIGH, 0, ip, dev, state=0, ntf=NTF_PROXY, ignore=_ABSENT, about=("proxy ARP off {}", ip))
+
+
+def proxy_arp(ip, dev: str, on: bool) -> None:
+    apply(proxy_arp_request(ip, dev, on))
 
 
 def enable_proxy_arp(dev: str) -> None:

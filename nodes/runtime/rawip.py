@@ -148,6 +148,7 @@ class LinkSocket:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self.sock.bind((iface, proto))
         self.errors = 0
+        self._garp_heads: dict[str, bytes] = {}  # MAC -> a gratuitous ARP's frame up to its addresses
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -166,7 +167,9 @@ class LinkSocket:
             return Frame(mac_str(data[6:12]), mac_str(data[0:6]), ethertype, data[14:], pkttype)
 
     def send(self, dst_mac: str, ethertype: int, payload: bytes, src_mac: str | None = None) -> bool:
-        frame = mac_bytes(dst_mac) + mac_bytes(src_mac or self.mac) + struct.pack("!H", ethertype) + payload
+        return self._send_frame(mac_bytes(dst_mac) + mac_bytes(src_mac or self.mac) + struct.pack("!H", ethertype) + payload)
+
+    def _send_frame(self, frame: bytes) -> bool:
         try:
             self.sock.send(frame)
             return True
@@ -181,9 +184,16 @@ class LinkSocket:
         return self.send(dst_mac, ETH_P_ARP, arp.encode())
 
     def gratuitous_arp(self, ip, mac: str | None = None) -> bool:
-        """Announce that `ip` is at `mac` (ours by default): a broadcast ARP request for itself."""
+        """Announce that `ip` is at `mac` (ours by default): a broadcast ARP request for itself. The
+        frame up to the addresses is built once per MAC (a home agent sends thousands a second)."""
         mac = mac or self.mac
-        return self.send_arp(Arp(ARP_REQUEST, mac, IPv4Address(ip), "00:00:00:00:00:00", IPv4Address(ip)))
+        head = self._garp_heads.get(mac)
+        if head is None:
+            arp = Arp(ARP_REQUEST, mac, IPv4Address(0), "00:00:00:00:00:00", IPv4Address(0)).encode()
+            head = self._garp_heads[mac] = mac_bytes(BROADCAST_MAC) + mac_bytes(self.mac) + \
+                struct.pack("!H", ETH_P_ARP) + arp[:14]
+        ip = ip.packed if type(ip) is IPv4Address else IPv4Address(ip).packed  # (an address: no string)
+        return self._send_frame(head + ip + bytes(6) + ip)
 
     def arp_probe(self, sender_ip, target_ip) -> bool:
         """Ask who has `target_ip`, from `sender_ip` (an ordinary ARP request)."""
