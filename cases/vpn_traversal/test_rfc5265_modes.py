@@ -62,6 +62,7 @@ def test_fvc_through_foreign_agents_without_ike(world, scenario, roles, capture,
 
 @pytest.mark.req("rfc5265-mode-f", "rfc5265-inside-outside-detection")
 @pytest.mark.scenario("rfc5265-fvc")
+@pytest.mark.impl_matrix("gw=strongswan")  # inside, G only sees the VPN go: the same with strongSwan as G
 def test_f_inside_through_the_intranet_agent_and_c_without_it(world, scenario, roles, capture, case_dir, request):
     """RFC 5265 section 2, access mode f: inside the intranet, on a visited subnet whose router runs a
     foreign agent (ivn, the unmodified foreign-agent daemon on the intranet router), i-MIP registers
