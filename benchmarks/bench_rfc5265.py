@@ -30,14 +30,15 @@ scale (guideline 5.7: complexity at most linear in the number of mobile nodes): 
   and T bits, each node's VPN-TIA from its IKE SA as care-of address) to the i-HA from H. Per phase:
   seconds per node (wall), the daemon's CPU time per node (user + system from /proc: far less
   disturbed by the other work on a shared machine), and its RSS growth per node (VmRSS after
-  minus before). Flat means each larger N's ratio to 1k within 20 %. Simplifications, said plainly: the IKE SAs come from one Internet
+  minus before). Linear (guideline 5.7: "at most linearly") means each larger N's cost per node at
+  most 20 % above 1k's; a cost per node that falls with N is better than linear and counts as met. Simplifications, said plainly: the IKE SAs come from one Internet
   address (not from N x-HoAs through the x-HA's tunnels) and the i-MIP registrations from H (not
   through the N ESP tunnels), so the x-HA's and G's data planes are not loaded; the load
   generator's own CPU (2 cores shared with the daemons) is in the wall-clock time. With --gw
   strongswan not offered: 10k swanctl connections are beyond this bench.
-  Found with it (profiled in-process at 2.5k IKE SAs): our gateway's IKE core spends its time per new
-  IKE SA in nodes/ipsec/ike_auth.py replace_older (unique=replace), which scans every IKE SA for the
-  same identity: O(N) per SA, so the IKE phase's time per node grows with N; the HAs' does not.
+  Found with it and fixed: our gateway paid O(N) per new IKE SA (unique=replace scanned every IKE SA
+  for the same identity; the data plane scanned every child SA for the next lifetime deadline; the
+  runtime scanned the IKE SAs for the new one's NAT flags): now an index, a heap and a lookup.
 """
 from __future__ import annotations
 
@@ -370,9 +371,9 @@ def scale_rows(run, sizes: list[int]) -> dict:
                    for r in runs.values())
     return {"sizes": sizes, "runs": {str(n): r for n, r in runs.items()}, "ratios": ratios,
             "all_nodes_in_state": complete,
-            "flat_within_20_percent": {
-                "wall_time": complete and all(0.8 <= v <= 1.2 for r in ratios.values() for v in r["time_per_node"].values()),
-                "daemon_cpu": {phase: complete and all(0.8 <= r["daemon_cpu_per_node"][phase] <= 1.2 for r in ratios.values())
+            "per_node_cost_grows_at_most_20_percent": {
+                "wall_time": complete and all(v <= 1.2 for r in ratios.values() for v in r["time_per_node"].values()),
+                "daemon_cpu": {phase: complete and all(r["daemon_cpu_per_node"][phase] <= 1.2 for r in ratios.values())
                                for phase in ("x-mip", "ike", "i-mip")}},
             "logs": str(logs)}
 
@@ -390,7 +391,8 @@ def print_scale(sc: dict) -> None:
     for pair, r in sc["ratios"].items():
         print(f"per node {pair.replace('_to_', ' / ')}: wall {r['time_per_node']}; daemon CPU "
               f"{r['daemon_cpu_per_node']}; RSS {r['rss_per_node']}")
-    print(f"all nodes in state: {sc['all_nodes_in_state']}; flat within 20 %: {sc['flat_within_20_percent']}")
+    print(f"all nodes in state: {sc['all_nodes_in_state']}; cost per node grows at most 20 % (guideline 5.7): "
+          f"{sc['per_node_cost_grows_at_most_20_percent']}")
 
 
 def main() -> None:
