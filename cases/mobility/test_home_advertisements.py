@@ -4,6 +4,8 @@ mobile node coming home learns it from those advertisements (4.2, 3.6) and dereg
 The node here has ARP movement detection blinded (its `home_router` names an address nobody
 holds), so only the home agent's advertisement can tell it it is home: before the home agent
 advertised, such a node stayed registered through the foreign agent it had left."""
+import time
+
 import pytest
 
 from testbed import handoff
@@ -40,7 +42,11 @@ def test_node_comes_home_by_the_home_agents_advertisement(world, scenario, roles
              what="R's own gratuitous ARP to reach the home router")
 
     ha = roles["ha"]
+    # a periodic advertisement, not one more answer to the node's solicitations on arrival: the
+    # capture runs until a full period (1 s, plus slack) has passed since the node came home, and
+    # the HA has sent one more advertisement since now
     sent = ha.status()["counters"]["advertisements"]
+    time.sleep(max(0.0, move.t_up + 1.5 - time.time()))
     wait_for(lambda: ha.status()["counters"]["advertisements"] >= sent + 1, timeout=2.5,
              what="a periodic advertisement (one a second)")
     cap.stop()
