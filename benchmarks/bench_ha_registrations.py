@@ -240,13 +240,9 @@ def main() -> None:
         print(json.dumps(loadgen(args.loadgen, args.passes, args.window, LOADGEN_ADDR, args.timeout, args.ha_pid)))
         return
 
-    from mininet.log import setLogLevel
-    from testbed.isolation import enter_private_netns
-    from testbed.naming import new_run_id
-    from testbed.runs import Run
     from testbed.scenario import load_named
     from testbed.world import World
-    from benchmarks.common import publish
+    from benchmarks.common import publish, start_bench_run
 
     core = {}
     load_core = os.getloadavg()
@@ -260,9 +256,7 @@ def main() -> None:
               f"re-registration {core[n]['reregistration_per_s']:7d}/s ({core[n]['us_per_registration']} us each)",
               flush=True)
 
-    setLogLevel("critical")
-    enter_private_netns()
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     sc = load_named("mobility-open-intranet")
     role = sc.roles["ha"]
     daemon: dict[str, dict[int, dict]] = {m: {} for m in args.modes}

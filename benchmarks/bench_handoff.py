@@ -31,16 +31,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from mininet.log import setLogLevel
 
-from benchmarks.common import publish, summary
+from benchmarks.common import publish, start_bench_run, summary
 from testbed.mip_checks import COLOCATED_FN3, FA1, FA2, at_home, probe_stream, registered, wait_for
 from testbed import handoff
 from testbed.disruption import disruption
-from testbed.isolation import enter_private_netns
-from testbed.naming import new_run_id
 from testbed.profiles import start_role
-from testbed.runs import Run
 from testbed.scenario import load_named
 from testbed.world import World
 
@@ -126,9 +122,7 @@ def main() -> None:
                     help="arrival gaps longer than this are recorded (a move with a shorter gap counts as 0)")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = ap.parse_args()
-    setLogLevel("critical")
-    enter_private_netns()
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     load_before = os.getloadavg()
     results = {}
     try:

@@ -44,13 +44,10 @@ import time
 import traceback
 from pathlib import Path
 
-from mininet.log import setLogLevel
 
-from benchmarks.common import publish
+from benchmarks.common import publish, start_bench_run
 from testbed.ipsec_checks import established
 from testbed.capture import start_capture
-from testbed.isolation import enter_private_netns
-from testbed.naming import new_run_id
 from testbed.profiles import start_role
 from testbed.runs import Run
 from testbed.scenario import load_named
@@ -452,14 +449,12 @@ def main() -> None:
     ap.add_argument("--setups", type=int, default=3,
                     help="setup samples per measurement (the client role restarted in the same world)")
     args = ap.parse_args()
-    setLogLevel("critical")
-    enter_private_netns()
     pairs = [(p, p) for p in args.profiles]
     if not args.no_mixed and len(args.profiles) > 1:
         real = [p for p in args.profiles if "+" not in p]
         pairs += [(g, c) for g in real for c in real if g != c]
     log_root = Path(tempfile.mkdtemp(prefix="bench-ipsec-"))
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     results: list[dict] = []
     load_before = os.getloadavg()
     t0 = time.monotonic()

@@ -54,14 +54,11 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from benchmarks.bench_traversal import measure_moves, move_figures, run_scenario
-from benchmarks.common import BENCH_DIR, publish
+from benchmarks.common import BENCH_DIR, publish, start_bench_run
 from testbed import handoff
 from testbed.ipsec_checks import wait_established
-from testbed.isolation import enter_private_netns
 from testbed.mip_checks import wait_for
-from testbed.naming import new_run_id
 from testbed.profiles import start_roles
-from testbed.runs import Run
 from testbed.scenario import load_named, scenario_path
 from testbed.schema import ConfigError
 from testbed.traversal_checks import outage, start_probe
@@ -409,10 +406,7 @@ def main() -> None:
     if args.loadgen:
         loadgen_main(args)
         return
-    from mininet.log import setLogLevel
-    setLogLevel("critical")
-    enter_private_netns()
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     load_before = os.getloadavg()
     figures: dict = {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before]}
     try:

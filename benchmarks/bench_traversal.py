@@ -22,14 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from mininet.log import setLogLevel
 
-from benchmarks.common import publish, summary
+from benchmarks.common import publish, start_bench_run, summary
 from testbed.capture import start_capture
-from testbed.isolation import enter_private_netns
-from testbed.naming import new_run_id
 from testbed.profiles import start_roles
-from testbed.runs import Run
 from testbed.scenario import load_named
 from testbed.mip_checks import wait_for
 from testbed.traversal_checks import (
@@ -115,9 +111,7 @@ def main() -> None:
     ap.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE", help="e.g. gw=strongswan")
     args = ap.parse_args()
     impls = dict(spec.split("=", 1) for spec in args.impl)
-    setLogLevel("critical")
-    enter_private_netns()
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     load_before = os.getloadavg()
     results = {}
     try:

@@ -10,13 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mininet.log import setLogLevel
 
-from benchmarks.common import publish, summary
+from benchmarks.common import publish, start_bench_run, summary
 from testbed.daemons import start_daemon
-from testbed.isolation import enter_private_netns
-from testbed.naming import new_run_id
-from testbed.runs import Run
 from testbed.scenario import load_named
 from testbed.world import World
 
@@ -25,9 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
-    setLogLevel("critical")
-    enter_private_netns()
-    run = Run.register(new_run_id("bench"))
+    run = start_bench_run()
     scenario = load_named("bare-world")
     up, down, built = [], [], []
     try:

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: where figures go and how they are printed."""
+"""Shared by the benchmarks: how a run starts, where figures go and how they are printed."""
 from __future__ import annotations
 
 import json
@@ -8,8 +8,23 @@ from pathlib import Path
 
 from testbed import REPO_ROOT
 from testbed.report import machine
+from testbed.runs import Run
 
 BENCH_DIR = REPO_ROOT / "reports" / "bench"
+
+
+def start_bench_run() -> Run:
+    """A benchmark's run, as `testbed run` starts one: Mininet quiet, a private network namespace for
+    its worlds, the run registered (so `testbed clean` finds what a killed benchmark left). The
+    caller closes it (run.close()) when its worlds are gone."""
+    from mininet.log import setLogLevel
+
+    from testbed.isolation import enter_private_netns
+    from testbed.naming import new_run_id
+
+    setLogLevel("critical")
+    enter_private_netns()
+    return Run.register(new_run_id("bench"))
 
 
 def summary(samples: list[float]) -> dict:
