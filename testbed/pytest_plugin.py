@@ -193,6 +193,13 @@ def capture(world, case_dir):
 @pytest.fixture
 def roles(world, scenario):
     """The scenario's roles, started (dict: role name -> handle with status() and stop())."""
+    return start_roles_or_skip(world, scenario)
+
+
+def start_roles_or_skip(world, scenario) -> dict:
+    """Start the scenario's roles in `world`; a role whose implementation is not installed here ends
+    the case as a skip that names the role and what is missing (RoleUnavailable's message). For
+    fixtures that build their own (module-scoped) world as well as for `roles`."""
     from testbed.profiles import RoleUnavailable, start_roles
 
     try:

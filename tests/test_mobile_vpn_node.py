@@ -1,5 +1,6 @@
 """The mobile VPN node's config is refused with the key and what was expected (no root needed)."""
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -9,19 +10,27 @@ from testbed.profiles import KINDS, available
 
 GOOD = {"nesting": "ipsec-inside-mip", "mn": {"home_address": "203.0.113.130", "home_agent": "203.0.113.71"},
         "client": {"gateway": "203.0.113.70"}}
+RFC5265 = {**GOOD, "nesting": "rfc5265", "access_mode": "cvc",
+           "inner": {"home_address": "10.1.1.100", "home_agent": "10.1.1.2", "home_network": "10.1.1.0/24",
+                     "spi": 1001, "key": "00" * 16}}
 
 
-@pytest.mark.parametrize("change, expected", [
+@pytest.mark.parametrize("base, change, expected", [(GOOD, *c) for c in [
     ({"nesting": "mip-over-ipsec"}, "key nesting: expected one of mip-inside-ipsec, ipsec-inside-mip"),
     ({"nesting": None}, "key nesting"),
     ({"mn": "x"}, "key mn: expected the mn layer's config as a mapping"),
     ({"client": None}, "key client: expected the client layer's config"),
     ({"extra": 1}, "unknown key(s) extra"),
-])
-def test_a_bad_config_names_the_key(tmp_path, change, expected):
-    cfg = {**GOOD, **change}
-    with pytest.raises(BadConfig, match=expected.replace("(", r"\(").replace(")", r"\)")):
-        asyncio.run(_make(cfg, tmp_path))
+]] + [(RFC5265, *c) for c in [
+    ({"access_mode": "c"}, "key access_mode: expected one of cvc, fvc (the outside mode"),
+    ({"inner": None}, "key inner: expected the i-MIP layer's config as a mapping"),
+    ({"inner": {**RFC5265["inner"], "iface": "r-eth0"}}, "key inner.iface: the i-MIP layer's link is the VPN tunnel"),
+    ({"inner": {**RFC5265["inner"], "colocated": {}}}, "key inner.colocated"),
+    ({"nesting": "ipsec-inside-mip"}, "unknown key(s) access_mode, inner for nesting ipsec-inside-mip"),
+]])
+def test_a_bad_config_names_the_key(tmp_path, base, change, expected):
+    with pytest.raises(BadConfig, match=re.escape(expected)):
+        asyncio.run(_make({**base, **change}, tmp_path))
 
 
 def test_a_good_config_composes_both_layers(tmp_path):
@@ -37,24 +46,6 @@ def test_the_role_kind_is_registered():
 
 async def _make(cfg, tmp_path):
     return MobileVpnNode(cfg, tmp_path, str(tmp_path / "r.mn.events.jsonl"), lambda *a, **k: None)
-
-
-RFC5265 = {**GOOD, "nesting": "rfc5265", "access_mode": "cvc",
-           "inner": {"home_address": "10.1.1.100", "home_agent": "10.1.1.2", "home_network": "10.1.1.0/24",
-                     "spi": 1001, "key": "00" * 16}}
-
-
-@pytest.mark.parametrize("change, expected", [
-    ({"access_mode": "c"}, "key access_mode: expected one of cvc, fvc (the outside mode"),
-    ({"inner": None}, "key inner: expected the i-MIP layer's config as a mapping"),
-    ({"inner": {**RFC5265["inner"], "iface": "r-eth0"}}, "key inner.iface: the i-MIP layer's link is the VPN tunnel"),
-    ({"inner": {**RFC5265["inner"], "colocated": {}}}, "key inner.colocated"),
-    ({"nesting": "ipsec-inside-mip"}, "unknown key(s) access_mode, inner for nesting ipsec-inside-mip"),
-])
-def test_a_bad_rfc5265_config_names_the_key(tmp_path, change, expected):
-    cfg = {**RFC5265, **change}
-    with pytest.raises(BadConfig, match=expected.replace("(", r"\(").replace(")", r"\)")):
-        asyncio.run(_make(cfg, tmp_path))
 
 
 def test_rfc5265_composes_a_second_mn_on_the_tunnel(tmp_path):

@@ -91,7 +91,7 @@ def _iptables(world, node: str, *rule: str) -> None:
 def _column_world(testbed_run, pytestconfig, key: str, scenario_name: str) -> Iterator[apps.Env]:
     """A world for `scenario_name` with its roles started, the tunnel up, the servers on H, and for
     the strongSwan gateway the netfilter rules every strongSwan column shares."""
-    from testbed.profiles import RoleUnavailable, start_roles
+    from testbed.pytest_plugin import start_roles_or_skip
     from testbed.scenario import load_named
     from testbed.world import World
 
@@ -101,10 +101,7 @@ def _column_world(testbed_run, pytestconfig, key: str, scenario_name: str) -> It
     world = World.for_scenario(testbed_run, d / "logs", scenario)
     roles = {}
     try:
-        try:
-            roles = start_roles(world, scenario.roles.values())
-        except RoleUnavailable as exc:
-            pytest.skip(str(exc))
+        roles = start_roles_or_skip(world, scenario)
         vip = check_tunnel(roles, scenario)["vip"]
         napt = scenario.roles["gw"].config["internal_presence"] == "napt"
         wanted = scenario.roles["gw"].config.get("alg")

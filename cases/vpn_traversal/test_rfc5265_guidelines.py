@@ -92,7 +92,7 @@ def _moved(mvn, net: str, coa: str):
 def cvc(request, testbed_run, pytestconfig):
     """The rfc5265-cvc world with G of one implementation: node up on fn1, moved fn1 -> fn2 -> fn1
     with a TCP session to H open, the captures of all of it stopped."""
-    from testbed.profiles import RoleUnavailable, start_roles
+    from testbed.pytest_plugin import start_roles_or_skip
     from testbed.scenario import load_named
     from testbed.world import World
 
@@ -106,10 +106,7 @@ def cvc(request, testbed_run, pytestconfig):
         caps = {name: start_capture(world, node, iface, d / "captures", name=name)
                 for name, node, iface in (("g-dmz", "g", "g-dmz"), ("xha-dmz", "xha", "xha-dmz"),
                                           ("iha-home", "iha", "iha-home"))}
-        try:
-            env.roles = start_roles(world, scenario.roles.values())
-        except RoleUnavailable as exc:
-            pytest.skip(str(exc))
+        env.roles = start_roles_or_skip(world, scenario)
         mvn = env.roles["mn"]
         env.up = wait_for(lambda: rfc5265_layers_up(mvn), timeout=15, what="x-MIP, the VPN tunnel and i-MIP all up")
         env.gw_sas_up = wait_for(lambda: _established(env.roles["gw"]), what="G's IKE SA")
