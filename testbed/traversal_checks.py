@@ -46,10 +46,14 @@ def rfc5265_layers_up(mvn):
     """The status of a mobile VPN node in an RFC 5265 mode once x-MIP, the VPN tunnel and i-MIP are
     all up, else None."""
     s = mvn.status()
-    i, vpn = s.get("i_mip") or {}, s["vpn"] or {}
-    if s["mip"]["state"] == "registered" and vpn.get("state") == "established" and i.get("state") == "registered":
-        return s
-    return None
+    return s if all_rfc5265_layers_up(s) else None
+
+
+def all_rfc5265_layers_up(status: dict) -> bool:
+    """In a mobile VPN node's status (an RFC 5265 mode): x-MIP registered, the VPN tunnel established
+    and i-MIP registered."""
+    i, vpn = status.get("i_mip") or {}, status.get("vpn") or {}
+    return status["mip"]["state"] == "registered" and vpn.get("state") == "established" and i.get("state") == "registered"
 
 
 def _matches(address: str | None, want: str) -> bool:

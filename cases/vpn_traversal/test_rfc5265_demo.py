@@ -19,6 +19,7 @@ import time
 import pytest
 
 from testbed import REPO_ROOT
+from testbed.traversal_checks import all_rfc5265_layers_up
 
 PROMPT = "testbed> "
 UP_BOUND = 25.0  # world, roles, x-MIP, IKE and i-MIP on a loaded 2-core machine
@@ -72,12 +73,6 @@ class Cli:
                 self.proc.wait(10)
 
 
-def layers_up(status: dict) -> bool:
-    i, vpn = status.get("i_mip") or {}, status.get("vpn") or {}
-    return (status["mip"]["state"] == "registered" and vpn.get("state") == "established"
-            and i.get("state") == "registered")
-
-
 @pytest.mark.req("ps-5.6-handoff-without-ike", "rfc5265-inside-outside-detection")
 def test_testbed_up_shows_a_move_with_the_ike_counter_still(tmp_path):
     """`testbed up --scenario rfc5265-cvc`: once x-MIP, the VPN tunnel and i-MIP are up, `move r fn2`
@@ -89,10 +84,10 @@ def test_testbed_up_shows_a_move_with_the_ike_counter_still(tmp_path):
         while time.monotonic() < deadline:
             out = cli.command("status mn")
             status = json.loads(out[out.index("{"):]) if "{" in out else {}
-            if status and layers_up(status):
+            if status and all_rfc5265_layers_up(status):
                 break
             time.sleep(0.3)
-        assert status and layers_up(status), f"the RFC 5265 layers did not come up in testbed up: {status}"
+        assert status and all_rfc5265_layers_up(status), f"the RFC 5265 layers did not come up in testbed up: {status}"
         out = cli.command("move r fn2 2")
         m = re.search(r"^mn: IKE messages (\d+) before the move, (\d+) 2 s after \(\+(\d+)\)$", out, re.MULTILINE)
         assert m, f"the move printed no IKE counter for the mobile VPN node:\n{out}"
@@ -100,6 +95,6 @@ def test_testbed_up_shows_a_move_with_the_ike_counter_still(tmp_path):
         assert before > 0, "the counter should have counted the IKE exchange that set the tunnel up"
         assert delta == 0 and after == before, f"an outside move cost {delta} IKE messages:\n{out}"
         status = json.loads((out := cli.command("status mn"))[out.index("{"):])
-        assert layers_up(status), f"after the move the layers are not all up: {status}"
+        assert all_rfc5265_layers_up(status), f"after the move the layers are not all up: {status}"
     finally:
         cli.close()

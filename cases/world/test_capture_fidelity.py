@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from testbed import naming
 from testbed.plan import default_plan
 
 pytestmark = pytest.mark.scenario("bare-world")
@@ -27,7 +28,7 @@ def test_a_batched_udp_write_crosses_the_world_as_datagrams(world, capture):
     link (at R), in the middle (the core router) and at pub each show 12 UDP datagrams of 1,200
     bytes of payload (tshark), none larger."""
     core_if = PLAN.nodes["core"].interface_on("inet").name
-    caps = [capture("r", "r-eth0", bpf="udp port 4500", name="at-r"),
+    caps = [capture("r", naming.station_ifname("r"), bpf="udp port 4500", name="at-r"),
             capture("core", core_if, bpf="udp port 4500", name="at-core"),
             capture("pub", PLAN.nodes["pub"].interface_on("inet").name, bpf="udp port 4500", name="at-pub")]
     world.run_in("r", ["python3", "-c", SEND_BATCH], check=True)
