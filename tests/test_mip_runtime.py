@@ -401,6 +401,18 @@ def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops():
     asyncio.run(scenario())
 
 
+def test_a_deregistration_without_a_pending_gratuitous_arp_raises_no_error():
+    """A node that deregisters after its binding's announcements were all sent (nothing pending,
+    nothing waiting for a batch): the proxy entry goes without an action error (it once raised a
+    TypeError, None | bool, caught and counted as action-error:ProxyArp)."""
+    ex, events, _, _ = executor()
+    ex.run(deregistration("10.1.1.100"))
+    assert "action-error" not in events and not ex.action_errors(), ex.counters
+    ex.run(registration("10.1.1.100"))
+    ex.run(deregistration("10.1.1.100"))  # its announcement still pending: cancelled, counted
+    assert not ex.action_errors() and ex.counters["gratuitous-arp-repeat-cancelled"] <= 1, ex.counters
+
+
 def test_a_gratuitous_arp_frame_decodes_as_one_with_scapy():
     """The home agent's announcement, built from its cached head: a broadcast ARP request for the
     home address from the home address, at the home agent's MAC (checked with scapy, not our codec)."""

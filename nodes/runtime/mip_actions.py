@@ -338,7 +338,9 @@ class MipExecutor:
 
     def _cancel_garp(self, key) -> None:
         """Proxying for the address stopped: no announcement for it, pending or waiting."""
-        if self._garps_next.pop(key, None) | self.garps.cancel(key):
+        waiting = self._garps_next.pop(key, None) is not None
+        pending = self.garps.cancel(key)  # both, always: neither may outlive the proxying
+        if waiting or pending:
             self.counters["gratuitous-arp-repeat-cancelled"] += 1
 
     def _pace(self) -> None:
