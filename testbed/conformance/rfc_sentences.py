@@ -77,7 +77,7 @@ def sections(text: str) -> list[tuple[str, str, str]]:
     titles: dict[str, str] = {}
     for line in _body_lines(text):
         m = _HEADING.match(line)
-        if m and not re.search(r"\.{3,}\s*\d+$|\s\d+$", line) and _plausible(m.group(1), out):
+        if m and not re.search(r"(\.\s?){3,}\d+$", line) and _plausible(m.group(1), out):
             out.append((m.group(1), []))
             titles[m.group(1)] = m.group(2).strip()
         elif out:
