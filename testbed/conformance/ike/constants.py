@@ -1,0 +1,101 @@
+"""Numbers of the IKEv2 wire format, typed in from RFC 7296 section 3 (and the ESP/NAT-T numbers of
+RFC 4303 and RFC 3948). No logic here."""
+from __future__ import annotations
+
+IKE_PORT, NAT_T_PORT = 500, 4500
+NON_ESP_MARKER = b"\x00\x00\x00\x00"  # RFC 3948 section 2.2
+NAT_KEEPALIVE = b"\xff"  # RFC 3948 section 2.3
+IKE_HEADER_LEN = 28  # RFC 7296 section 3.1
+VERSION_2_0 = 0x20
+
+# RFC 7296 section 3.1: exchange types
+IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL = 34, 35, 36, 37
+EXCHANGES = {IKE_SA_INIT: "IKE_SA_INIT", IKE_AUTH: "IKE_AUTH", CREATE_CHILD_SA: "CREATE_CHILD_SA",
+             INFORMATIONAL: "INFORMATIONAL"}
+
+# RFC 7296 section 3.1: header flags (bit 3 = I, bit 4 = V, bit 5 = R counted from the right, 0..7)
+FLAG_I, FLAG_V, FLAG_R = 0x08, 0x10, 0x20
+
+# RFC 7296 section 3.2: payload types
+NO_NEXT = 0
+SA, KE, IDI, IDR, CERT, CERTREQ, AUTH, NONCE, NOTIFY, DELETE, VENDOR_ID, TSI, TSR, SK, CP, EAP = (
+    33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48)
+PAYLOAD_NAMES = {SA: "SA", KE: "KE", IDI: "IDi", IDR: "IDr", CERT: "CERT", CERTREQ: "CERTREQ", AUTH: "AUTH",
+                 NONCE: "Ni/Nr", NOTIFY: "N", DELETE: "D", VENDOR_ID: "V", TSI: "TSi", TSR: "TSr", SK: "SK",
+                 CP: "CP", EAP: "EAP"}
+CRITICAL = 0x80  # RFC 7296 section 3.2: the C bit of the generic payload header
+
+# RFC 7296 section 3.3: protocol IDs, transform types and IDs
+PROTO_IKE, PROTO_AH, PROTO_ESP = 1, 2, 3
+T_ENCR, T_PRF, T_INTEG, T_DH, T_ESN = 1, 2, 3, 4, 5
+ENCR_AES_CBC, ENCR_AES_GCM_16 = 12, 20  # RFC 7296 3.3.2; 20 from RFC 5282
+PRF_HMAC_SHA1, PRF_HMAC_SHA2_256 = 2, 5  # RFC 7296 3.3.2; 5 from RFC 4868
+AUTH_NONE, AUTH_HMAC_SHA1_96, AUTH_HMAC_SHA2_256_128 = 0, 2, 12
+MODP2048, ECP256, CURVE25519 = 14, 19, 31
+ESN_NO, ESN_YES = 0, 1
+ATTR_KEY_LENGTH = 14  # RFC 7296 section 3.3.5 (TV format: AF bit set)
+
+# RFC 7296 section 3.5: ID types
+ID_IPV4_ADDR, ID_FQDN, ID_RFC822_ADDR, ID_IPV6_ADDR, ID_KEY_ID = 1, 2, 3, 5, 11
+
+# RFC 7296 section 3.8: auth methods
+AUTH_RSA, AUTH_PSK, AUTH_DSS = 1, 2, 3
+
+# RFC 7296 section 3.10.1: notify types
+N_UNSUPPORTED_CRITICAL_PAYLOAD = 1
+N_INVALID_IKE_SPI = 4
+N_INVALID_MAJOR_VERSION = 5
+N_INVALID_SYNTAX = 7
+N_INVALID_MESSAGE_ID = 9
+N_INVALID_SPI = 11
+N_NO_PROPOSAL_CHOSEN = 14
+N_INVALID_KE_PAYLOAD = 17
+N_AUTHENTICATION_FAILED = 24
+N_SINGLE_PAIR_REQUIRED = 34
+N_NO_ADDITIONAL_SAS = 35
+N_INTERNAL_ADDRESS_FAILURE = 36
+N_FAILED_CP_REQUIRED = 37
+N_TS_UNACCEPTABLE = 38
+N_INVALID_SELECTORS = 39
+N_TEMPORARY_FAILURE = 43
+N_CHILD_SA_NOT_FOUND = 44
+N_INITIAL_CONTACT = 16384
+N_SET_WINDOW_SIZE = 16385
+N_ADDITIONAL_TS_POSSIBLE = 16386
+N_IPCOMP_SUPPORTED = 16387
+N_NAT_DETECTION_SOURCE_IP = 16388
+N_NAT_DETECTION_DESTINATION_IP = 16389
+N_COOKIE = 16390
+N_USE_TRANSPORT_MODE = 16391
+N_HTTP_CERT_LOOKUP_SUPPORTED = 16392
+N_REKEY_SA = 16393
+N_ESP_TFC_PADDING_NOT_SUPPORTED = 16394
+N_NON_FIRST_FRAGMENTS_ALSO = 16395
+NOTIFY_NAMES = {v: k[2:] for k, v in dict(globals()).items() if k.startswith("N_") and isinstance(v, int)}
+
+# RFC 7296 section 3.13.1: traffic selector types
+TS_IPV4_ADDR_RANGE, TS_IPV6_ADDR_RANGE = 7, 8
+
+# RFC 7296 section 3.15: CP types and attributes
+CFG_REQUEST, CFG_REPLY, CFG_SET, CFG_ACK = 1, 2, 3, 4
+INTERNAL_IP4_ADDRESS, INTERNAL_IP4_NETMASK, INTERNAL_IP4_DNS = 1, 2, 3
+INTERNAL_IP4_SUBNET = 13
+
+# EAP (RFC 3748 section 4, 5.4), carried in the EAP payload of RFC 7296 section 3.16
+EAP_REQUEST, EAP_RESPONSE, EAP_SUCCESS, EAP_FAILURE = 1, 2, 3, 4
+EAP_TYPE_IDENTITY, EAP_TYPE_NAK, EAP_TYPE_MD5 = 1, 3, 4
+
+# RFC 4303 / RFC 2003: next header values inside ESP
+IPPROTO_IPIP, IPPROTO_ESP, IPPROTO_NONE = 4, 50, 59
+
+
+def payload_name(ptype: int) -> str:
+    return PAYLOAD_NAMES.get(ptype, f"PAYLOAD_{ptype}")
+
+
+def notify_name(ntype: int) -> str:
+    return NOTIFY_NAMES.get(ntype, f"NOTIFY_{ntype}")
+
+
+def exchange_name(exchange: int) -> str:
+    return EXCHANGES.get(exchange, f"EXCHANGE_{exchange}")
