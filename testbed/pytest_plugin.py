@@ -179,6 +179,23 @@ def world(request, testbed_run, scenario, case_dir):
     render_evidence(case_dir, w.timeline)
 
 
+@pytest.fixture(autouse=True)
+def no_silent_errors(request):
+    """The sentinel (testbed/sentinel.py): an exception one of our programs caught and logged while
+    the case ran fails it, with the log excerpt, even when everything on the wire looked right."""
+    if not request.node.nodeid.startswith("cases/"):
+        yield
+        return
+    from testbed import sentinel
+
+    watch = sentinel.Watch()
+    yield
+    errors = watch.errors()
+    sentinel.forget_stopped()
+    if errors:
+        pytest.fail(sentinel.report(errors), pytrace=False)
+
+
 @pytest.fixture
 def capture(world, case_dir):
     """capture(node, interface, bpf=None) starts tcpdump there; the pcap goes to the case's captures/."""

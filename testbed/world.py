@@ -21,7 +21,7 @@ from mininet.nodelib import LinuxBridge
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from testbed import naming
+from testbed import naming, sentinel
 from testbed.plan import NodeSpec, Plan, default_plan
 from testbed.processes import NodeProcess, in_node
 from testbed.runs import Run
@@ -81,6 +81,7 @@ class World:
             world.stop()
             raise
         world.built_in = time.monotonic() - t0
+        sentinel.register(world)
         return world
 
     @classmethod

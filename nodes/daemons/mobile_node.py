@@ -21,6 +21,7 @@ attachment, network, DHCP, tunnels, counters.
 from __future__ import annotations
 
 import asyncio
+import traceback
 import tempfile
 import time
 from collections import Counter
@@ -35,7 +36,7 @@ from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_r
 from nodes.runtime.mn_link import MobileNodeLink
 from nodes.runtime.netlink import LinkMonitor
 from nodes.runtime.rawip import ARP_REPLY, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
@@ -51,7 +52,7 @@ class MobileNodeDaemon:
         self.core = MobileNode(cfg)
         self.loop = asyncio.get_running_loop()
         self.errors = Counter()
-        self.tun = TunDevice.open(extra["tun"])
+        self.tun = TunDevice.open(extra["tun"], mtu=MOBILE_IP_TUNNEL_MTU)
         self.raw, self.udp = RawSender(), udp_socket()
         # a co-located node decapsulates itself (RFC 5944 4.1): IP-in-IP always, minimal and GRE too
         self.tunnels = {kind: RawReceiver(proto) for kind, proto in KINDS.items()}
@@ -86,6 +87,7 @@ class MobileNodeDaemon:
             self.executor.keepalives()
         except Exception as exc:  # never let the timer die
             self.errors[f"keepalive:{type(exc).__name__}"] += 1
+            self.log("keepalive-error", error=f"{type(exc).__name__}: {exc}", trace=traceback.format_exc(limit=4))
         self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalive_timer)
 
     # ---- inputs -------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ async def _serve(name: str, args: argparse.Namespace, setup: Setup) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log("ready", control=args.control)
-    print("READY", flush=True)
+    sys.stdout.write("READY\n")  # one write (stdout may be unbuffered): the log thread's lines never split it
+    sys.stdout.flush()
     await stop.wait()
     log("stopping")
     await control.close()
