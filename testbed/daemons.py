@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from testbed import control
+from testbed import FIXTURES, control
 from testbed.profile_api import RoleHandle
 from testbed.processes import NodeProcess
 
@@ -69,6 +69,7 @@ class OursProfile:
     ends the start with their message, so check_config accepts everything."""
 
     name = "ours"
+    conformance_statement = FIXTURES / "conformance" / "ics" / "ours.yaml"
     MODULES = {
         "vpn-gateway": "daemons.vpn_gateway",
         "vpn-client": "daemons.vpn_client",
@@ -79,13 +80,15 @@ class OursProfile:
         "echo-sink": "instruments.sink",
     }
     kinds = frozenset(MODULES)
+    RESETTABLE = frozenset({"vpn-gateway", "vpn-client"})  # kinds whose daemon answers the control command `reset`
 
     def check_config(self, role, plan) -> None:
         return None
 
     def start_role(self, world, role):
         d = start_daemon(world, role.node, self.MODULES[role.kind], name=role.name, config=role.config)
-        return RoleHandle(role, d.status, d.stop)
+        reset = (lambda: d.call("reset")) if role.kind in self.RESETTABLE else None
+        return RoleHandle(role, d.status, d.stop, reset=reset)
 
 
 PROFILE = OursProfile()

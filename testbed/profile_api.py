@@ -16,6 +16,9 @@ A profile is an object with
                 the key (`roles.<role>.config.<key>`, see config_error) and what was expected;
                 called when a scenario is loaded and again before each start. A profile whose
                 program checks its own config when it starts may accept everything here.
+  conformance_statement
+                optional: the path of its conformance statement (testbed/conformance/ics.py),
+                the optional features it claims and its expected nonconformances, as data
   start_role(world, role) -> RoleHandle
                 starts the role in `world` (testbed.world.World: run_in, start, log_dir, run.path,
                 plan) on node `role.node`, waits until it is ready and returns its handle; it
@@ -45,10 +48,13 @@ class RoleUnavailable(RuntimeError):
 @dataclass
 class RoleHandle:
     """A started role: `status()` answers a JSON-able dict, `stop()` ends it and takes back what it
-    changed in the node (returns the program's exit status, or None)."""
+    changed in the node (returns the program's exit status, or None). `reset()`, where the profile
+    has one, takes the role back to a clean state without a restart (every SA, binding or visitor
+    gone): conformance test parts call it between parts; without it, the role is restarted."""
     role: object  # the scenario.Role it fills
     status: Callable[[], dict]
     stop: Callable[[], object]
+    reset: Callable[[], None] | None = None
 
 
 @runtime_checkable

@@ -228,6 +228,19 @@ def test_delete_closes_both_sides_and_releases_the_address():
     assert pool.released == ["10.9.0.1"] and not link.a.sas and not link.b.sas
 
 
+def test_reset_forgets_every_sa_without_a_word_to_the_peer():
+    """A tester's reset between test parts: the gateway's IKE and child SAs go, the address returns
+    to the pool, and nothing is sent (the peer learns of it only by its next message)."""
+    pool = Pool("10.9.0.1")
+    link = connect(client(), gateway(pool=pool))
+    _, b = established(link)
+    sent_before = len(link.sent)
+    link.call("b", "reset")
+    assert [d.spi_in for d in link.of_type("b", DeleteChildSa)] == [b.spi_in]
+    assert link.of_type("b", IkeSaClosed) and not link.b.sas and pool.released == ["10.9.0.1"]
+    assert len(link.sent) == sent_before and not link.of_type("a", IkeSaClosed), "the peer was told"
+
+
 def test_delete_single_child_from_the_gateway():
     link = connect(client(), gateway())
     a, b = established(link)

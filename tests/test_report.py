@@ -7,7 +7,7 @@ from testbed.naming import case_dirname
 from testbed.report import CaseResult, collect_artifacts, render_evidence, summarize, write_report
 from testbed.report.ladder import Arrow, render_svg
 from testbed.report.verdicts import (
-    FAIL, NONCONFORMANCE, NOT_APPLICABLE, PASS, SKIPPED, WARNED, is_downgrade, verdict_of, worst,
+    FAIL, INCONCLUSIVE, NONCONFORMANCE, NOT_APPLICABLE, PASS, SKIPPED, WARNED, is_downgrade, verdict_of, worst,
 )
 
 R, G_E, FA1, HA = "192.0.2.100", "203.0.113.70", "192.0.2.1", "10.1.1.2"
@@ -99,7 +99,7 @@ def test_verdicts():
 
 def test_report_states_verdicts_matrix_and_unchecked_requirements(run):
     doc = json.loads((run / "results.json").read_text())
-    assert doc["summary"] == {PASS: 1, FAIL: 1, WARNED: 1, NONCONFORMANCE: 1, NOT_APPLICABLE: 1, SKIPPED: 1, "total": 6}
+    assert doc["summary"] == {PASS: 1, FAIL: 1, WARNED: 1, NONCONFORMANCE: 1, INCONCLUSIVE: 0, NOT_APPLICABLE: 1, SKIPPED: 1, "total": 6}
     page = (run / "index.html").read_text()
     assert "run-1" in page and ">FAIL<" in page
     assert "&lt;b&gt;1 == 2&lt;/b&gt;" in page  # messages are escaped

@@ -163,6 +163,16 @@ class IkeCore:
         then DeleteChildSa for its children and IkeSaClosed. Unknown names give no actions."""
         self._emit(self.info.close_ike_sa(name, reason, notify_peer))
 
+    def reset(self, now: float) -> None:
+        """Back to a clean state (a conformance tester's step between test parts): every IKE SA,
+        established or half-open, closed at once without a word to its peer, with its children."""
+        for sa in list(self.ctx.table):
+            if sa.established:
+                self._actions += self.info.close_ike_sa(sa.name, "reset", notify_peer=False)
+            else:
+                self.ctx.table.forget(sa)
+        self._emit([])
+
     def check_liveness(self, now: float) -> None:
         for sa in self._established():
             self._actions += self.window.request(sa, now, Dpd())

@@ -345,7 +345,8 @@ _ENCR = {"aes-gcm-16": "AES_GCM_16", "aes-cbc": "AES_CBC"}
 
 def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
     """The control-socket commands both IPsec daemons answer: status, and the IKE actions a case
-    may ask for (rekey the child or IKE SA now, run a liveness check now)."""
+    may ask for (rekey the child or IKE SA now, run a liveness check now, reset: every SA gone at once
+without a word to the peer, for a conformance tester between test parts)."""
     def act(method):
         def run(req):
             getattr(core, method)(rt.now())
@@ -354,7 +355,7 @@ def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
         return run
 
     return {"status": status, "rekey_child": act("rekey_child"), "rekey_ike": act("rekey_ike"),
-            "check_liveness": act("check_liveness")}
+            "check_liveness": act("check_liveness"), "reset": act("reset")}
 
 
 def _alg_fields(alg: str) -> dict:

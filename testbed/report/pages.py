@@ -171,7 +171,8 @@ def _run_summary(doc: dict, cases: list[dict], counts: Counter) -> dict:
     verdict = "FAIL" if failed else "PASS"
     parts = [f"{len(cases)} case runs", f"{counts.get(PASS, 0)} passed"]
     for v, word in ((FAIL, "failed"), (WARNED, "passed with a check downgraded"),
-                    (NONCONFORMANCE, "known third-party nonconformance"), ("NOT-APPLICABLE", "not applicable"),
+                    (NONCONFORMANCE, "known third-party nonconformance"), ("INCONCLUSIVE", "inconclusive"),
+                    ("NOT-APPLICABLE", "not applicable"),
                     ("SKIPPED", "skipped")):
         if counts.get(v):
             parts.append(f"{counts[v]} {word}")

@@ -5,6 +5,8 @@
     WARNED                   passed, but a check was downgraded to a warning (the warning says which)
     EXPECTED-NONCONFORMANCE  a third-party implementation's known finding, reproduced (strict: if the
                              implementation starts conforming, the case FAILs so the record stays true)
+    INCONCLUSIVE             a conformance test part could not reach the point it judges (its
+                             preamble failed: e.g. no IKE SA to test a rekey on); the reason says why
     NOT-APPLICABLE           the case does not apply to this scenario or implementation
     SKIPPED                  the case could not be run here; the reason says why
 
@@ -18,11 +20,12 @@ import warnings
 
 import pytest
 
-PASS, FAIL, WARNED, NONCONFORMANCE, NOT_APPLICABLE, SKIPPED = (
-    "PASS", "FAIL", "WARNED", "EXPECTED-NONCONFORMANCE", "NOT-APPLICABLE", "SKIPPED")
+PASS, FAIL, WARNED, NONCONFORMANCE, INCONCLUSIVE, NOT_APPLICABLE, SKIPPED = (
+    "PASS", "FAIL", "WARNED", "EXPECTED-NONCONFORMANCE", "INCONCLUSIVE", "NOT-APPLICABLE", "SKIPPED")
 # worst first: a matrix cell shows the worst verdict of its cases
-ORDER = (FAIL, NONCONFORMANCE, WARNED, PASS, SKIPPED, NOT_APPLICABLE)
+ORDER = (FAIL, NONCONFORMANCE, INCONCLUSIVE, WARNED, PASS, SKIPPED, NOT_APPLICABLE)
 NA_PREFIX = "not applicable: "
+INCONCLUSIVE_PREFIX = "inconclusive: "
 NONCONFORMANCE_PROPERTY = "nonconformance"
 
 
@@ -38,6 +41,11 @@ def downgraded(message: str) -> None:
 def not_applicable(reason: str):
     """End the case as NOT-APPLICABLE (a skip whose reason says so)."""
     pytest.skip(NA_PREFIX + reason)
+
+
+def inconclusive(reason: str):
+    """End a conformance test part as INCONCLUSIVE: it could not reach the point it judges."""
+    pytest.skip(INCONCLUSIVE_PREFIX + reason)
 
 
 def expect_nonconformance(request, implementation: str, finding: str, source: str) -> None:
@@ -66,6 +74,8 @@ def verdict_of(outcome: str, message: str, nonconformance: bool, downgrades: lis
     if outcome == "xfailed":
         return NONCONFORMANCE if nonconformance else SKIPPED
     if outcome == "skipped":
+        if message.startswith(INCONCLUSIVE_PREFIX):
+            return INCONCLUSIVE
         return NOT_APPLICABLE if message.startswith(NA_PREFIX) else SKIPPED
     return WARNED if downgrades else PASS
 

@@ -9,12 +9,15 @@ vpn-gateway and vpn-client roles.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from testbed.profile_api import RoleHandle
 
 
 class StrongSwanProfile:
     name = "strongswan"
     kinds = frozenset({"vpn-gateway", "vpn-client"})
+    conformance_statement = Path(__file__).with_name("conformance.yaml")
 
     def check_config(self, role, plan) -> None:
         from testbed.vendors.strongswan.config import render
@@ -23,7 +26,7 @@ class StrongSwanProfile:
     def start_role(self, world, role) -> RoleHandle:
         from testbed.vendors.strongswan.charon import CharonRole
         charon = CharonRole(world, role).start()
-        return RoleHandle(role, charon.status, charon.stop)
+        return RoleHandle(role, charon.status, charon.stop, reset=charon.reset)
 
 
 PROFILE = StrongSwanProfile()

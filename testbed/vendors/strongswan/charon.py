@@ -243,6 +243,20 @@ class CharonRole:
         self.socket.unlink(missing_ok=True)
         return rc
 
+    def reset(self, timeout: float = 3.0) -> None:
+        """Back to a clean state between conformance test parts: every IKE SA (established or
+        half-open) terminated at once over vici (force: no waiting for the peer's answer)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ids = [sa["uniqueid"] for ev in self.vici.stream("list-sas", "list-sa") for sa in ev.values()]
+            if not ids:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"charon on {self.role.node} still holds IKE SAs {ids} {timeout} s after a reset")
+            for uid in ids:
+                self.vici.request("terminate", {"ike-id": uid, "force": "yes", "timeout": "-1"})
+            time.sleep(0.02)
+
     # -- status
     def status(self) -> dict:
         return snapshot(self)
