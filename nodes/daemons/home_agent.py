@@ -27,7 +27,7 @@ from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.agent_discovery import SolicitationReceiver
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
 from nodes.wire.ipv4 import PROTO_IPIP
 
 BATCH = 64  # packets read per wake-up of one reader
@@ -50,7 +50,7 @@ async def setup(args, log):
 
     netlink.sysctl("net/ipv4/ip_forward", 1)  # captured and decapsulated packets are forwarded
     netlink.sysctl(f"net/ipv4/conf/{cfg.home_iface}/send_redirects", 0)
-    tun = TunDevice.open(extra["tun"])
+    tun = TunDevice.open(extra["tun"], mtu=MOBILE_IP_TUNNEL_MTU)
     raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
     link = LinkSocket(cfg.home_iface, listen=False)
     executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",

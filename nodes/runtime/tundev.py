@@ -22,6 +22,15 @@ IFF_NO_PI = 0x1000
 MAX_PACKET = 65535
 
 
+# The MTU of a Mobile IP tunnel's TUN device at its ends (HA, co-located MN): what the largest
+# encapsulation in use leaves of an Ethernet link's 1500 bytes (RFC 3519 UDP tunnelling: IP 20 + UDP 8
+# + tunnel header 4; IP-in-IP takes 20). A smaller value made the kernel fragment every full-size
+# packet entering the tunnel, e.g. a 1464-byte ESP-in-UDP packet of a VPN nested inside (RFC 5265):
+# each one crossed the tunnel as two, and losing either lost both (RFC 2003 section 5.1: the
+# tunnel's MTU is the path's minus the encapsulation).
+MOBILE_IP_TUNNEL_MTU = 1500 - 32
+
+
 class TunDevice:
     def __init__(self, fd: int, name: str):
         self.fd, self.name = fd, name
