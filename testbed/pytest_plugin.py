@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from testbed import REPO_ROOT
+from testbed.conformance.parts import PART_PROPERTY, STEPS_PROPERTY
 from testbed.naming import case_dirname, new_run_id
 from testbed.report import CaseResult, collect_artifacts, render_evidence, write_report
 from testbed.report.requirements import check_req_ids, req_ids
 from testbed.report.verdicts import NA_PREFIX, NONCONFORMANCE_PROPERTY, is_downgrade, verdict_of
 
-AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop")
+AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop", "conformance")
 DEFAULT_SCENARIO = "bare-world"
 _CONTROLLER: dict = {}  # the config of the process that writes the report (not an xdist worker)
 
@@ -45,6 +46,7 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "scenario(*names): the scenarios a case applies to (default: bare-world)")
     config.addinivalue_line("markers", "impl_matrix(*overrides): also run with these ROLE=PROFILE overrides")
     config.addinivalue_line("markers", "req(*ids): the requirements a case checks (fixtures/requirements.yaml)")
+    config.addinivalue_line("markers", "conformance_part(id, title, needs): a conformance test part (testbed/conformance/parts.py)")
     for area in AREAS:
         config.addinivalue_line("markers", f"{area}: conformance area")
     if _is_worker(config):
@@ -250,6 +252,11 @@ def pytest_runtest_logreport(report):
         res.scenario, res.roles = props["scenario"]["name"], props["scenario"]["roles"]
     if NONCONFORMANCE_PROPERTY in props:
         res.nonconformance = props[NONCONFORMANCE_PROPERTY]
+    if PART_PROPERTY in props:
+        res.part = props[PART_PROPERTY]
+        res.roles = {res.part["role"]: {"kind": res.part["role"], "impl": res.part["implementation"]}}
+    if STEPS_PROPERTY in props:
+        res.steps = props[STEPS_PROPERTY]
     if hasattr(report, "wasxfail") and report.skipped:
         res.outcome = "xfailed"
         res.message = "\n".join(report.longreprtext.splitlines()[-15:]) if report.longreprtext else report.wasxfail

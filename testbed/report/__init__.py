@@ -35,6 +35,8 @@ class CaseResult:
     roles: dict = field(default_factory=dict)  # role name -> {kind, impl}
     warnings: list[str] = field(default_factory=list)  # checks downgraded to warnings
     nonconformance: dict | None = None
+    part: dict | None = None  # a conformance test part: id, title, role, implementation, needs
+    steps: list[dict] = field(default_factory=list)  # its steps (action, expect, observed, ok)
 
     @property
     def implementation(self) -> str:

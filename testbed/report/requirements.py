@@ -61,7 +61,18 @@ def load_catalogue(path: Path = CATALOGUE) -> Catalogue:
 
 @lru_cache(maxsize=1)
 def catalogue() -> Catalogue:
-    return load_catalogue()
+    """fixtures/requirements.yaml and the RFC catalogues of the conformance suites
+    (fixtures/conformance/rfcNNNN.yaml, one requirement per normative sentence)."""
+    from testbed.conformance.catalogue import rfc_catalogues
+
+    cat = load_catalogue()
+    areas, reqs = dict(cat.areas), dict(cat.requirements)
+    for rc in rfc_catalogues().values():
+        area = f"rfc{rc.rfc}"
+        areas[area] = f"RFC {rc.rfc}, {rc.title} (every normative sentence)"
+        for e in rc.entries:
+            reqs[e.id] = Requirement(e.id, area, e.source, e.level.split()[0], e.text)
+    return Catalogue(areas, reqs)
 
 
 def check_req_ids(nodeid: str, ids: list[str]) -> None:

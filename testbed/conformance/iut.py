@@ -1,0 +1,116 @@
+"""The implementation under test (IUT) in its world, shared by the test parts of one suite module.
+
+A conformance module builds one world per implementation (module scope: the world and the IUT start
+once, ~2 s), and each test part begins with `before_part`: the IUT goes back to a clean state
+(the profile's `reset`, or a restart where the profile has none), the part's needs are checked
+against the implementation's conformance statement (NOT-APPLICABLE when it does not claim them),
+and its expected nonconformance, if the statement lists one, is applied.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from testbed.conformance.ics import Statement, statement_of
+from testbed.conformance.parts import PART_PROPERTY, part_of
+from testbed.report.verdicts import expect_nonconformance, not_applicable
+
+
+@dataclass
+class Iut:
+    """One implementation in one role of a conformance world."""
+    role_label: str          # the role under test as the suites name it: SGW-R, EN-I, HA, FA, MN, ...
+    impl: str                # the profile's name
+    world: object
+    scenario: object
+    roles: dict              # role name -> RoleHandle (the IUT's and any helpers)
+    role: str                # the IUT's role name in the scenario
+    statement: Statement
+    log_dir: Path
+    parts_run: int = 0
+    restarts: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def handle(self):
+        return self.roles[self.role]
+
+    def reset(self) -> None:
+        """Back to a clean state: the profile's reset, or a restart of the role."""
+        h = self.handle
+        if h.reset is not None:
+            h.reset()
+            return
+        from testbed.profiles import restart_role
+        self.roles[self.role] = restart_role(self.world, self.scenario, self.roles, self.role)
+        self.restarts += 1
+
+    def before_part(self, request) -> dict:
+        """Reset, then the conformance statement's word on this part (NOT-APPLICABLE, expected
+        nonconformance); records the part's identity for the report. Returns the part's declaration."""
+        info = part_of(request.node) or {}
+        request.node.user_properties.append((PART_PROPERTY, {
+            "id": info.get("id", request.node.name), "title": info.get("title", ""), "role": self.role_label,
+            "implementation": self.impl, "needs": list(info.get("needs", ()))}))
+        missing = [f for f in info.get("needs", ()) if not self.statement.claims(f)]
+        if missing:
+            not_applicable(f"the conformance statement of {self.impl} does not claim {', '.join(missing)}")
+        if self.parts_run:
+            self.reset()
+        self.parts_run += 1
+        exp = self.statement.expected.get(info.get("id", ""))
+        if exp is not None:
+            expect_nonconformance(request, self.impl, exp.finding, exp.source)
+        return info
+
+
+def implementations(config, kind: str, role: str) -> list[str]:
+    """Every installed profile that fills `kind`, or the one --impl names for the role (by its name,
+    its kind or *)."""
+    from testbed.profiles import able
+    from testbed.pytest_plugin import _parse_impls
+
+    chosen = _parse_impls(config)
+    for key in (role, kind, "*"):
+        if key in chosen:
+            if chosen[key] not in able(kind) and key == "*":
+                continue
+            return [chosen[key]]
+    return able(kind)
+
+
+@contextmanager
+def iut_world(testbed_run, pytestconfig, scenario_name: str, role: str, impl: str, role_label: str):
+    """The world of `scenario_name` with `role` filled by `impl` and every role started."""
+    from testbed.pytest_plugin import start_roles_or_skip
+    from testbed.scenario import load_named
+    from testbed.world import World
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    d = pytestconfig._testbed["report_dir"] / "cases" / f"{scenario_name}-{impl}-{worker}"
+    scenario = load_named(scenario_name).with_impls({role: impl})
+    world = World.for_scenario(testbed_run, d / "logs", scenario)
+    roles: dict = {}
+    try:
+        roles = start_roles_or_skip(world, scenario)
+        from testbed.profiles import get
+        yield Iut(role_label, impl, world, scenario, roles, role, statement_of(get(impl)), d / "logs")
+    finally:
+        for r in reversed(list(roles.values())):
+            r.stop()
+        world.stop()
+
+
+def parametrize_iut(metafunc, fixture: str, kind: str, role: str) -> None:
+    """In a conftest's pytest_generate_tests: run the parts that use `fixture` once per
+    implementation of `kind` (module scope: one world per implementation)."""
+    if fixture not in metafunc.fixturenames:
+        return
+    impls = implementations(metafunc.config, kind, role)
+    params = [pytest.param(i, id=i) for i in impls] or [
+        pytest.param(None, marks=pytest.mark.skip(reason=f"no installed profile fills {kind}"))]
+    metafunc.parametrize(fixture, params, indirect=True, scope="module")
