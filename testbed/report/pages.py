@@ -79,6 +79,10 @@ def group_artifacts(report_dir: Path, artifacts: list[str]) -> list[dict]:
     return [{"title": t, "files": groups[t]} for t in sorted(groups, key=order)]
 
 
+def _text(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
 def _timeline(case_dir: Path) -> list[dict]:
     path = case_dir / "timeline.json"
     if not path.is_file():
@@ -123,7 +127,10 @@ def write_pages(report_dir: Path, doc: dict, bench_dir: Path) -> Path:
             rows.append({"req": req, "cells": cells})
         if rows:
             matrix.append({"title": cat.areas[area], "rows": rows})
-    unchecked = [r for r in cat.requirements.values() if r.id not in checked]
+    # the RFC catalogues' sentences have their own coverage pages (conformance-*.html)
+    unchecked = [r for r in cat.requirements.values() if r.id not in checked and not r.area.startswith("rfc")]
+    from testbed.report.conformance import write_conformance
+    conformance = write_conformance(report_dir, doc["run_id"], cases, env)
     counts = Counter(c["verdict"] for c in cases)
     run = _run_summary(doc, cases, counts)
     area_titles = {**cat.areas, "interop": "Interoperability: third-party implementations in both roles"}
@@ -145,7 +152,8 @@ def write_pages(report_dir: Path, doc: dict, bench_dir: Path) -> Path:
         run=run, cases=cases, columns=columns, matrix=matrix, unchecked=unchecked, checked=checked,
         catalogue_size=len(cat.requirements), areas_run=areas_run, implementations=implementations,
         attention=[c for c in cases if c["verdict"] in (FAIL, NONCONFORMANCE, WARNED)],
-        untraced=[c for c in cases if not c["reqs"]], bench=bool(benches), napt_matrix=napt_matrix))
+        untraced=[c for c in cases if not c["reqs"]], bench=bool(benches), napt_matrix=napt_matrix,
+        conformance=conformance))
     (report_dir / "bench.html").write_text(env.get_template("bench.html").render(run_id=doc["run_id"], benches=benches))
 
     case_tpl = env.get_template("case.html")
@@ -157,6 +165,7 @@ def write_pages(report_dir: Path, doc: dict, bench_dir: Path) -> Path:
         (case_dir / "case.html").write_text(case_tpl.render(
             c=c, run_id=doc["run_id"], root="../../", reqs=[cat.requirements[i] for i in c["reqs"] if i in cat.requirements],
             ladder=ladder.read_text() if ladder.is_file() else None, probe=probe.read_text() if probe.is_file() else None,
+            tester_ladder=_text(case_dir / "captures" / "tester-ladder.txt"),
             timeline=_timeline(case_dir), groups=group_artifacts(report_dir, c["artifacts"])))
     return index
 
