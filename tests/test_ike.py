@@ -306,6 +306,30 @@ def test_garbage_is_counted_not_fatal():
     assert link.b.status(0.0).as_dict()["ike_sas"][0]["state"] == "established" and not link.of_type("a", IkeSaClosed)
 
 
+def _answers(actions) -> list:
+    return [decode_message(a.data) for a in actions if hasattr(a, "data")]
+
+
+def test_requests_outside_an_sa_get_an_unprotected_answer():
+    """RFC 7296 1.5: a request of a higher major version gets INVALID_MAJOR_VERSION, an encrypted
+    request for an unknown IKE SPI INVALID_IKE_SPI; SPIs, Message ID and exchange copied, R set; a
+    response gets nothing (no message loop)."""
+    gw = gateway()
+    spi_i, spi_r = b"\x11" * 8, b"\x22" * 8
+
+    def hdr(version: int, exchange: int, flags: int, mid: int, nxt: int = w.PT_SK) -> bytes:
+        body = bytes([w.PT_NONE, 0, 0, 8]) + b"\0" * 4
+        return spi_i + spi_r + bytes([nxt, version, exchange, flags]) + mid.to_bytes(4, "big") + (28 + len(body)).to_bytes(4, "big") + body
+    for data, ntype in ((hdr(0x30, w.IKE_SA_INIT, w.FLAG_INITIATOR, 0, w.PT_NONE), w.N_INVALID_MAJOR_VERSION),
+                        (hdr(0x20, w.INFORMATIONAL, w.FLAG_INITIATOR, 7), w.N_INVALID_IKE_SPI)):
+        gw.receive_datagram(data, Addr(CLIENT, 500, GATEWAY, 500), 0.0)
+        (answer,) = _answers(gw.drain_actions())
+        assert (answer.spi_i, answer.spi_r, answer.exchange, answer.message_id) == (spi_i, spi_r, data[18], int.from_bytes(data[20:24], "big"))
+        assert answer.response and [p.type for p in answer.payloads] == [ntype] and not answer.encrypted
+    gw.receive_datagram(hdr(0x20, w.INFORMATIONAL, w.FLAG_RESPONSE, 7), Addr(CLIENT, 500, GATEWAY, 500), 0.0)
+    assert _answers(gw.drain_actions()) == []
+
+
 def test_esn_is_never_configured_nor_accepted():
     """Issue 12: the ESP SA has 32-bit sequence numbers only, so ESN (RFC 4303 appendix A) may be
     neither configured nor chosen from a peer's proposal that offers only ESN."""

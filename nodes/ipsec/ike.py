@@ -51,7 +51,7 @@ from nodes.ipsec.ike_state import (AuthRequest, DeleteChild, DeleteIke, Dpd, Ike
 from nodes.ipsec.ike_status import IkeStatus, snapshot
 from nodes.ipsec.ike_window import RequestWindow
 from nodes.wire import ikev2 as w
-from nodes.wire.errors import DecodeError
+from nodes.wire.errors import DecodeError, UnsupportedCriticalPayload
 
 __all__ = ["Action", "AddressAllocator", "DeleteChildSa", "Established", "Failed", "IkeConfig", "IkeCore",
            "IkeSaClosed", "IkeSaRekeyed", "IkeStatus", "InstallChildSa", "SendIke", "UserPolicy", "id_text",
@@ -223,17 +223,43 @@ class IkeCore:
                     return self.ctx.drop("not_ike")
             hdr = w.decode_header(data)
         except DecodeError as exc:
+            if exc.reason == "bad_version" and data[17] >> 4 > 2:  # RFC 7296 2.5
+                return self._outside_sa_answer(data, addr, w.N_INVALID_MAJOR_VERSION) + self.ctx.drop(exc.reason)
             return self.ctx.drop(exc.reason)
         self.ctx.messages_received[exchange_name(hdr.exchange)] += 1
         if hdr.exchange == w.IKE_SA_INIT and not hdr.is_response:
             return self.init.on_request(now, data, hdr, addr.src, addr.sport, addr.dst, addr.dport)
         sa = self.ctx.table.get(hdr.spi_r if hdr.from_initiator else hdr.spi_i)
         if sa is None or sa.original_initiator == hdr.from_initiator:
+            if hdr.next_payload == w.PT_SK and hdr.exchange != w.IKE_SA_INIT:  # RFC 7296 1.5, 2.21.4
+                return self._outside_sa_answer(data, addr, w.N_INVALID_IKE_SPI) + self.ctx.drop("unknown_spi")
             return self.ctx.drop("unknown_spi")
         self.ctx.table.touch(sa)
         if hdr.exchange == w.IKE_SA_INIT:
             return self._init_response(sa, now, data, hdr, addr)
         return self._on_message(sa, now, data, addr)
+
+    def _unsupported_critical(self, sa: IkeSa, data: bytes, exc: UnsupportedCriticalPayload) -> list[Action]:
+        """RFC 7296 2.5 / 3.2: a request whose (authenticated) payloads include an unknown critical
+        one is rejected whole and answered with UNSUPPORTED_CRITICAL_PAYLOAD naming its type; it
+        uses up its Message ID like any answered request."""
+        hdr = w.decode_header(data)
+        if not exc.authenticated or hdr.is_response or hdr.message_id != sa.expected_mid:
+            return []
+        sa.expected_mid += 1
+        request = w.Message(hdr.spi_i, hdr.spi_r, hdr.exchange, hdr.message_id)
+        return self.ctx.respond(sa, request, [w.Notify(w.N_UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type]))])
+
+    def _outside_sa_answer(self, data: bytes, addr: Addr, ntype: int) -> list[Action]:
+        """RFC 7296 1.5: to a request we cannot process (a higher major version, an unknown IKE SPI),
+        a response without cryptographic protection, to where it came from, with its SPIs, Message
+        ID and exchange type copied and one notify without data. Never to a response (2.21.4: no
+        answer to a response, so no message loop)."""
+        if len(data) < w.HEADER_LEN or data[19] & w.FLAG_RESPONSE:
+            return []
+        spi_i, spi_r, exchange, mid = data[0:8], data[8:16], data[18], int.from_bytes(data[20:24], "big")
+        reply = w.Message(spi_i, spi_r, exchange, mid, [w.Notify(ntype)], response=True)
+        return [self.ctx.send_to(addr.src, addr.sport, addr.dport, reply.encode())]
 
     def _init_response(self, sa: IkeSa, now: float, data: bytes, hdr: w.Header, addr: Addr) -> list[Action]:
         if sa.state is not SaState.INIT_SENT or hdr.message_id != 0 or sa.outstanding is None:
@@ -250,6 +276,8 @@ class IkeCore:
             return self.ctx.drop("no_keys")
         try:
             msg = w.decode_message(data, sa.cipher_in)
+        except UnsupportedCriticalPayload as exc:
+            return self._unsupported_critical(sa, data, exc) + self.ctx.drop(exc.reason)
         except DecodeError as exc:
             return self.ctx.drop(exc.reason)
         if not msg.encrypted:

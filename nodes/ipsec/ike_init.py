@@ -13,7 +13,7 @@ from nodes.ipsec.ike_proposals import Suite
 from nodes.ipsec.ike_state import IkeSa, InitRequest, SaState
 from nodes.ipsec.ike_window import RequestWindow
 from nodes.wire import ikev2 as w
-from nodes.wire.errors import DecodeError
+from nodes.wire.errors import DecodeError, UnsupportedCriticalPayload
 
 
 class InitialExchange:
@@ -106,9 +106,9 @@ class InitialExchange:
 
         try:
             msg = w.decode_message(data)
+        except UnsupportedCriticalPayload as exc:  # RFC 7296 3.2: the data names the payload type
+            return error(w.N_UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type]))
         except DecodeError as exc:
-            if exc.reason == "unsupported_critical_payload":
-                return error(w.N_UNSUPPORTED_CRITICAL_PAYLOAD)
             return self.ctx.drop(exc.reason)
         sa_p, ke, nonce = msg.get(w.SecurityAssociation), msg.get(w.KeyExchange), msg.get(w.Nonce)
         if sa_p is None or ke is None or nonce is None:

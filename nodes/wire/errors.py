@@ -13,6 +13,17 @@ class DecodeError(ValueError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
+class UnsupportedCriticalPayload(DecodeError):
+    """A payload of a type the decoder does not know, with the critical bit set (RFC 7296 2.5, 3.2):
+    the receiver answers UNSUPPORTED_CRITICAL_PAYLOAD naming `payload_type`. `authenticated` is True
+    when it was found inside an SK payload whose integrity checked (an answer may then be sent)."""
+
+    def __init__(self, payload_type: int, authenticated: bool = False):
+        super().__init__("unsupported_critical_payload", f"unknown payload type {payload_type} marked critical")
+        self.payload_type = payload_type
+        self.authenticated = authenticated
+
+
 def need(data: bytes, length: int, what: str) -> None:
     """Raise DecodeError('truncated') unless data holds at least `length` bytes."""
     if len(data) < length:

@@ -22,7 +22,7 @@ from typing import ClassVar
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from nodes.wire.errors import DecodeError, need
+from nodes.wire.errors import DecodeError, UnsupportedCriticalPayload, need
 
 IKE_PORT = 500
 NAT_T_PORT = 4500
@@ -92,6 +92,7 @@ AUTH_SHARED_KEY = 2
 # notify types
 N_UNSUPPORTED_CRITICAL_PAYLOAD = 1
 N_INVALID_IKE_SPI = 4
+N_INVALID_MAJOR_VERSION = 5
 N_INVALID_SYNTAX = 7
 N_INVALID_MESSAGE_ID = 9
 N_INVALID_SPI = 11
@@ -663,7 +664,7 @@ def _decode_chain(first: int, data: bytes, allow_sk: bool) -> tuple[list, tuple[
         if cls is not None:
             payloads.append(cls.decode_body(body))
         elif flags & 0x80:
-            raise DecodeError("unsupported_critical_payload", f"unknown payload type {this_type} marked critical")
+            raise UnsupportedCriticalPayload(this_type)
         else:
             payloads.append(UnknownPayload(this_type, body))
         offset += plen
@@ -722,7 +723,11 @@ def decode_message(data: bytes, cipher: SkCipher | None = None) -> Message:
             raise DecodeError("no_keys", "SK payload but no keys for this IKE SA")
         prefix = data[:HEADER_LEN + offset + 4]
         plain = cipher.unprotect(prefix, body)
-        inner, _ = _decode_chain(inner_first, plain, allow_sk=False)
+        try:
+            inner, _ = _decode_chain(inner_first, plain, allow_sk=False)
+        except UnsupportedCriticalPayload as exc:
+            exc.authenticated = True
+            raise
         payloads += inner
         encrypted = True
     return Message(hdr.spi_i, hdr.spi_r, hdr.exchange, hdr.message_id, payloads,
