@@ -185,6 +185,28 @@ def cmd_report(args) -> int:
     return 1 if page.console else 0
 
 
+# the conformance suites: `testbed conformance SUITE` runs these folders of cases/conformance/
+CONFORMANCE_SUITES = {"ike": ["ike", "ike_client"], "mip": ["mip", "mip_fa", "mip_mn"]}
+
+
+def cmd_conformance(args, extra: list[str]) -> int:
+    """Run a conformance suite against every installed profile of each role under test (--impl narrows
+    it), show its progress part by part, and write the report with conformance.json."""
+    names = list(CONFORMANCE_SUITES) if args.suite == "all" else [args.suite]
+    dirs = [REPO_ROOT / "cases" / "conformance" / d for n in names for d in CONFORMANCE_SUITES[n]]
+    dirs = [str(d) for d in dirs if d.is_dir()]
+    if not dirs:
+        print(f"error: no test parts for {args.suite} in this build", file=sys.stderr)
+        return 2
+    argv = [sys.executable, "-m", "pytest", *dirs, "-p", "no:cacheprovider", "--report-dir", args.report_dir,
+            "--part-progress", "-q", "--no-header"]
+    if args.workers != "1":
+        argv += ["-n", args.workers]
+    for i in args.impl:
+        argv += ["--impl", i]
+    return subprocess.call(argv + extra, cwd=REPO_ROOT)
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
@@ -202,6 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--shard", metavar="K/N", help="run only the K-th of N shards of equal duration (pytest-split; "
                      "merge the shards' reports with `testbed report merge`)")
     run.add_argument("--durations", default=str(DURATIONS), help="recorded case durations for --shard")
+    conf = sub.add_parser("conformance", help="run a conformance suite (crafted exchanges, a verdict per test part "
+                          "and requirement) against every installed implementation of its roles; writes the report "
+                          "and conformance.json (extra args go to pytest)")
+    conf.add_argument("suite", choices=[*CONFORMANCE_SUITES, "all"], help="ike: IKEv2, ESP and UDP encapsulation "
+                      "(RFC 7296, 4303, 3948); mip: Mobile IPv4 (RFC 5944, 3024, 3519, 5265)")
+    conf.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE",
+                      help="only this profile in a role, e.g. vpn-gateway=strongswan (by role name, kind or *)")
+    conf.add_argument("-n", "--workers", default="2", help="parallel workers (pytest-xdist); 1 for serial")
     sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
     sub.add_parser("scenarios", help="list scenarios with a one-line description")
     rep = sub.add_parser("report", help="render a run's report again, or screenshot it in headless chromium")
@@ -214,11 +244,13 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--width", type=int, default=1400)
     rep.add_argument("--height", type=int, default=900)
     args, extra = p.parse_known_args(argv)
-    if extra and args.cmd != "run":
+    if extra and args.cmd not in ("run", "conformance"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.cmd == "run":
             return cmd_run(args, extra)
+        if args.cmd == "conformance":
+            return cmd_conformance(args, extra)
         return {"up": cmd_up, "clean": cmd_clean, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
     except (ConfigError, RuntimeError) as exc:  # bad data files; no root; a role that failed to start
         print(f"error: {exc}", file=sys.stderr)

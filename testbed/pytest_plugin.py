@@ -35,6 +35,8 @@ def pytest_addoption(parser):
     g.addoption("--keep-captures", action="store_true", help="keep pcaps of passing cases too")
     g.addoption("--report-dir", default=str(REPO_ROOT / "reports"), help="where reports/<run-id>/ goes")
     g.addoption("--run-id", default=None, help="name of this run (default: time, worker, pid)")
+    g.addoption("--part-progress", action="store_true",
+                help="print a line per finished case: 'part i of N', its verdict, id and implementation")
 
 
 def _is_worker(config) -> bool:
@@ -238,6 +240,29 @@ def pytest_warning_recorded(warning_message, when, nodeid, location):
         config._testbed["warnings"].setdefault(nodeid, []).append(str(warning_message.message))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    config = _CONTROLLER.get("config")
+    if config is not None:
+        config._testbed["collected"] = len(ids)
+
+
+def pytest_collection_finish(session):
+    if not _is_worker(session.config):
+        session.config._testbed.setdefault("collected", len(session.items))
+
+
+def _progress(config, res) -> None:
+    """`--part-progress`: one line per finished case (part i of N, verdict, id, implementation)."""
+    tb = config._testbed
+    tb["done"] = tb.get("done", 0) + 1
+    verdict = verdict_of(res.outcome, res.message, res.nonconformance is not None, tb["warnings"].get(res.nodeid, []))
+    what = f"{res.part['id']} [{res.part['implementation']}] {res.part['title']}" if res.part else res.nodeid
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(f"part {tb['done']} of {tb.get('collected', '?')}: {verdict:<12} {what}")
+
+
 def pytest_runtest_logreport(report):
     config = _CONTROLLER.get("config")
     if config is None or not report.nodeid.startswith("cases/"):
@@ -268,6 +293,8 @@ def pytest_runtest_logreport(report):
         res.outcome = "failed" if report.when == "call" else "error"
         text = report.longreprtext
         res.message = "\n".join(text.splitlines()[-15:])
+    if report.when == "teardown" and config.getoption("part_progress"):
+        _progress(config, res)
 
 
 def pytest_sessionfinish(session, exitstatus):
