@@ -68,3 +68,16 @@ def test_a_bad_catalogue_names_file_and_key(tmp_path):
     bad.write_text("areas: {world: W}\nrequirements:\n  - {id: a, area: world, source: s, level: MUSTN'T, text: t}\n")
     with pytest.raises(ConfigError, match=r"requirements\[0\]\.level"):
         load_catalogue(bad)
+
+
+def test_sources_are_public_documents_with_sections():
+    """A requirement's source is something a user has: an RFC or draft with its section, or a testbed
+    principle of docs/principles.md; never a file of the developers' (DESIGN.md, REFERENCE.md) or an
+    issue number. Every RFC 5265 entry names a section."""
+    import re
+    for r in catalogue().requirements.values():
+        assert not re.search(r"DESIGN\.md|REFERENCE\.md|\bissue \d|the mission", r.source), (r.id, r.source)
+        if "RFC 5265" in r.source:
+            assert re.search(r"RFC 5265 sections? \d", r.source), (r.id, r.source)
+        if r.id.startswith("testbed-"):
+            assert "docs/principles.md" in r.source, (r.id, r.source)

@@ -1,6 +1,6 @@
 """A running gateway fed thousands of malformed IKE and ESP packets (issue 3, "Bad input": "a running
 gateway fed thousands of malformed IKE and ESP packets keeps its tunnels and keeps answering";
-DESIGN.md principle 6).
+testbed principle 6, docs/principles.md).
 
 The attacker atk (on the Internet) sends, from its own address, about 7000 packets to G_e over about
 3 s: random bytes to UDP 500 and 4500, IKE headers cut short (on 500, and on 4500 after the non-ESP

@@ -5,7 +5,7 @@ mobile_vpn_node.py, nesting rfc5265) feeds `decide` what became of the registrat
 sent together on an attachment change, one to the internal home agent (i-HA) directly from the
 address it has on the new link and one to the external home agent (x-HA), and how long it has waited.
 
-RFC 5265 (REFERENCE.md, "Mobile IPv4 across VPN gateways"): an i-HA reply carrying the Trusted
+RFC 5265 sections 3.2.3 to 3.4: an i-HA reply carrying the Trusted
 Networks Configured extension (type 149) means inside: the VPN goes down, the x-HA binding is
 removed and i-MIP runs directly (access mode `c` with a co-located care-of address on an intranet
 subnet, or no binding at all at home). The i-HA silently drops requests from sources outside its

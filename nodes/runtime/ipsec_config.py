@@ -1,5 +1,5 @@
 """Reading the IPsec roles' config (the scenario's role config as JSON) with clear refusals:
-a bad value names the key and what was expected (DESIGN.md principle 6)."""
+a bad value names the key and what was expected (testbed principle 6, docs/principles.md)."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network

@@ -1,6 +1,6 @@
 """Config files of the Mobile IP daemons (JSON, usually a scenario role's `config` mapping), read into
 the cores' config dataclasses. A bad file is refused at start with a message that names the file,
-the key and what was expected (DESIGN.md principle 6).
+the key and what was expected (testbed principle 6, docs/principles.md).
 
 Addresses as dotted quads, keys as hex strings, e.g.
 

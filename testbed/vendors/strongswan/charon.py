@@ -2,9 +2,9 @@
 swanctl, the node plumbing it needs (firewall and NAT rules on the gateway, the resolver file on
 the client) and stop, which takes all of it back.
 
-The kernel here has no ESP (DESIGN.md, principle 4), so charon runs its userspace data plane,
+The kernel here has no ESP (testbed principle 4, docs/principles.md), so charon runs its userspace data plane,
 kernel-libipsec: a TUN device `ipsec0` in the node, ESP always UDP-encapsulated on port 4500
-(it fakes a NAT detection; REFERENCE.md). One charon per node, each with
+(it fakes a NAT detection: strongSwan's kernel-libipsec documentation). One charon per node, each with
 
   * its own mount namespace with a private tmpfs on /run (charon's pid file path is fixed), made
     with `unshare -m` right before exec, so two nodes' charons never meet; the vici socket and
