@@ -239,16 +239,19 @@ class IkeCore:
             return self._init_response(sa, now, data, hdr, addr)
         return self._on_message(sa, now, data, addr)
 
-    def _unsupported_critical(self, sa: IkeSa, data: bytes, exc: UnsupportedCriticalPayload) -> list[Action]:
-        """RFC 7296 2.5 / 3.2: a request whose (authenticated) payloads include an unknown critical
-        one is rejected whole and answered with UNSUPPORTED_CRITICAL_PAYLOAD naming its type; it
-        uses up its Message ID like any answered request."""
+    def _reject(self, sa: IkeSa, data: bytes, exc: DecodeError) -> list[Action]:
+        """RFC 7296 2.21.3: after the IKE SA is authenticated, a request with errors is answered with
+        a notify of the error, never dropped in silence: UNSUPPORTED_CRITICAL_PAYLOAD naming the type
+        (2.5, 3.2), else INVALID_SYNTAX. Only where the integrity check passed (an unauthenticated
+        sender is not answered), and it uses up its Message ID like any answered request."""
         hdr = w.decode_header(data)
         if not exc.authenticated or hdr.is_response or hdr.message_id != sa.expected_mid:
             return []
         sa.expected_mid += 1
         request = w.Message(hdr.spi_i, hdr.spi_r, hdr.exchange, hdr.message_id)
-        return self.ctx.respond(sa, request, [w.Notify(w.N_UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type]))])
+        if isinstance(exc, UnsupportedCriticalPayload):
+            return self.ctx.respond(sa, request, [w.Notify(w.N_UNSUPPORTED_CRITICAL_PAYLOAD, bytes([exc.payload_type]))])
+        return self.ctx.respond(sa, request, [w.Notify(w.N_INVALID_SYNTAX)])
 
     def _outside_sa_answer(self, data: bytes, addr: Addr, ntype: int) -> list[Action]:
         """RFC 7296 1.5: to a request we cannot process (a higher major version, an unknown IKE SPI),
@@ -276,18 +279,17 @@ class IkeCore:
             return self.ctx.drop("no_keys")
         try:
             msg = w.decode_message(data, sa.cipher_in)
-        except UnsupportedCriticalPayload as exc:
-            return self._unsupported_critical(sa, data, exc) + self.ctx.drop(exc.reason)
         except DecodeError as exc:
-            return self.ctx.drop(exc.reason)
+            return self._reject(sa, data, exc) + self.ctx.drop(exc.reason)
         if not msg.encrypted:
             return self.ctx.drop("not_encrypted")
         sa.last_heard = now
         if msg.response:
             return self.window.on_response(sa, now, msg)
+        sa.request_from = (addr.src, addr.sport, addr.dport)
         if sa.last_response and msg.message_id == sa.last_response[0] and msg.message_id == sa.expected_mid - 1:
             self.ctx.drops["retransmitted_request"] += 1
-            return [self.ctx.send(sa, sa.last_response[1])]
+            return [self.ctx.reply(sa, sa.last_response[1])]
         if msg.message_id != sa.expected_mid:
             return self.ctx.drop("bad_message_id")
         sa.expected_mid += 1

@@ -71,4 +71,13 @@ class IkeContext:
     def respond(self, sa: IkeSa, request: w.Message, payloads: list) -> list[Action]:
         data = self.message(sa, request.exchange, request.message_id, payloads, response=True).encode(sa.cipher_out)
         sa.last_response = (request.message_id, data)
-        return [self.send(sa, data)]
+        return [self.reply(sa, data)]
+
+    def reply(self, sa: IkeSa, data: bytes) -> SendIke:
+        """A response goes back to the address and port its request came from, on the port it
+        arrived at (RFC 7296 2.23: "responses MUST be sent to the port from whence they came"),
+        even when the SA's own requests use other ones (4500 after a NAT was detected)."""
+        if sa.request_from is None:
+            return self.send(sa, data)
+        src, sport, dport = sa.request_from
+        return self.send_to(src, sport, dport, data)

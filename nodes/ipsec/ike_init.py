@@ -90,10 +90,16 @@ class InitialExchange:
         key = (hdr.spi_i, src, sport)
         known = self.ctx.table.half_open.get(key)
         if known is not None:
-            if hdr.message_id == 0 and known.last_response:
+            if data == known.init_request and known.last_response:  # RFC 7296 2.1: the cached response
                 self.ctx.drops["retransmitted_request"] += 1
                 return [self.ctx.send(known, known.last_response[1])]
-            return self.ctx.drop("duplicate_init")
+            # the same SPIi with another message (new Ni, KEi): a new IKE_SA_INIT, not a retransmission
+            # ("a robust responder will do the IKE SA lookup using the whole packet", 2.1)
+            self.ctx.table.forget(known)
+        elif self.ctx.table.authenticated_from(hdr.spi_i, src):
+            # its IKE_AUTH was already received: a late retransmission is ignored, never answered by a
+            # new SA (2.1: no new response constructed for a request whose response is forgotten)
+            return self.ctx.drop("retransmitted_init_after_auth")
         if hdr.spi_r != bytes(8) or hdr.message_id != 0:
             return self.ctx.drop("bad_init_request")
         if not self.ctx.config.users:
@@ -119,11 +125,14 @@ class InitialExchange:
             if cookie is None or cookie.type != w.N_COOKIE:
                 return error(w.N_COOKIE, self.cookies.make(nonce.data, src, hdr.spi_i, now))
             if not self.cookies.valid(cookie.data, nonce.data, src, hdr.spi_i, now):
-                return self.ctx.drop("invalid_cookie")
+                # 2.6: a wrong cookie is ignored, the request handled as if it had none: a new cookie
+                self.ctx.drops["invalid_cookie"] += 1
+                return error(w.N_COOKIE, self.cookies.make(nonce.data, src, hdr.spi_i, now))
         if half_open >= self.ctx.config.half_open_max:
             return self.ctx.drop("half_open_cap")
         spi_r = props.new_spi(8, self.ctx.random)
-        sel, wanted = props.select_for_ke(self.ctx.ike_suites, sa_p, ke.group, spi_r)
+        # the chosen proposal of an initial exchange carries no SPI (3.3.1: SPI Size zero)
+        sel, wanted = props.select_for_ke(self.ctx.ike_suites, sa_p, ke.group, b"")
         if sel is None:
             if wanted is None:
                 return error(w.N_NO_PROPOSAL_CHOSEN)

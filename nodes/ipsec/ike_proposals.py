@@ -111,11 +111,19 @@ def sa_payload(suites: list[Suite], protocol: int, spi: bytes) -> w.SecurityAsso
                                   for i, s in enumerate(suites)])
 
 
-def _matches(suite: Suite, proposal: w.Proposal, protocol: int, dh_required: bool, ignore_dh: bool = False) -> bool:
-    """A proposal matches when, for each transform type, it offers the suite's value (RFC 7296 3.3.6)."""
-    def offers(ttype: int, tid: int, key_bits: int | None = None) -> bool:
-        return any(t.id == tid and (key_bits is None or t.key_length == key_bits) for t in proposal.get(ttype))
+KNOWN_TRANSFORM_TYPES = frozenset({w.TT_ENCR, w.TT_PRF, w.TT_INTEG, w.TT_DH, w.TT_ESN})
 
+
+def _matches(suite: Suite, proposal: w.Proposal, protocol: int, dh_required: bool, ignore_dh: bool = False) -> bool:
+    """A proposal matches when, for each transform type, it offers the suite's value (RFC 7296 3.3.6):
+    a transform with an attribute we do not understand is unacceptable, and so is a proposal with a
+    transform type we do not understand or without a mandatory one (ESP: ENCR and ESN, 3.3.3)."""
+    def offers(ttype: int, tid: int, key_bits: int | None = None) -> bool:
+        return any(t.id == tid and not t.unknown_attributes and (key_bits is None or t.key_length == key_bits)
+                   for t in proposal.get(ttype))
+
+    if any(t.type not in KNOWN_TRANSFORM_TYPES for t in proposal.transforms):
+        return False
     if not offers(w.TT_ENCR, suite.encr, suite.key_bits):
         return False
     if suite.aead and any(t.id != w.INTEG_NONE for t in proposal.get(w.TT_INTEG)):
@@ -125,8 +133,7 @@ def _matches(suite: Suite, proposal: w.Proposal, protocol: int, dh_required: boo
     if protocol == w.PROTO_IKE and not offers(w.TT_PRF, suite.prf):
         return False
     if protocol == w.PROTO_ESP and not offers(w.TT_ESN, 1 if suite.esn else 0):
-        if proposal.get(w.TT_ESN) or suite.esn:
-            return False
+        return False
     dhs = proposal.get(w.TT_DH)
     if ignore_dh:  # IKE_AUTH: a child SA created there never has its own DH exchange
         return True

@@ -161,6 +161,7 @@ class IkeSa:
         self.outstanding: Outstanding | None = None
         self.queue: deque[Request] = deque()
         self.last_response: tuple[int, bytes] | None = None
+        self.request_from: tuple[str, int, int] | None = None  # the peer's last request: address, port, our port
         self.children: dict[bytes, ChildSa] = {}
         self.created = self.last_heard = now
         self.expire_at: float | None = None

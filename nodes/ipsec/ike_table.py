@@ -22,6 +22,7 @@ class SaTable:
         self.half_open: dict[tuple[bytes, str, int], IkeSa] = {}  # responder: (SPIi, peer, port)
         self._open_key: dict[bytes, tuple[bytes, str, int]] = {}  # our SPI -> its half_open key
         self._by_peer: dict[str, dict[bytes, IkeSa]] = {}  # peer identity -> SAs by our SPI
+        self._settled: dict[tuple[bytes, str], bytes] = {}  # responder: (SPIi, peer) -> our SPI, after IKE_AUTH
         self._heap: list[tuple[float, int, IkeSa]] = []
         self._order = itertools.count()
         self._touched: dict[int, IkeSa] = {}
@@ -58,6 +59,8 @@ class SaTable:
     def forget(self, sa: IkeSa) -> None:
         if self.sas.get(sa.local_spi) is sa:
             del self.sas[sa.local_spi]
+        if sa.spi_i and self._settled.get((sa.spi_i, sa.peer_addr)) == sa.local_spi:
+            del self._settled[(sa.spi_i, sa.peer_addr)]
         peers = self._by_peer.get(sa.peer_id or "")
         if peers is not None and peers.get(sa.local_spi) is sa:
             del peers[sa.local_spi]
@@ -66,10 +69,24 @@ class SaTable:
         self.settle(sa)
 
     def settle(self, sa: IkeSa) -> None:
-        """The SA is no longer half-open."""
+        """The SA is no longer half-open (its IKE_AUTH came, or it is gone)."""
         key = self._open_key.pop(sa.local_spi, None)
         if key is not None and self.half_open.get(key) is sa:
             del self.half_open[key]
+            if sa in self:
+                self._settled[(key[0], key[1])] = sa.local_spi
+
+    def authenticated_from(self, spi_i: bytes, peer: str) -> bool:
+        """An IKE SA that `peer` started with initiator SPI `spi_i` is past IKE_SA_INIT and still here
+        (so a retransmitted IKE_SA_INIT of it is late, RFC 7296 2.1)."""
+        ours = self._settled.get((spi_i, peer))
+        if ours is None:
+            return False
+        sa = self.sas.get(ours)
+        if sa is None or sa.spi_i != spi_i:
+            del self._settled[(spi_i, peer)]
+            return False
+        return True
 
     def __contains__(self, sa: IkeSa) -> bool:
         return self.sas.get(sa.local_spi) is sa

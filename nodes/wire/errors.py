@@ -10,18 +10,17 @@ class DecodeError(ValueError):
     def __init__(self, reason: str, detail: str = ""):
         self.reason = reason
         self.detail = detail
+        self.authenticated = False  # found inside a payload chain whose integrity checked (IKE SK)
         super().__init__(f"{reason}: {detail}" if detail else reason)
 
 
 class UnsupportedCriticalPayload(DecodeError):
     """A payload of a type the decoder does not know, with the critical bit set (RFC 7296 2.5, 3.2):
-    the receiver answers UNSUPPORTED_CRITICAL_PAYLOAD naming `payload_type`. `authenticated` is True
-    when it was found inside an SK payload whose integrity checked (an answer may then be sent)."""
+    the receiver answers UNSUPPORTED_CRITICAL_PAYLOAD naming `payload_type`."""
 
-    def __init__(self, payload_type: int, authenticated: bool = False):
+    def __init__(self, payload_type: int):
         super().__init__("unsupported_critical_payload", f"unknown payload type {payload_type} marked critical")
         self.payload_type = payload_type
-        self.authenticated = authenticated
 
 
 def need(data: bytes, length: int, what: str) -> None:

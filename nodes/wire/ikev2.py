@@ -140,6 +140,7 @@ class Transform:
     type: int
     id: int
     key_length: int | None = None  # bits, the only attribute IKEv2 defines
+    unknown_attributes: bool = field(default=False, compare=False)  # RFC 7296 3.3.6: then unacceptable
 
     def encode(self, last: bool) -> bytes:
         attrs = b""
@@ -151,6 +152,7 @@ class Transform:
     def decode(cls, data: bytes) -> Transform:
         _, _, _, ttype, _, tid = struct.unpack_from("!BBHBBH", data)
         key_length = None
+        unknown = False
         attrs = data[8:]
         while attrs:
             need(attrs, 4, "transform attribute")
@@ -166,7 +168,9 @@ class Transform:
                 if value is None:
                     raise DecodeError("bad_payload", "key length attribute must be TV format")
                 key_length = value
-        return cls(ttype, tid, key_length)
+            else:
+                unknown = True
+        return cls(ttype, tid, key_length, unknown)
 
 
 @dataclass
@@ -269,6 +273,7 @@ class Identification:
     TYPE: ClassVar[int] = PT_IDI
     id_type: int
     data: bytes
+    reserved: bytes = field(default=b"\0\0\0", compare=False)  # as received (sent as zero)
 
     def encode_body(self) -> bytes:
         return struct.pack("!B3x", self.id_type) + self.data
@@ -278,11 +283,12 @@ class Identification:
         need(body, 5, "ID payload")
         if body[0] == ID_IPV4_ADDR and len(body) != 8:
             raise DecodeError("bad_payload", "ID: ID_IPV4_ADDR must hold 4 bytes")
-        return cls(body[0], body[4:])
+        return cls(body[0], body[4:], body[1:4])
 
     def id_prime(self) -> bytes:
-        """IDx' of RFC 7296 2.15: the payload body the AUTH computation covers."""
-        return self.encode_body()
+        """IDx' of RFC 7296 2.15: the payload body the AUTH computation covers, RESERVED octets as
+        they were on the wire (3.5: ignored on receipt, but covered by the AUTH)."""
+        return bytes([self.id_type]) + self.reserved + self.data
 
     def text(self) -> str:
         if self.id_type == ID_IPV4_ADDR and len(self.data) == 4:
@@ -725,7 +731,7 @@ def decode_message(data: bytes, cipher: SkCipher | None = None) -> Message:
         plain = cipher.unprotect(prefix, body)
         try:
             inner, _ = _decode_chain(inner_first, plain, allow_sk=False)
-        except UnsupportedCriticalPayload as exc:
+        except DecodeError as exc:  # the sender is authenticated: it may be told (RFC 7296 2.21.3)
             exc.authenticated = True
             raise
         payloads += inner
