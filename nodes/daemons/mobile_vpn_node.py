@@ -86,14 +86,19 @@ class Layer:
     """One daemon module run in this process through its `setup(args, log)`."""
 
     def __init__(self, name: str, module, config: dict, workdir: Path, log_json: str | None, log):
-        self.name, self.module, self.config = name, module, config
+        self.name, self.module, self.config, self._log = name, module, config, log
         self.path = workdir / f"{Path(log_json or 'mobile-vpn').name.split('.events')[0]}.{name}.config.json"
         self.path.write_text(json.dumps(config, indent=1))
         self.log_json = (log_json.split(".events")[0] + f".{name}.events.jsonl") if log_json else None
-        self.log = lambda event, **fields: log(event, layer=name, **fields)
+        self.listeners: list = []  # called with (event, fields) for each line the layer logs
         self.handlers: dict | None = None
         self._cleanup = None
         self.runs = 0
+
+    def log(self, event: str, **fields) -> None:
+        self._log(event, layer=self.name, **fields)
+        for listener in self.listeners:
+            listener(event, fields)
 
     @property
     def running(self) -> bool:
@@ -200,6 +205,7 @@ class MobileVpnNode:
         if self.nesting == "mip-inside-ipsec":  # before the MN sends its first request
             self.masquerade.add()
             self.masquerade.away(True)  # until the MN finds itself at home
+        self.mip.listeners.append(self._on_mip_event)
         await self.mip.start()
         if self.inner_cfg is not None:
             # what the i-MIP layer tunnels (IP-in-IP, 20 bytes) must fit the VPN's MTU
@@ -219,14 +225,24 @@ class MobileVpnNode:
 
     async def _watcher(self) -> None:
         while True:
-            try:
-                self._step()
-            except Exception as exc:  # never let the watcher die; the status shows it
-                self.errors[f"layering:{type(exc).__name__}"] += 1
-                if str(exc) != self._last_error:  # a lasting fault is logged once, counted every time
-                    self._last_error = str(exc)
-                    self.log("layering-error", error=str(exc))
+            self._guarded_step()
             await asyncio.sleep(self.poll)
+
+    def _guarded_step(self) -> None:
+        try:
+            self._step()
+        except Exception as exc:  # never let the watcher die; the status shows it
+            self.errors[f"layering:{type(exc).__name__}"] += 1
+            if str(exc) != self._last_error:  # a lasting fault is logged once, counted every time
+                self._last_error = str(exc)
+                self.log("layering-error", error=str(exc))
+
+    def _on_mip_event(self, event: str, _fields: dict) -> None:
+        """A new point of attachment is acted on (and recorded as a move) as soon as the MN layer
+        says so, right after its turn, not at the next poll: two moves within one poll interval
+        are two moves."""
+        if event == "attachment":
+            asyncio.get_running_loop().call_soon(self._guarded_step)
 
     def _step(self) -> None:
         mn = self.mip.status()

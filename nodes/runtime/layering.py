@@ -29,6 +29,7 @@ of its own, kept in front of the client's chain (call `ensure_first` after the c
 from __future__ import annotations
 
 from nodes.runtime.commands import ip, run
+from nodes.wire.tunnels import KINDS
 
 IPT = ["iptables", "-w"]
 
@@ -70,6 +71,9 @@ class SourceIntoTunnel:
         run(IPT + [table, flag, op, chain, *spec], check=check)
 
 
+TUNNEL_PROTOCOLS = tuple(KINDS.values())  # 4, 55, 47
+
+
 class AdmitMobility:
     """An INPUT chain that accepts the Mobile IP layers' own packets: `layers` are (home agent,
     the layer's TUN device) pairs, one per MN runtime of the node (two with RFC 5265)."""
@@ -87,7 +91,9 @@ class AdmitMobility:
         # authenticator); RFC 3519 tunnel data from the HA also arrives on UDP 434
         rules = [["-p", "udp", "--dport", "434", "-j", "ACCEPT"]]
         for home_agent, mip_tun in self.layers:
-            rules += [["-s", home_agent, "-p", "4", "-j", "ACCEPT"], ["-i", mip_tun, "-j", "ACCEPT"]]
+            # the HA's tunnels: IP-in-IP, minimal encapsulation and GRE (whichever it granted, RFC 5944 3.3)
+            rules += [["-s", home_agent, "-p", str(proto), "-j", "ACCEPT"] for proto in TUNNEL_PROTOCOLS]
+            rules += [["-i", mip_tun, "-j", "ACCEPT"]]
         for rule in rules:
             run(IPT + ["-A", self.CHAIN, *rule])
         self.on = True

@@ -14,8 +14,9 @@ routes, so `ConfigureLink` only steers the home address into this layer's own TU
 
 Data path (co-located, capture by source like the mobile node daemon, in a routing table of its
 own so that two MN runtimes live in one host): what leaves from the i-HoA is read from `tun` and
-sent IP-in-IP VPN-TIA -> i-HA, which the kernel routes into the VPN client's TUN; IP-in-IP from the
-i-HA arrives decrypted on the VPN TUN and is decapsulated into `tun`. Registration replies come to
+sent IP-in-IP VPN-TIA -> i-HA, which the kernel routes into the VPN client's TUN; what the i-HA
+tunnels (IP-in-IP, or minimal or GRE when the configured encapsulation asked for them) arrives
+decrypted on the VPN TUN and is decapsulated into `tun`. Registration replies come to
 a UDP socket bound to VPN-TIA:434 (ahead of the outer MN's socket on 0.0.0.0:434), and so does
 RFC 3519 tunnel data when the i-HA sees a NAT on the way (a NAPT gateway, draft-gupta Appendix A).
 
@@ -40,8 +41,9 @@ from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_r
 from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import PROTO_ICMP, PROTO_IPIP, IPv4
+from nodes.wire.ipv4 import PROTO_ICMP, IPv4
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
+from nodes.wire.tunnels import KINDS, decapsulate
 
 BATCH = 64
 KEEPALIVE_CHECK = 1.0  # seconds between looks for an idle RFC 3519 tunnel (the i-HA asks for 110 s)
@@ -71,7 +73,9 @@ class TunnelMobileNode:
         self.errors = Counter()
         self.tun = TunDevice.open(tun)
         netlink.link_set(tun, mtu=mtu)
-        self.raw, self.ipip, self.icmp = RawSender(), RawReceiver(PROTO_IPIP), RawReceiver(PROTO_ICMP)
+        self.raw, self.icmp = RawSender(), RawReceiver(PROTO_ICMP)
+        # whatever the i-HA granted (RFC 5944 3.3: IP-in-IP always, minimal and GRE when asked)
+        self.tunnels = {kind: RawReceiver(proto) for kind, proto in KINDS.items()}
         handlers = {ArpProbe: self._not_on_tunnel, StartDhcp: self._not_on_tunnel, StopDhcp: self._not_on_tunnel,
                     ConfigureLink: self._configure}
         self.executor = TunnelLinkExecutor(log, raw=self.raw, tun=self.tun, capture="src", handlers=handlers,
@@ -81,11 +85,11 @@ class TunnelMobileNode:
         self.udp = None
         self.care_of_address: str | None = None
         self.agent: str | None = None  # mode f: the foreign agent attached through
-        on_ipip = packet_reader(self.ipip.recv, self._on_ipip, BATCH)
         on_icmp = packet_reader(self.icmp.recv, self._on_icmp, BATCH)
         on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
-        self.fds = [self.ipip.fileno(), self.icmp.fileno(), self.tun.fd]
-        self.loop.add_reader(self.ipip.fileno(), guarded(log, self.errors, "ipip", on_ipip))
+        self.fds = [r.fileno() for r in self.tunnels.values()] + [self.icmp.fileno(), self.tun.fd]
+        for kind, r in self.tunnels.items():
+            self.loop.add_reader(r.fileno(), guarded(log, self.errors, kind, packet_reader(r.recv, self._on_tunnelled, BATCH)))
         self.loop.add_reader(self.icmp.fileno(), guarded(log, self.errors, "icmp", on_icmp))
         self.loop.add_reader(self.tun.fd, guarded(log, self.errors, "tun", on_tun))
         self._keepalive = self.loop.call_later(KEEPALIVE_CHECK, self._keepalives)
@@ -176,16 +180,17 @@ class TunnelMobileNode:
         if str(ip.src) == self.agent and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
             self.driver.call("receive_icmp", ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0))
 
-    def _on_ipip(self, packet: bytes) -> None:
-        """Every IP-in-IP packet of the host reaches each raw receiver: only the i-HA's are ours."""
+    def _on_tunnelled(self, packet: bytes) -> None:
+        """Every IP-in-IP, minimal or GRE packet of the host reaches each raw receiver of its protocol:
+        only the i-HA's are ours (the x-MIP layer's come from the x-HA)."""
         try:
-            outer = IPv4.decode(packet)
+            tunnel = decapsulate(packet)
         except DecodeError as e:
-            self.executor.counters[f"drop:ipip:{e.reason}"] += 1
+            self.executor.counters[f"drop:tunnel:{e.reason}"] += 1
             return
-        if str(outer.src) != str(self.cfg.home_agent):
+        if str(tunnel.outer.src) != str(self.cfg.home_agent):
             return
-        self.executor.decapsulate_to_home(outer.payload, outer.src, "ipip")
+        self.executor.decapsulate_to_home(tunnel.inner, tunnel.outer.src, tunnel.kind)
 
     def _keepalives(self) -> None:
         """RFC 3519 3.1 through a NAPT gateway: the mapping at G_i must not lapse while idle."""
@@ -204,6 +209,6 @@ class TunnelMobileNode:
         for fd in self.fds:
             self.loop.remove_reader(fd)
         self.executor.release_home_traffic(self.cfg.home_address)
-        for closer in (self.ipip.close, self.icmp.close, self.raw.close, self.tun.close):
+        for closer in (*(r.close for r in self.tunnels.values()), self.icmp.close, self.raw.close, self.tun.close):
             closer()
         netlink.addr_del("lo", f"{self.cfg.home_address}/32")
