@@ -96,9 +96,10 @@ def _parse_impls(config) -> dict[str, str]:
 
 def pytest_generate_tests(metafunc):
     """Parametrize `scenario` by the case's scenarios and, unless --impl was given, by its
-    implementation matrix: `@pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")` runs
-    the case once with the scenario's own implementations and once per entry (those runs are
-    marked `interop`)."""
+    implementation matrix: `@pytest.mark.impl_matrix("gw", "client")` runs the case once with the
+    scenario's own implementations and once for every other installed profile that fills each
+    named role (those runs are marked `interop`), so a vendor's installed profile gets the same
+    cases without editing them. A ROLE=PROFILE entry names one combination."""
     if "scenario" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("scenario")
@@ -110,10 +111,30 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("scenario", [pytest.param(None, marks=pytest.mark.skip(reason=reason))], indirect=True)
         return
     matrix = metafunc.definition.get_closest_marker("impl_matrix")
-    variants = [""] + (list(matrix.args) if matrix and not metafunc.config.getoption("impl") else [])
+    roles = list(matrix.args) if matrix and not metafunc.config.getoption("impl") else []
     params = [pytest.param((name, v), id=name + (f"+{v}" if v else ""), marks=[pytest.mark.interop] if v else [])
-              for name in names for v in variants]
+              for name in names for v in [""] + matrix_variants(name, roles)]
     metafunc.parametrize("scenario", params, indirect=True)
+
+
+def matrix_variants(scenario_name: str, entries: list[str]) -> list[str]:
+    """The ROLE=PROFILE overrides of an implementation matrix: a role name stands for every installed
+    profile that fills its kind other than the scenario's own."""
+    from testbed.profiles import able
+    from testbed.scenario import load_named
+
+    out: list[str] = []
+    roles = load_named(scenario_name).roles
+    for entry in entries:
+        if "=" in entry:
+            out.append(entry)
+            continue
+        role = roles.get(entry)
+        if role is None:
+            raise pytest.UsageError(f"impl_matrix({entry!r}): scenario {scenario_name} has no role {entry!r} "
+                                    f"(its roles: {', '.join(roles)})")
+        out += [f"{entry}={p}" for p in able(role.kind) if p != role.impl and f"{entry}={p}" not in out]
+    return out
 
 
 # ---- fixtures -----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from testbed.ipsec_checks import PLAN, role_of, wait_established
 from testbed.naming import station_ifname
 from testbed.profiles import start_roles
 
-pytestmark = [pytest.mark.scenario("remote-access-dhcp"), pytest.mark.impl_matrix("gw=strongswan")]
+pytestmark = [pytest.mark.scenario("remote-access-dhcp"), pytest.mark.impl_matrix("gw")]
 
 R_IF = station_ifname("r")
 AR1 = str(PLAN.address("ar1", "fn1"))

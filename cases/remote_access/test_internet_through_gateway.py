@@ -16,7 +16,7 @@ from testbed.ipsec_checks import PLAN, check_tunnel
 from testbed.naming import station_ifname
 
 pytestmark = [pytest.mark.scenario("remote-access-internet-napt", "remote-access-internet-pool"),
-              pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")]
+              pytest.mark.impl_matrix("gw", "client")]
 
 PUB = str(PLAN.address("pub"))
 H = str(PLAN.address("h"))

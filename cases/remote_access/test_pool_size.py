@@ -18,7 +18,7 @@ def _users(scenario):
 
 @pytest.mark.req("gupta-3b-pool-size", "gupta-3b-pool")
 @pytest.mark.scenario("remote-access-pool-size")
-@pytest.mark.impl_matrix("gw=strongswan")
+@pytest.mark.impl_matrix("gw")
 def test_pool_as_large_as_the_users_and_reachable_inside(world, scenario, roles):
     """Verdicts: the first two users get distinct addresses from the pool; the third user's IKE_AUTH
     gets no address (INTERNAL_ADDRESS_FAILURE, or no child SA) while both hold theirs; an ICMP echo

@@ -240,7 +240,7 @@ def esp_sequences(pcap, src: str) -> list[int]:
 
 # ---- 4 (b): R is no way into the intranet ------------------------------------------------------------
 @pytest.mark.scenario("remote-access-basic")
-@pytest.mark.impl_matrix("client=strongswan")
+@pytest.mark.impl_matrix("client")
 @pytest.mark.req("gupta-4b-no-unsolicited")
 def test_unsolicited_syn_to_r_gets_nothing_back(request, world, capture, roles, scenario):
     """With the tunnel up, TCP SYNs from the Internet to R get no answer, neither to a port where a

@@ -23,7 +23,7 @@ from testbed.ipsec_checks import PLAN, established, role_of
 
 pytestmark = [pytest.mark.scenario("remote-access-wrong-psk", "remote-access-wrong-password",
                                   "remote-access-unknown-identity"),
-              pytest.mark.impl_matrix("gw=strongswan", "client=strongswan")]
+              pytest.mark.impl_matrix("gw", "client")]
 
 H = str(PLAN.address("h"))
 

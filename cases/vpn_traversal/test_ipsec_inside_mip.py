@@ -19,7 +19,7 @@ VIA_FA = ("192.0.2.1", [("fn2", "192.0.2.129"), ("fn3", "10.77.0.100")])  # FA c
 
 @pytest.mark.req("ps-3-ipsec-inside-mip-works")
 @pytest.mark.scenario("mipvpn-ha-dmz", "mipvpn-ha-outside")
-@pytest.mark.impl_matrix("gw=strongswan")  # G is a plain VPN gateway here: strongSwan fills it too
+@pytest.mark.impl_matrix("gw")  # G is a plain VPN gateway here: every installed gateway fills it
 def test_2_2_and_2_4_ipsec_inside_mip_moves_without_ike(world, scenario, roles, capture, case_dir):
     """Sections 2.2, 2.4 and 3: the MN registers with its HA (in the DMZ; in an operator network)
     first, then runs IKE from its home address, ESP carried in the MIP tunnel. Verdicts: G's IKE

@@ -53,7 +53,7 @@ def _ike_sa_init(pcap) -> list[dict]:
 
 @pytest.mark.req("ps-5.9-nat-traversal", "ps-5.6-handoff-without-ike")
 @pytest.mark.scenario("rfc5265-cvc-nat")
-@pytest.mark.impl_matrix("gw=strongswan")
+@pytest.mark.impl_matrix("gw")
 def test_cvc_behind_the_nat_ipsec_needs_no_nat_traversal(world, scenario, roles, capture, case_dir):
     """Guideline 5.9 of draft-ietf-mip4-vpn-problem-statement (Implications of Intervening NAT
     Gateways): "The solution MUST be able to leverage the existing MIPv4 and IPsec NAT traversal
@@ -137,7 +137,7 @@ I_HA = "10.1.1.2"
 
 @pytest.mark.req("ps-5.9-nat-traversal", "rfc5265-napt-internal-presence")
 @pytest.mark.scenario("rfc5265-cvc-napt")
-@pytest.mark.impl_matrix("gw=strongswan")
+@pytest.mark.impl_matrix("gw")
 def test_i_mip_through_a_napt_gateway_uses_rfc_3519(world, scenario, roles, capture, case_dir):
     """draft-gupta Appendix A (internal presence by NAPT: G rewrites what leaves the tunnel to G_i's
     address) meets RFC 5265 section 2, access mode cvc: the i-HA sees the i-MIP registration come

@@ -21,7 +21,7 @@ OUTSIDE_MOVES = ("fn2", "fn3")  # outside -> outside: no IKE at all
 
 @pytest.mark.req("rfc5265-inside-outside-detection", "rfc5265-x-ha-deregistration", "ps-5.6-handoff-without-ike", "ps-5.9-nat-traversal")
 @pytest.mark.scenario("rfc5265-cvc-nat")
-@pytest.mark.impl_matrix("gw=strongswan")
+@pytest.mark.impl_matrix("gw")
 def test_one_tcp_session_over_the_tour(world, scenario, roles, capture, case_dir, request):
     """RFC 5265 section 2 (access modes) and its inside/outside detection, over the tour that starts
     behind the NAT of fn3 (cvc, x-MIP with RFC 3519) and goes home -> ivn -> fn1 -> fn2 -> behind the
