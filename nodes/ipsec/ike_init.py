@@ -30,8 +30,12 @@ class InitialExchange:
         return self.send_init(sa, now)
 
     def send_init(self, sa: IkeSa, now: float) -> list[Action]:
-        group = kc.DH_GROUPS[sa.dh_group]
-        sa.dh_private, public = group.generate(self.ctx.random)
+        if sa.dh_private is None or sa.dh_public_group != sa.dh_group:
+            # a new key only for a new group: a retry with a COOKIE resends "all other payloads
+            # unchanged" (RFC 7296 2.6), the same KEi included
+            sa.dh_private, sa.dh_public = kc.DH_GROUPS[sa.dh_group].generate(self.ctx.random)
+            sa.dh_public_group = sa.dh_group
+        public = sa.dh_public
         sa.tried_groups.add(sa.dh_group)
         sa.state = SaState.INIT_SENT
         sa.next_mid = 0

@@ -146,6 +146,8 @@ class IkeSa:
         self.init_request = self.init_response = b""
         self.dh_group = 0
         self.dh_private = None
+        self.dh_public = b""
+        self.dh_public_group = 0  # the group dh_private/dh_public belong to
         self.tried_groups: set[int] = set()
         self.cookie: bytes | None = None
         self.my_id: w.Identification | None = None

@@ -446,14 +446,18 @@ class IkeSession:
 
     def handle_sa_init_request(self, data: bytes, choose: bool = True) -> ParsedMessage:
         """Take SPIi, Ni, KEi of an initiator's IKE_SA_INIT. With `choose`, the first offered proposal
-        (and the KE's group) become this SA's algorithms; otherwise `self.algs` stays."""
+        that lists the KE's group (RFC 7296 1.2: the accepted proposal's group is the KE's; the first
+        proposal when none lists it) becomes this SA's algorithms, with the KE's group; otherwise
+        `self.algs` stays."""
         msg = self.parse(data)
         if not msg.ok or msg.get(c.SA) is None or msg.get(c.KE) is None or msg.get(c.NONCE) is None:
             return msg
         self.spi_i, self.ni = msg.spi_i, msg.get(c.NONCE).fields["data"]
         ke = msg.get(c.KE).fields
         if choose:
-            self.offered = msg.get(c.SA).fields["proposals"][0]
+            proposals = msg.get(c.SA).fields["proposals"]
+            self.offered = next((p for p in proposals if any(t["type"] == c.T_DH and t["id"] == ke["group"]
+                                                             for t in p["transforms"])), proposals[0])
             self.algs = algorithms_of(self.offered)  # type: ignore[assignment]
             self.algs.dh = ke["group"]
         self.peer_ke = ke["data"]
