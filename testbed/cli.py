@@ -207,6 +207,20 @@ def cmd_conformance(args, extra: list[str]) -> int:
     return subprocess.call(argv + extra, cwd=REPO_ROOT)
 
 
+def cmd_load(args) -> int:
+    """Run the remote-access load generator (testbed/load.py) against one vpn-gateway profile."""
+    from testbed.load import run_load
+    from testbed.naming import new_run_id
+
+    impls = dict(spec.split("=", 1) for spec in args.impl)
+    profile = impls.get("vpn-gateway") or impls.get("gw") or impls.get("*") or "ours"
+    out = Path(args.report_dir).resolve() / new_run_id("load")
+    res = run_load(profile, args.clients, args.rate, auth=args.auth, group=args.group, report_dir=out)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("samples", "gateway")}, indent=2))
+    print(f"written to {out / 'load.json'} and {out / 'load.svg'}")
+    return 0 if res["established"] else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
@@ -232,6 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE",
                       help="only this profile in a role, e.g. vpn-gateway=strongswan (by role name, kind or *)")
     conf.add_argument("-n", "--workers", default="2", help="parallel workers (pytest-xdist); 1 for serial")
+    load = sub.add_parser("load", help="remote-access load: N IKEv2 clients at a rate against a vpn-gateway profile; "
+                          "writes load.json and load.svg")
+    load.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE")
+    load.add_argument("--clients", type=int, default=100)
+    load.add_argument("--rate", type=float, default=50.0, help="offered setups per second")
+    load.add_argument("--auth", choices=["psk", "eap-md5"], default="psk")
+    load.add_argument("--group", type=int, choices=[19, 31, 14], default=19)
+    load.add_argument("--report-dir", default=argparse.SUPPRESS, help="where the run's directory goes (reports/)")
     sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
     sub.add_parser("scenarios", help="list scenarios with a one-line description")
     rep = sub.add_parser("report", help="render a run's report again, or screenshot it in headless chromium")
@@ -251,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, extra)
         if args.cmd == "conformance":
             return cmd_conformance(args, extra)
-        return {"up": cmd_up, "clean": cmd_clean, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
+        return {"up": cmd_up, "clean": cmd_clean, "load": cmd_load, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
     except (ConfigError, RuntimeError) as exc:  # bad data files; no root; a role that failed to start
         print(f"error: {exc}", file=sys.stderr)
         return 2

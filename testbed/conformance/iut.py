@@ -107,10 +107,11 @@ def iut_world(testbed_run, pytestconfig, scenario_name: str, role: str, impl: st
 
 def parametrize_iut(metafunc, fixture: str, kind: str, role: str) -> None:
     """In a conftest's pytest_generate_tests: run the parts that use `fixture` once per
-    implementation of `kind` (module scope: one world per implementation)."""
+    implementation of `kind`. Session scope: one world per implementation and worker for all the
+    suite's modules (pytest orders the parts by implementation; the IUT's reset separates them)."""
     if fixture not in metafunc.fixturenames:
         return
     impls = implementations(metafunc.config, kind, role)
     params = [pytest.param(i, id=i) for i in impls] or [
         pytest.param(None, marks=pytest.mark.skip(reason=f"no installed profile fills {kind}"))]
-    metafunc.parametrize(fixture, params, indirect=True, scope="module")
+    metafunc.parametrize(fixture, params, indirect=True, scope="session")

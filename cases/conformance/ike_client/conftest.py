@@ -105,7 +105,7 @@ def client_world(testbed_run, pytestconfig, impl: str):
         world.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def en(request, testbed_run, pytestconfig):
     """A remote-access client under test (scenario conformance-en), not yet started."""
     with client_world(testbed_run, pytestconfig, request.param) as iut:
