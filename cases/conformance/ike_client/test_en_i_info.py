@@ -239,7 +239,7 @@ def test_data_padding(gw, steps):
 
 
 @part("IKE.EN-I.NAT.1", "When the gateway's NAT_DETECTION hashes do not match, the client moves IKE and ESP to UDP 4500",
-      ["rfc7296-2.23-j", "rfc7296-2.23-b", "rfc7296-2.23-e", "rfc7296-2-b"], needs=["ikev2.nat-t"])
+      ["rfc7296-2.23-j", "rfc7296-2.23-b", "rfc7296-2.23-e", "rfc7296-2-b", "rfc3948-1-b", "rfc3948-2.1-a"], needs=["ikev2.nat-t"])
 def test_nat_detected_moves_to_4500(gw, steps):
     s, _ = gw.accept_init(nat_wrong=True)
     r, auth = gw.auth_request(s)
