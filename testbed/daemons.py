@@ -80,7 +80,7 @@ class OursProfile:
         "echo-sink": "instruments.sink",
     }
     kinds = frozenset(MODULES)
-    RESETTABLE = frozenset({"vpn-gateway", "vpn-client"})  # kinds whose daemon answers the control command `reset`
+    RESETTABLE = frozenset({"vpn-gateway", "vpn-client", "home-agent", "foreign-agent"})  # kinds whose daemon answers the control command `reset`
 
     def check_config(self, role, plan) -> None:
         return None

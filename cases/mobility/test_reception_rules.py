@@ -93,13 +93,13 @@ def test_udp_tunnel_request_reserved_fields_are_ignored(world, on_fn1):
 
 @pytest.mark.req("rfc5944-5.7-replay")
 def test_replay_protection_follows_accepted_identifications(world, on_fn1):
-    """A request denied after authentication (139: RFC 3519 encapsulation GRE asked for) must not
-    become the identification later requests have to exceed; an accepted one must."""
+    """A request denied after authentication (142: an RFC 3519 UDP tunnel asked with GRE, RFC 3519
+    4.1) must not become the identification later requests have to exceed; an accepted one must."""
     gre = udp_tunnel_request(encapsulation=47)
     first, second, replayed = codes(world, {"to": HA, "coa": FA1, "extensions": gre, "ident_delta": 3.0},
                                     {"to": HA, "coa": FA1, "ident_delta": 1.5},
                                     {"to": HA, "coa": FA1, "ident_delta": 1.0})
-    assert (first, second) == (139, 0), "the lower identification after a denial must be accepted"
+    assert (first, second) == (142, 0), "the lower identification after a denial must be accepted"
     assert replayed == 133, "below the last accepted identification: 133"
     still_bound(world, on_fn1)
 

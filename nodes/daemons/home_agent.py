@@ -12,14 +12,15 @@ Data path, all in userspace (the kernel here has no IP-in-IP):
   the inner packet is written into the TUN device and the kernel forwards it;
 - with `advertise` (the default on the home network): Agent Advertisements with H on the home
   link, periodic and in answer to solicitations (nodes/runtime/agent_discovery.py).
-Status over the control socket: bindings, counters by reason, tunnels and data-plane counters.
+Status over the control socket: bindings, counters by reason, tunnels and data-plane counters;
+`reset`: every binding, tunnel and proxy entry dropped at once, like a restart.
 """
 from __future__ import annotations
 
 import asyncio
 import time
 from collections import Counter
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 
 from nodes.mip.ha import HomeAgent
 from nodes.core import Addr
@@ -40,10 +41,22 @@ def iface_with_address(address: IPv4Address) -> str:
     raise LookupError(f"no interface of this node has the home agent address {address}")
 
 
+def home_broadcast(iface: str, address: IPv4Address) -> IPv4Address | None:
+    """The subnet-directed broadcast of the home agent's address on its home link (requests sent
+    to it are denied with 136, RFC 5944 3.8.2.1), None for a /31 or /32."""
+    for cidr in netlink.addresses(iface):
+        i = IPv4Interface(cidr)
+        if i.ip == address and i.network.prefixlen < 31:
+            return i.network.broadcast_address
+    return None
+
+
 async def setup(args, log):
     cfg, extra = mip_config.load(args.config, mip_config.home_agent)
     if cfg.home_iface is None:
         cfg.home_iface = iface_with_address(cfg.address)
+    if cfg.home_broadcast is None and cfg.prefix_length is None:  # no home_network in the config
+        cfg.home_broadcast = home_broadcast(cfg.home_iface, cfg.address)
     core = HomeAgent(cfg)
     loop = asyncio.get_running_loop()
     errors = Counter()
@@ -62,7 +75,7 @@ async def setup(args, log):
             got = recv_udp(udp)
             if got is None:
                 return
-            payload, where, _ifindex = got
+            payload, where, _ifindex = got  # where.dst: the request's IP destination (IP_PKTINFO)
             driver.call("receive_datagram", payload, where)
 
     on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
@@ -91,6 +104,13 @@ async def setup(args, log):
         return {**s, **executor.status(), "drops": {**s["drops"], **executor.drops()}, "home_iface": cfg.home_iface,
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
+    def reset(_req):
+        """Every binding, tunnel and proxy entry gone at once, as after a restart (the core's
+        reset); the host changes are sent before the answer, so none outlives it."""
+        driver.call("reset")
+        executor.flush()
+        return "ok"
+
     async def cleanup():
         driver.stop()
         for fd in (udp.fileno(), ipip.fileno(), tun.fd):
@@ -103,7 +123,7 @@ async def setup(args, log):
         for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
             closer()
 
-    return {"status": status}, cleanup
+    return {"status": status, "reset": reset}, cleanup
 
 
 def main() -> None:

@@ -30,14 +30,18 @@ from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_IPIP, IPv4
 from nodes.wire.tunnels import NotEncapsulable, encapsulate
 from nodes.wire.mip import (
-    ENCAP_IPIP, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST, INFINITE_LIFETIME,
+    ENCAP_GRE, ENCAP_IPIP, ENCAP_MINIMAL, EXT_FA_HA_AUTH, MIN_SPI, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REQUEST,
+    INFINITE_LIFETIME,
     TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement, AgentFlags, RegistrationReply, RegistrationRequest,
     ReplyCode, RequestFlags,
-    TrustedNetworksConfigured, TunnelData, UdpTunnelReply, find_extension,
+    TrustedNetworksConfigured, TunnelData, UdpTunnelReply,
     ident_for_mismatch, message_type, ntp_to_unix,
 )
 
 NOT_A_DEFAULT_ROUTER = -0x80000000  # RFC 1256 preference 0x80000000
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+UDP_TUNNEL_DECLINED = 64  # RFC 3519 3.2.1: "tunnelling declined, reason unspecified"
+ENCAP_NUMBERS = {"ipip": ENCAP_IPIP, "minimal": ENCAP_MINIMAL, "gre": ENCAP_GRE}  # RFC 3519 3.1.4
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class HomeAgentConfig:
     adv_destination: IPv4Address = ALL_SYSTEMS
     solicited_min_interval: float = 0.05
     prefix_length: int | None = None  # of the home network, in the prefix-lengths extension
+    # the home network's subnet-directed broadcast (requests sent to it are denied, RFC 5944 3.8.2.1);
+    # None: derived from prefix_length when that is known (the daemon fills it from the home link)
+    home_broadcast: IPv4Address | None = None
 
     def __post_init__(self):
         self.address = addr(self.address)
@@ -80,6 +87,19 @@ class HomeAgentConfig:
         self.encapsulations = supported_encapsulations(self.encapsulations)
         self.trusted_networks = [IPv4Network(n) for n in self.trusted_networks]
         self.fa_associations = {addr(k): v for k, v in self.fa_associations.items()}
+        if self.home_broadcast is not None:
+            self.home_broadcast = addr(self.home_broadcast)
+
+    def broadcast_destinations(self) -> set[IPv4Address]:
+        """The destinations a registration request must not have been sent to (RFC 5944 3.8.2.1):
+        the home network's subnet-directed broadcast and 255.255.255.255 (which some routers turn
+        the former into)."""
+        out = {LIMITED_BROADCAST}
+        if self.home_broadcast is not None:
+            out.add(self.home_broadcast)
+        elif self.prefix_length is not None and self.prefix_length < 31:
+            out.add(IPv4Network(f"{self.address}/{self.prefix_length}", strict=False).broadcast_address)
+        return out
 
 
 @dataclass
@@ -113,6 +133,26 @@ class HomeAgentStatus(Snapshot):
 class _Denied(Exception):
     def __init__(self, code: int, reason: str):
         self.code, self.reason = code, reason
+
+
+class _Discarded(Exception):
+    """The request is dropped without a reply (RFC 5944 3.8.2.1 a and d)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def is_deregistration(req: RegistrationRequest) -> bool:
+    """RFC 5944 3.5.4: a request is a deregistration unless it asks for a nonzero lifetime for a
+    care-of address other than the home address."""
+    return req.lifetime == 0 or req.care_of_address == req.home_address
+
+
+def _destination(dst) -> IPv4Address | None:
+    try:
+        return addr(dst) if dst else None
+    except ValueError:
+        return None
 
 
 class HomeAgent:
@@ -154,7 +194,7 @@ class HomeAgent:
         """A UDP datagram received on port 434."""
         kind = message_type(data)
         if kind == TYPE_REQUEST:
-            self._out.extend(self._on_request(data, addr.src, addr.sport, now))
+            self._out.extend(self._on_request(data, addr.src, addr.sport, now, addr.dst))
         elif kind == TYPE_TUNNEL_DATA:
             self._out.extend(self._on_udp_tunnel(data, addr.src, addr.sport))
         else:
@@ -182,6 +222,15 @@ class HomeAgent:
         binding = self.bindings.get(ipv4_dst(packet))
         if binding is None:
             return self.counters.drop("no-binding")
+        src = IPv4Address(packet[12:16])
+        exits = (binding.remote, binding.care_of_address)
+        if packet[9] == PROTO_IPIP and src in exits and _inner_dst(packet) == binding.home_address:
+            # RFC 5944 4.2.3: already encapsulated, inner and outer destination the node, outer
+            # source its care-of address: silently discarded (a likely routing loop)
+            return self.counters.drop("encapsulated-from-care-of-address")
+        if src in exits:
+            # RFC 2003 3.2: the source is the tunnel's exit point: MUST NOT tunnel, SHOULD discard
+            return self.counters.drop("source-is-tunnel-exit")
         self.counters["tunnelled"] += 1
         if binding.kind == "udp":
             data = TunnelData(ENCAP_IPIP, packet).encode()
@@ -194,6 +243,23 @@ class HomeAgent:
             self._out.add(SendIp(encapsulate("ipip", self.config.address, binding.remote, packet)))
         except DecodeError as e:
             self.counters.drop(f"encapsulate:{e.reason}")
+
+    def reset(self, now: float) -> None:
+        """Back to the state of a fresh start, at once: every binding dropped (its tunnel, host
+        route and proxy-ARP entry removed, no reply sent: RFC 5944 3.8), the replay state and the
+        counters cleared, advertising started over at sequence 0 (2.3.2) where it is on. What a
+        restart does, without the restart (a conformance tester between its test parts)."""
+        dropped = len(self.bindings)
+        for home in list(self.bindings):
+            self._out.extend(self._remove_binding(home))
+        self._last_ident.clear()
+        for key in ADVERTISER_KEYS:
+            self._expiry.cancel(key)
+        self.counters.clear()
+        self.advertiser = Advertiser(self.config, self.counters, self._expiry, self.advertisement,
+                                     self.config.home_iface)
+        self._out.add(Log("reset", {"bindings": dropped, "at": now}))
+        self.start(now)
 
     def handle_timer(self, now: float) -> None:
         """Expire bindings whose lifetime ran out; advertise when due."""
@@ -217,9 +283,10 @@ class HomeAgent:
 
     # --- registration ---------------------------------------------------------------------------
 
-    def _on_request(self, raw: bytes, src, sport: int, now: float) -> list:
+    def _on_request(self, raw: bytes, src, sport: int, now: float, dst=None) -> list:
         cfg = self.config
         src = addr(src)
+        fa_sa = cfg.fa_associations.get(src)  # the request came from (through) an FA we share an SA with
         trusted = any(src in net for net in cfg.trusted_networks)
         if cfg.drop_untrusted and not trusted:
             # RFC 5265: dropped silently, and logged (with a backoff: a flood must not flood the log)
@@ -235,12 +302,19 @@ class HomeAgent:
                 return []
             self.counters[f"denied:{ReplyCode.HA_POORLY_FORMED_REQUEST}"] += 1
             return [self._reply(fixed, self.nodes.get(fixed.home_address), ReplyCode.HA_POORLY_FORMED_REQUEST,
-                                0, fixed.identification, [], src, sport)]
+                                0, fixed.identification, [], src, sport, fa_sa)]
         node = self.nodes.get(req.home_address)
         try:
-            self._authenticate(req, raw, node, src)
+            self._authenticate(req, raw, node, fa_sa)
             self._check_identification(req, now)
-            actions, code, lifetime, exts = self._register(req, src, sport, now, trusted)
+            actions, code, lifetime, exts = self._register(req, src, sport, now, trusted, _destination(dst))
+        except _Discarded as discard:
+            self.counters.drop(discard.reason)
+            n = self.counters[f"drop:{discard.reason}"]
+            # a security exception, logged (SHOULD, 3.8.2.1 d) with a backoff: a flood must not flood the log
+            return [Log("request-discarded", {"home": str(req.home_address), "source": str(src),
+                                              "reason": discard.reason, "drops": n, "at": now})] \
+                if n & (n - 1) == 0 else []
         except _Denied as denial:
             self.counters[f"denied:{denial.code}"] += 1
             ident = req.identification
@@ -248,18 +322,24 @@ class HomeAgent:
                 ident = ident_for_mismatch(now, req.identification)
             log = Log("registration", {"home": str(req.home_address), "coa": str(req.care_of_address),
                                        "code": denial.code, "reason": denial.reason, "at": now})
-            return [self._reply(req, node, denial.code, 0, ident, [], src, sport), log]
+            return [self._reply(req, node, denial.code, 0, ident, [], src, sport, fa_sa), log]
         self.counters[f"accepted:{code}"] += 1
-        return actions + [self._reply(req, node, code, lifetime, req.identification, exts, src, sport)]
+        return actions + [self._reply(req, node, code, lifetime, req.identification, exts, src, sport, fa_sa)]
 
     def _on_udp_tunnel(self, payload: bytes, src, sport: int) -> list:
         """RFC 3519 tunnel data from a node behind a NAT (also its keepalives)."""
         src = addr(src)
         try:
-            packet = TunnelData.decode(payload).payload
+            data = TunnelData.decode(payload)
+            packet = data.payload
             inner = IPv4.decode(packet)
         except DecodeError as e:
             self.counters.drop(f"tunnel:{e.reason}")
+            return []
+        if data.next_header != ENCAP_IPIP:
+            # RFC 3519 3.3: the Next Header must match the binding's tunnelling mode (every UDP
+            # binding here carries IP-in-IP); a discrepancy: dropped
+            self.counters.drop("tunnel:next-header-mismatch")
             return []
         binding = self.bindings.get(inner.src)
         if binding is None:
@@ -271,21 +351,32 @@ class HomeAgent:
         self.counters["reverse-tunnelled"] += 1
         return [DeliverIp(packet)]
 
-    def _authenticate(self, req: RegistrationRequest, raw: bytes, node, src) -> None:
+    def _authenticate(self, req: RegistrationRequest, raw: bytes, node, fa_sa) -> None:
+        """RFC 5944 3.8.2.1 a, c and d. No security association with the node, or no
+        authorization-enabling extension: discarded silently (a); an FA-HA from an FA we share no
+        SA with: discarded (d); a bad MN-HA: 131; with an FA we share an SA with, a registration
+        (not a deregistration, 3.5.4) needs exactly one valid FA-HA, else 132 (c)."""
         if node is None:
-            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "unknown-home-address")
+            raise _Discarded("unknown-home-address")
         mn_ha = [e for e in req.extensions if e.type == EXT_MN_HA_AUTH]
         if not mn_ha:
-            raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "missing-mn-ha-auth")
+            raise _Discarded("missing-mn-ha-auth")
+        fa_ha = [e for e in req.extensions if e.type == EXT_FA_HA_AUTH]
+        if fa_ha and fa_sa is None:
+            raise _Discarded("fa-ha-without-sa")
         if len(mn_ha) > 1:  # RFC 5944 3.8.2.1: exactly one authorization-enabling extension
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "two-mn-ha-auth")
         if mn_ha[0].spi < MIN_SPI:
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "reserved-spi")
         if not node.sa.verifies(raw, mn_ha[0]):
             raise _Denied(ReplyCode.HA_MN_AUTH_FAILED, "bad-mn-ha-auth")
-        fa_sa = self.config.fa_associations.get(src)
-        fa_ha = find_extension(req.extensions, EXT_FA_HA_AUTH)
-        if fa_sa is not None and not fa_sa.verifies(raw, fa_ha):
+        if fa_sa is None or is_deregistration(req):  # 3.5.4: FA-HA is not applied to deregistrations
+            return
+        if not fa_ha:
+            raise _Denied(ReplyCode.HA_FA_AUTH_FAILED, "missing-fa-ha-auth")
+        if len(fa_ha) > 1:
+            raise _Denied(ReplyCode.HA_FA_AUTH_FAILED, "two-fa-ha-auth")
+        if not fa_sa.verifies(raw, fa_ha[0]):
             raise _Denied(ReplyCode.HA_FA_AUTH_FAILED, "bad-fa-ha-auth")
 
     def _check_identification(self, req: RegistrationRequest, now: float) -> None:
@@ -295,12 +386,18 @@ class HomeAgent:
         if req.identification <= self._last_ident.get(req.home_address, -1):
             raise _Denied(ReplyCode.HA_IDENTIFICATION_MISMATCH, "identification-not-increasing")
 
-    def _register(self, req: RegistrationRequest, src, sport, now: float, trusted: bool):
-        """Checks that need an authenticated request, then the binding change.
+    def _register(self, req: RegistrationRequest, src, sport, now: float, trusted: bool,
+                  dst: IPv4Address | None = None):
+        """Checks that need an authenticated request, then the binding change. `dst`: the
+        request's IP destination, when the runtime told it.
 
         Returns (actions, code, granted lifetime, reply extensions)."""
         cfg = self.config
         home, coa = req.home_address, req.care_of_address
+        if dst is not None and dst in cfg.broadcast_destinations():
+            # RFC 5944 3.8.2.1: a request sent to the home network's subnet-directed broadcast is
+            # denied, 136 (the reply carries our unicast address)
+            raise _Denied(ReplyCode.HA_UNKNOWN_HA_ADDRESS, "sent-to-broadcast")
         if req.home_agent != cfg.address:
             raise _Denied(ReplyCode.HA_UNKNOWN_HA_ADDRESS, "home-agent-address-not-ours")
         if home.is_unspecified or (req.lifetime and (coa.is_unspecified or coa.is_multicast)):
@@ -308,11 +405,18 @@ class HomeAgent:
         encapsulation = requested_encapsulation(req.flags)
         if encapsulation not in cfg.encapsulations:
             raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, f"{encapsulation or 'both-m-and-g'}-unavailable")
-        deregistration = req.lifetime == 0 or coa == home
-        if deregistration:
+        if is_deregistration(req):
             self._last_ident[home] = req.identification  # replay protection: accepted ones only (5.7)
-            actions = self._remove_binding(home)
-            actions.append(Log("deregistration", {"home": str(home), "at": now}))
+            binding = self.bindings.get(home)
+            if coa == home or binding is None or binding.care_of_address == coa:
+                actions = self._remove_binding(home)
+            else:
+                # RFC 5944 3.8.2.2: lifetime 0 for another care-of address deletes only that entry;
+                # the registered one remains active
+                self.counters["deregistration-other-coa"] += 1
+                actions = []
+            actions.append(Log("deregistration", {"home": str(home), "coa": str(coa), "removed": bool(actions),
+                                                  "at": now}))
             return actions, ReplyCode.ACCEPTED, 0, self._trust_exts(trusted)
         if req.has(RequestFlags.T) and not cfg.reverse_tunnelling:
             raise _Denied(ReplyCode.HA_REVERSE_TUNNEL_UNAVAILABLE, "reverse-tunnelling-off")
@@ -336,31 +440,53 @@ class HomeAgent:
         """The requested `encapsulation`, unless RFC 3519 UDP tunnelling is asked for and a NAT is
         detected (the request's source differs from the care-of address) or it is forced: then UDP
         carrying IP-in-IP, the one inner encapsulation offered there."""
-        udp_req = find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST)
+        udp_req = self._udp_tunnel_request(req)
         nat = src != req.care_of_address
         if udp_req is None:
             if nat:
                 self.counters["nat-without-udp-request"] += 1
             return encapsulation, req.care_of_address, None, []
-        if udp_req.encapsulation != ENCAP_IPIP:
-            raise _Denied(ReplyCode.HA_ENCAPSULATION_UNAVAILABLE, "udp-encapsulation-not-ipip")
         if not (nat or udp_req.force):
-            return encapsulation, req.care_of_address, None, []
+            # RFC 3519 4.6: no NAT seen and F clear: a declining UDP Tunnel Reply; the tunnel is the
+            # one the M and G bits ask for
+            self.counters["udp-declined-no-nat"] += 1
+            return encapsulation, req.care_of_address, None, [UdpTunnelReply(UDP_TUNNEL_DECLINED, False, 0)]
+        inner = udp_req.encapsulation or ENCAP_NUMBERS[encapsulation]  # 0: as M and G ask (3.1.4)
+        if inner != ENCAP_IPIP:
+            # RFC 3519 4.1: tunnelling indicated, the requested encapsulation unavailable: 142
+            raise _Denied(ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE, f"udp-encapsulation-{inner}-unavailable")
         if not self.config.udp_tunnelling:
             raise _Denied(ReplyCode.HA_UDP_ENCAPSULATION_UNAVAILABLE, "udp-tunnelling-off")
         self.counters["nat-detected" if nat else "udp-forced"] += 1
         reply_ext = UdpTunnelReply(0, udp_req.force, self.config.udp_keepalive)
         return "udp", src, sport, [reply_ext]
 
+    def _udp_tunnel_request(self, req: RegistrationRequest):
+        """The request's UDP Tunnel Request, or None. One with a non-zero Reserved 3 is handled as
+        not understood and silently skipped (RFC 3519 3.1.3)."""
+        for ext in req.extensions:
+            if ext.type != EXT_UDP_TUNNEL_REQUEST:
+                continue
+            if not ext.understood:
+                self.counters["udp-tunnel-request-skipped"] += 1
+                continue
+            return ext
+        return None
+
     @staticmethod
     def _trust_exts(trusted: bool) -> list:
         return [TrustedNetworksConfigured()] if trusted else []
 
-    def _reply(self, req, node, code: int, lifetime: int, ident: int, exts: list, dst, dport) -> SendUdp:
+    def _reply(self, req, node, code: int, lifetime: int, ident: int, exts: list, dst, dport,
+               fa_sa: SecurityAssociation | None = None) -> SendUdp:
+        """The reply, MN-HA signed; to an FA we share an SA with, an FA-HA after it, last (RFC 5944
+        3.8.1, 3.8.3.3 c and e), except in answer to a deregistration (3.5.4: MUST NOT)."""
         reply = RegistrationReply(code, lifetime, req.home_address, self.config.address, ident, exts)
         data = reply.encode()
         if node is not None:
             data = node.sa.sign(data)
+        if fa_sa is not None and not is_deregistration(req):
+            data = fa_sa.sign(data, EXT_FA_HA_AUTH)
         return SendUdp(dst, dport, data, src=self.config.address)
 
     # --- bindings -------------------------------------------------------------------------------
@@ -382,3 +508,9 @@ class HomeAgent:
             return []
         self._expiry.cancel(home)
         return [RemoveTunnel(home), ProxyArp(home, False, self.config.home_iface)]
+
+
+def _inner_dst(packet: bytes) -> IPv4Address | None:
+    """The inner destination of an IP-in-IP packet, None when it is too short to have one."""
+    inner = packet[(packet[0] & 0x0F) * 4:]
+    return ipv4_dst(inner)

@@ -9,9 +9,10 @@
 Extensions: types 0-127 that are not understood make the whole message undecodable
 (DecodeError 'unknown-extension', RFC 5944 1.9); types 128-255 not understood are kept as
 `UnknownExtension` and re-encoded unchanged. Decoders check lengths and reserved fields, except
-those the RFCs say to ignore on reception (the request flags r and x, the UDP Tunnel Request's
-reserved fields); an SPI in the reserved range 0-255 is decoded and fails authentication at the
-receiver (code 131 at a home agent), it is not a malformed message.
+those the RFCs say to ignore on reception (the request flags r and x, the advertisement flags r and
+reserved, the UDP Tunnel Request's Reserved 1 and 2, the UDP Tunnel Reply's and tunnel data's Reserved; its Reserved 3 is kept for the receiver, who skips a non-zero one as not
+understood, RFC 3519 3.1.3); an SPI in the reserved range 0-255 is decoded and fails
+authentication at the receiver (code 131 at a home agent), it is not a malformed message.
 """
 from __future__ import annotations
 
@@ -188,10 +189,17 @@ class UdpTunnelRequest:
     via_fa: bool = False
     encapsulation: int = ENCAP_IPIP
     type: int = EXT_UDP_TUNNEL_REQUEST
+    # Reserved 3 as received: non-zero makes the extension not understood, to be skipped (3.1.3)
+    reserved3: int = field(default=0, compare=False)
+
+    @property
+    def understood(self) -> bool:
+        """False when Reserved 3 is non-zero: RFC 3519 3.1.3, handled as not understood."""
+        return self.reserved3 == 0
 
     def body(self) -> bytes:
         flags = (0x80 if self.force else 0) | (0x40 if self.via_fa else 0)
-        return struct.pack("!BBBBH", 0, 0, flags, self.encapsulation, 0)
+        return struct.pack("!BBBBH", 0, 0, flags, self.encapsulation, self.reserved3)
 
 
 @dataclass(frozen=True)
@@ -271,16 +279,17 @@ def _parse_delivery_style(ext_type: int, body: bytes, offset: int) -> Encapsulat
 def _parse_udp_request(ext_type: int, body: bytes, offset: int) -> UdpTunnelRequest:
     _exact_length(body, 6, "UDP tunnel request extension")
     _subtype_zero(body, "UDP tunnel request")
-    # reserved 1, the six low flag bits and reserved 3: sent as zero, ignored on reception (RFC 3519 3.1)
-    _, _reserved1, flags, encapsulation, _reserved3 = struct.unpack("!BBBBH", body)
-    return UdpTunnelRequest(bool(flags & 0x80), bool(flags & 0x40), encapsulation)
+    # reserved 1 and the six low flag bits: sent as zero, ignored on reception (RFC 3519 3.1); reserved 3
+    # is kept: non-zero, the receiver handles the extension as not understood (3.1.3, `understood`)
+    _, _reserved1, flags, encapsulation, reserved3 = struct.unpack("!BBBBH", body)
+    return UdpTunnelRequest(bool(flags & 0x80), bool(flags & 0x40), encapsulation, reserved3=reserved3)
 
 
 def _parse_udp_reply(ext_type: int, body: bytes, offset: int) -> UdpTunnelReply:
     _exact_length(body, 6, "UDP tunnel reply extension")
     _subtype_zero(body, "UDP tunnel reply")
     _, code, flags, keepalive = struct.unpack("!BBHH", body)
-    _zero(flags & 0x7FFF, "UDP tunnel reply reserved bits")
+    # the 15 reserved bits after F: sent as zero, ignored on reception (RFC 3519 3.2)
     return UdpTunnelReply(code, bool(flags & 0x8000), keepalive)
 
 
@@ -461,7 +470,7 @@ class TunnelData:
         mtype, next_header, reserved = struct.unpack("!BBH", data[:4])
         if mtype != TYPE_TUNNEL_DATA:
             raise DecodeError("bad-type", f"message type {mtype}, expected {TYPE_TUNNEL_DATA}")
-        _zero(reserved, "tunnel data reserved field")
+        # reserved: sent as zero, ignored on reception (RFC 3519 3.3)
         if next_header not in TUNNEL_NEXT_HEADERS:
             raise DecodeError("bad-next-header", f"next header {next_header} is not 4, 47 or 55")
         return cls(next_header, bytes(data[4:]))
@@ -488,7 +497,7 @@ def _parse_mobility_agent(ext_type: int, body: bytes, offset: int) -> _MobilityA
     if len(body) < 6 or (len(body) - 6) % 4:
         raise DecodeError("bad-length", f"mobility agent extension length {len(body)} is not 6 + 4N")
     seq, reg_lifetime, flags = struct.unpack("!HHH", body[:6])
-    _zero(flags & AGENT_RESERVED_FLAGS, "mobility agent reserved flags")
+    # r and the reserved bits: sent as zero, ignored on reception (RFC 5944 2.1.1)
     coas = [IPv4Address(body[i:i + 4]) for i in range(6, len(body), 4)]
     return _MobilityAgentExt(ext_type, seq, reg_lifetime, flags, coas)
 

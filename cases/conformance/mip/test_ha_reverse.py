@@ -1,0 +1,135 @@
+"""HA: reverse tunnels (RFC 3024 4.3, RFC 5944 4.2.3): IP-in-IP from the care-of address to the
+HA, decapsulated and forwarded to the correspondent h; what does not match a binding is
+silently discarded."""
+from testbed.conformance.mip.tunnels import gre_encapsulate, ipip_encapsulate
+from testbed.conformance.parts import part
+
+
+def _reverse(ha_tester, steps, what, outer_src=None, home=None, ttl=64, send=True, encap=ipip_encapsulate,
+             place=None):
+    home = home or ha_tester.homes[0]
+    inner, marker = ha_tester.inner_from_home(home, ttl=ttl)
+    place = place or ha_tester.mn_place
+    pkt = encap(inner, outer_src or place.address, ha_tester.ha, forwarding=False)
+    ha_tester.send_packet(pkt, place)
+    return marker
+
+
+def _delivered(ha_tester, steps, marker, what, expect=True, timeout=None):
+    got = ha_tester.at_correspondent(marker, timeout or (1.0 if expect else 0.4))
+    steps.record(what, "delivered to h" if expect else "not delivered to h", "delivered" if got else "nothing",
+                 ok=bool(got) == expect)
+    return got
+
+
+@part("MIP.HA.REV.1", "A reverse-tunnelled datagram from the care-of address is decapsulated and forwarded to its destination",
+      ["rfc3024-4.3.2-d", "rfc5944-4.2.3-f", "rfc5944-4.1-a"], needs=["mip.reverse-tunnel"])
+def test_reverse_delivered(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "")
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP r->HA, inner home->h")
+    assert got is not None, "the reverse-tunnelled datagram did not reach h"
+
+
+@part("MIP.HA.REV.2", "The decapsulated datagram reaches the correspondent with its source the home address and TTL lowered by forwarding",
+      ["rfc3024-4.3.2-d"], needs=["mip.reverse-tunnel"])
+def test_reverse_inner_fields(ha_tester, steps):
+    from testbed.conformance.mip.ipv4 import parse_ipv4
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "", ttl=64)
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP r->HA, inner home->h TTL 64")
+    assert got is not None, "nothing delivered"
+    p = parse_ipv4(got.data, strict_length=False).value
+    steps.record("the datagram at h", "source home address, TTL below 64", f"{p.src} ttl {p.ttl}",
+                 ok=str(p.src) == str(mn.home_address) and p.ttl < 64)
+    assert str(p.src) == str(mn.home_address), f"source {p.src}"
+    assert p.ttl < 64, f"TTL {p.ttl}: not decremented by the routers on the way"
+
+
+@part("MIP.HA.REV.3", "A reverse-tunnelled datagram from an outer source that is not the care-of address is discarded",
+      ["rfc3024-4.3.2-b", "rfc3024-4.3.2-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_wrong_outer_source(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "", place=ha_tester.fa_place)
+    got = _delivered(ha_tester, steps, marker, f"IP-in-IP from {ha_tester.fa_address} (not the care-of address)",
+                     expect=False)
+    assert got is None, "a reverse tunnel from another outer source was decapsulated and forwarded"
+    ok = _delivered(ha_tester, steps, _reverse(ha_tester, steps, ""), "the same from the care-of address")
+    assert ok is not None, "the HA does not forward a valid reverse tunnel either"
+
+
+@part("MIP.HA.REV.4", "A reverse-tunnelled datagram whose inner source has no binding is discarded",
+      ["rfc3024-4.3.2-b", "rfc3024-4.3.2-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_unbound_inner_source(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "", home="10.1.1.101")
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP from r, inner source 10.1.1.101 (not registered)",
+                     expect=False)
+    assert got is None, "a reverse tunnel for a home address without binding was forwarded"
+
+
+@part("MIP.HA.REV.5", "A reverse-tunnelled datagram without any registration is discarded",
+      ["rfc3024-4.3.2-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_without_binding(ha_tester, steps):
+    marker = _reverse(ha_tester, steps, "")
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP from r, no binding", expect=False)
+    assert got is None, "a reverse tunnel without a binding was forwarded"
+
+
+@part("MIP.HA.REV.6", "After a deregistration reverse-tunnelled datagrams are discarded",
+      ["rfc3024-4.3.2-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_after_deregistration(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    ha_tester.register(mn, lifetime=0)
+    marker = _reverse(ha_tester, steps, "")
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP from r after the deregistration", expect=False)
+    assert got is None, "a reverse tunnel of a deregistered node was forwarded"
+
+
+@part("MIP.HA.REV.7", "A reverse-tunnelled inner datagram with TTL 0 is discarded after decapsulation",
+      ["rfc2003-3.1-d"], needs=["mip.reverse-tunnel"])
+def test_reverse_inner_ttl_zero(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "", ttl=0)
+    got = _delivered(ha_tester, steps, marker, "IP-in-IP from r, inner TTL 0", expect=False)
+    assert got is None, "an inner datagram with TTL 0 was forwarded"
+
+
+@part("MIP.HA.REV.8", "A reverse tunnel in an encapsulation that was not negotiated (GRE) is discarded",
+      ["rfc3024-4.3.2-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_unnegotiated_encapsulation(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    marker = _reverse(ha_tester, steps, "", encap=gre_encapsulate)
+    got = _delivered(ha_tester, steps, marker, "GRE from r (IP-in-IP negotiated)", expect=False)
+    assert got is None, "a GRE reverse tunnel was forwarded although IP-in-IP was negotiated"
+
+
+@part("MIP.HA.REV.9", "The reverse tunnel keeps working after a re-registration",
+      ["rfc3024-4.3.2-d", "rfc3024-4.3.1-c"], needs=["mip.reverse-tunnel"])
+def test_reverse_after_reregistration(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    got = _delivered(ha_tester, steps, _reverse(ha_tester, steps, ""), "IP-in-IP r->HA after re-registering")
+    assert got is not None, "nothing delivered"
+
+
+@part("MIP.HA.REV.10", "After moving to another care-of address, reverse tunnels from the old one are discarded",
+      ["rfc3024-4.3.2-b", "rfc3024-4.3.2-d"], needs=["mip.reverse-tunnel"])
+def test_reverse_old_coa(ha_tester, steps):
+    mn = ha_tester.mn()
+    ha_tester.registered(mn, steps=steps, flags="DT")
+    ha_tester.registered(mn, steps=steps, flags="DT", coa=ha_tester.fa_address)
+    old = _delivered(ha_tester, steps, _reverse(ha_tester, steps, ""), "IP-in-IP from r (the old care-of address)",
+                     expect=False)
+    assert old is None, "a reverse tunnel from the old care-of address was forwarded"
+    new = _delivered(ha_tester, steps, _reverse(ha_tester, steps, "", place=ha_tester.fa_place),
+                     "IP-in-IP from ar1 (the new care-of address)")
+    assert new is not None, "a reverse tunnel from the new care-of address was not forwarded"

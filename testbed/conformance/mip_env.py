@@ -1,0 +1,461 @@
+"""The Mobile IPv4 tester in the world: the other parties of a conformance test part, speaking from
+nodes of the world, with the preambles the parts share and their transcript for the report.
+
+The tester library (testbed/conformance/mip) is sans-I/O and knows nothing of the world; this module
+gives it sockets inside the nodes (testbed/conformance/netns.py) and the world's addresses.
+
+Home agent under test (scenario conformance-ha, `HaTester`): the tester is
+- the mobile node with a co-located care-of address at r on fn1 (`mn_place`, 192.0.2.100): UDP 434,
+  raw sockets for protocols 4, 47 and 55 (tunnelled data in, reverse tunnels out) and a raw socket
+  for whole hand-made packets (a wrong UDP checksum, any source);
+- a foreign agent at ar1 (`fa_place`, 192.0.2.1, with an FA-HA security association at the HA) and
+  one at ar2 without one (`fa2_place`, 192.0.2.129);
+- a mobile node behind the NAT at nh (`nat_place`, 10.77.0.10, outside 203.0.113.10): RFC 3519;
+- a correspondent host h on the server subnet (`cn_place`, 10.1.2.10): datagrams to a home address,
+  every header field chosen, and what reverse tunnels deliver;
+- a listener on the home link at ir (`link`): ARP requests and what the HA announces.
+The MN at r, the FA at ar1 and the correspondent listen from the start; the other places open
+their sockets when a part first uses them (before it sends what they are to receive).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import time
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+
+from testbed.conformance import netns
+from testbed.conformance.mip import (
+    SecurityAssociation, SocketTransport, TesterFA, TesterMN, decapsulate, parse_reply,
+)
+from testbed.conformance.mip.ipv4 import FLAG_DF, build_ipv4, parse_ipv4
+from testbed.conformance.mip.link import parse_arp
+from testbed.conformance.mip.messages import MIP_PORT, parse_tunnel_data
+from testbed.conformance.mip.transport import Received
+from testbed.conformance.mip.udp import build_udp, ipv4_udp
+from testbed.report.verdicts import inconclusive
+
+ETH_P_ARP = 0x0806
+IPPROTO_RAW = 255
+CN_PORT = 7434  # the correspondent's source port for data to a home address
+SINK_PORT = 9  # discard
+
+
+@dataclass
+class Place:
+    """The tester at one node: its address there and a SocketTransport over sockets made inside."""
+    name: str
+    node: str
+    address: str
+    transport: SocketTransport
+    sockets: list = field(default_factory=list)
+
+    def close(self) -> None:
+        for s in self.sockets:
+            s.close()
+
+
+def _raw(pid: int, proto: int) -> socket.socket:
+    s = netns.raw_socket(pid, proto, header_included=True)
+    s.setblocking(False)
+    return s
+
+
+def open_place(name: str, node: str, pid: int, address: str, udp: bool = True,
+               tunnels: tuple = (4, 47, 55), raw_udp_out: bool = True, raw_udp_in: bool = False,
+               icmp: bool = False, bind_address: bool = False) -> Place:
+    """A place: UDP 434 on all addresses (with `udp`), receiving raw sockets for the tunnel
+    protocols, and a send-only raw socket for whole packets of protocol 17 (`raw_udp_out`; with
+    `raw_udp_in` the protocol-17 raw socket also receives every UDP datagram; with `bind_address`
+    the UDP socket is bound to `address`, the source of what it sends on a node with several)."""
+    socks, tun = [], {}
+    u = None
+    if udp:
+        u = netns.udp_socket(pid, address if bind_address else "0.0.0.0", MIP_PORT)
+        u.setblocking(False)
+        socks.append(u)
+    for proto in tunnels:
+        tun[proto] = _raw(pid, proto)
+    if raw_udp_in:
+        tun[17] = _raw(pid, 17)
+    elif raw_udp_out:
+        tun[17] = _raw(pid, IPPROTO_RAW)  # never receives: whole packets out only
+    socks += list(tun.values())
+    ic = None
+    if icmp:
+        ic = netns.raw_socket(pid, 1)
+        ic.setblocking(False)
+        socks.append(ic)
+    return Place(name, node, address, SocketTransport(udp=u, icmp=ic, tunnels=tun), socks)
+
+
+@dataclass
+class Tunnelled:
+    """A datagram for a home address as it arrived at the care-of address."""
+    received: Received
+    kind: str            # ipip, minimal, gre, udp
+    outer: object        # IPv4Header of the outer packet (for udp: the IP header of the UDP datagram)
+    inner: bytes         # the inner IPv4 packet
+    inner_ttl: int
+    details: dict
+
+    def summary(self) -> str:
+        o = self.outer
+        return (f"{self.kind} {o.src}->{o.dst} outer ttl {o.ttl} df {o.df} tos {o.tos:#x}; inner ttl {self.inner_ttl} "
+                f"{self.details}")
+
+
+class HomeLink:
+    """An AF_PACKET listener/sender on the home link (at ir): ARP seen there, ARP requests sent."""
+
+    def __init__(self, pid: int, iface: str, address: str):
+        with netns.in_netns(pid):
+            self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
+            self.sock.bind((iface, ETH_P_ARP))
+        self.sock.setblocking(False)
+        self.iface, self.address = iface, address
+        self.mac = _mac_of(pid, iface)
+        self.log: list[tuple[float, str]] = []
+
+    def drain(self) -> None:
+        """Forget what arrived so far."""
+        self.collect(0)
+
+    def collect(self, seconds: float, until=None) -> list:
+        """ARP messages (link.ArpMessage, with .time set) seen within `seconds` (or until `until(msg)`)."""
+        import select
+        out, end = [], time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            ready, _, _ = select.select([self.sock], [], [], max(left, 0))
+            if not ready:
+                if left <= 0:
+                    return out
+                continue
+            try:
+                frame, meta = self.sock.recvfrom(2048)
+            except BlockingIOError:
+                continue
+            if meta[2] == socket.PACKET_OUTGOING:
+                continue
+            msg = parse_arp(frame)
+            if not msg.ok:
+                continue
+            m = msg.value
+            self.log.append((time.time(), f"<- arp op {m.op} {m.sender_ip} is-at {m.sender_mac} -> "
+                                          f"{m.target_ip} ({m.target_mac}) to {m.dst_mac}"))
+            out.append(m)
+            if until is not None and until(m):
+                return out
+
+    def who_has(self, target: str, timeout: float = 0.3):
+        """An ARP request for `target` from ir; the first reply for it (ArpMessage) or None."""
+        from testbed.conformance.mip.link import arp
+        self.sock.send(arp(1, self.mac, self.address, target))
+        self.log.append((time.time(), f"-> arp who-has {target} tell {self.address}"))
+        got = self.collect(timeout, until=lambda m: m.op == 2 and m.sender_ip == str(target))
+        replies = [m for m in got if m.op == 2 and m.sender_ip == str(target)]
+        return replies[0] if replies else None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _mac_of(pid: int, iface: str) -> str:
+    """The MAC address of `iface` in the node (SIOCGIFHWADDR on a socket made there)."""
+    import fcntl
+    with netns.in_netns(pid):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        info = fcntl.ioctl(s.fileno(), 0x8927, struct.pack("256s", iface.encode()[:15]))
+    finally:
+        s.close()
+    return ":".join(f"{b:02x}" for b in info[18:24])
+
+
+class HaTester:
+    """One part's tester against a home agent under test (see the module docstring)."""
+
+    def __init__(self, world, scenario, role: str = "ha"):
+        cfg = scenario.roles[role].config
+        plan = world.plan
+        self.world, self.plan = world, plan
+        self.ha = str(cfg["address"])
+        self.home_network = str(cfg["home_network"])
+        self.max_lifetime = int(cfg.get("max_lifetime", 1800))
+        self.max_bindings = cfg.get("max_bindings")
+        self.sas = {str(n["home_address"]): SecurityAssociation(int(n["spi"]), bytes.fromhex(n["key"]))
+                    for n in cfg["mobile_nodes"]}
+        self.node_max_lifetime = {str(n["home_address"]): n.get("max_lifetime") for n in cfg["mobile_nodes"]}
+        self.fa_sas = {str(a["address"]): SecurityAssociation(int(a["spi"]), bytes.fromhex(a["key"]))
+                       for a in cfg.get("fa_associations", [])}
+        self.homes = list(self.sas)
+        self.coa = str(plan.attachments["fn1"].address)                # r on fn1
+        self.fa_address = str(plan.address("ar1", "fn1"))              # the FA with an FA-HA SA
+        self.fa2_address = str(plan.address("ar2", "fn2"))            # an FA without one
+        self.nat_inside = str(plan.address("nh", "fn3"))
+        self.nat_public = str(plan.address("nat", "core-nat"))
+        self.cn = str(plan.address("h", "srv"))
+        self.home_router = str(plan.address("ir", "home"))
+        self.home_iface = plan.nodes["ir"].interface_on("home").name
+        self._places: dict[str, Place] = {}
+        self._link: HomeLink | None = None
+        self.tag = int.from_bytes(os.urandom(2), "big")
+        self._seq = 0
+        for name in ("mn", "fa", "cn"):  # listening from the start: what arrives early is not lost
+            self._place(name)
+
+    # ---- places ----------------------------------------------------------------------------
+    def _place(self, name: str) -> Place:
+        if name not in self._places:
+            pid = self.world.pid
+            if name == "mn":
+                p = open_place("mn", "r", pid("r"), self.coa)
+            elif name == "fa":
+                p = open_place("fa", "ar1", pid("ar1"), self.fa_address, bind_address=True)
+            elif name == "fa2":
+                p = open_place("fa2", "ar2", pid("ar2"), self.fa2_address, bind_address=True)
+            elif name == "nat":
+                p = open_place("nat", "nh", pid("nh"), self.nat_inside, tunnels=())
+            elif name == "cn":
+                p = open_place("cn", "h", pid("h"), self.cn, udp=False, tunnels=(4,), raw_udp_in=True, icmp=True)
+            elif name == "home":
+                p = open_place("home", "ir", pid("ir"), self.home_router, tunnels=())
+            else:
+                raise KeyError(name)
+            self._places[name] = p
+        return self._places[name]
+
+    @property
+    def mn_place(self) -> Place:
+        return self._place("mn")
+
+    @property
+    def fa_place(self) -> Place:
+        return self._place("fa")
+
+    @property
+    def fa2_place(self) -> Place:
+        return self._place("fa2")
+
+    @property
+    def nat_place(self) -> Place:
+        return self._place("nat")
+
+    @property
+    def cn_place(self) -> Place:
+        return self._place("cn")
+
+    @property
+    def home_place(self) -> Place:
+        """The tester on the home link (at ir, 10.1.1.1): broadcasts there."""
+        return self._place("home")
+
+    @property
+    def link(self) -> HomeLink:
+        if self._link is None:
+            self._link = HomeLink(self.world.pid("ir"), self.home_iface, self.home_router)
+        return self._link
+
+    def close(self) -> None:
+        for p in self._places.values():
+            p.close()
+        if self._link is not None:
+            self._link.close()
+
+    # ---- mobile nodes ----------------------------------------------------------------------
+    def mn(self, home: str | None = None, lifetime: int = 300, **kw) -> TesterMN:
+        """A tester mobile node for one of the HA's home addresses (the first by default)."""
+        home = home or self.homes[0]
+        return TesterMN(home, self.ha, self.sas[home], lifetime=lifetime, **kw)
+
+    def fa(self, with_sa: bool = True) -> TesterFA:
+        addr = self.fa_address if with_sa else self.fa2_address
+        return TesterFA(addr, addr, fa_ha=self.fa_sas.get(addr) if with_sa else None)
+
+    # ---- registration messages ---------------------------------------------------------------
+    def send(self, data: bytes, place: Place | None = None, dst: str | None = None, dport: int = MIP_PORT,
+             ttl: int | None = None) -> None:
+        place = place or self.mn_place
+        place.transport.send_udp(dst or self.ha, data, dport, ttl=ttl)
+
+    def send_packet(self, packet: bytes, place: Place | None = None) -> None:
+        """A whole IPv4 packet (any header, any UDP checksum) from a place."""
+        (place or self.mn_place).transport.send_ip(packet)
+
+    def udp_packet(self, data: bytes, place: Place | None = None, checksum: str | int = "right", src=None,
+                   dst=None, sport: int = MIP_PORT, dport: int = MIP_PORT, ttl: int = 64) -> bytes:
+        place = place or self.mn_place
+        return ipv4_udp(src or place.address, dst or self.ha, sport, dport, data, checksum, ttl=ttl)
+
+    def reply_to(self, ident: int, place: Place | None = None, timeout: float = 1.0) -> Received | None:
+        """The HA's Registration Reply whose identification's low 32 bits are `ident`'s, at a place."""
+        low = ident & 0xFFFFFFFF
+
+        def match(i: Received) -> bool:
+            if i.kind != "udp" or i.data[:1] != b"\x03":
+                return False
+            r = parse_reply(i.data)
+            return r.ok and (r.identification & 0xFFFFFFFF) == low
+        return (place or self.mn_place).transport.wait_for(match, timeout)
+
+    def any_registration(self, place: Place | None = None, timeout: float = 0.5) -> list[Received]:
+        """Every registration message (type 1 or 3) that arrives at a place within `timeout`."""
+        items, end = [], time.monotonic() + timeout
+        tp = (place or self.mn_place).transport
+        while (left := end - time.monotonic()) > 0:
+            items += [i for i in tp.recv(left) if i.kind == "udp" and i.data[:1] in (b"\x01", b"\x03")]
+        return items
+
+    def exchange(self, mn: TesterMN, data: bytes, place: Place | None = None, timeout: float = 1.0,
+                 dst: str | None = None):
+        """Send a request (bytes built by `mn`) and wait for its reply: (Received or None, ReplyCheck or None)."""
+        place = place or self.mn_place
+        ident = mn.pending_identification
+        self.send(data, place, dst=dst)
+        item = self.reply_to(ident, place, timeout)
+        if item is None:
+            return None, None
+        return item, mn.check_reply(item.data, time.time(), ident)
+
+    def register(self, mn: TesterMN, coa: str | None = None, place: Place | None = None, timeout: float = 1.0,
+                 **request_kw):
+        """A registration request from `place` (the MN at r by default) with care-of address `coa`
+        (r's address by default): (Received or None, ReplyCheck or None)."""
+        place = place or self.mn_place
+        request_kw.setdefault("flags", "D")  # a co-located care-of address unless told otherwise
+        data = mn.request(time.time(), coa or place.address, **request_kw)
+        return self.exchange(mn, data, place, timeout)
+
+    def registered(self, mn: TesterMN, coa: str | None = None, place: Place | None = None, steps=None,
+                   **request_kw):
+        """The preamble: a registration that must be accepted (else the part is INCONCLUSIVE)."""
+        item, check = self.register(mn, coa, place, **request_kw)
+        if steps is not None:
+            steps.record(f"preamble: register {mn.home_address} care-of {coa or (place or self.mn_place).address} "
+                         f"{request_kw or ''}".strip(), "accepted (0 or 1), authentic",
+                         describe_check(check))
+        if check is None or not check.accepted:
+            inconclusive(f"the preamble registration of {mn.home_address} was not accepted: {describe_check(check)}")
+        return item, check
+
+    # ---- data to and from the home address ----------------------------------------------------
+    def next_marker(self) -> bytes:
+        self._seq += 1
+        return b"MIPHA" + struct.pack("!HI", self.tag, self._seq)
+
+    def datagram_to_home(self, home: str, ttl: int = 64, df: bool = False, tos: int = 0, src: str | None = None,
+                         size: int = 0) -> tuple[bytes, bytes]:
+        """(packet, marker): a UDP datagram from the correspondent to `home`, header fields chosen."""
+        marker = self.next_marker()
+        payload = marker + b"\0" * max(0, size - len(marker))
+        src = src or self.cn
+        udp = build_udp(src, home, CN_PORT, SINK_PORT, payload)
+        packet = build_ipv4(src, home, 17, udp, ttl=ttl, tos=tos, flags_fragment=FLAG_DF if df else 0,
+                            identification=self._seq & 0xFFFF)
+        return packet, marker
+
+    def send_to_home(self, home: str, **kw) -> tuple[bytes, bytes]:
+        packet, marker = self.datagram_to_home(home, **kw)
+        self.cn_place.transport.send_ip(packet)
+        return packet, marker
+
+    def tunnelled_at(self, place: Place, marker: bytes, timeout: float = 1.0) -> Tunnelled | None:
+        """The first tunnelled packet (IP-in-IP, minimal, GRE or RFC 3519 UDP) at `place` whose inner
+        packet carries `marker`."""
+        found: list[Tunnelled] = []
+
+        def match(i: Received) -> bool:
+            t = as_tunnelled(i, place.address)
+            if t is not None and marker in t.inner:
+                found.append(t)
+                return True
+            return False
+        item = place.transport.wait_for(match, timeout)
+        return found[0] if item is not None else None
+
+    def data_to_coa(self, home: str, place: Place | None = None, timeout: float = 1.0, tries: int = 2,
+                    **kw) -> tuple[bytes, Tunnelled | None]:
+        """Correspondent -> home address, then what reaches the care-of address at `place` (a second
+        try when the first is lost while the home link resolves the address)."""
+        place = place or self.mn_place
+        packet, got = b"", None
+        for _ in range(tries):
+            packet, marker = self.send_to_home(home, **kw)
+            got = self.tunnelled_at(place, marker, timeout / tries)
+            if got is not None:
+                break
+        return packet, got
+
+    def nothing_tunnelled(self, home: str, place: Place | None = None, wait: float = 0.4, **kw) -> bool:
+        """True when a datagram to `home` reaches no care-of address at `place` within `wait`."""
+        place = place or self.mn_place
+        _, marker = self.send_to_home(home, **kw)
+        return self.tunnelled_at(place, marker, wait) is None
+
+    def at_correspondent(self, marker: bytes, timeout: float = 1.0) -> Received | None:
+        """A datagram carrying `marker` arriving at the correspondent (what a reverse tunnel delivered)."""
+        return self.cn_place.transport.wait_for(lambda i: i.kind == "ip" and marker in i.data, timeout)
+
+    def inner_from_home(self, home: str, ttl: int = 64, df: bool = False) -> tuple[bytes, bytes]:
+        """(packet, marker): a UDP datagram from the home address to the correspondent (to reverse-tunnel)."""
+        marker = self.next_marker()
+        udp = build_udp(home, self.cn, CN_PORT, SINK_PORT, marker)
+        return build_ipv4(home, self.cn, 17, udp, ttl=ttl, flags_fragment=FLAG_DF if df else 0,
+                          identification=self._seq & 0xFFFF), marker
+
+    # ---- evidence ----------------------------------------------------------------------------
+    def write_transcript(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, p in self._places.items():
+            if p.transport.log:
+                (directory / f"{name}-{p.node}-ladder.txt").write_text(p.transport.ladder() + "\n")
+        if self._link is not None and self._link.log:
+            (directory / "home-link-arp.txt").write_text(
+                "\n".join(f"{t:.6f} {line}" for t, line in self._link.log) + "\n")
+
+
+def as_tunnelled(item: Received, coa: str) -> Tunnelled | None:
+    """A received item as tunnelled data to `coa`: raw IP (protocol 4, 47, 55) or RFC 3519 UDP."""
+    if item.kind == "ip" and item.protocol in (4, 47, 55) and item.dst == coa:
+        d = decapsulate(item.data)
+        if not d.ok:
+            return None
+        inner = parse_ipv4(d.value.inner, strict_length=False)
+        return Tunnelled(item, d.value.kind, d.value.outer, d.value.inner, inner.value.ttl if inner.ok else -1,
+                         dict(d.value.details))
+    if item.kind == "udp" and item.data[:1] == b"\x04":
+        td = parse_tunnel_data(item.data)
+        if not td.ok:
+            return None
+        inner = parse_ipv4(td.value.payload, strict_length=False)
+        outer = _UdpOuter(IPv4Address(item.src), IPv4Address(item.dst or "0.0.0.0"), item.ttl or -1)
+        return Tunnelled(item, "udp", outer, td.value.payload, inner.value.ttl if inner.ok else -1,
+                         {"sport": item.sport, "dport": item.dport, "next_header": td.value.next_header,
+                          "reserved": td.value.reserved})
+    return None
+
+
+@dataclass(frozen=True)
+class _UdpOuter:
+    src: IPv4Address
+    dst: IPv4Address
+    ttl: int
+    df: bool = False
+    tos: int = 0
+
+
+def describe_check(check) -> str:
+    if check is None:
+        return "no reply"
+    if check.reply is None:
+        return f"undecodable reply: {check.error}"
+    r = check.reply
+    return (f"code {r.code} lifetime {r.lifetime} home {r.home_address} ha {r.home_agent} "
+            f"id {r.identification:#018x} authentic {check.authentic} id-match {check.exact_match}")
+
+
+__all__ = ["HaTester", "HomeLink", "Place", "Tunnelled", "as_tunnelled", "describe_check", "open_place"]
