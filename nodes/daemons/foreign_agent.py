@@ -15,6 +15,16 @@ Data path, all in userspace:
 - an accepted visitor gets a host route and a permanent neighbour entry; with reverse
   tunnelling (T) a policy rule `from <home> iif <iface>` steers its packets into the TUN
   device, where the core tunnels them to the home agent.
+
+Control commands: `status`; `reset` (for a conformance tester between test parts): the visitor list
+and the pending requests emptied at once without a word to anyone, the visitors' host routes,
+neighbour entries and reverse-tunnel rules removed, the link-layer addresses learnt forgotten.
+Advertising goes on (a reset is not a reboot: the sequence number is kept). Stopping the daemon
+takes back the same (host routes, neighbour entries, rules) before its sockets close.
+
+Registration requests are read from the link socket, so their UDP checksum is checked here (RFC 5944
+3.7.2.1: a wrong non-zero one is silently discarded), except on frames whose checksum the kernel
+marks partial (sent on this host or its veth peer with the checksum offloaded).
 """
 from __future__ import annotations
 
@@ -26,7 +36,7 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
 from nodes.core import Addr
-from nodes.mip.actions import AddHostRoute, RemoveHostRoute
+from nodes.mip.actions import AddHostRoute, Log, RemoveHostRoute
 from nodes.mip.fa import ForeignAgent
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.mip_actions import (
@@ -34,6 +44,7 @@ from nodes.runtime.mip_actions import (
 )
 from nodes.runtime.rawip import (
     ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
+    udp_checksum_ok,
 )
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.ipv4 import PROTO_ICMP
@@ -67,6 +78,43 @@ def read_icmp_errors(sock: socket.socket, limit: int = BATCH) -> list:
     return errors
 
 
+def reset_core(core: ForeignAgent, now: float) -> list:
+    """Empty the core's visitor list and pending requests (their timers cancelled, so nothing of
+    them falls due later); returns the actions that take the visitors' host routes away, and a log
+    line. Nothing is sent: no denial to a pending visitor, no request to any home agent."""
+    visitors, pending = len(core.visitors), len(core.pending)
+    actions: list = []
+    for home in list(core.visitors):
+        actions += core._remove_visitor(home)
+    for _kind, home, ident in list(core.pending):
+        core._forget(home, ident)
+    actions.append(Log("reset", {"visitors": visitors, "pending": pending, "at": now}))
+    return actions
+
+
+def take_back(core: ForeignAgent, executor, iface: str, now: float) -> None:
+    """Everything the visitors hold on this host taken back at once (a reset, or the daemon
+    stopping): the core emptied (reset_core), the host routes, permanent neighbour entries and
+    reverse-tunnel rules removed (RemoveHostRoute; the executor's `on_host_route` hook drops the
+    rule), the link-layer addresses learnt forgotten; the changes sent before this returns."""
+    actions = reset_core(core, now)
+    executor.forget_neighbours(iface)
+    executor.run(actions)
+    executor.flush()
+
+
+def local_addresses() -> list:
+    """The IPv4 addresses of every interface of this node (a request naming one of them as its home
+    agent is never relayed, RFC 5944 3.7.2)."""
+    found = []
+    for _index, name in socket.if_nameindex():
+        try:
+            found += [IPv4Interface(cidr).ip for cidr in netlink.addresses(name)]
+        except OSError:  # an interface gone meanwhile
+            continue
+    return found
+
+
 async def setup(args, log):
     cfg, extra = mip_config.load(args.config, mip_config.foreign_agent)
     iface = cfg.iface
@@ -74,9 +122,11 @@ async def setup(args, log):
         for cidr in netlink.addresses(iface):
             if IPv4Interface(cidr).ip == cfg.address:
                 cfg.prefix_length = IPv4Interface(cidr).network.prefixlen
+    cfg.local_addresses = [a for a in local_addresses() if a != cfg.address and a not in cfg.care_of_addresses]
     core = ForeignAgent(cfg)
     loop = asyncio.get_running_loop()
     errors = Counter()
+    link_drops = Counter()  # what the daemon discards before the core sees it
 
     netlink.sysctl("net/ipv4/ip_forward", 1)
     # visitors use their home addresses on this link: no reverse-path filter against them
@@ -84,7 +134,8 @@ async def setup(args, log):
         netlink.sysctl(f"net/ipv4/conf/{conf}/rp_filter", 0)
     tun = TunDevice.open(extra["tun"])
     netlink.route_replace("default", dev=tun.name, table=TUNNEL_TABLE)
-    raw, udp, link = RawSender(), udp_socket(), LinkSocket(iface)
+    # the link socket tells which frames carry a partial (offloaded) checksum: the others' are checked
+    raw, udp, link = RawSender(), udp_socket(), LinkSocket(iface, checksum_status=True)
     tunnels = {kind: RawReceiver(KINDS[kind]) for kind in cfg.encapsulations}
     # ICMP errors about what leaves from port 434 (relayed requests, even sent on the raw socket)
     # queue on this socket instead of being dropped: the FA answers 80-88 without waiting 7 s
@@ -122,6 +173,9 @@ async def setup(args, log):
             udp_parts = parse_udp(ip)
             if udp_parts and udp_parts[1] == MIP_PORT and udp_parts[2][:1] == bytes([TYPE_REQUEST]) \
                     and (ip.dst in ours or ip.dst.is_multicast):
+                if not frame.csum_partial and not udp_checksum_ok(ip):
+                    link_drops["request-bad-udp-checksum"] += 1  # RFC 5944 3.7.2.1: silently discarded
+                    continue
                 sport, _dport, payload = udp_parts
                 driver.call("receive_datagram", payload,
                             Addr(str(ip.src), sport, str(ip.dst), MIP_PORT, ttl=ip.ttl, lladdr=frame.src_mac))
@@ -157,19 +211,34 @@ async def setup(args, log):
 
     def status(_req):
         return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface,
+                "link_drops": dict(link_drops),
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
+    def reset(_req):
+        """The visitor list and pending requests emptied (reset_core); the host changes are sent
+        before the answer, so none outlives it."""
+        take_back(core, executor, iface, time.time())
+        driver.rearm()
+        return "ok"
+
     async def cleanup():
+        """Stop, taking back everything the visitors hold: host routes, neighbour entries and
+        reverse-tunnel rules (take_back), before the sockets close."""
         driver.stop()
         for fd, _name, _fn in readers:
             loop.remove_reader(fd)
-        for visitor in core.status(time.time()).visitors:
-            netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=visitor["home_address"], iif=iface)
+        homes = list(core.visitors)
+        try:
+            take_back(core, executor, iface, time.time())
+        except Exception as exc:  # at least the policy rules go, whatever else failed
+            log("cleanup-error", error=f"{type(exc).__name__}: {exc}")
+            for home in homes:
+                netlink.rule_del(TUNNEL_TABLE, RULE_PRIORITY, src=home, iif=iface)
         for closer in (udp.close, *(r.close for r in tunnels.values()), raw.close, link.close, tun.close,
                        netlink.close):
             closer()
 
-    return {"status": status}, cleanup
+    return {"status": status, "reset": reset}, cleanup
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import ip_in_ip
 from nodes.wire.tunnels import decapsulate
 from nodes.wire.mip import (
-    ENCAP_IPIP, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
+    ENCAP_IPIP, EXT_ENCAPSULATING_DELIVERY, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EXT_UDP_TUNNEL_REPLY,
     EXT_UDP_TUNNEL_REQUEST, MIP_PORT, TYPE_REPLY, TYPE_REQUEST, TYPE_TUNNEL_DATA, AgentAdvertisement,
     AgentFlags, RegistrationReply, RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest,
     cut_after, encode_extension, find_extension, is_accepted, message_type,
@@ -56,6 +56,9 @@ class ForeignAgentConfig:
     pending_timeout: float = 7.0
     ha_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # FA-HA
     mn_associations: dict[IPv4Address, SecurityAssociation] = field(default_factory=dict)  # MN-FA
+    # this node's other addresses (any interface): a request naming one as its home agent gets 194
+    local_addresses: list[IPv4Address] = field(default_factory=list)
+    too_distant_interval: float = 1.0  # code-76 denials: at most one per this (RFC 3024 4.2.1)
 
     def __post_init__(self):
         self.address = addr(self.address)
@@ -64,6 +67,11 @@ class ForeignAgentConfig:
         self.care_of_addresses = [addr(a) for a in self.care_of_addresses] or [self.address]
         self.ha_associations = {addr(k): v for k, v in self.ha_associations.items()}
         self.mn_associations = {addr(k): v for k, v in self.mn_associations.items()}
+        self.local_addresses = [addr(a) for a in self.local_addresses]
+
+    def own(self, address: IPv4Address) -> bool:
+        """Whether `address` is one of this node's (RFC 5944 3.7.2: never relay a request to it)."""
+        return address == self.address or address in self.care_of_addresses or address in self.local_addresses
 
 
 @dataclass
@@ -88,6 +96,7 @@ class Visitor:
     udp: bool  # the home agent tunnels to us in UDP (we are behind a NAT)
     lifetime: int
     expires: float
+    encapsulating: bool = False  # RFC 3024 Encapsulating Delivery Style: it tunnels its packets to us
 
     def to_json(self) -> dict:
         return {k: (str(v) if isinstance(v, IPv4Address) else v) for k, v in asdict(self).items()}
@@ -129,6 +138,28 @@ class ForeignAgentStatus(Snapshot):
     drops: dict
 
 
+def _covered_count(extensions) -> int:
+    """How many of a message's extensions its (last) MN-HA extension covers, itself included; 0
+    without one."""
+    return max((i + 1 for i, e in enumerate(extensions) if e.type == EXT_MN_HA_AUTH), default=0)
+
+
+def _covered(raw: bytes, message, fixed_size: int) -> bytes:
+    """`raw` through its (last) MN-HA extension, the authorization-enabling one: what a foreign agent
+    relays unchanged. The extensions after it are processed and removed (RFC 5944 3.7.2.2 and
+    3.7.3.2: MN-FA, Encapsulating Delivery Style, an FA-HA, anything the MN-HA does not cover);
+    without MN-HA nothing is covered but the fixed part."""
+    count = _covered_count(message.extensions)
+    return cut_after(raw, message.extensions[count - 1]) if count else raw[:fixed_size]
+
+
+def fa_ha_applies(req: RegistrationRequest, care_of_addresses) -> bool:
+    """Whether FA-HA authentication goes on this relayed request (and is demanded of its reply):
+    not for a deregistration (lifetime 0, or care-of address = home address), nor when the care-of
+    address is not one this agent advertises (RFC 5944 3.5.4)."""
+    return bool(req.lifetime) and req.care_of_address != req.home_address and req.care_of_address in care_of_addresses
+
+
 def _pending_key(home: IPv4Address, ident: int) -> tuple:
     """Replies are matched on home address and the low 32 bits of the identification (the HA
     rewrites the high half in a code-133 reply)."""
@@ -144,6 +175,7 @@ class ForeignAgent:
         self.visitors: dict[IPv4Address, Visitor] = {}
         self.counters = Counters()
         self._deadlines = Deadlines()
+        self._last_too_distant: float | None = None  # when the last code-76 denial went out
         self.advertiser = Advertiser(config, self.counters, self._deadlines, self.advertisement, config.iface)
 
     # --- agent advertisement (nodes/mip/advertiser.py) -----------------------------------------
@@ -211,8 +243,16 @@ class ForeignAgent:
                 return []
             return self._deny(fixed, src, sport, lladdr, ReplyCode.FA_POORLY_FORMED_REQUEST, error.reason)
         code, reason = self._check_request(req, raw, ttl)
+        if code == ReplyCode.FA_MN_TOO_DISTANT:
+            # RFC 3024 4.2.1: at most one such reply a second (the request is refused all the same)
+            last = self._last_too_distant
+            if last is not None and 0 <= now - last < cfg.too_distant_interval:
+                self.counters["denied:76-not-sent"] += 1
+                return self._drop("ttl-not-255-rate-limited")
+            self._last_too_distant = now
         if code is not None:
-            lifetime = cfg.max_lifetime if code == ReplyCode.FA_LIFETIME_TOO_LONG else 0
+            # 69 carries the longest lifetime we accept; every other denial the requested one (3.7.2.3)
+            lifetime = cfg.max_lifetime if code == ReplyCode.FA_LIFETIME_TOO_LONG else req.lifetime
             return self._deny(req, src, sport, lladdr, code, reason, lifetime)
         key = _pending_key(req.home_address, req.identification)
         self.pending[key] = Pending(req, src, sport, lladdr, now + cfg.pending_timeout, now)
@@ -224,13 +264,18 @@ class ForeignAgent:
         """(denial code, reason) or (None, None). RFC 5944 3.7.2.1, RFC 3024 3.3."""
         cfg = self.config
         mn_fa = self.config.mn_associations.get(req.home_address)
+        mn_fa_exts = [e for e in req.extensions if e.type == EXT_MN_FA_AUTH]
         checks = (
             (find_extension(req.extensions, EXT_MN_HA_AUTH) is None,
              ReplyCode.FA_POORLY_FORMED_REQUEST, "missing-mn-ha-auth"),
+            # exactly one MN-FA when we share an association with the node (3.7.2.1)
+            (mn_fa is not None and len(mn_fa_exts) > 1, ReplyCode.FA_MN_AUTH_FAILED, "more-than-one-mn-fa-auth"),
             (mn_fa is not None and not mn_fa.verifies(raw, find_extension(req.extensions, EXT_MN_FA_AUTH)),
              ReplyCode.FA_MN_AUTH_FAILED, "bad-mn-fa-auth"),
             (req.home_agent.is_unspecified or req.home_agent.is_multicast,
              ReplyCode.FA_INVALID_HA_ADDRESS, "bad-home-agent-address"),
+            # 3.7.2: never forward a request to ourselves; we are no home agent, so 194
+            (cfg.own(req.home_agent), ReplyCode.FA_INVALID_HA_ADDRESS, "home-agent-is-this-foreign-agent"),
             (cfg.busy, ReplyCode.FA_INSUFFICIENT_RESOURCES, "busy"),
             (req.lifetime > cfg.max_lifetime, ReplyCode.FA_LIFETIME_TOO_LONG, "lifetime-too-long"),
             (requested_encapsulation(req.flags) not in cfg.encapsulations,
@@ -248,13 +293,19 @@ class ForeignAgent:
         return next(((code, reason) for failed, code, reason in checks if failed), (None, None))
 
     def _relayed(self, req: RegistrationRequest, raw: bytes) -> bytes:
-        """The request as sent to the HA: unchanged, plus RFC 3519 ext 144 when we are behind a NAT,
-        plus FA-HA authentication when configured."""
-        data = raw
-        if self.config.behind_nat and find_extension(req.extensions, EXT_UDP_TUNNEL_REQUEST) is None:
+        """The request as sent to the HA (RFC 5944 3.7.2.2): unchanged through its MN-HA extension,
+        the extensions after it processed and removed (MN-FA, RFC 3024 Encapsulating Delivery Style,
+        unknown ones); then RFC 3519 ext 144 when we are behind a NAT, and FA-HA authentication when
+        we share an association with the HA and it applies (3.5.4: not to deregistrations, not for a
+        care-of address we do not advertise)."""
+        data = _covered(raw, req, 24)
+        covered = req.extensions[:_covered_count(req.extensions)]
+        if self.config.behind_nat and find_extension(covered, EXT_UDP_TUNNEL_REQUEST) is None:
             data += encode_extension(UdpTunnelRequest(encapsulation=ENCAP_IPIP))
         sa = self.config.ha_associations.get(req.home_agent)
-        return sa.sign(data, EXT_FA_HA_AUTH) if sa else data
+        if sa is not None and fa_ha_applies(req, self.config.care_of_addresses):
+            return sa.sign(data, EXT_FA_HA_AUTH)
+        return data
 
     def _source_for(self, req: RegistrationRequest) -> IPv4Address:
         coa = req.care_of_address
@@ -274,12 +325,20 @@ class ForeignAgent:
             return self._deny(req, pending.src, pending.sport, pending.lladdr,
                               ReplyCode.FA_POORLY_FORMED_REPLY, malformed[1].reason)
         sa = self.config.ha_associations.get(src)
-        if sa is not None and not sa.verifies(raw, find_extension(reply.extensions, EXT_FA_HA_AUTH)):
-            return self._deny(req, pending.src, pending.sport, pending.lladdr,
-                              ReplyCode.FA_HA_AUTH_FAILED, "bad-fa-ha-auth")
+        if sa is not None and fa_ha_applies(req, self.config.care_of_addresses):
+            # exactly one FA-HA, and it verifies (3.7.3.1); none is demanded where none may be
+            # applied (3.5.4: deregistrations, care-of addresses we do not advertise)
+            fa_ha = [e for e in reply.extensions if e.type == EXT_FA_HA_AUTH]
+            if len(fa_ha) != 1 or not sa.verifies(raw, fa_ha[0]):
+                reason = "more-than-one-fa-ha-auth" if len(fa_ha) > 1 else "bad-fa-ha-auth"
+                return self._deny(req, pending.src, pending.sport, pending.lladdr, ReplyCode.FA_HA_AUTH_FAILED, reason)
         actions = self._update_visitor(req, reply, pending, now)
-        mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
-        data = cut_after(raw, mn_ha) if mn_ha else raw
+        # unchanged through MN-HA, what it does not cover removed (3.7.3.2), MN-FA appended when we
+        # share an association with the node
+        data = _covered(raw, reply, 20)
+        mn_fa = self.config.mn_associations.get(req.home_address)
+        if mn_fa is not None:
+            data = mn_fa.sign(data, EXT_MN_FA_AUTH)
         self.counters[f"relayed-replies:{reply.code}"] += 1
         actions.append(self._to_mobile_node(pending.src, pending.sport, pending.lladdr, data))
         actions.append(Log("registration", {"home": str(req.home_address), "coa": str(req.care_of_address),
@@ -339,11 +398,15 @@ class ForeignAgent:
         home = req.home_address
         if not is_accepted(reply.code):
             return []
-        if reply.lifetime == 0:
+        # the reply's lifetime, never more than the request's (3.4) nor our maximum (3.7.3.2)
+        lifetime = min(reply.lifetime, req.lifetime, self.config.max_lifetime)
+        if lifetime == 0:
             return self._remove_visitor(home)
         udp_reply = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
-        visitor = Visitor(home, req.home_agent, req.care_of_address, pending.lladdr, req.has(RequestFlags.T),
-                          udp_reply is not None and udp_reply.code < 64, reply.lifetime, now + reply.lifetime)
+        reverse = req.has(RequestFlags.T)
+        encapsulating = reverse and find_extension(req.extensions, EXT_ENCAPSULATING_DELIVERY) is not None
+        visitor = Visitor(home, req.home_agent, req.care_of_address, pending.lladdr, reverse,
+                          udp_reply is not None and udp_reply.code < 64, lifetime, now + lifetime, encapsulating)
         self.visitors[home] = visitor
         self._deadlines.set(("visitor", home), visitor.expires)
         return [AddHostRoute(home, self.config.iface, pending.lladdr, visitor.reverse)]
@@ -359,9 +422,11 @@ class ForeignAgent:
         self.pending.pop(key, None)
         self._deadlines.cancel(key)
 
-    def _deny(self, req, src, sport, lladdr, code: int, reason: str, lifetime: int = 0) -> list:
-        """A denial from the FA itself, sent straight to the mobile node."""
+    def _deny(self, req, src, sport, lladdr, code: int, reason: str, lifetime: int | None = None) -> list:
+        """A denial from the FA itself, sent straight to the mobile node; its lifetime is the
+        request's unless given (RFC 5944 3.7.2.3)."""
         self.counters[f"denied:{code}"] += 1
+        lifetime = req.lifetime if lifetime is None else lifetime
         reply = RegistrationReply(code, lifetime, req.home_address, req.home_agent, req.identification)
         data = reply.encode()
         mn_fa = self.config.mn_associations.get(req.home_address)
@@ -388,9 +453,25 @@ class ForeignAgent:
         if tunnel.kind not in self.config.encapsulations:
             return self._drop(f"{tunnel.kind}-unsupported")
         self.counters[f"decapsulated-{tunnel.kind}"] += 1
+        sender = self.visitors.get(tunnel.outer.src)
+        if sender is not None:  # a visitor's own tunnel to us (RFC 3024 5.2, Encapsulating Delivery)
+            return self._from_encapsulating_visitor(sender, tunnel.inner)
         return self._deliver_to_visitor(tunnel.inner, tunnel.outer.src)
 
+    def _from_encapsulating_visitor(self, visitor: Visitor, inner: bytes) -> list:
+        """RFC 3024 5.2.1: a visitor registered with the Encapsulating Delivery Style tunnels its
+        packets to us; we decapsulate them and reverse-tunnel them to its home agent."""
+        if not (visitor.reverse and visitor.encapsulating):
+            return self._drop("visitor-tunnel-without-encapsulating-delivery")
+        if len(inner) < 20 or IPv4Address(inner[12:16]) != visitor.home_address:
+            return self._drop("visitor-tunnel-not-from-home-address")
+        if inner[8] == 0:
+            return self._drop("inner-ttl-zero")
+        return self._reverse_tunnel(visitor, inner)
+
     def _deliver_to_visitor(self, inner: bytes, outer_src: IPv4Address) -> list:
+        if len(inner) >= 20 and inner[8] == 0:  # RFC 2003 3.1: an inner TTL of 0 is discarded
+            return self._drop("inner-ttl-zero")
         visitor = self.visitors.get(ipv4_dst(inner))
         if visitor is None:
             return self._drop("not-a-visitor")
@@ -410,6 +491,9 @@ class ForeignAgent:
             return self._drop("not-a-visitor")
         if not visitor.reverse:
             return [DeliverIp(packet)]
+        return self._reverse_tunnel(visitor, packet)
+
+    def _reverse_tunnel(self, visitor: Visitor, packet: bytes) -> list:
         self.counters["reverse-tunnelled"] += 1
         if visitor.udp:
             data = TunnelData(ENCAP_IPIP, packet).encode()

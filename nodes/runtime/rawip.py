@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from nodes.runtime import netlink
-from nodes.wire.ipv4 import PROTO_ICMP, PROTO_UDP, IPv4, ipv4_udp
+from nodes.wire.ipv4 import PROTO_ICMP, PROTO_UDP, IPv4, checksum, ipv4_udp
 
 ETH_P_ALL = 0x0003
 ETH_P_IP = 0x0800
@@ -26,6 +26,10 @@ PACKET_HOST, PACKET_BROADCAST, PACKET_MULTICAST, PACKET_OTHERHOST, PACKET_OUTGOI
 BROADCAST_MAC = "ff:ff:ff:ff:ff:ff"
 ARP_REQUEST, ARP_REPLY = 1, 2
 MAX_PACKET = 65535
+SOL_PACKET = getattr(socket, "SOL_PACKET", 263)
+PACKET_AUXDATA = getattr(socket, "PACKET_AUXDATA", 8)
+TP_STATUS_CSUMNOTREADY = 1 << 3  # the checksum is partial: the sender's offload was to fill it in
+_AUXDATA = struct.Struct("=IIIHHHH")  # struct tpacket_auxdata
 
 
 def mac_bytes(mac: str) -> bytes:
@@ -109,6 +113,18 @@ class Frame:
     ethertype: int
     payload: bytes
     pkttype: int  # PACKET_HOST, PACKET_BROADCAST, ... as the kernel classified it
+    # its transport checksum is partial, not yet computed (a datagram sent on this host or its veth
+    # peer, checksum offloaded): not to be verified. Known only with LinkSocket(checksum_status=True).
+    csum_partial: bool = False
+
+
+def csum_partial(ancillary) -> bool:
+    """Whether the PACKET_AUXDATA among a recvmsg's ancillary data marks the frame's checksum as
+    partial (TP_STATUS_CSUMNOTREADY)."""
+    for level, kind, value in ancillary:
+        if level == SOL_PACKET and kind == PACKET_AUXDATA and len(value) >= 4:
+            return bool(struct.unpack_from("=I", value)[0] & TP_STATUS_CSUMNOTREADY)
+    return False
 
 
 @dataclass(frozen=True)
@@ -137,9 +153,11 @@ class Arp:
 class LinkSocket:
     """Ethernet frames on one interface: everything the interface sees, and frames we send."""
 
-    def __init__(self, iface: str, listen: bool = True):
-        """With listen=False the socket only sends (it receives nothing, so nothing queues up)."""
+    def __init__(self, iface: str, listen: bool = True, checksum_status: bool = False):
+        """With listen=False the socket only sends (it receives nothing, so nothing queues up). With
+        checksum_status each frame received tells whether its checksum is partial (PACKET_AUXDATA)."""
         self.iface = iface
+        self.checksum_status = checksum_status and listen
         self.mac = netlink.link_mac(iface)
         proto = ETH_P_ALL if listen else 0
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(proto))
@@ -147,6 +165,8 @@ class LinkSocket:
         if listen:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         self.sock.bind((iface, proto))
+        if self.checksum_status:
+            self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.errors = 0
         self._garp_heads: dict[str, bytes] = {}  # MAC -> a gratuitous ARP's frame up to its addresses
 
@@ -157,14 +177,19 @@ class LinkSocket:
         """The next frame received (frames we sent ourselves are skipped), or None."""
         while True:
             try:
-                data, address = self.sock.recvfrom(MAX_PACKET)
+                if self.checksum_status:
+                    data, ancillary, _flags, address = self.sock.recvmsg(MAX_PACKET, 64)
+                else:
+                    data, address = self.sock.recvfrom(MAX_PACKET)
+                    ancillary = ()
             except (BlockingIOError, InterruptedError):
                 return None
             pkttype = address[2]
             if pkttype == PACKET_OUTGOING or len(data) < 14:
                 continue
             ethertype = struct.unpack("!H", data[12:14])[0]
-            return Frame(mac_str(data[6:12]), mac_str(data[0:6]), ethertype, data[14:], pkttype)
+            return Frame(mac_str(data[6:12]), mac_str(data[0:6]), ethertype, data[14:], pkttype,
+                         csum_partial(ancillary))
 
     def send(self, dst_mac: str, ethertype: int, payload: bytes, src_mac: str | None = None) -> bool:
         return self._send_frame(mac_bytes(dst_mac) + mac_bytes(src_mac or self.mac) + struct.pack("!H", ethertype) + payload)
@@ -213,11 +238,28 @@ def parse_ipv4(payload: bytes) -> IPv4 | None:
         return None
 
 
-def parse_udp(ip: IPv4):
-    """(sport, dport, payload) of a UDP packet, or None."""
+def parse_udp(ip: IPv4, verify_checksum: bool = False):
+    """(sport, dport, payload) of a UDP packet, or None; with verify_checksum also None when its
+    checksum is wrong (a zero checksum is none: RFC 768)."""
     if ip.proto != PROTO_UDP or ip.frag_offset or len(ip.payload) < 8:
         return None
     sport, dport, length = struct.unpack("!HHH", ip.payload[:6])
     if length < 8 or length > len(ip.payload):
         return None
+    if verify_checksum and not udp_checksum_ok(ip):
+        return None
     return sport, dport, ip.payload[8:length]
+
+
+def udp_checksum_ok(ip: IPv4) -> bool:
+    """Whether a UDP packet's checksum is right, or absent (zero). Only for a complete checksum:
+    a partial one (Frame.csum_partial) is the sender's to finish and fails here."""
+    if len(ip.payload) < 8:
+        return False
+    length, received = struct.unpack("!HH", ip.payload[4:8])
+    if received == 0:
+        return True
+    if length < 8 or length > len(ip.payload):
+        return False
+    pseudo = IPv4Address(ip.src).packed + IPv4Address(ip.dst).packed + struct.pack("!BBH", 0, PROTO_UDP, length)
+    return checksum(pseudo + bytes(ip.payload[:length])) == 0
