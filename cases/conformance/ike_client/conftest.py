@@ -2,11 +2,11 @@
 gateway's place (scenario conformance-en: R on fn1, no gateway role; the tester answers at G_e
 inside node g, testbed/conformance/ike_gateway_env.py).
 
-One world per implementation (module scope), but the client is not started with it: the client
+One world per implementation and worker, but the client is not started with it: the client
 initiates as soon as it starts, so each part starts it afresh with the tester already listening
 (its "reset") and stops it at the part's end. The start runs in a background thread, since a
-profile's start may wait for the client's first attempt to end (ours before READY, strongSwan's
-`swanctl --initiate`), and that attempt is what the part answers.
+profile's start may wait for the client's first attempt to end (a daemon that says READY after
+it, a charon told to initiate), and that attempt is what the part answers.
 """
 from __future__ import annotations
 
