@@ -1,10 +1,14 @@
-"""The implementation under test (IUT) in its world, shared by the test parts of one suite module.
+"""The implementation under test (IUT) in its world, shared by the test parts of a suite.
 
-A conformance module builds one world per implementation (module scope: the world and the IUT start
-once, ~2 s), and each test part begins with `before_part`: the IUT goes back to a clean state
-(the profile's `reset`, or a restart where the profile has none), the part's needs are checked
-against the implementation's conformance statement (NOT-APPLICABLE when it does not claim them),
-and its expected nonconformance, if the statement lists one, is applied.
+A suite builds one world per implementation and worker (session scope; pytest runs the parts of one
+implementation together), and each test part begins with `before_part`: the IUT goes back to a clean
+state (the profile's `reset`, or a restart where the profile has none), the part's needs are checked
+against the implementation's conformance statement (NOT-APPLICABLE when it does not claim them), and
+its expected nonconformance, if the statement lists one, is applied.
+
+One world at a time: the worlds of a worker share its network namespace and their interface names,
+so building an environment's world first takes down the one of any other environment (HA after
+SGW-R, strongSwan after ours); a part of an environment whose world was taken down brings it back.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ import pytest
 from testbed.conformance.ics import Statement, statement_of
 from testbed.conformance.parts import PART_PROPERTY, part_of
 from testbed.report.verdicts import expect_nonconformance, not_applicable
+
+
+_LIVE: list["Iut"] = []  # the environment whose world is up in this process (at most one)
 
 
 @dataclass
@@ -34,6 +41,41 @@ class Iut:
     parts_run: int = 0
     restarts: int = 0
     notes: list[str] = field(default_factory=list)
+    testbed_run: object = None
+    start_roles: bool = True  # False: the suite starts the IUT itself, per part (a client)
+    on_up: object = None      # called with the Iut each time its world has come up (a warm-up)
+
+    # ---- its world: built, taken down, brought back ----------------------------------------
+    def bring_up(self) -> None:
+        """Build the world (taking down any other environment's first) and start the roles."""
+        from testbed.pytest_plugin import start_roles_or_skip
+        from testbed.world import World
+
+        for other in [e for e in _LIVE if e is not self]:
+            other.take_down()
+        self.world = World.for_scenario(self.testbed_run, self.log_dir, self.scenario)
+        _LIVE.append(self)
+        self.roles = {}
+        if self.start_roles:
+            self.roles = start_roles_or_skip(self.world, self.scenario)
+        if self.on_up is not None:
+            self.on_up(self)
+
+    @property
+    def alive(self) -> bool:
+        return self in _LIVE
+
+    def take_down(self) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
+        self.stop_roles()
+        if self.world is not None:
+            self.world.stop()
+
+    def stop_roles(self) -> None:
+        for r in reversed(list(self.roles.values())):
+            r.stop()
+        self.roles = {}
 
     @property
     def handle(self):
@@ -59,7 +101,9 @@ class Iut:
         missing = [f for f in info.get("needs", ()) if not self.statement.claims(f)]
         if missing:
             not_applicable(f"the conformance statement of {self.impl} does not claim {', '.join(missing)}")
-        if self.parts_run:
+        if not self.alive:  # another environment's parts ran meanwhile and took the world down
+            self.bring_up()
+        elif self.parts_run:
             self.reset()
         self.parts_run += 1
         exp = self.statement.expected.get(info.get("id", ""))
@@ -84,25 +128,23 @@ def implementations(config, kind: str, role: str) -> list[str]:
 
 
 @contextmanager
-def iut_world(testbed_run, pytestconfig, scenario_name: str, role: str, impl: str, role_label: str):
-    """The world of `scenario_name` with `role` filled by `impl` and every role started."""
-    from testbed.pytest_plugin import start_roles_or_skip
+def iut_world(testbed_run, pytestconfig, scenario_name: str, role: str, impl: str, role_label: str,
+              cls: type = Iut, start_roles: bool = True, on_up=None):
+    """The environment of `scenario_name` with `role` filled by `impl`, its world up and (unless
+    `start_roles` is False) every role started; taken down at the end."""
+    from testbed.profiles import get
     from testbed.scenario import load_named
-    from testbed.world import World
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     d = pytestconfig._testbed["report_dir"] / "cases" / f"{scenario_name}-{impl}-{worker}"
     scenario = load_named(scenario_name).with_impls({role: impl})
-    world = World.for_scenario(testbed_run, d / "logs", scenario)
-    roles: dict = {}
+    iut = cls(role_label, impl, None, scenario, {}, role, statement_of(get(impl)), d / "logs",
+              testbed_run=testbed_run, start_roles=start_roles, on_up=on_up)
     try:
-        roles = start_roles_or_skip(world, scenario)
-        from testbed.profiles import get
-        yield Iut(role_label, impl, world, scenario, roles, role, statement_of(get(impl)), d / "logs")
+        iut.bring_up()
+        yield iut
     finally:
-        for r in reversed(list(roles.values())):
-            r.stop()
-        world.stop()
+        iut.take_down()
 
 
 def parametrize_iut(metafunc, fixture: str, kind: str, role: str) -> None:

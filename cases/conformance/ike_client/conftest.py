@@ -10,14 +10,12 @@ it, a charon told to initiate), and that attempt is what the part answers.
 """
 from __future__ import annotations
 
-import os
 import threading
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 
-from testbed.conformance.iut import Iut, parametrize_iut
+from testbed.conformance.iut import Iut, iut_world, parametrize_iut
 
 SCENARIO, ROLE, LABEL = "conformance-en", "client", "EN-I"
 
@@ -84,31 +82,16 @@ class ClientIut(Iut):
     def reset(self) -> None:
         self.stop_client()
 
-
-@contextmanager
-def client_world(testbed_run, pytestconfig, impl: str):
-    """The world of conformance-en with the client filled by `impl`, not started."""
-    from testbed.conformance.ics import statement_of
-    from testbed.profiles import get
-    from testbed.scenario import load_named
-    from testbed.world import World
-
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    d = pytestconfig._testbed["report_dir"] / "cases" / f"{SCENARIO}-{impl}-{worker}"
-    scenario = load_named(SCENARIO).with_impls({ROLE: impl})
-    world = World.for_scenario(testbed_run, d / "logs", scenario)
-    iut = ClientIut(LABEL, impl, world, scenario, {}, ROLE, statement_of(get(impl)), d / "logs")
-    try:
-        yield iut
-    finally:
-        iut.stop_client()
-        world.stop()
+    def stop_roles(self) -> None:
+        self.stop_client()
+        super().stop_roles()
 
 
 @pytest.fixture(scope="session")
 def en(request, testbed_run, pytestconfig):
     """A remote-access client under test (scenario conformance-en), not yet started."""
-    with client_world(testbed_run, pytestconfig, request.param) as iut:
+    with iut_world(testbed_run, pytestconfig, SCENARIO, ROLE, request.param, LABEL, cls=ClientIut,
+                   start_roles=False) as iut:
         yield iut
 
 
