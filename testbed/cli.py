@@ -221,6 +221,13 @@ def cmd_load(args) -> int:
     return 0 if res["established"] else 1
 
 
+def cmd_fuzz(args) -> int:
+    """IKEv2 robustness: a seeded mutation fuzzer against every installed vpn-gateway profile (or the one
+    --impl names), with health checks; writes fuzz.json (testbed/conformance/fuzz.py)."""
+    from testbed.conformance.fuzz import run_cli
+    return run_cli(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
@@ -254,6 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     load.add_argument("--auth", choices=["psk", "eap-md5"], default="psk")
     load.add_argument("--group", type=int, choices=[19, 31, 14], default=19)
     load.add_argument("--report-dir", default=argparse.SUPPRESS, help="where the run's directory goes (reports/)")
+    fuzz = sub.add_parser("fuzz", help="robustness: seeded mutations of each IKEv2 exchange against every installed "
+                          "vpn-gateway profile, with health checks (crash, hang, lost tunnel); writes fuzz.json")
+    fuzz.add_argument("protocol", choices=["ike"])
+    fuzz.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE")
+    fuzz.add_argument("--seed", type=int, default=None, help="the run's seed (default: a random one, printed)")
+    fuzz.add_argument("--count", type=int, default=500, help="mutations per implementation")
+    fuzz.add_argument("--seconds", type=float, default=300.0, help="time limit per implementation")
+    fuzz.add_argument("--only", metavar="I[,J...]", help="replay only these mutation indexes of --seed")
+    fuzz.add_argument("--check-every", type=int, default=20, help="a health check every N mutations")
+    fuzz.add_argument("--no-narrow", action="store_true", help="do not replay the suspects of a hang or lost tunnel")
+    fuzz.add_argument("--report-dir", default=argparse.SUPPRESS, help="where the run's directory goes (reports/)")
     sub.add_parser("clean", help="remove leftovers of dead runs (never anything else)")
     sub.add_parser("scenarios", help="list scenarios with a one-line description")
     rep = sub.add_parser("report", help="render a run's report again, or screenshot it in headless chromium")
@@ -273,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_run(args, extra)
         if args.cmd == "conformance":
             return cmd_conformance(args, extra)
-        return {"up": cmd_up, "clean": cmd_clean, "load": cmd_load, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
+        return {"up": cmd_up, "clean": cmd_clean, "load": cmd_load, "fuzz": cmd_fuzz, "scenarios": cmd_scenarios, "report": cmd_report}[args.cmd](args)
     except (ConfigError, RuntimeError) as exc:  # bad data files; no root; a role that failed to start
         print(f"error: {exc}", file=sys.stderr)
         return 2
