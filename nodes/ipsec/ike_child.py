@@ -136,19 +136,23 @@ class ChildSas:
 
     def build_rekey(self, sa: IkeSa, now: float, request: RekeyChild):
         old = sa.children.get(request.old)
-        if old is None:
+        if request.replacing is not None:
+            ts_local, ts_remote = request.replacing
+        elif old is None:
             return None
+        else:
+            ts_local, ts_remote = old.ts_local, old.ts_remote
         suites = self.ctx.esp_suites
-        offer = request.offer = ChildOffer(props.new_spi(4, self.ctx.random), suites, old.ts_local, old.ts_remote,
+        offer = request.offer = ChildOffer(props.new_spi(4, self.ctx.random), suites, ts_local, ts_remote,
                                            self.ctx.random(32))
-        payloads: list = [w.Notify(w.N_REKEY_SA, b"", w.PROTO_ESP, old.spi_in),
-                          props.sa_payload(suites, w.PROTO_ESP, offer.spi_in), w.Nonce(offer.nonce_i)]
+        payloads: list = [] if request.replacing is not None else [w.Notify(w.N_REKEY_SA, b"", w.PROTO_ESP, old.spi_in)]
+        payloads += [props.sa_payload(suites, w.PROTO_ESP, offer.spi_in), w.Nonce(offer.nonce_i)]
         group = suites[0].dh
         if group:  # PFS
             offer.dh, public = kc.DH_GROUPS[group].generate(self.ctx.random)
             offer.group = group
             payloads.append(w.KeyExchange(group, public))
-        payloads += [w.TSi(old.ts_local), w.TSr(old.ts_remote)]
+        payloads += [w.TSi(ts_local), w.TSr(ts_remote)]
         return w.CREATE_CHILD_SA, payloads, []
 
     def on_rekey_response(self, sa: IkeSa, now: float, msg: w.Message, request: RekeyChild) -> list[Action]:
@@ -172,9 +176,19 @@ class ChildSas:
         except ChildError as exc:
             sa.last_error = f"child rekey failed: {exc}"
             self.ctx.log(sa, sa.last_error)
+            if exc.notify == w.N_NO_ADDITIONAL_SAS and old is not None and request.replacing is None:
+                # RFC 7296 4: the peer will not have one more child SA: delete the old one, then create
+                # a new one for its traffic selectors (no second rekey of it)
+                old.rekey_at = None
+                self.ctx.log(sa, f"NO_ADDITIONAL_SAS: replacing child SA {old.spi_in.hex()} (delete, then create)")
+                return (self.window.request(sa, now, DeleteChild(old.spi_in)) +
+                        self.window.request(sa, now, RekeyChild(old.spi_in, replacing=(old.ts_local, old.ts_remote))))
             if old is not None:
                 old.rekey_at = self.ctx.child_rekey_at(now)
             return []
+        if request.replacing is not None:
+            self.ctx.log(sa, f"child SA {child.spi_in.hex()} created in place of {request.old.hex()}")
+            return [child_action(sa, child, replaces=None)]
         self.ctx.log(sa, f"child SA {request.old.hex()} rekeyed to {child.spi_in.hex()}")
         actions: list[Action] = [child_action(sa, child, replaces=request.old)]
         if request.collision is not None and self._lost_collision(offer, request.collision):

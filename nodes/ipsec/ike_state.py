@@ -77,6 +77,9 @@ class DeleteIke:
 class RekeyChild:
     old: bytes  # spi_in of the child SA to rekey
     offer: ChildOffer | None = None
+    # RFC 7296 4: after NO_ADDITIONAL_SAS the old child SA is deleted and a new one created in its
+    # place: a CREATE_CHILD_SA without REKEY_SA for these traffic selectors (local, remote)
+    replacing: tuple[list, list] | None = None
     # a rekey collision (RFC 7296 2.8.1): the peer rekeyed the same child SA while this request was
     # in flight; the child SA its exchange made here (our SPI) and that exchange's Ni and Nr
     collision: tuple[bytes, bytes, bytes] | None = None

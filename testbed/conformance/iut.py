@@ -82,11 +82,15 @@ class Iut:
         return self.roles[self.role]
 
     def reset(self) -> None:
-        """Back to a clean state: the profile's reset, or a restart of the role."""
+        """Back to a clean state: the profile's reset, or a restart of the role (also when the reset
+        fails: the IUT may have died in the previous part, a finding that part reported)."""
         h = self.handle
         if h.reset is not None:
-            h.reset()
-            return
+            try:
+                h.reset()
+                return
+            except Exception as exc:  # noqa: BLE001 - a dead IUT's reset fails; the restart below tells
+                self.notes.append(f"reset failed ({type(exc).__name__}: {exc}); restarted")
         from testbed.profiles import restart_role
         self.roles[self.role] = restart_role(self.world, self.scenario, self.roles, self.role)
         self.restarts += 1
