@@ -8,8 +8,12 @@ Data path, all in userspace (the kernel here has no IP-in-IP):
   (plus a gratuitous ARP), and a host route sends packets for it into the TUN device `mip0`; the
   daemon reads them and the core encapsulates them (IP-in-IP through a raw socket, or RFC 3519 UDP
   from port 434 to the address and port the NAT showed);
-- reverse tunnels: IP-in-IP arrives on a raw protocol-4 socket, RFC 3519 tunnel data on UDP 434;
-  the inner packet is written into the TUN device and the kernel forwards it;
+- reverse tunnels: IP-in-IP, GRE and minimal encapsulation arrive on raw sockets of protocols 4, 47
+  and 55 (those of the encapsulations configured), RFC 3519 tunnel data on UDP 434; the inner packet
+  is written into the TUN device and the kernel forwards it;
+- ICMP errors addressed to the HA (a raw ICMP socket, filtered to Destination Unreachable, Time
+  Exceeded and Parameter Problem) go to the core, which relays those about its tunnel packets to
+  the original senders and keeps the tunnels' soft state (RFC 2003 4 and 5);
 - with `advertise` (the default on the home network): Agent Advertisements with H on the home
   link, periodic and in answer to solicitations (nodes/runtime/agent_discovery.py).
 Status over the control socket: bindings, counters by reason, tunnels and data-plane counters;
@@ -26,10 +30,12 @@ from nodes.mip.ha import HomeAgent
 from nodes.core import Addr
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.agent_discovery import SolicitationReceiver
-from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.mip_actions import (
+    CoreDriver, IcmpErrorReceiver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
+)
 from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
 from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
-from nodes.wire.ipv4 import PROTO_IPIP
+from nodes.wire.tunnels import KINDS
 
 BATCH = 64  # packets read per wake-up of one reader
 
@@ -64,7 +70,9 @@ async def setup(args, log):
     netlink.sysctl("net/ipv4/ip_forward", 1)  # captured and decapsulated packets are forwarded
     netlink.sysctl(f"net/ipv4/conf/{cfg.home_iface}/send_redirects", 0)
     tun = TunDevice.open(extra["tun"], mtu=MOBILE_IP_TUNNEL_MTU)
-    raw, ipip, udp = RawSender(), RawReceiver(PROTO_IPIP), udp_socket()
+    raw, udp = RawSender(), udp_socket()
+    tunnels = {kind: RawReceiver(KINDS[kind]) for kind in cfg.encapsulations}  # reverse tunnels (RFC 3024 3.4)
+    icmp_errors = IcmpErrorReceiver()
     link = LinkSocket(cfg.home_iface, listen=False)
     executor = MipExecutor(log, raw=raw, tun=tun, links={cfg.home_iface: link}, udp=udp, capture="dst",
                            default_iface=cfg.home_iface, udp_from_socket=True, batch=extra["batch_host_changes"])
@@ -78,12 +86,16 @@ async def setup(args, log):
             payload, where, _ifindex = got  # where.dst: the request's IP destination (IP_PKTINFO)
             driver.call("receive_datagram", payload, where)
 
-    on_ipip = packet_reader(ipip.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
     on_tun = packet_reader(tun.read, lambda packet: driver.call("encapsulate", packet), BATCH)
+    on_icmp_error = packet_reader(icmp_errors.recv,
+                                  lambda got: driver.call("receive_icmp_error", got[0], got[1]), BATCH)
 
     loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
-    loop.add_reader(ipip.fileno(), guarded(log, errors, "ipip", on_ipip))
+    for kind, receiver in tunnels.items():
+        on_tunnelled = packet_reader(receiver.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
+        loop.add_reader(receiver.fileno(), guarded(log, errors, kind, on_tunnelled))
     loop.add_reader(tun.fd, guarded(log, errors, "tun", on_tun))
+    loop.add_reader(icmp_errors.fileno(), guarded(log, errors, "icmp-errors", on_icmp_error))
     solicitations = SolicitationReceiver(cfg.home_iface) if cfg.advertise else None
     if solicitations is not None:
         def on_solicitation():
@@ -113,14 +125,15 @@ async def setup(args, log):
 
     async def cleanup():
         driver.stop()
-        for fd in (udp.fileno(), ipip.fileno(), tun.fd):
+        for fd in (udp.fileno(), *(r.fileno() for r in tunnels.values()), tun.fd, icmp_errors.fileno()):
             loop.remove_reader(fd)
         if solicitations is not None:
             loop.remove_reader(solicitations.fileno())
             solicitations.close()
         home = netlink.link_index(cfg.home_iface)  # leave the home link as we found it
         netlink.send_batch([netlink.proxy_arp_request(h, home, False) for h in core.bindings])
-        for closer in (udp.close, ipip.close, raw.close, link.close, tun.close, netlink.close):
+        for closer in (udp.close, *(r.close for r in tunnels.values()), icmp_errors.close, raw.close, link.close,
+                       tun.close, netlink.close):
             closer()
 
     return {"status": status, "reset": reset}, cleanup

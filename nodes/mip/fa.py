@@ -409,7 +409,9 @@ class ForeignAgent:
                           udp_reply is not None and udp_reply.code < 64, lifetime, now + lifetime, encapsulating)
         self.visitors[home] = visitor
         self._deadlines.set(("visitor", home), visitor.expires)
-        return [AddHostRoute(home, self.config.iface, pending.lladdr, visitor.reverse)]
+        # with the Encapsulating Delivery Style the visitor's own (unencapsulated) packets are not
+        # steered to us for reverse tunnelling: the kernel routes them (RFC 3024 5.2.1, 5.4)
+        return [AddHostRoute(home, self.config.iface, pending.lladdr, visitor.reverse and not visitor.encapsulating)]
 
     def _remove_visitor(self, home: IPv4Address) -> list:
         if self.visitors.pop(home, None) is None:
@@ -490,6 +492,12 @@ class ForeignAgent:
         if visitor is None:
             return self._drop("not-a-visitor")
         if not visitor.reverse:
+            return [DeliverIp(packet)]
+        if visitor.encapsulating:
+            # RFC 3024 5.2.1: an un-encapsulated packet from a node that asked for the Encapsulating
+            # Delivery Style MUST NOT be reverse-tunnelled but forwarded by standard IP routing
+            # (5.4: processed as regular traffic); only what it tunnels to us is reverse-tunnelled
+            self.counters["visitor-direct-routed"] += 1
             return [DeliverIp(packet)]
         return self._reverse_tunnel(visitor, packet)
 

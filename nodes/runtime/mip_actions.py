@@ -564,6 +564,44 @@ def udp_socket(port: int = MIP_PORT, address: str = "0.0.0.0") -> socket.socket:
     return s
 
 
+SOL_RAW = getattr(socket, "SOL_RAW", 255)
+ICMP_FILTER = 1  # linux/icmp.h: a raw ICMP socket's filter, a bit per type to block
+TUNNEL_ICMP_ERRORS = (3, 11, 12)  # Destination Unreachable, Time Exceeded, Parameter Problem
+
+
+class IcmpErrorReceiver:
+    """ICMP errors addressed to this node, for a core to match against its own tunnel packets
+    (RFC 2003 4: the errors routers inside a tunnel send to the encapsulator). A raw ICMP socket
+    gets a copy of every ICMP message the kernel receives; ICMP_FILTER keeps the error types only
+    (Redirects, which are never relayed, and echoes stay out)."""
+
+    def __init__(self, types=TUNNEL_ICMP_ERRORS):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+        self.sock.setblocking(False)
+        blocked = 0xFFFFFFFF
+        for t in types:
+            blocked &= ~(1 << t)
+        self.sock.setsockopt(SOL_RAW, ICMP_FILTER, struct.pack("=I", blocked))
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def recv(self):
+        """(the ICMP message, Addr of its IP header), or None when none is waiting."""
+        while True:
+            try:
+                packet = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return None
+            ihl = (packet[0] & 0x0F) * 4 if packet else 0
+            if ihl >= 20 and len(packet) >= ihl + 8:
+                return packet[ihl:], Addr(str(IPv4Address(packet[12:16])), 0, str(IPv4Address(packet[16:20])), 0,
+                                          ttl=packet[8])
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 def recv_udp(s: socket.socket):
     """(payload, Addr, ifindex) of the next datagram, or None. The Addr (nodes/core.py) is what a
     core's receive_datagram takes: source, source port, local destination and port."""
