@@ -45,6 +45,11 @@ class WorldBridge(LinuxBridge):
         subprocess.run(["ip", "link", "del", self.name], stderr=subprocess.DEVNULL)
 
 
+# called before any world is built in this process: a holder of a long-lived world (the conformance
+# suites keep one per implementation across cases, testbed/conformance/iut.py) takes it down, since
+# two worlds in one network namespace would claim the same interface names
+BEFORE_BUILD: list = []
+
 @dataclass
 class NatOptions:
     """How the NAT router translates (netfilter NAPT)."""
@@ -70,6 +75,8 @@ class World:
     @classmethod
     def build(cls, run: Run, log_dir: Path, attach: dict[str, str] | None = None,
               nat: NatOptions | None = None, plan: Plan | None = None) -> "World":
+        for make_room in BEFORE_BUILD:  # a world kept up across cases gives way (same interface names)
+            make_room()
         world = cls(plan or default_plan(), run, Path(log_dir))
         t0 = time.monotonic()
         try:

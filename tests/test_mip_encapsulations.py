@@ -91,8 +91,16 @@ def test_home_agent_without_minimal_answers_139_to_a_colocated_node():
 def test_foreign_agent_without_gre_answers_72_itself():
     net = make_world("gre", fa={"encapsulations": ("ipip",)})
     attach(net, "fa1")
-    assert {r.code for r in replies_to_mn(net)} == {72}
-    assert core(net, "ha").counters["requests"] == 0
+    # a node asks an agent only for what it advertises (RFC 5944 3.6.1.2): IP-in-IP here, accepted
+    assert {r.code for r in replies_to_mn(net)} == {0}
+    # asked for GRE anyway, the agent answers 72 itself and the HA hears nothing of it
+    requests_before = core(net, "ha").counters["requests"]
+    req = RegistrationRequest(RequestFlags.G, 100, HOME, HA_ADDR, FA1, ntp_now(net.now))
+    actions = feed(core(net, "fa1"), "receive_datagram", SA.sign(req.encode()),
+                   udp_from(HOME, 434, FA1, 434, ttl=255, lladdr="02:aa:00:00:00:50"), now=net.now)
+    codes = [a.payload[1] for a in actions if getattr(a, "payload", b"")[:1] == b"\x03"]
+    assert codes == [72], actions
+    assert core(net, "ha").counters["requests"] == requests_before
 
 
 def test_via_a_capable_fa_a_home_agent_without_gre_answers_139():

@@ -183,7 +183,6 @@ REPLY = RegistrationReply(0, 10, HOME, HA, IDENT).encode()
     ("truncated", REPLY[:19]),
     ("bad-type", b"\x01" + REPLY[1:]),
     ("bad-length", REPLY + b"\x2c\x05\0\0\0\0\0"),
-    ("reserved-bits", REPLY + b"\x2c\x06\x00\x00\x40\x00\x00\x6e"),
     ("bad-subtype", REPLY + b"\x95\x02\x01\x00"),
     ("reserved-bits", REPLY + b"\x95\x02\x00\x01"),
     ("bad-length", REPLY + b"\x95\x03\x00\x00\x00"),
@@ -203,7 +202,6 @@ def test_reply_rejections(reason, raw):
     ("missing-extension", ICMP(9, 0, bytes([0, 2, 0, 3]), b"").encode()),
     ("duplicate-extension", _advert_with(GOOD_AGENT, bytes([16, len(GOOD_AGENT)]) + GOOD_AGENT)),
     ("bad-length", _advert_with(GOOD_AGENT + b"\0")),
-    ("reserved-bits", _advert_with(struct.pack("!HHH", 1, 1800, 0x9001))),
     ("bad-prefix-length", _advert_with(GOOD_AGENT, b"\x13\x01\x21", count=1)),
     ("bad-length", _advert_with(GOOD_AGENT, b"\x13\x02\x18\x18", count=1)),
     ("unknown-extension", _advert_with(GOOD_AGENT, b"\x05\x00")),
@@ -229,13 +227,21 @@ def test_solicitation_rejections(reason, raw):
 @pytest.mark.parametrize("reason, raw", [
     ("truncated", b"\x04\x04\x00"),
     ("bad-type", b"\x05\x04\x00\x00"),
-    ("reserved-bits", b"\x04\x04\x00\x01"),
     ("bad-next-header", b"\x04\x11\x00\x00"),
 ])
 def test_tunnel_data_rejections(reason, raw):
     with pytest.raises(DecodeError) as err:
         TunnelData.decode(raw)
     assert err.value.reason == reason
+
+
+def test_reserved_bits_the_rfcs_ignore_on_reception_are_ignored():
+    """RFC 3519 3.2 (UDP Tunnel Reply), 3.3 (tunnel data) and RFC 5944 2.1.1 (the advertisement's r
+    bit and reserved bits): sent as zero, ignored on reception: the message decodes."""
+    reply = RegistrationReply.decode(REPLY + b"\x2c\x06\x00\x00\x40\x00\x00\x6e")
+    assert reply.extensions
+    assert AgentAdvertisement.decode(_advert_with(struct.pack("!HHH", 1, 1800, 0x9001)))
+    assert TunnelData.decode(b"\x04\x04\x00\x01").next_header == 4
 
 
 def test_skippable_unknown_extension_is_kept():

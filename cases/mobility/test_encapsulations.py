@@ -88,7 +88,7 @@ def test_registration_and_traffic_with_each_encapsulation(world, scenario, roles
 
 
 @pytest.mark.req("rfc5944-3.3-encapsulation-choice")
-def test_unsupported_encapsulation_is_refused_with_139_or_72(world, scenario, roles, capture,
+def test_unsupported_encapsulation_is_refused_with_139_and_not_asked_of_an_agent(world, scenario, roles, capture,
                                                              ivn_router_answers_only_its_own_link):
     ha = restart_role(world, scenario, roles, "ha", encapsulations=["ipip", "gre"])
     restart_role(world, scenario, roles, "fa1", encapsulations=["ipip"])
@@ -101,11 +101,12 @@ def test_unsupported_encapsulation_is_refused_with_139_or_72(world, scenario, ro
     assert s["state"] == "denied" and binding(ha) is None
     assert ha.status()["counters"].get("denied:139", 0) >= 1
 
-    requests_at_ha = ha.status()["counters"].get("requests", 0)
-    handoff.move(world, "r", "fn1", configure=False)  # via FA1, which cannot decapsulate minimal
-    s = wait_for(lambda: mn.status()["last_code"] == 72 and mn.status(), what="72 from the foreign agent")
-    assert s["state"] == "denied" and not s["agent"]["flags"] & 0x0C00, "FA1 advertises neither M nor G"
-    assert ha.status()["counters"].get("requests", 0) == requests_at_ha, "the FA must not relay it"
+    handoff.move(world, "r", "fn1", configure=False)  # via FA1, which advertises neither M nor G
+    # RFC 5944 3.6.1.2: the node asks for M or G only of an agent that advertises it: IP-in-IP here,
+    # granted (an agent asked anyway answers 72 itself: the FA conformance parts check that)
+    s = wait_for(lambda: mn.status()["state"] == "registered" and mn.status(), what="registered via FA1")
+    assert not s["agent"]["flags"] & 0x0C00, "FA1 advertises neither M nor G"
+    assert s["last_code"] == 0 and binding(ha)["kind"] == "ipip", (s["last_code"], binding(ha))
     cap.stop()
     codes = cap.packets("mip.type == 3", ["mip.code"])
     assert ["139"] in [r["mip.code"] for r in codes], codes

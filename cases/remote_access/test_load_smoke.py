@@ -10,13 +10,16 @@ import pytest
 
 from testbed.load import load_in_world
 
-pytestmark = [pytest.mark.scenario("load-smoke"), pytest.mark.req("gupta-3b-pool")]
+pytestmark = [pytest.mark.scenario("load-smoke")]
 
 CLIENTS, RATE = 200, 100.0
 
 
+@pytest.mark.req("gupta-3b-pool", "gupta-3b-pool-size")
 @pytest.mark.impl_matrix("gw")
 def test_load_smoke(world, scenario, roles, case_dir):
+    """200 clients at 100 setups/s: every one gets an IKE SA, a pool address and a child SA that
+    carries its probe to H and back, and answers one liveness check."""
     res = load_in_world(world, scenario, CLIENTS, RATE, report_dir=case_dir, show_progress=False, timeout=20.0)
     summary = {k: res[k] for k in ("offered", "established", "failed", "setups_per_s", "p95_s", "probes_lost",
                                    "dpd_lost", "gateway_rss_kib_per_sa")}

@@ -28,27 +28,45 @@ from collections import Counter
 from pathlib import Path
 
 from nodes.core import Addr
-from nodes.mip.actions import ArpProbe, ConfigureLink, StartDhcp, StopDhcp
+from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
+from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.dhcp import DhcpRunner
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.mn_link import MobileNodeLink
 from nodes.runtime.netlink import LinkMonitor
-from nodes.runtime.rawip import ARP_REPLY, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4
+from nodes.runtime.rawip import (
+    ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4,
+)
 from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP
-from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
+from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA
 from nodes.wire.tunnels import KINDS, decapsulate
 
 BATCH = 64
 KEEPALIVE_CHECK = 0.25  # seconds between checks for an idle RFC 3519 tunnel
 
 
+class MobileNodeExecutor(MipExecutor):
+    """The executor of the mobile node: the first gratuitous ARP of a return home leaves at once,
+    ahead of the deregistration the core puts after it (RFC 5944 4.6: "Before transmitting the
+    (de)Registration Request message to its home agent, the mobile node MUST transmit this
+    gratuitous ARP"), instead of waiting for the pacer's turn; the pacer sends the repeats."""
+
+    def _gratuitous_arp(self, a: GratuitousArp) -> None:
+        link = self.links.get(a.iface or self.default_iface)
+        if link is not None and not len(self.host):
+            ok = link.gratuitous_arp(a.addr) is not False
+            self.counters["gratuitous-arp" if ok else "send-error-gratuitous-arp"] += 1
+        super()._gratuitous_arp(a)
+
+
 class MobileNodeDaemon:
     def __init__(self, cfg, extra, log):
         self.iface, self.log = cfg.iface, log
+        self.home = cfg.home_address
         self.core = MobileNode(cfg)
         self.loop = asyncio.get_running_loop()
         self.errors = Counter()
@@ -61,10 +79,10 @@ class MobileNodeDaemon:
                                extra["dhcp_client"], self._dhcp_bound, self._dhcp_failed)
         handlers = {ArpProbe: lambda a: self.link.arp_probe(a.sender, a.target),
                     StartDhcp: self.dhcp.start, StopDhcp: self.dhcp.stop}
-        self.executor = MipExecutor(log, raw=self.raw, tun=self.tun, links={self.iface: self.link}, udp=self.udp,
+        self.executor = MobileNodeExecutor(log, raw=self.raw, tun=self.tun, links={self.iface: self.link}, udp=self.udp,
                                     capture="src", default_iface=self.iface, handlers=handlers)
         self.host = MobileNodeLink(self.iface, cfg.home_address, self.executor)
-        handlers[ConfigureLink] = self.host.configure
+        handlers[ConfigureLink] = self._configure
         self.driver = CoreDriver(self.core, self.executor, log)
         self.monitor = LinkMonitor(self.iface, self.on_carrier)
         on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
@@ -76,6 +94,16 @@ class MobileNodeDaemon:
         for fd, name, fn in readers:
             self.loop.add_reader(fd, guarded(log, self.errors, name, fn))
         self._keepalive: asyncio.TimerHandle | None = None
+        self.away = False  # the link is configured away from home (the kernel ignores ARP for the home address)
+
+    def _configure(self, a: ConfigureLink) -> None:
+        """The link configuration, and who answers ARP for the home address (on `lo`): at home the
+        kernel; away (RFC 5944 4.6: no reply to ARP for the home address but a foreign agent's
+        unicast request) the kernel answers only for addresses of the link's own interface
+        (arp_ignore 1: a co-located care-of address), and on_frames the agent's unicast requests."""
+        netlink.sysctl(f"net/ipv4/conf/{a.iface or self.iface}/arp_ignore", 0 if a.kind == "home" else 1)
+        self.away = a.kind != "home"
+        self.host.configure(a)
 
     def start(self) -> None:
         if self.monitor.up:
@@ -116,12 +144,24 @@ class MobileNodeDaemon:
                 if arp is not None and arp.op == ARP_REPLY and arp.target_mac == self.link.mac:
                     self.executor.learn(self.iface, arp.sender_ip, arp.sender_mac)
                     self.driver.call("receive_arp", arp.sender_ip, arp.target_ip)
+                elif arp is not None and arp.op == ARP_REQUEST and self.away and arp.target_ip == self.home \
+                        and arp.sender_ip != self.home:
+                    self._home_arp_request(arp, frame.dst_mac)
             elif frame.ethertype == ETH_P_IP:
                 ip = parse_ipv4(frame.payload)
                 if ip is not None and ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
                     self.executor.learn(self.iface, ip.src, frame.src_mac)
                     self.driver.call("receive_icmp", ip.payload,
                                      Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
+
+    def _home_arp_request(self, arp: Arp, dst_mac: str) -> None:
+        """Away, an ARP request for the home address: a unicast reply when the core says so."""
+        if self.core.answers_arp_for_home(arp.sender_ip, broadcast=dst_mac.lower() == BROADCAST_MAC):
+            reply = Arp(ARP_REPLY, self.link.mac, self.home, arp.sender_mac, arp.sender_ip)
+            ok = self.link.send_arp(reply, arp.sender_mac)
+            self.executor.counters["arp-reply-home" if ok is not False else "send-error-arp-reply-home"] += 1
+        else:
+            self.executor.counters["arp-request-home-ignored"] += 1
 
     def on_udp(self) -> None:
         for _ in range(BATCH):
@@ -131,9 +171,12 @@ class MobileNodeDaemon:
             payload, where, _ifindex = got
             if payload[:1] == bytes([TYPE_TUNNEL_DATA]):
                 try:
-                    inner = TunnelData.decode(payload).payload
+                    inner = tunnel_data_inner(payload)  # IP-in-UDP, what the node asked for (RFC 3519 3.3)
                 except DecodeError as e:
                     self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
+                    continue
+                if inner_ttl_expired(inner):
+                    self.executor.counters["drop:udp-tunnel:inner-ttl-zero"] += 1
                     continue
                 self.executor.decapsulate_to_home(inner, where.src, "udp")
             elif payload[:1] == bytes([TYPE_REPLY]):
@@ -146,6 +189,9 @@ class MobileNodeDaemon:
             tunnel = decapsulate(packet)
         except DecodeError as e:
             self.executor.counters[f"drop:tunnel:{e.reason}"] += 1
+            return
+        if inner_ttl_expired(tunnel.inner):  # RFC 2003 3.1
+            self.executor.counters["drop:tunnel:inner-ttl-zero"] += 1
             return
         self.executor.decapsulate_to_home(tunnel.inner, tunnel.outer.src, tunnel.kind)
 

@@ -259,6 +259,11 @@ class MobileVpnNode:
                 self._switch_client(restart=True, run=away)
             if self.probe is not None:
                 self._detect(mn, attachment)
+        elif self.probe is not None and self._inside_lapsed():
+            # RFC 5265 3.3: inside, a failed re-registration with the i-HA restarts the detection
+            self.log("rfc5265-redetect", reason="the i-HA did not answer the re-registration inside")
+            self.decision = None
+            self._detect(mn, attachment)
         if self.probe is not None:
             self.decision = self._decide(mn)
         if self.nesting in ("ipsec-inside-mip", "rfc5265"):
@@ -286,6 +291,10 @@ class MobileVpnNode:
                     self.inner.detach()
 
     # ---- RFC 5265 inside/outside detection ------------------------------------------------------
+    def _inside_lapsed(self) -> bool:
+        return (self.decision is not None and self.decision.location == "inside" and self.inner is not None
+                and rfc5265_location.inside_lapsed(self.inner.status(), time.time()))
+
     def _at_i_home(self, address: str | None) -> bool:
         return address is not None and ip_address(address) in self.inner_cfg.home_network
 

@@ -18,7 +18,9 @@ from nodes.core import Addr, ActionQueue, RandomSource, system_random
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendIcmp, SendUdp
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.common import ENCAPSULATIONS, Counters, Snapshot, addr
-from nodes.mip.mn_messages import Agent, Attempt, Identifications, Registration, check_reply, request_for
+from nodes.mip.mn_messages import (
+    Agent, Attempt, Identifications, Registration, check_reply, request_for, requested_encapsulation,
+)
 from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
@@ -28,6 +30,14 @@ from nodes.wire.mip import (
 
 ALL_ROUTERS = IPv4Address("224.0.0.2")
 RETRY_AFTER_DENIAL = {66, 78, 80, 81, 82, 88, 130}  # transient: try again after a backoff
+# RFC 5944 2.4.2: "the mobile node MUST NOT register more frequently than once per second on
+# average": a token bucket, one request a second, bursts of at most two, on one attachment: what
+# advertisements (agents heard in turn, reboots) and retransmissions can trigger. A link-layer
+# attachment (link up) refills it: a move to another link is registered at once, however soon after
+# the last one (cases/mobility/test_disruption.py moves every 0.2 s and allows 0.5 s of outage)
+MIN_REQUEST_INTERVAL = 1.0
+REQUEST_BURST = 2.0
+SOLICIT_JITTER = (0.02, 0.05)  # solicitation intervals: nominal * (1 + U(these)), RFC 5944 2.4
 
 
 @dataclass
@@ -107,6 +117,8 @@ class MobileNode:
         self._solicits = 0
         self._next_solicit: float | None = None
         self._retry_at: float | None = None
+        self._tokens, self._tokens_at = REQUEST_BURST, None  # the registration rate's token bucket
+        self._candidate: Agent | None = None  # another agent heard while the current one still advertises
         self.movement = Movement(config, self.counters)
 
     # --- link events ----------------------------------------------------------------------------
@@ -185,6 +197,8 @@ class MobileNode:
 
     def _link_up(self, now: float, care_of_address=None) -> list:
         self.link_is_up, self.agent, self.attempt, self.location = True, None, None, "unknown"
+        self._candidate = None
+        self._tokens, self._tokens_at = REQUEST_BURST, now  # a new attachment: see REQUEST_BURST
         self.state = "discovering"
         self.colocated = addr(care_of_address) if care_of_address else None
         self._solicits, self._next_solicit, self._retry_at = 0, now, None
@@ -195,6 +209,7 @@ class MobileNode:
 
     def _link_down(self, now: float) -> list:
         self.link_is_up, self.agent, self.attempt, self.colocated = False, None, None, None
+        self._candidate = None
         self._next_solicit = self._retry_at = None
         self.state, self.location = "detached", "unknown"
         self.counters["link-down"] += 1
@@ -216,7 +231,15 @@ class MobileNode:
         if not self.link_is_up:
             return self._drop("link-down")
         self.counters["advertisements"] += 1
-        old, self.agent = self.agent, Agent.heard(adv, addr(src), now)
+        heard = Agent.heard(adv, addr(src), now)
+        if self._keeps_current_agent(heard, now):
+            # RFC 5944 2.4.2.1 / 3.6: another agent while ours still advertises is no move; it is
+            # kept in mind for when ours falls silent
+            self._candidate = heard
+            self._next_solicit = None
+            self.counters["other-agent-ignored"] += 1
+            return []
+        old, self.agent = self.agent, heard
         moved = old is None or old.address != self.agent.address or old.prefix != self.agent.prefix
         rebooted = not moved and agent_rebooted(old.sequence, adv.sequence)
         self._next_solicit = None  # heard an agent: stop soliciting
@@ -230,6 +253,30 @@ class MobileNode:
             # configured for home and the binding is cancelled now, no ARP probe awaited
             return self._identified("home", now, "advertisement")
         return self._decide(now) if (moved or rebooted) else []
+
+    def _keeps_current_agent(self, heard: Agent, now: float) -> bool:
+        """Whether an advertisement from `heard`, another agent than the one in use, leaves the node
+        with its agent: yes while the current agent's advertisement lifetime runs (move detection by
+        lifetime, RFC 5944 2.4.2.1), unless both advertise prefix lengths and the prefixes differ
+        (2.4.2.2) or the current agent is of no use (denied us, or neither foreign nor our home
+        agent)."""
+        cur = self.agent
+        if cur is None or cur.address == heard.address or cur.expires <= now or self.state == "denied":
+            return False
+        if not (cur.is_foreign or self._from_home_agent(cur)):
+            return False
+        return not (cur.prefix_known and heard.prefix_known and cur.prefix != heard.prefix)
+
+    def answers_arp_for_home(self, sender, broadcast: bool) -> bool:
+        """RFC 5944 4.6: away from home the node "MUST NOT reply to ARP Requests in which the target
+        IP address is its own home address unless the ARP Request is unicast by a foreign agent with
+        which the mobile node is attempting to register or ... has an unexpired registration" (then
+        with a unicast reply). At home it answers."""
+        if self.location == "home":
+            return True
+        a, reg = self.attempt, self.registration
+        fa = (a is not None and a.mode == "fa") or (reg is not None and reg.mode == "fa")
+        return (not broadcast and fa and self.agent is not None and self.agent.address == addr(sender))
 
     def _from_home_agent(self, agent: Agent | None) -> bool:
         """An advertisement with H from our home agent (or another home agent on our home network)."""
@@ -273,7 +320,11 @@ class MobileNode:
         self._solicits += 1
         n = self._solicits
         delay = cfg.solicit_interval if n < cfg.solicit_burst else cfg.solicit_interval * 2 ** (n - cfg.solicit_burst + 1)
-        self._next_solicit = now + min(delay, cfg.solicit_max_interval)
+        # RFC 5944 2.4: "Mobile nodes MUST randomize their solicitation times around these nominal
+        # values"; only upwards, never above the maximum rate of one a second
+        low, high = SOLICIT_JITTER
+        jitter = low + (high - low) * int.from_bytes(self.random(2), "big") / 0xFFFF
+        self._next_solicit = now + min(delay, cfg.solicit_max_interval) * (1 + jitter)
         self.counters["solicitations"] += 1
         src = self.colocated or cfg.home_address
         return [SendIcmp(ALL_ROUTERS, AgentSolicitation().encode(), src=src, ttl=1, iface=cfg.iface)]
@@ -283,11 +334,19 @@ class MobileNode:
     def _start(self, now: float, mode: str, lifetime: int | None = None) -> list:
         cfg = self.config
         home = cfg.home_address
+        if self._refill(now) < 1:
+            # RFC 5944 2.4.2: no more than one registration a second on average: the registration
+            # is decided again when the bucket has a token
+            self.attempt, self.state = None, "registering"
+            self._retry_at = now + (1 - self._tokens) * MIN_REQUEST_INTERVAL
+            self.counters["registration-deferred"] += 1
+            return []
         if mode == "home":
             attempt = Attempt(mode, 0, home, cfg.home_agent, home)
         elif mode == "fa":
             wanted = cfg.lifetime if lifetime is None else lifetime
-            attempt = Attempt(mode, wanted, self.agent.care_of_addresses[0], self.agent.address, home)
+            attempt = Attempt(mode, wanted, self.agent.care_of_addresses[0], self.agent.address, home,
+                              agent_flags=self.agent.flags)
         else:
             attempt = Attempt(mode, cfg.lifetime if lifetime is None else lifetime, self.colocated,
                               cfg.home_agent, self.colocated)
@@ -295,11 +354,18 @@ class MobileNode:
         self.attempt, self.state, self._retry_at = attempt, "registering", None
         return self._send(now)
 
+    def _refill(self, now: float) -> float:
+        if self._tokens_at is not None:
+            self._tokens = min(REQUEST_BURST, self._tokens + max(0.0, now - self._tokens_at) / MIN_REQUEST_INTERVAL)
+        self._tokens_at = now
+        return self._tokens
+
     def _send(self, now: float) -> list:
         """(Re)send the attempt with a fresh identification; arm the retransmission."""
         a = self.attempt
         a.identification = self.identifications.next(now)
         a.sent_at = now
+        self._tokens = max(0.0, self._refill(now) - 1)  # every request counts, retransmissions too
         a.retransmit_at = now + a.timeout
         self.counters["requests"] += 1
         self._away = self._away or a.mode != "home"
@@ -326,7 +392,7 @@ class MobileNode:
             self._away, self.state, self.registration = False, "home", None
             return [log]
         udp = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
-        tunnel = "udp" if udp is not None and udp.code < 64 else cfg.encapsulation
+        tunnel = "udp" if udp is not None and udp.code < 64 else requested_encapsulation(cfg, a)
         self.registration = Registration(
             a.mode, a.care_of_address, reply.lifetime, a.sent_at + reply.lifetime,
             a.sent_at + reply.lifetime * cfg.reregister_fraction, tunnel,
@@ -334,6 +400,7 @@ class MobileNode:
         )
         self.state = "registered"
         if a.mode == "colocated":
+            self._next_solicit = None  # a co-located care-of address in use: no more soliciting (2.4)
             tunnel_action = AddTunnel(cfg.home_address, a.care_of_address, cfg.home_agent, tunnel,
                                       MIP_PORT if tunnel == "udp" else None, udp.keepalive if udp else None)
         else:
@@ -366,8 +433,13 @@ class MobileNode:
         actions: list = []
         if self.agent is not None and self.agent.expires <= now:
             self.counters["agent-expired"] += 1
-            self.agent = None
-            if self.colocated is None:
+            self.agent, candidate, self._candidate = None, self._candidate, None
+            if candidate is not None and candidate.expires > now:
+                # RFC 5944 2.4.2.1: another agent heard within its lifetime: register with it now
+                self.agent = candidate
+                self.counters["movements"] += 1
+                actions += self._decide(now)
+            elif self.colocated is None:
                 self.location, self.state = "unknown", "discovering"
                 self._solicits, self._next_solicit = 0, now
         if self._next_solicit is not None and self._next_solicit <= now and self.link_is_up:

@@ -10,8 +10,9 @@ from nodes.core import RandomSource
 from nodes.mip.common import encapsulation_flags
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
-    EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
-    RegistrationRequest, ReplyCode, RequestFlags, UdpTunnelRequest, find_extension, message_type, ntp_now,
+    ENCAP_IPIP, EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
+    RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest, find_extension, message_type,
+    ntp_now,
 )
 
 RANDOM_LOW_BITS = 12  # fraction bits of an identification below a microsecond clock (2**-20 s)
@@ -28,6 +29,7 @@ class Agent:
     prefix: IPv4Network
     expires: float
     max_lifetime: int
+    prefix_known: bool = False  # the advertisement had the Prefix-Lengths extension (RFC 5944 2.4.2.2)
 
     @classmethod
     def heard(cls, adv: AgentAdvertisement, src: IPv4Address, now: float) -> "Agent":
@@ -35,7 +37,7 @@ class Agent:
         extension, a /32 without one)."""
         prefix = IPv4Network(f"{src}/{adv.prefix_lengths[0] if adv.prefix_lengths else 32}", strict=False)
         return cls(src, list(adv.care_of_addresses), adv.sequence, adv.flags, prefix, now + adv.lifetime,
-                   adv.registration_lifetime)
+                   adv.registration_lifetime, bool(adv.prefix_lengths))
 
     @property
     def is_home(self) -> bool:
@@ -65,6 +67,7 @@ class Attempt:
     timeout: float = 1.0
     retransmit_at: float = 0.0
     resynced: bool = False
+    agent_flags: int = 0  # mode fa: the agent's advertised flags (M and G, RFC 5944 3.6.1.2)
 
 
 @dataclass
@@ -98,12 +101,24 @@ class Identifications:
         self.offset = (reply_identification >> 32) - NTP_UNIX_OFFSET - now
 
 
+def requested_encapsulation(cfg, attempt: Attempt) -> str:
+    """The forward tunnel `attempt` asks for: the configured one, except that through a foreign
+    agent M or G is asked only when the agent advertises it (RFC 5944 3.6.1.2: "only if the mobile
+    node is decapsulating its own datagrams ... or if its foreign agent has indicated support for
+    these forms of encapsulation"); IP-in-IP otherwise (always supported)."""
+    if attempt.mode == "home":
+        return "ipip"
+    if attempt.mode == "fa":
+        advertised = {"minimal": AgentFlags.M, "gre": AgentFlags.G}.get(cfg.encapsulation)
+        if advertised is not None and not attempt.agent_flags & advertised:
+            return "ipip"
+    return cfg.encapsulation
+
+
 def request_for(cfg, attempt: Attempt) -> bytes:
     """The signed registration request of `attempt` (T, D, M or G and the RFC 3519 extension as
     configured)."""
-    flags = 0
-    if attempt.mode != "home":
-        flags |= encapsulation_flags(cfg.encapsulation)
+    flags = encapsulation_flags(requested_encapsulation(cfg, attempt))
     if cfg.reverse_tunnel and attempt.mode != "home":
         flags |= RequestFlags.T
     exts = []
@@ -132,6 +147,8 @@ def check_reply(cfg, attempt: Attempt | None, payload: bytes) -> tuple[Registrat
         return None, "unmatched-reply"
     from_fa = 64 <= reply.code < 128 or reply.code == ReplyCode.FA_INVALID_HA_ADDRESS
     mn_ha = find_extension(reply.extensions, EXT_MN_HA_AUTH)
+    if sum(1 for e in reply.extensions if e.type == EXT_MN_HA_AUTH) > 1:
+        return None, "reply-duplicate-mn-ha"  # RFC 5944 3.6.2.1: exactly one MN-HA extension
     if mn_ha is None and not from_fa:
         return None, "reply-unauthenticated"
     if mn_ha is not None and not cfg.sa.verifies(payload, mn_ha):
@@ -140,3 +157,24 @@ def check_reply(cfg, attempt: Attempt | None, payload: bytes) -> tuple[Registrat
             reply.code != ReplyCode.HA_IDENTIFICATION_MISMATCH:
         return None, "unmatched-reply"
     return reply, None
+
+
+# --- the co-located node's data plane: what it may deliver of what its home agent tunnels ----------
+
+def tunnel_data_inner(payload: bytes, encapsulation: int = ENCAP_IPIP) -> bytes:
+    """The packet an RFC 3519 tunnel data message carries, when its Next Header is the tunnelling
+    mode of the binding (`encapsulation`, what the node's UDP Tunnel Request asked for: IP-in-UDP).
+    RFC 3519 3.3: "The receiver of a tunnelled packet MUST check that the Next Header value matches
+    the tunnelling mode established for the mobility binding ... If a discrepancy is detected, the
+    packet MUST be dropped." DecodeError 'next-header-mismatch' then (or the decoder's reasons)."""
+    data = TunnelData.decode(payload)
+    if data.next_header != encapsulation:
+        raise DecodeError("next-header-mismatch",
+                          f"next header {data.next_header}, the binding tunnels with {encapsulation}")
+    return data.payload
+
+
+def inner_ttl_expired(inner: bytes) -> bool:
+    """RFC 2003 3.1: "If, after decapsulation, the inner datagram has TTL = 0, the decapsulator
+    MUST discard the datagram." (an inner packet too short to have a TTL is the caller's drop)."""
+    return len(inner) >= 9 and inner[8] == 0

@@ -22,11 +22,11 @@ from dataclasses import asdict, dataclass
 
 from nodes.mip.common import addr
 from nodes.mip.mn_messages import Attempt, check_reply
-from nodes.wire.mip import EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, ReplyCode, find_extension
+from nodes.wire.mip import EXT_MN_HA_AUTH, EXT_TRUSTED_NETWORKS, ReplyCode, find_extension, is_accepted
 
 # what became of the request to the i-HA
-I_HA_TRUSTED = "trusted-reply"      # a reply (any code) carrying extension 149
-I_HA_REPLY = "reply"                # a reply without extension 149
+I_HA_TRUSTED = "trusted-reply"      # an accepting reply (code 0 or 1) carrying extension 149
+I_HA_REPLY = "reply"                # any other reply: without extension 149, or a denial
 I_HA_NONE = "none"                  # nothing (yet): outside, the i-HA drops the request silently
 I_HA_OUTCOMES = (I_HA_TRUSTED, I_HA_REPLY, I_HA_NONE)
 # what became of the request to the x-HA
@@ -116,14 +116,19 @@ def deregistration_attempt(cfg, address, now: float, identification: int):
 
 def i_ha_outcome(cfg, attempt, payload: bytes) -> tuple[str | None, str | None]:
     """(I_HA_TRUSTED or I_HA_REPLY, None) for an authentic reply of the i-HA to `attempt`, else
-    (None, why it is dropped). A foreign agent's denial is not the i-HA's answer (outside, the agent
+    (None, why it is dropped). Only an accepting reply counts as trusted: RFC 5265 3.2.3, the node
+    "MUST NOT infer that an interface is connected to the internal network unless a successful
+    registration has been completed through that particular interface to the i-HA, the i-HA
+    registration reply contained a Trusted Networks Configured extension"; a denial carrying 149
+    is an answer, but not a successful registration. A foreign agent's denial is not the i-HA's answer (outside, the agent
     of the visited network cannot reach the i-HA: code 80 after the Internet core's ICMP error)."""
     reply, dropped = check_reply(cfg, attempt, payload)
     if reply is None:
         return None, dropped
     if find_extension(reply.extensions, EXT_MN_HA_AUTH) is None:
         return None, f"agent-denial-{reply.code}"
-    return (I_HA_TRUSTED if find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None else I_HA_REPLY), None
+    trusted = is_accepted(reply.code) and find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None
+    return (I_HA_TRUSTED if trusted else I_HA_REPLY), None
 
 
 def agent_lifetime_offer(cfg, attempt, payload: bytes) -> int | None:
@@ -134,3 +139,13 @@ def agent_lifetime_offer(cfg, attempt, payload: bytes) -> int | None:
     if reply is None or reply.code != ReplyCode.FA_LIFETIME_TOO_LONG or not 0 < reply.lifetime < attempt.lifetime:
         return None
     return reply.lifetime
+
+
+def inside_lapsed(i_mip: dict, now: float) -> bool:
+    """Inside, whether the i-MIP layer's direct registration with the i-HA has run out without a
+    renewal being answered (its status: `state`, `registered_until`). RFC 5265 3.3: "If the
+    re-registration fails, the MN MUST stop sending and receiving plaintext traffic, and MUST
+    restart the detection algorithm" (the caller asks the i-HA and the x-HA again, as on a new
+    attachment)."""
+    until = i_mip.get("registered_until")
+    return i_mip.get("state") in ("registering", "denied") and until is not None and now >= until

@@ -3,7 +3,11 @@ agent (i-HA) straight from the address the node has on its new link, and what ca
 
 The policy (what the answer means) is nodes/mip/rfc5265_location.py; this module only sends the
 request (nodes.mip.mn_messages.request_for, signed with the i-MIP layer's key) from an ephemeral UDP
-port bound to that address, retransmits it once, and classifies authentic replies. On a link with a
+port bound to that address, retransmits it (no sooner than a second after the last one, RFC 5944
+3.6.3), and classifies authentic replies. Stopped without an answer (the node decided it is outside
+when the window passed), it goes on listening and retransmitting for LINGER seconds: RFC 5265 3.3,
+the node "MUST keep on retransmitting its registration to the i-HA for a period of time", and a
+late answer with extension 149 still moves it inside (the policy sees the outcome change). On a link with a
 foreign agent the request goes to the agent (which relays it, RFC 5944 3.7) from the i-HoA, with
 the agent's care-of address, out of the link's interface with TTL 255 (RFC 3024: the T bit). Outside the
 intranet nothing comes back: the i-HA drops untrusted sources silently (and the Internet core
@@ -24,7 +28,8 @@ from nodes.mip.rfc5265_location import (
 from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
-RETRANSMIT_AFTER = 0.4
+RETRANSMIT_AFTER = 1.0  # RFC 5944 3.6.3: "The minimum time between Registration Requests MUST NOT be less than 1 second"
+LINGER = 3.0  # seconds an unanswered probe still retransmits and listens after stop()
 AGENT_TTL = 255  # a request to a foreign agent with the T bit (RFC 3024 3.3)
 
 
@@ -42,6 +47,8 @@ class TrustProbe:
         self.code: int | None = None  # the code of the authentic reply
         self.to: tuple | None = None
         self._retransmit: asyncio.TimerHandle | None = None
+        self._timeout = RETRANSMIT_AFTER
+        self._linger: asyncio.TimerHandle | None = None  # set while an unanswered probe lingers
 
     def probe(self, address: str, at_i_home: bool, now: float, agent: str | None = None,
               iface: str | None = None) -> None:
@@ -63,7 +70,7 @@ class TrustProbe:
                agent: str | None = None) -> None:
         """Send `attempt` from `bind` out of `iface`: on the link itself, never into a VPN tunnel
         whose routes toward the intranet are still in place on arrival."""
-        self.stop()
+        self.close()
         self.address, self.started_at, self.outcome, self.code = address, now, I_HA_NONE, None
         self.attempt = attempt
         self.to = (str(agent) if agent is not None else str(self.cfg.home_agent), MIP_PORT)
@@ -81,8 +88,19 @@ class TrustProbe:
             self.log("trust-probe-error", address=address, error=str(exc))
             return
         self.loop.add_reader(self.sock.fileno(), self._on_reply)
+        self._timeout = RETRANSMIT_AFTER
         self._send()
-        self._retransmit = self.loop.call_later(RETRANSMIT_AFTER, self._send)
+        self._retransmit = self.loop.call_later(self._timeout, self._retransmission)
+
+    def _retransmission(self) -> None:
+        """RFC 5944 3.6.3: each timeout at least a second, the next twice as long."""
+        self._retransmit = None
+        if self.sock is None or self.outcome != I_HA_NONE:
+            return
+        self.counters["retransmissions"] += 1
+        self._send()
+        self._timeout *= 2
+        self._retransmit = self.loop.call_later(self._timeout, self._retransmission)
 
     def _send(self) -> None:
         if self.sock is None or self.outcome != I_HA_NONE:
@@ -115,9 +133,25 @@ class TrustProbe:
                 continue
             self.counters[f"reply:{outcome}"] += 1
             self.outcome, self.code = outcome, got[0][1]
-            self.log("trust-probe-answer", address=self.address, outcome=outcome)
+            self.log("trust-probe-answer", address=self.address, outcome=outcome,
+                     late=self._linger is not None)
+            if self._linger is not None:  # answered while lingering: nothing more to wait for
+                self.close()
+                return
 
     def stop(self) -> None:
+        """The node has decided. Answered (or never sent): done. Unanswered: linger (see the module
+        docstring); a lingering probe is closed by close(), by a new probe, or after LINGER s."""
+        if self.sock is None or self.outcome != I_HA_NONE:
+            self.close()
+        elif self._linger is None:
+            self.counters["lingering"] += 1
+            self._linger = self.loop.call_later(LINGER, self.close)
+
+    def close(self) -> None:
+        if self._linger is not None:
+            self._linger.cancel()
+            self._linger = None
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None

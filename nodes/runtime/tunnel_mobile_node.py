@@ -36,13 +36,14 @@ from ipaddress import ip_address
 from nodes.core import Addr
 from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
+from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
 from nodes.runtime import netlink
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP, IPv4
-from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA, TunnelData
+from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA
 from nodes.wire.tunnels import KINDS, decapsulate
 
 BATCH = 64
@@ -85,6 +86,7 @@ class TunnelMobileNode:
         self.udp = None
         self.care_of_address: str | None = None
         self.agent: str | None = None  # mode f: the foreign agent attached through
+        self.heard: dict[str, tuple] = {}  # source -> (monotonic time, ICMP payload, Addr): the last advertisement
         on_icmp = packet_reader(self.icmp.recv, self._on_icmp, BATCH)
         on_tun = packet_reader(self.tun.read, self.executor.encapsulate_from_home, BATCH)
         self.fds = [r.fileno() for r in self.tunnels.values()] + [self.icmp.fileno(), self.tun.fd]
@@ -121,6 +123,13 @@ class TunnelMobileNode:
         self.agent = self.care_of_address = agent
         self.log("i-mip-attach", agent=agent)
         self.driver.call("link_up")
+        # the agent's advertisement heard before the attachment, still within its lifetime (RFC 5944
+        # 2.4.2.1: the node records advertisements until their Lifetime expires): register at once
+        # rather than wait for the next one
+        last = self.heard.get(agent)
+        if last is not None and time.monotonic() - last[0] < int.from_bytes(last[1][6:8], "big"):
+            self.executor.counters["advertisement-replayed"] += 1
+            self.driver.call("receive_icmp", last[1], last[2])
 
     def detach(self) -> None:
         if self.care_of_address is None:
@@ -164,21 +173,30 @@ class TunnelMobileNode:
         """RFC 3519 from the i-HA: it saw a NAT between the VPN-TIA and itself (a gateway whose
         internal presence is NAPT, draft-gupta Appendix A) and tunnels in UDP to the mapping."""
         try:
-            self.executor.decapsulate_to_home(TunnelData.decode(payload).payload, src, "udp")
+            inner = tunnel_data_inner(payload)  # IP-in-UDP, what the node asked for (RFC 3519 3.3)
         except DecodeError as e:
             self.executor.counters[f"drop:udp-tunnel:{e.reason}"] += 1
+            return
+        if inner_ttl_expired(inner):  # RFC 2003 3.1
+            self.executor.counters["drop:udp-tunnel:inner-ttl-zero"] += 1
+            return
+        self.executor.decapsulate_to_home(inner, src, "udp")
 
     def _on_icmp(self, packet: bytes) -> None:
         """Every ICMP packet of the host: only the advertisements of the agent attached through count."""
-        if self.agent is None:
+        if packet[9:10] != bytes([1]) or len(packet) < 21 or packet[(packet[0] & 0x0F) * 4:][:1] != \
+                bytes([ICMP_ROUTER_ADVERTISEMENT]):
             return
         try:
             ip = IPv4.decode(packet)
         except DecodeError as e:
             self.executor.counters[f"drop:icmp:{e.reason}"] += 1
             return
-        if str(ip.src) == self.agent and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
-            self.driver.call("receive_icmp", ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0))
+        where = Addr(str(ip.src), 0, str(ip.dst), 0)
+        if len(self.heard) < 64 or str(ip.src) in self.heard:  # kept for attach_agent
+            self.heard[str(ip.src)] = (time.monotonic(), ip.payload, where)
+        if self.agent is not None and str(ip.src) == self.agent:
+            self.driver.call("receive_icmp", ip.payload, where)
 
     def _on_tunnelled(self, packet: bytes) -> None:
         """Every IP-in-IP, minimal or GRE packet of the host reaches each raw receiver of its protocol:
@@ -189,6 +207,9 @@ class TunnelMobileNode:
             self.executor.counters[f"drop:tunnel:{e.reason}"] += 1
             return
         if str(tunnel.outer.src) != str(self.cfg.home_agent):
+            return
+        if inner_ttl_expired(tunnel.inner):  # RFC 2003 3.1
+            self.executor.counters["drop:tunnel:inner-ttl-zero"] += 1
             return
         self.executor.decapsulate_to_home(tunnel.inner, tunnel.outer.src, tunnel.kind)
 

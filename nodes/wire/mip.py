@@ -10,8 +10,9 @@ Extensions: types 0-127 that are not understood make the whole message undecodab
 (DecodeError 'unknown-extension', RFC 5944 1.9); types 128-255 not understood are kept as
 `UnknownExtension` and re-encoded unchanged. Decoders check lengths and reserved fields, except
 those the RFCs say to ignore on reception (the request flags r and x, the advertisement flags r and
-reserved, the UDP Tunnel Request's Reserved 1 and 2, the UDP Tunnel Reply's and tunnel data's Reserved; its Reserved 3 is kept for the receiver, who skips a non-zero one as not
-understood, RFC 3519 3.1.3); an SPI in the reserved range 0-255 is decoded and fails
+reserved, the UDP Tunnel Reply's and the tunnel data's Reserved, the UDP Tunnel Request's Reserved 1
+and 2; its Reserved 3 is kept for the receiver, who skips a non-zero one as not understood, RFC 3519
+3.1.3); an SPI in the reserved range 0-255 is decoded and fails
 authentication at the receiver (code 131 at a home agent), it is not a malformed message.
 """
 from __future__ import annotations

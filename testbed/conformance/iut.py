@@ -7,8 +7,9 @@ against the implementation's conformance statement (NOT-APPLICABLE when it does 
 its expected nonconformance, if the statement lists one, is applied.
 
 One world at a time: the worlds of a worker share its network namespace and their interface names,
-so building an environment's world first takes down the one of any other environment (HA after
-SGW-R, strongSwan after ours); a part of an environment whose world was taken down brings it back.
+so building any world (another environment's, HA after SGW-R, strongSwan after ours, or a scenario
+case's) first takes down the environment's (testbed.world.BEFORE_BUILD); a part of an environment
+whose world was taken down brings it back.
 """
 from __future__ import annotations
 
@@ -25,6 +26,22 @@ from testbed.report.verdicts import expect_nonconformance, not_applicable
 
 
 _LIVE: list["Iut"] = []  # the environment whose world is up in this process (at most one)
+
+
+def take_down_live() -> None:
+    """Before any world is built here (World.build's BEFORE_BUILD): the live environment gives way;
+    its next part brings it back."""
+    for env in list(_LIVE):
+        env.take_down()
+
+
+def _register() -> None:
+    from testbed.world import BEFORE_BUILD
+    if take_down_live not in BEFORE_BUILD:
+        BEFORE_BUILD.append(take_down_live)
+
+
+_register()
 
 
 @dataclass
@@ -47,12 +64,11 @@ class Iut:
 
     # ---- its world: built, taken down, brought back ----------------------------------------
     def bring_up(self) -> None:
-        """Build the world (taking down any other environment's first) and start the roles."""
+        """Build the world (any other world of this process gives way first: take_down_live) and
+        start the roles."""
         from testbed.pytest_plugin import start_roles_or_skip
         from testbed.world import World
 
-        for other in [e for e in _LIVE if e is not self]:
-            other.take_down()
         self.world = World.for_scenario(self.testbed_run, self.log_dir, self.scenario)
         _LIVE.append(self)
         self.roles = {}
