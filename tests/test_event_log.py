@@ -32,3 +32,15 @@ def test_lines_reach_stderr_in_order_and_a_drop_is_reported(tmp_path):
     text = out.read_text().splitlines()
     assert [line.split()[1:3] for line in text] == [["fa", "ready"], ["fa", "relay"]]
     assert text[1].endswith("mn=10.1.1.100")
+
+
+def test_a_command_ended_by_a_signal_is_an_interruption_not_an_error():
+    """A daemon being stopped: SIGTERM reaches its `ip` child too; that is no failure of ours (the
+    sentinel fails a case on the daemons' error events, not on this)."""
+    import pytest
+    from nodes.runtime.commands import CommandError, CommandInterrupted, run
+    with pytest.raises(CommandInterrupted):
+        run(["sh", "-c", "kill -TERM $$"])
+    with pytest.raises(CommandError) as err:
+        run(["sh", "-c", "exit 3"])
+    assert not isinstance(err.value, CommandInterrupted)

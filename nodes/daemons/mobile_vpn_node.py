@@ -67,6 +67,7 @@ from nodes.daemons import mobile_node, vpn_client
 from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.commands import CommandInterrupted
 from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
 from nodes.runtime.trust_probe import TrustProbe
 from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
@@ -231,6 +232,8 @@ class MobileVpnNode:
     def _guarded_step(self) -> None:
         try:
             self._step()
+        except CommandInterrupted as exc:  # the node is stopping us: its signal ended our `ip` first
+            self.log("layering-interrupted", error=str(exc))
         except Exception as exc:  # never let the watcher die; the status shows it
             self.errors[f"layering:{type(exc).__name__}"] += 1
             if str(exc) != self._last_error:  # a lasting fault is logged once, counted every time

@@ -52,6 +52,7 @@ from nodes.ipsec import client_session as cs
 from nodes.ipsec import ike
 from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
+from nodes.runtime.commands import CommandInterrupted
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.client_firewall import InputFirewall
 from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey
@@ -258,6 +259,8 @@ class Client:
         self._net_down()
         try:
             self._net_up(a)
+        except CommandInterrupted as exc:  # the node is stopping us: its signal ended our command first
+            self.log("net_interrupted", error=str(exc))
         except Exception as exc:  # a failing route must not kill the client
             self.log("net_error", error=str(exc))
         self.settled.set()

@@ -135,16 +135,23 @@ class Lab:
                       timeout)
         return s.parse(r.data) if r is not None else None
 
-    def exchange(self, s, data, timeout=2.0):
-        """Send our request on `s` and take its response (by Message ID)."""
-        self.ike.send(data)
-        return self.response(s, struct.unpack("!I", data[20:24])[0], timeout)
+    def exchange(self, s, data, timeout=2.0, tries=1):
+        """Send our request on `s` and take its response (by Message ID); with `tries`, the same bytes
+        are sent again when `timeout` / tries passes unanswered, as an initiator retransmits (2.1)."""
+        mid = struct.unpack("!I", data[20:24])[0]
+        for _ in range(tries):
+            self.ike.send(data)
+            resp = self.response(s, mid, timeout / tries)
+            if resp is not None:
+                return resp
+        return None
 
-    def alive(self, s, timeout=1.0):
+    def alive(self, s, timeout=1.5):
         """An empty INFORMATIONAL of ours on `s` (its successor after an IKE SA rekey) and its
-        response (None: no answer)."""
+        response (None: no answer). Retransmitted: right after a rekey the IUT may not have taken the
+        new IKE SA into use yet when our first request arrives, and drops it (a peer retransmits)."""
         s = self.current(s)
-        return self.exchange(s, s.informational_request([]), timeout)
+        return self.exchange(s, s.informational_request([]), timeout, tries=3)
 
     # -- the IUT's requests, answered the way a plain client answers them
     def reply(self, msg, data):
