@@ -52,3 +52,9 @@ def test_impl_matrix_by_role_means_every_other_installed_profile():
     assert matrix_variants("remote-access-basic", ["gw=ours"]) == ["gw=ours"]
     with pytest.raises(pytest.UsageError, match="has no role 'nat'"):
         matrix_variants("remote-access-basic", ["nat"])
+
+
+def test_an_rfc_no_part_of_an_implementation_names_is_left_out_for_it():
+    cases = [_case("A.1", "ours", ["rfc5944-3.8.2.1-a"], "PASS"), _case("B.1", "v", ["rfc7296-2.5-h"], "PASS")]
+    cov = conformance_doc("run", cases)["coverage"]
+    assert set(cov["5944"]) == {"ours"} and set(cov["7296"]) == {"v"}

@@ -8,7 +8,8 @@ conformance.json holds one record per test part and implementation
 and a coverage summary per RFC and implementation: of the RFC's testable MUST-level sentences
 (fixtures/conformance, class wire) how many a part checked on that implementation (`covered`: a part
 naming it ran, whatever its verdict, NOT-APPLICABLE and SKIPPED aside) and how many every such part
-passed (`passed`), with the same per section for the pages.
+passed (`passed`), with the same per section for the pages; an RFC no part of the implementation's
+roles names is left out for it.
 """
 from __future__ import annotations
 
@@ -50,6 +51,8 @@ def coverage(records: list[dict]) -> dict:
         testable = cat.testable_musts()
         per_impl = {}
         for impl, verdicts in sorted(by_impl.items()):
+            if not any(req.startswith(f"rfc{rfc}-") for req in verdicts):
+                continue  # no part of this implementation's roles judges this RFC
             sections: dict[str, dict] = {}
             for e in testable:
                 s = sections.setdefault(e.section, {"testable": 0, "covered": 0, "passed": 0})
