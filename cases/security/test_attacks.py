@@ -11,7 +11,7 @@ A capture on G's Internet side (g-dmz) shows that the forged packets did arrive 
 H means G dropped them, not that they were lost on the way.
 
 G's drop counters are checked where the gateway role reports them (`drop_total`, as ours does); the
-strongSwan profile reports none, and the case then says so with a warning instead of checking them.
+profile that reports none gets a warning instead of the check.
 """
 import struct
 import sys
@@ -21,7 +21,8 @@ import pytest
 from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.capture import decode
 from testbed.daemons import start_daemon
-from testbed.report.verdicts import downgraded, expect_nonconformance
+from testbed.conformance.ics import expect_per_statement
+from testbed.report.verdicts import downgraded
 
 H = str(PLAN.address("h"))
 G_E = str(PLAN.address("g", "dmz"))
@@ -245,15 +246,9 @@ def esp_sequences(pcap, src: str) -> list[int]:
 def test_unsolicited_syn_to_r_gets_nothing_back(request, world, capture, roles, scenario):
     """With the tunnel up, TCP SYNs from the Internet to R get no answer, neither to a port where a
     service of R's user listens (the seed's proxy example) nor to a closed port (no RST either).
-    strongSwan's client is expected not to conform (a reported finding, strict: see below)."""
+    A client whose conformance statement expects otherwise is reported as its finding (strict)."""
     client = role_of(roles, "vpn-client")
-    if client.role.impl == "strongswan":
-        expect_nonconformance(
-            request, "strongswan", source="draft-gupta section 4 (b)",
-            finding="charon installs no inbound packet filter on R while the tunnel is up, so R answers "
-                    "unsolicited SYNs from the Internet (SYN-ACK from a listening port, RST from a closed one); "
-                    "the seed leaves that filtering to the remote host, which our client does and charon "
-                    "leaves to the host's own firewall")
+    expect_per_statement(request, client.role.impl, "GUPTA.4B.UNSOLICITED-SYN")
     check_tunnel(roles, scenario)
     r = r_address(world)
     start_daemon(world, "r", "instruments.sink", name="user-service", args=["--tcp", "8080"])

@@ -93,6 +93,18 @@ def load_statement(path: Path) -> Statement:
     return Statement(impl, feats, expected, path)
 
 
+def expect_per_statement(request, impl: str, key: str) -> None:
+    """Apply `impl`'s expected nonconformance for `key` (a test part's id, or a scenario case's key
+    such as GUPTA.4B.UNSOLICITED-SYN), if its statement holds one: the case then runs as
+    EXPECTED-NONCONFORMANCE, so no case names a vendor to expect its deviation."""
+    from testbed.profiles import get
+    from testbed.report.verdicts import expect_nonconformance
+
+    exp = statement_of(get(impl)).expected.get(key)
+    if exp is not None:
+        expect_nonconformance(request, impl, exp.finding, exp.source)
+
+
 def statement_of(profile) -> Statement:
     """The profile's statement, or an empty one (claims nothing) when it declares none."""
     path = getattr(profile, "conformance_statement", None)

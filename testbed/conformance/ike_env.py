@@ -154,22 +154,33 @@ class IkeTester:
         """An ICMP echo from the tester's virtual IP to the inside host through the child SA (ESP the
         tester builds), and whether the echo reply comes back through the IUT's ESP."""
         child = child or session.children[-1]
+        return self.ping_through(session, child, [child], seq, timeout, esp, ident) is not None
+
+    def ping_through(self, session: IkeSession, out, replies=None, seq: int | None = None, timeout: float = 2.0,
+                     esp: EspSa | None = None, ident: int = 0x7e57):
+        """An ICMP echo sealed on child SA `out` (or on `esp`); the child SA among `replies` (default:
+        every child of the session) whose inbound half carried the echo reply, or None."""
+        replies = list(replies) if replies is not None else list(session.children)
         src = session.virtual_ip[0] if session.virtual_ip else self.peer.local
-        out = esp or child.esp_out()
-        n = seq if seq is not None else getattr(child, "_seq", 0) + 1
-        child._seq = n
+        n = seq if seq is not None else getattr(out, "_seq", 0) + 1
+        out._seq = n
         from scapy.layers.inet import ICMP, IP
         echo = bytes(IP(src=src, dst=self.peer.inside_host) / ICMP(type=8, id=ident, seq=n & 0xFFFF) / (b"conformance" * 4))
-        self.esp_send(out.seal(echo, 4, seq=n))
-        inbound = child.esp_in()
+        self.esp_send((esp or out.esp_out()).seal(echo, 4, seq=n))
+        inbound = [(ch, ch.esp_in()) for ch in replies]
+        hit = []
 
         def reply(r) -> bool:
-            p = inbound.open(r.data)
-            if not getattr(p, "ok", False):
-                return False
-            pkt = p.payload
-            return len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0 and struct.unpack("!HH", pkt[24:28]) == (ident, n & 0xFFFF)
-        return self.receive(reply, timeout, kind="esp") is not None
+            for ch, sa in inbound:
+                p = sa.open(r.data)
+                pkt = p.payload if getattr(p, "ok", False) else b""
+                if len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0 and \
+                        struct.unpack("!HH", pkt[24:28]) == (ident, n & 0xFFFF):
+                    hit.append(ch)
+                    return True
+            return False
+        self.receive(reply, timeout, kind="esp")
+        return hit[0] if hit else None
 
     # ---- evidence --------------------------------------------------------------------------
     def ladder(self) -> list[str]:

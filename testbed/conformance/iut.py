@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from testbed.conformance.ics import Statement, statement_of
+from testbed.conformance.ics import Statement, expect_per_statement, statement_of
 from testbed.conformance.parts import PART_PROPERTY, part_of
-from testbed.report.verdicts import expect_nonconformance, not_applicable
+from testbed.report.verdicts import not_applicable
 
 
 _LIVE: list["Iut"] = []  # the environment whose world is up in this process (at most one)
@@ -126,9 +126,7 @@ class Iut:
         elif self.parts_run:
             self.reset()
         self.parts_run += 1
-        exp = self.statement.expected.get(info.get("id", ""))
-        if exp is not None:
-            expect_nonconformance(request, self.impl, exp.finding, exp.source)
+        expect_per_statement(request, self.impl, info.get("id", ""))
         return info
 
 

@@ -26,26 +26,7 @@ IDENT = 0x7e51   # ICMP echo identifier of this module
 def _ping(ike, s, out, replies=None, timeout=1.5):
     """An ICMP echo to H sealed on child SA `out`; the child SA (of `replies`, by default every child
     of the session) whose inbound half carried the echo reply, or None."""
-    replies = list(replies) if replies is not None else list(s.children)
-    n = getattr(out, "_seq", 0) + 1
-    out._seq = n
-    src = s.virtual_ip[0] if s.virtual_ip else ike.peer.local
-    echo = bytes(IP(src=src, dst=ike.peer.inside_host) / ICMP(type=8, id=IDENT, seq=n & 0xFFFF) / (b"conformance" * 4))
-    ike.esp_send(out.esp_out().seal(echo, c.IPPROTO_IPIP, seq=n))
-    inbound = [(ch, ch.esp_in()) for ch in replies]
-    hit = []
-
-    def reply(r) -> bool:
-        for ch, sa in inbound:
-            p = sa.open(r.data)
-            if p.ok:
-                pkt = p.payload
-                if len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0 and struct.unpack("!HH", pkt[24:28]) == (IDENT, n & 0xFFFF):
-                    hit.append(ch)
-                    return True
-        return False
-    ike.receive(reply, timeout, kind="esp")
-    return hit[0] if hit else None
+    return ike.ping_through(s, out, replies, timeout=timeout, ident=IDENT)
 
 
 def _alive(ike, s, timeout=1.0):
