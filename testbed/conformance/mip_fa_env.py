@@ -28,9 +28,10 @@ from testbed.conformance.mip import (
 )
 from testbed.conformance.mip.advertisements import AgentSolicitation
 from testbed.conformance.mip.auth import EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH
-from testbed.conformance.mip.ipv4 import PROTO_ICMP, PROTO_UDP, build_ipv4, parse_ipv4
+from testbed.conformance.mip.ipv4 import FLAG_DF, PROTO_ICMP, PROTO_UDP, build_ipv4, parse_ipv4
 from testbed.conformance.mip.link import ethernet_ipv4, parse_arp
 from testbed.conformance.mip.transport import describe as describe_item
+from testbed.conformance.mip.tunnels import icmp_error
 from testbed.conformance.mip.udp import ipv4_udp, parse_udp_segment
 from testbed.report.verdicts import inconclusive
 
@@ -41,6 +42,9 @@ MIP_PORT = 434
 MN_SPORT = 434  # the mobile nodes' source port (RFC 5944 lets it vary; the FA copies it back)
 CORRESPONDENT = IPv4Address("10.1.2.10")  # h: the inner source of what the tester-HA tunnels
 MN_MACS = ("02:4d:4e:00:00:01", "02:4d:4e:00:00:02", "02:4d:4e:00:00:03")
+# routers on the way from the FA to the home agent that report ICMP errors, and the segment whose
+# address they report from: the core (its link to ar1) and the intranet router (the home subnet)
+REPORTER_SEGMENT = {"core": "core-ar1", "ir": "home"}
 
 
 def _mac(b: bytes) -> str:
@@ -324,6 +328,30 @@ class FaTester:
                               **kw)
         self.send_reply(data, relayed, checksum)
         return data
+
+    def relayed_datagram(self, relayed) -> bytes:
+        """The relayed request as it left the FA (IPv4 and UDP headers rebuilt from what the HA's
+        socket saw: addresses, ports, TTL), for an ICMP error to quote."""
+        return ipv4_udp(relayed.src, relayed.dst, relayed.sport, relayed.dport or MIP_PORT, relayed.data,
+                        ttl=relayed.ttl or 64, flags_fragment=FLAG_DF)
+
+    def icmp_error_about(self, relayed, icmp_type: int, code: int, reporter: str | None = None) -> str:
+        """An ICMP error about a relayed request, quoting it whole, sent to the FA from the home
+        agent's node (`reporter` None: what the HA's host says, e.g. port unreachable) or from the
+        router `reporter` (a node name of the world, with its address on the way to the FA: what a
+        router on the path says, e.g. network or host unreachable). Returns the reporter's address."""
+        message = icmp_error(icmp_type, code, self.relayed_datagram(relayed))
+        if reporter is None:
+            self.transport.send_icmp(relayed.src, message, ttl=64)
+            return str(self.ha.address)
+        world = self.iut.world
+        src = world.plan.address(reporter, REPORTER_SEGMENT.get(reporter))
+        s = netns.raw_socket(world.pid(reporter), socket.IPPROTO_RAW, header_included=True)
+        try:
+            s.sendto(build_ipv4(src, relayed.src, PROTO_ICMP, message, ttl=64), (str(relayed.src), 0))
+        finally:
+            s.close()
+        return str(src)
 
     def send_reply(self, data: bytes, relayed, checksum: str = "right") -> None:
         if checksum == "right":

@@ -15,7 +15,7 @@ from testbed.conformance import netns
 from testbed.conformance.mip import SocketTransport, TunnelData, UdpTunnelRequest
 from testbed.conformance.mip.ipv4 import build_ipv4, internet_checksum, parse_ipv4
 from testbed.conformance.mip.messages import EXT_UDP_TUNNEL_REPLY
-from testbed.conformance.mip.tunnels import gre_encapsulate, icmp_echo, minimal_encapsulate
+from testbed.conformance.mip.tunnels import gre_encapsulate, icmp_echo, icmp_error, minimal_encapsulate
 from testbed.conformance.mip_env import Place, describe_check
 from testbed.conformance.parts import inconclusive, part, should
 
@@ -232,11 +232,6 @@ MTU = 1300  # the tunnel MTU a router inside the tunnel reports
 BIG = 1300  # payload of the DF datagram that then exceeds it: 1328 bytes, 1348 tunnelled
 
 
-def _icmp(icmp_type: int, code: int, quoted: bytes, rest: bytes = b"\0\0\0\0") -> bytes:
-    body = struct.pack("!BBH", icmp_type, code, 0) + rest + quoted[:548]  # RFC 1812 4.3.2.3: 576 bytes at most
-    return body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
-
-
 def _tunnelled_packet(ha_tester, steps, claimed_length: int | None = None):
     """Preamble: registered co-located at r; a (small, DF) datagram h -> home address and the tunnel
     packet as it reached r. Returns (home, the tunnel packet to quote). With `claimed_length`, the
@@ -294,7 +289,7 @@ def _relayed(ha_tester, steps, home: str, timeout: float = 0.5, **kw) -> list:
       ["rfc2003-4.4-a"])
 def test_icmp_time_exceeded(ha_tester, steps):
     home, tunnel = _tunnelled_packet(ha_tester, steps)
-    _from_router(ha_tester, steps, _icmp(11, 0, tunnel), "ICMP Time Exceeded (11/0)")
+    _from_router(ha_tester, steps, icmp_error(11, 0, tunnel), "ICMP Time Exceeded (11/0)")
     got = _relayed(ha_tester, steps, home)
     steps.record("ICMP at h (the original sender)", "Destination Unreachable, Host Unreachable (3/1)",
                  [(t, c) for t, c, *_ in got], ok=(3, 1) in [(t, c) for t, c, *_ in got])
@@ -307,7 +302,7 @@ def test_icmp_time_exceeded(ha_tester, steps):
       ["rfc2003-4.1-f"])
 def test_icmp_too_big_relayed(ha_tester, steps):
     home, tunnel = _tunnelled_packet(ha_tester, steps, claimed_length=1400)
-    _from_router(ha_tester, steps, _icmp(3, 4, tunnel, struct.pack("!HH", 0, MTU)),
+    _from_router(ha_tester, steps, icmp_error(3, 4, tunnel, struct.pack("!HH", 0, MTU)),
                  f"ICMP Datagram Too Big (3/4) about a 1400-byte tunnel packet, next-hop MTU {MTU}")
     got = _relayed(ha_tester, steps, home, df=True, size=BIG)
     too_big = [struct.unpack("!HH", r)[1] for t, c, r, _ in got if (t, c) == (3, 4)]
@@ -323,7 +318,7 @@ def test_icmp_too_big_relayed(ha_tester, steps):
       ["rfc2003-5.1-a"])
 def test_tunnel_pmtu_soft_state(ha_tester, steps):
     home, tunnel = _tunnelled_packet(ha_tester, steps, claimed_length=1400)
-    _from_router(ha_tester, steps, _icmp(3, 4, tunnel, struct.pack("!HH", 0, MTU)),
+    _from_router(ha_tester, steps, icmp_error(3, 4, tunnel, struct.pack("!HH", 0, MTU)),
                  f"ICMP Datagram Too Big (3/4) about a 1400-byte tunnel packet, next-hop MTU {MTU}")
     _icmp_at_cn(ha_tester, 0.15)  # whatever was relayed at once
     # h's own stack may have learnt a smaller path MTU from an earlier part's Datagram Too Big: forget it,
@@ -341,7 +336,7 @@ def test_tunnel_pmtu_soft_state(ha_tester, steps):
 
 def _not_relayed(ha_tester, steps, icmp_type: int, code: int, rest: bytes, name: str):
     home, tunnel = _tunnelled_packet(ha_tester, steps)
-    _from_router(ha_tester, steps, _icmp(icmp_type, code, tunnel, rest), f"ICMP {name} ({icmp_type}/{code})")
+    _from_router(ha_tester, steps, icmp_error(icmp_type, code, tunnel, rest), f"ICMP {name} ({icmp_type}/{code})")
     got = _relayed(ha_tester, steps, home)
     same = [(t, c) for t, c, *_ in got if (t, c) == (icmp_type, code)]
     steps.record("ICMP at h (the original sender), then one more datagram", f"no {name} relayed",
@@ -375,9 +370,9 @@ def test_icmp_redirect(ha_tester, steps):
       ["rfc2003-4.1-b", "rfc2003-4.1-a", "rfc2003-4.1-d"])
 def test_icmp_unreachable_codes(ha_tester, steps):
     home, tunnel = _tunnelled_packet(ha_tester, steps)
-    _from_router(ha_tester, steps, _icmp(3, 0, tunnel), "ICMP Network Unreachable (3/0)")
+    _from_router(ha_tester, steps, icmp_error(3, 0, tunnel), "ICMP Network Unreachable (3/0)")
     got = _relayed(ha_tester, steps, home)
-    _from_router(ha_tester, steps, _icmp(3, 2, tunnel), "ICMP Protocol Unreachable (3/2)")
+    _from_router(ha_tester, steps, icmp_error(3, 2, tunnel), "ICMP Protocol Unreachable (3/2)")
     got += _relayed(ha_tester, steps, home)
     codes = [c for t, c, *_ in got if t == 3]
     steps.record("Destination Unreachable at h", "codes 0 or 1 only (the home address is on the HA's network)",

@@ -234,6 +234,13 @@ def icmp_echo(src, dst, ident: int = 0x4D49, seq: int = 0, data: bytes = b"", tt
     return build_ipv4(src, dst, 1, body, ttl=ttl)
 
 
+def icmp_error(icmp_type: int, code: int, quoted: bytes, rest: bytes = b"\0\0\0\0") -> bytes:
+    """An ICMP error message (RFC 792): type, code, checksum, the 4 bytes after it (`rest`: unused,
+    or an MTU), then the offending datagram as far as 576 bytes allow (RFC 1812 4.3.2.3)."""
+    body = struct.pack("!BBH", icmp_type, code, 0) + rest + quoted[:548]
+    return body[:2] + struct.pack("!H", internet_checksum(body)) + body[4:]
+
+
 def udp_keepalive(mn_address, ha_address, sport: int = MIP_PORT, seq: int = 0, src=None) -> bytes:
     """RFC 3519 4.9: a UDP-encapsulated ICMP echo request to the home agent (outer source `src` or
     `mn_address`)."""
