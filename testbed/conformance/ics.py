@@ -54,6 +54,11 @@ FEATURES = {
     "mip.nai": "the Mobile Node NAI extension (RFC 2794)",
     "mip.broadcast": "broadcast forwarding to mobile nodes that set B (RFC 5944 4.3)",
     "mip.rfc5265": "RFC 5265: the Trusted Networks Configured extension, x-HA / i-HA",
+    # what an agent can be configured to do (the scenario's role config keys a profile reads)
+    "mip.config.reverse-tunnelling-off": "reverse tunnelling can be switched off (reverse_tunnelling: false): "
+                                         "T requests then get 74 at an FA, 137 at an HA (RFC 3024 3.4)",
+    "mip.config.reverse-tunnel-required": "reverse tunnelling can be made mandatory (reverse_tunnel_required: "
+                                          "true): requests without T then get 75 / 138 (RFC 3024 3.4)",
 }
 
 

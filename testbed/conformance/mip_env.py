@@ -23,6 +23,7 @@ import os
 import socket
 import struct
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -448,6 +449,26 @@ class _UdpOuter:
     tos: int = 0
 
 
+def restart_iut(iut, **config) -> None:
+    """Stop the agent under test and start it again (a reboot), with `config` laid over its
+    scenario config (none: as the scenario made it)."""
+    from testbed.profiles import restart_role
+    restart_role(iut.world, iut.scenario, iut.roles, iut.role, **config)
+    iut.restarts += 1
+
+
+@contextmanager
+def reconfigured(iut, **config):
+    """The agent under test restarted with `config` laid over its scenario config for the block
+    (keys a conformance statement claims the profile reads, testbed.conformance.ics
+    `mip.config.*`), then restarted as the scenario made it, so that the next part finds it so."""
+    restart_iut(iut, **config)
+    try:
+        yield iut
+    finally:
+        restart_iut(iut)
+
+
 def describe_check(check) -> str:
     if check is None:
         return "no reply"
@@ -458,4 +479,5 @@ def describe_check(check) -> str:
             f"id {r.identification:#018x} authentic {check.authentic} id-match {check.exact_match}")
 
 
-__all__ = ["HaTester", "HomeLink", "Place", "Tunnelled", "as_tunnelled", "describe_check", "open_place"]
+__all__ = ["HaTester", "HomeLink", "Place", "Tunnelled", "as_tunnelled", "describe_check", "open_place",
+           "reconfigured", "restart_iut"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -172,10 +173,22 @@ class FaTester:
     def reboot(self) -> None:
         """Stop the FA's role and start it again (a reboot of the agent, as the harness restarts
         a role); what the tester learnt of it stays (same node, same link-layer address)."""
-        from testbed.profiles import restart_role
-        iut = self.iut
-        restart_role(iut.world, iut.scenario, iut.roles, iut.role)
-        iut.restarts += 1
+        from testbed.conformance.mip_env import restart_iut
+        restart_iut(self.iut)
+
+    @contextmanager
+    def reconfigured(self, **config):
+        """The FA restarted with `config` laid over its scenario config for the block (see
+        mip_env.reconfigured); what the tester learns of it meanwhile (its advertisement) is
+        forgotten afterwards."""
+        from testbed.conformance.mip_env import reconfigured
+        known = self.advertisement
+        with reconfigured(self.iut, **config):
+            self.advertisement = None
+            try:
+                yield self
+            finally:
+                self.advertisement = known
 
     def close(self) -> None:
         for s in self.sockets:
