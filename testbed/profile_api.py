@@ -19,6 +19,15 @@ A profile is an object with
   conformance_statement
                 optional: the path of its conformance statement (testbed/conformance/ics.py),
                 the optional features it claims and its expected nonconformances, as data
+  render_config(role, plan) -> dict[str, str]
+                optional: the configuration files its program runs with for the role, by file
+                name, as text, without side effects. Cases compare them across scenarios (e.g. that
+                a gateway serves mobile nodes with the configuration of plain remote access); a
+                profile without it runs its program with the role config as it is (rendered_config)
+  case_data     optional: a directory of YAML files with what black-box cases need to know of the
+                implementation beyond its status and statement, by case area (case_data): e.g.
+                napt-matrix.yaml, the columns a gateway profile adds to the NAPT application
+                matrix (cases/napt/test_matrix.py) with their expected outcomes
   start_role(world, role) -> RoleHandle
                 starts the role in `world` (testbed.world.World: run_in, start, log_dir, run.path,
                 plan) on node `role.node`, waits until it is ready and returns its handle; it
@@ -32,10 +41,12 @@ the keys its kind's cases read (testbed/ipsec_checks.py, testbed/mip_checks.py, 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from testbed.schema import ConfigError
+from testbed.schema import ConfigError, load_yaml
 
 KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "mobile-vpn-node", "echo-sink")
 ENTRY_POINT_GROUP = "testbed.profiles"
@@ -65,6 +76,24 @@ class Profile(Protocol):
     def check_config(self, role, plan) -> None: ...
 
     def start_role(self, world, role) -> RoleHandle: ...
+
+
+def rendered_config(profile, role, plan) -> dict[str, str]:
+    """The configuration `profile`'s program runs with for `role` (render_config), or, for a profile
+    that runs its program with the role config as it is, that config as JSON."""
+    render = getattr(profile, "render_config", None)
+    if render is not None:
+        return render(role, plan)
+    return {"config.json": json.dumps(role.config, indent=2, sort_keys=True, default=str)}
+
+
+def case_data(profile, name: str) -> dict | None:
+    """The profile's case data `name` (`<case_data>/<name>.yaml`), or None when it has none."""
+    folder = getattr(profile, "case_data", None)
+    path = Path(folder) / f"{name}.yaml" if folder is not None else None
+    if path is None or not path.exists():
+        return None
+    return load_yaml(path) or {}
 
 
 def config_error(role, key: str, expected: str, got=None) -> ConfigError:

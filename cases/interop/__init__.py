@@ -1,1 +1,1 @@
-"""Interoperability: third-party implementations (first: strongSwan) in the roles."""
+"""Interoperability: third-party implementations (installed vendor profiles) in the roles."""

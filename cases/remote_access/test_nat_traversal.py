@@ -1,5 +1,5 @@
-"""R behind the foreign network's NAT (issue 3: "R behind the foreign NAT: the NAT detected, IKE and ESP
-on 4500, keepalives keep the mapping; R on a public address works too").
+"""R behind the foreign network's NAT: the NAT detected, IKE and ESP on UDP 4500, keepalives keep the
+mapping (RFC 3948 section 4); R on a public address works too.
 
 IKEv2 NAT detection (RFC 7296 section 2.23): both ends hash SPIs, address and port into the
 NAT_DETECTION_* notifies of IKE_SA_INIT; on a mismatch the rest of IKE and all ESP moves to UDP 4500
@@ -22,7 +22,7 @@ G_E = str(PLAN.address("g", "dmz"))
 NAT_OUTSIDE = str(PLAN.address("nat", "core-nat"))  # 203.0.113.10
 R_INSIDE = str(PLAN.attachments["fn3"].address)     # 10.77.0.100, never seen on the Internet
 ECHO = 7
-STRONGSWAN_KEEPALIVE = 20.0  # charon.keep_alive's default (strongswan.conf(5))
+DEFAULT_KEEPALIVE = 20.0  # RFC 3948 section 4: M, "a default value of 20 seconds"
 
 FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "ip.proto", "udp.srcport", "udp.dstport", "udp.payload",
           "isakmp.exchangetype", "esp.spi"]
@@ -46,7 +46,7 @@ def nat_flags(handle, ike: dict) -> tuple[bool, bool]:
 
 def classify(rows: list[dict]) -> dict[str, list[dict]]:
     """Packets between the NAT's outside address and G_e by kind: ike500, ike4500, esp4500, esp50,
-    keepalive, keepalive500 (a 0xFF on port 500: charon sends one when its keepalive interval runs
+    keepalive, keepalive500 (a 0xFF on port 500: a third-party client sends one when its keepalive interval runs
     out before IKE has floated to 4500, which a loaded machine can make happen), other."""
     out = {k: [] for k in ("ike500", "ike4500", "esp4500", "esp50", "keepalive", "keepalive500", "other")}
     for row in rows:
@@ -127,13 +127,11 @@ def test_nat_detected_and_ike_esp_move_to_4500(world, dmz_capture, roles, scenar
 
 def effective_keepalive(handle, status: dict, scenario) -> float:
     """The keepalive interval the client role uses: what it reports (status `keepalive` or its
-    config echo), else the scenario's `keepalive`, else charon's default for the strongswan profile."""
+    config echo), else the scenario's `keepalive`, else RFC 3948's default."""
     for v in (status.get("keepalive"), status.get("keepalive_interval"), (status.get("config") or {}).get("keepalive")):
         if isinstance(v, (int, float)) and v > 0:
             return float(v)
-    if handle.role.impl == "strongswan":
-        return STRONGSWAN_KEEPALIVE
-    return float(scenario.roles[handle.role.name].config.get("keepalive", 20))
+    return float(scenario.roles[handle.role.name].config.get("keepalive", DEFAULT_KEEPALIVE))
 
 
 @pytest.mark.scenario("remote-access-behind-nat")
@@ -170,8 +168,9 @@ def test_keepalives_keep_the_mapping(world, dmz_capture, roles, scenario):
 @pytest.mark.req("rfc7296-2.23-nat-traversal")
 def test_no_nat_detected_on_a_public_address(world, dmz_capture, roles, scenario):
     """R on fn1 has a public address: the client finds no NAT in front of itself and G sees R's own
-    address as the peer (a fake NAT announced to force UDP encapsulation, as strongSwan's
-    kernel-libipsec does, is allowed: it shows as the peer's NAT, never as the local one)."""
+    address as the peer (a fake NAT announced to force UDP encapsulation, as a data plane that
+    only takes UDP-encapsulated ESP does, is allowed: it shows as the peer's NAT, never as the
+    local one)."""
     t = check_tunnel(roles, scenario)
     client = role_of(roles, "vpn-client")
     r_public = str(PLAN.attachments["fn1"].address)

@@ -2,7 +2,8 @@
 verdicts on RFC 5265 in access mode cvc (fixtures/scenarios/rfc5265-cvc.yaml): 5.1 to 5.8 and 5.10,
 each a case with the guideline's text in its docstring. 5.9 (NAT) is test_rfc5265_nat.py's.
 
-One world per gateway implementation (ours, and strongSwan as G), built once for the module
+One world per gateway implementation (the scenario's own, and every other installed profile that
+fills the vpn-gateway role), built once for the module
 (`cvc` fixture): captures at G_e (g-dmz), at the x-HA (xha-dmz) and at the i-HA (iha-home) run from
 before the node starts; the node comes up outside on fn1 (x-MIP, IKE from the x-HoA, i-MIP through
 the tunnel), a TCP session to H is opened from the i-HoA, and the node moves fn1 -> fn2 -> fn1. The
@@ -12,6 +13,7 @@ captures them itself. The linear-scalability evidence of 5.7 is benchmarks/bench
 i-HA and G is one entry each and does not grow with moves."""
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -30,7 +32,7 @@ from testbed.report.verdicts import not_applicable
 X_HA, GW, I_HA = "203.0.113.71", "203.0.113.70", "10.1.1.2"
 ATK = "198.51.100.66"
 STOPS = [("fn2", "192.0.2.228"), ("fn1", "192.0.2.100")]  # from fn1: fn1 -> fn2 -> fn1
-GW_IMPLS = ["ours", "strongswan"]
+SCENARIO = "rfc5265-cvc"
 PLAIN_REMOTE_ACCESS = "remote-access-basic"
 PLAIN_MIP = "mipvpn-ha-intranet"  # the i-HA of MIP inside IPsec, configured as plain RFC 3344/5944 HA
 # what RFC 5265 asks of a home agent beyond RFC 5944: the i-HA's trusted networks (extension 149)
@@ -45,6 +47,17 @@ IKE_PAYLOADS = {0, 2, 3, *range(33, 55)}
 # notify types for private use (RFC 7296 section 3.10.1): errors 8192..16383, status 40960..65535
 PRIVATE_NOTIFY = (range(8192, 16384), range(40960, 65536))
 IKE_EXCHANGES = {34, 35, 36, 37}
+
+
+def _gateway_impls() -> list[str]:
+    """The scenario's own gateway implementation, then every other installed profile that fills it."""
+    from testbed.profiles import able
+    from testbed.scenario import load_named
+    own = load_named(SCENARIO).roles["gw"].impl
+    return [own] + [p for p in able("vpn-gateway") if p != own]
+
+
+GW_IMPLS = _gateway_impls()
 
 
 @dataclass
@@ -99,7 +112,7 @@ def cvc(request, testbed_run, pytestconfig):
     impl = request.param
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     d = pytestconfig._testbed["report_dir"] / "cases" / f"rfc5265-guidelines-gw-{impl}-{worker}"
-    scenario = load_named("rfc5265-cvc").with_impls({"gw": impl})
+    scenario = load_named(SCENARIO).with_impls({"gw": impl})
     world = World.for_scenario(testbed_run, d / "logs", scenario)
     env = Cvc(impl, world, scenario, {}, d)
     try:
@@ -136,17 +149,18 @@ def _record_scenario(request, cvc):
 
 
 def _program(world, role) -> list[str]:
-    """The argv of the role's program on its node (our daemon's module, or charon)."""
-    procs = [p for p in world.processes if p.node == role.node and (p.name == role.name or "charon" in p.argv[-1])]
+    """The argv of the role's program on its node (a profile names its process after the role:
+    `<role>` or `<role>.<what>`)."""
+    procs = [p for p in world.processes if p.node == role.node and p.name.split(".")[0] == role.name]
     assert procs, f"no program of role {role.name} runs on node {role.node}: {[p.name for p in world.processes]}"
     return procs[0].argv
 
 
 def _module(argv: list[str]) -> str:
-    """`nodes.daemons.<x>` for one of our daemons (python -m), "charon" for strongSwan's."""
+    """`nodes.daemons.<x>` for one of our daemons (python -m), else the whole command line."""
     if argv[0] == sys.executable and "-m" in argv:
         return argv[argv.index("-m") + 1]
-    return "charon" if argv[-1].rstrip().endswith("charon") else " ".join(argv)
+    return " ".join(argv)
 
 
 def _pair(rows: list[dict], a: str, b: str) -> list[dict]:
@@ -182,6 +196,22 @@ def _used_by_plain_remote_access(key: str, value) -> list[str]:
     return found
 
 
+def _with_differences(config: dict, diffs: dict) -> dict:
+    """`config` with each difference `diffs` names (dotted key -> (this value, the other)) set to this
+    value (left out where this value is None)."""
+    out = copy.deepcopy(config)
+    for key, (value, _) in diffs.items():
+        *path, last = key.split(".")
+        d = out
+        for part in path:
+            d = d.setdefault(part, {})
+        if value is None:
+            d.pop(last, None)
+        else:
+            d[last] = value
+    return out
+
+
 @pytest.mark.req("ps-5.1-preserve-vpn")
 def test_5_1_existing_vpn_gateway_preserved(cvc, case_dir):
     """5.1 Preservation of Existing VPN Infrastructure: "The solution MUST preserve the investment in
@@ -190,7 +220,7 @@ def test_5_1_existing_vpn_gateway_preserved(cvc, case_dir):
     authentication, message integrity, protection against replay attacks and related security
     services."
 
-    Verdicts: G runs the same program as for plain remote access with the configuration of
+    Verdicts: G runs the same profile's program as for plain remote access with the configuration of
     remote-access-basic except for keys whose values plain remote-access scenarios use too
     (internal presence by pool, no DNS, no password); the users' subnets (the policy) are
     remote-access-basic's. At G_e, everything between the x-HoA and G is IKE or ESP (no Mobile IP,
@@ -207,7 +237,6 @@ def test_5_1_existing_vpn_gateway_preserved(cvc, case_dir):
     unexplained = {k: v for k, v in diffs.items() if v[0] is not None and not _used_by_plain_remote_access(k, v[0])}
     assert not unexplained, f"G's configuration differs from plain remote access beyond its options: {unexplained}"
     program = _module(_program(cvc.world, cvc.scenario.roles["gw"]))
-    assert program == ("nodes.daemons.vpn_gateway" if cvc.impl == "ours" else "charon"), program
 
     rows = _pair(decode(cvc.pcaps["g-dmz"], "ip", ["ip.src", "ip.dst", "frame.protocols", "esp.spi", "esp.sequence"]),
                  cvc.x_hoa, GW)
@@ -234,23 +263,26 @@ def test_5_2_vpn_software_unchanged(cvc):
     changes to existing VPN client/ gateway software."
 
     Verdicts: G's program and its rendered configuration are the ones a plain remote-access world
-    runs (the gateway software is not changed at all: the same module for ours, charon with the
-    same swanctl.conf up to the address pool for strongSwan); the node's VPN layer is a standard
+    runs (the gateway software is not changed at all: the same profile, and the configuration its
+    profile renders for G is the one it renders for remote-access-basic's gateway given the options
+    test 5.1 explains: pool, no DNS, no password); the node's VPN layer is a standard
     remote-access client to G: IKE from one address (the x-HoA), one IKE SA with one child SA, a
     virtual IP from G's pool, as G reports it."""
+    import dataclasses
+
+    from testbed.profile_api import rendered_config
+    from testbed.profiles import get
     from testbed.scenario import load_named
     plain = load_named(PLAIN_REMOTE_ACCESS).with_impls({"gw": cvc.impl})
-    if cvc.impl == "strongswan":
-        import dataclasses
-
-        from testbed.vendors.strongswan.config import render
-        ours = render(cvc.scenario.roles["gw"], cvc.world.plan).swanctl
-        same = dataclasses.replace(plain.roles["gw"], config={**plain.roles["gw"].config, "internal_presence": "pool",
-                                                              "dns": []})
-        theirs = render(same, plain.plan()).swanctl
-        strip = lambda text: [ln for ln in text.splitlines() if "eap" not in ln and "dns" not in ln]  # noqa: E731
-        assert strip(ours) == strip(theirs), f"swanctl.conf differs from plain remote access:\n{ours}\n---\n{theirs}"
-    assert _module(_program(cvc.world, cvc.scenario.roles["gw"])) == ("nodes.daemons.vpn_gateway" if cvc.impl == "ours" else "charon")
+    gw_role, plain_gw = cvc.scenario.roles["gw"], plain.roles["gw"]
+    assert (gw_role.kind, gw_role.impl) == (plain_gw.kind, plain_gw.impl)
+    options = _config_differences(gw_role.config, plain_gw.config)
+    same = dataclasses.replace(plain_gw, config=_with_differences(plain_gw.config, options))
+    profile = get(cvc.impl)
+    here, there = rendered_config(profile, gw_role, cvc.world.plan), rendered_config(profile, same, plain.plan())
+    assert here == there, (f"G's configuration differs from plain remote access's beyond the options {sorted(options)}:"
+                           f"\n{here}\n---\n{there}")
+    assert _program(cvc.world, gw_role)
     sas = cvc.gw_sas_up
     assert len(sas) == 1 and sas[0]["remote_host"] == cvc.x_hoa, f"G's IKE SAs: {sas}"
     children = [c for c in sas[0]["child_sas"] if c["state"] == "INSTALLED"]
@@ -304,11 +336,12 @@ def test_5_4_multi_vendor(cvc, case_dir):
     where MIPv4 mobility agents, mobility clients (MN), VPN server, and VPN client solutions may
     come from four different vendors."
 
-    Verdicts (with strongSwan as G; with our G every role is ours and the case is not applicable):
+    Verdicts (with a third-party profile as G; in a world whose roles are all of one implementation
+    the case is not applicable):
     every role whose kind another installed profile fills runs that other implementation here (the
-    world has as many vendors as the profiles allow); the wire interoperates: G (charon) holds an
+    world has as many vendors as the profiles allow); the wire interoperates: G holds an
     ESTABLISHED IKE SA with the x-HoA, the i-HA binds the i-HoA to G's VPN-TIA, the i-MIP reply
-    came back through charon's tunnel with extension 149, and the TCP session to H lived through
+    came back through the third party's tunnel with extension 149, and the TCP session to H lived through
     the moves. The mobile VPN node bundles MN and VPN client and the HAs are ours: four vendors is
     beyond what the installed profiles allow (recorded in guideline-5.4.json)."""
     from testbed.profiles import able
@@ -316,15 +349,16 @@ def test_5_4_multi_vendor(cvc, case_dir):
     alternatives = {r.name: able(r.kind) for r in cvc.scenario.roles.values()}
     (case_dir / "guideline-5.4.json").write_text(json.dumps(
         {"roles": vendors, "profiles_able": alternatives, "implementations": sorted(set(vendors.values()))}, indent=1))
-    if cvc.impl == "ours":
-        not_applicable("every role is ours in this world; the strongSwan-as-G world shows multi-vendor operation")
+    if len(set(vendors.values())) == 1:
+        not_applicable(f"every role is {cvc.impl} in this world; a world with another installed profile as G "
+                       "shows multi-vendor operation")
     same_vendor = [name for name, impl in vendors.items() if impl == "ours" and set(alternatives[name]) - {"ours"}]
     assert not same_vendor, f"roles that another installed profile could fill but ours does: {same_vendor}"
     assert len(set(vendors.values())) >= 2, vendors
     assert cvc.gw_sas_up and cvc.gw_sas_up[0]["remote_host"] == cvc.x_hoa
     ib = binding(cvc.roles["i-ha"], cvc.i_hoa)
     assert ib is not None and ib["care_of_address"] == cvc.vip, ib
-    assert cvc.up["layers"]["i-mip"]["trusted_network"], "no extension 149 in the i-HA's reply through charon"
+    assert cvc.up["layers"]["i-mip"]["trusted_network"], f"no extension 149 in the i-HA's reply through {cvc.impl}'s G"
     k = cvc.keeper
     assert k["connects"] == 1 and k["error"] is None and k["mismatch_at"] is None, k
 

@@ -6,6 +6,9 @@ vpn-gateway and vpn-client roles.
   charon.py  one charon in a node: mount namespace, start, swanctl, node plumbing, stop
   status.py  the role's status in the public shape, from vici and the key log
   keylog.py  ESP and IKE keys from charon's level-4 log (for tshark decryption in the cases)
+
+Its data: conformance.yaml (the conformance statement: features claimed, expected nonconformances)
+and case_data/ (what the black-box cases need to know beyond that, e.g. its NAPT matrix columns).
 """
 from __future__ import annotations
 
@@ -18,10 +21,17 @@ class StrongSwanProfile:
     name = "strongswan"
     kinds = frozenset({"vpn-gateway", "vpn-client"})
     conformance_statement = Path(__file__).with_name("conformance.yaml")
+    case_data = Path(__file__).with_name("case_data")
 
     def check_config(self, role, plan) -> None:
         from testbed.vendors.strongswan.config import render
         render(role, plan)
+
+    def render_config(self, role, plan) -> dict[str, str]:
+        """swanctl.conf as rendered for the role (strongswan.conf holds only this run's paths,
+        plugins and timers from the same config)."""
+        from testbed.vendors.strongswan.config import render
+        return {"swanctl.conf": render(role, plan).swanctl}
 
     def start_role(self, world, role) -> RoleHandle:
         from testbed.vendors.strongswan.charon import CharonRole

@@ -14,7 +14,8 @@
                                "packets_out", "keys": {"encr_in", "encr_out", "integ_in",
                                "integ_out"} (hex; for AES-GCM the 4-byte salt ends the key)}]}],
    "virtual_ips": [...] (assigned to this node), "pools": {...} (gateway), "dns": [...] and
-   "initiate" (client), "tunnel_interface": "ipsec0", "keys_source"}
+   "initiate" (client), "tunnel_interface": "ipsec0", "keepalive" (the NAT-T keepalive interval
+   charon uses, seconds), "keys_source"}
 """
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ from pathlib import Path
 
 from testbed.vendors.strongswan.keylog import parse_keylog
 
+KEEP_ALIVE_DEFAULT = 20.0  # charon.keep_alive's default (strongswan.conf(5)), used unless the role sets keepalive
+
 
 def snapshot(charon) -> dict:
     """The status of `charon` (a charon.CharonRole): asks its charon over vici while it runs."""
     role = charon.role
     out = {"implementation": "strongswan", "role": role.name, "kind": role.kind, "node": role.node,
            "running": charon.process is not None and charon.process.running(),
-           "tunnel_interface": charon.TUN, "config": charon.info, "ike_sas": [], "virtual_ips": []}
+           "tunnel_interface": charon.TUN, "config": charon.info, "ike_sas": [], "virtual_ips": [],
+           "keepalive": float(charon.info.get("keepalive") or KEEP_ALIVE_DEFAULT)}
     if not out["running"]:
         return out
     out["version"] = charon.version.get("version")

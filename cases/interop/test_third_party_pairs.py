@@ -1,9 +1,10 @@
-"""strongSwan in both roles (issue 3, item 5): the reference pair the other interop combinations
-(strongSwan client with our gateway, our client with a strongSwan gateway) are compared with.
+"""Third-party implementations in both roles: the reference pairs the other interop combinations
+(a third-party client with our gateway, our client with a third-party gateway) are compared with.
 
-The scenario pins both roles to strongSwan and uses the other internal presence and the other
+The scenario (remote-access-pool-eap) uses the other internal presence and the other
 authentication than remote-access-basic: a pool address (draft-gupta Appendix B) and the user's
-password through EAP-MD5.
+password through EAP-MD5 (RFC 7296 section 2.16). It runs with the scenario's own implementations
+and with every pair of installed third-party profiles, one filling the gateway and one the client.
 """
 import ipaddress
 
@@ -12,8 +13,18 @@ import pytest
 from testbed.ipsec_checks import PLAN, check_tunnel, role_of
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
+from testbed.profiles import able
 
-pytestmark = pytest.mark.scenario("remote-access-strongswan")
+SCENARIO = "remote-access-pool-eap"
+
+
+def _third_party_pairs() -> list[str]:
+    """`gw=<profile>,client=<profile>` for every pair of installed profiles other than ours."""
+    return [f"gw={g},client={c}" for g in able("vpn-gateway") if g != "ours"
+            for c in able("vpn-client") if c != "ours"]
+
+
+pytestmark = [pytest.mark.scenario(SCENARIO), pytest.mark.impl_matrix(*_third_party_pairs())]
 
 H = str(PLAN.address("h"))
 ECHO = 7
