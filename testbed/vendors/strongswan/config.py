@@ -37,6 +37,7 @@ from testbed.profile_api import config_error
 
 PLUGINS = ("random nonce openssl pem pkcs1 x509 revocation constraints pubkey curve25519 aes sha1 sha2 "
            "hmac gcm kdf kernel-libipsec kernel-netlink socket-default updown vici eap-md5 eap-identity attr")
+MANY_SAS_THREADS, MANY_SAS_TABLE = 32, 4096   # strongswan.conf(5): charon.threads, charon.ikesa_table_size (a power of 2)
 IKE_PROPOSALS = ("aes128gcm16-prfsha256-modp2048-ecp256-x25519", "aes128-sha256-modp2048-ecp256-x25519")
 ESP_PROPOSALS = ("aes128gcm16", "aes256gcm16", "aes128-sha256")
 DEFAULT_NAPT_POOL = "100.64.0.0/24"
@@ -78,6 +79,7 @@ def render(role, plan) -> Rendered:
     if keepalive is not None:
         rendered.info["keepalive"] = keepalive
     rendered.info["retransmit"] = _retransmit(c)
+    rendered.info["many_sas"] = bool(c.get("many_sas", False, choices=(True, False)))
     return rendered
 
 
@@ -107,7 +109,10 @@ def block(name: str, body: dict, indent: int = 0) -> str:
 
 def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, info: dict) -> str:
     """strongswan.conf for one charon: only the plugins it needs, its vici socket, its logs (the key
-    log at level 4 of ike and chd), retransmission and keepalive from `info` (render()'s)."""
+    log at level 4 of ike and chd), retransmission and keepalive from `info` (render()'s). With
+    `many_sas` (the role config's key for a load run) charon is tuned as strongswan.conf(5) advises
+    for many IKE SAs: a segmented IKE SA hash table, more worker threads, and no per-SA log lines
+    (only errors; no key log)."""
     filelog = {
         "main": {"path": str(log), "time_format": quote("%H:%M:%S"), "ike_name": True, "append": False,
                  "flush_line": True, "default": 1, "ike": 2, "cfg": 2, "knl": 2, "net": 2, "chd": 2},
@@ -117,6 +122,12 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
         # to the process log: stderr is unbuffered (stdout is not); "spawning N worker threads" = started
         "stderr": {"default": 0, "dmn": 1, "job": 1},
     }
+    tuning = {}
+    if info.get("many_sas"):
+        filelog["main"].update({"default": -1, "ike": -1, "cfg": -1, "knl": -1, "net": -1, "chd": -1, "dmn": 1})
+        filelog["keys"].update({"ike": -1, "chd": -1})
+        filelog["stderr"]["default"] = -1
+        tuning = {"threads": MANY_SAS_THREADS, "ikesa_table_size": MANY_SAS_TABLE, "ikesa_table_segments": 16}
     plugins = {"vici": {"socket": f"unix://{vici_socket}"}}
     load = PLUGINS
     if resolv is not None:
@@ -133,6 +144,7 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
         # the role config's retransmit_timeout / retransmit_backoff / retransmit_tries (as our daemons
         # read them; charon's timeout for try k is timeout * base**k, the same formula)
         **{"retransmit_tries": 3, "retransmit_timeout": 1.0, "retransmit_base": 1.4, **info.get("retransmit", {})},
+        **tuning,
         "filelog": filelog,
         "syslog": {"identifier": "charon-testbed", "daemon": {"default": -1}, "auth": {"default": -1}},
         "plugins": plugins,
