@@ -3,7 +3,7 @@
     sudo .venv/bin/python -m benchmarks.bench_ha_registrations [--nodes 1000 5000 10000] [--passes 3]
         [--window 64] [--profile] [--modes batched unbatched] [--repeat 1]
 
-Issue 4, section "Benchmarks". For each population N of emulated mobile nodes a fresh Home Agent
+For each population N of emulated mobile nodes a fresh Home Agent
 daemon (nodes/daemons/home_agent.py, our `home-agent` role on node iha of the scenario mobility-open-intranet)
 starts with a generated config of N mobile nodes (home addresses 10.128.0.1 upwards, SPI 1000+i,
 a 16-byte HMAC-MD5 key each). A load generator on node H (this file with --loadgen, run inside the
@@ -14,7 +14,7 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
   * pass 1 creates the N bindings (each: host route into the TUN device, proxy ARP entry and a
     gratuitous ARP on the home link); passes 2.. re-register every node (binding refreshed). The
     headline rates are the first pass (new bindings) and the median re-registration pass;
-  * the HA's host changes in both ways, side by side in the same run (issue 13 item 12): "batched"
+  * the HA's host changes in both ways, side by side in the same run: "batched"
     (the default: the routes and proxy entries of a turn of the event loop, or of 32 changes, in
     one rtnetlink batch, the replies released by its acknowledgement; nodes/runtime/netlink_batch.py)
     and "unbatched" (config batch_host_changes: false: each change sent and acknowledged on its own
@@ -31,7 +31,7 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
   * the sans-I/O core alone (nodes/mip/ha.py HomeAgent.receive_datagram, no sockets, no netlink) in this
     process on the same requests, side by side, so the reader sees where the time goes.
 
-Target (issue 4, issue 13 item 12): >= 5,000 authenticated registrations per second, new bindings
+Target (the project's): >= 5,000 authenticated registrations per second, new bindings
 and re-registrations alike. With --profile the
 HA daemon of the largest N runs under cProfile and the top functions are printed. The machine's
 load average is recorded with the figures.

@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python -m benchmarks.bench_handoff [--moves 20] [--dwell 0.3] [--modes fa colocated]
 
-Issue 4, section "Benchmarks". One world of the scenario mobility-open-intranet (our HA on the home
+One world of the scenario mobility-open-intranet (our HA on the home
 subnet, our FAs on fn1 and fn2, our MN on R); nodes/instruments/probe.py sends 1,000 datagrams a second from the
 correspondent H to the home address, the receiver on R records every arrival gap longer than
 --gap. Then, per mode, R moves back and forth --moves times (testbed/handoff.py: carrier down,
@@ -18,7 +18,7 @@ the first probe at the home address: what the mobility protocol costs once the l
 daemon saw the carrier, when it sent the registration (and, co-located, when the ARP probe named
 the network), when the reply arrived. A warm-up move into each mode is not counted.
 
-Target (issue 4): median after_up <= 10 ms per mode (the floor is one round trip plus processing,
+Target (the project's): median after_up <= 10 ms per mode (the floor is one round trip plus processing,
 about a millisecond). The machine's load average is recorded with the figures.
 """
 from __future__ import annotations

@@ -4,7 +4,7 @@ baseline and MOBIKE, and the per-node cost at 1k and 10k emulated mobile nodes.
     sudo .venv/bin/python -m benchmarks.bench_rfc5265 [--moves 20] [--dwell 0.3] [--part handoff scale]
         [--nodes 1000 10000]
 
-Issue 9, section "Benchmarks"; figures go to reports/bench/rfc5265.json.
+Figures go to reports/bench/rfc5265.json.
 
 handoff: R moves fn1 <-> fn2 --moves times (after one warm-up) while a 1 kHz UDP probe runs from H to
   the address the intranet knows R by; per move the outage (testbed.traversal_checks.outage: `total`,
@@ -66,7 +66,7 @@ from testbed.world import World
 
 BASELINE, MOBIKE = "mip-inside-ipsec (baseline)", "mobike (strongSwan both roles)"
 FVC = "rfc5265-fvc"
-HANDOFF_TARGET_MEDIAN_S, HANDOFF_TARGET_RATIO = 0.010, 5.0  # issue 9: <= 10 ms, >= 5x the baseline
+HANDOFF_TARGET_MEDIAN_S, HANDOFF_TARGET_RATIO = 0.010, 5.0  # the project's targets: <= 10 ms, >= 5x the baseline
 
 
 def stops_of(sc) -> list[tuple[str, str]]:
@@ -144,7 +144,7 @@ def handoff_rows(run, moves: int, dwell: float, gap: float) -> dict:
 
 
 def target_checks(r: dict) -> dict:
-    """Issue 9's handoff targets for one RFC 5265 row (the median of the total outage; the median
+    """The project's handoff targets for one RFC 5265 row (the median of the total outage; the median
     from carrier up beside it)."""
     return {"median_total_at_most_10ms": r["total_s"]["median"] <= HANDOFF_TARGET_MEDIAN_S,
             "median_after_up_at_most_10ms": r["after_up_s"]["median"] <= HANDOFF_TARGET_MEDIAN_S,

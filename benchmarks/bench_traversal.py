@@ -2,13 +2,13 @@
 
     sudo .venv/bin/python -m benchmarks.bench_traversal [--moves 20] [--dwell 0.3] [--scenarios ...]
 
-Issue 8, section "Benchmarks": the baseline the RFC 5265 work must beat. For each scenario (one
+The baseline the RFC 5265 work must beat. For each scenario (one
 world each, the scenario's own implementations; `--impl gw=strongswan` puts strongSwan in G) the
 mobile VPN node (nodes/daemons/mobile_vpn_node.py) moves back and forth between fn1 and fn2
 (co-located care-of addresses) --moves times after one warm-up move. A 1 kHz UDP probe stream runs
 from H to the address the intranet knows R by: the home address (2.1, MIP inside IPsec) or the VPN
 tunnel's inner address (2.2 to 2.5, IPsec inside MIP), or the i-HoA (RFC 5265 cvc: x-MIP, IPsec,
-i-MIP; issue 9's row, zero IKE per outside move expected). Per move: the outage (the longest arrival
+i-MIP; the RFC 5265 row, zero IKE per outside move expected). Per move: the outage (the longest arrival
 gap around the move, testbed.traversal_checks.outage: `total`, and `after_up` from carrier up to
 the first probe after it) and the IKE messages, counted by the node and on the wire at G_e
 (tcpdump + tshark, the same capture filter as the cases: IKE also inside the MIP tunnel). Medians and p95 go to

@@ -1,4 +1,4 @@
-"""Faults that cases inject into a running role, and waiting for the recovery (issue 12).
+"""Faults that cases inject into a running role, and waiting for the recovery.
 
     pids = signal_role(world, handle, signal.SIGSTOP)     # pause a role's processes
     kill_role(world, handle)                              # SIGKILL them and reap (then start_role again)

@@ -1,4 +1,4 @@
-"""The NAPT application matrix (draft-gupta Appendix C, issue 10): applications x ways of giving R an
+"""The NAPT application matrix (draft-gupta Appendix C): applications x ways of giving R an
 internal presence x gateway implementations, one cell per case of cases/napt/test_matrix.py.
 
 Each cell case records `record_property("napt_cell", {...})` with app, column, works (bool),

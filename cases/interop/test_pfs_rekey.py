@@ -1,6 +1,6 @@
-"""A peer that asks for perfect forward secrecy (RFC 7296 1.3.1; issue 13 item 3, found by an
-independent peer): strongSwan's client with esp_proposals = aes256gcm16-ecp256 against our gateway
-with its default proposals (strongSwan's default sets, no DH group named). IKE_AUTH creates the first
+"""A peer that asks for perfect forward secrecy (RFC 7296 1.3.1; found against an
+independent peer): the scenario's third-party client with esp_proposals = aes256gcm16-ecp256
+against our gateway with its default proposals (no DH group named). IKE_AUTH creates the first
 child SA (no DH there); each rekey (CREATE_CHILD_SA every 3 s) carries a KE payload, which our
 gateway must accept: before the fix the first rekey got NO_PROPOSAL_CHOSEN and the tunnel was lost.
 """

@@ -1,10 +1,10 @@
-"""Simultaneous child SA rekeying (RFC 7296 2.8.1; issue 13 item 1, found by an independent peer):
+"""Simultaneous child SA rekeying (RFC 7296 2.8.1; found against an independent peer):
 gateway and client have the same child_rekey_after (4 s), so both start a CREATE_CHILD_SA for the
 same child SA at about the same moment. The collision leaves two new child SAs; the redundant one
 (the exchange with the lowest nonce) is deleted by its creator and the old one by the other end.
 Over 13 s (three rounds of rekeys) traffic flows, the client ends with one child SA (two while a
 delete is in flight), and the rekeys go on (the child SA in use at the end is not the first).
-Ours in both roles, and strongSwan in each role opposite ours.
+Ours in both roles, and every installed third-party profile in each role opposite ours.
 """
 import time
 

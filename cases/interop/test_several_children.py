@@ -1,5 +1,5 @@
-"""Several child SAs in one IKE SA (RFC 7296 1.3 and 2.9; issue 13 item 2, found by an independent
-peer): a strongSwan client creates one child for the server subnet 10.1.2.0/24 and a second for the
+"""Several child SAs in one IKE SA (RFC 7296 1.3 and 2.9; found against an independent
+peer): the scenario's third-party client creates one child for the server subnet 10.1.2.0/24 and a second for the
 home subnet 10.1.1.0/24 in the same IKE SA. Our gateway must send each answer through the child SA
 whose selectors cover it (an SPD lookup, RFC 4301 4.4.1), not through the newest child: before the
 fix, answers from 10.1.2.0/24 were dropped as "outside selectors" once the second child existed.

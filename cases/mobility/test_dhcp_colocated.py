@@ -1,5 +1,5 @@
-"""Co-located care-of address from DHCP (issue 4, Mobile Node: "registration ... co-located (address
-from a real DHCP client and server on the foreign network)"). A real DHCP server (dnsmasq) serves fn3
+"""Co-located care-of address from DHCP (RFC 5944 section 1.7:
+an address acquired by DHCP; a real DHCP client and server on the foreign network). A real DHCP server (dnsmasq) serves fn3
 from the NAT router; R moves from home to fn3, finds neither an agent nor its home router, runs a real
 DHCP client (dhclient) in its node, takes the leased address and router as its co-located care-of
 address and registers behind the NAT with RFC 3519 UDP tunnelling. The HA's binding holds the leased

@@ -1,4 +1,4 @@
-"""Faults in Mobile IPv4 (issue 12, "faults"), each with a bound on the recovery:
+"""Faults in Mobile IPv4, each with a bound on the recovery:
 
   * the home agent restarts between a registration request and its reply: the HA is paused
     (SIGSTOP), R moves to fn1 and registers through FA1 (the request waits, unread, in the paused

@@ -1,4 +1,4 @@
-"""Denials and bad input (issue 4): each request comes from R on fn1 while R's own registration
+"""Denials and bad input (RFC 5944 sections 3.4, 3.7.2 and 3.8.2): each request comes from R on fn1 while R's own registration
 through FA1 stands; every denial must leave that binding in place and the HA serving."""
 import time
 

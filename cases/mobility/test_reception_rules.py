@@ -1,5 +1,4 @@
-"""What the agents accept on reception and how they answer a solicitation (issue 13, items 5-10;
-RFC 5944 2.1, 3.3, 3.8.2.1, 5.7; RFC 3519 3.1). Packets are built with scapy and struct, the
+"""What the agents accept on reception and how they answer a solicitation (RFC 5944 2.1, 3.3, 3.8.2.1, 5.7; RFC 3519 3.1). Packets are built with scapy and struct, the
 authenticators with Python's hmac (not with our codecs), and sent from R on fn1 while R's own
 registration through FA1 stands; every request leaves that binding in place."""
 import json

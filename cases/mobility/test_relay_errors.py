@@ -1,4 +1,4 @@
-"""ICMP errors for a relayed request (issue 4, RFC 5944 codes 80-88): the FA answers the visitor as
+"""ICMP errors for a relayed request (RFC 5944 sections 3.4 and 3.7.3, codes 80-88): the FA answers the visitor as
 soon as the error arrives, with 80 (home network unreachable), 81 (HA host unreachable), 82 (HA
 port unreachable) or 88 (other ICMP error) instead of waiting for the 78 timeout; only a home
 agent that stays silent (no answer, no ICMP error) still gives 78 after 7 s. Each request comes

@@ -1,4 +1,4 @@
-"""The tour of issue 4: home -> fn1 (FA) -> fn2 (FA) -> behind the NAT (co-located, RFC 3519 UDP
+"""A Mobile IPv4 tour (RFC 5944, RFC 3519): home -> fn1 (FA) -> fn2 (FA) -> behind the NAT (co-located, RFC 3519 UDP
 tunnelling) -> home. At each stop the correspondent H reaches the home address, registration codes
 and bindings are as expected, and one TCP session opened at home survives the whole tour. The
 captures decode in tshark as Mobile IP without malformed packets."""

@@ -1,7 +1,6 @@
 """H's internal DNS name resolves on R only while the tunnel is up (draft-gupta section 5: "the remote
 host must direct all DNS queries to an appropriate resolver within the protected network ... learned
-as part of the key negotiation process"; issue 3: "H's internal DNS name resolves on R only while the
-tunnel is up").
+as part of the key negotiation process"; RFC 7296 section 3.15, INTERNAL_IP4_DNS).
 
 The internal resolver is dnsmasq on node dns (10.1.2.53, the address the gateway hands out in its
 configuration payload), answering h.intranet.example with H's address. The name is looked up on R

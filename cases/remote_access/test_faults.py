@@ -1,4 +1,4 @@
-"""Faults in the middle of a tunnel (issue 12, "IKE and ESP under faults"), each with a bound on the
+"""Faults in the middle of a tunnel (IKE and ESP under faults), each with a bound on the
 recovery that a loaded 2-core machine holds:
 
   * the NAT router forgets its mappings (conntrack flushed) while R's NAT-T tunnel runs: R's next
@@ -6,7 +6,7 @@ recovery that a loaded 2-core machine holds:
     the new address on the next authenticated IKE message (here R's liveness check, at most 5 s
     of silence later): traffic both ways must resume within that plus 4 s. A gateway that follows it
     already on the first authenticated ESP (ours) recovers within 3 s; one that waits for IKE
-    (strongSwan's charon with kernel-libipsec) passes WARNED, the recovery time named;
+    (as a third-party profile does) passes WARNED, the recovery time named;
   * G's process is paused (SIGSTOP) for longer than R's liveness checks: R declares the tunnel dead
     within its configured bound; when G resumes with its stale SA, R's reconnection replaces it
     (unique=replace) and G ends with exactly one IKE SA for the user, R reaching H again.

@@ -1,5 +1,5 @@
 """The gateway found by a DNS name (draft-gupta section 5: "the gateway's IP address may be published
-through DNS"; issue 3: "the gateway found by manual address or by a DNS name"), by its A record and,
+through DNS"), by its A record and,
 in the modern form of the draft's reference [Atki97], by the IPSECKEY record of the domain (RFC 4025).
 
 A public resolver, dnsmasq on node pub (198.51.100.10), answers vpn.example.net with G_e

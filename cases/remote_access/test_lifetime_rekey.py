@@ -1,5 +1,5 @@
-"""ESP lifetimes in bytes trigger rekeying under traffic (issue 3: "ESP tunnel mode ... lifetimes in
-time and bytes that trigger rekeying"; RFC 4301 4.4.2.1: a soft lifetime starts the replacement SA,
+"""ESP lifetimes in bytes trigger rekeying under traffic (RFC 4301
+4.4.2.1: a soft lifetime starts the replacement SA,
 a hard one ends the SA; RFC 7296 1.3.3 and 2.8).
 
 The scenario (fixtures/scenarios/remote-access-lifetime.yaml) sets no rekey timer, only an ESP

@@ -1,5 +1,5 @@
-"""Several remote hosts at once behind one G_i (draft-gupta Appendix A; issue 3: "several remote hosts
-at once behind one G_i (demultiplexing by port and ICMP identifier)").
+"""Several remote hosts at once behind one G_i (draft-gupta Appendix A:
+demultiplexing by port and ICMP identifier).
 
 Two remote hosts, each with its own tunnel (fixtures/scenarios/remote-access-many-hosts.yaml):
 R (alice) on a foreign network and nh (bob) behind the foreign NAT router. Both talk to H at the same

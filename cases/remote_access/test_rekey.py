@@ -1,5 +1,5 @@
-"""Rekeying under traffic (issue 3: "rekeying of the child SA and of the IKE SA under traffic, with
-packet loss within a stated bound"; RFC 7296 sections 1.3.2, 1.3.3, 2.8 and 2.18).
+"""Rekeying under traffic (the child SA and the IKE SA, with packet loss within a stated
+bound; RFC 7296 sections 1.3.2, 1.3.3, 2.8 and 2.18).
 
 The scenarios (fixtures/scenarios/remote-access-rekey-{child,ike}.yaml) give the client a rekey
 interval of 2 s and the gateway one of 3.5 s, so the client starts the rekeys (the gateway's timer
@@ -11,9 +11,8 @@ Stated bound: at most 1 % of the probes sent during the run may be lost (a rekey
 none: the old SA keeps receiving until it is deleted, RFC 7296 2.8); no arrival gap may exceed
 1 s (generous, for a loaded 2-core machine).
 
-Every implementation takes child_rekey_after / ike_rekey_after from its role config (the strongSwan
-profile, testbed/vendors/strongswan/config.py, passes them on to charon as rekey_time with no random
-jitter), so the client starts the rekeys whichever implementation fills it.
+Every implementation takes child_rekey_after / ike_rekey_after from its role config (a third-party profile
+passes them on to its program's rekey settings with no random jitter), so the client starts the rekeys whichever implementation fills it.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 Appendix A: internal presence by NAPT at G_i).
 
 Black-box: the roles' public status, probes from R, and captures at H (h-srv) and on the Internet
-side of G (g-dmz). Runs with any implementation in the roles (--impl '*=strongswan').
+side of G (g-dmz). Runs with any implementation in the roles (--impl '*=<profile>').
 """
 import subprocess
 
@@ -12,7 +12,7 @@ from testbed.ipsec_checks import PLAN, check_tunnel, expected_source_at_h, role_
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
 
-# ours-ours, and strongSwan in each role opposite ours (the interop pairs of issue 3)
+# ours-ours, and every installed third-party profile in each role opposite ours (the interop pairs)
 pytestmark = [pytest.mark.scenario("remote-access-basic"),
               pytest.mark.impl_matrix("gw", "client")]
 

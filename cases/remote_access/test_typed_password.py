@@ -10,8 +10,8 @@ file the case, the client or the run wrote outside the gateway, which holds alic
 necessity (configs, logs, structured events, captures, the run
 directory with its sockets and mounts) contains it.
 
-strongSwan's charon-cmd, the other client that prompts for an EAP password, is not driven here: its
-IKEv2 EAP profiles (ikev2-eap, ikev2-pub-eap) require the gateway to authenticate with a public key
+The installed third-party command-line client that prompts for an EAP password is not driven
+here: its IKEv2 EAP profiles require the gateway to authenticate with a public key
 and certificate, and this world's gateways authenticate with a pre-shared key (the testbed has no
 PKI yet).
 """

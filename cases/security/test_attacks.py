@@ -1,4 +1,4 @@
-"""Attacks from the Internet (draft-gupta section 4; issue 3: "the attacker spoofing R_e cannot get a
+"""Attacks from the Internet (draft-gupta section 4: "the attacker spoofing R_e cannot get a
 packet to H (drop counted at G); a captured ESP packet replayed is dropped; a modified one is dropped;
 an unsolicited TCP SYN from the Internet to R gets nothing back; the attacker cannot use R as a proxy
 into the intranet (seed section 4 (b)); R does not forward").

@@ -1,6 +1,6 @@
 """Bad credentials (draft-gupta section 4 (a): "the IPSec gateway must not allow unauthorized hosts to
-communicate with the protected network"; issue 3: "wrong key, wrong password or unknown identity gives
-AUTHENTICATION_FAILED and no tunnel").
+communicate with the protected network": a wrong key, wrong password or unknown identity gives
+AUTHENTICATION_FAILED and no tunnel, RFC 7296 section 2.21.2).
 
 Each scenario gives the client one bad credential; the gateway holds the right ones:
   remote-access-wrong-psk           alice with a pre-shared key that is not hers
@@ -11,8 +11,8 @@ an established tunnel or hand out an address, and nothing from R reaches H.
 
 With EAP the gateway refuses a wrong password with an EAP-Failure message in its last IKE_AUTH response
 (RFC 7296 section 2.16, RFC 3748 section 4.2), which is a complete refusal on its own; an AUTHENTICATION_FAILED
-notify next to it is optional (strongSwan sends none, its client then tells the gateway AUTHENTICATION_FAILED
-itself). So for the EAP scenario the client may report either EAP_FAILURE or AUTHENTICATION_FAILED.
+notify next to it is optional (a third-party gateway may send none; its client then tells the gateway
+AUTHENTICATION_FAILED itself). So for the EAP scenario the client may report either EAP_FAILURE or AUTHENTICATION_FAILED.
 """
 import re
 import time
@@ -30,7 +30,7 @@ H = str(PLAN.address("h"))
 
 def error_names(status: dict) -> set[str]:
     """The IKEv2/EAP error names a role's status reports: `errors`, the last initiation's `errors` and
-    what it says it received (strongSwan profile: `initiate`), `last_error` of the role and of its
+    what it says it received (a third-party profile's `initiate`), `last_error` of the role and of its
     IKE SAs (ours)."""
     initiate = status.get("initiate") or {}
     texts = list(status.get("errors") or []) + list(initiate.get("errors") or [])

@@ -1,6 +1,5 @@
-"""A running gateway fed thousands of malformed IKE and ESP packets (issue 3, "Bad input": "a running
-gateway fed thousands of malformed IKE and ESP packets keeps its tunnels and keeps answering";
-testbed principle 6, docs/principles.md).
+"""A running gateway fed thousands of malformed IKE and ESP packets keeps
+its tunnels and keeps answering (testbed principle 6, docs/principles.md; RFC 1122 section 1.2.2).
 
 The attacker atk (on the Internet) sends, from its own address, about 7000 packets to G_e over about
 3 s: random bytes to UDP 500 and 4500, IKE headers cut short (on 500, and on 4500 after the non-ESP
@@ -15,7 +14,7 @@ the NAT) connects from scratch. Black-box checks:
   * G keeps answering: its status answers, and bob's new tunnel is established during the flood;
   * where the gateway role reports drop counters (`drop_total`, ours), they rose by at least half the
     packets sent (the rest may be lost in socket buffers under the flood, which no daemon can count);
-    the strongSwan profile reports none, and the case says so with a warning.
+    a profile that reports none gets a warning that says so.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""An IKE_SA_INIT flood from spoofed sources (RFC 7296 section 2.6, issue 12 "IKE under attack").
+"""An IKE_SA_INIT flood from spoofed sources (RFC 7296 section 2.6: IKE under attack).
 
 The attacker atk sends IKE_SA_INIT requests to G_e at about 2,000 a second for 4 s, each from a
 random spoofed source in 198.18.0.0/15 with a random SPIi, built once by scapy (a valid offer:

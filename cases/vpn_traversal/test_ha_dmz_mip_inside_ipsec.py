@@ -12,7 +12,7 @@ from testbed.traversal_checks import (
 )
 
 # G forwards from our gateway's tunnel device (vpn0) to the DMZ HA (fixtures/world.yaml,
-# dmz-policy-vpn-to-ha); strongSwan's kernel-libipsec device is named otherwise: ours only here
+# dmz-policy-vpn-to-ha); another gateway's tunnel device is named otherwise: ours only here
 STOPS = [("fn2", "192.0.2.228"), ("fn3", "10.77.0.100")]
 
 @pytest.mark.req("ps-3-scenario-2.1-essential", "ps-4.1-colocated-renegotiation")

@@ -67,7 +67,7 @@ def test_cvc_behind_the_nat_ipsec_needs_no_nat_traversal(world, scenario, roles,
     NAT_DETECTION_SOURCE_IP and _DESTINATION_IP hashes of both IKE_SA_INIT messages match the
     addresses and ports G sees (x-HoA:500, G:500): no NAT-D mismatch, G's IKE SA is not UDP
     encapsulated, no packet on UDP 4500 and ESP as IP protocol 50. A gateway that forces UDP
-    encapsulation by faking its own NAT_DETECTION_SOURCE_IP (strongSwan's kernel-libipsec) gets
+    encapsulation by faking its own NAT_DETECTION_SOURCE_IP (a data plane without plain ESP) gets
     exactly that checked instead: every other hash matches, its own does not, and IKE and ESP use
     UDP 4500 (marked in the timeline as the gateway's choice, not a NAT's). The moves NAT -> fn1 -> NAT
     show ZERO IKE messages at G_e (the NAT's new mapping is the x-MIP layer's business), and a TCP
@@ -83,8 +83,8 @@ def test_cvc_behind_the_nat_ipsec_needs_no_nat_traversal(world, scenario, roles,
     xb = binding(xha, x_hoa)
     assert xb["care_of_address"] == NAT_COA, f"the x-HA's binding: {xb}"
     sa = wait_for(lambda: [x for x in gw.status()["ike_sas"] if x["state"] == "ESTABLISHED"], what="G's IKE SA")[0]
-    # a gateway may force UDP encapsulation itself by faking its NAT-D (strongSwan's kernel-libipsec
-    # does: it has no ESP without UDP); that is the gateway's choice, not a NAT's, and said so below
+    # a gateway may force UDP encapsulation itself by faking its NAT-D (a data plane that
+    # has no ESP without UDP does); that is the gateway's choice, not a NAT's, and said so below
     forced = sa.get("nat_fake", False)
     assert sa["remote_host"] == x_hoa, f"G's IKE SA must be with the x-HoA: {sa}"
     assert forced or not sa["encap"], f"G's IKE SA is UDP-encapsulated though no NAT is between x-HoA and G: {sa}"

@@ -1,7 +1,7 @@
 """Problem statement 4.2, Figure 10: the trusted FA. "an FA which is actually a combined VPN GW and
 FA. The scenario will work fine in this case; effectively we are then operating within the VPN
 established between the two VPN gateways ... Furthermore, this solution would leave the traffic
-between FA and MN unprotected". ar1 (the FA on fn1) runs strongSwan with a site-to-site connection
+between FA and MN unprotected". ar1 (the FA on fn1) runs the scenario's third-party VPN client with a site-to-site connection
 to G (our gateway's `sites`: fn1's subnet as the site's traffic selectors); the mobile node runs
 Mobile IP alone, no VPN client."""
 import pytest

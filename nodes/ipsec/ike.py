@@ -25,14 +25,17 @@ establishes a new IKE SA for a peer identity closes that identity's older IKE SA
 the old peer, then IkeSaClosed at once): a remote user who restarts or moves keeps one tunnel.
 
 The parts, one module each: ike_table (SA table, demultiplexing, deadline heap), ike_window
-(request window and retransmission, the dispatch table), ike_init (IKE_SA_INIT), ike_auth (IKE_AUTH
-and EAP), ike_child (child SAs and their rekeying), ike_rekey (IKE SA rekeying), ike_info
-(INFORMATIONAL: DPD, deletes), ike_status (the snapshot); ike_state holds the SA state and the typed
-exchange contexts, ike_actions the actions, ike_config the configuration. This module wires them
-and dispatches received messages by a table (exchange type -> states -> handler).
+(request window and retransmission, the dispatch table), ike_init (IKE_SA_INIT, with ike_cookie:
+the responder's stateless cookies under load, RFC 7296 2.6), ike_auth (IKE_AUTH and EAP), ike_child
+(child SAs and their rekeying, with the simultaneous-rekey collision of RFC 7296 2.8.1), ike_rekey
+(IKE SA rekeying), ike_info (INFORMATIONAL: DPD, deletes), ike_status (the snapshot); ike_state
+holds the SA state and the typed exchange contexts, ike_actions the actions, ike_config the
+configuration, ike_proposals the cipher suites and their selection, ike_crypto the key material,
+ike_context what the parts share. This module wires them and dispatches received messages by a
+table (exchange type -> states -> handler).
 
-Not done: IKE fragmentation, cookies sent by a responder, simultaneous-rekey collision handling,
-MOBIKE, transport mode, IPv6.
+Not done: IKE fragmentation (RFC 7383), a simultaneous IKE SA rekey collision (RFC 7296 2.8.1;
+the child SA collision is handled), MOBIKE (RFC 4555), transport mode, IPv6.
 """
 from __future__ import annotations
 

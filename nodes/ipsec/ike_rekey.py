@@ -2,7 +2,8 @@
 INVALID_KE_PAYLOAD retry of the initiator, and the successor SA that takes over the child SAs, the
 peer's state and the requests still queued (RFC 7296 2.8). The rekey's initiator deletes the old SA.
 
-Not done: the simultaneous-rekey collision of RFC 7296 2.8.1."""
+Not done: the simultaneous IKE SA rekey collision of RFC 7296 2.8.1 (ike_child handles the
+child SA's)."""
 from __future__ import annotations
 
 from nodes.ipsec import ike_crypto as kc
