@@ -231,17 +231,22 @@ def cmd_fuzz(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `testbed scenarios | head` ends quietly
     p = argparse.ArgumentParser(prog="testbed", description="Conformance testbed for IPsec remote access and Mobile IPv4 across VPN gateways")
-    p.add_argument("--report-dir", default=str(REPO_ROOT / "reports"))
+    p.add_argument("--report-dir", default=str(REPO_ROOT / "reports"),
+                   help="where each run's directory reports/<run-id>/ goes (default: reports/)")
     sub = p.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="build a scenario, start its roles, open the Mininet CLI")
     up.add_argument("--scenario", help="a scenario name (see `testbed scenarios`)")
-    up.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE")
+    up.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE",
+                    help="fill a role with an installed profile (by role name or kind, or * for every role it can fill), e.g. gw=strongswan; repeatable")
     up.add_argument("--no-cli", action="store_true", help="print READY and a JSON description, then wait for a signal")
     run = sub.add_parser("run", help="run the conformance suite and write the report (extra args go to pytest)")
-    run.add_argument("--scenario", dest="scenario_list", action="append", default=[])
-    run.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE")
+    run.add_argument("--scenario", dest="scenario_list", action="append", default=[], metavar="NAME",
+                     help="run only the cases of these scenarios (repeatable; `testbed scenarios` lists them)")
+    run.add_argument("--impl", action="append", default=[], metavar="ROLE=PROFILE",
+                     help="fill a role with an installed profile (by role name or kind, or * for every role it can fill), e.g. gw=strongswan; repeatable")
     run.add_argument("-n", "--workers", default="auto", help="parallel workers (pytest-xdist); 1 for serial")
-    run.add_argument("--keep-captures", action="store_true")
+    run.add_argument("--keep-captures", action="store_true", help="keep the pcaps of passing cases too (by default only "
+                     "failing cases keep theirs)")
     run.add_argument("--shard", metavar="K/N", help="run only the K-th of N shards of equal duration (pytest-split; "
                      "merge the shards' reports with `testbed report merge`)")
     run.add_argument("--durations", default=str(DURATIONS), help="recorded case durations for --shard")
@@ -255,16 +260,19 @@ def main(argv: list[str] | None = None) -> int:
     conf.add_argument("-n", "--workers", default="2", help="parallel workers (pytest-xdist); 1 for serial")
     load = sub.add_parser("load", help="remote-access load: N IKEv2 clients at a rate against a vpn-gateway profile; "
                           "writes load.json and load.svg")
-    load.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE")
-    load.add_argument("--clients", type=int, default=100)
+    load.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE",
+                      help="the gateway's profile (default: ours)")
+    load.add_argument("--clients", type=int, default=100, help="IKEv2 clients to set up, one user each (default 100)")
     load.add_argument("--rate", type=float, default=50.0, help="offered setups per second")
-    load.add_argument("--auth", choices=["psk", "eap-md5"], default="psk")
-    load.add_argument("--group", type=int, choices=[19, 31, 14], default=19)
+    load.add_argument("--auth", choices=["psk", "eap-md5"], default="psk", help="the clients' authentication (default psk)")
+    load.add_argument("--group", type=int, choices=[19, 31, 14], default=19,
+                      help="the Diffie-Hellman group of IKE_SA_INIT (19 ECP-256, 31 Curve25519, 14 MODP-2048; default 19)")
     load.add_argument("--report-dir", default=argparse.SUPPRESS, help="where the run's directory goes (reports/)")
     fuzz = sub.add_parser("fuzz", help="robustness: seeded mutations of each IKEv2 exchange against every installed "
                           "vpn-gateway profile, with health checks (crash, hang, lost tunnel); writes fuzz.json")
-    fuzz.add_argument("protocol", choices=["ike"])
-    fuzz.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE")
+    fuzz.add_argument("protocol", choices=["ike"], help="the protocol to fuzz (ike: IKEv2 against a vpn-gateway)")
+    fuzz.add_argument("--impl", action="append", default=[], metavar="vpn-gateway=PROFILE",
+                      help="only this gateway profile (default: every installed one)")
     fuzz.add_argument("--seed", type=int, default=None, help="the run's seed (default: a random one, printed)")
     fuzz.add_argument("--count", type=int, default=500, help="mutations per implementation")
     fuzz.add_argument("--seconds", type=float, default=300.0, help="time limit per implementation")
@@ -281,8 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("run", nargs="?", help="the run's directory (default: reports/latest); for merge: the output")
     rep.add_argument("shards", nargs="*", help="merge: the shards' run directories")
     rep.add_argument("--out", help="durations: where to write them")
-    rep.add_argument("--width", type=int, default=1400)
-    rep.add_argument("--height", type=int, default=900)
+    rep.add_argument("--width", type=int, default=1400, help="screenshot: the window's width in pixels")
+    rep.add_argument("--height", type=int, default=900, help="screenshot: the window's height in pixels")
     args, extra = p.parse_known_args(argv)
     if extra and args.cmd not in ("run", "conformance"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
