@@ -31,6 +31,23 @@ class WorldError(RuntimeError):
     pass
 
 
+# Kernel tunnel modules of a stock kernel (this project's own data planes are in userspace). Where
+# ipip or ip_gre is loaded, the kernel answers an IP-in-IP or GRE packet that matches none of its
+# own tunnels with an ICMP port unreachable (its tunnel4/GRE demultiplexers), beside our daemon's
+# raw socket that takes the packet: a second, false answer on the wire. Each node then drops exactly
+# those errors: type 3 code 3 whose quoted header carries protocol 4, 47 or 55 (u32: the quoted
+# protocol byte sits 8 + 9 bytes after the outer header). Nothing is added where the modules are
+# absent.
+KERNEL_TUNNEL_MODULES = ("ipip", "ip_gre")
+
+
+def kernel_tunnel_guard() -> list[str]:
+    if not any(Path("/sys/module", m).exists() for m in KERNEL_TUNNEL_MODULES):
+        return []
+    return [f"iptables -A OUTPUT -p icmp --icmp-type port-unreachable -m u32 "
+            f"--u32 '0>>22&0x3C@16>>16&0xFF={proto}' -j DROP" for proto in (4, 47, 55)]
+
+
 class WorldBridge(LinuxBridge):
     """A Linux bridge that enslaves every interface given to it (Mininet's LinuxBridge only takes
     interfaces named after itself) with no forwarding delay, so a moved station forwards at once."""
@@ -187,6 +204,7 @@ class World:
             lines.append(f"iptables-restore <<'EOF'\n{self.plan.firewalls[spec.firewall]}EOF")
         if spec.nat:
             lines += self._nat_rules(spec, nat)
+        lines += kernel_tunnel_guard()
         return "\n".join(lines)
 
     def _nat_rules(self, spec: NodeSpec, nat: NatOptions) -> list[str]:
