@@ -1,4 +1,5 @@
-"""The harness: world, node runtime, scenarios, captures, pytest plugin, CLI and reports."""
+"""The harness: world, processes in nodes, scenarios, profiles, captures, pytest plugin, CLI, reports,
+the conformance suites and the load generator."""
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

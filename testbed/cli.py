@@ -1,4 +1,5 @@
-"""The `testbed` command: up, run, clean, scenarios, report."""
+"""The `testbed` command: up, run, conformance, load, fuzz, clean, scenarios, report
+(`testbed <command> --help` explains each option)."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,5 @@
-"""Validation of data files (world plan, scenarios): errors name the file, the key and what was expected."""
+"""Validation of data files (world plan, scenarios, requirements, the conformance catalogue and
+statements, a profile's case data): errors name the file, the key and what was expected."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network

@@ -9,8 +9,10 @@ Both directions count every drop by reason in one `collections.Counter` (`SAD.dr
 `SAD.drop_counters()` for status): the ESPDrop and DecodeError reasons, plus unknown-spi,
 outside-selectors, bad-inner-packet, no-policy, policy-discard and no-sa.
 
-With NAPT (several remote hosts may share one inner address), the runtime finds the outbound SA
-by the peer that NAPT returns rather than through the SPD.
+Only the unit tests use it (tests/test_esp_sa.py): the daemons' ESP data path keeps its own SA
+tables (nodes/runtime/ipsec_dataplane.py: inbound by SPI, outbound by tunnel, selectors checked
+both ways), where with NAPT (several remote hosts may share one inner address) the outbound SA is
+found by the peer that NAPT returns rather than through an SPD.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 conformance statement: what was tested, against what, how it went, then the implementation x
 requirement matrix), a page per case (cases/<case>/case.html: verdict, requirements, failure,
 ladder diagram from its captures, probe-stream plot, grouped artifacts) and bench.html (from
-reports/bench/*.json). Every page is self-contained: it opens from the file system, with no
+reports/bench/*.json), and for the conformance suites conformance.json and their pages
+(testbed/report/conformance.py). Every page is self-contained: it opens from the file system, with no
 network and no JavaScript. reports/latest points to the newest run.
 """
 from __future__ import annotations
