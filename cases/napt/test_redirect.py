@@ -1,5 +1,5 @@
 """Redirection rules at the NAPT gateway: connections initiated from the intranet toward a remote host
-(draft-gupta Appendix C; issue 3 item 2: "NAPT (... explicit redirection rules for inbound connections)").
+(draft-gupta Appendix C: explicit redirection rules for inbound connections through NAPT).
 
 Appendix C: with NAPT at G, a host H on the intranet cannot open a connection to a remote host R:
 R's external address is not routed inside, and a packet to G_i finds no NAPT mapping telling G
@@ -15,7 +15,8 @@ alice's tunnel-inner address, port 7, where an echo sink listens on R. Black-box
 
 R's host hardening (seed section 4) still drops unsolicited inbound from the Internet
 (cases/security/test_attacks.py); it admits connections arriving through the tunnel, which only G
-can send. The feature is our gateway's (a strongSwan gateway has no such rules): no impl_matrix.
+can send. Redirection rules are an optional gateway feature: a gateway whose status reports no
+`redirects` has none, and the case is not applicable to it (so no impl_matrix).
 """
 from __future__ import annotations
 
@@ -75,10 +76,11 @@ def sink(world):
     return start_daemon(world, "r", "instruments.sink", args=["--tcp", str(ECHO), "--udp", str(ECHO)])
 
 
-def ours_gateway(roles) -> object:
+def redirecting_gateway(roles) -> object:
+    """The gateway role, when it has redirection rules (its status reports `redirects`)."""
     gw = role_of(roles, "vpn-gateway")
-    if gw.status().get("implementation") != "ours":
-        not_applicable("redirection rules are a feature of our gateway (not in the strongSwan profile)")
+    if "redirects" not in gw.status():
+        not_applicable(f"the {gw.role.impl} gateway has no redirection rules (its status reports no `redirects`)")
     return gw
 
 
@@ -97,7 +99,7 @@ def wait_redirects(gw, active: bool, timeout: float = 5.0) -> list[dict]:
 @pytest.mark.req("gupta-appc-redirect")
 def test_intranet_host_reaches_remote_host_through_redirect(world, sink, capture, roles, scenario):
     """H -> G_i:2222 (TCP and UDP) reaches the echo sink on R at port 7 and gets the echo."""
-    gw = ours_gateway(roles)
+    gw = redirecting_gateway(roles)
     vip = check_tunnel(roles, scenario)["vip"]
     rules = wait_redirects(gw, active=True)
     assert {(r["proto"], r["port"], r["user"], r["to_port"]) for r in rules} == \
@@ -128,7 +130,7 @@ def test_intranet_host_reaches_remote_host_through_redirect(world, sink, capture
 @pytest.mark.req("gupta-appc-no-mapping")
 def test_port_without_rule_reaches_nothing(world, sink, capture, roles, scenario):
     """Appendix C: without a rule (G_i:2223) G has no mapping to a remote host: nothing reaches R."""
-    ours_gateway(roles)
+    redirecting_gateway(roles)
     check_tunnel(roles, scenario)
     at_r = capture("r", "any", bpf=f"src host {H}", name="r-from-h")
     for proto in ("tcp", "udp"):
@@ -144,7 +146,7 @@ def test_port_without_rule_reaches_nothing(world, sink, capture, roles, scenario
 def test_redirect_goes_with_the_tunnel(world, sink, capture, roles, scenario):
     """When alice's tunnel goes (her client stops), G removes the rule's mapping: G_i:2222 reaches
     nothing on R any more, and the status shows the rules unbound."""
-    gw = ours_gateway(roles)
+    gw = redirecting_gateway(roles)
     check_tunnel(roles, scenario)
     wait_redirects(gw, active=True)
     assert echo_probe(world, "udp", PORT)["result"] == "ok"
@@ -170,7 +172,7 @@ def test_redirect_follows_the_remote_host_to_a_new_network(world, sink, roles, s
     from testbed.handoff import move
     from testbed.profiles import start_role
 
-    gw = ours_gateway(roles)
+    gw = redirecting_gateway(roles)
     check_tunnel(roles, scenario)
     first = {r["ike_sa"] for r in wait_redirects(gw, active=True)}
     client = role_of(roles, "vpn-client")
