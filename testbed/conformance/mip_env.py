@@ -32,6 +32,7 @@ from testbed.conformance import netns
 from testbed.conformance.mip import (
     SecurityAssociation, SocketTransport, TesterFA, TesterMN, decapsulate, parse_reply,
 )
+from testbed.conformance.mip.advertisements import AgentSolicitation, parse_advertisement
 from testbed.conformance.mip.ipv4 import FLAG_DF, build_ipv4, parse_ipv4
 from testbed.conformance.mip.link import parse_arp
 from testbed.conformance.mip.messages import MIP_PORT, parse_tunnel_data
@@ -225,6 +226,11 @@ class HaTester:
                 p = open_place("cn", "h", pid("h"), self.cn, udp=False, tunnels=(4,), raw_udp_in=True, icmp=True)
             elif name == "home":
                 p = open_place("home", "ir", pid("ir"), self.home_router, tunnels=())
+            elif name == "adv":  # ICMP on the home link at ir: the HA's advertisements, our solicitations
+                p = open_place("adv", "ir", pid("ir"), self.home_router, udp=False, tunnels=(), raw_udp_out=False,
+                               icmp=True)
+                p.transport.icmp.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                                            socket.inet_aton(self.home_router))
             else:
                 raise KeyError(name)
             self._places[name] = p
@@ -254,6 +260,34 @@ class HaTester:
     def home_place(self) -> Place:
         """The tester on the home link (at ir, 10.1.1.1): broadcasts there."""
         return self._place("home")
+
+    @property
+    def adv_place(self) -> Place:
+        """The tester on the home link (at ir) for ICMP: agent solicitations out, advertisements in."""
+        return self._place("adv")
+
+    def solicit_home(self, dst: str = "224.0.0.2") -> None:
+        """An Agent Solicitation on the home link from ir (TTL 1, RFC 5944 2.2)."""
+        self.adv_place.transport.send_icmp(dst, AgentSolicitation().encode(), ttl=1)
+
+    def home_advertisements(self, duration: float, solicit_at: tuple = ()) -> list:
+        """The HA's Agent Advertisements heard on the home link within `duration` seconds, as
+        (Received, ParsedAdvertisement), with a solicitation sent at each offset of `solicit_at`."""
+        place = self.adv_place  # listening from here on (a duration of 0 only opens it)
+        got, start = [], time.monotonic()
+        pending = sorted(solicit_at)
+        while (left := start + duration - time.monotonic()) > 0:
+            if pending and time.monotonic() - start >= pending[0]:
+                pending.pop(0)
+                self.solicit_home()
+                continue
+            wait = min(left, max(pending[0] - (time.monotonic() - start), 0)) if pending else left
+            for i in place.transport.recv(wait):
+                if i.kind == "icmp" and i.src == self.ha and i.data[:1] == b"\x09":
+                    a = parse_advertisement(i.data, require_checksum=False)
+                    if a.ok:
+                        got.append((i, a.value))
+        return got
 
     @property
     def link(self) -> HomeLink:
