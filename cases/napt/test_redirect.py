@@ -13,7 +13,7 @@ alice's tunnel-inner address, port 7, where an echo sink listens on R. Black-box
   * a port without a rule (2223) reaches nothing on R: the Appendix C situation;
   * when alice's tunnel goes, the rule goes with it: G_i:2222 reaches nothing on R any more.
 
-R's host hardening (seed section 4) still drops unsolicited inbound from the Internet
+R's host hardening (draft-gupta section 4) still drops unsolicited inbound from the Internet
 (cases/security/test_attacks.py); it admits connections arriving through the tunnel, which only G
 can send. Redirection rules are an optional gateway feature: a gateway whose status reports no
 `redirects` has none, and the case is not applicable to it (so no impl_matrix).
