@@ -110,7 +110,9 @@ class CharonRole:
                 ready=r"spawning \d+ worker threads", env={"STRONGSWAN_CONF": str(self.strongswan_conf)},
                 timeout=10)
             self._wait_vici()
-            self._swanctl("--load-all", "--file", str(self.swanctl_conf))
+            # a big configuration (a load run's thousands of users) takes swanctl longer to load
+            self._swanctl("--load-all", "--file", str(self.swanctl_conf),
+                          timeout=15.0 + self.swanctl_conf.stat().st_size / 50_000)
             if self.role.kind == "vpn-client" and self.info["initiate"]:
                 self.connect()
         except BaseException:
