@@ -1,7 +1,7 @@
-"""Attacks from the Internet (draft-gupta section 4: "the attacker spoofing R_e cannot get a
+"""Attacks from the Internet (draft-gupta section 4): the attacker spoofing R_e cannot get a
 packet to H (drop counted at G); a captured ESP packet replayed is dropped; a modified one is dropped;
 an unsolicited TCP SYN from the Internet to R gets nothing back; the attacker cannot use R as a proxy
-into the intranet (section 4 (b)); R does not forward").
+into the intranet (section 4 (b)); R does not forward.
 
 The attacker is node atk (198.51.100.66) on the Internet segment. It forges packets with R's outer
 address as source through a raw socket (IPPROTO_RAW: the IP header is ours, the kernel only fills in
