@@ -21,11 +21,18 @@ class Daemon:
     control_path: Path
     events_path: Path
 
-    def call(self, cmd: str, **args):
+    def _command(self, cmd: str, **args):
+        """One command over the daemon's control socket (nodes/runtime/control.py), its result."""
         return control.call(str(self.control_path), cmd, **args)
 
     def status(self) -> dict:
-        return self.call("status")
+        """The control command `status`: the daemon's status object."""
+        return self._command("status")
+
+    def reset(self) -> None:
+        """The control command `reset` (daemons of OursProfile.RESETTABLE kinds): back to the state
+        of a fresh start without a restart; the daemon answers once it is done."""
+        self._command("reset")
 
     def events(self) -> list[dict]:
         """The daemon's structured log lines so far."""
@@ -87,7 +94,7 @@ class OursProfile:
 
     def start_role(self, world, role):
         d = start_daemon(world, role.node, self.MODULES[role.kind], name=role.name, config=role.config)
-        reset = (lambda: d.call("reset")) if role.kind in self.RESETTABLE else None
+        reset = d.reset if role.kind in self.RESETTABLE else None
         return RoleHandle(role, d.status, d.stop, reset=reset)
 
 

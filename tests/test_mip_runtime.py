@@ -259,13 +259,13 @@ def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_d
         ex = executor()[0]
         driver = CoreDriver(core, ex, lambda *a, **k: None)
         core.deadline = time.time() + 0.05
-        driver.call("poke")
+        driver.feed(core.poke)
         first = driver._timer
         core.deadline += 0.05  # later: the armed timer stays (it fires early, harmlessly)
-        driver.call("poke")
+        driver.feed(core.poke)
         assert driver._timer is first
         core.deadline = time.time() + 0.02  # earlier: re-armed
-        driver.call("poke")
+        driver.feed(core.poke)
         assert driver._timer is not first
         target = core.deadline
         await until(lambda: core.ticks)
@@ -273,7 +273,7 @@ def test_core_timer_is_kept_when_the_deadline_moves_later_and_still_fires_when_d
         # fired again (handle_timer must be harmless when nothing is due)
         assert core.ticks and core.ticks[0] >= target - 0.005
         core.deadline = None
-        driver.call("poke")
+        driver.feed(core.poke)
         assert driver._timer is None
         driver.stop()
 

@@ -168,7 +168,7 @@ async def setup(args, log):
             if not ip.src.is_unspecified:
                 executor.learn(iface, ip.src, frame.src_mac)
             if ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_SOLICITATION]):
-                driver.call("receive_icmp", ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
+                driver.feed(core.receive_icmp, ip.payload, Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
                 continue
             udp_parts = parse_udp(ip)
             if udp_parts and udp_parts[1] == MIP_PORT and udp_parts[2][:1] == bytes([TYPE_REQUEST]) \
@@ -177,12 +177,12 @@ async def setup(args, log):
                     link_drops["request-bad-udp-checksum"] += 1  # RFC 5944 3.7.2.1: silently discarded
                     continue
                 sport, _dport, payload = udp_parts
-                driver.call("receive_datagram", payload,
+                driver.feed(core.receive_datagram, payload,
                             Addr(str(ip.src), sport, str(ip.dst), MIP_PORT, ttl=ip.ttl, lladdr=frame.src_mac))
 
     def on_relay_errors():
         for ha, port, icmp_type, icmp_code, quoted, reporter in read_icmp_errors(udp):
-            driver.call("relay_error", ha, port, icmp_type, icmp_code, quoted=quoted, reporter=reporter)
+            driver.feed(core.relay_error, ha, port, icmp_type, icmp_code, quoted=quoted, reporter=reporter)
 
     def on_udp():
         on_relay_errors()  # the error queue makes the socket readable too (EPOLLERR)
@@ -197,17 +197,17 @@ async def setup(args, log):
             payload, where, ifindex = got
             if payload[:1] == bytes([TYPE_REQUEST]) and ifindex == iface_index:
                 continue  # taken from the link socket, with the visitor's MAC and TTL
-            driver.call("receive_datagram", payload, where)
+            driver.feed(core.receive_datagram, payload, where)
 
-    on_tun = packet_reader(tun.read, lambda packet: driver.call("receive_from_visitor", packet), BATCH)
+    on_tun = packet_reader(tun.read, lambda packet: driver.feed(core.receive_from_visitor, packet), BATCH)
     readers = [(link.fileno(), "link", on_frame), (udp.fileno(), "udp", on_udp), (tun.fd, "tun", on_tun)]
-    readers += [(r.fileno(), kind, packet_reader(r.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH))
+    readers += [(r.fileno(), kind, packet_reader(r.recv, lambda packet: driver.feed(core.receive_tunnelled, packet), BATCH))
                 for kind, r in tunnels.items()]
     for fd, name, fn in readers:
         loop.add_reader(fd, guarded(log, errors, name, fn))
     log("foreign-agent", address=str(cfg.address), iface=iface, care_of_addresses=[str(a) for a in cfg.care_of_addresses],
         adv_interval=cfg.adv_interval, encapsulations=list(cfg.encapsulations))
-    driver.call("start")
+    driver.feed(core.start)
 
     def status(_req):
         return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface,

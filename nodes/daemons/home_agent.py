@@ -84,15 +84,15 @@ async def setup(args, log):
             if got is None:
                 return
             payload, where, _ifindex = got  # where.dst: the request's IP destination (IP_PKTINFO)
-            driver.call("receive_datagram", payload, where)
+            driver.feed(core.receive_datagram, payload, where)
 
-    on_tun = packet_reader(tun.read, lambda packet: driver.call("encapsulate", packet), BATCH)
+    on_tun = packet_reader(tun.read, lambda packet: driver.feed(core.encapsulate, packet), BATCH)
     on_icmp_error = packet_reader(icmp_errors.recv,
-                                  lambda got: driver.call("receive_icmp_error", got[0], got[1]), BATCH)
+                                  lambda got: driver.feed(core.receive_icmp_error, got[0], got[1]), BATCH)
 
     loop.add_reader(udp.fileno(), guarded(log, errors, "udp", on_udp))
     for kind, receiver in tunnels.items():
-        on_tunnelled = packet_reader(receiver.recv, lambda packet: driver.call("receive_tunnelled", packet), BATCH)
+        on_tunnelled = packet_reader(receiver.recv, lambda packet: driver.feed(core.receive_tunnelled, packet), BATCH)
         loop.add_reader(receiver.fileno(), guarded(log, errors, kind, on_tunnelled))
     loop.add_reader(tun.fd, guarded(log, errors, "tun", on_tun))
     loop.add_reader(icmp_errors.fileno(), guarded(log, errors, "icmp-errors", on_icmp_error))
@@ -104,12 +104,12 @@ async def setup(args, log):
                 if got is None:
                     return
                 icmp, ip = got
-                driver.call("receive_icmp", icmp, Addr(str(ip.src), 0, str(ip.dst), 0, ttl=ip.ttl))
+                driver.feed(core.receive_icmp, icmp, Addr(str(ip.src), 0, str(ip.dst), 0, ttl=ip.ttl))
 
         loop.add_reader(solicitations.fileno(), guarded(log, errors, "solicitations", on_solicitation))
     log("home-agent", address=str(cfg.address), home_iface=cfg.home_iface, tun=tun.name,
         nodes=[str(n.home_address) for n in cfg.nodes], advertise=cfg.advertise)
-    driver.call("start")
+    driver.feed(core.start)
 
     def status(_req):
         s = core.status(time.time()).as_dict()
@@ -119,7 +119,7 @@ async def setup(args, log):
     def reset(_req):
         """Every binding, tunnel and proxy entry gone at once, as after a restart (the core's
         reset); the host changes are sent before the answer, so none outlives it."""
-        driver.call("reset")
+        driver.feed(core.reset)
         executor.flush()
         return "ok"
 

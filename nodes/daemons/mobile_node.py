@@ -123,16 +123,16 @@ class MobileNodeDaemon:
         self.log("link", iface=self.iface, up=up)
         if up:
             self.executor.forget_neighbours(self.iface)
-            self.driver.call("link_up")
+            self.driver.feed(self.core.link_up)
         else:
-            self.driver.call("link_down")
+            self.driver.feed(self.core.link_down)
 
     def _dhcp_bound(self, attempt: int, lease, seconds: float) -> None:
-        self.driver.call("dhcp_bound", attempt, lease.address, lease.router, seconds, server=lease.server,
+        self.driver.feed(self.core.dhcp_bound, attempt, lease.address, lease.router, seconds, server=lease.server,
                          lease_time=lease.lease_time, reason=lease.reason)
 
     def _dhcp_failed(self, attempt: int, reason: str) -> None:
-        self.driver.call("dhcp_failed", attempt, reason)
+        self.driver.feed(self.core.dhcp_failed, attempt, reason)
 
     def on_frames(self) -> None:
         for _ in range(BATCH):
@@ -143,7 +143,7 @@ class MobileNodeDaemon:
                 arp = Arp.decode(frame.payload)
                 if arp is not None and arp.op == ARP_REPLY and arp.target_mac == self.link.mac:
                     self.executor.learn(self.iface, arp.sender_ip, arp.sender_mac)
-                    self.driver.call("receive_arp", arp.sender_ip, arp.target_ip)
+                    self.driver.feed(self.core.receive_arp, arp.sender_ip, arp.target_ip)
                 elif arp is not None and arp.op == ARP_REQUEST and self.away and arp.target_ip == self.home \
                         and arp.sender_ip != self.home:
                     self._home_arp_request(arp, frame.dst_mac)
@@ -151,7 +151,7 @@ class MobileNodeDaemon:
                 ip = parse_ipv4(frame.payload)
                 if ip is not None and ip.proto == PROTO_ICMP and ip.payload[:1] == bytes([ICMP_ROUTER_ADVERTISEMENT]):
                     self.executor.learn(self.iface, ip.src, frame.src_mac)
-                    self.driver.call("receive_icmp", ip.payload,
+                    self.driver.feed(self.core.receive_icmp, ip.payload,
                                      Addr(str(ip.src), 0, str(ip.dst), 0, lladdr=frame.src_mac))
 
     def _home_arp_request(self, arp: Arp, dst_mac: str) -> None:
@@ -180,7 +180,7 @@ class MobileNodeDaemon:
                     continue
                 self.executor.decapsulate_to_home(inner, where.src, "udp")
             elif payload[:1] == bytes([TYPE_REPLY]):
-                self.driver.call("receive_datagram", payload, where)
+                self.driver.feed(self.core.receive_datagram, payload, where)
             else:
                 self.executor.counters["drop:udp-unexpected"] += 1
 

@@ -33,6 +33,7 @@ import struct
 import time
 import traceback
 from collections import Counter, deque
+from typing import Callable
 from ipaddress import IPv4Address
 
 from nodes.core import Addr
@@ -41,6 +42,7 @@ from nodes.mip.actions import (
     SendIcmp, SendIp, SendUdp,
 )
 from nodes.runtime import netlink
+from nodes.runtime.clock import SYSTEM, Reading
 from nodes.runtime.garp_pacer import GarpPacer
 from nodes.runtime.netlink_batch import Failure, NetlinkBatch
 from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
@@ -485,20 +487,31 @@ class MipExecutor:
 
 class CoreDriver:
     """Feeds a sans-I/O core (nodes/core.py), runs what it drains, and keeps one timer armed at
-    `core.next_deadline()` that calls `core.handle_timer`."""
+    `core.next_deadline()` that calls `core.handle_timer`.
 
-    def __init__(self, core, executor: MipExecutor, log):
+    An input is the core's own method, called with the driver's `now` as its keyword `now`:
+
+        driver.feed(core.receive_datagram, payload, where)   # core.receive_datagram(payload, where, now=...)
+
+    `now` is the time base the core runs on (nodes/runtime/clock.py): the Mobile IP cores run on
+    wall time (their identifications are timestamps, RFC 5944 5.7.1), the default."""
+
+    def __init__(self, core, executor: MipExecutor, log, now: Reading = SYSTEM.wall):
         self.core, self.executor, self.log = core, executor, log
+        self.now = now
         self._loop = asyncio.get_running_loop()
         executor._loop = self._loop
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
         self.errors = Counter()
 
-    def call(self, method: str, *args, **kw) -> None:
+    def feed(self, core_input: Callable[..., None], *args, **kw) -> None:
+        """Call `core_input(*args, now=self.now(), **kw)`, run the actions it drained and re-arm the
+        timer; an exception is counted and logged, never raised (bad input is not a crash)."""
         try:
-            getattr(self.core, method)(*args, now=time.time(), **kw)
+            core_input(*args, now=self.now(), **kw)
         except Exception as exc:  # bad input gets counted, never a crash
+            method = getattr(core_input, "__name__", repr(core_input))
             self.errors[f"{method}:{type(exc).__name__}"] += 1
             self.log("core-error", method=method, error=f"{type(exc).__name__}: {exc}",
                      trace=traceback.format_exc(limit=4))
@@ -517,11 +530,11 @@ class CoreDriver:
             self._timer = None
         if deadline is not None:
             self._armed_at = deadline
-            self._timer = self._loop.call_later(max(0.0, deadline - time.time()), self._tick)
+            self._timer = self._loop.call_later(max(0.0, deadline - self.now()), self._tick)
 
     def _tick(self) -> None:
         self._timer = None
-        self.call("handle_timer")
+        self.feed(self.core.handle_timer)
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -107,7 +107,7 @@ class TunnelMobileNode:
         self.care_of_address = care_of_address
         self.executor.hold_home_traffic(self.cfg.home_address)  # none leaves the i-HoA outside the tunnel
         self.log("i-mip-attach", care_of_address=care_of_address, via=self.link_tun)
-        self.driver.call("link_up", care_of_address=care_of_address)
+        self.driver.feed(self.core.link_up, care_of_address=care_of_address)
         if ip_address(care_of_address) in self.cfg.home_network:  # at home (RFC 5265 inside): no tunnel
             self.executor.release_home_traffic(self.cfg.home_address)
 
@@ -122,21 +122,21 @@ class TunnelMobileNode:
         self.loop.add_reader(self.udp.fileno(), guarded(self.log, self.errors, "udp", self._on_udp))
         self.agent = self.care_of_address = agent
         self.log("i-mip-attach", agent=agent)
-        self.driver.call("link_up")
+        self.driver.feed(self.core.link_up)
         # the agent's advertisement heard before the attachment, still within its lifetime (RFC 5944
         # 2.4.2.1: the node records advertisements until their Lifetime expires): register at once
         # rather than wait for the next one
         last = self.heard.get(agent)
         if last is not None and time.monotonic() - last[0] < int.from_bytes(last[1][6:8], "big"):
             self.executor.counters["advertisement-replayed"] += 1
-            self.driver.call("receive_icmp", last[1], last[2])
+            self.driver.feed(self.core.receive_icmp, last[1], last[2])
 
     def detach(self) -> None:
         if self.care_of_address is None:
             return
         self.log("i-mip-detach", care_of_address=self.care_of_address, agent=self.agent)
         self.care_of_address = self.agent = None
-        self.driver.call("link_down")
+        self.driver.feed(self.core.link_down)
         self._close_udp()
 
     def _close_udp(self) -> None:
@@ -163,7 +163,7 @@ class TunnelMobileNode:
             payload, where, _ifindex = got
             kind = payload[:1]
             if kind == bytes([TYPE_REPLY]):
-                self.driver.call("receive_datagram", payload, where)
+                self.driver.feed(self.core.receive_datagram, payload, where)
             elif kind == bytes([TYPE_TUNNEL_DATA]):
                 self._on_tunnel_data(payload, where.src)
             else:
@@ -196,7 +196,7 @@ class TunnelMobileNode:
         if len(self.heard) < 64 or str(ip.src) in self.heard:  # kept for attach_agent
             self.heard[str(ip.src)] = (time.monotonic(), ip.payload, where)
         if self.agent is not None and str(ip.src) == self.agent:
-            self.driver.call("receive_icmp", ip.payload, where)
+            self.driver.feed(self.core.receive_icmp, ip.payload, where)
 
     def _on_tunnelled(self, packet: bytes) -> None:
         """Every IP-in-IP, minimal or GRE packet of the host reaches each raw receiver of its protocol:
