@@ -58,7 +58,7 @@ def test_wrong_key(ha_tester, steps):
 
 
 @part("MIP.HA.AUTH.3", "An SPI the node has no SA for: not accepted; any reply is 131 with a valid MN-HA",
-      ["rfc5944-3.8.2.1-g", "rfc5944-3.8.2.1-i", "rfc5944-3.8.2.1-l"])
+      ["rfc5944-3.8.2.1-g", "rfc5944-3.8.2.1-i", "rfc5944-3.8.2.1-l", "rfc5944-3.8.2.1-j"])
 def test_unknown_spi(ha_tester, steps):
     mn = ha_tester.mn()
     _, check = ha_tester.register(mn, timeout=0.5, auth={"spi": 9999})

@@ -2,7 +2,8 @@
 HA, decapsulated and forwarded to the correspondent h; what does not match a binding is
 silently discarded."""
 from testbed.conformance.mip.tunnels import gre_encapsulate, ipip_encapsulate
-from testbed.conformance.parts import part
+from testbed.conformance.mip_env import describe_check, reconfigured
+from testbed.conformance.parts import part, should
 
 
 def _reverse(ha_tester, steps, what, outer_src=None, home=None, ttl=64, send=True, encap=ipip_encapsulate,
@@ -133,3 +134,48 @@ def test_reverse_old_coa(ha_tester, steps):
     new = _delivered(ha_tester, steps, _reverse(ha_tester, steps, "", place=ha_tester.fa_place),
                      "IP-in-IP from ar1 (the new care-of address)")
     assert new is not None, "a reverse tunnel from the new care-of address was not forwarded"
+
+
+# ---- reverse tunnelling switched off or made mandatory by configuration (RFC 3024 3.4, 4.3.1) --------
+# each part restarts the HA with the config key its statement claims it reads (ics `mip.config.*`)
+# and as the scenario made it afterwards
+
+@part("MIP.HA.REV.9", "An HA configured without reverse tunnelling refuses a request with T with code 137, "
+      "and accepts one without T", ["rfc3024-3.4-c", "rfc3024-3.4-a", "rfc3024-4.3.1-b"],
+      needs=["mip.config.reverse-tunnelling-off"])
+def test_reverse_tunnelling_off_gives_137(ha, ha_tester, steps):
+    with reconfigured(ha, reverse_tunnelling=False):
+        steps.record("restart the HA with reverse_tunnelling: false")
+        _, check = ha_tester.register(ha_tester.mn(), flags="DT")
+        steps.record("co-located request with T", "denied with 137", describe_check(check),
+                     ok=check is not None and check.code == 137)
+        _, plain = ha_tester.register(ha_tester.mn(ha_tester.homes[1]), flags="D")
+        steps.record("co-located request without T", "accepted", describe_check(plain),
+                     ok=plain is not None and plain.code in (0, 1))
+    assert check is not None, "a request for a reverse tunnel the HA does not offer was not answered: its reply " \
+                              "must say the reverse tunnel failed (RFC 3024 3.4)"
+    assert check.code == 137, f"denied with {check.code}: an HA that implements reverse tunnelling uses 137 " \
+                              "(RFC 3024 3.4)"
+    assert check.authentic, "the 137 reply does not carry a valid MN-HA authenticator"
+    assert plain is not None and plain.code in (0, 1), f"a request without T was not accepted: {describe_check(plain)}"
+
+
+@part("MIP.HA.REV.10", "An HA configured to make reverse tunnelling mandatory refuses a request without T with "
+      "code 138, and accepts one with T", ["rfc3024-3.4-a", "rfc3024-3.2-a"],
+      needs=["mip.config.reverse-tunnel-required", "mip.reverse-tunnel"])
+def test_reverse_tunnel_required_gives_138(ha, ha_tester, steps):
+    with reconfigured(ha, reverse_tunnel_required=True):
+        steps.record("restart the HA with reverse_tunnel_required: true")
+        _, check = ha_tester.register(ha_tester.mn(), flags="D")
+        steps.record("co-located request without T", "denied with 138", describe_check(check),
+                     ok=check is not None and check.code == 138)
+        _, with_t = ha_tester.register(ha_tester.mn(ha_tester.homes[1]), flags="DT")
+        steps.record("co-located request with T", "accepted", describe_check(with_t),
+                     ok=with_t is not None and with_t.code in (0, 1))
+    should(check is None or check.code not in (0, 1),
+           "an HA configured to make reverse tunnelling mandatory accepted a request without T")
+    if check is not None and check.code not in (0, 1):
+        assert check.code == 138, f"a request without T refused with {check.code}: 138 says the reverse tunnel " \
+                                  "is mandatory"
+    assert with_t is not None and with_t.code in (0, 1), \
+        f"with reverse tunnelling mandatory, a valid request with T was not accepted: {describe_check(with_t)}"
