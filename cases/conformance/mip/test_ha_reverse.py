@@ -112,46 +112,26 @@ def test_reverse_unnegotiated_encapsulation(ha_tester, steps):
     assert got is None, "a GRE reverse tunnel was forwarded although IP-in-IP was negotiated"
 
 
-@part("MIP.HA.REV.9", "The reverse tunnel keeps working after a re-registration",
-      ["rfc3024-4.3.2-d", "rfc3024-4.3.1-c"], needs=["mip.reverse-tunnel"])
-def test_reverse_after_reregistration(ha_tester, steps):
-    mn = ha_tester.mn()
-    ha_tester.registered(mn, steps=steps, flags="DT")
-    ha_tester.registered(mn, steps=steps, flags="DT")
-    got = _delivered(ha_tester, steps, _reverse(ha_tester, steps, ""), "IP-in-IP r->HA after re-registering")
-    assert got is not None, "nothing delivered"
+def _reconfigured_pair(ha, ha_tester, steps, config: dict, refused: str, want: int, accepted: str):
+    """The HA restarted with `config`: a co-located request with flags `refused` (expected: code
+    `want`) and one of another node with flags `accepted` (expected: accepted). Returns the checks."""
+    with reconfigured(ha, **config):
+        steps.record("restart the HA with " + ", ".join(f"{k}: {str(v).lower()}" for k, v in config.items()))
+        checks = []
+        for home, flags, expect in ((ha_tester.homes[0], refused, f"denied with {want}"),
+                                    (ha_tester.homes[1], accepted, "accepted")):
+            _, check = ha_tester.register(ha_tester.mn(home), flags=flags)
+            steps.record(f"co-located request with flags {flags}", expect, describe_check(check),
+                         ok=check is not None and (check.code == want if expect != "accepted" else check.code in (0, 1)))
+            checks.append(check)
+    return checks
 
-
-@part("MIP.HA.REV.10", "After moving to another care-of address, reverse tunnels from the old one are discarded",
-      ["rfc3024-4.3.2-b", "rfc3024-4.3.2-d"], needs=["mip.reverse-tunnel"])
-def test_reverse_old_coa(ha_tester, steps):
-    mn = ha_tester.mn()
-    ha_tester.registered(mn, steps=steps, flags="DT")
-    ha_tester.registered(mn, steps=steps, flags="DT", coa=ha_tester.fa_address)
-    old = _delivered(ha_tester, steps, _reverse(ha_tester, steps, ""), "IP-in-IP from r (the old care-of address)",
-                     expect=False)
-    assert old is None, "a reverse tunnel from the old care-of address was forwarded"
-    new = _delivered(ha_tester, steps, _reverse(ha_tester, steps, "", place=ha_tester.fa_place),
-                     "IP-in-IP from ar1 (the new care-of address)")
-    assert new is not None, "a reverse tunnel from the new care-of address was not forwarded"
-
-
-# ---- reverse tunnelling switched off or made mandatory by configuration (RFC 3024 3.4, 4.3.1) --------
-# each part restarts the HA with the config key its statement claims it reads (ics `mip.config.*`)
-# and as the scenario made it afterwards
 
 @part("MIP.HA.REV.9", "An HA configured without reverse tunnelling refuses a request with T with code 137, "
       "and accepts one without T", ["rfc3024-3.4-c", "rfc3024-3.4-a", "rfc3024-4.3.1-b"],
       needs=["mip.config.reverse-tunnelling-off"])
 def test_reverse_tunnelling_off_gives_137(ha, ha_tester, steps):
-    with reconfigured(ha, reverse_tunnelling=False):
-        steps.record("restart the HA with reverse_tunnelling: false")
-        _, check = ha_tester.register(ha_tester.mn(), flags="DT")
-        steps.record("co-located request with T", "denied with 137", describe_check(check),
-                     ok=check is not None and check.code == 137)
-        _, plain = ha_tester.register(ha_tester.mn(ha_tester.homes[1]), flags="D")
-        steps.record("co-located request without T", "accepted", describe_check(plain),
-                     ok=plain is not None and plain.code in (0, 1))
+    check, plain = _reconfigured_pair(ha, ha_tester, steps, {"reverse_tunnelling": False}, "DT", 137, "D")
     assert check is not None, "a request for a reverse tunnel the HA does not offer was not answered: its reply " \
                               "must say the reverse tunnel failed (RFC 3024 3.4)"
     assert check.code == 137, f"denied with {check.code}: an HA that implements reverse tunnelling uses 137 " \
@@ -164,14 +144,7 @@ def test_reverse_tunnelling_off_gives_137(ha, ha_tester, steps):
       "code 138, and accepts one with T", ["rfc3024-3.4-a", "rfc3024-3.2-a"],
       needs=["mip.config.reverse-tunnel-required", "mip.reverse-tunnel"])
 def test_reverse_tunnel_required_gives_138(ha, ha_tester, steps):
-    with reconfigured(ha, reverse_tunnel_required=True):
-        steps.record("restart the HA with reverse_tunnel_required: true")
-        _, check = ha_tester.register(ha_tester.mn(), flags="D")
-        steps.record("co-located request without T", "denied with 138", describe_check(check),
-                     ok=check is not None and check.code == 138)
-        _, with_t = ha_tester.register(ha_tester.mn(ha_tester.homes[1]), flags="DT")
-        steps.record("co-located request with T", "accepted", describe_check(with_t),
-                     ok=with_t is not None and with_t.code in (0, 1))
+    check, with_t = _reconfigured_pair(ha, ha_tester, steps, {"reverse_tunnel_required": True}, "D", 138, "DT")
     should(check is None or check.code not in (0, 1),
            "an HA configured to make reverse tunnelling mandatory accepted a request without T")
     if check is not None and check.code not in (0, 1):
