@@ -138,6 +138,34 @@ def test_tester_rekeys_the_ike_sa_and_keeps_talking():
     assert info.ok and info.message_id == 0 and info.spi_i == new.spi_i
 
 
+def test_create_child_sa_on_a_rekeyed_ike_sa_gets_temporary_failure():
+    """RFC 7296 2.25, 2.25.2: after the tester rekeyed the IKE SA, and before its Delete, a child SA
+    rekey or a second IKE SA rekey on the old IKE SA is a temporary condition."""
+    bridge, s, _ = establish(*SUITES[0])
+    msg, new = s.handle_rekey_ike_response(bridge.exchange(s.rekey_ike_request()))
+    assert msg.ok and new is not None, msg.reason
+    for request in (s.create_child_request(rekey=s.children[0]), s.rekey_ike_request()):
+        resp = s.parse(bridge.exchange(request))
+        assert resp.ok and resp.notify_types() == [c.N_TEMPORARY_FAILURE] and resp.get(c.SA) is None
+    info = new.parse(bridge.exchange(new.informational_request()))
+    assert info.ok, "the successor IKE SA answers"
+
+
+def test_esp_on_an_unknown_spi_is_reported_over_the_ike_sa_rate_limited():
+    """RFC 7296 1.5, 2.21.4: N(INVALID_SPI) with the packet's SPI, in an INFORMATIONAL request over
+    the IKE SA with the sender; not again right after (rate limit), nothing for a stranger."""
+    bridge, s, _ = establish(*SUITES[0])
+    bridge.core.invalid_spi("192.0.2.99", 0x7E000001, 10.0)   # no IKE SA with this address
+    bridge.core.invalid_spi(CLIENT, 0x7E000002, 10.5)
+    bridge.core.invalid_spi(CLIENT, 0x7E000003, 10.6)          # within the rate limit
+    bridge.pump()
+    got = [s.parse(r.data) for r in iter(lambda: bridge.t.recv_ike(0), None)]
+    assert len(got) == 1, [g.summary() for g in got]
+    req = got[0]
+    assert req.ok and not req.response and req.exchange == c.INFORMATIONAL
+    assert req.notify(c.N_INVALID_SPI).fields["data"] == bytes.fromhex("7e000002")
+
+
 def test_crafted_requests_get_error_notifies_or_are_dropped():
     bridge, s, _ = establish(*SUITES[0])
     # a request with a broken ICV: no answer (RFC 7296 2.21.2), the Message ID is not consumed

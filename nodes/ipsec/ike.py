@@ -49,8 +49,8 @@ from nodes.ipsec.ike_context import IkeContext
 from nodes.ipsec.ike_info import Informational
 from nodes.ipsec.ike_init import InitialExchange
 from nodes.ipsec.ike_rekey import IkeRekey
-from nodes.ipsec.ike_state import (AuthRequest, DeleteChild, DeleteIke, Dpd, IkeSa, RekeyChild, RekeyIke,
-                                   SaState)
+from nodes.ipsec.ike_state import (AuthRequest, DeleteChild, DeleteIke, Dpd, IkeSa, InvalidSpiNotice, RekeyChild,
+                                   RekeyIke, SaState)
 from nodes.ipsec.ike_status import IkeStatus, snapshot
 from nodes.ipsec.ike_window import RequestWindow
 from nodes.wire import ikev2 as w
@@ -59,6 +59,9 @@ from nodes.wire.errors import DecodeError, UnsupportedCriticalPayload
 __all__ = ["Action", "AddressAllocator", "DeleteChildSa", "Established", "Failed", "IkeConfig", "IkeCore",
            "IkeSaClosed", "IkeSaRekeyed", "IkeStatus", "InstallChildSa", "SendIke", "UserPolicy", "id_text",
            "make_id", "notify_name"]
+
+INVALID_SPI_INTERVAL = 1.0   # seconds between two N(INVALID_SPI) notices on one IKE SA
+INVALID_SPI_SCAN = 0.1       # seconds between two looks for the IKE SA of an unknown SPI's sender
 
 
 class IkeCore:
@@ -77,6 +80,7 @@ class IkeCore:
             Dpd: (self.info.build_dpd, self.info.on_empty_response),
             DeleteChild: (self.info.build_delete_child, self.info.on_empty_response),
             DeleteIke: (self.info.build_delete_ike, self.info.on_delete_ike_response),
+            InvalidSpiNotice: (self.info.build_invalid_spi, self.info.on_empty_response),
             RekeyChild: (self.children.build_rekey, self.children.on_rekey_response),
             RekeyIke: (self.rekey.build, self.rekey.on_response),
         }
@@ -84,9 +88,11 @@ class IkeCore:
         self.requests = {
             w.IKE_AUTH: ({SaState.INIT_DONE, SaState.EAP, SaState.EAP_DONE}, self.auth.on_request),
             w.INFORMATIONAL: ({SaState.ESTABLISHED, SaState.REKEYED}, self.info.on_request),
-            w.CREATE_CHILD_SA: ({SaState.ESTABLISHED}, self.children.on_request),
+            # REKEYED: the peer's CREATE_CHILD_SA gets TEMPORARY_FAILURE (ChildSas.on_request)
+            w.CREATE_CHILD_SA: ({SaState.ESTABLISHED, SaState.REKEYED}, self.children.on_request),
         }
         self._actions: list[Action] = []
+        self._invalid_spi_scan: float | None = None  # when an unknown-SPI report last looked for an IKE SA
 
     @property
     def sas(self) -> dict[bytes, IkeSa]:
@@ -175,6 +181,21 @@ class IkeCore:
             else:
                 self.ctx.table.forget(sa)
         self._emit([])
+
+    def invalid_spi(self, peer_addr: str, spi: int, now: float) -> None:
+        """ESP from `peer_addr` on SPI `spi`, which no child SA has: an INFORMATIONAL with
+        N(INVALID_SPI) naming it over an IKE SA with that peer (RFC 7296 1.5, 2.21.4), if there is one.
+        Rate-limited (2.21.4): one notice per IKE SA per INVALID_SPI_INTERVAL, and one look for an IKE
+        SA per INVALID_SPI_SCAN of any source, so a flood of bogus ESP costs neither CPU nor messages."""
+        if self._invalid_spi_scan is not None and now - self._invalid_spi_scan < INVALID_SPI_SCAN:
+            return
+        self._invalid_spi_scan = now
+        sa = next((x for x in self.ctx.table.established() if x.peer_addr == peer_addr), None)
+        if sa is None or (sa.invalid_spi_noticed is not None and now - sa.invalid_spi_noticed < INVALID_SPI_INTERVAL):
+            return
+        sa.invalid_spi_noticed = now
+        self.ctx.log(sa, f"ESP on unknown SPI {spi:08x} from {peer_addr}: N(INVALID_SPI)")
+        self._emit(self.window.request(sa, now, InvalidSpiNotice(spi.to_bytes(4, "big"))))
 
     def check_liveness(self, now: float) -> None:
         for sa in self._established():

@@ -10,7 +10,7 @@ from nodes.ipsec import traffic_selectors as tsel
 from nodes.ipsec.ike_actions import Action
 from nodes.ipsec.ike_config import UserPolicy
 from nodes.ipsec.ike_context import IkeContext
-from nodes.ipsec.ike_state import ChildError, ChildOffer, ChildSa, DeleteChild, IkeSa, RekeyChild, child_action
+from nodes.ipsec.ike_state import ChildError, ChildOffer, ChildSa, DeleteChild, IkeSa, RekeyChild, SaState, child_action
 from nodes.ipsec.ike_window import RequestWindow
 from nodes.wire import ikev2 as w
 
@@ -20,6 +20,11 @@ class ChildSas:
         self.ctx, self.window, self.rekey = ctx, window, rekey
 
     def on_request(self, sa: IkeSa, now: float, msg: w.Message) -> list[Action]:
+        if sa.state is SaState.REKEYED:
+            # RFC 7296 2.25, 2.25.2: a successor took this IKE SA's place and its Delete is awaited,
+            # a temporary condition; nothing is created or rekeyed on it any more
+            self.ctx.log(sa, "CREATE_CHILD_SA on a rekeyed IKE SA: TEMPORARY_FAILURE")
+            return self.ctx.respond(sa, msg, [w.Notify(w.N_TEMPORARY_FAILURE)])
         sa_p = msg.get(w.SecurityAssociation)
         if sa_p is not None and sa_p.proposals and sa_p.proposals[0].protocol == w.PROTO_IKE:
             return self.rekey.on_request(sa, now, msg, sa_p)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nodes.ipsec.ike_actions import Action, IkeSaClosed
 from nodes.ipsec.ike_context import IkeContext
-from nodes.ipsec.ike_state import DeleteChild, DeleteIke, Dpd, IkeSa, SaState, delete_action
+from nodes.ipsec.ike_state import DeleteChild, DeleteIke, Dpd, IkeSa, InvalidSpiNotice, SaState, delete_action
 from nodes.wire import ikev2 as w
 
 
@@ -21,6 +21,9 @@ class Informational:
         if child is None:
             return None
         return w.INFORMATIONAL, [w.Delete(w.PROTO_ESP, [child.spi_in])], [delete_action(child, "deleted")]
+
+    def build_invalid_spi(self, sa: IkeSa, now: float, request: InvalidSpiNotice):
+        return w.INFORMATIONAL, [w.Notify(w.N_INVALID_SPI, request.spi)], []
 
     def build_delete_ike(self, sa: IkeSa, now: float, request: DeleteIke):
         return w.INFORMATIONAL, [w.Delete(w.PROTO_IKE)], []

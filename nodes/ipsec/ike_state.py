@@ -69,6 +69,13 @@ class DeleteChild:
 
 
 @dataclass
+class InvalidSpiNotice:
+    """An INFORMATIONAL with N(INVALID_SPI) naming the SPI of ESP that arrived for no child SA
+    (RFC 7296 1.5, 2.21.4)."""
+    spi: bytes
+
+
+@dataclass
 class DeleteIke:
     pass
 
@@ -176,6 +183,7 @@ class IkeSa:
         self.eap: EapChallenge | None = None
         self.pending_child: ChildOffer | None = None
         self.last_error: str | None = None
+        self.invalid_spi_noticed: float | None = None  # when we last sent N(INVALID_SPI) on it (rate limit)
         self.scheduled: float | None = None  # the deadline the SA table's heap holds for it
 
     @property

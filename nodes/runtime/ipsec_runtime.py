@@ -262,12 +262,7 @@ class IpsecRuntime:
             if len(data) == 1 and data[0] == 0xFF:
                 self.counters["keepalives_in"] += 1
                 return
-            self.counters["esp_in"] += 1
-            got = self.dp.open(data, src, sport, True, self.now())
-            if self.dp.events:
-                self.lifetime_events()
-            if got is not None:
-                self.on_inner(got[0], got[1])
+            self._esp_in(data, src, sport, True)
             return
         data = bytes(data)
         self.counters["ike_in"] += 1
@@ -279,12 +274,21 @@ class IpsecRuntime:
         self.flush()
 
     def _esp(self, payload: memoryview, src: str) -> None:
+        self._esp_in(payload, src, 0, False)
+
+    def _esp_in(self, data: memoryview, src: str, sport: int, encap: bool) -> None:
+        """An ESP packet (UDP-encapsulated or not) opened by the data plane; one on an SPI no child SA
+        has goes to the IKE core, which may tell the sender (N(INVALID_SPI), RFC 7296 1.5)."""
         self.counters["esp_in"] += 1
-        got = self.dp.open(payload, src, 0, False, self.now())
+        now = self.now()
+        got = self.dp.open(data, src, sport, encap, now)
         if self.dp.events:
             self.lifetime_events()
         if got is not None:
             self.on_inner(got[0], got[1])
+        elif len(data) >= 8 and (spi := int.from_bytes(data[:4], "big")) not in self.dp.by_spi:
+            self.core.invalid_spi(src, spi, now)
+            self.flush()
 
     # -- send ----------------------------------------------------------------------------------
     def send_inner(self, tunnel: Tunnel, inner: bytes) -> None:
