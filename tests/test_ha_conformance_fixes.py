@@ -176,17 +176,39 @@ def test_relayed_deregistration_without_fa_ha_is_accepted_and_answered_without_f
 
 # --- RFC 3519 -----------------------------------------------------------------------------------------
 
-def test_udp_tunnel_request_with_reserved_3_set_is_skipped_as_not_understood():
-    """MIP.HA.NAT.9: 'the Reserved 3 field must be 0 on receipt, otherwise this extension MUST be
-    handled as not understood and silently skipped' (RFC 3519 3.1.3): no UDP Tunnel Reply, no UDP
-    tunnel."""
+def test_udp_tunnel_request_with_reserved_3_set_gets_134():
+    """MIP.HA.NAT.9: 'Reserved 3 field of UDP Tunnel Request extension is nonzero: The home agent
+    SHOULD send a Registration Reply with the Code field set to 134' (RFC 3519 4.6.1). 3.1.3 asks
+    for the extension to be handled as not understood: it is never acted on, no UDP tunnel."""
     ha = _ha()
     actions = _send(ha, _request(NOW, before=[UdpTunnelRequest(reserved3=1)]), src=NAT, sport=40000)
     (reply,) = _replies(actions)
     decoded = RegistrationReply.decode(reply.payload)
+    assert decoded.code == 134 and ha.bindings == {}
     assert find_extension(decoded.extensions, EXT_UDP_TUNNEL_REPLY) is None
-    assert decoded.code != 0 or ha.bindings[HOME].kind != "udp"
-    assert ha.counters["udp-tunnel-request-skipped"] == 1
+    assert ha.counters["denied:134"] == 1
+
+
+def test_udp_tunnel_request_placed_by_the_mobile_node_without_d_gets_134():
+    """MIP.HA.NAT.14: 'UDP Tunnel Request extension sent by the mobile node (placed before the
+    MN-HA authentication extension), but 'D' bit in registration request header not set: The home
+    agent SHOULD send a Registration Reply with the Code field set to 134' (RFC 3519 4.6.1)."""
+    ha = _ha()
+    assert _code(_send(ha, _request(NOW, flags=0, before=[UdpTunnelRequest()]), src=NAT, sport=40000)) == 134
+    assert ha.bindings == {}
+    _bound(ha, now=NOW + 1, src=NAT, before=[UdpTunnelRequest()])  # D set: accepted, in UDP
+    assert ha.bindings[HOME].kind == "udp"
+
+
+def test_udp_tunnel_request_placed_by_a_foreign_agent_with_d_gets_134():
+    """'UDP Tunnel Request extension sent by the foreign agent (placed after the MN-HA
+    authentication extension), but 'D' bit is set: The home agent SHOULD send a Registration Reply
+    with the Code field set to 134' (RFC 3519 4.6.1); with D clear it is the FA's, accepted."""
+    ha = _ha()
+    request = _request(NOW, coa=FA2, after=[UdpTunnelRequest()])
+    assert _code(_send(ha, request, src=NAT, sport=40000)) == 134
+    _bound(ha, now=NOW + 1, coa=FA2, src=NAT, flags=0, after=[UdpTunnelRequest()])
+    assert ha.bindings[HOME].kind == "udp"
 
 
 def test_udp_tunnel_request_decodes_reserved_3():

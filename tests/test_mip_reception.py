@@ -23,6 +23,7 @@ KEY = b"0123456789abcdef"
 T0 = 1_700_000_000.0
 MN_MAC = "02:aa:00:00:00:50"
 FLAG_R, FLAG_X, FLAG_T = 0x04, 0x01, 0x02
+FLAG_D = 0x20  # RFC 3519 3.1.5: set by a node that asks for UDP tunnelling
 
 
 def request(flags: int = 0, coa=FA1, ident: int | None = None, exts: bytes = b"", spis=(1000,),
@@ -114,7 +115,7 @@ def test_foreign_agent_relays_a_reserved_spi_for_the_home_agent_to_judge():
 @pytest.mark.parametrize("fields", [{"reserved1": 0xFF}, {"flags": 0x3F}])
 def test_udp_tunnel_request_reserved_fields_are_ignored(fields):
     core = ha()
-    raw = request(coa="192.168.1.10", exts=udp_tunnel_request(**fields))
+    raw = request(FLAG_D, coa="192.168.1.10", exts=udp_tunnel_request(**fields))
     assert ha_code(core, raw, src="203.0.113.200", sport=40000) == 0
     binding = core.bindings[HOME]
     assert (binding.kind, binding.remote, binding.remote_port) == ("udp", A("203.0.113.200"), 40000)
@@ -123,14 +124,13 @@ def test_udp_tunnel_request_reserved_fields_are_ignored(fields):
 
 
 @pytest.mark.parametrize("fields", [{"reserved3": 0xFFFF}, {"reserved1": 1, "flags": 0x01, "reserved3": 1}])
-def test_udp_tunnel_request_with_reserved3_set_is_skipped(fields):
+def test_udp_tunnel_request_with_reserved3_set_is_not_acted_on(fields):
     """RFC 3519 3.1.3: Reserved 3 is verified as 0 on receipt, otherwise the extension is handled
-    as not understood and silently skipped: no UDP tunnel is set up on its word."""
+    as not understood: no UDP tunnel is set up on its word (the request gets 134, 4.6.1)."""
     core = ha()
-    raw = request(coa="192.168.1.10", exts=udp_tunnel_request(**fields))
-    ha_code(core, raw, src="203.0.113.200", sport=40000)
-    binding = core.bindings.get(HOME)
-    assert binding is None or binding.kind != "udp", binding
+    raw = request(FLAG_D, coa="192.168.1.10", exts=udp_tunnel_request(**fields))
+    assert ha_code(core, raw, src="203.0.113.200", sport=40000) == 134
+    assert HOME not in core.bindings
 
 
 # --- item 9: solicited advertisements go to all systems (224.0.0.1) or the limited broadcast -------
@@ -176,10 +176,10 @@ def test_solicited_answers_are_rate_limited_not_lost():
 
 @pytest.mark.parametrize("config, denied_request, code", [
     # RFC 3519 4.1: a UDP tunnel asked with an encapsulation the HA will not carry in UDP: 142
-    ({}, dict(coa="192.168.1.10", exts=udp_tunnel_request(encapsulation=47)), 142),
+    ({}, dict(flags=FLAG_D, coa="192.168.1.10", exts=udp_tunnel_request(encapsulation=47)), 142),
     ({"reverse_tunnelling": False}, dict(flags=FLAG_T), 137),
     ({"reverse_tunnel_required": True}, dict(), 138),
-    ({"udp_tunnelling": False}, dict(coa="192.168.1.10", exts=udp_tunnel_request()), 142),
+    ({"udp_tunnelling": False}, dict(flags=FLAG_D, coa="192.168.1.10", exts=udp_tunnel_request()), 142),
 ])
 def test_a_denied_identification_does_not_block_a_lower_later_one(config, denied_request, code):
     core = ha(**config)

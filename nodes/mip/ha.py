@@ -685,14 +685,21 @@ class HomeAgent:
         return "udp", src, sport, [reply_ext]
 
     def _udp_tunnel_request(self, req: RegistrationRequest):
-        """The request's UDP Tunnel Request, or None. One with a non-zero Reserved 3 is handled as
-        not understood and silently skipped (RFC 3519 3.1.3)."""
+        """The request's UDP Tunnel Request, or None. RFC 3519 4.6.1's errors get 134 (SHOULD):
+        Reserved 3 non-zero (the extension not understood, 3.1.3: never acted on); placed by the
+        node (before the MN-HA authentication) with D clear, or by a foreign agent (after it) with D
+        set (3.1.5: a node asking for UDP tunnelling decapsulates itself)."""
+        placed_by_node = True
         for ext in req.extensions:
+            if ext.type == EXT_MN_HA_AUTH:
+                placed_by_node = False
             if ext.type != EXT_UDP_TUNNEL_REQUEST:
                 continue
             if not ext.understood:
-                self.counters["udp-tunnel-request-skipped"] += 1
-                continue
+                raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "udp-tunnel-request-reserved-3")
+            if placed_by_node != req.has(RequestFlags.D):
+                raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
+                              "udp-tunnel-request-without-d" if placed_by_node else "fa-udp-tunnel-request-with-d")
             return ext
         return None
 
