@@ -104,6 +104,22 @@ def test_a_colocated_node_asks_for_its_encapsulation_itself():
     assert RegistrationRequest.decode(request_for(cfg, attempt)).flags & RequestFlags.M
 
 
+# ---- MIP.MN.REG.8: the lifetime asked of a foreign agent is within its advertised one (3.6.1.2) ----
+
+def test_the_lifetime_asked_of_a_foreign_agent_is_no_longer_than_it_advertises():
+    """'If the mobile node is registering with a foreign agent, the Lifetime SHOULD NOT exceed the
+    value in the Registration Lifetime field of the Agent Advertisement' (RFC 5944 3.6.1.2)."""
+    mn = node(lifetime=600)
+    feed(mn, "link_up", now=T0)
+    short = AgentAdvertisement(300, 120, int(AgentFlags.F), [FA], lifetime=9).encode()
+    (req,) = requests(hear(mn, short, FA, T0 + 0.1))
+    assert req.lifetime == 120
+    mn = node(lifetime=600)
+    feed(mn, "link_up", now=T0)
+    (req,) = requests(hear(mn, advert(), FA, T0 + 0.1))  # advertises 600: the configured 600
+    assert req.lifetime == 600
+
+
 # ---- MIP.MN.REPLY.5: a reply with two MN-HA extensions is discarded (RFC 5944 3.6.2.1) -----------
 
 def test_a_reply_with_two_mn_ha_extensions_is_discarded():

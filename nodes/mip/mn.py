@@ -345,6 +345,9 @@ class MobileNode:
             attempt = Attempt(mode, 0, home, cfg.home_agent, home)
         elif mode == "fa":
             wanted = cfg.lifetime if lifetime is None else lifetime
+            if self.agent.max_lifetime:
+                # RFC 5944 3.6.1.2: SHOULD NOT exceed the agent's advertised Registration Lifetime
+                wanted = min(wanted, self.agent.max_lifetime)
             attempt = Attempt(mode, wanted, self.agent.care_of_addresses[0], self.agent.address, home,
                               agent_flags=self.agent.flags)
         else:
