@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -210,14 +209,14 @@ async def setup(args, log):
     driver.feed(core.start)
 
     def status(_req):
-        return {**core.status(time.time()).as_dict(), **executor.status(), "iface": iface,
+        return {**core.status(driver.now()).as_dict(), **executor.status(), "iface": iface,
                 "link_drops": dict(link_drops),
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 
     def reset(_req):
         """The visitor list and pending requests emptied (reset_core); the host changes are sent
         before the answer, so none outlives it."""
-        take_back(core, executor, iface, time.time())
+        take_back(core, executor, iface, driver.now())
         driver.rearm()
         return "ok"
 
@@ -229,7 +228,7 @@ async def setup(args, log):
             loop.remove_reader(fd)
         homes = list(core.visitors)
         try:
-            take_back(core, executor, iface, time.time())
+            take_back(core, executor, iface, driver.now())
         except Exception as exc:  # at least the policy rules go, whatever else failed
             log("cleanup-error", error=f"{type(exc).__name__}: {exc}")
             for home in homes:

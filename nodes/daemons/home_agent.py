@@ -22,7 +22,6 @@ Status over the control socket: bindings, counters by reason, tunnels and data-p
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -112,7 +111,7 @@ async def setup(args, log):
     driver.feed(core.start)
 
     def status(_req):
-        s = core.status(time.time()).as_dict()
+        s = core.status(driver.now()).as_dict()
         return {**s, **executor.status(), "drops": {**s["drops"], **executor.drops()}, "home_iface": cfg.home_iface,
                 "errors": dict(errors + driver.errors + executor.action_errors())}
 

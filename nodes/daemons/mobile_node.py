@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import traceback
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -197,7 +196,7 @@ class MobileNodeDaemon:
 
     # ---- control and shutdown -----------------------------------------------------------------
     def status(self, _req=None) -> dict:
-        return {**self.core.status(time.time()).as_dict(), **self.executor.status(), "link_up": self.monitor.up,
+        return {**self.core.status(self.driver.now()).as_dict(), **self.executor.status(), "link_up": self.monitor.up,
                 "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
 
     async def close(self) -> None:

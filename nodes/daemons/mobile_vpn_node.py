@@ -58,7 +58,6 @@ import argparse
 import asyncio
 import json
 import tempfile
-import time
 from collections import Counter
 from ipaddress import ip_address
 from pathlib import Path
@@ -67,6 +66,7 @@ from nodes.daemons import mobile_node, vpn_client
 from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.commands import CommandInterrupted
 from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
 from nodes.runtime.trust_probe import TrustProbe
@@ -127,8 +127,10 @@ def _ike_messages(st: dict | None) -> int:
 
 
 class MobileVpnNode:
-    def __init__(self, cfg: dict, workdir: Path, log_json: str | None, log):
-        self.log = log
+    def __init__(self, cfg: dict, workdir: Path, log_json: str | None, log, clock: Clock = SYSTEM):
+        # wall time throughout: the Mobile IP layers' (RFC 5944 5.7.1 identifications, their status
+        # times) and the moves', lined up with the world's timeline
+        self.log, self.clock = log, clock
         nesting = cfg.get("nesting")
         if nesting not in NESTINGS:
             raise BadConfig(f"key nesting: expected one of {', '.join(NESTINGS)}, got {nesting!r}")
@@ -211,10 +213,12 @@ class MobileVpnNode:
         if self.inner_cfg is not None:
             # what the i-MIP layer tunnels (IP-in-IP, 20 bytes) must fit the VPN's MTU
             self.inner = TunnelMobileNode(self.inner_cfg, self.inner_tun, INNER_TABLE, self.vpn_tun,
-                                          self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f))
-            self.probe = TrustProbe(self.inner_cfg, lambda event, **f: self.log(event, layer="detect", **f))
+                                          self.vpn_mtu - IP_HEADER, lambda event, **f: self.log(event, layer="i-mip", **f),
+                                          clock=self.clock)
+            self.probe = TrustProbe(self.inner_cfg, lambda event, **f: self.log(event, layer="detect", **f), self.clock)
             x_cfg = mip_config.load(self.mip.path, mip_config.mobile_node)[0]  # the x-MIP layer's, checked by it
-            self.x_dereg = TrustProbe(x_cfg, lambda event, **f: self.log(event, layer="x-ha-deregistration", **f))
+            self.x_dereg = TrustProbe(x_cfg, lambda event, **f: self.log(event, layer="x-ha-deregistration", **f),
+                                      self.clock)
         if self.nesting == "mip-inside-ipsec":
             # what the MN tunnels (RFC 3519: IP 20 + UDP 8 + tunnel header 4) must fit the VPN's MTU
             netlink.link_set(self.mip_tun, mtu=self.vpn_mtu - MIP_UDP_OVERHEAD)
@@ -253,7 +257,7 @@ class MobileVpnNode:
         attachment = (a["kind"], a["detail"]) if a else None
         if attachment != self.attachment:
             self.attachment = attachment
-            self.moves.append({"t": time.time(), "attachment": a, "ike_before": self.ike_messages()})
+            self.moves.append({"t": self.clock.wall(), "attachment": a, "ike_before": self.ike_messages()})
             self.log("attachment-seen", attachment=a, nesting=self.nesting)
             if self.nesting == "mip-inside-ipsec":
                 # a new point of attachment, a new care-of address: the VPN tunnel is re-negotiated
@@ -296,7 +300,7 @@ class MobileVpnNode:
     # ---- RFC 5265 inside/outside detection ------------------------------------------------------
     def _inside_lapsed(self) -> bool:
         return (self.decision is not None and self.decision.location == "inside" and self.inner is not None
-                and rfc5265_location.inside_lapsed(self.inner.status(), time.time()))
+                and rfc5265_location.inside_lapsed(self.inner.status(), self.clock.wall()))
 
     def _at_i_home(self, address: str | None) -> bool:
         return address is not None and ip_address(address) in self.inner_cfg.home_network
@@ -310,7 +314,7 @@ class MobileVpnNode:
         if self.link_address is None:
             self.probe.stop()
             return
-        self.probe.probe(self.link_address, self._at_i_home(self.link_address), time.time(),
+        self.probe.probe(self.link_address, self._at_i_home(self.link_address), self.clock.wall(),
                          agent=self.link_agent, iface=self.mn_iface)
 
     def _link_address(self, mn: dict, attachment) -> tuple[str | None, str | None]:
@@ -337,7 +341,7 @@ class MobileVpnNode:
         i = self.inner.status()
         up = (mn.get("state") == "registered", bool(vpn and vpn.get("state") == "established"),
               i.get("state") == "registered" and vpn is not None and i.get("care_of_address") == vpn.get("virtual_ip"))
-        d = decide(self.probe.outcome, x_ha, time.time() - self.probe.started_at, self._at_i_home(self.link_address),
+        d = decide(self.probe.outcome, x_ha, self.clock.wall() - self.probe.started_at, self._at_i_home(self.link_address),
                    self.detect_window, up, via_fa=self.link_agent is not None)
         if d.location != "undecided":
             self.probe.stop()
@@ -357,7 +361,7 @@ class MobileVpnNode:
         self._dereg_for = self.link_address
         self.hold.hold(True)
         if self.link_agent is None:
-            self.x_dereg.deregister(self.link_address, time.time(), self.mn_iface)
+            self.x_dereg.deregister(self.link_address, self.clock.wall(), self.mn_iface)
 
     def _switch_client(self, restart: bool, run: bool) -> None:
         previous = self._switch

@@ -18,6 +18,7 @@ import struct
 import sys
 import time
 
+from nodes.runtime.clock import SYSTEM  # wall time: identifications are timestamps (RFC 5944 5.7.1)
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
     EXT_MN_HA_AUTH, MIP_PORT, NTP_UNIX_OFFSET, RegistrationReply, RegistrationRequest, RequestFlags,
@@ -26,7 +27,7 @@ from nodes.wire.mip import (
 
 
 def build(args) -> tuple[bytes, int]:
-    now = time.time()
+    now = SYSTEM.wall()
     if args.ident == "now":
         ident = ntp_now(now)
     elif args.ident == "stale":
@@ -100,7 +101,7 @@ def main() -> None:
                   "ident_unix": ntp_to_unix(reply.identification),
                   "extensions": [type(e).__name__ for e in reply.extensions] if decoded else None,
                   "decoded": decoded},
-        "from": f"{peer[0]}:{peer[1]}", "seconds": round(elapsed, 6), "now": time.time(),
+        "from": f"{peer[0]}:{peer[1]}", "seconds": round(elapsed, 6), "now": SYSTEM.wall(),
     })
     print(json.dumps(result))
 

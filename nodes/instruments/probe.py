@@ -19,6 +19,7 @@ import struct
 import time
 
 from nodes.runtime import daemon
+from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
 
 PROBE = struct.Struct("!4sQd")  # magic, sequence, sender time
 MAGIC = b"TBPR"
@@ -33,7 +34,7 @@ class Receiver(asyncio.DatagramProtocol):
         self.gaps: list[dict] = []
 
     def datagram_received(self, data, addr):
-        now = time.time()
+        now = SYSTEM.wall()
         if len(data) < PROBE.size or data[:4] != MAGIC:
             self.malformed += 1
             return
@@ -76,7 +77,7 @@ class Sender:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 try:  # a route may be missing mid-handoff: count and go on
-                    transport.sendto(PROBE.pack(MAGIC, self.sent, time.time()), (self.to, self.port))
+                    transport.sendto(PROBE.pack(MAGIC, self.sent, SYSTEM.wall()), (self.to, self.port))
                 except OSError as exc:
                     self.errors += 1
                     self.last_error = str(exc)

@@ -9,9 +9,9 @@ Cases use it to observe what reaches a node (black-box reachability and filterin
 from __future__ import annotations
 
 import asyncio
-import time
 
 from nodes.runtime import daemon
+from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
 
 
 def _ports(text: str | None) -> list[int]:
@@ -27,7 +27,7 @@ class _Udp(asyncio.DatagramProtocol):
 
     def datagram_received(self, data, addr):
         self.seen.append({"proto": "udp", "port": self.port, "peer": addr[0], "peer_port": addr[1],
-                          "bytes": len(data), "t": time.time()})
+                          "bytes": len(data), "t": SYSTEM.wall()})
         self.log("udp", port=self.port, peer=f"{addr[0]}:{addr[1]}", bytes=len(data))
         self.transport.sendto(data, addr)
 
@@ -41,7 +41,7 @@ async def setup(args, log):
 
     async def on_tcp(reader, writer, port):
         peer = writer.get_extra_info("peername")
-        entry = {"proto": "tcp", "port": port, "peer": peer[0], "peer_port": peer[1], "bytes": 0, "t": time.time()}
+        entry = {"proto": "tcp", "port": port, "peer": peer[0], "peer_port": peer[1], "bytes": 0, "t": SYSTEM.wall()}
         seen.append(entry)
         log("tcp", port=port, peer=f"{peer[0]}:{peer[1]}")
         try:

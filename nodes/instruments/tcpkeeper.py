@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 
 from nodes.runtime import daemon
+from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
 
 PATTERN_MOD = 251  # byte i of the stream is i % 251: a shifted or lost byte shows at once
 
@@ -26,7 +26,7 @@ async def setup(args, log):
     host, _, port = args.connect.rpartition(":")
     state = {"connected": False, "connects": 0, "sent": 0, "echoed": 0, "mismatch_at": None, "error": None,
              "local": None, "peer": f"{host}:{port}", "gaps": [], "max_gap": 0.0, "last_echo_at": None,
-             "started_at": time.time()}
+             "started_at": SYSTEM.wall()}
     local = (args.bind, 0) if args.bind else None
     try:
         reader, writer = await asyncio.wait_for(
@@ -55,7 +55,7 @@ async def setup(args, log):
                 if not data:
                     fail("the echo server closed the connection")
                     return
-                now = time.time()
+                now = SYSTEM.wall()
                 if data != pattern(state["echoed"], len(data)) and state["mismatch_at"] is None:
                     state["mismatch_at"] = state["echoed"]
                     log("mismatch", offset=state["echoed"])
@@ -80,7 +80,7 @@ async def setup(args, log):
     tasks = [asyncio.create_task(write_loop()), asyncio.create_task(read_loop())]
 
     def status(_req):
-        return {**state, "outstanding": state["sent"] - state["echoed"], "now": time.time()}
+        return {**state, "outstanding": state["sent"] - state["echoed"], "now": SYSTEM.wall()}
 
     async def cleanup():
         for t in tasks:

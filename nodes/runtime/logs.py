@@ -15,6 +15,8 @@ import threading
 import time
 from typing import IO
 
+from nodes.runtime.clock import SYSTEM, Clock
+
 # the events our daemons log for an exception they caught to keep serving: each is a bug of ours, and
 # the harness's sentinel (testbed/sentinel.py) fails the case that saw one
 SWALLOWED_ERRORS = frozenset({"action-error", "core-error", "reader-error", "layering-error", "client-error",
@@ -24,8 +26,9 @@ STDERR_QUEUE = 4096  # human lines waiting for stderr before they are dropped (c
 
 class EventLog:
     def __init__(self, daemon: str, path: str | None = None, stream: IO[str] | None = None,
-                 queue_size: int = STDERR_QUEUE):
+                 queue_size: int = STDERR_QUEUE, clock: Clock = SYSTEM):
         self.daemon = daemon
+        self.clock = clock  # a line's "t" is wall time: people and the world's timeline line it up
         self._file: IO[str] | None = open(path, "a", buffering=1) if path else None
         self._stream = stream if stream is not None else sys.stderr
         self._lines: queue.Queue[str | None] = queue.Queue(maxsize=queue_size)
@@ -35,7 +38,7 @@ class EventLog:
         atexit.register(self.flush)  # a daemon that exits early still says what it logged
 
     def __call__(self, event: str, **fields) -> None:
-        entry = {"t": round(time.time(), 6), "daemon": self.daemon, "event": event, **fields}
+        entry = {"t": round(self.clock.wall(), 6), "daemon": self.daemon, "event": event, **fields}
         if self._file:
             self._file.write(json.dumps(entry, default=str) + "\n")
         details = " ".join(f"{k}={v}" for k, v in fields.items())
@@ -58,8 +61,8 @@ class EventLog:
 
     def flush(self, timeout: float = 2.0) -> None:
         """Wait (at most `timeout`) until the queued human lines are written."""
-        end = time.monotonic() + timeout
-        while not self._lines.empty() and self._writer.is_alive() and time.monotonic() < end:
+        end = self.clock.now() + timeout
+        while not self._lines.empty() and self._writer.is_alive() and self.clock.now() < end:
             time.sleep(0.005)
 
     def close(self) -> None:

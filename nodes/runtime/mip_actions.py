@@ -30,7 +30,6 @@ import asyncio
 import errno
 import socket
 import struct
-import time
 import traceback
 from collections import Counter, deque
 from typing import Callable
@@ -42,7 +41,7 @@ from nodes.mip.actions import (
     SendIcmp, SendIp, SendUdp,
 )
 from nodes.runtime import netlink
-from nodes.runtime.clock import SYSTEM, Reading
+from nodes.runtime.clock import SYSTEM, Clock, Reading
 from nodes.runtime.garp_pacer import GarpPacer
 from nodes.runtime.netlink_batch import Failure, NetlinkBatch
 from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
@@ -80,8 +79,9 @@ class MipExecutor:
                  udp: socket.socket | None = None, capture: str = "dst", default_iface: str | None = None,
                  sends_first: bool = False, udp_from_socket: bool = False, handlers: dict | None = None,
                  table: int = TUNNEL_TABLE, batch: bool = False, host: NetlinkBatch | None = None,
-                 garps: GarpPacer | None = None):
+                 garps: GarpPacer | None = None, clock: Clock = SYSTEM):
         self.log = log
+        self.clock = clock  # its monotonic now(): keepalives, held packets, the ARP pacer
         self.table = table  # capture "src": the policy-routed table whose default route is the TUN
         # role-specific actions (the mobile node's ArpProbe, ConfigureLink, StartDhcp...): type -> fn(action)
         self.handlers = handlers or {}
@@ -348,7 +348,7 @@ class MipExecutor:
     def _pace(self) -> None:
         """Send the gratuitous ARPs that are due (as many as the pace allows), re-arm for the rest."""
         self._pace_handle = None
-        for (iface, addr), repeat in self.garps.due(time.monotonic()):
+        for (iface, addr), repeat in self.garps.due(self.clock.now()):
             ok = self.links[iface].gratuitous_arp(addr) is not False
             what = "gratuitous-arp-repeated" if repeat else "gratuitous-arp"
             self.counters[what if ok else f"send-error-{what}"] += 1
@@ -357,7 +357,7 @@ class MipExecutor:
 
     def _arm_pacer(self) -> None:
         """One timer at the pacer's next deadline, in a callback of its own: after this turn's
-        replies (the loop's clock is time.monotonic, the pacer's)."""
+        replies (the loop's clock is monotonic, the pacer's: self.clock.now())."""
         at = self.garps.next_deadline()
         if at is None or (self._pace_handle is not None and self._pace_at <= at):
             return
@@ -377,7 +377,7 @@ class MipExecutor:
     def _add_tunnel(self, a: AddTunnel) -> None:
         old = self.tunnels.get(a.home)
         self.tunnels[a.home] = a
-        self._last_out[a.home] = time.monotonic()
+        self._last_out[a.home] = self.clock.now()
         if self.tun is None:
             raise ValueError("a tunnel needs a TUN device")
         if self.capture == "dst":
@@ -395,7 +395,7 @@ class MipExecutor:
                      remote_port=a.remote_port)
         held, self._held = self._held, deque()
         for at, packet in held:
-            if time.monotonic() - at <= HOLD_SECONDS:
+            if self.clock.now() - at <= HOLD_SECONDS:
                 self.encapsulate_from_home(packet)
 
     def hold_home_traffic(self, home: IPv4Address) -> None:
@@ -428,7 +428,7 @@ class MipExecutor:
             return
         t = self.tunnels.get(IPv4Address(packet[12:16]))
         if t is None:  # registration under way: hold a few packets, the tunnel is coming
-            now = time.monotonic()
+            now = self.clock.now()
             while self._held and now - self._held[0][0] > HOLD_SECONDS:
                 self._held.popleft()
                 self.counters["drop:held-too-long"] += 1
@@ -444,12 +444,12 @@ class MipExecutor:
         else:
             ok = self.raw.send(ip_in_ip(t.local, t.remote, packet))
         self.counters["tunnelled-out" if ok else "send-error-tunnel"] += 1
-        self._last_out[t.home] = time.monotonic()
+        self._last_out[t.home] = self.clock.now()
 
     def keepalives(self) -> None:
         """RFC 3519 3.1: after `keepalive` seconds without tunnel traffic, send a tunnelled ICMP
         echo request to the home agent, so the NAT keeps the mapping."""
-        now = time.monotonic()
+        now = self.clock.now()
         for home, t in list(self.tunnels.items()):
             if t.kind != "udp" or not t.keepalive or now - self._last_out.get(home, now) < t.keepalive:
                 continue

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections import Counter
 
 from nodes.core import system_random
@@ -25,6 +24,7 @@ from nodes.mip.mn_messages import Identifications, request_for
 from nodes.mip.rfc5265_location import (
     I_HA_NONE, agent_lifetime_offer, deregistration_attempt, i_ha_outcome, probe_attempt,
 )
+from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.mip_actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
@@ -34,8 +34,9 @@ AGENT_TTL = 255  # a request to a foreign agent with the T bit (RFC 3024 3.3)
 
 
 class TrustProbe:
-    def __init__(self, cfg, log):
+    def __init__(self, cfg, log, clock: Clock = SYSTEM):
         self.cfg, self.log = cfg, log
+        self.clock = clock  # wall time: a request's identification is a timestamp (RFC 5944 5.7.1)
         self.loop = asyncio.get_running_loop()
         self.identifications = Identifications(system_random)
         self.counters = Counter()
@@ -125,7 +126,7 @@ class TrustProbe:
             if offer is not None:  # the agent's maximum lifetime: ask again with it
                 self.counters["agent-lifetime-offer"] += 1
                 self.attempt.lifetime = offer
-                self.attempt.identification = self.identifications.next(time.time())
+                self.attempt.identification = self.identifications.next(self.clock.wall())
                 self._send()
                 continue
             if outcome is None:

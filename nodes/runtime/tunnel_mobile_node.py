@@ -29,7 +29,6 @@ i-HA with the T bit) instead of this layer's TUN.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from ipaddress import ip_address
 
@@ -38,6 +37,7 @@ from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, 
 from nodes.mip.mn import MobileNode
 from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
 from nodes.runtime import netlink
+from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
@@ -67,8 +67,8 @@ class TunnelLinkExecutor(MipExecutor):
 
 
 class TunnelMobileNode:
-    def __init__(self, cfg, tun: str, table: int, link_tun: str, mtu: int, log):
-        self.cfg, self.log, self.link_tun = cfg, log, link_tun
+    def __init__(self, cfg, tun: str, table: int, link_tun: str, mtu: int, log, clock: Clock = SYSTEM):
+        self.cfg, self.log, self.link_tun, self.clock = cfg, log, link_tun, clock
         self.core = MobileNode(cfg)
         self.loop = asyncio.get_running_loop()
         self.errors = Counter()
@@ -80,8 +80,8 @@ class TunnelMobileNode:
         handlers = {ArpProbe: self._not_on_tunnel, StartDhcp: self._not_on_tunnel, StopDhcp: self._not_on_tunnel,
                     ConfigureLink: self._configure}
         self.executor = TunnelLinkExecutor(log, raw=self.raw, tun=self.tun, capture="src", handlers=handlers,
-                                           table=table)
-        self.driver = CoreDriver(self.core, self.executor, log)
+                                           table=table, clock=clock)
+        self.driver = CoreDriver(self.core, self.executor, log, now=clock.wall)
         netlink.addr_add("lo", f"{cfg.home_address}/32")
         self.udp = None
         self.care_of_address: str | None = None
@@ -127,7 +127,7 @@ class TunnelMobileNode:
         # 2.4.2.1: the node records advertisements until their Lifetime expires): register at once
         # rather than wait for the next one
         last = self.heard.get(agent)
-        if last is not None and time.monotonic() - last[0] < int.from_bytes(last[1][6:8], "big"):
+        if last is not None and self.clock.now() - last[0] < int.from_bytes(last[1][6:8], "big"):
             self.executor.counters["advertisement-replayed"] += 1
             self.driver.feed(self.core.receive_icmp, last[1], last[2])
 
@@ -194,7 +194,7 @@ class TunnelMobileNode:
             return
         where = Addr(str(ip.src), 0, str(ip.dst), 0)
         if len(self.heard) < 64 or str(ip.src) in self.heard:  # kept for attach_agent
-            self.heard[str(ip.src)] = (time.monotonic(), ip.payload, where)
+            self.heard[str(ip.src)] = (self.clock.now(), ip.payload, where)
         if self.agent is not None and str(ip.src) == self.agent:
             self.driver.feed(self.core.receive_icmp, ip.payload, where)
 
@@ -220,7 +220,7 @@ class TunnelMobileNode:
 
     # ---- status and shutdown ------------------------------------------------------------------
     def status(self) -> dict:
-        return {**self.core.status(time.time()).as_dict(), **self.executor.status(), "via": self.link_tun,
+        return {**self.core.status(self.driver.now()).as_dict(), **self.executor.status(), "via": self.link_tun,
                 "errors": dict(self.errors + self.driver.errors + self.executor.action_errors())}
 
     async def close(self) -> None:
