@@ -206,7 +206,7 @@ class SAD:
 
     def status(self, now: float, include_keys: bool = False) -> dict:
         return {
-            "inbound": [sa.status(now, include_keys).as_dict() for sa in self.inbound_sas()],
+            "inbound": [sa.status(now, include_keys=include_keys).as_dict() for sa in self.inbound_sas()],
             "policies": [p.status() for p in self.spd.policies],
             "drops": self.drop_counters(),
         }
