@@ -93,6 +93,21 @@ def test_nat_detected_moves_to_4500_and_follows_the_mapping():
     assert auth and all(p.data[:4] == w.NON_ESP_MARKER for p in auth)
 
 
+def test_a_host_behind_a_nat_does_not_follow_the_peers_new_port():
+    """RFC 7296 2.23: the side behind the NAT (A here) knows it from the NAT_DETECTION notifies and
+    keeps the peer's address and port when a valid request comes from another port (it answers
+    there); the side in front of the NAT follows the mapping."""
+    link = connect(client(), gateway(), nat=True)
+    established(link)
+    (ca,), (cb,) = link.a.sas.values(), link.b.sas.values()
+    assert (ca.nat_local, ca.nat_remote, cb.nat_local, cb.nat_remote) == (True, False, False, True)
+    link.b.check_liveness(now=link.now)
+    dpd = next(a for a in link.b.drain_actions() if isinstance(a, SendIke))
+    answer = link.deliver("a", dpd.data, GATEWAY, 4501, CLIENT, 4500)
+    assert [(x.dst, x.dport) for x in answer if isinstance(x, SendIke)] == [(GATEWAY, 4501)]
+    assert (ca.peer_addr, ca.peer_port) == (GATEWAY, 4500)
+
+
 def test_forced_encapsulation_like_kernel_libipsec():
     link = connect(client(force_encap=True), gateway())
     a, b = established(link)

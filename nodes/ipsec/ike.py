@@ -317,7 +317,9 @@ class IkeCore:
         if msg.message_id != sa.expected_mid:
             return self.ctx.drop("bad_message_id")
         sa.expected_mid += 1
-        if addr.dport == w.NAT_T_PORT:  # follow the peer's NAT mapping (RFC 7296 2.23)
+        if addr.dport == w.NAT_T_PORT and (not sa.nat_local or sa.local_port != w.NAT_T_PORT):
+            # the move to port 4500, then the peer's NAT mapping; a host behind a NAT does not follow
+            # a mapping once on 4500 (RFC 7296 2.23)
             sa.local_port, sa.peer_addr, sa.peer_port, sa.encap = w.NAT_T_PORT, addr.src, addr.sport, True
         states, handler = self.requests.get(msg.exchange, ((), None))
         if sa.state in states:

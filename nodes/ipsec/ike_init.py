@@ -81,7 +81,7 @@ class InitialExchange:
             return fail(str(exc))
         sa.spi_r, sa.nonce_r, sa.init_response = msg.spi_r, nonce.data, data
         self._install_keys(sa, sel.suite, g_ir)
-        nat = self._nat_detected(msg, sa.spi_r, (src, sport), (sa.local_addr, dport))
+        nat = self._nat_detected(sa, msg, sa.spi_r, (src, sport), (sa.local_addr, dport))
         if nat:
             sa.encap = True
             sa.local_port = sa.peer_port = w.NAT_T_PORT
@@ -148,7 +148,7 @@ class InitialExchange:
             return error(w.N_INVALID_SYNTAX)
         sa = IkeSa(False, hdr.spi_i, spi_r, (dst, dport), (src, sport), now)
         sa.nonce_i, sa.nonce_r, sa.init_request, sa.dh_group = nonce.data, self.ctx.random(32), data, ke.group
-        nat = self._nat_detected(msg, bytes(8), (src, sport), (dst, dport))
+        nat = self._nat_detected(sa, msg, bytes(8), (src, sport), (dst, dport))
         sa.encap = bool(nat) or dport == w.NAT_T_PORT
         payloads = [w.SecurityAssociation([sel.proposal]), w.KeyExchange(ke.group, public), w.Nonce(sa.nonce_r)]
         if nat is not None:
@@ -177,13 +177,15 @@ class InitialExchange:
         return [w.Notify(w.N_NAT_DETECTION_SOURCE_IP, src),
                 w.Notify(w.N_NAT_DETECTION_DESTINATION_IP, kc.nat_detection_hash(spi_i, spi_r, *peer))]
 
-    def _nat_detected(self, msg: w.Message, spi_r: bytes, src: tuple[str, int], dst: tuple[str, int]) -> bool | None:
-        """True if a NAT sits between us (or the peer fakes one), None if the peer does no NAT-T."""
+    def _nat_detected(self, sa: IkeSa, msg: w.Message, spi_r: bytes, src: tuple[str, int],
+                      dst: tuple[str, int]) -> bool | None:
+        """True if a NAT sits between us (or the peer fakes one), None if the peer does no NAT-T; which
+        side's NAT it is goes into sa.nat_local / sa.nat_remote (RFC 7296 2.23)."""
         srcs = [p.data for p in msg.payloads if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_SOURCE_IP]
         dsts = [p.data for p in msg.payloads
                 if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_DESTINATION_IP]
         if not srcs or not dsts:
             return None
-        peer_nat = kc.nat_detection_hash(msg.spi_i, spi_r, *src) not in srcs
-        local_nat = kc.nat_detection_hash(msg.spi_i, spi_r, *dst) not in dsts
-        return peer_nat or local_nat or self.ctx.config.force_encap
+        sa.nat_remote = kc.nat_detection_hash(msg.spi_i, spi_r, *src) not in srcs
+        sa.nat_local = kc.nat_detection_hash(msg.spi_i, spi_r, *dst) not in dsts
+        return sa.nat_remote or sa.nat_local or self.ctx.config.force_encap

@@ -15,7 +15,8 @@ from nodes.ipsec.ike_state import DeleteIke, IkeSa, RekeyIke, SaState
 from nodes.ipsec.ike_window import RequestWindow
 from nodes.wire import ikev2 as w
 
-TAKEN_OVER = ("my_id", "peer_id_payload", "peer_id", "user", "virtual_ip", "netmask", "dns", "subnets")
+TAKEN_OVER = ("my_id", "peer_id_payload", "peer_id", "user", "virtual_ip", "netmask", "dns", "subnets",
+              "nat_local", "nat_remote")
 
 
 class IkeRekey:

@@ -183,6 +183,9 @@ class IkeSa:
         self.eap: EapChallenge | None = None
         self.pending_child: ChildOffer | None = None
         self.last_error: str | None = None
+        # RFC 7296 2.23, from IKE_SA_INIT's NAT_DETECTION notifies: a NAT in front of us (then we do
+        # not follow the peer's address and port), a NAT in front of the peer
+        self.nat_local = self.nat_remote = False
         self.invalid_spi_noticed: float | None = None  # when we last sent N(INVALID_SPI) on it (rate limit)
         self.scheduled: float | None = None  # the deadline the SA table's heap holds for it
 

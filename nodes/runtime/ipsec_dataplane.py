@@ -218,7 +218,8 @@ class DataPlane:
             self.drops["outside-selectors"] += 1
             return None
         tunnel = child.tunnel
-        if encap and (sport != tunnel.peer_port or src != tunnel.peer_addr):
+        if encap and not tunnel.nat_local and (sport != tunnel.peer_port or src != tunnel.peer_addr):
+            # follow the peer's NAT mapping, unless we are behind a NAT ourselves (RFC 7296 2.23)
             tunnel.peer_addr, tunnel.peer_port, tunnel.encap = src, sport, True
         tunnel.last_in = now
         tunnel.packets_in += 1

@@ -29,9 +29,6 @@ from typing import Callable
 
 from nodes.core import Addr
 from nodes.ipsec import ike
-from nodes.ipsec import ike_crypto as kc
-from nodes.wire import ikev2 as w
-from nodes.wire.errors import DecodeError
 from nodes.runtime import ipsec_io as io
 from nodes.ipsec import lifetime_policy as lp
 from nodes.ipsec.esp_sa import Lifetime
@@ -62,7 +59,6 @@ class IpsecRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.init_seen: dict[bytes, tuple[str, int, str, int]] = {}  # SPIi -> IKE_SA_INIT request's ends
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
                          "send_errors": 0, "lifetime_rekeys": 0, "lifetime_expiries": 0}
 
@@ -128,7 +124,8 @@ class IpsecRuntime:
                 t = self.dp.tunnels.get(a.ike_sa)
                 if t is not None:
                     t.peer_id, t.virtual_ip = a.peer_id, a.virtual_ip
-                    t.nat_local, t.nat_remote = self.nat_flags(a.ike_sa)
+                    sa = self.core.sa_named(a.ike_sa)
+                    t.nat_local, t.nat_remote = (sa.nat_local, sa.nat_remote) if sa is not None else (False, False)
                 self.log("established", ike_sa=a.ike_sa, role=a.role, peer_id=a.peer_id,
                          peer=f"{a.peer_addr}:{a.peer_port}", encap=a.encap, virtual_ip=a.virtual_ip,
                          dns=a.dns, subnets=a.subnets)
@@ -218,43 +215,9 @@ class IpsecRuntime:
         self.flush()
 
     # -- receive (datagrams are memoryviews into the reader's buffer: copied where kept) --------
-    def _note_init(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
-        """Remember where an IKE_SA_INIT request came from (for the NAT flags in the status)."""
-        if len(data) >= 28 and data[18] == w.IKE_SA_INIT and not data[19] & 0x20:
-            if len(self.init_seen) > 1024:
-                self.init_seen.pop(next(iter(self.init_seen)))
-            self.init_seen[bytes(data[:8])] = (src, sport, dst or self.local_address or "0.0.0.0", dport)
-
-    def nat_flags(self, ike_sa: str) -> tuple[bool, bool]:
-        """(a NAT in front of us, a NAT in front of the peer) from the IKE SA's IKE_SA_INIT exchange
-        (RFC 7296 2.23): our hashes of the addresses and ports against the peer's notifies."""
-        sa = self.core.sa_named(ike_sa)
-        if sa is None:
-            return False, False
-        try:
-            if sa.original_initiator:
-                msg = w.decode_message(sa.init_response)
-                spi_r, local, remote = sa.spi_r, (sa.local_addr, IKE_PORT), (sa.peer_addr, IKE_PORT)
-            else:
-                seen = self.init_seen.get(sa.spi_i)
-                if seen is None:
-                    return False, bool(sa.encap)
-                msg = w.decode_message(sa.init_request)
-                spi_r, remote, local = bytes(8), seen[:2], seen[2:]
-        except DecodeError:
-            return False, False
-        srcs = [p.data for p in msg.payloads if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_SOURCE_IP]
-        dsts = [p.data for p in msg.payloads if isinstance(p, w.Notify) and p.type == w.N_NAT_DETECTION_DESTINATION_IP]
-        if not srcs or not dsts:
-            return False, False
-        local_nat = kc.nat_detection_hash(sa.spi_i, spi_r, *local) not in dsts
-        remote_nat = kc.nat_detection_hash(sa.spi_i, spi_r, *remote) not in srcs
-        return local_nat, remote_nat
-
     def _udp500(self, data: memoryview, src: str, sport: int, dst: str | None) -> None:
         data = bytes(data)
         self.counters["ike_in"] += 1
-        self._note_init(data, src, sport, dst, IKE_PORT)
         self._ike_in(data, src, sport, dst, IKE_PORT)
 
     def _udp4500(self, data: memoryview, src: str, sport: int, dst: str | None) -> None:
@@ -266,7 +229,6 @@ class IpsecRuntime:
             return
         data = bytes(data)
         self.counters["ike_in"] += 1
-        self._note_init(data[4:], src, sport, dst, NAT_T_PORT)
         self._ike_in(data, src, sport, dst, NAT_T_PORT)
 
     def _ike_in(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
