@@ -78,7 +78,7 @@ class IkeCore:
         self.window.exchanges = {
             AuthRequest: (None, self.auth.on_response),
             Dpd: (self.info.build_dpd, self.info.on_empty_response),
-            DeleteChild: (self.info.build_delete_child, self.info.on_empty_response),
+            DeleteChild: (self.info.build_delete_child, self.info.on_delete_child_response),
             DeleteIke: (self.info.build_delete_ike, self.info.on_delete_ike_response),
             InvalidSpiNotice: (self.info.build_invalid_spi, self.info.on_empty_response),
             RekeyChild: (self.children.build_rekey, self.children.on_rekey_response),

@@ -17,10 +17,15 @@ class Informational:
         return w.INFORMATIONAL, [], []
 
     def build_delete_child(self, sa: IkeSa, now: float, request: DeleteChild):
-        child = sa.children.pop(request.spi_in, None)
-        if child is None:
+        request.child = sa.children.pop(request.spi_in, None)
+        if request.child is None:
             return None
-        return w.INFORMATIONAL, [w.Delete(w.PROTO_ESP, [child.spi_in])], [delete_action(child, "deleted")]
+        return w.INFORMATIONAL, [w.Delete(w.PROTO_ESP, [request.child.spi_in])], []
+
+    @staticmethod
+    def on_delete_child_response(sa: IkeSa, now: float, msg: w.Message, request: DeleteChild) -> list[Action]:
+        """The peer took our Delete (RFC 7296 1.4.1): now the child SA leaves the data path."""
+        return [delete_action(request.child, "deleted")]
 
     def build_invalid_spi(self, sa: IkeSa, now: float, request: InvalidSpiNotice):
         return w.INFORMATIONAL, [w.Notify(w.N_INVALID_SPI, request.spi)], []

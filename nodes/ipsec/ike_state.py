@@ -65,7 +65,11 @@ class Dpd:
 
 @dataclass
 class DeleteChild:
+    """Delete the child SA with inbound SPI `spi_in`. Once the request is built the child no longer
+    belongs to the IKE SA (`child`), but its inbound half keeps taking data until the peer answers
+    (make before break: the peer may still send on it until it has processed the Delete)."""
     spi_in: bytes
+    child: "ChildSa | None" = None
 
 
 @dataclass
