@@ -435,3 +435,27 @@ def test_a_gratuitous_arp_frame_decodes_as_one_with_scapy():
         arp = eth[ARP]
         assert (arp.op, arp.hwsrc, arp.psrc, arp.pdst, arp.hwdst) == (1, "02:00:00:00:01:02", ip, ip, "00:00:00:00:00:00")
         assert (arp.hwtype, arp.ptype, arp.hwlen, arp.plen) == (1, 0x0800, 6, 4) and len(frame) == 42
+
+
+def test_core_inputs_get_the_drivers_time_base_and_a_failing_input_is_counted_not_raised():
+    class Core(FakeCore):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def link_up(self, now, *, care_of_address=None):
+            self.seen.append((now, care_of_address))
+
+        def explode(self, now):
+            raise ValueError("bad input")
+
+    async def scenario():
+        core, logged = Core(), []
+        driver = CoreDriver(core, executor()[0], lambda event, **f: logged.append(event), now=lambda: 1234.5)
+        driver.feed(core.link_up, care_of_address="192.0.2.7")
+        driver.feed(core.explode)
+        assert core.seen == [(1234.5, "192.0.2.7")]
+        assert driver.errors == {"explode:ValueError": 1} and "core-error" in logged
+        driver.stop()
+
+    asyncio.run(scenario())

@@ -347,7 +347,7 @@ class ForeignAgent:
         return actions
 
     def relay_error(self, ha_address, ha_port: int, icmp_type: int, icmp_code: int, now: float,
-                    quoted: bytes = b"", reporter=None) -> None:
+                    *, quoted: bytes = b"", reporter=None) -> None:
         """An ICMP error about a datagram we sent (see `_on_relay_error`)."""
         self._out.extend(self._on_relay_error(ha_address, ha_port, icmp_type, icmp_code, now, quoted, reporter))
 

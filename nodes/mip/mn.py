@@ -12,6 +12,7 @@ timestamps whose low bits, below the clock's resolution, come from the injected 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network
 
 from nodes.core import Addr, ActionQueue, RandomSource, system_random
@@ -38,6 +39,25 @@ RETRY_AFTER_DENIAL = {66, 78, 80, 81, 82, 88, 130}  # transient: try again after
 MIN_REQUEST_INTERVAL = 1.0
 REQUEST_BURST = 2.0
 SOLICIT_JITTER = (0.02, 0.05)  # solicitation intervals: nominal * (1 + U(these)), RFC 5944 2.4
+
+
+class MnState(StrEnum):
+    """Where the node's registration stands (its status' `state`, the member's value)."""
+
+    DETACHED = "detached"  # no link
+    DISCOVERING = "discovering"  # on a link, no agent or network known yet (RFC 5944 2.4)
+    REGISTERING = "registering"  # a request in flight (3.6)
+    REGISTERED = "registered"  # a binding accepted and not yet expired
+    DENIED = "denied"  # the last reply was a denial
+    HOME = "home"  # at home with no binding (3.6.1.2: deregistered)
+
+
+class Location(StrEnum):
+    """Where the node believes it is (its status' `location`)."""
+
+    UNKNOWN = "unknown"
+    HOME = "home"
+    FOREIGN = "foreign"
 
 
 @dataclass
@@ -81,8 +101,8 @@ class MobileNodeConfig:
 class MobileNodeStatus(Snapshot):
     role = "mn"
     home_address: str
-    location: str
-    state: str
+    location: Location
+    state: MnState
     mode: str | None
     care_of_address: str | None
     registered_until: float | None
@@ -105,12 +125,12 @@ class MobileNode:
         self._out = ActionQueue()
         self.counters = Counters()
         self.link_is_up = False
-        self.location = "unknown"  # "home", "foreign", "unknown"
+        self.location = Location.UNKNOWN
         self.agent: Agent | None = None
         self.colocated: IPv4Address | None = None
         self.attempt: Attempt | None = None
         self.registration: Registration | None = None
-        self.state = "detached"  # detached, discovering, registering, registered, denied, home
+        self.state = MnState.DETACHED
         self.last_code: int | None = None
         self.identifications = Identifications(random)
         self._away = False  # a binding may exist at the HA
@@ -123,7 +143,7 @@ class MobileNode:
 
     # --- link events ----------------------------------------------------------------------------
 
-    def link_up(self, now: float, care_of_address=None) -> None:
+    def link_up(self, now: float, *, care_of_address=None) -> None:
         """Attached to a link: forget the old agent, solicit (RFC 5944 2.4.1), probe the known
         networks' routers."""
         self._out.extend(self.movement.link_up(now))
@@ -152,7 +172,7 @@ class MobileNode:
         name = self.movement.arp_match(addr(sender), addr(target))
         self._done(self._identified(name, now, "arp") if name else [], now)
 
-    def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, server=None,
+    def dhcp_bound(self, attempt: int, address, router, seconds: float, now: float, *, server=None,
                    lease_time: int | None = None, reason: str = "BOUND") -> None:
         """The lease the DHCP client of `attempt` got (address with its prefix, router...)."""
         lease = {"address": address, "router": router, "server": server, "lease_time": lease_time, "reason": reason}
@@ -177,12 +197,12 @@ class MobileNode:
     def _with_fa(self) -> bool:
         a, reg = self.attempt, self.registration
         mode = a.mode if a else reg.mode if reg else None
-        return self.location == "foreign" and mode == "fa"
+        return self.location == Location.FOREIGN and mode == "fa"
 
     def _unidentified(self) -> bool:
         """Nothing has told the node where it is yet (the condition for DHCP)."""
         return (self.link_is_up and self.movement.network is None and not self._with_fa()
-                and self.location != "home")
+                and self.location != Location.HOME)
 
     def _identified(self, name: str, now: float, by: str) -> list:
         actions, care_of_address = self.movement.identify(name, now, by)
@@ -196,10 +216,10 @@ class MobileNode:
         return []
 
     def _link_up(self, now: float, care_of_address=None) -> list:
-        self.link_is_up, self.agent, self.attempt, self.location = True, None, None, "unknown"
+        self.link_is_up, self.agent, self.attempt, self.location = True, None, None, Location.UNKNOWN
         self._candidate = None
         self._tokens, self._tokens_at = REQUEST_BURST, now  # a new attachment: see REQUEST_BURST
-        self.state = "discovering"
+        self.state = MnState.DISCOVERING
         self.colocated = addr(care_of_address) if care_of_address else None
         self._solicits, self._next_solicit, self._retry_at = 0, now, None
         actions = self._solicit(now)
@@ -211,7 +231,7 @@ class MobileNode:
         self.link_is_up, self.agent, self.attempt, self.colocated = False, None, None, None
         self._candidate = None
         self._next_solicit = self._retry_at = None
-        self.state, self.location = "detached", "unknown"
+        self.state, self.location = MnState.DETACHED, Location.UNKNOWN
         self.counters["link-down"] += 1
         return []
 
@@ -261,7 +281,7 @@ class MobileNode:
         (2.4.2.2) or the current agent is of no use (denied us, or neither foreign nor our home
         agent)."""
         cur = self.agent
-        if cur is None or cur.address == heard.address or cur.expires <= now or self.state == "denied":
+        if cur is None or cur.address == heard.address or cur.expires <= now or self.state == MnState.DENIED:
             return False
         if not (cur.is_foreign or self._from_home_agent(cur)):
             return False
@@ -272,7 +292,7 @@ class MobileNode:
         IP address is its own home address unless the ARP Request is unicast by a foreign agent with
         which the mobile node is attempting to register or ... has an unexpired registration" (then
         with a unicast reply). At home it answers."""
-        if self.location == "home":
+        if self.location == Location.HOME:
             return True
         a, reg = self.attempt, self.registration
         fa = (a is not None and a.mode == "fa") or (reg is not None and reg.mode == "fa")
@@ -295,23 +315,23 @@ class MobileNode:
             return self._return_home(now)
         fa = self.agent if self.agent is not None and self.agent.is_foreign else None
         if fa is not None and (self.colocated is None or fa.flags & AgentFlags.R):
-            self.location = "foreign"
+            self.location = Location.FOREIGN
             return self._start(now, "fa")
         if self.colocated is not None:
-            self.location = "foreign"
+            self.location = Location.FOREIGN
             return self._start(now, "colocated")
         return []
 
     def _return_home(self, now: float) -> list:
-        if self.location == "home" and (self.state == "home" or (self.attempt and self.attempt.mode == "home")):
+        if self.location == Location.HOME and (self.state == MnState.HOME or (self.attempt and self.attempt.mode == "home")):
             return []  # home already (told by ARP, then by the home agent's advertisement): nothing new
-        self.location = "home"
+        self.location = Location.HOME
         actions: list = [GratuitousArp(self.config.home_address, self.config.iface)]
         if self.registration and self.registration.mode == "colocated":
             actions.append(RemoveTunnel(self.config.home_address))
         self.registration = None
         if not self._away:
-            self.state, self.attempt = "home", None
+            self.state, self.attempt = MnState.HOME, None
             return actions
         return actions + self._start(now, "home")
 
@@ -337,7 +357,7 @@ class MobileNode:
         if self._refill(now) < 1:
             # RFC 5944 2.4.2: no more than one registration a second on average: the registration
             # is decided again when the bucket has a token
-            self.attempt, self.state = None, "registering"
+            self.attempt, self.state = None, MnState.REGISTERING
             self._retry_at = now + (1 - self._tokens) * MIN_REQUEST_INTERVAL
             self.counters["registration-deferred"] += 1
             return []
@@ -354,7 +374,7 @@ class MobileNode:
             attempt = Attempt(mode, cfg.lifetime if lifetime is None else lifetime, self.colocated,
                               cfg.home_agent, self.colocated)
         attempt.first_sent_at, attempt.timeout = now, cfg.retransmit_initial
-        self.attempt, self.state, self._retry_at = attempt, "registering", None
+        self.attempt, self.state, self._retry_at = attempt, MnState.REGISTERING, None
         return self._send(now)
 
     def _refill(self, now: float) -> float:
@@ -392,7 +412,7 @@ class MobileNode:
                                          "lifetime": reply.lifetime, "elapsed": round(now - a.first_sent_at, 6),
                                          "at": now})
         if a.mode == "home":
-            self._away, self.state, self.registration = False, "home", None
+            self._away, self.state, self.registration = False, MnState.HOME, None
             return [log]
         udp = find_extension(reply.extensions, EXT_UDP_TUNNEL_REPLY)
         tunnel = "udp" if udp is not None and udp.code < 64 else requested_encapsulation(cfg, a)
@@ -401,7 +421,7 @@ class MobileNode:
             a.sent_at + reply.lifetime * cfg.reregister_fraction, tunnel,
             find_extension(reply.extensions, EXT_TRUSTED_NETWORKS) is not None,
         )
-        self.state = "registered"
+        self.state = MnState.REGISTERED
         if a.mode == "colocated":
             self._next_solicit = None  # a co-located care-of address in use: no more soliciting (2.4)
             tunnel_action = AddTunnel(cfg.home_address, a.care_of_address, cfg.home_agent, tunnel,
@@ -420,7 +440,7 @@ class MobileNode:
         if reply.code == ReplyCode.FA_LIFETIME_TOO_LONG and 0 < reply.lifetime < a.lifetime:
             a.lifetime = reply.lifetime
             return self._send(now)
-        self.attempt, self.state = None, "denied"
+        self.attempt, self.state = None, MnState.DENIED
         if reply.code in RETRY_AFTER_DENIAL:
             self._retry_at = now + a.timeout
         return [self._log("registration-denied", {"mode": a.mode, "code": reply.code, "at": now})]
@@ -443,7 +463,7 @@ class MobileNode:
                 self.counters["movements"] += 1
                 actions += self._decide(now)
             elif self.colocated is None:
-                self.location, self.state = "unknown", "discovering"
+                self.location, self.state = Location.UNKNOWN, MnState.DISCOVERING
                 self._solicits, self._next_solicit = 0, now
         if self._next_solicit is not None and self._next_solicit <= now and self.link_is_up:
             actions += self._solicit(now)
