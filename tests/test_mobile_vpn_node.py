@@ -1,6 +1,7 @@
 """The mobile VPN node's config is refused with the key and what was expected (no root needed)."""
 import asyncio
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,25 @@ def test_rfc5265_composes_a_second_mn_on_the_tunnel(tmp_path):
     assert inner.reverse_tunnel, "RFC 5265 section 4: the T bit SHOULD be set for i-MIP"
     assert inner.iface == "vpn0" and node.inner_tun == "mip1" != node.mip_tun
     assert [tun for _, tun in node.admit.layers] == ["mip0", "mip1"]
+
+
+def test_rfc5265_admits_late_i_ha_replies_through_the_vpn_clients_hardening(tmp_path, monkeypatch):
+    """MIP.MVN.DETECT.16: RFC 5265 3.3 has the node keep retransmitting to the i-HA after deciding
+    it is outside, and a late reply with extension 149 still moves it inside (3.5: 'SHOULD still
+    switch'). The reply comes to the probe's ephemeral port, past the VPN client's INPUT chain, which
+    admits established flows only: the node's own chain admits replies from UDP 434 to its requests,
+    which also puts connection tracking in place before the first probe (a flow that started
+    before it was is never 'established')."""
+    import nodes.daemons.mobile_vpn_node as mvn
+    import nodes.runtime.layering as layering
+    ran = []
+
+    def run(argv, check=True):
+        ran.append(argv)
+        return subprocess.CompletedProcess(argv, 1 if argv[2] == "-D" else 0)  # no earlier jump to delete
+    monkeypatch.setattr(layering, "run", run)
+    monkeypatch.setattr(mvn, "run", run, raising=False)
+    node = asyncio.run(_make(RFC5265, tmp_path))
+    node.admit_mobility()
+    rules = [" ".join(a[2:]) for a in ran if a[2:4] == ["-A", "MOBILEVPN-IN"]]
+    assert "-A MOBILEVPN-IN -p udp --sport 434 -m conntrack --ctstate ESTABLISHED -j ACCEPT" in rules, rules

@@ -67,7 +67,7 @@ from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.clock import SYSTEM, Clock
-from nodes.runtime.commands import CommandInterrupted
+from nodes.runtime.commands import CommandInterrupted, run
 from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
 from nodes.runtime.trust_probe import TrustProbe
 from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
@@ -203,8 +203,20 @@ class MobileVpnNode:
         self._switch: asyncio.Task | None = None
         self._last_error: str | None = None
 
-    async def start(self) -> None:
+    def admit_mobility(self) -> None:
+        """The Mobile IP layers' INPUT chain (nodes/runtime/layering.py); with RFC 5265 also the
+        replies to the detection's and the x-HA deregistration's requests, which come from UDP 434
+        to an ephemeral port: a late answer from the i-HA still moves the node inside (RFC 5265 3.3,
+        3.5) after the VPN client's hardening, which admits established flows only. The rule puts
+        connection tracking in place before the first request (a flow that left before it was is
+        never established)."""
         self.admit.add()
+        if self.inner_cfg is not None:
+            run(["iptables", "-w", "-A", AdmitMobility.CHAIN, "-p", "udp", "--sport", "434",
+                 "-m", "conntrack", "--ctstate", "ESTABLISHED", "-j", "ACCEPT"])
+
+    async def start(self) -> None:
+        self.admit_mobility()
         if self.nesting == "mip-inside-ipsec":  # before the MN sends its first request
             self.masquerade.add()
             self.masquerade.away(True)  # until the MN finds itself at home
