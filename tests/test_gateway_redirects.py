@@ -40,25 +40,25 @@ def test_no_rules_by_default():
 
 
 @pytest.mark.parametrize("value, key, expected", [
-    ({"proto": "tcp"}, "'redirects'", "a list"),
-    ([["tcp", 22]], "'redirects[0]'", "a mapping"),
-    ([{"proto": "sctp", "port": 22, "user": "alice", "to_port": 22}], "'redirects[0].proto'", "tcp or udp"),
-    ([{"proto": "tcp", "port": 0, "user": "alice", "to_port": 22}], "'redirects[0].port'", "1..65535"),
-    ([{"proto": "tcp", "port": "22", "user": "alice", "to_port": 22}], "'redirects[0].port'", "1..65535"),
-    ([{"proto": "tcp", "port": True, "user": "alice", "to_port": 22}], "'redirects[0].port'", "1..65535"),
-    ([{"proto": "tcp", "port": 22, "user": "alice", "to_port": 70000}], "'redirects[0].to_port'", "1..65535"),
-    ([{"proto": "tcp", "port": 22, "user": "alice"}], "'redirects[0].to_port'", "required"),
-    ([{"proto": "tcp", "port": 22, "user": "alice", "to_port": 22, "host": "x"}], "'redirects[0].host'", "no such key"),
-    ([{"proto": "tcp", "port": 22, "user": "carol", "to_port": 22}], "'redirects[0].user'", "alice, bob"),
-    ([{"proto": "tcp", "port": 61000, "user": "alice", "to_port": 22}], "'redirects[0].port'", "outside napt_ports"),
+    ({"proto": "tcp"}, "redirects", "a list"),
+    ([["tcp", 22]], "redirects[0]", "a mapping"),
+    ([{"proto": "sctp", "port": 22, "user": "alice", "to_port": 22}], "redirects[0].proto", "tcp or udp"),
+    ([{"proto": "tcp", "port": 0, "user": "alice", "to_port": 22}], "redirects[0].port", "1..65535"),
+    ([{"proto": "tcp", "port": "22", "user": "alice", "to_port": 22}], "redirects[0].port", "1..65535"),
+    ([{"proto": "tcp", "port": True, "user": "alice", "to_port": 22}], "redirects[0].port", "1..65535"),
+    ([{"proto": "tcp", "port": 22, "user": "alice", "to_port": 70000}], "redirects[0].to_port", "1..65535"),
+    ([{"proto": "tcp", "port": 22, "user": "alice"}], "redirects[0].to_port", "required"),
+    ([{"proto": "tcp", "port": 22, "user": "alice", "to_port": 22, "host": "x"}], "redirects[0].host", "no such key"),
+    ([{"proto": "tcp", "port": 22, "user": "carol", "to_port": 22}], "redirects[0].user", "alice, bob"),
+    ([{"proto": "tcp", "port": 61000, "user": "alice", "to_port": 22}], "redirects[0].port", "outside napt_ports"),
     ([{"proto": "udp", "port": 22, "user": "alice", "to_port": 22},
-      {"proto": "udp", "port": 22, "user": "bob", "to_port": 23}], "'redirects[1].port'", "redirects[0] has it"),
+      {"proto": "udp", "port": 22, "user": "bob", "to_port": 23}], "redirects[1].port", "redirects[0] has it"),
 ])
 def test_bad_rules_are_refused_naming_the_key(value, key, expected):
     with pytest.raises(ConfigError) as exc:
         Gateway(Cfg(config(redirects=value), "gw.json"), lambda *a, **k: None)
     msg = str(exc.value)
-    assert f"key {key}" in msg and expected in msg, msg
+    assert f"gw.json: {key}: expected" in msg and expected in msg, msg
 
 
 def test_same_port_for_tcp_and_udp_is_fine():
@@ -69,7 +69,7 @@ def test_same_port_for_tcp_and_udp_is_fine():
 def test_rules_are_refused_without_napt():
     with pytest.raises(ConfigError) as exc:
         Gateway(Cfg(config(internal_presence="pool", pool="10.1.3.0/24"), "gw.json"), lambda *a, **k: None)
-    assert "key 'redirects'" in str(exc.value) and "internal_presence is napt" in str(exc.value)
+    assert "gw.json: redirects: expected" in str(exc.value) and "internal_presence is napt" in str(exc.value)
     cfg = config(internal_presence="pool", pool="10.1.3.0/24", redirects=[])
     assert Gateway(Cfg(cfg, "gw.json"), lambda *a, **k: None).redirects == []
 

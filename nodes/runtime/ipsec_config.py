@@ -1,24 +1,28 @@
 """Reading the IPsec roles' config (the scenario's role config as JSON) with clear refusals:
-a bad value names the key and what was expected (testbed principle 6, docs/principles.md)."""
+a bad value raises the project's one ConfigError (nodes/config_schema.py), naming the file, the
+key, what was expected and what was found (testbed principle 6, docs/principles.md)."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from nodes.config_schema import ConfigError, Reader
+
+__all__ = ["ConfigError", "Cfg", "esp_lifetime", "users", "soft_rekey_delay", "password_source", "ask_password",
+           "read_password", "Redirect", "redirects"]
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-class ConfigError(SystemExit):
-    pass
-
-
 class Cfg:
+    """A role's config mapping read key by key; `fail` builds the ConfigError (a profile that reads
+    a scenario's role config with these rules overrides it to name `roles.<role>.config.<key>`)."""
+
     def __init__(self, data: dict, source: str):
         self.data, self.source = data, source
 
     def fail(self, key: str, expected: str, got=None):
-        return ConfigError(f"{self.source}: key {key!r}: expected {expected}" +
-                           ("" if got is None else f", got {got!r}"))
+        return ConfigError(self.source, key, expected, got)
 
     def get(self, key: str, default=..., choices=None):
         if key not in self.data or self.data[key] is None:
@@ -30,11 +34,19 @@ class Cfg:
             raise self.fail(key, "one of " + ", ".join(map(str, choices)), value)
         return value
 
+    def _read(self, key: str, value, kind: str, expected: str):
+        """`value` of `key` as `kind` (nodes/config_schema.KINDS), refused through fail()."""
+        try:
+            return Reader(self.source, value, key).convert(kind, expected)
+        except ConfigError as exc:
+            raise self.fail(key, exc.expected, exc.got) from None
+
     def number(self, key: str, default: float | None) -> float | None:
         v = self.get(key, default)
         if v is None:
             return None
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+        v = self._read(key, v, "num", "a non-negative number")
+        if v < 0:
             raise self.fail(key, "a non-negative number", v)
         return v
 
@@ -48,10 +60,7 @@ class Cfg:
     def addresses(self, key: str, default=()) -> list[str]:
         v = self.get(key, list(default))
         items = v if isinstance(v, list) else [v]
-        try:
-            return [str(IPv4Address(str(a))) for a in items]
-        except ValueError:
-            raise self.fail(key, "an IPv4 address or a list of them", v) from None
+        return [str(self._read(key, a, "addr", "an IPv4 address or a list of them")) for a in items]
 
     def prefixes(self, key: str, value) -> list[str]:
         items = value if isinstance(value, list) else [value]
@@ -126,9 +135,9 @@ def soft_rekey_delay(cfg: Cfg, default: list[float], key: str = "esp_soft_rekey_
 
 
 PASSWORD_ENV = "TESTBED_VPN_PASSWORD"
-NO_TTY = ("the password is to be typed at a prompt (--ask-password or password: prompt), but this "
-          "process has no controlling terminal to ask on: run the client by hand from a terminal, or "
-          "give the password in password_file or in the environment variable " + PASSWORD_ENV)
+NO_TTY = ("run the client by hand from a terminal, or give the password in password_file or in the "
+          "environment variable " + PASSWORD_ENV)
+PROMPT_KEY = "password (--ask-password or password: prompt)"
 
 
 def password_source(cfg: Cfg, ask: bool = False, environ=None, env: str = PASSWORD_ENV) -> str | None:
@@ -159,20 +168,24 @@ def _tty_available() -> bool:
     return True
 
 
-def ask_password(prompt: str = "VPN password: ", tty_available=_tty_available, getpass_fn=None) -> str:
+def ask_password(prompt: str = "VPN password: ", tty_available=_tty_available, getpass_fn=None,
+                 source: str = "the client's config") -> str:
     """Ask on the controlling terminal (getpass, no echo); ConfigError saying what to do when
     there is none (getpass would fall back to stdin and echo)."""
     if not tty_available():
-        raise ConfigError(NO_TTY)
+        raise ConfigError(source, PROMPT_KEY, "a controlling terminal to type the password at",
+                          "no controlling terminal in this process", hint=NO_TTY)
     if getpass_fn is None:
         import getpass
         getpass_fn = getpass.getpass
     try:
         pw = getpass_fn(prompt)
     except (EOFError, KeyboardInterrupt):
-        raise ConfigError("no password typed at the prompt") from None
+        raise ConfigError(source, PROMPT_KEY, "a password typed at the prompt", "end of input",
+                          hint="type the password, or give it in password_file") from None
     if not pw:
-        raise ConfigError("an empty password was typed at the prompt")
+        raise ConfigError(source, PROMPT_KEY, "a password typed at the prompt", "an empty line",
+                          hint="type the password, or give it in password_file")
     return pw
 
 
@@ -182,7 +195,7 @@ def read_password(cfg: Cfg, env: str = PASSWORD_ENV, ask: bool = False, environ=
     environ = os.environ if environ is None else environ
     source = password_source(cfg, ask, environ, env)
     if source == "prompt":
-        return ask_password(f"password for {cfg.get('identity', 'the VPN')}: ", tty_available, getpass_fn)
+        return ask_password(f"password for {cfg.get('identity', 'the VPN')}: ", tty_available, getpass_fn, cfg.source)
     if source == "config":
         return str(cfg.get("password"))
     if source == "env":
