@@ -120,6 +120,17 @@ def test_the_lifetime_asked_of_a_foreign_agent_is_no_longer_than_it_advertises()
     assert req.lifetime == 600
 
 
+def test_a_69_from_the_agent_is_answered_with_the_lifetime_it_offers():
+    """An agent that denies the lifetime with 69 (more than it accepts, though within what it
+    advertised) offers its maximum in the reply's Lifetime: the node asks again with it."""
+    mn = node(lifetime=600)
+    feed(mn, "link_up", now=T0)
+    (first,) = requests(hear(mn, advert(), FA, T0 + 0.1))
+    denial = RegistrationReply(69, 300, HOME, HA, first.identification).encode()
+    (again,) = requests(feed(mn, "receive_datagram", denial, Addr(str(FA), 434, str(HOME), 434), now=T0 + 0.2))
+    assert (first.lifetime, again.lifetime) == (600, 300)
+
+
 # ---- MIP.MN.REPLY.5: a reply with two MN-HA extensions is discarded (RFC 5944 3.6.2.1) -----------
 
 def test_a_reply_with_two_mn_ha_extensions_is_discarded():
