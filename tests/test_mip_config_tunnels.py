@@ -30,7 +30,7 @@ def test_home_agent_advertises_on_its_home_network_by_default():
 def test_home_agent_off_its_home_network_does_not_advertise_unless_told_and_then_is_refused():
     cfg, _ = parse("home_agent", HA, home_network="10.9.0.0/24")
     assert not cfg.advertise
-    with pytest.raises(mip_config.BadConfig, match="x.json: key advertise: .* not on its home network"):
+    with pytest.raises(mip_config.BadConfig, match="x.json: advertise: .* not on its home network"):
         parse("home_agent", HA, home_network="10.9.0.0/24", advertise=True)
 
 
@@ -38,19 +38,19 @@ def test_home_agent_off_its_home_network_does_not_advertise_unless_told_and_then
 def test_agents_encapsulations(kind, base):
     cfg, _ = parse(kind, base, encapsulations=["gre", "ipip"])
     assert cfg.encapsulations == ("ipip", "gre")
-    with pytest.raises(mip_config.BadConfig, match="key encapsulations: .*ipip among them"):
+    with pytest.raises(mip_config.BadConfig, match="x.json: encapsulations: .*ipip among them"):
         parse(kind, base, encapsulations=["minimal"])
-    with pytest.raises(mip_config.BadConfig, match="key encapsulations"):
+    with pytest.raises(mip_config.BadConfig, match="x.json: encapsulations: expected"):
         parse(kind, base, encapsulations="gre")
 
 
 def test_mobile_node_encapsulation():
     assert parse("mobile_node", MN)[0].encapsulation == "ipip"
     assert parse("mobile_node", MN, encapsulation="minimal")[0].encapsulation == "minimal"
-    with pytest.raises(mip_config.BadConfig, match="encapsulation must be one of ipip, minimal, gre"):
+    with pytest.raises(mip_config.BadConfig, match="x.json: encapsulation: .*encapsulation must be one of ipip, minimal, gre"):
         parse("mobile_node", MN, encapsulation="ipip6")
 
 
 def test_home_agent_adv_destination_is_checked():
-    with pytest.raises(mip_config.BadConfig, match="key adv_destination: .*224.0.0.1"):
+    with pytest.raises(mip_config.BadConfig, match="x.json: adv_destination: .*224.0.0.1"):
         parse("home_agent", HA, adv_destination="10.1.1.255")

@@ -140,14 +140,14 @@ def test_config_dhcp_timers(tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"colocated": {"fn3": "dhcpp"}}, "key colocated.fn3: expected \"dhcp\" or a mapping"),
-    ({"colocated": {"fn3": 7}}, "key colocated.fn3: expected"),
-    ({"colocated": {"fn3": {"dhcp": "yes"}}}, "key colocated.fn3.dhcp: expected true or false"),
-    ({"colocated": {"fn3": {"dhcp": True, "router": "10.77.0.1"}}}, "unknown key.*colocated.fn3.router"),
-    ({"colocated": {"fn3": {"address": "10.77.0.100"}}}, "colocated.fn3.router is missing"),
+    ({"colocated": {"fn3": "dhcpp"}}, ": colocated.fn3: expected \"dhcp\" or a mapping"),
+    ({"colocated": {"fn3": 7}}, ": colocated.fn3: expected"),
+    ({"colocated": {"fn3": {"dhcp": "yes"}}}, ": colocated.fn3.dhcp: expected true or false"),
+    ({"colocated": {"fn3": {"dhcp": True, "router": "10.77.0.1"}}}, "colocated.fn3.router: expected one of the keys"),
+    ({"colocated": {"fn3": {"address": "10.77.0.100"}}}, "colocated.fn3.router: expected an IPv4 address; add this required key"),
     ({"colocated": {"fn3": {"address": "10.77.0.x/24", "router": "10.77.0.1"}}}, "colocated.fn3.address"),
-    ({"dhcp_timeout": 0}, "key dhcp_timeout: expected a positive number"),
-    ({"dhcp_after": "soon"}, "key dhcp_after: expected a number"),
+    ({"dhcp_timeout": 0}, ": dhcp_timeout: expected a positive number"),
+    ({"dhcp_after": "soon"}, ": dhcp_after: expected a number"),
 ])
 def test_bad_dhcp_config_is_named(tmp_path, extra, message):
     with pytest.raises(mip_config.BadConfig, match=message):

@@ -15,10 +15,10 @@ Addresses as dotted quads, keys as hex strings, e.g.
 """
 from __future__ import annotations
 
-import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
+from nodes.config_schema import KINDS, MISSING_HINT, ConfigError, Reader, load_json
 from nodes.mip.advertiser import advertisement_destination
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.common import supported_encapsulations
@@ -28,34 +28,37 @@ from nodes.mip.mn import MobileNodeConfig
 from nodes.mip.movement import CoLocatedNetwork
 
 
-class BadConfig(ValueError):
-    pass
+BadConfig = ConfigError  # the name this module used before the one ConfigError (nodes/config_schema.py)
 
 
 class Fields:
-    """Typed access to one mapping of a config file; every error names file and key."""
+    """Typed access to one mapping of a config file (through nodes/config_schema.Reader); every
+    refusal is a ConfigError naming the file and the key."""
 
     def __init__(self, data: dict, file: Path | str | None, prefix: str = ""):
-        if not isinstance(data, dict):
-            raise BadConfig(f"{file}: {prefix or 'top level'}: expected a mapping, got {type(data).__name__}")
-        self.data, self.file, self.prefix = data, file, prefix
+        self.data = Reader(file, data, prefix.rstrip(".")).mapping()
+        self.file, self.prefix = file, prefix
         self.used: set[str] = set()
 
-    def _fail(self, key: str, expected: str, got) -> BadConfig:
-        return BadConfig(f"config {self.file}: key {self.prefix}{key}: expected {expected}, got {got!r}")
+    def fail(self, key: str, expected: str, got=None, hint: str = "") -> ConfigError:
+        return ConfigError(self.file, f"{self.prefix}{key}", expected, got, hint)
+
+    def refused(self, key: str | None, exc: ValueError) -> ConfigError:
+        """A value a core's config refused (its ValueError says why); `key` None: the key the
+        message starts with, if it is one of this mapping's."""
+        if key is None:
+            word = str(exc).split(" ", 1)[0]
+            key = word if word in self.data else "(top level)"
+        return self.fail(key, "a value the daemon accepts", self.data.get(key), hint=str(exc))
 
     def get(self, key: str, kind: str, default=..., expected: str | None = None):
         self.used.add(key)
         if key not in self.data or self.data[key] is None:
             if default is ...:
-                raise BadConfig(f"config {self.file}: key {self.prefix}{key} is missing "
-                                f"(expected {expected or _DESCRIBE.get(kind, kind)})")
+                raise self.fail(key, expected or KINDS[kind][1], hint=MISSING_HINT)
             return default
-        value = self.data[key]
-        try:
-            return _CONVERT[kind](value)
-        except (ValueError, TypeError):
-            raise self._fail(key, expected or _DESCRIBE.get(kind, kind), value) from None
+        value = Reader(self.file, self.data[key], f"{self.prefix}{key}").convert(kind, expected)
+        return float(value) if kind == "num" else value
 
     def child(self, key: str, value, index=None) -> "Fields":
         name = f"{self.prefix}{key}" + (f"[{index}]" if index is not None else "")
@@ -67,74 +70,20 @@ class Fields:
         try:
             return SecurityAssociation(spi, key)
         except ValueError as exc:
-            raise self._fail(spi_key, "a valid security association", f"{spi}: {exc}") from None
+            raise self.fail(spi_key, "a valid security association", spi, hint=str(exc)) from None
 
     def check_unknown(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise BadConfig(f"config {self.file}: unknown key(s) {', '.join(self.prefix + k for k in unknown)}; "
-                            f"known: {', '.join(sorted(self.used))}")
-
-
-def _bool(v):
-    if isinstance(v, bool):
-        return v
-    raise ValueError(v)
-
-
-def _hexkey(v):
-    if not isinstance(v, str) or not v:
-        raise ValueError(v)
-    return bytes.fromhex(v)
-
-
-def _list(v):
-    if not isinstance(v, list):
-        raise ValueError(v)
-    return v
-
-
-def _mapping(v):
-    if not isinstance(v, dict):
-        raise ValueError(v)
-    return v
-
-
-def _int(v):
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise ValueError(v)
-    return v
-
-
-def _num(v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(v)
-    return float(v)
-
-
-def _str(v):
-    if not isinstance(v, str):
-        raise ValueError(v)
-    return v
-
-
-_CONVERT = {"addr": IPv4Address, "net": IPv4Network, "iface": IPv4Interface, "int": _int, "num": _num,
-            "bool": _bool, "str": _str, "hexkey": _hexkey, "list": _list, "map": _mapping}
-
-
-_DESCRIBE = {"addr": "an IPv4 address", "net": "an IPv4 prefix such as 10.1.1.0/24",
-             "iface": "an address with prefix length such as 10.77.0.100/24", "int": "an integer",
-             "num": "a number", "bool": "true or false", "str": "a string", "hexkey": "a hex string",
-             "list": "a list", "map": "a mapping"}
+            more = f" (also unknown: {', '.join(self.prefix + k for k in unknown[1:])})" if unknown[1:] else ""
+            raise self.fail(unknown[0], f"one of the keys {sorted(self.used)}", unknown[0],
+                            hint=f"remove or rename it{more}")
 
 
 def load(path: Path | None, parse):
-    """Read the JSON file at `path` and parse it with `parse(Fields)`; exit with the message when bad."""
-    from nodes.runtime.daemon import load_config
-    try:
-        return parse(Fields(load_config(path), path))
-    except BadConfig as exc:
-        sys.exit(str(exc))
+    """Read the JSON file at `path` and parse it with `parse(Fields)`. A bad file raises ConfigError,
+    a SystemExit: the daemon exits with its message."""
+    return parse(Fields({} if path is None else load_json(path), path))
 
 
 # ---- home agent ----------------------------------------------------------------------------------
@@ -173,8 +122,8 @@ def _advertising(f: Fields, cfg: HomeAgentConfig, home_network: IPv4Network | No
     on_home = home_network is None or cfg.address in home_network
     cfg.advertise = f.get("advertise", "bool", on_home)
     if cfg.advertise and not on_home:
-        raise BadConfig(f"config {f.file}: key advertise: the home agent's address {cfg.address} is not on its "
-                        f"home network {home_network}; advertise there only from an address on it (or set false)")
+        raise f.fail("advertise", f"false: the home agent's address {cfg.address} is not on its home network "
+                     f"{home_network}", True, hint="advertise there only from an address on it, or set advertise: false")
     for key, kind in (("adv_interval", "num"), ("adv_lifetime", "int"), ("solicited_min_interval", "num")):
         value = f.get(key, kind, None)
         if value is not None:
@@ -184,7 +133,7 @@ def _advertising(f: Fields, cfg: HomeAgentConfig, home_network: IPv4Network | No
         try:
             cfg.adv_destination = advertisement_destination(destination)
         except ValueError as exc:
-            raise BadConfig(f"config {f.file}: key adv_destination: {exc}") from None
+            raise f.refused("adv_destination", exc) from None
     cfg.prefix_length = home_network.prefixlen if home_network is not None else None
 
 
@@ -194,7 +143,7 @@ def _encapsulations(f: Fields, default: tuple) -> tuple:
     try:
         return supported_encapsulations(value)
     except ValueError as exc:
-        raise BadConfig(f"config {f.file}: key encapsulations: {exc}") from None
+        raise f.refused("encapsulations", exc) from None
 
 
 # ---- foreign agent -------------------------------------------------------------------------------
@@ -223,10 +172,10 @@ def foreign_agent(f: Fields) -> tuple[ForeignAgentConfig, dict]:
             care_of_addresses=[IPv4Address(a) for a in f.get("care_of_addresses", "list", [])],
             ha_associations=ha_sas, mn_associations=mn_sas, **kw,
         )
-    except BadConfig:
+    except ConfigError:
         raise
     except ValueError as exc:
-        raise BadConfig(f"config {f.file}: {exc}") from None
+        raise f.refused(None, exc) from None
     cfg.encapsulations = _encapsulations(f, cfg.encapsulations)
     extra = {"tun": f.get("tun", "str", "mip0"), "prefix_given": "prefix_length" in kw}
     f.check_unknown()
@@ -247,10 +196,10 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
     try:
         cfg = MobileNodeConfig(home_address=f.get("home_address", "addr"), home_agent=f.get("home_agent", "addr"),
                                home_network=home_network, sa=f.sa(), iface=f.get("iface", "str"), **kw)
-    except BadConfig:
+    except ConfigError:
         raise
     except ValueError as exc:
-        raise BadConfig(f"config {f.file}: {exc}") from None
+        raise f.refused(None, exc) from None
     colocated = {}
     for name, entry in f.get("colocated", "map", {}).items():
         colocated[name] = _colocated_entry(f, name, entry)
@@ -267,7 +216,7 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
     }
     for key in ("dhcp_after", "dhcp_timeout", "dhcp_retry"):
         if extra[key] <= 0:
-            raise BadConfig(f"config {f.file}: key {key}: expected a positive number of seconds, got {extra[key]!r}")
+            raise f.fail(key, "a positive number of seconds", extra[key])
     f.check_unknown()
     # movement detection is the core's (nodes/mip/movement.py): it gets the networks and timers
     cfg.home_router = extra["home_router"]
@@ -281,11 +230,10 @@ def mobile_node(f: Fields) -> tuple[MobileNodeConfig, dict]:
 def _colocated_entry(f: Fields, name: str, entry) -> dict:
     """One network of `colocated`: a static address and router, or `dhcp` (the address, prefix and
     router come from a DHCP lease on that network; the mapping form {dhcp: true} is the same)."""
-    where = f"config {f.file}: key colocated.{name}"
     if entry == "dhcp":
         return {"dhcp": True}
     if not isinstance(entry, dict):
-        raise BadConfig(f"{where}: expected \"dhcp\" or a mapping {{address, router}}, got {entry!r}")
+        raise f.fail(f"colocated.{name}", '"dhcp" or a mapping {address, router}', entry)
     e = f.child("colocated", entry)
     e.prefix = f"colocated.{name}."
     if e.get("dhcp", "bool", False):
