@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-from testbed.schema import ConfigError, load_yaml
+from testbed.schema import ConfigError, Reader, load_yaml
 
 KINDS = ("vpn-gateway", "vpn-client", "home-agent", "foreign-agent", "mobile-node", "mobile-vpn-node", "echo-sink")
 ENTRY_POINT_GROUP = "testbed.profiles"
@@ -88,12 +88,45 @@ def rendered_config(profile, role, plan) -> dict[str, str]:
 
 
 def case_data(profile, name: str) -> dict | None:
-    """The profile's case data `name` (`<case_data>/<name>.yaml`), or None when it has none."""
+    """The profile's case data `name` (`<case_data>/<name>.yaml`), or None when it has none; checked
+    against the case area's schema (CASE_DATA_SCHEMAS) where there is one: a ConfigError names the
+    file and the key."""
     folder = getattr(profile, "case_data", None)
     path = Path(folder) / f"{name}.yaml" if folder is not None else None
     if path is None or not path.exists():
         return None
-    return load_yaml(path) or {}
+    data = load_yaml(path) or {}
+    check = CASE_DATA_SCHEMAS.get(name)
+    if check is not None:
+        check(Reader(path, data))
+    return data
+
+
+def _napt_matrix(top: Reader) -> None:
+    """napt-matrix.yaml: the columns a gateway profile adds to the NAPT application matrix
+    (cases/napt/test_matrix.py): per column its scenario, the apps that break (every other app
+    works), the address each payload-carrying app shows (inner or g_i), whether netfilter's
+    conntrack helpers are attached, and x11_redirect: netfilter (the case adds netfilter's DNAT)."""
+    from testbed.napt_matrix import APPS
+    from testbed.scenario import list_scenarios
+
+    top.only_keys(["columns"])
+    for _col, c in top.child("columns").items():
+        c.only_keys(["heading", "scenario", "conntrack_helpers", "x11_redirect", "breaks", "payload_address"])
+        c.child("heading", "").str()
+        c.child("scenario").str(list_scenarios())
+        c.child("conntrack_helpers", False).bool()
+        if c.mapping().get("x11_redirect") is not None:
+            c.child("x11_redirect").str(["netfilter"])
+        for app in c.child("breaks", []).list():
+            app.str(APPS)
+        for app, where in c.child("payload_address", {}).items():
+            if app not in APPS:
+                raise where.fail(f"an app of the matrix ({', '.join(APPS)})", app)
+            where.str(["inner", "g_i"])
+
+
+CASE_DATA_SCHEMAS: dict[str, Callable[[Reader], None]] = {"napt-matrix": _napt_matrix}
 
 
 def config_error(role, key: str, expected: str, got=None) -> ConfigError:

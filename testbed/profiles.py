@@ -29,49 +29,62 @@ __all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", 
            "check_role", "start_role", "start_roles", "restart_role", "register_source"]
 
 
-class ProfileError(RuntimeError):
-    """An installed profile is broken (its entry point does not load, or does not name a profile)."""
+ProfileError = ConfigError  # the name this module used before the one ConfigError (nodes/config_schema.py)
+ENTRY_POINTS_KEY = f'[project.entry-points."{ENTRY_POINT_GROUP}"]'
 
 
 def installed() -> dict[str, Profile]:
     """Profile name -> profile, for every entry point in `testbed.profiles` of the installed
-    distributions (looked up again when sys.path changes)."""
+    distributions (looked up again when sys.path changes). A broken declaration is a ConfigError
+    naming the distribution, the entry point, what was expected and what was found."""
     return _discover(tuple(sys.path))
+
+
+def _declaration(ep) -> tuple[str, str]:
+    """(file, key) of an entry point for a ConfigError: the distribution that declares it, and the
+    entry point in its pyproject.toml's terms."""
+    dist = ep.dist.name if ep.dist else "an unnamed distribution"
+    return f"the installed distribution {dist}", f"{ENTRY_POINTS_KEY} {ep.name} = {ep.value}"
 
 
 @lru_cache(maxsize=4)
 def _discover(_path: tuple[str, ...]) -> dict[str, Profile]:
     found: dict[str, Profile] = {}
-    origin: dict[str, tuple[str, str]] = {}  # name -> (entry point value, where it was declared)
+    origin: dict[str, tuple[str, str]] = {}  # name -> (entry point value, its distribution)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        where = f"entry point {ep.name} = {ep.value} of {ep.dist.name if ep.dist else 'an unnamed distribution'}"
+        file, key = _declaration(ep)
         if ep.name in found:
             if ep.value == origin[ep.name][0]:
                 continue  # the same declaration seen twice (a distribution on two sys.path entries)
-            raise ProfileError(f"two installed profiles are called {ep.name!r}: {origin[ep.name][1]} and {where}; "
-                               "uninstall one of them")
+            raise ConfigError(file, key, "a profile name no other installed distribution uses",
+                              f"{ep.name!r}, also declared by {origin[ep.name][1]} ({ep.name} = {origin[ep.name][0]})",
+                              hint="two installed profiles are called the same: uninstall one of them")
         try:
             profile = ep.load()
         except Exception as exc:
-            raise ProfileError(f"the profile {ep.name!r} does not load ({where}): {type(exc).__name__}: {exc}") from exc
-        _check_profile(profile, ep.name, where)
-        found[ep.name], origin[ep.name] = profile, (ep.value, where)
+            raise ConfigError(file, key, f"an object that loads (the profile {ep.name!r})",
+                              f"{type(exc).__name__}: {exc}",
+                              hint="the profile does not load: fix the module or the entry point, or "
+                                   "uninstall the distribution") from exc
+        _check_profile(profile, ep.name, file, key)
+        found[ep.name], origin[ep.name] = profile, (ep.value, file)
     return dict(sorted(found.items()))
 
 
-def _check_profile(profile, name: str, where: str) -> None:
+def _check_profile(profile, name: str, file: str, key: str) -> None:
     if isinstance(profile, type):
-        raise ProfileError(f"{where} names the class {profile.__name__}; it should name a profile object "
-                           f"(PROFILE = {profile.__name__}())")
+        raise ConfigError(file, key, f"a profile object (PROFILE = {profile.__name__}())",
+                          f"the class {profile.__name__}", hint="name the instance, not the class")
     if not isinstance(profile, Profile):
-        raise ProfileError(f"{where} names {profile!r}, which is not a profile: it needs name, kinds, "
-                           "check_config(role, plan) and start_role(world, role) (testbed/profile_api.py)")
+        raise ConfigError(file, key, "a profile: an object with name, kinds, check_config(role, plan) and "
+                          "start_role(world, role) (testbed/profile_api.py)", profile)
     if profile.name != name:
-        raise ProfileError(f"{where} names a profile called {profile.name!r}; the entry point's name and the "
-                           "profile's name must be the same")
+        raise ConfigError(file, key, f"a profile called {name!r}", profile.name,
+                          hint="the entry point's name and the profile's name must be the same")
     unknown = sorted(set(profile.kinds) - set(KINDS))
     if unknown:
-        raise ProfileError(f"{where} fills the role kinds {unknown}, which no scenario has; kinds are {list(KINDS)}")
+        raise ConfigError(file, key, f"kinds among {list(KINDS)}", unknown,
+                          hint="a profile fills only role kinds a scenario can have")
 
 
 def _no_profiles_hint() -> str:
@@ -154,7 +167,8 @@ def register_source(project: Path, site: Path) -> list[str]:
     meta = tomllib.loads((Path(project) / "pyproject.toml").read_text())["project"]
     declared = meta.get("entry-points", {}).get(ENTRY_POINT_GROUP, {})
     if not declared:
-        raise ProfileError(f"{project}/pyproject.toml declares no entry points in [project.entry-points.\"{ENTRY_POINT_GROUP}\"]")
+        raise ConfigError(Path(project) / "pyproject.toml", ENTRY_POINTS_KEY, "at least one profile entry point",
+                          hint=f'add e.g. name = "module:PROFILE" under {ENTRY_POINTS_KEY}')
     dist = Path(site) / f"{re.sub(r'[-_.]+', '_', meta['name'])}-{meta['version']}.dist-info"
     dist.mkdir(parents=True, exist_ok=True)
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")

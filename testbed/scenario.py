@@ -86,7 +86,8 @@ def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
     top.only_keys(["name", "description", "source", "variants", "stations", "nat", "roles", "placement_only"])
     name = top.child("name").str()
     if name != path.stem:
-        raise top.child("name").fail(f"the file's name {path.stem!r}", name)
+        raise top.child("name").fail(f"the file's name {path.stem!r}", name,
+                                     hint="rename the file or change name: to match")
     stations = {}
     for station, seg in top.child("stations", {}).items():
         if station not in plan.stations():
@@ -117,7 +118,8 @@ def load_scenario(path: Path, plan: Plan | None = None) -> Scenario:
 def scenario_path(name: str) -> Path:
     path = SCENARIO_DIR / f"{name}.yaml"
     if not path.exists():
-        raise ConfigError(path, "(file)", f"a scenario of {sorted(list_scenarios())}", name)
+        raise ConfigError(path, "(file)", f"a scenario of {sorted(list_scenarios())}", name,
+                          hint="`testbed scenarios` lists them with a line each")
     return path
 
 
