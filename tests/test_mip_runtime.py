@@ -19,7 +19,8 @@ import pytest
 
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendUdp
 from nodes.runtime import garp_pacer, mip_actions
-from nodes.runtime.mip_actions import CoreDriver, MipExecutor
+from nodes.runtime.core_driver import CoreDriver
+from nodes.runtime.mip_actions import MipExecutor
 from nodes.runtime.netlink_batch import NetlinkBatch
 from fakelink import Recorder
 
@@ -214,7 +215,7 @@ def test_a_long_burst_is_sent_without_waiting_for_the_end_of_the_turn():
 def test_batched_changes_are_sent_at_the_end_of_the_event_loops_turn():
     async def scenario():
         ex, _, kernel, timeline = executor(batch=True)
-        ex._loop = asyncio.get_running_loop()
+        ex.attach(asyncio.get_running_loop())
         ex.run(registration("10.1.1.100"))
         ex.run(registration("10.1.1.101", coa="192.0.2.9"))
         assert timeline == []
@@ -382,7 +383,7 @@ def test_gratuitous_arp_repeat_is_cancelled_when_proxying_stops():
         link = FakeLink()
         ex = MipExecutor(lambda *a, **k: None, raw=None, links={"home0": link}, default_iface="home0",
                          host=NetlinkBatch(FakeKernel([]), lambda name: 7))
-        ex._loop = asyncio.get_running_loop()
+        ex.attach(asyncio.get_running_loop())
         home, other = A("10.1.1.100"), A("10.1.1.101")
         ex.run([ProxyArp(home, True), GratuitousArp(home, proxy=True), ProxyArp(other, True),
                 GratuitousArp(other, proxy=True)])

@@ -29,8 +29,9 @@ from nodes.mip.ha import HomeAgent
 from nodes.core import Addr
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.agent_discovery import SolicitationReceiver
+from nodes.runtime.core_driver import CoreDriver
 from nodes.runtime.mip_actions import (
-    CoreDriver, IcmpErrorReceiver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
+    IcmpErrorReceiver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
 )
 from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
 from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice

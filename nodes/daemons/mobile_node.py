@@ -32,7 +32,8 @@ from nodes.mip.mn import MobileNode
 from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.dhcp import DhcpRunner
-from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.core_driver import CoreDriver
+from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.mn_link import MobileNodeLink
 from nodes.runtime.netlink import LinkMonitor
 from nodes.runtime.rawip import (

@@ -1,5 +1,6 @@
 """The runtime side of the Mobile IP cores: performs their actions (nodes/mip/actions.py) with raw
-sockets, AF_PACKET, a TUN device and netlink, and drives a core's timer.
+sockets, AF_PACKET, a TUN device and netlink (a nodes/runtime/core_driver.CoreDriver feeds the core
+and hands its actions to the executor here).
 
 One `MipExecutor` serves the HA, FA and MN daemons; they differ only in how a tunnel captures
 its packets (`capture`):
@@ -32,7 +33,6 @@ import socket
 import struct
 import traceback
 from collections import Counter, deque
-from typing import Callable
 from ipaddress import IPv4Address
 
 from nodes.core import Addr
@@ -41,7 +41,7 @@ from nodes.mip.actions import (
     SendIcmp, SendIp, SendUdp,
 )
 from nodes.runtime import netlink
-from nodes.runtime.clock import SYSTEM, Clock, Reading
+from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.garp_pacer import GarpPacer
 from nodes.runtime.netlink_batch import Failure, NetlinkBatch
 from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
@@ -366,6 +366,10 @@ class MipExecutor:
         self._pace_at = at
         self._pace_handle = self._loop.call_at(at, self._pace)
 
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run the batch flushes and the ARP pacer on `loop` (a CoreDriver attaches its executor)."""
+        self._loop = loop
+
     def stop(self) -> None:
         """Send what is queued and stop the timers (the daemon is stopping)."""
         self.flush()
@@ -483,63 +487,6 @@ class MipExecutor:
         return {"tunnels": {str(h): {"local": str(t.local), "remote": str(t.remote), "kind": t.kind,
                                      "remote_port": t.remote_port} for h, t in self.tunnels.items()},
                 "dataplane": dict(sorted(self.counters.items()))}
-
-
-class CoreDriver:
-    """Feeds a sans-I/O core (nodes/core.py), runs what it drains, and keeps one timer armed at
-    `core.next_deadline()` that calls `core.handle_timer`.
-
-    An input is the core's own method, called with the driver's `now` as its keyword `now`:
-
-        driver.feed(core.receive_datagram, payload, where)   # core.receive_datagram(payload, where, now=...)
-
-    `now` is the time base the core runs on (nodes/runtime/clock.py): the Mobile IP cores run on
-    wall time (their identifications are timestamps, RFC 5944 5.7.1), the default."""
-
-    def __init__(self, core, executor: MipExecutor, log, now: Reading = SYSTEM.wall):
-        self.core, self.executor, self.log = core, executor, log
-        self.now = now
-        self._loop = asyncio.get_running_loop()
-        executor._loop = self._loop
-        self._timer: asyncio.TimerHandle | None = None
-        self._armed_at = 0.0
-        self.errors = Counter()
-
-    def feed(self, core_input: Callable[..., None], *args, **kw) -> None:
-        """Call `core_input(*args, now=self.now(), **kw)`, run the actions it drained and re-arm the
-        timer; an exception is counted and logged, never raised (bad input is not a crash)."""
-        try:
-            core_input(*args, now=self.now(), **kw)
-        except Exception as exc:  # bad input gets counted, never a crash
-            method = getattr(core_input, "__name__", repr(core_input))
-            self.errors[f"{method}:{type(exc).__name__}"] += 1
-            self.log("core-error", method=method, error=f"{type(exc).__name__}: {exc}",
-                     trace=traceback.format_exc(limit=4))
-        self.executor.run(self.core.drain_actions())
-        self.rearm()
-
-    def rearm(self) -> None:
-        deadline = self.core.next_deadline()
-        if self._timer is not None:
-            if deadline is not None and self._armed_at <= deadline:
-                # keep it: firing before the deadline is harmless (handle_timer acts only on what
-                # is due, and the call re-arms), and a home agent whose every registration pushes
-                # the earliest expiry later saves a cancel and a new timer per request
-                return
-            self._timer.cancel()
-            self._timer = None
-        if deadline is not None:
-            self._armed_at = deadline
-            self._timer = self._loop.call_later(max(0.0, deadline - self.now()), self._tick)
-
-    def _tick(self) -> None:
-        self._timer = None
-        self.feed(self.core.handle_timer)
-
-    def stop(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self.executor.stop()
 
 
 def packet_reader(read, handle, batch: int = 64):

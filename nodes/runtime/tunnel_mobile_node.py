@@ -38,7 +38,8 @@ from nodes.mip.mn import MobileNode
 from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
 from nodes.runtime import netlink
 from nodes.runtime.clock import SYSTEM, Clock
-from nodes.runtime.mip_actions import CoreDriver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.core_driver import CoreDriver
+from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
 from nodes.runtime.rawip import RawReceiver, RawSender
 from nodes.runtime.tundev import TunDevice
 from nodes.wire.errors import DecodeError
