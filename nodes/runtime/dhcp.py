@@ -16,10 +16,11 @@ import ctypes
 import os
 import shlex
 import signal
-import time
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
+
+from nodes.runtime.clock import SYSTEM, Clock
 
 MARKER = "MN-DHCP-LEASE"
 LEASE_REASONS = ("BOUND", "RENEW", "REBIND", "REBOOT")
@@ -117,8 +118,10 @@ def _die_with_parent() -> None:
 class DhcpClient:
     """One run of dhclient on `iface`; `await acquire()` gives (Lease, seconds) or raises LeaseError."""
 
-    def __init__(self, iface: str, workdir: Path, timeout: float = 4.0, dhclient: str = "dhclient", log=None):
+    def __init__(self, iface: str, workdir: Path, timeout: float = 4.0, dhclient: str = "dhclient", log=None,
+                 clock: Clock = SYSTEM):
         self.iface, self.workdir, self.timeout, self.dhclient = iface, Path(workdir), timeout, dhclient
+        self.clock = clock  # monotonic: how long the lease took
         self.log = log
         self.proc: asyncio.subprocess.Process | None = None
         self.output: list[str] = []
@@ -126,7 +129,7 @@ class DhcpClient:
     async def acquire(self) -> tuple[Lease, float]:
         prepare(self.workdir, self.timeout)
         argv = client_argv(self.iface, self.workdir, self.dhclient)
-        started = time.monotonic()
+        started = self.clock.now()
         self.proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT, preexec_fn=_die_with_parent)
@@ -136,7 +139,7 @@ class DhcpClient:
             raise LeaseError(f"no DHCP lease on {self.iface} within {self.timeout:.1f} s") from None
         finally:
             await self.stop()
-        return lease, time.monotonic() - started
+        return lease, self.clock.now() - started
 
     async def _read(self) -> Lease:
         assert self.proc is not None and self.proc.stdout is not None
