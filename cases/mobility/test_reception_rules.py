@@ -93,9 +93,10 @@ def test_udp_tunnel_request_reserved_fields_are_ignored(world, on_fn1):
 @pytest.mark.req("rfc5944-5.7-replay")
 def test_replay_protection_follows_accepted_identifications(world, on_fn1):
     """A request denied after authentication (142: an RFC 3519 UDP tunnel asked with GRE, RFC 3519
-    4.1) must not become the identification later requests have to exceed; an accepted one must."""
+    4.1; D set, as RFC 3519 3.1.5 asks of a node that places the extension itself) must not become
+    the identification later requests have to exceed; an accepted one must."""
     gre = udp_tunnel_request(encapsulation=47)
-    first, second, replayed = codes(world, {"to": HA, "coa": FA1, "extensions": gre, "ident_delta": 3.0},
+    first, second, replayed = codes(world, {"to": HA, "coa": FA1, "extensions": gre, "flags": 0x20, "ident_delta": 3.0},
                                     {"to": HA, "coa": FA1, "ident_delta": 1.5},
                                     {"to": HA, "coa": FA1, "ident_delta": 1.0})
     assert (first, second) == (142, 0), "the lower identification after a denial must be accepted"

@@ -685,10 +685,13 @@ class HomeAgent:
         return "udp", src, sport, [reply_ext]
 
     def _udp_tunnel_request(self, req: RegistrationRequest):
-        """The request's UDP Tunnel Request, or None. RFC 3519 4.6.1's errors get 134 (SHOULD):
-        Reserved 3 non-zero (the extension not understood, 3.1.3: never acted on); placed by the
-        node (before the MN-HA authentication) with D clear, or by a foreign agent (after it) with D
-        set (3.1.5: a node asking for UDP tunnelling decapsulates itself)."""
+        """The request's UDP Tunnel Request, or None. One with a non-zero Reserved 3 is handled as
+        not understood and silently skipped (RFC 3519 3.1, 3.1.3 MUST; 4.6.1 suggests 134 instead,
+        but a refusal would defeat what 3.1.3 gives Reserved 3 for: a later version's extension
+        that an older home agent skips while the registration goes on). RFC 3519 4.6.1's other
+        errors get 134 (SHOULD): placed by the node (before the MN-HA authentication) with D clear,
+        or by a foreign agent (after it) with D set (3.1.5: a node asking for UDP tunnelling
+        decapsulates itself)."""
         placed_by_node = True
         for ext in req.extensions:
             if ext.type == EXT_MN_HA_AUTH:
@@ -696,7 +699,8 @@ class HomeAgent:
             if ext.type != EXT_UDP_TUNNEL_REQUEST:
                 continue
             if not ext.understood:
-                raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST, "udp-tunnel-request-reserved-3")
+                self.counters["udp-tunnel-request-skipped"] += 1
+                continue
             if placed_by_node != req.has(RequestFlags.D):
                 raise _Denied(ReplyCode.HA_POORLY_FORMED_REQUEST,
                               "udp-tunnel-request-without-d" if placed_by_node else "fa-udp-tunnel-request-with-d")
