@@ -34,10 +34,13 @@ A profile is an object with
                 raises RoleUnavailable when this build cannot fill the role after all.
 
 The status a role answers (RoleHandle.status()) carries "implementation" (the profile's name) and
-the keys its kind's cases read (testbed/ipsec_checks.py, testbed/mip_checks.py, the sink's
-"received"). IPsec roles report `ike_sas` with `child_sas`; a child SA's `keys` ({"encr_in",
-"encr_out", "integ_in", "integ_out"}, hex) let the cases decrypt the capture with tshark
-(testbed/ipsec_checks.py); a profile that cannot know the keys reports None there.
+"kind" (the harness fills both in where a profile leaves them out) and the keys its kind's cases
+read; testbed/status_schema.py is its schema (SCHEMAS, check_status, describe): IPsec roles report
+`ike_sas` with `child_sas`, and a child SA's `keys` ({"encr_in", "encr_out", "integ_in",
+"integ_out"}, hex) let the cases decrypt the capture with tshark (testbed/ipsec_checks.py; None
+where the profile cannot know the keys); a home agent `bindings`, a foreign agent `visitors`, a
+mobile node its `state` and `care_of_address`, an echo sink what it `received`.
+tests/test_status_schema.py checks every installed profile's status against it.
 """
 from __future__ import annotations
 

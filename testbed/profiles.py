@@ -24,6 +24,7 @@ from pathlib import Path
 
 from testbed.profile_api import ENTRY_POINT_GROUP, KINDS, Profile, RoleHandle, RoleUnavailable
 from testbed.schema import ConfigError
+from testbed.status_schema import completed
 
 __all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", "installed", "get", "available",
            "check_role", "start_role", "start_roles", "restart_role", "register_source"]
@@ -131,14 +132,25 @@ def check_role(role, plan, key: str | None = None) -> None:
 
 
 def start_role(world, role) -> RoleHandle:
-    """Start `role` (a scenario.Role) in the world and wait until it is ready."""
+    """Start `role` (a scenario.Role) in the world and wait until it is ready. Its handle's status
+    carries "implementation" and "kind" (status_schema.completed) whatever the profile answers."""
     if not available(role.impl, role.kind):
         raise RoleUnavailable(
             f"role {role.name}: no installed profile {role.impl!r} implements {role.kind} (installed profiles "
             f"that do: {', '.join(able(role.kind)) or 'none'}); choose another scenario or --impl")
     profile = get(role.impl)
     profile.check_config(role, world.plan)
-    return profile.start_role(world, role)
+    handle = profile.start_role(world, role)
+    handle.status = _completed_status(handle.status, role)
+    return handle
+
+
+def _completed_status(answer, role):
+    """The keys every status carries (testbed/status_schema.py), filled in where a profile leaves them out."""
+    def status():
+        s = answer()
+        return completed(s, role) if isinstance(s, dict) else s
+    return status
 
 
 def start_roles(world, roles) -> dict[str, RoleHandle]:

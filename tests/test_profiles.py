@@ -21,6 +21,7 @@ from testbed import profiles
 from testbed.profile_api import KINDS, Profile, RoleHandle
 from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.schema import ConfigError
+from testbed.status_schema import check_status
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "socat_profile"
 
@@ -133,6 +134,7 @@ def test_the_example_profile_reads_arrivals_from_socats_log(site, tmp_path, monk
     assert [(n, name, argv[3]) for n, name, argv, _ in started] == [
         ("h", "echo.socat-tcp-7", "TCP4-LISTEN:7,reuseaddr,fork"), ("h", "echo.socat-udp-7", "UDP4-RECVFROM:7,fork")]
     status = handle.status()
+    check_status(status, "echo-sink")  # the example's status fits the schema every echo-sink answers
     assert status["implementation"] == "socat" and status["running"] is True
     assert status["received"] == [{"proto": "tcp", "port": 7, "peer": "10.1.2.10", "peer_port": 49726},
                                   {"proto": "udp", "port": 7, "peer": "10.1.2.11", "peer_port": 59159}]
