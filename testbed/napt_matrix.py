@@ -17,20 +17,40 @@ import ast
 import html
 import json
 import re
+import functools
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from testbed.naming import case_dirname
 
-# column id -> heading (the order of the table)
-COLUMNS: dict[str, str] = {
+# our gateway's columns: id -> heading (the order of the table)
+OUR_COLUMNS: dict[str, str] = {
     "pool-ours": "pool (Appendix B), our gateway",
     "napt-ours": "NAPT (Appendix A), our gateway",
     "napt-ours-alg": "NAPT, our gateway with its ALGs",
-    "snat-strongswan": "strongSwan + netfilter SNAT, no helpers",
-    "snat-strongswan-helpers": "strongSwan + netfilter SNAT + conntrack helpers",
 }
+
+
+def profile_columns() -> dict[str, dict]:
+    """The columns every installed gateway profile other than ours adds, as its case data
+    napt-matrix.yaml declares them (testbed/profile_api.py case_data): id -> heading, scenario,
+    breaks, payload_address, ..."""
+    from testbed.profile_api import case_data
+    from testbed.profiles import able, get
+
+    out: dict[str, dict] = {}
+    for name in able("vpn-gateway"):
+        data = case_data(get(name), "napt-matrix") if name != "ours" else None
+        for col, spec in ((data or {}).get("columns") or {}).items():
+            out[col] = {"profile": name, "heading": col, **spec}
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def columns() -> dict[str, str]:
+    """Column id -> heading: ours, then the installed profiles' (the order of the table)."""
+    return {**OUR_COLUMNS, **{col: spec["heading"] for col, spec in profile_columns().items()}}
 
 # app id -> row heading (the order of the table)
 APPS: dict[str, str] = {
@@ -113,7 +133,7 @@ def _cell_from_name(name: str) -> dict | None:
     if found is None:
         return None
     param = found.group(1)
-    for column in sorted(COLUMNS, key=len, reverse=True):
+    for column in sorted(columns(), key=len, reverse=True):
         if param.startswith(column + "-") and param[len(column) + 1:] in APPS:
             return {"column": column, "app": param[len(column) + 1:]}
     return None
@@ -124,13 +144,13 @@ def build_matrix(cells: list[dict]) -> dict:
     A cell: works (True/False/None = did not run), how, capture, expected, verdict (works, breaks,
     or the reason it did not run)."""
     table = {(c["app"], c["column"]): c for c in cells}
-    unknown = sorted({c["app"] for c in cells} - set(APPS)) + sorted({c["column"] for c in cells} - set(COLUMNS))
+    unknown = sorted({c["app"] for c in cells} - set(APPS)) + sorted({c["column"] for c in cells} - set(columns()))
     if unknown:
         raise ValueError(f"napt cells name unknown apps/columns {unknown}: add them to testbed/napt_matrix.py")
     rows, mismatches = [], 0
     for app, label in APPS.items():
         row = {}
-        for column in COLUMNS:
+        for column in columns():
             c = table.get((app, column))
             if c is not None:
                 c = dict(c)
@@ -141,7 +161,7 @@ def build_matrix(cells: list[dict]) -> dict:
                     mismatches += 1
             row[column] = c
         rows.append({"app": app, "label": label, "cells": row})
-    return {"columns": [{"id": k, "label": v} for k, v in COLUMNS.items()], "rows": rows, "mismatches": mismatches}
+    return {"columns": [{"id": k, "label": v} for k, v in columns().items()], "rows": rows, "mismatches": mismatches}
 
 
 

@@ -29,8 +29,7 @@ import pytest
 
 from cases.napt import apps
 from testbed.ipsec_checks import check_tunnel
-from testbed.napt_matrix import APPS, CELL_FILE
-from testbed.napt_matrix import COLUMNS as HEADINGS
+from testbed.napt_matrix import APPS, CELL_FILE, columns, profile_columns
 
 # junit's default family (xunit2) drops properties; the cell is also written to the case's directory
 pytestmark = pytest.mark.filterwarnings("ignore:record_property is incompatible")
@@ -61,16 +60,11 @@ OURS = {
 
 def _profile_columns() -> dict[str, dict]:
     """The columns every installed gateway profile other than ours adds (its case data napt-matrix)."""
-    from testbed.profile_api import case_data
-    from testbed.profiles import able, get
-
     out: dict[str, dict] = {}
-    for name in able("vpn-gateway"):
-        data = case_data(get(name), "napt-matrix") if name != "ours" else None
-        for col, spec in ((data or {}).get("columns") or {}).items():
-            unknown = set(spec.get("breaks", [])) - set(APPS)
-            assert not unknown, f"profile {name}'s napt-matrix column {col} names apps the matrix has not: {unknown}"
-            out[col] = {"payload_address": {}, "breaks": [], **spec}
+    for col, spec in profile_columns().items():
+        unknown = set(spec.get("breaks", [])) - set(APPS)
+        assert not unknown, f"profile {spec['profile']}'s napt-matrix column {col} names apps the matrix has not: {unknown}"
+        out[col] = {"payload_address": {}, "breaks": [], **spec}
     return out
 
 
@@ -215,5 +209,5 @@ def test_cell(column, app, case_dir, record_property):
         problems.append(f"expected it to {'work' if expected else 'break'}, it {'works' if obs.works else 'breaks'}")
     if seen != want:
         problems.append(f"expected on the wire {want}, saw {seen}")
-    assert not problems, (f"{APPS[app]} in column '{HEADINGS.get(column.column, column.column)}': {'; '.join(problems)}. "
+    assert not problems, (f"{APPS[app]} in column '{columns().get(column.column, column.column)}': {'; '.join(problems)}. "
                           f"Observed: {obs.how} (capture {cap.path})")
