@@ -53,6 +53,7 @@ from nodes.ipsec import ike
 from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
 from nodes.runtime.commands import CommandInterrupted
+from nodes.runtime.core_driver import CoreDriver
 from nodes.runtime import ipsec_io as io
 from nodes.runtime.client_firewall import InputFirewall
 from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey
@@ -145,7 +146,7 @@ class Client:
         self.drops: dict[str, int] = {}
         self.settled = asyncio.Event()  # the first attempt ended: established or failed
         self.resolving: asyncio.Task | None = None
-        self.session_timer: asyncio.TimerHandle | None = None
+        self.session_driver: CoreDriver | None = None  # feeds the session core (setup)
         self.keepalive_handle: asyncio.TimerHandle | None = None
 
     @property
@@ -169,12 +170,14 @@ class Client:
         self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
-        self.session.start(self.rt.now())
-        self._session_actions()
+        self.session_driver = CoreDriver(self.session, SessionActions(self), self.log, now=self.rt.now)
+        self.session_driver.feed(self.session.start)
 
     async def cleanup(self) -> None:
-        self.session.stop(self.rt.now())
-        for h in (self.session_timer, self.keepalive_handle, self.resolving):
+        if self.session_driver is not None:
+            self.session_driver.feed(self.session.stop)
+            self.session_driver.stop()
+        for h in (self.keepalive_handle, self.resolving):
             if h is not None:
                 h.cancel()
         if self.session.state == "established":
@@ -195,8 +198,8 @@ class Client:
             self.firewall.remove()
 
     # -- the session's actions --------------------------------------------------------------------
-    def _session_actions(self) -> None:
-        for a in self.session.drain_actions():
+    def run_session_actions(self, actions: list) -> None:
+        for a in actions:
             if isinstance(a, cs.Connect):
                 self._connect(a.gateway)
             elif isinstance(a, cs.Resolve):
@@ -214,17 +217,6 @@ class Client:
                 self.tunnel = None
             elif isinstance(a, cs.AttemptFailed):
                 self.settled.set()
-        if self.session_timer is not None:
-            self.session_timer.cancel()
-            self.session_timer = None
-        at = self.session.next_deadline()
-        if at is not None:
-            self.session_timer = self.loop.call_at(at, self._session_tick)
-
-    def _session_tick(self) -> None:
-        self.session_timer = None
-        self.session.handle_timer(self.rt.now())
-        self._session_actions()
 
     def _connect(self, gateway: str) -> None:
         self.local = io.source_address_for(gateway)
@@ -250,8 +242,7 @@ class Client:
             self.resolving = None
         if error is not None:
             self.log("gateway_unresolved", name=name, lookup=self.gateway_lookup, error=error)
-        self.session.resolved(address, error, self.rt.now())
-        self._session_actions()
+        self.session_driver.feed(self.session.resolved, address, error)
 
     # -- the tunnel's network configuration ----------------------------------------------------------
     def _tunnel_up(self, a: ike.Established) -> None:
@@ -301,8 +292,7 @@ class Client:
 
     # -- the data path ---------------------------------------------------------------------------
     def _on_event(self, a) -> None:
-        self.session.ike_event(a, self.rt.now())
-        self._session_actions()
+        self.session_driver.feed(self.session.ike_event, a)
 
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
@@ -344,6 +334,22 @@ class Client:
             "last_error": session.last_error, "hardened": bool(self.firewall and self.firewall.active),
             "events": st["events"],
         }
+
+
+class SessionActions:
+    """The session core's executor (nodes/runtime/core_driver.py): its actions carried out by the client."""
+
+    def __init__(self, client: Client):
+        self.client = client
+
+    def attach(self, loop) -> None:
+        pass
+
+    def run(self, actions: list) -> None:
+        self.client.run_session_actions(actions)
+
+    def stop(self) -> None:
+        pass
 
 
 def child_ts(child) -> list:
