@@ -19,8 +19,9 @@ import json
 import select
 import socket
 import struct
-import time
 from pathlib import Path
+
+from nodes.runtime.clock import SYSTEM
 
 PORT = 6667
 CONNECT_TIMEOUT = 2.0  # seconds the receiver tries to reach the offered address
@@ -54,8 +55,8 @@ def receive(server: str, nick: str, timeout: float) -> dict:
     irc = Irc(server, nick, timeout)
     print("registered", flush=True)
     irc.sock.settimeout(timeout)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = SYSTEM.now() + timeout
+    while SYSTEM.now() < deadline:
         text = irc.line()
         if "\x01DCC SEND " not in text:
             continue
@@ -92,9 +93,9 @@ def send(server: str, nick: str, to: str, path: Path, timeout: float) -> dict:
     port = lst.getsockname()[1]
     irc.send(f"PRIVMSG {to} :\x01DCC SEND {path.name} {int(ipaddress.IPv4Address(me))} {port} {len(payload)}\x01")
     out = {"offered": f"{me}:{port}", "size": len(payload), "sha256": hashlib.sha256(payload).hexdigest()}
-    deadline = time.monotonic() + timeout
+    deadline = SYSTEM.now() + timeout
     while True:  # the receiver connects, or says on IRC that it could not
-        left = deadline - time.monotonic()
+        left = deadline - SYSTEM.now()
         ready = [irc.sock] if b"\r\n" in irc.buf else select.select([lst, irc.sock], [], [], max(left, 0))[0]
         if lst in ready:
             conn, peer = lst.accept()

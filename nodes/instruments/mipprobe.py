@@ -16,9 +16,8 @@ import json
 import socket
 import struct
 import sys
-import time
 
-from nodes.runtime.clock import SYSTEM  # wall time: identifications are timestamps (RFC 5944 5.7.1)
+from nodes.runtime.clock import SYSTEM  # wall(): identifications are timestamps (RFC 5944 5.7.1)
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
     EXT_MN_HA_AUTH, MIP_PORT, NTP_UNIX_OFFSET, RegistrationReply, RegistrationRequest, RequestFlags,
@@ -70,12 +69,12 @@ def main() -> None:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, 255)  # RFC 3024: a visitor sends TTL 255
         s.bind((args.bind or "0.0.0.0", args.port))
         s.settimeout(args.timeout)
-        t0 = time.monotonic()
+        t0 = SYSTEM.now()
         s.sendto(data, (args.to, MIP_PORT))
         deadline = t0 + args.timeout
         while True:
             try:
-                s.settimeout(max(0.001, deadline - time.monotonic()))
+                s.settimeout(max(0.001, deadline - SYSTEM.now()))
                 raw, peer = s.recvfrom(65535)
             except (socket.timeout, TimeoutError):
                 result["reply"] = None
@@ -87,7 +86,7 @@ def main() -> None:
             if ident_back & 0xFFFFFFFF != ident & 0xFFFFFFFF:
                 continue
             break
-    elapsed = time.monotonic() - t0
+    elapsed = SYSTEM.now() - t0
     try:
         reply = RegistrationReply.decode(raw)
         decoded = True

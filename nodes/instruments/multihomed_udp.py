@@ -16,9 +16,9 @@ import json
 import os
 import socket
 import struct
-import time
 
 from nodes.instruments import serve_call
+from nodes.runtime.clock import SYSTEM
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 
@@ -40,9 +40,9 @@ def call(host: str, port: int, timeout: float) -> dict:
     xid = os.urandom(4).hex()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # unconnected: any source may answer
         s.settimeout(0.3)
-        deadline = time.monotonic() + timeout
+        deadline = SYSTEM.now() + timeout
         tries = 0
-        while time.monotonic() < deadline:
+        while SYSTEM.now() < deadline:
             s.sendto(f"XID {xid} GETATTR".encode(), (host, port))
             tries += 1
             try:

@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import time
 
 from nodes.runtime import daemon
-from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
+from nodes.runtime.clock import SYSTEM  # wall(): timestamps lined up with the world's timeline
 
 PROBE = struct.Struct("!4sQd")  # magic, sequence, sender time
 MAGIC = b"TBPR"
@@ -69,11 +68,11 @@ class Sender:
         local = (self.source, 0) if self.source else None
         transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=local,
                                                            family=socket.AF_INET)
-        start = time.monotonic()
+        start = SYSTEM.now()
         try:
             while True:
                 due = start + self.sent * self.interval
-                delay = due - time.monotonic()
+                delay = due - SYSTEM.now()
                 if delay > 0:
                     await asyncio.sleep(delay)
                 try:  # a route may be missing mid-handoff: count and go on

@@ -11,11 +11,12 @@ import argparse
 import json
 import socket
 import sys
-import time
+
+from nodes.runtime.clock import SYSTEM
 
 
 def probe(proto: str, host: str, port: int, timeout: float, payload: bytes = b"testbed-probe") -> dict:
-    t0 = time.monotonic()
+    t0 = SYSTEM.now()
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
     with socket.socket(socket.AF_INET, kind) as s:
         s.settimeout(timeout)
@@ -31,7 +32,7 @@ def probe(proto: str, host: str, port: int, timeout: float, payload: bytes = b"t
         except (ConnectionRefusedError, OSError) as exc:
             result, local = f"refused: {exc.strerror or exc}", None
     return {"proto": proto, "host": host, "port": port, "result": result, "local": local,
-            "seconds": round(time.monotonic() - t0, 4)}
+            "seconds": round(SYSTEM.now() - t0, 4)}
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from nodes.runtime import daemon
-from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
+from nodes.runtime.clock import SYSTEM  # wall(): timestamps lined up with the world's timeline
 
 
 def _ports(text: str | None) -> list[int]:

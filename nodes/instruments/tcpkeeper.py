@@ -13,7 +13,7 @@ import asyncio
 import socket
 
 from nodes.runtime import daemon
-from nodes.runtime.clock import SYSTEM  # wall time: lined up with the world's timeline
+from nodes.runtime.clock import SYSTEM  # wall(): timestamps lined up with the world's timeline
 
 PATTERN_MOD = 251  # byte i of the stream is i % 251: a shifted or lost byte shows at once
 
