@@ -397,6 +397,8 @@ class MobileVpnNode:
                     await self.vpn.start()
                     self.admit.ensure_first()
                     self.log("vpn-started", run=self.vpn.runs)
+            except CommandInterrupted as exc:  # the node is stopping us: its signal ended the client's command
+                self.log("client-interrupted", error=str(exc))
             except Exception as exc:
                 self.errors[f"client:{type(exc).__name__}"] += 1
                 self.log("client-error", error=str(exc))

@@ -233,10 +233,17 @@ class MnTester:
             s.close()
 
     # ---- where the station is -----------------------------------------------------------------------
-    def place(self, segment: str, settle: float = 0.0) -> float:
+    def place(self, segment: str, settle: float = 0.0, fresh: bool = False) -> float:
         """Attach the station to `segment` (carrier down, new bridge, carrier up: the MN sees a new
-        link, even on the same network). Returns the time the carrier came back."""
+        link, even on the same network). Returns the time the carrier came back. `fresh`: first take
+        the station off every link for a moment and forget what arrived until then, so nothing the MN
+        sent on its previous attachment (still in flight, or queued during the carrier flap) is seen
+        as sent on the new one."""
         from testbed import handoff
+        if fresh:
+            handoff.detach(self.iut.world, "r")
+            self.collect(0.1, lambda i: False)
+            self.inbox.clear()
         m = handoff.move(self.iut.world, "r", segment, configure=False)
         self._note("sent", f"station r attached to {segment}")
         if settle:
@@ -268,7 +275,9 @@ class MnTester:
         for proto, s in self.tunnels.items():
             fds[s] = ("ip", proto)
         ready, _, _ = select.select(list(fds), [], [], max(timeout, 0.0))
-        for s in ready:
+        # what reached the home agent first: a wait for it (and the answer a part sends) must not queue
+        # behind the taps' frames, which arrive by the hundred when the node starts or moves
+        for s in sorted(ready, key=lambda s: fds[s][0] == "tap"):
             now = time.time()
             kind, detail = fds[s]
             try:

@@ -23,7 +23,8 @@ def mn(request, testbed_run, pytestconfig):
 def mvn(request, testbed_run, pytestconfig):
     """A mobile VPN node under test on r (RFC 5265), with the VPN gateway and the external home agent
     as helper roles; the tester is the internal home agent (scenario conformance-mn-rfc5265)."""
-    with iut_world(testbed_run, pytestconfig, "conformance-mn-rfc5265", "mn", request.param, "MVN") as iut:
+    with iut_world(testbed_run, pytestconfig, "conformance-mn-rfc5265", "mn", request.param, "MVN",
+                   on_up=_warm_up) as iut:
         yield iut
 
 

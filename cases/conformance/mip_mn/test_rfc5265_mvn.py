@@ -23,6 +23,8 @@ FN1_COA = IPv4Address("192.0.2.100")
 POOL = IPv4Network("10.1.3.0/24")
 INTRANET = IPv4Network("10.0.0.0/8")
 IKE_PORTS = (500, 4500)
+DETECT_WINDOW = 2.0  # conformance-mn-rfc5265's detect_window (s): no i-HA reply within it means outside
+OUTSIDE_WITHIN = DETECT_WINDOW + 1.5  # how long after attaching IKE may take to start when the node is outside
 
 
 def _inner_ike(packet: bytes) -> bool:
@@ -59,15 +61,25 @@ def i_ha_request(src=None, sport=None):
 
 
 def _probe(vt, seg: str = "ivn", src=IVN_COA, timeout: float = 3.0) -> AtHa:
-    """Preamble: the station on `seg`, the node's registration request at the i-HA from `src`."""
-    vt.place(seg)
+    """Preamble: the station on `seg` (a fresh attachment), the node's registration request at the
+    i-HA from `src`."""
+    vt.place(seg, fresh=True)
     at = vt.take(i_ha_request(src), timeout)
     if at is None:
         inconclusive(f"no registration request at the i-HA from {src} within {timeout} s of attaching to {seg}")
     return at
 
 
-def _answer(vt, at: AtHa, code: int = 0, tnc: bool = True, lifetime=None, what: str = "", **kw) -> bytes:
+def _answer(vt, at: AtHa, code: int = 0, tnc: bool = True, lifetime=None, what: str = "", late_ok: bool = False,
+            **kw) -> bytes:
+    """The i-HA's reply to `at`. A valid one with 149 that would leave later than the node's detection
+    window after its request arrived (the tester starved of CPU) cannot show inside behaviour: the
+    part is INCONCLUSIVE then, unless it answers late on purpose (`late_ok`)."""
+    import time
+    late = time.time() - at.time
+    if tnc and code == 0 and not kw and not late_ok and late > DETECT_WINDOW - 0.1:
+        inconclusive(f"the tester's reply would leave {late:.2f} s after the request arrived, past the node's "
+                     f"{DETECT_WINDOW:g} s detection window (the machine is too loaded for this part)")
     before = [TrustedNetworksConfigured()] if tnc else []
     data = vt.answer(at.data, code, lifetime=lifetime, extensions_before=before, **kw)
     vt.ha_reply(at, data, what=f"{'with' if tnc else 'without'} extension 149 {what}")
@@ -132,7 +144,7 @@ def test_inside_deregisters_x_ha(vtester, steps):
     got = vtester.collect(1.5, lambda i: to_x_ha(i) or vtester.ha_request(i))
     for g in got:
         if isinstance(g, AtHa):
-            _answer(vtester, g)
+            _answer(vtester, g, late_ok=True)  # its later requests, answered after the fact
     dereg = [g for g in got if isinstance(g, Frame) and g.request.lifetime == 0]
     steps.record("i-HA reply with 149 (code 0)", "a deregistration (lifetime 0) to the x-HA",
                  [g.summary() for g in got if isinstance(g, Frame)], ok=bool(dereg))
@@ -177,7 +189,7 @@ def test_x_ha_registrations_stop(vtester, steps):
 def test_reply_without_tnc(vtester, steps):
     at = _probe(vtester)
     _answer(vtester, at, tnc=False)
-    f = _ike(vtester, steps, 3.0, "i-HA reply code 0 without extension 149")
+    f = _ike(vtester, steps, OUTSIDE_WITHIN, "i-HA reply code 0 without extension 149")
     assert f is not None, "no IKE after an i-HA reply without the Trusted Networks Configured extension"
 
 
@@ -185,7 +197,7 @@ def test_reply_without_tnc(vtester, steps):
       ["rfc5265-3-a", "rfc5265-3.2.3-a", "rfc5265-4.1-b"], needs=["mip.rfc5265"])
 def test_no_reply_outside(vtester, steps):
     _probe(vtester)
-    f = _ike(vtester, steps, 3.5, "the i-HA does not answer")
+    f = _ike(vtester, steps, OUTSIDE_WITHIN, "the i-HA does not answer")
     assert f is not None, "no IKE when the i-HA stays silent"
 
 
@@ -194,7 +206,7 @@ def test_no_reply_outside(vtester, steps):
 def test_tnc_unauthentic(vtester, steps):
     at = _probe(vtester)
     _answer(vtester, at, auth={"corrupt": True}, what="(MN-HA corrupted)")
-    f = _ike(vtester, steps, 3.5, "i-HA reply with 149, MN-HA corrupted")
+    f = _ike(vtester, steps, OUTSIDE_WITHIN, "i-HA reply with 149, MN-HA corrupted")
     assert f is not None, "an unauthentic reply with 149 kept the node from bringing up the VPN"
 
 
@@ -203,7 +215,7 @@ def test_tnc_unauthentic(vtester, steps):
 def test_tnc_on_denial(vtester, steps):
     at = _probe(vtester)
     _answer(vtester, at, code=129, what="code 129 (administratively prohibited)")
-    f = _ike(vtester, steps, 3.5, "i-HA denial 129 with 149")
+    f = _ike(vtester, steps, OUTSIDE_WITHIN, "i-HA denial 129 with 149")
     assert f is not None, "the node took a denial carrying 149 for a successful inside registration (no VPN)"
 
 
@@ -212,7 +224,7 @@ def test_tnc_on_denial(vtester, steps):
 def test_tnc_wrong_identification(vtester, steps):
     at = _probe(vtester)
     _answer(vtester, at, identification=at.request.identification ^ 0x10, what="(identification changed)")
-    f = _ike(vtester, steps, 3.5, "i-HA reply with 149 for another identification")
+    f = _ike(vtester, steps, OUTSIDE_WITHIN, "i-HA reply with 149 for another identification")
     assert f is not None, "a reply to another request kept the node from bringing up the VPN"
 
 
@@ -275,11 +287,13 @@ def test_link_change_redetects(vtester, steps):
       ["rfc5265-3.5-d", "rfc5265-3.3-g"], needs=["mip.rfc5265"])
 def test_late_reply(vtester, steps):
     at = _probe(vtester)
-    vtester.collect(1.4, lambda i: False)
+    late = DETECT_WINDOW + 0.4
+    vtester.collect(late, lambda i: False)
     later = [i for i in vtester.inbox if vtester.ha_request(i) and IPv4Address(i.src) == IVN_COA]
-    _answer(vtester, later[-1] if later else at, what="(1.4 s late)")
+    _answer(vtester, later[-1] if later else at, what=f"({late:g} s late)", late_ok=True)
     got = vtester.collect(1.5, lambda i: to_x_ha(i) and i.request.lifetime == 0)
-    steps.record("the i-HA answers with 149 only after 1.4 s (window 1 s)", "the node switches inside: x-HA deregistration",
+    steps.record(f"the i-HA answers with 149 only after {late:g} s (window {DETECT_WINDOW:g} s)",
+                 "the node switches inside: x-HA deregistration",
                  [g.summary() for g in got], ok=bool(got))
     should(got, "a late reply with 149 did not move the node inside")
 
@@ -392,7 +406,7 @@ def test_x_mip_request(vtester, steps):
       ["rfc5265-2.3-b", "rfc5265-4.1-g"], needs=["mip.rfc5265"])
 def test_data_through_vpn(vtester, steps):
     _, _, imip, _ = _outside(vtester)
-    _answer(vtester, imip, tnc=True)
+    _answer(vtester, imip, tnc=True, late_ok=True)  # not a detection: no window
     vtester.collect(0.3, lambda i: False)
     ident = vtester.next_ident()
     vtester.ha_send_ip(ipip_encapsulate(pingable(CORRESPONDENT, vtester.home, ident), I_HA, imip.src),
@@ -414,7 +428,7 @@ def test_data_through_vpn(vtester, steps):
       ["rfc5265-4.1-g", "rfc5265-2.3-b"], needs=["mip.rfc5265"])
 def test_no_plaintext(vtester, steps):
     _, _, imip, items = _outside(vtester)
-    _answer(vtester, imip, tnc=True)
+    _answer(vtester, imip, tnc=True, late_ok=True)  # not a detection: no window
     ident = vtester.next_ident()
     vtester.ha_send_ip(ipip_encapsulate(pingable(CORRESPONDENT, vtester.home, ident), I_HA, imip.src))
     later = vtester.collect(1.0, lambda i: isinstance(i, Frame) and i.segment == "fn1")
