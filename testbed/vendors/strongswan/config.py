@@ -79,7 +79,8 @@ def render(role, plan) -> Rendered:
     if keepalive is not None:
         rendered.info["keepalive"] = keepalive
     rendered.info["retransmit"] = _retransmit(c)
-    rendered.info["many_sas"] = bool(c.get("many_sas", False, choices=(True, False)))
+    if c.get("many_sas", False, choices=(True, False)):
+        rendered.info["many_sas"] = True
     return rendered
 
 
