@@ -4,7 +4,7 @@ A core holds protocol state and nothing else: no sockets, no clocks, no sleeps, 
 randomness. Its runtime (nodes/runtime, nodes/daemons) does all I/O and feeds it:
 
     core.receive_datagram(data, addr, now)   bytes exactly as received, where from/to (`Addr`)
-    core.<role-specific input>(..., now)     e.g. connect(), link_up(), seal(), an operator request
+    core.<role-specific input>(..., now, *, options)   e.g. connect(), link_up(), an operator request
     core.handle_timer(now)                   called at (or after) next_deadline()
     core.next_deadline() -> float | None     the earliest time handle_timer must run
 
@@ -14,6 +14,11 @@ and collects what the core wants done with one call:
                                              the list is emptied (each action is returned once)
     core.status(now) -> snapshot             a frozen dataclass with `as_dict()` (JSON-able), drop
                                              counters by reason included: no side channels
+
+Every method that takes `now` takes it in one place: after its positional inputs, with only
+keyword-only options after it (`delete_child(spi_in, now)`, `rekey_child(now, *, spi_in=None)`,
+`link_up(now, *, care_of_address=None)`); tests/core_contract.py checks it. `now` is the time base
+the runtime gives the core (nodes/runtime/clock.py).
 
 Inputs return None; everything a core decides is an action. Malformed input never raises: it is
 dropped and counted by reason in the status. Randomness (nonces, SPIs, identifications) comes

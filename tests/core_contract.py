@@ -9,7 +9,9 @@ Each core family registers a `CoreCase` in its own test module and calls `check_
     def test_ha_follows_the_core_contract():
         check_contract(CASE)
 
-What it checks, the same way for every core: the contract's methods exist; inputs return None and
+What it checks, the same way for every core: the contract's methods exist; every public method that
+takes `now` takes it in one place (its inputs, then `now`, then options by keyword only, as
+nodes/core.py says); inputs return None and
 actions come out through drain_actions() once, as frozen dataclasses; garbage datagrams never raise
 and show up in the status' drop counters; handle_timer at next_deadline() makes progress (the
 deadline moves or actions come out); status() is a frozen snapshot with a JSON-able as_dict(); and
@@ -18,6 +20,7 @@ with the same seeded random source two cores fed the same inputs produce identic
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -43,6 +46,24 @@ def _is_frozen_dataclass(obj: Any) -> bool:
     return dataclasses.is_dataclass(obj) and not isinstance(obj, type) and obj.__dataclass_params__.frozen
 
 
+def now_out_of_place(core: Any) -> list[str]:
+    """The public methods of `core` whose `now` is not where nodes/core.py puts it: after the
+    method's positional inputs, with only keyword-only options after it."""
+    wrong = []
+    for name, method in inspect.getmembers(core, inspect.ismethod):
+        if name.startswith("_"):
+            continue
+        params = list(inspect.signature(method).parameters.values())
+        names = [p.name for p in params]
+        if "now" not in names:
+            continue
+        at = names.index("now")
+        if params[at].kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD or any(
+                p.kind is not inspect.Parameter.KEYWORD_ONLY for p in params[at + 1:]):
+            wrong.append(f"{name}{inspect.signature(method)}")
+    return wrong
+
+
 def _drops_total(snapshot) -> int:
     drops = snapshot.as_dict().get("drops", {})
     return sum(drops.values()) if isinstance(drops, dict) else int(drops)
@@ -62,6 +83,9 @@ def _run(case: CoreCase, seed: int) -> list:
 def check_contract(case: CoreCase) -> None:
     core = case.make(seeded_random(1))
     assert isinstance(core, Core), f"{case.name}: missing a method of nodes.core.Core"
+    wrong = now_out_of_place(core)
+    assert not wrong, (f"{case.name}: `now` out of place (nodes/core.py: the inputs, then now, then "
+                       f"keyword-only options): {wrong}")
     now = 1000.0
     assert case.start(core, now) is None, f"{case.name}: a role input returned a value (inputs return None; actions are drained)"
     first = core.drain_actions()

@@ -1,6 +1,6 @@
 """The IKE core's public hooks that the gateway daemon and the strongSwan interop cases rely on
 (nodes/ipsec/ike.py): a per-user gateway key (`UserPolicy.gateway_psk`), `IkeConfig.unique =
-"replace"`, `close_ike_sa(now, name, reason, notify_peer)`, and the IKE-rekey retry after an
+"replace"`, `close_ike_sa(name, now, *, reason, notify_peer)`, and the IKE-rekey retry after an
 INVALID_KE_PAYLOAD with the group the responder asks for. Two cores joined by tests/ike_fakelink.py,
 as in tests/test_ike.py."""
 from __future__ import annotations

@@ -131,12 +131,12 @@ class IkeCore:
 
     # ----------------------------------------------------------------- role-specific inputs
 
-    def connect(self, peer_addr: str, local_addr: str, now: float, peer_port: int = w.IKE_PORT,
+    def connect(self, peer_addr: str, local_addr: str, now: float, *, peer_port: int = w.IKE_PORT,
                 local_port: int = w.IKE_PORT) -> None:
         """Start an IKE SA as initiator."""
         self._emit(self.init.connect(now, (peer_addr, peer_port), (local_addr, local_port)))
 
-    def rekey_child(self, now: float, spi_in: int | None = None) -> None:
+    def rekey_child(self, now: float, *, spi_in: int | None = None) -> None:
         """Rekey the child SA with inbound SPI `spi_in` (every child SA when None)."""
         for sa in self._established():
             for child in list(sa.children.values()):
@@ -166,7 +166,7 @@ class IkeCore:
                 self.ctx.table.forget(sa)
         self._emit([])
 
-    def close_ike_sa(self, name: str, now: float, reason: str = "closed", notify_peer: bool = True) -> None:
+    def close_ike_sa(self, name: str, now: float, *, reason: str = "closed", notify_peer: bool = True) -> None:
         """Close one IKE SA (by its name, our SPI in hex) at once: a Delete toward the peer when it is
         established and nothing else is in flight (no retransmission: the SA is gone right away),
         then DeleteChildSa for its children and IkeSaClosed. Unknown names give no actions."""

@@ -193,7 +193,7 @@ class IpsecRuntime:
             if isinstance(a, lp.RekeyChild):
                 self.counters["lifetime_rekeys"] += 1
                 self.log("esp_lifetime_rekey", spi_in=f"{a.spi_in:08x}")
-                self.core.rekey_child(now, a.spi_in)
+                self.core.rekey_child(now, spi_in=a.spi_in)
             else:
                 self.core.delete_child(a.spi_in, now)
         self.flush()
