@@ -24,7 +24,6 @@ its hard limit leaves the data plane at once.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Callable
 
 from nodes.core import Addr
@@ -32,6 +31,7 @@ from nodes.ipsec import ike
 from nodes.runtime import ipsec_io as io
 from nodes.ipsec import lifetime_policy as lp
 from nodes.ipsec.esp_sa import Lifetime
+from nodes.runtime.clock import SYSTEM
 from nodes.runtime.ipsec_dataplane import DataPlane, Tunnel
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -62,7 +62,7 @@ class IpsecRuntime:
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
                          "send_errors": 0, "lifetime_rekeys": 0, "lifetime_expiries": 0}
 
-    now = staticmethod(time.monotonic)
+    now = staticmethod(SYSTEM.now)  # the node's monotonic clock (nodes/runtime/clock.py)
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
