@@ -5,8 +5,8 @@ deliberately wrong) to a foreign or home agent and print the reply as one JSON l
         --spi 1000 --key 6d6e... [--lifetime 1800] [--ident now|stale|N] [--flags T,D] \\
         [--defect none|no-auth|bad-extension|unknown-mandatory] [--bind 10.1.1.100] [--timeout 2]
 
-Conformance cases use it for the negatives of issue 4 (wrong key, stale identification,
-lifetime too long, poorly formed requests, an unreachable home agent). It speaks the wire
+Cases use it for the registration negatives of RFC 5944 3.8.2.1 and 3.8.3 (wrong key, stale
+identification, lifetime too long, poorly formed requests, an unreachable home agent). It speaks the wire
 format only (nodes.wire.mip), never a protocol core. Exit 0 with a reply, 1 without.
 """
 from __future__ import annotations

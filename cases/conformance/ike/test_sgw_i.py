@@ -13,10 +13,10 @@ one (IkeTester.receive drops them: a request of the IUT lost that way would only
 retransmission, seconds later). Data through a child SA is an ICMP echo to the inside host H; its
 reply may come back on any of the session's child SAs unless a part says otherwise.
 
-Not here: the IUT giving up after its retransmissions (RFC 7296 2.1, 2.4). With the gateways'
-default retransmission timers (ours: 2 s doubling, 5 retransmissions, about two minutes; the
-strongSwan profile: 1 s times 1.4, 3 retransmissions, about 7 s), and no `retransmit_*` key that
-our gateway reads, it cannot be seen within a few seconds on both.
+Not here: the IUT giving up after its retransmissions (RFC 7296 2.1, 2.4). A gateway's default
+retransmission timers can run for minutes (ours: 2 s doubling, 5 retransmissions, about two
+minutes), and the scenario has no `retransmit_*` key every gateway reads, so it cannot be seen
+within a few seconds on every profile.
 """
 import os
 import struct
