@@ -309,6 +309,11 @@ class _ESPSA:
         if now >= self._time_check:
             self._update_limits(now)
 
+    @property
+    def has_actions(self) -> bool:
+        """Whether drain_actions() would hand anything over (the packet path asks after each packet)."""
+        return bool(self._actions)
+
     def drain_actions(self) -> list[SAEvent | Decrypted]:
         actions, self._actions = self._actions, []
         return actions

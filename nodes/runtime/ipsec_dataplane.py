@@ -134,7 +134,7 @@ class DataPlane:
                 continue
             for sa in (child.inbound, child.outbound):
                 sa.handle_timer(now)
-                if sa._actions:
+                if sa.has_actions:
                     self._collect(child, sa)
             self._schedule(child, after=now)
 
@@ -203,10 +203,10 @@ class DataPlane:
             inner = inbound.decrypt(esp, now)
         except DecodeError as exc:  # ESPDrop included
             self.drops[exc.reason] += 1
-            if inbound._actions:
+            if inbound.has_actions:
                 self._collect(child, inbound)
             return None
-        if inbound._actions:
+        if inbound.has_actions:
             self._collect(child, inbound)
         if len(inner) < 20 or inner[0] >> 4 != 4:
             self.drops["bad-inner-packet"] += 1
@@ -248,10 +248,10 @@ class DataPlane:
             esp = outbound.encrypt(inner, now)
         except ESPDrop as exc:
             self.drops[exc.reason] += 1
-            if outbound._actions:
+            if outbound.has_actions:
                 self._collect(child, outbound)
             return None
-        if outbound._actions:
+        if outbound.has_actions:
             self._collect(child, outbound)
         tunnel.packets_out += 1
         return esp
