@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from nodes.daemons.vpn_gateway import Gateway
 from nodes.ipsec import ike
 from nodes.ipsec.napt import Napt
+from nodes.ipsec.napt_presence import NaptPresence
 from nodes.ipsec.redirects import RedirectBindings
 from nodes.runtime.ipsec_config import Cfg, ConfigError, Redirect, redirects
 from nodes.runtime.ipsec_dataplane import Tunnel
@@ -93,6 +94,17 @@ class FakeRuntime:
         self.sent.append((tunnel, packet))
 
 
+class FakeLoop:
+    """Timers armed but never run (the cases here are about forwarding, not expiry)."""
+
+    class Handle:
+        def cancel(self) -> None:
+            pass
+
+    def call_later(self, delay, callback, *args):
+        return self.Handle()
+
+
 class FakeRaw:
     def __init__(self):
         self.sent: list[bytes] = []
@@ -107,6 +119,8 @@ def gw():
     g = Gateway(Cfg(config(), "gw.json"), lambda what, **kw: events.append((what, kw)))
     g.g_i = G_I
     g.napt = Napt(G_I, ports=g.napt_ports)
+    g.translation = NaptPresence(g.napt)
+    g.loop = FakeLoop()
     g.bindings = RedirectBindings(g.napt, g.redirects)
     g.rt = FakeRuntime()
     g.raw = FakeRaw()

@@ -143,6 +143,21 @@ def test_idle_timeouts_per_protocol():
     assert expired(napt, 1008.0) == 1 and len(napt) == 0
 
 
+def test_timer_deadlines_come_from_the_mappings_without_a_scan():
+    """next_deadline is never later than a mapping's real timeout: a refreshed mapping's old deadline
+    comes up early, the timer finds it used and queues it at its new one; a RST brings it forward."""
+    napt = Napt(G_I, timeouts=NaptTimeouts(udp=30, tcp_closed=5))
+    assert napt.next_deadline() is None
+    u = IP(napt.outbound(udp(R_INNER, H, 1000, 53), "alice", 0.0))
+    assert napt.next_deadline() == 30.0
+    napt.inbound(udp(H, G_I, 53, u[UDP].sport), 20.0)
+    assert expired(napt, 30.0) == 0 and napt.next_deadline() == 50.0
+    s = IP(napt.outbound(tcp(R_INNER, H, 3000, 80, "S"), "alice", 40.0))
+    napt.inbound(tcp(H, G_I, 80, s[TCP].sport, "R"), 41.0)
+    assert napt.next_deadline() == 46.0 and expired(napt, 46.0) == 1
+    assert expired(napt, 50.0) == 1 and napt.next_deadline() is None
+
+
 def test_unanswered_syn_is_transitory():
     napt = Napt(G_I, timeouts=NaptTimeouts(tcp_transitory=100))
     napt.outbound(tcp(R_INNER, H, 3000, 80, "S"), "alice", 0.0)
@@ -220,3 +235,22 @@ def test_garbage_never_raises(data):
     body[2:4] = len(body).to_bytes(2, "big")
     napt.inbound(bytes(body), 0.0)
     napt.outbound(bytes(body), "alice", 0.0)
+
+
+def test_presence_picks_the_translation_by_destination_and_answers_come_back_through_it():
+    """draft-gupta Appendix A with Internet access: toward the intranet the source becomes G_i,
+    elsewhere G_e; an answer to G_e goes back through the G_e mapping; one timer for both."""
+    from nodes.ipsec.napt_presence import NaptPresence
+    from ipaddress import IPv4Network
+    g_e, web = "203.0.113.70", "198.51.100.10"
+    presence = NaptPresence(Napt(G_I, timeouts=NaptTimeouts(udp=30)), Napt(g_e, timeouts=NaptTimeouts(udp=20)),
+                            [IPv4Network("192.168.0.0/16")], g_e)
+    to_h = IP(presence.outbound(udp(R_INNER, H, 1000, 53), "alice", 0.0))
+    to_web = IP(presence.outbound(udp(R_INNER, web, 1001, 53), "alice", 0.0))
+    assert (to_h.src, to_web.src) == (G_I, g_e)
+    back, peer = presence.inbound(udp(web, g_e, 53, to_web[UDP].sport), 1.0)
+    assert peer == "alice" and IP(back).dst == R_INNER and IP(back)[UDP].dport == 1001
+    assert presence.next_deadline() == 20.0
+    presence.handle_timer(21.0)
+    assert presence.inbound(udp(web, g_e, 53, to_web[UDP].sport), 22.0) is None
+    assert presence.inbound(udp(H, G_I, 53, to_h[UDP].sport), 22.0) is not None

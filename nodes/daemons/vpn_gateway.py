@@ -61,11 +61,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Network
 
 from nodes.ipsec import ike
 from nodes.ipsec.alg import AlgNapt, NaptAlgs
 from nodes.ipsec.napt import Napt
+from nodes.ipsec.napt_presence import NaptPresence
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.ipsec.redirects import RedirectBindings
 from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
@@ -155,8 +156,8 @@ class Gateway:
         self.g_i: str | None = None
         self.napt: Napt | None = None
         self.napt_internet: Napt | None = None  # internet_access with NAPT: translation to G_e
-        self._intranet: list[tuple[int, int]] = []
-        self._g_e_packed = b""
+        self.translation: NaptPresence | None = None  # which NAPT a packet takes, their timers
+        self._napt_due_at: float | None = None
         self.bindings = RedirectBindings(None, self.redirects)
         self.by_vip: dict[int, object] = {}
         self.changes = HostChanges()
@@ -165,14 +166,13 @@ class Gateway:
         self.raw = None
         self.rt: IpsecRuntime | None = None
         self.loop = None
-        self.housekeeping: asyncio.TimerHandle | None = None
+        self.napt_timer: asyncio.TimerHandle | None = None
 
     # -- setup and teardown ----------------------------------------------------------------------
     def setup(self, loop) -> None:
         subnets = [IPv4Network(s) for u in self.users.values() for s in u.subnets]
         self.g_e, self.inside_if, self.g_i = host.locate(self.g_e, self.inside_if, self.tun_name, subnets,
                                                          self.cfg.fail)
-        self._g_e_packed = IPv4Address(self.g_e).packed
         config = ike.IkeConfig(
             local_id=str(self.cfg.get("identity", self.g_e)),
             users=self.users,
@@ -199,7 +199,6 @@ class Gateway:
         outside = host.default_interface() if self.internet else None
         if self.internet:
             self.intranet = self.intranet or host.intranet_networks(inside)
-            self._intranet = [(int(n.network_address), int(n.netmask)) for n in self.intranet]
             host.forward_internet(self.changes, tun, outside, self.pool.network if self.presence == "pool" else None)
         if self.presence == "napt":
             self.napt = (AlgNapt(self.g_i, ports=self.napt_ports, alg=NaptAlgs(self.algs)) if self.algs
@@ -208,6 +207,8 @@ class Gateway:
             self.raw = io.raw_ip_socket()
             if self.internet:
                 self.napt_internet = Napt(self.g_e, ports=self.napt_ports)
+            self.translation = NaptPresence(self.napt, self.napt_internet, self.intranet if self.internet else (),
+                                            self.g_e)
             host.capture_napt(self.changes, tun, inside, self.g_i, self.napt_ports,
                               [(r.proto, r.port) for r in self.redirects],
                               outside=(outside, self.g_e) if self.internet else None)
@@ -219,7 +220,6 @@ class Gateway:
         loop.add_reader(self.tun_fd, self._read_tun)
         self.rt.start(loop)
         self.loop = loop
-        self._housekeep()
         self.log("gateway_up", g_e=self.g_e, g_i=self.g_i, inside=inside, presence=self.presence,
                  pool=str(self.pool.network), tun=tun, internet_access=self.internet,
                  intranet=[str(n) for n in self.intranet])
@@ -230,8 +230,8 @@ class Gateway:
             self.rt.flush()
             await asyncio.sleep(0.05)
             self.rt.stop()
-        if self.housekeeping:
-            self.housekeeping.cancel()
+        if self.napt_timer:
+            self.napt_timer.cancel()
         if self.tun_fd is not None and self.loop is not None:
             try:
                 self.loop.remove_reader(self.tun_fd)
@@ -244,13 +244,21 @@ class Gateway:
         if self.raw is not None:
             self.raw.close()
 
-    def _napts(self) -> list[Napt]:
-        return [n for n in (self.napt, self.napt_internet) if n is not None]
+    def _arm_napt_timer(self) -> None:
+        """The NAPT core's timer at its next deadline (a mapping made or shortened since brings it
+        forward; a refresh only makes it come up early, and it is re-armed after it ran)."""
+        due = self.translation.next_deadline()
+        if due is None or (self._napt_due_at is not None and self._napt_due_at <= due):
+            return
+        if self.napt_timer:
+            self.napt_timer.cancel()
+        self._napt_due_at = due
+        self.napt_timer = self.loop.call_later(max(0.0, due - self.rt.now()), self._napt_timer_due)
 
-    def _housekeep(self) -> None:
-        for napt in self._napts():
-            napt.handle_timer(self.rt.now())
-        self.housekeeping = self.loop.call_later(1.0, self._housekeep)
+    def _napt_timer_due(self) -> None:
+        self.napt_timer = self._napt_due_at = None
+        self.translation.handle_timer(self.rt.now())
+        self._arm_napt_timer()
 
     # -- events ----------------------------------------------------------------------------------
     def _count(self, reason: str) -> None:
@@ -277,8 +285,8 @@ class Gateway:
             del self.by_vip[io.ip_int(tunnel.virtual_ip)]
         self._log_all(self.bindings.unbind(tunnel))
         self.sites.unbind(tunnel)
-        for napt in self._napts():
-            napt.forget_peer(tunnel)
+        if self.translation is not None:
+            self.translation.forget_peer(tunnel)
 
     def _log_all(self, events: list[tuple[str, dict]]) -> None:
         for what, fields in events:
@@ -287,11 +295,11 @@ class Gateway:
     # -- the data path ---------------------------------------------------------------------------
     def _from_tunnel(self, inner: bytes, tunnel) -> None:
         """A packet a remote host sent through its tunnel (authenticated, selectors checked)."""
-        if self.napt is not None:
-            napt = self.napt if self.napt_internet is None or self._to_intranet(inner) else self.napt_internet
-            out = napt.outbound(inner, tunnel, self.rt.now())
+        if self.translation is not None:
+            out = self.translation.outbound(inner, tunnel, self.rt.now())
             if out is None:
                 return
+            self._arm_napt_timer()
             try:
                 self.raw.sendto(out, (socket.inet_ntoa(out[16:20]), 0))
             except OSError:
@@ -302,10 +310,6 @@ class Gateway:
             except OSError:
                 self._count("tun-write-error")
 
-    def _to_intranet(self, packet: bytes) -> bool:
-        dst = int.from_bytes(packet[16:20], "big")
-        return any(dst & mask == net for net, mask in self._intranet)
-
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
 
@@ -314,11 +318,11 @@ class Gateway:
         if len(packet) < 20 or packet[0] >> 4 != 4:
             self._count("not-ipv4")
             return
-        if self.napt is not None:
-            napt = self.napt_internet if self.napt_internet is not None and packet[16:20] == self._g_e_packed else self.napt
-            got = napt.inbound(packet, self.rt.now())
+        if self.translation is not None:
+            got = self.translation.inbound(packet, self.rt.now())
             if got is None:
                 return
+            self._arm_napt_timer()
             packet, tunnel = got
             if tunnel.out is None:
                 self._count("tunnel-gone")

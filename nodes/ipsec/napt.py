@@ -30,6 +30,8 @@ table: call it from a timer, not per packet); `status(now)` is a `NaptStatus`. I
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -238,6 +240,11 @@ class Napt:
         self._peer_address: dict[Hashable, int] = {}
         self._next_address = 0
         self._actions: list[Translated] = []
+        # when dynamic mappings may time out: (deadline, order, external key); an entry whose mapping
+        # is gone or was used since is found stale when it comes up (its mapping re-queued at its
+        # real deadline), so neither a packet nor the timer scans the table
+        self._expiries: list[tuple[float, int, tuple[int, int, int]]] = []
+        self._order = itertools.count()
 
     # -- the core contract ---------------------------------------------------------------------
     def receive_datagram(self, data: bytes, addr: Addr, now: float) -> None:
@@ -247,12 +254,34 @@ class Napt:
             self._actions.append(Translated(*got))
 
     def handle_timer(self, now: float) -> None:
-        self._expire(now)
+        """The mappings idle past their timeout go (RFC 4787 REQ-5, RFC 5382 REQ-5, RFC 5508 REQ-1)."""
+        while self._expiries and self._expiries[0][0] <= now:
+            _, _, key = heapq.heappop(self._expiries)
+            m = self._by_ext.get(key)
+            if m is None or m.static:
+                continue
+            if now - m.last_seen >= m.timeout(self.timeouts):
+                self._remove(m)
+            else:
+                self._schedule(m)
 
     def next_deadline(self) -> float | None:
-        """When the next dynamic mapping times out (a scan of the table), or None."""
-        return min((m.last_seen + m.timeout(self.timeouts) for m in self._by_ext.values() if not m.static),
-                   default=None)
+        """The earliest time a mapping may time out (never later than the real one), or None."""
+        while self._expiries and self._expiries[0][2] not in self._by_ext:  # its mapping already went
+            heapq.heappop(self._expiries)
+        return self._expiries[0][0] if self._expiries else None
+
+    def _schedule(self, m: Mapping) -> None:
+        heapq.heappush(self._expiries, (m.last_seen + m.timeout(self.timeouts), next(self._order),
+                                        (m.proto, m.ext_addr, m.ext_port)))
+
+    def _track_tcp(self, m: Mapping, flags: int, outbound: bool) -> None:
+        """A TCP segment through `m`: its state, and an earlier deadline when the state shortens
+        its timeout (a RST: tcp_closed)."""
+        before = m.timeout(self.timeouts)
+        m.track_tcp(flags, outbound)
+        if m.timeout(self.timeouts) < before:
+            self._schedule(m)
 
     def drain_actions(self) -> list[Translated]:
         actions, self._actions = self._actions, []
@@ -286,7 +315,7 @@ class Napt:
         if self.filtering == "address-dependent":
             m.destinations.add(int.from_bytes(buf[16:20], "big"))
         if proto == PROTO_TCP:
-            m.track_tcp(buf[l4 + 13], outbound=True)
+            self._track_tcp(m, buf[l4 + 13], outbound=True)
         _translate(buf, 0, proto, SRC, m.ext_addr, m.ext_port)
         return bytes(buf)
 
@@ -316,7 +345,7 @@ class Napt:
             return None
         m.last_seen = now
         if proto == PROTO_TCP:
-            m.track_tcp(buf[l4 + 13], outbound=False)
+            self._track_tcp(m, buf[l4 + 13], outbound=False)
         _translate(buf, 0, proto, DST, m.inner_addr, m.inner_port)
         return bytes(buf), m.peer
 
@@ -403,6 +432,8 @@ class Napt:
         self._by_inner[(proto, peer, inner_addr, inner_port)] = m
         self._by_ext[(proto, ext_addr, ext_port)] = m
         self._used[(proto, ext_addr)] += 1
+        if not static:
+            self._schedule(m)
         return m
 
     def _remove(self, m: Mapping) -> None:
