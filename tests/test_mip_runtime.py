@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendUdp
-from nodes.runtime import garp_pacer, mip_actions
+from nodes.runtime import garp_pacer, mip_actions, mip_host_changes
 from nodes.runtime.core_driver import CoreDriver
 from nodes.runtime.mip_actions import MipExecutor
 from nodes.runtime.netlink_batch import NetlinkBatch
@@ -203,10 +203,10 @@ def test_a_refused_change_is_logged_counted_and_tried_again_at_the_next_registra
 def test_a_long_burst_is_sent_without_waiting_for_the_end_of_the_turn():
     """FLUSH_AT changes make a batch at once: the first replies of a turn need not wait for its end."""
     ex, _, kernel, timeline = executor(batch=True)
-    per_batch = mip_actions.FLUSH_AT // 2  # new bindings: two changes each
+    per_batch = mip_host_changes.FLUSH_AT // 2  # new bindings: two changes each
     for i in range(per_batch + 1):
         ex.run(registration(f"10.1.1.{10 + i}"))
-    assert [len(b) for b in kernel.batches] == [mip_actions.FLUSH_AT]
+    assert [len(b) for b in kernel.batches] == [mip_host_changes.FLUSH_AT]
     assert timeline.count("reply to 192.0.2.1") == per_batch  # the last one waits for the next batch
     ex.flush()
     assert timeline.count("reply to 192.0.2.1") == per_batch + 1

@@ -228,7 +228,7 @@ def test_the_mobile_node_sends_its_first_gratuitous_arp_at_once():
     sent = []
     ex = MobileNodeExecutor(lambda *a, **k: None, raw=None, links={"r-eth0": _FakeLink(sent)},
                             capture="src", default_iface="r-eth0")
-    ex._loop = _FakeLoop()
+    ex.attach(_FakeLoop())
     ex.run([GratuitousArp(HOME, "r-eth0")])
     assert sent == [("garp", HOME)], "the first one waits for the pacer's turn: after the deregistration"
 

@@ -39,9 +39,8 @@ from nodes.mip.actions import AddHostRoute, Log, RemoveHostRoute
 from nodes.mip.fa import ForeignAgent
 from nodes.runtime import daemon, mip_config, netlink
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import (
-    RULE_PRIORITY, TUNNEL_TABLE, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
-)
+from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.mip_tunnels import RULE_PRIORITY, TUNNEL_TABLE
 from nodes.runtime.rawip import (
     ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
     udp_checksum_ok,
