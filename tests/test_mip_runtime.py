@@ -92,7 +92,7 @@ HA = A("10.1.1.2")
 
 
 def registration(home: str, coa: str = "192.0.2.1", new: bool = True) -> list:
-    """What the HA core drains for an accepted registration (nodes/mip/ha.py _install, _reply)."""
+    """What the HA core drains for an accepted registration (nodes/mip/ha.py _install; ha_registration.reply)."""
     home = A(home)
     actions = [AddTunnel(home, HA, A(coa))]
     if new:
