@@ -3,7 +3,6 @@ line, never a stalled caller; the JSON file keeps every line."""
 import json
 import os
 import threading
-import time
 
 from nodes.runtime.logs import EventLog
 
