@@ -20,6 +20,10 @@ from collections import deque
 from pathlib import Path
 from typing import Sequence
 
+# a slow machine (the Vagrant VM under TCG emulation: daemons take several times longer to start):
+# every readiness wait is this many times its usual length
+SLOWDOWN = float(os.environ.get("TESTBED_SLOWDOWN", "1") or 1)
+
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -90,12 +94,14 @@ class NodeProcess:
     def wait_ready(self, timeout: float = 10.0) -> "NodeProcess":
         if self.ready_re is None:
             return self
+        timeout *= SLOWDOWN
         if not self._ready.wait(timeout):
             self.stop()
             raise ProcessError(
                 f"{self.name} on node {self.node} did not say it was ready within {timeout:.0f} s "
                 f"(expected a line matching {self.ready_re.pattern!r}); its log is {self.log_path}:\n"
-                + "\n".join(self._tail))
+                + "\n".join(self._tail) + ("\nOn a slow machine (a VM without KVM) set TESTBED_SLOWDOWN, e.g. 4, to "
+                                            "give every program that much longer to start." if SLOWDOWN == 1 else ""))
         if not self._saw_ready:  # its output ended first: it is exiting or has exited
             rc = self.stop()
             raise ProcessError(
