@@ -12,7 +12,7 @@ One `MipExecutor` serves the HA, FA and MN daemons. It dispatches each action to
 - `mip_colocated.ColocatedTunnel`: the co-located mobile node's own encapsulation towards the home
   agent, the packets held while it registers, RFC 3519 keepalives, decapsulation;
 - `mip_arp.ArpAnnouncer`: proxy-ARP entries and the paced gratuitous ARPs (nodes/runtime/garp_pacer.py);
-- `mip_host_changes.HostChanges`: tunnel routes, proxy-ARP and neighbour entries through one
+- `mip_host_changes.QueuedHostChanges`: tunnel routes, proxy-ARP and neighbour entries through one
   `NetlinkBatch`, and the actions that wait for them.
 
 With `batch=True` (the home agent) host changes are queued while the event loop handles a burst of
@@ -41,7 +41,7 @@ from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.garp_pacer import GarpPacer
 from nodes.runtime.mip_arp import ArpAnnouncer
 from nodes.runtime.mip_colocated import ColocatedTunnel
-from nodes.runtime.mip_host_changes import HostChanges
+from nodes.runtime.mip_host_changes import QueuedHostChanges
 from nodes.runtime.mip_sending import IP_PKTINFO, PacketSender
 from nodes.runtime.mip_tunnels import TUNNEL_TABLE, HostTunnels
 from nodes.runtime.netlink_batch import NetlinkBatch
@@ -71,7 +71,7 @@ class MipExecutor:
         self.tunnels: dict[IPv4Address, AddTunnel] = {}  # shared by the parts
         self.host = host if host is not None else NetlinkBatch(netlink.send_batch, netlink.link_index)
         self.garps = garps if garps is not None else GarpPacer()
-        self.changes = HostChanges(log, self.counters, self.host, batch=batch, tunnels=self.tunnels,
+        self.changes = QueuedHostChanges(log, self.counters, self.host, batch=batch, tunnels=self.tunnels,
                                    flush=self.flush)
         self.sender = PacketSender(self.counters, raw=raw, tun=tun, links=self.links, udp=udp,
                                    udp_from_socket=udp_from_socket)

@@ -16,11 +16,11 @@ from nodes.mip.actions import ProxyArp
 from nodes.runtime import netlink
 from nodes.runtime.clock import Clock
 from nodes.runtime.garp_pacer import GarpPacer
-from nodes.runtime.mip_host_changes import HostChanges
+from nodes.runtime.mip_host_changes import QueuedHostChanges
 
 
 class ArpAnnouncer:
-    def __init__(self, links: dict, counters: Counter, clock: Clock, pacer: GarpPacer, changes: HostChanges):
+    def __init__(self, links: dict, counters: Counter, clock: Clock, pacer: GarpPacer, changes: QueuedHostChanges):
         self.links, self.counters, self.clock, self.pacer, self.changes = links, counters, clock, pacer, changes
         self._proxy_ready: set[str] = set()  # interfaces whose proxy-ARP sysctls are set
         self._waiting: dict = {}  # (iface, addr) -> True: announcements waiting for the queued changes

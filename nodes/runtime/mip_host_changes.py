@@ -39,7 +39,7 @@ _HINTS = {
 }
 
 
-class HostChanges:
+class QueuedHostChanges:
     """The queue of host changes. `flush` is the executor's: it sends the batch (`send`), then runs
     what waited for it; `tunnels` are the executor's (home -> AddTunnel): a refused addition is
     retried only for a home address still bound."""

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 from nodes.mip.actions import AddTunnel
 from nodes.runtime import netlink
 from nodes.runtime.mip_colocated import ColocatedTunnel
-from nodes.runtime.mip_host_changes import HostChanges
+from nodes.runtime.mip_host_changes import QueuedHostChanges
 from nodes.runtime.tundev import TunDevice
 
 TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
@@ -24,7 +24,7 @@ class HostTunnels:
     """`tunnels` (home -> AddTunnel) are shared with the executor and `colocated`."""
 
     def __init__(self, log, tun: TunDevice | None, capture: str, table: int, tunnels: dict,
-                 changes: HostChanges, colocated: ColocatedTunnel):
+                 changes: QueuedHostChanges, colocated: ColocatedTunnel):
         self.log, self.tun, self.capture, self.table = log, tun, capture, table
         self.tunnels, self.changes, self.colocated = tunnels, changes, colocated
         if tun is not None and capture == "src":
