@@ -41,7 +41,7 @@ MANY_SAS_THREADS, MANY_SAS_TABLE = 32, 4096   # strongswan.conf(5): charon.threa
 IKE_PROPOSALS = ("aes128gcm16-prfsha256-modp2048-ecp256-x25519", "aes128-sha256-modp2048-ecp256-x25519")
 ESP_PROPOSALS = ("aes128gcm16", "aes256gcm16", "aes128-sha256")
 DEFAULT_NAPT_POOL = "100.64.0.0/24"
-SITE_ROUTING_PRIO = 1000  # below the FA's reverse-tunnel rules (nodes/runtime/mip_actions.RULE_PRIORITY 434)
+SITE_ROUTING_PRIO = 1000  # below the FA's reverse-tunnel rules (nodes/runtime/mip_tunnels.RULE_PRIORITY 434)
 
 
 class RoleCfg(Cfg):
