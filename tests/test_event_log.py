@@ -24,7 +24,15 @@ def test_a_full_stderr_pipe_does_not_block_the_caller(tmp_path):
     assert log.dropped > 0
     lines = (tmp_path / "ha.json").read_text().splitlines()
     assert len(lines) == 5000 and json.loads(lines[-1])["n"] == 4999
-    os.close(r)  # the writer thread's blocked write fails; close() must still return
+    # the reader comes back: the writer thread's blocked write goes on, and close() returns (the read
+    # end is never closed under a writer: a worker without SIGPIPE ignored would die of it)
+    reader = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(r, 65536), b"")], daemon=True)
+    reader.start()
+    log.close()
+    stream.close()
+    reader.join(10)
+    os.close(r)
+    assert not reader.is_alive()
 
 
 def test_lines_reach_stderr_in_order_and_a_drop_is_reported(tmp_path):
