@@ -24,6 +24,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.conformance import netns
+from testbed.conformance.inbox import Inbox
 from testbed.conformance.mip import (
     SecurityAssociation, SocketTransport, TesterHA, TesterMN, parse_advertisement, parse_reply, parse_request,
 )
@@ -124,7 +125,7 @@ class Registration:
 
 
 @dataclass
-class FaTester:
+class FaTester(Inbox):
     fa: IPv4Address                  # the FA's address on the visited link (from the scenario)
     ha: TesterHA
     transport: SocketTransport
@@ -209,37 +210,6 @@ class FaTester:
                 if adv.ok:
                     self.advertisement, self.fa_mac = adv.value, f.src_mac
             self.inbox.append(f)
-
-    def take(self, match, timeout: float):
-        """The first item (a Frame from the link, or a transport `Received` at the HA) that
-        `match`es, waiting up to `timeout`; the others stay for later waits."""
-        end = time.monotonic() + timeout
-        while True:
-            for i, item in enumerate(self.inbox):
-                if match(item):
-                    return self.inbox.pop(i)
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            self._pump(left)
-
-    def collect(self, duration: float, match) -> list:
-        """Every item that `match`es within `duration` (all of it is waited for)."""
-        end, got = time.monotonic() + duration, []
-        while True:
-            keep = []
-            for item in self.inbox:
-                (got if match(item) else keep).append(item)
-            self.inbox = keep
-            left = end - time.monotonic()
-            if left <= 0:
-                return got
-            self._pump(left)
-
-    def drain(self) -> None:
-        """Forget what came so far (e.g. the advertisements before a part's own exchange)."""
-        self._pump(0.0)
-        self.inbox.clear()
 
     def wait_frame(self, match, timeout: float) -> Frame | None:
         return self.take(lambda i: isinstance(i, Frame) and match(i), timeout)

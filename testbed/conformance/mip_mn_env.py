@@ -26,6 +26,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.conformance import netns
+from testbed.conformance.inbox import Inbox
 from testbed.conformance.mip import (
     AgentAdvertisement, SecurityAssociation, TesterHA, parse_request,
 )
@@ -174,7 +175,7 @@ def echo_reply_in(packet: bytes, ident: int) -> bool:
 
 
 @dataclass
-class MnTester:
+class MnTester(Inbox):
     iut: object
     taps: dict
     mn_mac: str
@@ -305,51 +306,6 @@ class MnTester:
                     self.inbox.append(item)
             except (BlockingIOError, InterruptedError):
                 continue
-
-    def take(self, match, timeout: float):
-        """The first item (a Frame from the MN, or an AtHa) that `match`es within `timeout`; the
-        others stay for later."""
-        end = time.monotonic() + timeout
-        while True:
-            for i, item in enumerate(self.inbox):
-                if match(item):
-                    return self.inbox.pop(i)
-            left = end - time.monotonic()
-            if left <= 0:
-                return None
-            self._pump(left)
-
-    def collect(self, duration: float, match) -> list:
-        """Every item that `match`es within `duration` (all of it waited for)."""
-        end, got = time.monotonic() + duration, []
-        while True:
-            keep = []
-            for item in self.inbox:
-                (got if match(item) else keep).append(item)
-            self.inbox = keep
-            left = end - time.monotonic()
-            if left <= 0:
-                return got
-            self._pump(left)
-
-    def collect_until(self, match, timeout: float) -> list:
-        """Everything that comes until (and including) the first item that `match`es, or until
-        `timeout`."""
-        end, got = time.monotonic() + timeout, []
-        while True:
-            while self.inbox:
-                item = self.inbox.pop(0)
-                got.append(item)
-                if match(item):
-                    return got
-            left = end - time.monotonic()
-            if left <= 0:
-                return got
-            self._pump(left)
-
-    def drain(self) -> None:
-        self._pump(0.0)
-        self.inbox.clear()
 
     # ---- matchers -----------------------------------------------------------------------------------
     @staticmethod
