@@ -82,6 +82,10 @@ class GatewayTester:
     sessions: list[IkeSession] = field(default_factory=list)
     ping_threads: list[threading.Thread] = field(default_factory=list)
     retransmit: float = 0.5
+    # IKE_SA_INIT requests answered (their bytes -> our answer) and how many of their
+    # retransmissions were answered again while the part waited for the client to go on
+    init_answers: dict[bytes, bytes] = field(default_factory=dict)
+    init_answered_again: int = 0
 
     @classmethod
     def open(cls, site: Site, world=None, client_node: str = "r") -> "GatewayTester":
@@ -116,11 +120,7 @@ class GatewayTester:
         `exchange` when given."""
         want = session.spi_i if session is not None else spi_i
 
-        def match(r: Received) -> bool:
-            h = parse_header(r.data)
-            return (h.ok and not h.response and (want is None or h.spi_i == want)
-                    and (exchange is None or h.exchange == exchange))
-        r = self.receive(match, timeout)
+        r = self.receive(lambda x: _is_request(x, exchange, want), timeout)
         if r is not None and session is not None:
             self._follow(session, r)
         return r
@@ -128,6 +128,38 @@ class GatewayTester:
     def init_request(self, timeout: float = 10.0, spi_i: bytes | None = None) -> Received | None:
         """The client's next IKE_SA_INIT request (the first one comes when the client starts)."""
         return self.request(exchange=c.IKE_SA_INIT, timeout=timeout, spi_i=spi_i)
+
+    def answer_init(self, r: Received, data: bytes) -> None:
+        """Answer the IKE_SA_INIT request `r` with `data` and keep the answer for its retransmissions."""
+        self.init_answers[r.data] = data
+        self.reply_raw(r, data)
+
+    def _answered_again(self, r: Received) -> bool:
+        """`r` is a retransmission of an IKE_SA_INIT request answered already: answer it again with
+        the same bytes, as a responder does (RFC 7296 2.1; a client may drop a response that comes
+        while it is still busy with the previous one, and then retransmits)."""
+        answer = self.init_answers.get(r.data)
+        if answer is None:
+            return False
+        self.reply_raw(r, answer)
+        self.init_answered_again += 1
+        return True
+
+    def _progress(self, match, timeout: float) -> Received | None:
+        """The next request for which `match` holds, answering retransmissions of IKE_SA_INIT
+        requests answered already on the way: for the waits where the client is expected to go on
+        (never for a part that judges whether the client retransmits)."""
+        end = time.monotonic() + timeout
+        while (left := end - time.monotonic()) > 0:
+            r = self.receive(lambda x: match(x) or x.data in self.init_answers, left)
+            if r is None or not self._answered_again(r):
+                return r
+        return None
+
+    def init_retry(self, timeout: float = 3.0) -> Received | None:
+        """The client's next IKE_SA_INIT that is not a retransmission of one answered already (its
+        retry after a COOKIE or an error notify)."""
+        return self._progress(lambda r: _is_request(r, c.IKE_SA_INIT), timeout)
 
     def silence(self, session: IkeSession | None = None, timeout: float = 0.5, spi_i: bytes | None = None,
                 exchange: int | None = None) -> Received | None:
@@ -225,14 +257,16 @@ class GatewayTester:
         req = s.handle_sa_init_request(r.data)
         if s.ni == b"" or req.get(c.KE) is None:
             inconclusive(f"the client's IKE_SA_INIT cannot be answered: {req.summary()}")
-        self.send(s, s.sa_init_response(**kw), to=r)
+        self.answer_init(r, s.sa_init_response(**kw))
         return s, req
 
     def auth_request(self, s: IkeSession, timeout: float = 3.0) -> tuple[Received | None, ParsedMessage | None]:
-        """The client's IKE_AUTH request on `s`, decrypted and its AUTH checked (s.peer_auth_ok)."""
-        r = self.request(s, c.IKE_AUTH, timeout)
+        """The client's IKE_AUTH request on `s`, decrypted and its AUTH checked (s.peer_auth_ok);
+        retransmissions of its IKE_SA_INIT get our answer again meanwhile."""
+        r = self._progress(lambda x: _is_request(x, c.IKE_AUTH, s.spi_i), timeout)
         if r is None:
             return None, None
+        self._follow(s, r)
         return r, s.handle_auth_request(r.data, psk=self.site.psk)
 
     def answer_auth(self, s: IkeSession, r: Received, **kw) -> bytes:
@@ -385,3 +419,9 @@ def intervals(times: list[float]) -> list[float]:
 
 
 __all__ = ["CP_ADDRESS", "GATEWAY_ID", "Echo", "GatewayTester", "Site", "intervals", "m"]
+
+
+def _is_request(r: Received, exchange: int | None = None, spi_i: bytes | None = None) -> bool:
+    """`r` is an IKE request (R clear), of `exchange` and with SPIi `spi_i` when given."""
+    h = parse_header(r.data)
+    return h.ok and not h.response and (spi_i is None or h.spi_i == spi_i) and (exchange is None or h.exchange == exchange)

@@ -30,7 +30,7 @@ def refuse(gw, r, notify, **kw):
     """Answer the IKE_SA_INIT `r` with an error notify (SPIr 0); returns the session used."""
     s = gw.session_for(r)
     s.handle_sa_init_request(r.data)
-    gw.send(s, s.sa_init_error(notify, **kw), to=r)
+    gw.answer_init(r, s.sa_init_error(notify, **kw))
     return s
 
 
@@ -50,7 +50,7 @@ def invalid_ke(gw, r, steps):
       ["rfc7296-1.2-d", "rfc7296-3.3.6-i"])
 def test_invalid_ke_retry_group(gw, steps):
     first, group = invalid_ke(gw, gw.first_init(), steps)
-    again = gw.init_request(timeout=3.0)
+    again = gw.init_retry(timeout=3.0)
     got = parse_message(again.data) if again else None
     steps.record("wait for the retry", f"IKE_SA_INIT with KE of group {group}",
                  f"KE group {got.get(c.KE).fields['group']}" if got and got.get(c.KE) else (got.summary() if got else "nothing"),
@@ -63,7 +63,7 @@ def test_invalid_ke_retry_group(gw, steps):
       ["rfc7296-1.2-e", "rfc7296-3.3.6-j"])
 def test_invalid_ke_retry_full_set(gw, steps):
     first, group = invalid_ke(gw, gw.first_init(), steps)
-    again = gw.init_request(timeout=3.0)
+    again = gw.init_retry(timeout=3.0)
     assert again is not None, "no new IKE_SA_INIT within 3 s"
     got = parse_message(again.data)
     steps.record("compare the retry's SA payload with the first one", "the same proposals and DH groups",
@@ -76,7 +76,7 @@ def test_invalid_ke_retry_full_set(gw, steps):
       ["rfc7296-3.1-c", "rfc7296-1.2-d"])
 def test_invalid_ke_retry_header(gw, steps):
     first, group = invalid_ke(gw, gw.first_init(), steps)
-    again = gw.init_request(timeout=3.0)
+    again = gw.init_retry(timeout=3.0)
     assert again is not None, "no new IKE_SA_INIT within 3 s"
     got = parse_message(again.data)
     steps.record("wait for the retry", "Message ID 0, SPIr 0 (RFC 7296 2.6.1 shows the same SPIi)",
@@ -97,7 +97,7 @@ def test_invalid_ke_unoffered_group(gw, steps):
     msg = parse_message(r.data)
     group = next(g for g in (16, 15, 21, 20, 32, 14, 19, 31) if g not in offered_groups(msg))
     refuse(gw, r, m.notify(c.N_INVALID_KE_PAYLOAD, struct.pack("!H", group)))
-    again = gw.init_request(timeout=1.5)
+    again = gw.init_retry(timeout=1.5)
     got = parse_message(again.data) if again else None
     steps.record(f"INVALID_KE_PAYLOAD({group}), a group not offered", "no KE of a group outside its SA payload",
                  got.summary() + f" KE {got.get(c.KE).fields['group']}, offers {offered_groups(got)}" if got and got.get(c.KE)
@@ -115,9 +115,9 @@ def cookie_round(gw, steps, cookie: bytes, spi_r: bytes | None = None):
     kw = {"spi_r": spi_r} if spi_r is not None else {}
     data = s.message(c.IKE_SA_INIT, [m.notify(c.N_COOKIE, cookie)], response=True, encrypt=False, message_id=0,
                      **({"spi_r": bytes(8)} | kw))
-    gw.send(s, data, to=r)
+    gw.answer_init(r, data)
     steps.record(f"answer IKE_SA_INIT with N(COOKIE) of {len(cookie)} octets" + (f", SPIr {spi_r.hex()}" if spi_r else ""))
-    again = gw.init_request(timeout=3.0)
+    again = gw.init_retry(timeout=3.0)
     return first, (parse_message(again.data) if again else None), again
 
 
@@ -186,7 +186,7 @@ def test_cookie_then_invalid_ke(gw, steps):
     steps.record(f"answer the retry with INVALID_KE_PAYLOAD({other[0]})")
     kept = None
     for _ in range(3):
-        nxt = gw.init_request(timeout=3.0)
+        nxt = gw.init_retry(timeout=3.0)
         assert nxt is not None, "the client stopped retrying IKE_SA_INIT"
         msg = parse_message(nxt.data)
         ck = msg.notify(c.N_COOKIE)

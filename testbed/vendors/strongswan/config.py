@@ -115,7 +115,7 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
     for many IKE SAs: a segmented IKE SA hash table, more worker threads, and no per-SA log lines
     (only errors; no key log)."""
     filelog = {
-        "main": {"path": str(log), "time_format": quote("%H:%M:%S"), "ike_name": True, "append": False,
+        "main": {"path": str(log), "time_format": quote("%H:%M:%S"), "ike_name": True, "append": True,
                  "flush_line": True, "default": 1, "ike": 2, "cfg": 2, "knl": 2, "net": 2, "chd": 2},
         # key material (level 4 of ike and chd): the test decryption the issue asks for
         "keys": {"path": str(keylog), "time_format": quote("%H:%M:%S"), "ike_name": True, "append": False,
