@@ -16,7 +16,7 @@ identification and the MN-HA authentication extension, sent over UDP to 10.1.1.2
     headline rates are the first pass (new bindings) and the median re-registration pass;
   * the HA's host changes in both ways, side by side in the same run: "batched"
     (the default: the routes and proxy entries of a turn of the event loop, or of 32 changes, in
-    one rtnetlink batch, the replies released by its acknowledgement; nodes/runtime/netlink_batch.py)
+    one rtnetlink batch, the replies released by its acknowledgement; nodes/runtime/host/netlink_batch.py)
     and "unbatched" (config batch_host_changes: false: each change sent and acknowledged on its own
     before the next one, as before the batching); gratuitous ARPs are paced after the replies in both;
   * memory per binding: the HA process's RSS (VmRSS) after the first pass minus before it (the

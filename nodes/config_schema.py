@@ -1,6 +1,6 @@
 """One way to read configuration, for the whole project: the testbed's data files (world plan,
 scenarios, profiles' statements and case data, through testbed/schema.py) and the daemons' JSON
-configs (nodes/runtime/ipsec_config.py, nodes/runtime/mip_config.py) use the `Reader` and raise the
+configs (nodes/runtime/ipsec/config.py, nodes/runtime/mip/config.py) use the `Reader` and raise the
 one `ConfigError`, which names `file: key`, what was expected, what was found and, where it helps,
 what to do (testbed principle 6, docs/principles.md).
 

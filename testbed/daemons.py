@@ -72,7 +72,7 @@ def start_daemon(world, node: str, module: str, name: str | None = None, args: S
 class OursProfile:
     """The `ours` profile: each role kind is one of this project's daemons (nodes/daemons/) or
     instruments, started with the role's config as its --config file. The daemons check their
-    config themselves when they start (nodes/runtime/ipsec_config.py, mip_config.py) and a refusal
+    config themselves when they start (nodes/runtime/ipsec/config.py, mip_config.py) and a refusal
     ends the start with their message, so check_config accepts everything."""
 
     name = "ours"

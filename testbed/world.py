@@ -193,7 +193,7 @@ class World:
         lines += [f"ip addr add {a}/32 dev lo" for a in spec.loopback]
         if spec.station:
             lines.append(f"ip link set {naming.station_ifname(spec.name)} up")
-        # A daemon's batched UDP sends (UDP_SEGMENT, nodes/runtime/ipsec_io.py) are cut into datagrams
+        # A daemon's batched UDP sends (UDP_SEGMENT, nodes/runtime/ipsec/sockets.py) are cut into datagrams
         # before they leave the node, as a NIC sends them: every capture shows the datagrams on the
         # wire (a veth would otherwise carry, and tcpdump show, one datagram of up to 64 KiB)
         names = [i.name for i in spec.interfaces] + ([naming.station_ifname(spec.name)] if spec.station else [])

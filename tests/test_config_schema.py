@@ -27,14 +27,15 @@ def test_the_message_names_file_key_expected_found_and_what_to_do():
 
 
 def test_every_config_reader_raises_the_same_class():
-    from nodes.runtime import ipsec_config, mip_config
+    from nodes.runtime.ipsec import config as ipsec_config
+    from nodes.runtime.mip import config as mip_config
     from testbed import profiles, schema
     assert ipsec_config.ConfigError is mip_config.BadConfig is profiles.ProfileError is schema.ConfigError is ConfigError
     assert issubclass(ConfigError, ValueError) and issubclass(ConfigError, SystemExit)
 
 
 def test_a_daemon_that_meets_one_exits_with_the_message_and_no_traceback():
-    code = ("from nodes.runtime.ipsec_config import Cfg\n"
+    code = ("from nodes.runtime.ipsec.config import Cfg\n"
             "Cfg({'pool': 'x'}, 'gw.json').network('pool')\n")
     res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 1

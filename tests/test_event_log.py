@@ -51,7 +51,7 @@ def test_a_command_ended_by_a_signal_is_an_interruption_not_an_error():
     """A daemon being stopped: SIGTERM reaches its `ip` child too; that is no failure of ours (the
     sentinel fails a case on the daemons' error events, not on this)."""
     import pytest
-    from nodes.runtime.commands import CommandError, CommandInterrupted, run
+    from nodes.runtime.host.commands import CommandError, CommandInterrupted, run
     with pytest.raises(CommandInterrupted):
         run(["sh", "-c", "kill -TERM $$"])
     with pytest.raises(CommandError) as err:

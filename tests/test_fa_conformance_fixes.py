@@ -1,6 +1,6 @@
 """The foreign agent's deviations the black-box parts (cases/conformance/mip_fa/) found, each pinned
 in memory: the sans-I/O core (nodes/mip/fa.py), the link socket's UDP checksum check
-(nodes/runtime/rawip.py) and what a stopping daemon takes back (nodes/daemons/foreign_agent.py).
+(nodes/runtime/host/rawip.py) and what a stopping daemon takes back (nodes/daemons/foreign_agent.py).
 One test (or a few) per part, named after it."""
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from nodes.daemons.foreign_agent import take_back
 from nodes.mip.actions import AddHostRoute, DeliverIp, RemoveHostRoute, SendIp, SendUdp
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.fa import ForeignAgent, ForeignAgentConfig
-from nodes.runtime import rawip
-from nodes.runtime.mip_actions import MipExecutor
-from nodes.runtime.netlink_batch import NetlinkBatch
+from nodes.runtime.host import rawip
+from nodes.runtime.mip.actions import MipExecutor
+from nodes.runtime.host.netlink_batch import NetlinkBatch
 from nodes.wire.ipv4 import IPv4, ip_in_ip, ipv4_udp
 from nodes.wire.mip import (
     EXT_ENCAPSULATING_DELIVERY, EXT_FA_HA_AUTH, EXT_MN_FA_AUTH, EXT_MN_HA_AUTH, EncapsulatingDeliveryStyle,

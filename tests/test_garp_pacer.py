@@ -1,7 +1,7 @@
-"""The gratuitous-ARP pacer (nodes/runtime/garp_pacer.py), sans-I/O on a virtual clock."""
+"""The gratuitous-ARP pacer (nodes/runtime/mip/garp_pacer.py), sans-I/O on a virtual clock."""
 from __future__ import annotations
 
-from nodes.runtime.garp_pacer import GarpPacer
+from nodes.runtime.mip.garp_pacer import GarpPacer
 
 
 def test_each_announcement_is_sent_once_then_repeated_after_the_delay():

@@ -9,7 +9,7 @@ import dns.rdata
 import dns.rrset
 import pytest
 
-from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey, ipv4_gateways
+from nodes.runtime.ipsec.gateway_lookup import GatewayLookupError, gateway_from_ipseckey, ipv4_gateways
 
 KEY = "AQNRU3mG7TVTO2BkR47usntb102uFJtugbo6BSGvgqt4AQ=="
 KEY_HEX = "010351537986ed35533b6064478eeeb27b5bd74dae149b6e81ba3a0521af82ab7801"

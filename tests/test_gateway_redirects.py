@@ -13,8 +13,8 @@ from nodes.ipsec import ike
 from nodes.ipsec.napt import Napt
 from nodes.ipsec.napt_presence import NaptPresence
 from nodes.ipsec.redirects import RedirectBindings
-from nodes.runtime.ipsec_config import Cfg, ConfigError, Redirect, redirects
-from nodes.runtime.ipsec_dataplane import Tunnel
+from nodes.runtime.ipsec.config import Cfg, ConfigError, Redirect, redirects
+from nodes.runtime.ipsec.dataplane import Tunnel
 
 G_I, H = "10.1.0.1", "10.1.2.10"
 USERS = {"alice": {"psk": "a", "subnets": ["10.1.0.0/16"]}, "bob": {"psk": "b", "subnets": ["10.1.0.0/16"]}}

@@ -1,4 +1,4 @@
-"""The IPsec daemons' UDP batching (nodes/runtime/ipsec_io.py) over the loopback: datagrams sent
+"""The IPsec daemons' UDP batching (nodes/runtime/ipsec/sockets.py) over the loopback: datagrams sent
 in UDP_SEGMENT batches arrive intact and in order, cut out of coalesced UDP_GRO reads, and the
 sender falls back to one datagram per call where the kernel refuses segmentation."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import select
 
 import pytest
 
-from nodes.runtime import ipsec_io as io
+from nodes.runtime.ipsec import sockets as io
 
 
 def datagrams() -> list[bytes]:

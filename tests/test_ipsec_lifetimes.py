@@ -9,10 +9,10 @@ import pytest
 from nodes.daemons.vpn_client import gateway_literal, valid_hostname
 from nodes.ipsec import ike
 from nodes.ipsec.esp_sa import Lifetime
-from nodes.runtime import ipsec_config as pc
-from nodes.runtime.ipsec_config import Cfg, ConfigError, esp_lifetime, password_source, read_password
-from nodes.runtime.ipsec_dataplane import DataPlane
-from nodes.runtime.ipsec_runtime import IpsecRuntime
+from nodes.runtime.ipsec import config as pc
+from nodes.runtime.ipsec.config import Cfg, ConfigError, esp_lifetime, password_source, read_password
+from nodes.runtime.ipsec.dataplane import DataPlane
+from nodes.runtime.ipsec.runtime import IpsecRuntime
 
 from test_ipsec_runtime import CLIENT, GATEWAY, H, packet, pair
 

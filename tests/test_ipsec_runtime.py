@@ -8,9 +8,9 @@ import pytest
 from nodes.daemons.vpn_gateway import Gateway, PoolAllocator
 from nodes.ipsec import ike
 from nodes.ipsec.pool import AddressPool
-from nodes.runtime.ipsec_config import Cfg, ConfigError
-from nodes.runtime.ipsec_dataplane import DataPlane, esp_algorithm
-from nodes.runtime.ipsec_runtime import _alg_fields, public_status
+from nodes.runtime.ipsec.config import Cfg, ConfigError
+from nodes.runtime.ipsec.dataplane import DataPlane, esp_algorithm
+from nodes.runtime.ipsec.runtime import _alg_fields, public_status
 from nodes.wire.ipv4 import IPv4, PROTO_UDP
 from ike_fakelink import FakeLink
 

@@ -1,12 +1,12 @@
 """Config keys of the Mobile IP daemons for home-agent advertisements and encapsulations
-(nodes/runtime/mip_config.py): defaults, and refusals that name the file, the key and the fix."""
+(nodes/runtime/mip/config.py): defaults, and refusals that name the file, the key and the fix."""
 from __future__ import annotations
 
 from ipaddress import IPv4Address as A
 
 import pytest
 
-from nodes.runtime import mip_config
+from nodes.runtime.mip import config as mip_config
 
 HA = {"address": "10.1.1.2", "home_network": "10.1.1.0/24",
       "mobile_nodes": [{"home_address": "10.1.1.100", "spi": 1000, "key": "00" * 16}]}

@@ -1,4 +1,4 @@
-"""The mobile node's host plumbing (nodes/runtime/mn_link.py): what each ConfigureLink asks of
+"""The mobile node's host plumbing (nodes/runtime/mip/mn_link.py): what each ConfigureLink asks of
 netlink and of the executor, with netlink recorded instead of performed."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from ipaddress import IPv4Address as A, IPv4Interface as I, IPv4Network as N
 import pytest
 
 from nodes.mip.actions import ConfigureLink
-from nodes.runtime import mn_link
-from nodes.runtime.netlink import RT_SCOPE_LINK
+from nodes.runtime.mip import mn_link
+from nodes.runtime.host.netlink import RT_SCOPE_LINK
 from fakelink import Recorder
 
 HOME = A("10.1.1.100")

@@ -1,4 +1,4 @@
-"""The Mobile IP runtime's performance paths (nodes/runtime/mip_actions.py, nodes/runtime/netlink.py):
+"""The Mobile IP runtime's performance paths (nodes/runtime/mip/actions.py, nodes/runtime/host/netlink.py):
 what they must still do after being made cheap.
 
 The netlink test needs root and a private network namespace (`unshare -n`); it is skipped without.
@@ -18,10 +18,12 @@ from pathlib import Path
 import pytest
 
 from nodes.mip.actions import AddTunnel, GratuitousArp, Log, ProxyArp, RemoveTunnel, SendUdp
-from nodes.runtime import garp_pacer, mip_actions, mip_host_changes
+from nodes.runtime.mip import garp_pacer
+from nodes.runtime.mip import actions as mip_actions
+from nodes.runtime.mip import host_changes as mip_host_changes
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import MipExecutor
-from nodes.runtime.netlink_batch import NetlinkBatch
+from nodes.runtime.mip.actions import MipExecutor
+from nodes.runtime.host.netlink_batch import NetlinkBatch
 from fakelink import Recorder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -285,7 +287,7 @@ UDP_SCRIPT = textwrap.dedent("""
     import socket
     from ipaddress import IPv4Address as A
     from nodes.mip.actions import SendUdp
-    from nodes.runtime import mip_actions
+    from nodes.runtime.mip import actions as mip_actions
     import subprocess
     subprocess.run("ip link set lo up", shell=True, check=True)
     server = mip_actions.udp_socket()
@@ -318,7 +320,7 @@ def test_reply_with_a_local_source_leaves_by_the_udp_socket():
 
 NETNS_SCRIPT = textwrap.dedent("""
     import subprocess, sys
-    from nodes.runtime import netlink as n
+    from nodes.runtime.host import netlink as n
     sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True, check=True).stdout
     sh("ip link set lo up; ip link add va type veth peer name vb; ip link set va up; ip link set vb up")
     n.addr_add("va", "10.5.0.1/24"); n.addr_add("va", "10.5.0.1/24"); n.addr_add("va", "10.5.0.9/32")
@@ -419,7 +421,7 @@ def test_a_gratuitous_arp_frame_decodes_as_one_with_scapy():
     home address from the home address, at the home agent's MAC (checked with scapy, not our codec)."""
     from scapy.layers.l2 import ARP, Ether
 
-    from nodes.runtime.rawip import LinkSocket
+    from nodes.runtime.host.rawip import LinkSocket
 
     class Sock:
         frames = []

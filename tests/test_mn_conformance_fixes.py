@@ -304,7 +304,7 @@ class _FakeSock:
 
 @pytest.fixture
 def probe(monkeypatch):
-    from nodes.runtime import trust_probe
+    from nodes.runtime.mip import trust_probe
     sock, inbox = _FakeSock(), []
     monkeypatch.setattr(trust_probe, "udp_socket", lambda **kw: sock)
     monkeypatch.setattr(trust_probe, "recv_udp", lambda s: inbox.pop(0) if inbox else None)

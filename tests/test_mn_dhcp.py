@@ -1,4 +1,4 @@
-"""The mobile node's DHCP pieces without a network: lease parsing (nodes/runtime/dhcp.py), the client
+"""The mobile node's DHCP pieces without a network: lease parsing (nodes/runtime/host/dhcp.py), the client
 driven with a stand-in for dhclient, and the `colocated` config (static or `dhcp`)."""
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from ipaddress import IPv4Address as A, IPv4Interface as I
 
 import pytest
 
-from nodes.runtime import dhcp, mip_config
-from nodes.runtime.dhcp import DhcpClient, LeaseError, parse_lease_line
+from nodes.runtime.host import dhcp
+
+from nodes.runtime.mip import config as mip_config
+from nodes.runtime.host.dhcp import DhcpClient, LeaseError, parse_lease_line
 
 LINE = ("MN-DHCP-LEASE reason=BOUND ip=10.77.0.120 mask=255.255.255.0 routers=10.77.0.1 "
         "server=10.77.0.1 lease=3600")
@@ -157,7 +159,7 @@ def test_bad_dhcp_config_is_named(tmp_path, extra, message):
 # ---- the runner the mobile node daemon uses for its core's StartDhcp / StopDhcp ------------------
 def test_runner_reports_the_lease_of_an_attempt_and_stops_on_request(tmp_path):
     from nodes.mip.actions import StartDhcp
-    from nodes.runtime.dhcp import DhcpRunner
+    from nodes.runtime.host.dhcp import DhcpRunner
 
     bound, failed = [], []
     good = fake_dhclient(tmp_path, f'echo "{LINE}"\nexec sleep 30\n')

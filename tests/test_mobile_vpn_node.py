@@ -66,7 +66,7 @@ def test_rfc5265_admits_late_i_ha_replies_through_the_vpn_clients_hardening(tmp_
     which also puts connection tracking in place before the first probe (a flow that started
     before it was is never 'established')."""
     import nodes.daemons.mobile_vpn_node as mvn
-    import nodes.runtime.layering as layering
+    import nodes.runtime.mip.layering as layering
     ran = []
 
     def run(argv, check=True):

@@ -1,4 +1,4 @@
-"""Host changes sent to the kernel in batches (nodes/runtime/netlink_batch.py, netlink.send_batch):
+"""Host changes sent to the kernel in batches (nodes/runtime/host/netlink_batch.py, netlink.send_batch):
 the queue sans-I/O with a fake kernel, then the real rtnetlink batch in a private namespace.
 
 The kernel test needs root and `unshare -n`; it is skipped without.
@@ -8,8 +8,8 @@ from __future__ import annotations
 import errno
 import textwrap
 
-from nodes.runtime import netlink
-from nodes.runtime.netlink_batch import NetlinkBatch
+from nodes.runtime.host import netlink
+from nodes.runtime.host.netlink_batch import NetlinkBatch
 from test_mip_runtime import in_private_netns, needs_netns
 
 
@@ -45,7 +45,7 @@ def test_a_failed_send_marks_every_request_of_the_batch():
 
 BATCH_SCRIPT = textwrap.dedent("""
     import subprocess
-    from nodes.runtime import netlink as n
+    from nodes.runtime.host import netlink as n
     sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True, check=True).stdout
     sh("ip link set lo up; ip link add va type veth peer name vb; ip link set va up; ip link set vb up")
     n.addr_add("va", "10.5.0.1/24")

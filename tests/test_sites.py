@@ -11,7 +11,7 @@ import pytest
 
 from nodes.daemons.vpn_gateway import Gateway
 from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
-from nodes.runtime.ipsec_config import Cfg, ConfigError
+from nodes.runtime.ipsec.config import Cfg, ConfigError
 from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.vendors.strongswan.config import SITE_ROUTING_PRIO, render, strongswan_conf
 

@@ -75,8 +75,8 @@ def test_every_kind_has_a_schema_with_a_description():
 # -- the status builders, fed with fixture data ---------------------------------------------------------
 def test_our_ipsec_status_builder_fits():
     """public_status over an IKE exchange between two of our cores (no sockets)."""
-    from nodes.runtime.ipsec_dataplane import DataPlane
-    from nodes.runtime.ipsec_runtime import public_status
+    from nodes.runtime.ipsec.dataplane import DataPlane
+    from nodes.runtime.ipsec.runtime import public_status
     from test_ipsec_runtime import pair
 
     link, c_act, _g_act, _est = pair()

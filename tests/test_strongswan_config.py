@@ -1,6 +1,6 @@
 """The strongswan profile without charon: swanctl.conf and strongswan.conf rendered from a role's
 config, refusals in the scenario files' style (read with our daemons' rules,
-nodes/runtime/ipsec_config.py), and key material parsed from charon's level-4 log."""
+nodes/runtime/ipsec/config.py), and key material parsed from charon's level-4 log."""
 import dataclasses
 from pathlib import Path
 

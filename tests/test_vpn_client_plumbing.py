@@ -1,6 +1,6 @@
 """The VPN client's host plumbing over system calls (no `ip` or `mount` processes): the tunnel's
-address and routes over rtnetlink (nodes/runtime/tunnel_routes.py) and the resolv.conf bind mount
-(nodes/runtime/dns_mount.py), each in a namespace of its own (needs root and `unshare`; skipped
+address and routes over rtnetlink (nodes/runtime/host/tunnel_routes.py) and the resolv.conf bind mount
+(nodes/runtime/host/dns_mount.py), each in a namespace of its own (needs root and `unshare`; skipped
 without), compared with what `ip` shows."""
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def unshared(flags: list[str], script: str) -> None:
 
 ROUTES = """
     import subprocess
-    from nodes.runtime.tundev import TunDevice
-    from nodes.runtime.tunnel_routes import TunnelRoutes, route_get
+    from nodes.runtime.host.tundev import TunDevice
+    from nodes.runtime.host.tunnel_routes import TunnelRoutes, route_get
     sh = lambda c: subprocess.run(c, shell=True, capture_output=True, text=True, check=True).stdout
     sh("ip link set lo up; ip link add va type veth peer name vb; ip link set va up; ip link set vb up;"
        "ip addr add 192.0.2.2/24 dev va; ip route add default via 192.0.2.1")
@@ -69,7 +69,7 @@ def test_tunnel_routes_over_rtnetlink():
 
 
 RESOLV = """
-    from nodes.runtime.dns_mount import ResolvConfMount, bind_mount, private_mount_ns, remove_stale_mounts
+    from nodes.runtime.host.dns_mount import ResolvConfMount, bind_mount, private_mount_ns, remove_stale_mounts
     assert private_mount_ns() == (True, ""), private_mount_ns()
     before = open("/etc/resolv.conf").read()
     dns = ResolvConfMount()

@@ -37,15 +37,17 @@ from ipaddress import IPv4Address, IPv4Interface
 from nodes.core import Addr
 from nodes.mip.actions import AddHostRoute, Log, RemoveHostRoute
 from nodes.mip.fa import ForeignAgent
-from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime import daemon
+from nodes.runtime.mip import config as mip_config
+from nodes.runtime.host import netlink
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
-from nodes.runtime.mip_tunnels import RULE_PRIORITY, TUNNEL_TABLE
-from nodes.runtime.rawip import (
+from nodes.runtime.mip.actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.mip.tunnels import RULE_PRIORITY, TUNNEL_TABLE
+from nodes.runtime.host.rawip import (
     ETH_P_IP, PACKET_OUTGOING, PACKET_OTHERHOST, LinkSocket, RawReceiver, RawSender, parse_ipv4, parse_udp,
     udp_checksum_ok,
 )
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.host.tundev import TunDevice
 from nodes.wire.ipv4 import PROTO_ICMP
 from nodes.wire.tunnels import KINDS
 from nodes.wire.mip import ICMP_ROUTER_SOLICITATION, MIP_PORT, TYPE_REQUEST

@@ -15,7 +15,7 @@ Data path, all in userspace (the kernel here has no IP-in-IP):
   Exceeded and Parameter Problem) go to the core, which relays those about its tunnel packets to
   the original senders and keeps the tunnels' soft state (RFC 2003 4 and 5);
 - with `advertise` (the default on the home network): Agent Advertisements with H on the home
-  link, periodic and in answer to solicitations (nodes/runtime/agent_discovery.py).
+  link, periodic and in answer to solicitations (nodes/runtime/mip/agent_discovery.py).
 Status over the control socket: bindings, counters by reason, tunnels and data-plane counters;
 `reset`: every binding, tunnel and proxy entry dropped at once, like a restart.
 """
@@ -27,14 +27,16 @@ from ipaddress import IPv4Address, IPv4Interface
 
 from nodes.mip.ha import HomeAgent
 from nodes.core import Addr
-from nodes.runtime import daemon, mip_config, netlink
-from nodes.runtime.agent_discovery import SolicitationReceiver
+from nodes.runtime import daemon
+from nodes.runtime.mip import config as mip_config
+from nodes.runtime.host import netlink
+from nodes.runtime.mip.agent_discovery import SolicitationReceiver
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import (
+from nodes.runtime.mip.actions import (
     IcmpErrorReceiver, MipExecutor, guarded, packet_reader, recv_udp, udp_socket,
 )
-from nodes.runtime.rawip import LinkSocket, RawReceiver, RawSender
-from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
+from nodes.runtime.host.rawip import LinkSocket, RawReceiver, RawSender
+from nodes.runtime.host.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
 from nodes.wire.tunnels import KINDS
 
 BATCH = 64  # packets read per wake-up of one reader

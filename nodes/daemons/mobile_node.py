@@ -6,10 +6,10 @@ An adapter around the Mobile Node core (nodes/mip/mn.py; movement detection in n
 it feeds the core what the node hears and performs what the core decides.
 - in: carrier changes from rtnetlink (link_up / link_down), agent advertisements and ARP answers
   read from the link (AF_PACKET), registration replies on UDP 434, the outcome of DHCP runs;
-- out: the actions of nodes/mip/actions.py through nodes/runtime/mip_actions.py; the link
-  configuration for home, a foreign agent or a co-located network through nodes/runtime/mn_link.py
+- out: the actions of nodes/mip/actions.py through nodes/runtime/mip/actions.py; the link
+  configuration for home, a foreign agent or a co-located network through nodes/runtime/mip/mn_link.py
   (the home address lives on `lo`); ARP probes on the link; DHCP runs with a real client
-  (dhclient, nodes/runtime/dhcp.py) whose lease becomes the co-located care-of address.
+  (dhclient, nodes/runtime/host/dhcp.py) whose lease becomes the co-located care-of address.
 - co-located data path: a policy rule `from <home> lookup 434` whose default route is the TUN
   device; the executor encapsulates what it reads there towards the HA (RFC 3519 UDP from port 434
   when the HA saw a NAT, else IP-in-IP) and writes what the HA tunnels back (IP-in-IP, minimal
@@ -30,16 +30,18 @@ from nodes.core import Addr
 from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
 from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
-from nodes.runtime import daemon, mip_config, netlink
-from nodes.runtime.dhcp import DhcpRunner
+from nodes.runtime import daemon
+from nodes.runtime.mip import config as mip_config
+from nodes.runtime.host import netlink
+from nodes.runtime.host.dhcp import DhcpRunner
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
-from nodes.runtime.mn_link import MobileNodeLink
-from nodes.runtime.netlink import LinkMonitor
-from nodes.runtime.rawip import (
+from nodes.runtime.mip.actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.mip.mn_link import MobileNodeLink
+from nodes.runtime.host.netlink import LinkMonitor
+from nodes.runtime.host.rawip import (
     ARP_REPLY, ARP_REQUEST, BROADCAST_MAC, ETH_P_ARP, ETH_P_IP, Arp, LinkSocket, RawReceiver, RawSender, parse_ipv4,
 )
-from nodes.runtime.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
+from nodes.runtime.host.tundev import MOBILE_IP_TUNNEL_MTU, TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA

@@ -6,7 +6,7 @@
 software" (draft-ietf-mip4-vpn-problem-statement section 2). This daemon composes the two existing
 daemons through their module entry points, `mobile_node.setup` and `vpn_client.setup`, in one
 asyncio loop (the cores are not copied), and layers them with kernel routes and filters between
-their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses:
+their TUN devices (nodes/runtime/mip/layering.py), in the nesting the config chooses:
 
   mip-inside-ipsec  (section 4.1, Figure 8) the VPN client runs whenever the MN is away from home;
                     its IKE leaves from the care-of address, its routes toward the intranet carry
@@ -24,10 +24,10 @@ their TUN devices (nodes/runtime/layering.py), in the nesting the config chooses
                     is its config), then, once the tunnel is
                     up, a second Mobile Node core registers with the internal HA (i-MIP; `inner` is
                     its config) through the tunnel, with the VPN-TIA as co-located care-of address
-                    and the T bit set (nodes/runtime/tunnel_mobile_node.py). An outside move changes
+                    and the T bit set (nodes/runtime/mip/tunnel_mobile_node.py). An outside move changes
                     only the x-MIP registration: the SA is bound to the x-HoA, the i-MIP binding to
                     the VPN-TIA, neither changes. Inside/outside detection (RFC 5265; the policy
-                    is nodes/mip/rfc5265_location.py, the request nodes/runtime/trust_probe.py):
+                    is nodes/mip/rfc5265_location.py, the request nodes/runtime/mip/trust_probe.py):
                     on each attachment change the node asks the i-HA from the link's own address
                     (through the agent, with its care-of address, on a link with a foreign agent)
                     while the x-MIP layer registers with the x-HA; a reply with extension 149 means
@@ -65,12 +65,14 @@ from pathlib import Path
 from nodes.daemons import mobile_node, vpn_client
 from nodes.mip import rfc5265_location
 from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, decide
-from nodes.runtime import daemon, mip_config, netlink
+from nodes.runtime import daemon
+from nodes.runtime.mip import config as mip_config
+from nodes.runtime.host import netlink
 from nodes.runtime.clock import SYSTEM, Clock
-from nodes.runtime.commands import CommandInterrupted, run
-from nodes.runtime.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
-from nodes.runtime.trust_probe import TrustProbe
-from nodes.runtime.tunnel_mobile_node import TunnelMobileNode
+from nodes.runtime.host.commands import CommandInterrupted, run
+from nodes.runtime.mip.layering import AdmitMobility, GatewayThroughTunnel, HoldRegistrations, SourceIntoTunnel
+from nodes.runtime.mip.trust_probe import TrustProbe
+from nodes.runtime.mip.tunnel_mobile_node import TunnelMobileNode
 
 MIP_UDP_OVERHEAD = 32
 NESTINGS = ("mip-inside-ipsec", "ipsec-inside-mip", "rfc5265")
@@ -204,7 +206,7 @@ class MobileVpnNode:
         self._last_error: str | None = None
 
     def admit_mobility(self) -> None:
-        """The Mobile IP layers' INPUT chain (nodes/runtime/layering.py); with RFC 5265 also the
+        """The Mobile IP layers' INPUT chain (nodes/runtime/mip/layering.py); with RFC 5265 also the
         replies to the detection's and the x-HA deregistration's requests, which come from UDP 434
         to an ephemeral port: a late answer from the i-HA still moves the node inside (RFC 5265 3.3,
         3.5) after the VPN client's hardening, which admits established flows only. The rule puts

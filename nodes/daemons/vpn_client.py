@@ -38,7 +38,7 @@ reconnect_interval (2), keepalive (20), dns (true), harden (true), admit_from_tu
 first attempt to end, established or refused, before READY), tun (vpn0), mtu (1400), force_encap (false), ike_proposals, esp_proposals.
 
 This module is the adapter: the IKE core and the session policy (nodes/ipsec/client_session.py:
-resolve, connect, reconnect) are sans-I/O; the host plumbing is nodes/runtime/client_firewall.py
+resolve, connect, reconnect) are sans-I/O; the host plumbing is nodes/runtime/ipsec/client_firewall.py
 (hardening), tunnel_routes.py (address and routes) and dns_mount.py (the resolv.conf mount).
 """
 from __future__ import annotations
@@ -52,16 +52,16 @@ from nodes.ipsec import client_session as cs
 from nodes.ipsec import ike
 from nodes.ipsec import traffic_selectors as tsel
 from nodes.runtime import daemon
-from nodes.runtime.commands import CommandInterrupted
+from nodes.runtime.host.commands import CommandInterrupted
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime import ipsec_io as io
-from nodes.runtime.client_firewall import InputFirewall
-from nodes.runtime.gateway_lookup import GatewayLookupError, gateway_from_ipseckey
-from nodes.runtime.dns_mount import ResolvConfMount, remove_stale_mounts
-from nodes.runtime.ipsec_config import Cfg, esp_lifetime, read_password, soft_rekey_delay
-from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
-from nodes.runtime.tundev import TunDevice
-from nodes.runtime.tunnel_routes import TunnelRoutes
+from nodes.runtime.ipsec import sockets as io
+from nodes.runtime.ipsec.client_firewall import InputFirewall
+from nodes.runtime.ipsec.gateway_lookup import GatewayLookupError, gateway_from_ipseckey
+from nodes.runtime.host.dns_mount import ResolvConfMount, remove_stale_mounts
+from nodes.runtime.ipsec.config import Cfg, esp_lifetime, read_password, soft_rekey_delay
+from nodes.runtime.ipsec.runtime import IpsecRuntime, control_handlers, public_status
+from nodes.runtime.host.tundev import TunDevice
+from nodes.runtime.host.tunnel_routes import TunnelRoutes
 from nodes.wire.ikev2 import TrafficSelector
 
 CHAIN = "VPNCLIENT-IN"

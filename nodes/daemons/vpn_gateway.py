@@ -7,7 +7,7 @@ strongSwan's kernel-libipsec always encapsulates). Internal presence per config:
   napt  (Appendix A) every remote host gets a tunnel-inner address from `napt_pool`; decrypted
         packets are translated to G_i (nodes/ipsec/napt.py, ports `napt_ports`) and sent toward
         the intranet on a raw IP socket. H's answers to G_i are taken away from G's own stack
-        before routing (mangle marks and policy routing, nodes/runtime/gateway_host.py) into the
+        before routing (mangle marks and policy routing, nodes/runtime/ipsec/gateway_host.py) into the
         TUN, where the daemon translates them back and encrypts them into the right SA.
   pool  (Appendix B) every remote host gets an address from `pool`; decrypted packets are written
         into the TUN and forwarded by the kernel; the pool is routed into the TUN and G answers
@@ -21,7 +21,7 @@ outside interface like G_i's), or, with the pool, the kernel's MASQUERADE to G_e
 what G routes through its inside interface (or the `intranet` prefixes of the config).
 
 This module is the adapter: the IKE core, the NAPT and the redirection rules' bindings
-(nodes/ipsec/redirects.py) are sans-I/O, the host plumbing is nodes/runtime/gateway_host.py.
+(nodes/ipsec/redirects.py) are sans-I/O, the host plumbing is nodes/runtime/ipsec/gateway_host.py.
 
 Everything unauthenticated is dropped and counted (unknown SPI, bad ICV, replay, a source outside
 the SA's selectors = spoofed, a destination outside the user's subnets). G adds FORWARD accept rules
@@ -71,14 +71,14 @@ from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.ipsec.redirects import RedirectBindings
 from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
 from nodes.runtime import daemon
-from nodes.runtime import gateway_host as host
-from nodes.runtime import ipsec_config
-from nodes.runtime import ipsec_io as io
-from nodes.runtime.host_changes import HostChanges
-from nodes.runtime.ipsec_config import Cfg, Redirect, esp_lifetime, redirects, soft_rekey_delay
-from nodes.runtime.ipsec_runtime import IpsecRuntime, control_handlers, public_status
-from nodes.runtime.netlink import sysctl
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.ipsec import gateway_host as host
+from nodes.runtime.ipsec import config as ipsec_config
+from nodes.runtime.ipsec import sockets as io
+from nodes.runtime.host.host_changes import HostChanges
+from nodes.runtime.ipsec.config import Cfg, Redirect, esp_lifetime, redirects, soft_rekey_delay
+from nodes.runtime.ipsec.runtime import IpsecRuntime, control_handlers, public_status
+from nodes.runtime.host.netlink import sysctl
+from nodes.runtime.host.tundev import TunDevice
 
 
 class PoolAllocator:

@@ -11,7 +11,7 @@ from typing import Protocol
 from nodes.ipsec.napt import Napt, RedirectRule
 
 
-class Rule(Protocol):  # nodes.runtime.ipsec_config.Redirect
+class Rule(Protocol):  # nodes.runtime.ipsec.config.Redirect
     proto: str
     port: int
     user: str

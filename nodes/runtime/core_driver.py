@@ -39,7 +39,7 @@ class CoreDriver:
 
     `now` is the time base the core runs on (nodes/runtime/clock.py): the Mobile IP cores run on
     wall time (their identifications are timestamps, RFC 5944 5.7.1), the default; the `executor`
-    carries out the drained actions (nodes/runtime/mip_actions.MipExecutor for the Mobile IP cores)."""
+    carries out the drained actions (nodes/runtime/mip/actions.MipExecutor for the Mobile IP cores)."""
 
     def __init__(self, core: Core, executor: Executor, log, now: Reading = SYSTEM.wall):
         self.core, self.executor, self.log = core, executor, log

@@ -2,7 +2,7 @@
 strongswan.conf (plugins, logs, timers), rendered as text with no side effects.
 
 The role config has the keys our gateway and client read (fixtures/scenarios/remote-access-basic.yaml)
-and is read with the same reader and rules (nodes/runtime/ipsec_config.py), refusing a bad value in
+and is read with the same reader and rules (nodes/runtime/ipsec/config.py), refusing a bad value in
 the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
 
   vpn-gateway: auth psk|eap-md5 (psk), internal_presence napt|pool, pool (CIDR, pool mode),
@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodes.runtime.ipsec_config import Cfg, read_password, users
+from nodes.runtime.ipsec.config import Cfg, read_password, users
 from testbed.profile_api import config_error
 
 PLUGINS = ("random nonce openssl pem pkcs1 x509 revocation constraints pubkey curve25519 aes sha1 sha2 "
@@ -45,7 +45,7 @@ SITE_ROUTING_PRIO = 1000  # below the FA's reverse-tunnel rules (nodes/runtime/m
 
 
 class RoleCfg(Cfg):
-    """nodes/runtime/ipsec_config.py's reader (the rules our daemons follow), refusing in the
+    """nodes/runtime/ipsec/config.py's reader (the rules our daemons follow), refusing in the
     scenario files' style: the scenario file, `roles.<role>.config.<key>`, what was expected."""
 
     def __init__(self, role):

@@ -28,7 +28,7 @@ of its own, kept in front of the client's chain (call `ensure_first` after the c
 """
 from __future__ import annotations
 
-from nodes.runtime.commands import ip, run
+from nodes.runtime.host.commands import ip, run
 from nodes.wire.tunnels import KINDS
 
 IPT = ["iptables", "-w"]

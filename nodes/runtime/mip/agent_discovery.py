@@ -11,7 +11,7 @@ import socket
 import struct
 from ipaddress import IPv4Address
 
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP, IPv4
 from nodes.wire.mip import ICMP_ROUTER_SOLICITATION

@@ -4,15 +4,15 @@ and hands its actions to the executor here).
 
 One `MipExecutor` serves the HA, FA and MN daemons. It dispatches each action to one of its parts:
 
-- `mip_sending.PacketSender`: datagrams and ICMP messages out, on a neighbour's link or the raw
+- `sending.PacketSender`: datagrams and ICMP messages out, on a neighbour's link or the raw
   socket, and decapsulated packets delivered (to a neighbour's MAC, or into the TUN device);
-- `mip_tunnels.HostTunnels`: how the host captures a tunnel's packets into the TUN (`capture`
+- `tunnels.HostTunnels`: how the host captures a tunnel's packets into the TUN (`capture`
   "dst": a host route to the home address, the agents; "src": a policy rule from it, the
   co-located mobile node);
-- `mip_colocated.ColocatedTunnel`: the co-located mobile node's own encapsulation towards the home
+- `colocated.ColocatedTunnel`: the co-located mobile node's own encapsulation towards the home
   agent, the packets held while it registers, RFC 3519 keepalives, decapsulation;
-- `mip_arp.ArpAnnouncer`: proxy-ARP entries and the paced gratuitous ARPs (nodes/runtime/garp_pacer.py);
-- `mip_host_changes.QueuedHostChanges`: tunnel routes, proxy-ARP and neighbour entries through one
+- `arp.ArpAnnouncer`: proxy-ARP entries and the paced gratuitous ARPs (nodes/runtime/mip/garp_pacer.py);
+- `host_changes.QueuedHostChanges`: tunnel routes, proxy-ARP and neighbour entries through one
   `NetlinkBatch`, and the actions that wait for them.
 
 With `batch=True` (the home agent) host changes are queued while the event loop handles a burst of
@@ -36,17 +36,17 @@ from nodes.mip.actions import (
     AddHostRoute, AddTunnel, DeliverIp, GratuitousArp, Log, ProxyArp, RemoveHostRoute, RemoveTunnel,
     SendIcmp, SendIp, SendUdp,
 )
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 from nodes.runtime.clock import SYSTEM, Clock
-from nodes.runtime.garp_pacer import GarpPacer
-from nodes.runtime.mip_arp import ArpAnnouncer
-from nodes.runtime.mip_colocated import ColocatedTunnel
-from nodes.runtime.mip_host_changes import QueuedHostChanges
-from nodes.runtime.mip_sending import IP_PKTINFO, PacketSender
-from nodes.runtime.mip_tunnels import TUNNEL_TABLE, HostTunnels
-from nodes.runtime.netlink_batch import NetlinkBatch
-from nodes.runtime.rawip import LinkSocket, RawSender
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.mip.garp_pacer import GarpPacer
+from nodes.runtime.mip.arp import ArpAnnouncer
+from nodes.runtime.mip.colocated import ColocatedTunnel
+from nodes.runtime.mip.host_changes import QueuedHostChanges
+from nodes.runtime.mip.sending import IP_PKTINFO, PacketSender
+from nodes.runtime.mip.tunnels import TUNNEL_TABLE, HostTunnels
+from nodes.runtime.host.netlink_batch import NetlinkBatch
+from nodes.runtime.host.rawip import LinkSocket, RawSender
+from nodes.runtime.host.tundev import TunDevice
 from nodes.wire.mip import MIP_PORT
 
 _SENDS = (SendUdp, SendIcmp, SendIp, DeliverIp)

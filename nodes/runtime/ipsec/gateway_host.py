@@ -23,8 +23,8 @@ import json
 from ipaddress import IPv4Address, IPv4Network
 from typing import Callable
 
-from nodes.runtime.commands import CommandError, ip, run
-from nodes.runtime.host_changes import HostChanges, default_interface, interfaces
+from nodes.runtime.host.commands import CommandError, ip, run
+from nodes.runtime.host.host_changes import HostChanges, default_interface, interfaces
 
 FWMARK = "0x4500"
 RT_TABLE = "145"

@@ -134,7 +134,7 @@ class Request:
 
 def send_batch(requests: list[Request]) -> list[tuple[int, int]]:
     """Send the requests in order, in as few datagrams as possible; (index, errno) of each refused
-    one whose errno its request does not ignore (nodes/runtime/netlink_batch.py queues them)."""
+    one whose errno its request does not ignore (nodes/runtime/host/netlink_batch.py queues them)."""
     refused = _rtnl.batch([(r.kind, r.flags, r.body) for r in requests])
     return [(i, e) for i, e in refused if e not in requests[i].ignore]
 

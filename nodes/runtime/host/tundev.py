@@ -14,7 +14,7 @@ import fcntl
 import os
 import struct
 
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001

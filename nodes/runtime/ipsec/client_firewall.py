@@ -9,8 +9,8 @@ the gateway's redirection rules send, draft-gupta Appendix C); everything else i
 """
 from __future__ import annotations
 
-from nodes.runtime.commands import run
-from nodes.runtime.host_changes import HostChanges
+from nodes.runtime.host.commands import run
+from nodes.runtime.host.host_changes import HostChanges
 
 IPT = ["iptables", "-w"]
 

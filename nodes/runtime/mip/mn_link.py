@@ -15,8 +15,8 @@ wherever the node is; only the interface's addresses and routes change, as the c
 from __future__ import annotations
 
 from nodes.mip.actions import ConfigureLink
-from nodes.runtime import netlink
-from nodes.runtime.netlink import RT_SCOPE_LINK
+from nodes.runtime.host import netlink
+from nodes.runtime.host.netlink import RT_SCOPE_LINK
 
 
 class MobileNodeLink:

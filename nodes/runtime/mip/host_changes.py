@@ -1,5 +1,5 @@
 """The Mobile IP executor's host changes (tunnel routes, proxy-ARP and neighbour entries) through a
-`NetlinkBatch` (nodes/runtime/netlink_batch.py), and the actions that wait for them.
+`NetlinkBatch` (nodes/runtime/host/netlink_batch.py), and the actions that wait for them.
 
 With `batch=True` (the home agent) the changes are queued while the event loop handles a burst of
 requests and sent as one rtnetlink batch at the end of the loop's turn, or as soon as FLUSH_AT are
@@ -17,13 +17,13 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from nodes.mip.actions import SendIcmp, SendUdp
-from nodes.runtime import netlink
-from nodes.runtime.netlink_batch import Failure, NetlinkBatch
+from nodes.runtime.host import netlink
+from nodes.runtime.host.netlink_batch import Failure, NetlinkBatch
 
 FLUSH_AT = 32  # host changes that make a batch before the end of a turn
 
 # what waits for the queued host changes: a registration reply must not announce a binding whose
-# route is not there yet (gratuitous ARPs wait too, in nodes/runtime/mip_arp.py)
+# route is not there yet (gratuitous ARPs wait too, in nodes/runtime/mip/arp.py)
 _AFTER_HOST_CHANGES = (SendUdp, SendIcmp)
 # what to do when the kernel refuses a host change, by operation
 _HINTS = {

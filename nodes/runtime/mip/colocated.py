@@ -10,7 +10,7 @@ from collections import Counter, deque
 from ipaddress import IPv4Address
 
 from nodes.runtime.clock import Clock
-from nodes.runtime.rawip import RawSender, udp_packet
+from nodes.runtime.host.rawip import RawSender, udp_packet
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import ICMP, PROTO_ICMP, IPv4, ip_in_ip
 from nodes.wire.mip import ENCAP_IPIP, MIP_PORT, TunnelData

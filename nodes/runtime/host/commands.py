@@ -3,7 +3,7 @@
     ip("addr", "add", "10.1.3.1/32", "dev", "vpn0")
     run(["iptables", "-A", "FORWARD", ...])
 
-TUN devices are nodes/runtime/tundev.py; sysctls and netlink requests nodes/runtime/netlink.py.
+TUN devices are nodes/runtime/host/tundev.py; sysctls and netlink requests nodes/runtime/host/netlink.py.
 """
 from __future__ import annotations
 

@@ -36,12 +36,12 @@ from nodes.core import Addr
 from nodes.mip.actions import ArpProbe, ConfigureLink, GratuitousArp, SendIcmp, StartDhcp, StopDhcp
 from nodes.mip.mn import MobileNode
 from nodes.mip.mn_messages import inner_ttl_expired, tunnel_data_inner
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 from nodes.runtime.clock import SYSTEM, Clock
 from nodes.runtime.core_driver import CoreDriver
-from nodes.runtime.mip_actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
-from nodes.runtime.rawip import RawReceiver, RawSender
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.mip.actions import MipExecutor, guarded, packet_reader, recv_udp, udp_socket
+from nodes.runtime.host.rawip import RawReceiver, RawSender
+from nodes.runtime.host.tundev import TunDevice
 from nodes.wire.errors import DecodeError
 from nodes.wire.ipv4 import PROTO_ICMP, IPv4
 from nodes.wire.mip import ICMP_ROUTER_ADVERTISEMENT, TYPE_REPLY, TYPE_TUNNEL_DATA

@@ -1,6 +1,6 @@
 """The I/O driver shared by the IPsec gateway and client: it feeds the sans-I/O IKE core
 (nodes/ipsec/ike.py) from UDP 500/4500, carries out its actions, and moves ESP between the
-network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane.DataPlane).
+network (raw protocol-50 socket or UDP 4500) and the data plane (nodes.runtime.ipsec.dataplane.DataPlane).
 
     rt = IpsecRuntime(core, log, on_inner=deliver, on_event=react)
     rt.start(loop)          # bind sockets, add readers
@@ -10,7 +10,7 @@ network (raw protocol-50 socket or UDP 4500) and the data plane (ipsec_dataplane
 
 UDP-encapsulated ESP that `send_inner` produces while the loop runs is batched per peer and sent
 right after the current burst (`flush_esp`, scheduled with call_soon) as UDP_SEGMENT writes
-(ipsec_io.UdpSender); plain ESP leaves at once (a raw socket has no segmentation offload).
+(sockets.UdpSender); plain ESP leaves at once (a raw socket has no segmentation offload).
 
 `on_inner(inner, tunnel)` gets each authenticated, selector-checked inner packet;
 `on_event(action)` gets InstallChildSa, DeleteChildSa, Established, Failed, IkeSaClosed and
@@ -28,11 +28,11 @@ from typing import Callable
 
 from nodes.core import Addr
 from nodes.ipsec import ike
-from nodes.runtime import ipsec_io as io
+from nodes.runtime.ipsec import sockets as io
 from nodes.ipsec import lifetime_policy as lp
 from nodes.ipsec.esp_sa import Lifetime
 from nodes.runtime.clock import SYSTEM
-from nodes.runtime.ipsec_dataplane import DataPlane, Tunnel
+from nodes.runtime.ipsec.dataplane import DataPlane, Tunnel
 
 IKE_PORT, NAT_T_PORT = 500, 4500
 MARKER = b"\0\0\0\0"

@@ -25,7 +25,7 @@ from nodes.mip.rfc5265_location import (
     I_HA_NONE, agent_lifetime_offer, deregistration_attempt, i_ha_outcome, probe_attempt,
 )
 from nodes.runtime.clock import SYSTEM, Clock
-from nodes.runtime.mip_actions import recv_udp, udp_socket
+from nodes.runtime.mip.actions import recv_udp, udp_socket
 from nodes.wire.mip import MIP_PORT
 
 RETRANSMIT_AFTER = 1.0  # RFC 5944 3.6.3: "The minimum time between Registration Requests MUST NOT be less than 1 second"

@@ -1,5 +1,5 @@
 """The Mobile IP executor's ARP on a link: proxy-ARP entries for the home addresses an agent answers
-for, and gratuitous ARPs paced by nodes/runtime/garp_pacer.py.
+for, and gratuitous ARPs paced by nodes/runtime/mip/garp_pacer.py.
 
 RFC 5944 4.6: a gratuitous ARP is sent again later, in case the first one was lost; a later
 announcement for the same address, or the end of proxying it, replaces or cancels the pending one
@@ -13,10 +13,10 @@ import asyncio
 from collections import Counter
 
 from nodes.mip.actions import ProxyArp
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 from nodes.runtime.clock import Clock
-from nodes.runtime.garp_pacer import GarpPacer
-from nodes.runtime.mip_host_changes import QueuedHostChanges
+from nodes.runtime.mip.garp_pacer import GarpPacer
+from nodes.runtime.mip.host_changes import QueuedHostChanges
 
 
 class ArpAnnouncer:

@@ -11,7 +11,7 @@ from nodes.config_schema import ConfigError, Reader
 __all__ = ["ConfigError", "Cfg", "esp_lifetime", "users", "soft_rekey_delay", "password_source", "ask_password",
            "read_password", "Redirect", "redirects"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 class Cfg:

@@ -1,20 +1,20 @@
 """How the host captures a Mobile IP tunnel's packets into the TUN device (`capture`):
 
 - "dst" (home agent, foreign agent): packets *to* a home address are routed into the TUN (a host
-  route, through the host changes of nodes/runtime/mip_host_changes.py), the daemon reads them and
+  route, through the host changes of nodes/runtime/mip/host_changes.py), the daemon reads them and
   asks the core to encapsulate them;
 - "src" (co-located mobile node): packets *from* the home address are steered into the TUN by a
-  policy rule (`from <home> lookup <table>`); nodes/runtime/mip_colocated.py encapsulates them.
+  policy rule (`from <home> lookup <table>`); nodes/runtime/mip/colocated.py encapsulates them.
 """
 from __future__ import annotations
 
 from ipaddress import IPv4Address
 
 from nodes.mip.actions import AddTunnel
-from nodes.runtime import netlink
-from nodes.runtime.mip_colocated import ColocatedTunnel
-from nodes.runtime.mip_host_changes import QueuedHostChanges
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.host import netlink
+from nodes.runtime.mip.colocated import ColocatedTunnel
+from nodes.runtime.mip.host_changes import QueuedHostChanges
+from nodes.runtime.host.tundev import TunDevice
 
 TUNNEL_TABLE = 434  # routing table whose default route is the TUN device (policy-routed traffic)
 RULE_PRIORITY = 434

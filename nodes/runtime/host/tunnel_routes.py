@@ -2,7 +2,7 @@
 and full tunnel (0/1 and 128/1 into the TUN, with a host route that keeps the tunnel's own packets
 to the gateway on the physical path) or split tunnel (the given networks); all taken back by down().
 
-Everything goes over rtnetlink from the calling thread (nodes/runtime/netlink.py): these requests
+Everything goes over rtnetlink from the calling thread (nodes/runtime/host/netlink.py): these requests
 stand between the IKE_AUTH response and the first packet through the tunnel, where an `ip`
 process each (a few milliseconds apiece on a busy machine) made the client slow to pass traffic.
 The routes are what `ip route replace NET dev TUN src VIP` makes (scope link), the host route what
@@ -17,8 +17,8 @@ from ipaddress import IPv4Address
 
 from pyroute2.netlink.exceptions import NetlinkError
 
-from nodes.runtime import netlink as nl
-from nodes.runtime.host_changes import HostChanges
+from nodes.runtime.host import netlink as nl
+from nodes.runtime.host.host_changes import HostChanges
 
 FULL_TUNNEL = ["0.0.0.0/1", "128.0.0.0/1"]
 _GET_FLAGS = nl.NLM_F_REQUEST

@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from typing import Callable
 
-from nodes.runtime.commands import ip, run
-from nodes.runtime.netlink import sysctl
+from nodes.runtime.host.commands import ip, run
+from nodes.runtime.host.netlink import sysctl
 
 Undo = list[str] | Callable[[], None]
 

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from nodes.runtime import netlink
+from nodes.runtime.host import netlink
 from nodes.wire.ipv4 import PROTO_ICMP, PROTO_UDP, IPv4, checksum, ipv4_udp
 
 ETH_P_ALL = 0x0003

@@ -11,7 +11,7 @@ Addresses as dotted quads, keys as hex strings, e.g.
     mn: {home_address: 10.1.1.100, home_agent: 10.1.1.2, home_network: 10.1.1.0/24, spi: 1000,
          key: "6d6e...", iface: r-eth0, home_router: 10.1.1.1, encapsulation: gre,   # or ipip, minimal
          colocated: {fn3: {address: 10.77.0.100/24, router: 10.77.0.1}}}   # static
-    mn: {..., colocated: {fn3: dhcp}, dhcp_after: 0.3, dhcp_timeout: 4.0}   # by DHCP (nodes/runtime/dhcp.py)
+    mn: {..., colocated: {fn3: dhcp}, dhcp_after: 0.3, dhcp_timeout: 4.0}   # by DHCP (nodes/runtime/host/dhcp.py)
 """
 from __future__ import annotations
 

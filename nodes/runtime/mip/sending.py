@@ -11,8 +11,8 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from nodes.mip.actions import SendIcmp, SendUdp
-from nodes.runtime.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
-from nodes.runtime.tundev import TunDevice
+from nodes.runtime.host.rawip import LinkSocket, RawSender, icmp_packet, link_destination, udp_packet
+from nodes.runtime.host.tundev import TunDevice
 from nodes.wire.mip import MIP_PORT
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)  # Linux value; Python 3.11 lacks the name

@@ -1,6 +1,6 @@
 """Host changes (routes, neighbour and proxy-ARP entries) queued while the event loop handles a burst
 of input, and sent to the kernel together: one rtnetlink datagram for up to 256 of them, one
-acknowledgement, and an error message for each one the kernel refused (nodes/runtime/netlink.py
+acknowledgement, and an error message for each one the kernel refused (nodes/runtime/host/netlink.py
 `send_batch`). A home agent creating bindings at thousands a second saves a system call, an
 acknowledgement and an interface lookup per change.
 
@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from nodes.runtime.netlink import Request
+from nodes.runtime.host.netlink import Request
 
 
 @dataclass(frozen=True)
