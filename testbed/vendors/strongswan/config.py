@@ -28,6 +28,7 @@ the scenario files' style (`<file>: roles.<role>.config.<key>: expected ...`):
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -275,7 +276,7 @@ def _one_connection(connections: dict) -> dict:
     def policy(conn):
         (child,) = conn["children"].values()
         return {**conn, "remote": {**conn["remote"], "id": None, "eap_id": None}, "children": child}
-    shapes = {repr(policy(conn)) for conn in connections.values()}
+    shapes = {json.dumps(policy(conn), sort_keys=True, default=str) for conn in connections.values()}
     if len(shapes) != 1:
         return connections
     first = policy(next(iter(connections.values())))
