@@ -6,7 +6,8 @@ neither competes with the other for the CPU), then both sets of figures and thei
 
 Per implementation: offered, established, failed by cause, setups/s achieved, time to establish
 (p50/p95/p99), the gateway's CPU seconds and RSS per established SA, probes lost, liveness checks
-lost, the generator's CPU (and whether it was the bottleneck). Ratios: setups/s ours/strongswan and
+lost, the generator's CPU (and whether it was the bottleneck), and how busy the whole machine was
+(load average before and after, share of all cores busy: other programs included). Ratios: setups/s ours/strongswan and
 RSS per SA ours/strongswan. Each run's load.json and load.svg land in reports/bench/load/<impl>/;
 the figures in reports/bench/load.json.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from benchmarks.common import BENCH_DIR, publish, start_bench_run
+from benchmarks.common import BENCH_DIR, MachineLoad, publish, start_bench_run
 from testbed.load import run_load
 
 IMPLS = ("ours", "strongswan")
@@ -41,9 +42,14 @@ def main() -> int:
     try:
         for impl in args.impl or IMPLS:
             print(f"== {impl}: {args.clients} clients at {args.rate:g}/s, group {args.group}, {args.auth}", file=sys.stderr)
-            res = run_load(impl, args.clients, args.rate, auth=args.auth, group=args.group,
-                           report_dir=BENCH_DIR / "load" / impl, run=run)
-            results[impl] = {k: res.get(k) for k in SHOWN}
+            with MachineLoad() as load:
+                res = run_load(impl, args.clients, args.rate, auth=args.auth, group=args.group,
+                               report_dir=BENCH_DIR / "load" / impl, run=run)
+            results[impl] = {k: res.get(k) for k in SHOWN} | {"machine_load": load.figures}
+            if load.busy_before():
+                print(f"!! the machine was busy before {impl}'s run (load average {load.before:.2f} on "
+                      f"{load.figures['cores']} cores): its figures are depressed; measure on a quiet machine",
+                      file=sys.stderr)
     finally:
         run.close()
     ours, sw = results.get("ours", {}), results.get("strongswan", {})
