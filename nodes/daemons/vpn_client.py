@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import tempfile
 from ipaddress import IPv4Address
 
 from nodes.ipsec import client_session as cs
@@ -169,7 +170,10 @@ class Client:
             self.log("hardened", ip_forward="0", input_chain=CHAIN)
         self.tun_fd = TunDevice.open(self.tun_name, self.mtu, txqueuelen=4000).fd  # rp_filter off on it
         loop.add_reader(self.tun_fd, self._read_tun)
-        self.rt.start(loop)
+        self.rt.start(loop)  # warms the ESP ciphers too
+        # the temporary directory the DNS mount writes its resolv.conf into: the first use of
+        # tempfile probes the candidates (milliseconds), here rather than when the tunnel comes up
+        tempfile.gettempdir()
         self.session_driver = CoreDriver(self.session, SessionActions(self), self.log, now=self.rt.now)
         self.session_driver.feed(self.session.start)
 
@@ -248,29 +252,39 @@ class Client:
     def _tunnel_up(self, a: ike.Established) -> None:
         self.tunnel = self.rt.dp.tunnels.get(a.ike_sa)
         self._net_down()
+        t0 = self.rt.now()
         try:
-            self._net_up(a)
+            timing = self._net_up(a)
         except CommandInterrupted as exc:  # the node is stopping us: its signal ended our command first
             self.log("net_interrupted", error=str(exc))
         except Exception as exc:  # a failing route must not kill the client
             self.log("net_error", error=str(exc))
+        else:
+            # where the time between the IKE_AUTH response and the first packet goes, on our side
+            since = None if self.rt.ike_in_at is None else round((t0 - self.rt.ike_in_at) * 1000, 3)
+            self.log("net_up", ike_response_to_net_ms=since, **timing,
+                     total_ms=round((self.rt.now() - t0) * 1000, 3))
         self.settled.set()
         self._arm_keepalive()
 
-    def _net_up(self, a: ike.Established) -> None:
+    def _net_up(self, a: ike.Established) -> dict:
+        """The tunnel's address, routes and DNS; how long each took (ms)."""
         child = self.tunnel.out if self.tunnel else None
         if self.tunnel_mode == "full":
             nets = None
         else:
             nets = self.split_subnets or a.subnets or (
                 [str(n) for ts in child_ts(child) for n in tsel.networks(ts)] if child else [])
+        t0 = self.rt.now()
         self.routes.up(a.virtual_ip, self.gateway, nets)
+        t1 = self.rt.now()
         if self.use_dns and a.dns:
             ok, why = self.dns_mount.up(list(a.dns))
             if ok:
                 self.log("dns_up", servers=list(a.dns))
             else:
                 self.log("dns_not_changed", reason=why, servers=list(a.dns))
+        return {"routes_ms": round((t1 - t0) * 1000, 3), "dns_ms": round((self.rt.now() - t1) * 1000, 3)}
 
     def _net_down(self) -> None:
         self.routes.down()

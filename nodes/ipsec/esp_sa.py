@@ -462,3 +462,15 @@ def make_sa(algorithm: str, enc_key: bytes, integ_key: bytes, spi: int,
     if direction in ("out", "outbound"):
         return OutboundSA(algorithm, enc_key, integ_key, spi, now, lifetime, random)
     raise ValueError(f"direction {direction!r}, expected 'in' or 'out'")
+
+
+def warm_up(algorithms: tuple[str, ...] | None = None) -> None:
+    """Build one SA pair of each algorithm with throwaway keys and pass a packet through it. The
+    first cipher context of a kind in a process costs milliseconds (the crypto library loads and
+    fetches the algorithm); a daemon pays that at start, not between the IKE_AUTH response and its
+    tunnel's first packet."""
+    for name in algorithms or tuple(ALGORITHMS):
+        alg = ALGORITHMS[name]
+        enc_key, integ_key = bytes(alg.enc_keymat_len), bytes(alg.integ_key_len)
+        out = OutboundSA(name, enc_key, integ_key, 0x100 + 1, 0.0)
+        InboundSA(name, enc_key, integ_key, 0x100 + 1, 0.0).decrypt(out.encrypt(bytes(20), 0.0), 0.0)

@@ -2,15 +2,17 @@
 and full tunnel (0/1 and 128/1 into the TUN, with a host route that keeps the tunnel's own packets
 to the gateway on the physical path) or split tunnel (the given networks); all taken back by down().
 
-Everything goes over rtnetlink from the calling thread (nodes/runtime/host/netlink.py): these requests
-stand between the IKE_AUTH response and the first packet through the tunnel, where an `ip`
-process each (a few milliseconds apiece on a busy machine) made the client slow to pass traffic.
+Everything goes over rtnetlink from the calling thread (nodes/runtime/host/netlink.py), the address
+and all routes in one datagram: these requests stand between the IKE_AUTH response and the first
+packet through the tunnel, where an `ip` process each (a few milliseconds apiece on a busy machine)
+made the client slow to pass traffic.
 The routes are what `ip route replace NET dev TUN src VIP` makes (scope link), the host route what
 `ip route replace GW/32 via NEXTHOP dev IF` makes.
 """
 from __future__ import annotations
 
 import errno
+import os
 import socket
 import struct
 from ipaddress import IPv4Address
@@ -55,6 +57,14 @@ def route_get(address: str) -> dict:
     return out
 
 
+def addr_add_request(index: int, virtual_ip: str) -> nl.Request:
+    """What `ip addr add VIP/32 dev TUN` asks (an address that is there already is no error)."""
+    packed = IPv4Address(virtual_ip).packed
+    body = nl._IFADDRMSG.pack(socket.AF_INET, 32, 0, nl.RT_SCOPE_UNIVERSE, index)
+    return nl.Request(nl.RTM_NEWADDR, nl.NLM_F_CREATE | nl.NLM_F_EXCL,
+                      body + nl._attr(nl.IFA_LOCAL, packed) + nl._attr(nl.IFA_ADDRESS, packed), ignore=(errno.EEXIST,))
+
+
 def _quietly(fn, *args, **kw) -> None:
     """Take a change back as `ip ... del` without a status check did: what is gone already (the
     address, the route, the TUN itself) is not an error at exit."""
@@ -71,21 +81,32 @@ class TunnelRoutes:
         self._changes = HostChanges()
 
     def up(self, virtual_ip: str, gateway: str, networks: list[str] | None) -> None:
-        """`networks` None: full tunnel."""
+        """`networks` None: full tunnel. The address and every route go to the kernel in one
+        netlink datagram (handled in order: the address exists before the routes that name it as
+        their source); a refused request raises NetlinkError after what was done is registered for
+        down()."""
         tun, changes = self.tun, self._changes
+        index = nl.link_index(tun)
         cidr = f"{virtual_ip}/32"
-        nl.addr_add(tun, cidr)
-        changes.on_exit(lambda: _quietly(nl.addr_del, tun, cidr))
+        requests = [addr_add_request(index, virtual_ip)]
+        undo = [lambda: _quietly(nl.addr_del, tun, cidr)]
         if networks is None:
             via = route_get(gateway)
             host = f"{gateway}/32"
-            nl.route_replace(host, dev=via["dev"], gateway=via.get("gateway"),
-                             scope=None if via.get("gateway") else nl.RT_SCOPE_LINK)
-            changes.on_exit(lambda: _quietly(nl.route_del, host))
+            requests.append(nl.route_replace_request(host, dev=via["dev"], gateway=via.get("gateway"),
+                                                     scope=None if via.get("gateway") else nl.RT_SCOPE_LINK))
+            undo.append(lambda: _quietly(nl.route_del, host))
             networks = FULL_TUNNEL
         for net in networks:
-            nl.route_replace(net, dev=tun, src=virtual_ip, scope=nl.RT_SCOPE_LINK)
-            changes.on_exit(lambda net=net: _quietly(nl.route_del, net, dev=tun))
+            requests.append(nl.route_replace_request(net, dev=index, src=virtual_ip, scope=nl.RT_SCOPE_LINK))
+            undo.append(lambda net=net: _quietly(nl.route_del, net, dev=tun))
+        refused = dict(nl.send_batch(requests))
+        for i, take_back in enumerate(undo):
+            if i not in refused:
+                changes.on_exit(take_back)
+        if refused:
+            i, code = next(iter(refused.items()))
+            raise NetlinkError(code, f"{requests[i].what or 'address add ' + cidr}: {os.strerror(code)}")
         self.routes = list(networks)
 
     def down(self) -> None:

@@ -30,8 +30,9 @@ from nodes.core import Addr
 from nodes.ipsec import ike
 from nodes.runtime.ipsec import sockets as io
 from nodes.ipsec import lifetime_policy as lp
-from nodes.ipsec.esp_sa import Lifetime
+from nodes.ipsec.esp_sa import Lifetime, warm_up
 from nodes.runtime.clock import SYSTEM
+from nodes.runtime.control import Handler
 from nodes.runtime.ipsec.dataplane import DataPlane, Tunnel
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -59,6 +60,7 @@ class IpsecRuntime:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.ike_in_at: float | None = None  # when the last IKE message arrived (the node's clock)
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
                          "send_errors": 0, "lifetime_rekeys": 0, "lifetime_expiries": 0}
 
@@ -67,6 +69,7 @@ class IpsecRuntime:
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        warm_up()  # the ESP ciphers' first contexts, before any SA is installed
         for port in (IKE_PORT, NAT_T_PORT):
             s = self.socks[port] = io.udp_socket(port)
             loop.add_reader(s.fileno(), io.UdpReader(s).drain, self._udp4500 if port == NAT_T_PORT else self._udp500)
@@ -232,7 +235,8 @@ class IpsecRuntime:
         self._ike_in(data, src, sport, dst, NAT_T_PORT)
 
     def _ike_in(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
-        self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), self.now())
+        self.ike_in_at = now = self.now()
+        self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), now)
         self.flush()
 
     def _esp(self, payload: memoryview, src: str) -> None:
@@ -309,19 +313,23 @@ _STATES = {"established": "ESTABLISHED", "rekeyed": "REKEYED", "closed": "DELETI
 _ENCR = {"aes-gcm-16": "AES_GCM_16", "aes-cbc": "AES_CBC"}
 
 
-def control_handlers(status, rt: "IpsecRuntime", core) -> dict:
-    """The control-socket commands both IPsec daemons answer: status, and the IKE actions a case
-    may ask for (rekey the child or IKE SA now, run a liveness check now, reset: every SA gone at once
-without a word to the peer, for a conformance tester between test parts)."""
-    def act(method):
-        def run(req):
-            getattr(core, method)(rt.now())
+def control_handlers(status: Handler, rt: "IpsecRuntime", core: ike.IkeCore) -> dict[str, Handler]:
+    """The control-socket commands both IPsec daemons answer, as an explicit table: status, and the
+    IKE actions a case may ask for (rekey the child or IKE SA now, run a liveness check now, reset:
+    every SA gone at once without a word to the peer, for a conformance tester between test parts).
+    Each action is the core's own method, called with the node's clock; its answer is "ok"."""
+    def act(action: Callable[[float], None]) -> Handler:
+        def run(req: dict) -> str:
+            action(rt.now())
             rt.flush()
             return "ok"
         return run
 
-    return {"status": status, "rekey_child": act("rekey_child"), "rekey_ike": act("rekey_ike"),
-            "check_liveness": act("check_liveness"), "reset": act("reset")}
+    return {"status": status,
+            "rekey_child": act(core.rekey_child),
+            "rekey_ike": act(core.rekey_ike),
+            "check_liveness": act(core.check_liveness),
+            "reset": act(core.reset)}
 
 
 def _alg_fields(alg: str) -> dict:
