@@ -1,7 +1,8 @@
 """One way to read configuration, for the whole project: the testbed's data files (world plan,
 scenarios, profiles' statements and case data, through testbed/schema.py) and the daemons' JSON
-configs (nodes/runtime/ipsec/config.py, nodes/runtime/mip/config.py) use the `Reader` and raise the
-one `ConfigError`, which names `file: key`, what was expected, what was found and, where it helps,
+configs (the file by nodes/runtime/daemon.py, its keys by nodes/runtime/ipsec/config.py,
+nodes/runtime/mip/config.py and the gateway's sites by nodes/ipsec/sites.py) raise the one
+`ConfigError`, which names `file: key`, what was expected, what was found and, where it helps,
 what to do (testbed principle 6, docs/principles.md).
 
 It sits below the runtime (pure Python, no I/O but reading a file) so that both the daemons and the
@@ -44,6 +45,8 @@ def load_json(path: Path | str) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(path, "(file)", "an existing file", hint="check the --config path") from None
+    except OSError as exc:  # a directory, no permission to read it...
+        raise ConfigError(path, "(file)", "a readable file", exc.strerror, hint="check the --config path") from None
     except ValueError as exc:
         raise ConfigError(path, f"line {getattr(exc, 'lineno', '?')}", "valid JSON", str(exc)) from None
     if not isinstance(data, dict):

@@ -60,16 +60,50 @@ def test_reader_conversions_by_kind():
 
 @pytest.mark.parametrize("text, key, expected", [
     (None, "(file)", "an existing file; check the --config path"),
+    ("(a directory)", "(file)", "a readable file, got 'Is a directory'; check the --config path"),
     ("{", "line 1", "valid JSON"),
     ("[1]", "(top level)", "a JSON object, got 'list'"),
 ])
 def test_json_files(tmp_path, text, key, expected):
     path = tmp_path / "c.json"
-    if text is not None:
+    if text == "(a directory)":
+        path.mkdir()
+    elif text is not None:
         path.write_text(text)
     with pytest.raises(ConfigError) as err:
         load_json(path)
     assert err.value.key == key and expected in str(err.value)
+    assert str(err.value).startswith(f"{path}: {key}: expected ")
+
+
+def test_the_daemons_config_file_is_read_the_same_way(tmp_path):
+    from nodes.runtime import daemon
+    assert daemon.load_config(None) == {}
+    (tmp_path / "ok.json").write_text('{"a": 1}')
+    assert daemon.load_config(tmp_path / "ok.json") == {"a": 1}
+    with pytest.raises(ConfigError, match=r"missing\.json: \(file\): expected an existing file; check the --config"):
+        daemon.load_config(tmp_path / "missing.json")
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ConfigError, match=r"list\.json: \(top level\): expected a JSON object, got 'list'"):
+        daemon.load_config(tmp_path / "list.json")
+
+
+def test_a_daemon_with_a_missing_config_file_exits_with_the_message(tmp_path):
+    code = ("from pathlib import Path\nfrom nodes.runtime import daemon\n"
+            f"daemon.load_config(Path({str(tmp_path / 'gw.json')!r}))\n")
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"{tmp_path / 'gw.json'}: (file): expected an existing file; check the --config path"
+
+
+def test_the_gateway_sites_errors_are_config_errors():
+    from nodes.ipsec.sites import SiteConfigError, parse_sites
+    with pytest.raises(ConfigError) as err:
+        parse_sites({"ar1": {"psk": "s", "site_subnets": "192.0.2.0/25"}}, set(), None, source="gw.json")
+    assert isinstance(err.value, SiteConfigError)
+    assert str(err.value) == ("gw.json: internal_presence: expected pool when sites are configured (a site's subnets "
+                              "are routed into the tunnel, not translated); set internal_presence: pool with a pool, "
+                              "or remove the sites")
 
 
 def test_a_profiles_case_data_is_checked_against_its_schema(tmp_path):

@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from nodes.daemons.vpn_gateway import Gateway
-from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
+from nodes.ipsec.sites import GATEWAY_CONFIG, SiteTable, parse_sites
 from nodes.runtime.ipsec.config import Cfg, ConfigError
 from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.vendors.strongswan.config import SITE_ROUTING_PRIO, render, strongswan_conf
@@ -27,26 +27,39 @@ def test_sites_are_read():
 
 
 @pytest.mark.parametrize("raw, users, pool, key, expected", [
-    ({"ar1": AR1}, set(), None, "internal_presence", "pool when sites are configured"),
-    ({"alice": AR1}, {"alice"}, POOL, "sites.alice", "an id no user has"),
-    ({"ar1": {**AR1, "site_subnets": []}}, set(), POOL, "sites.ar1.site_subnets", "the site's own networks"),
-    ({"ar1": {**AR1, "site_subnets": ["10.1.3.128/25"]}}, set(), POOL, "sites.ar1.site_subnets", "outside the pool"),
+    ({"ar1": AR1}, set(), None, "internal_presence",
+     "pool when sites are configured (a site's subnets are routed into the tunnel, not translated); "
+     "set internal_presence: pool"),
+    ({"alice": AR1}, {"alice"}, POOL, "sites.alice", "an id no user has (sites and users share the IKE identities), "
+                                                     "got 'alice'; rename the site or the user"),
+    ({"ar1": {**AR1, "site_subnets": []}}, set(), POOL, "sites.ar1.site_subnets",
+     "the site's own networks (a non-empty list of prefixes), got []"),
+    ({"ar1": {**AR1, "site_subnets": ["10.1.3.128/25"]}}, set(), POOL, "sites.ar1.site_subnets",
+     "networks outside the pool 10.1.3.0/24, got '10.1.3.128/25'"),
     ({"ar1": AR1, "ar2": {**AR1, "site_subnets": ["192.0.2.64/26"]}}, set(), POOL, "sites.ar2.site_subnets",
-     "no other site has"),
-    ({"ar1": {**AR1, "psk": None}}, set(), POOL, "sites.ar1.psk", "a pre-shared key"),
-    ({"ar1": {**AR1, "colour": "blue"}}, set(), POOL, "sites.ar1.colour", "one of psk"),
-    ({"ar1": {**AR1, "site_subnets": ["192.0.2.0/33"]}}, set(), POOL, "sites.ar1.site_subnets", "prefixes"),
-    ([], set(), POOL, "sites", "a mapping of site id"),
+     "networks no other site has (site ar1), got '192.0.2.64/26'"),
+    ({"ar1": {**AR1, "psk": None}}, set(), POOL, "sites.ar1.psk", "a pre-shared key; add the site's pre-shared key"),
+    ({"ar1": {**AR1, "psk": ""}}, set(), POOL, "sites.ar1.psk", "a pre-shared key, got ''"),
+    ({"ar1": {**AR1, "colour": "blue"}}, set(), POOL, "sites.ar1.colour",
+     "one of psk, subnets, site_subnets, got 'colour'; remove this key"),
+    ({"ar1": {**AR1, "site_subnets": ["192.0.2.0/33"]}}, set(), POOL, "sites.ar1.site_subnets",
+     "prefixes ('33' is not a valid netmask), got ['192.0.2.0/33']"),
+    ({"ar1": {**AR1, "subnets": "10.1.0.0/16"}}, set(), POOL, "sites.ar1.subnets", "a list of prefixes, got '10.1.0.0/16'"),
+    ([], set(), POOL, "sites", "a mapping of site id -> {psk, subnets, site_subnets}, got []"),
 ])
-def test_bad_sites_name_the_key(raw, users, pool, key, expected):
-    with pytest.raises(SiteConfigError) as err:
+def test_bad_sites_name_file_key_expected_and_found(raw, users, pool, key, expected):
+    """The project's one ConfigError: `file: key: expected ..., got ...; what to do`."""
+    with pytest.raises(ConfigError) as err:
         parse_sites(raw, users, pool)
-    assert err.value.key == key and expected in str(err.value)
+    assert err.value.key == key and err.value.file == GATEWAY_CONFIG
+    assert str(err.value).startswith(f"{GATEWAY_CONFIG}: {key}: expected {expected}"), str(err.value)
+    with pytest.raises(ConfigError, match=r"^gw\.json: "):
+        parse_sites(raw, users, pool, source="gw.json")
 
 
 def test_the_gateway_refuses_sites_with_napt_naming_the_key():
     cfg = {"internal_presence": "napt", "users": {"alice": {"psk": "a"}}, "sites": {"ar1": AR1}}
-    with pytest.raises(ConfigError, match="internal_presence.*pool when sites are configured"):
+    with pytest.raises(ConfigError, match="^gw.json: internal_presence: expected pool when sites are configured"):
         Gateway(Cfg(cfg, "gw.json"), lambda *a, **k: None)
 
 

@@ -8,13 +8,16 @@ routes the site subnets into its TUN; this table says which tunnel carries a des
 prefix first) while the site's IKE SA lives. Pure data: no I/O, no clock.
 
 Config (the gateway's `sites` key): {id: {psk, subnets (what the site may reach; default
-0.0.0.0/0), site_subnets (the site's own networks)}}; `check_sites` refuses what cannot work, with
-the key to change.
+0.0.0.0/0), site_subnets (the site's own networks)}}; `parse_sites` refuses what cannot work with the
+project's one ConfigError (nodes/config_schema.py): the file, the key to change, what was expected
+there and what was found.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Network
+
+from nodes.config_schema import ConfigError
 
 
 @dataclass(frozen=True)
@@ -25,58 +28,64 @@ class Site:
     site_subnets: tuple[IPv4Network, ...]  # its own networks: its TSi, routed into G's tunnel
 
 
-class SiteConfigError(ValueError):
-    """A bad `sites` entry: `key` (e.g. sites.ar1.site_subnets) and what was expected there."""
-
-    def __init__(self, key: str, expected: str, got=None):
-        super().__init__(f"{key}: expected {expected}" + ("" if got is None else f", got {got!r}"))
-        self.key, self.expected, self.got = key, expected, got
+class SiteConfigError(ConfigError):
+    """The ConfigError of a bad `sites` entry, under the name nodes/daemons/vpn_gateway.py catches
+    (it re-raises it naming its own config file); everything else catches ConfigError."""
 
 
-def parse_sites(raw, users: set[str], pool: IPv4Network | None, key: str = "sites") -> dict[str, Site]:
+GATEWAY_CONFIG = "the gateway's config"  # the file named when the caller does not say which
+
+
+def parse_sites(raw, users: set[str], pool: IPv4Network | None, key: str = "sites",
+                source: str = GATEWAY_CONFIG) -> dict[str, Site]:
     """The `sites` mapping -> id -> Site. `users`: the user ids (a site may not reuse one); `pool`:
-    the address pool of internal_presence pool (None: another presence, which sites cannot use)."""
+    the address pool of internal_presence pool (None: another presence, which sites cannot use);
+    `source`: the config file, named in the errors."""
     if raw is None:
         return {}
+
+    def fail(at: str, expected: str, got=None, hint: str = "") -> SiteConfigError:
+        return SiteConfigError(source, at, expected, got, hint)
+
     if pool is None:
-        raise SiteConfigError("internal_presence", "pool when sites are configured (a site's subnets are routed "
-                              "into the tunnel, not translated)")
+        raise fail("internal_presence", "pool when sites are configured (a site's subnets are routed into the "
+                   "tunnel, not translated)", hint="set internal_presence: pool with a pool, or remove the sites")
     if not isinstance(raw, dict) or not raw:
-        raise SiteConfigError(key, "a mapping of site id -> {psk, subnets, site_subnets}", raw)
+        raise fail(key, "a mapping of site id -> {psk, subnets, site_subnets}", raw)
     sites: dict[str, Site] = {}
     for sid, entry in raw.items():
         at = f"{key}.{sid}"
         if str(sid) in users:
-            raise SiteConfigError(at, "an id no user has (sites and users share the IKE identities)", sid)
+            raise fail(at, "an id no user has (sites and users share the IKE identities)", sid,
+                       hint="rename the site or the user")
         if not isinstance(entry, dict):
-            raise SiteConfigError(at, "a mapping with psk, subnets and site_subnets", entry)
-        unknown = set(entry) - {"psk", "subnets", "site_subnets"}
+            raise fail(at, "a mapping with psk, subnets and site_subnets", entry)
+        unknown = sorted(set(entry) - {"psk", "subnets", "site_subnets"})
         if unknown:
-            raise SiteConfigError(f"{at}.{sorted(unknown)[0]}", "one of psk, subnets, site_subnets")
+            raise fail(f"{at}.{unknown[0]}", "one of psk, subnets, site_subnets", unknown[0], hint="remove this key")
         if not entry.get("psk"):
-            raise SiteConfigError(f"{at}.psk", "a pre-shared key")
-        own = _networks(entry.get("site_subnets"), f"{at}.site_subnets")
+            raise fail(f"{at}.psk", "a pre-shared key", entry.get("psk"), hint="add the site's pre-shared key")
+        own = _networks(entry.get("site_subnets"), f"{at}.site_subnets", fail)
         if not own:
-            raise SiteConfigError(f"{at}.site_subnets", "the site's own networks (a non-empty list of prefixes)")
+            raise fail(f"{at}.site_subnets", "the site's own networks (a non-empty list of prefixes)", own)
         for net in own:
             if net.overlaps(pool):
-                raise SiteConfigError(f"{at}.site_subnets", f"networks outside the pool {pool}", str(net))
+                raise fail(f"{at}.site_subnets", f"networks outside the pool {pool}", str(net))
             for other in sites.values():
                 if any(net.overlaps(o) for o in other.site_subnets):
-                    raise SiteConfigError(f"{at}.site_subnets", f"networks no other site has (site {other.identity})",
-                                          str(net))
-        reach = _networks(entry.get("subnets", ["0.0.0.0/0"]), f"{at}.subnets")
+                    raise fail(f"{at}.site_subnets", f"networks no other site has (site {other.identity})", str(net))
+        reach = _networks(entry.get("subnets", ["0.0.0.0/0"]), f"{at}.subnets", fail)
         sites[str(sid)] = Site(str(sid), str(entry["psk"]), tuple(reach), tuple(own))
     return sites
 
 
-def _networks(value, key: str) -> list[IPv4Network]:
+def _networks(value, key: str, fail) -> list[IPv4Network]:
     if not isinstance(value, list):
-        raise SiteConfigError(key, "a list of prefixes", value)
+        raise fail(key, "a list of prefixes", value)
     try:
         return [IPv4Network(str(v)) for v in value]
     except ValueError as exc:
-        raise SiteConfigError(key, f"prefixes ({exc})", value) from None
+        raise fail(key, f"prefixes ({exc})", value) from None
 
 
 class SiteTable:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import signal
 import sys
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from nodes.config_schema import load_json
 from nodes.runtime.control import ControlServer, Handler
 from nodes.runtime.logs import EventLog
 
@@ -29,17 +29,11 @@ def base_parser(name: str, about: str) -> argparse.ArgumentParser:
 
 
 def load_config(path: Path | None) -> dict:
-    if path is None:
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        sys.exit(f"config file {path} does not exist")
-    except ValueError as exc:
-        sys.exit(f"config file {path} is not valid JSON: {exc}")
-    if not isinstance(data, dict):
-        sys.exit(f"config file {path}: expected a JSON object at the top level")
-    return data
+    """The --config file's JSON object ({} without one). A missing file, bad JSON or another top
+    level raises the project's one ConfigError (nodes/config_schema.py), naming the file, what was
+    expected and what was found; being a SystemExit, it ends the daemon with that message and
+    status 1."""
+    return {} if path is None else load_json(path)
 
 
 async def _serve(name: str, args: argparse.Namespace, setup: Setup) -> None:
