@@ -29,6 +29,7 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.conformance import netns
+from testbed.conformance.inbox import Quiet, quiet_until_marker
 from testbed.conformance.mip import (
     SecurityAssociation, SocketTransport, TesterFA, TesterMN, decapsulate, parse_reply,
 )
@@ -37,11 +38,13 @@ from testbed.conformance.mip.ipv4 import FLAG_DF, build_ipv4, parse_ipv4
 from testbed.conformance.mip.link import parse_arp
 from testbed.conformance.mip.messages import MIP_PORT, parse_tunnel_data
 from testbed.conformance.mip.transport import Received
+from testbed.conformance.mip.tunnels import ipip_encapsulate
 from testbed.conformance.mip.udp import build_udp, ipv4_udp
 from testbed.report.verdicts import inconclusive
 
 ETH_P_ARP = 0x0806
 IPPROTO_RAW = 255
+MARKER_HOME_INDEX = 4  # the scenario's fifth mobile node is the marker node (see HaTester.marker_home)
 CN_PORT = 7434  # the correspondent's source port for data to a home address
 SINK_PORT = 9  # discard
 
@@ -207,6 +210,11 @@ class HaTester:
         self._link: HomeLink | None = None
         self.tag = int.from_bytes(os.urandom(2), "big")
         self._seq = 0
+        # the marker node (testbed/conformance/inbox.py: silence windows ended by a marker): a home
+        # address no part judges, after the ones the parts use (the fifth, 10.1.1.104)
+        self.marker_home = self.homes[MARKER_HOME_INDEX] if len(self.homes) > MARKER_HOME_INDEX else None
+        self._marker_mn: TesterMN | None = None
+        self._marker_bound: str | None = None  # the flags it is registered with, None: not bound
         for name in ("mn", "fa", "cn"):  # listening from the start: what arrives early is not lost
             self._place(name)
 
@@ -328,42 +336,106 @@ class HaTester:
 
     def reply_to(self, ident: int, place: Place | None = None, timeout: float = 1.0) -> Received | None:
         """The HA's Registration Reply whose identification's low 32 bits are `ident`'s, at a place."""
+        return (place or self.mn_place).transport.wait_for(self._reply_match(ident), timeout)
+
+    @staticmethod
+    def _is_registration(i: Received) -> bool:
+        return i.kind == "udp" and i.data[:1] in (b"\x01", b"\x03")
+
+    def any_registration(self, place: Place | None = None, timeout: float = 0.5, marker: bool = False) -> list[Received]:
+        """Every registration message (type 1 or 3) that arrives at a place within `timeout`; with
+        `marker` (the MN's place only), the silence ends after the marker node's request is answered
+        (inbox.py), and once something came the rest of the window is collected as without."""
+        place = place or self.mn_place
+        items, end = [], time.monotonic() + timeout
+        if marker:
+            answered = self.marker_request(place)
+            q = self.quiet(lambda i: self._is_registration(i) and not answered(i), timeout, place, answered)
+            if q.silent:
+                return []
+            items.append(q.item)
+        tp = place.transport
+        while (left := end - time.monotonic()) > 0:
+            items += [i for i in tp.recv(left) if self._is_registration(i)]
+        return items
+
+    def exchange(self, mn: TesterMN, data: bytes, place: Place | None = None, timeout: float = 1.0,
+                 dst: str | None = None, marker: bool = False):
+        """Send a request (bytes built by `mn`) and wait for its reply: (Received or None, ReplyCheck or None).
+        With `marker` (a request that may be silently discarded), the wait for its reply ends once
+        the marker node's request sent after it is answered (inbox.py)."""
+        place = place or self.mn_place
+        ident = mn.pending_identification
+        self.send(data, place, dst=dst)
+        if marker:
+            item = self.quiet(self._reply_match(ident), timeout, place, self.marker_request(place)).item
+        else:
+            item = self.reply_to(ident, place, timeout)
+        if item is None:
+            return None, None
+        return item, mn.check_reply(item.data, time.time(), ident)
+
+    def register(self, mn: TesterMN, coa: str | None = None, place: Place | None = None, timeout: float = 1.0,
+                 marker: bool = False, **request_kw):
+        """A registration request from `place` (the MN at r by default) with care-of address `coa`
+        (r's address by default): (Received or None, ReplyCheck or None); `marker`: see `exchange`."""
+        place = place or self.mn_place
+        request_kw.setdefault("flags", "D")  # a co-located care-of address unless told otherwise
+        data = mn.request(time.time(), coa or place.address, **request_kw)
+        return self.exchange(mn, data, place, timeout, marker=marker)
+
+    # ---- markers: silence windows that end once the HA handled what came after the probe ------------
+    def quiet(self, unwanted, window: float, place: Place | None = None, marker=None) -> Quiet:
+        """inbox.quiet_until_marker on a place's transport (what matches neither is dropped, as by
+        `wait_for`); `marker` None (no marker node, or it was refused) waits the whole window."""
+        return quiet_until_marker((place or self.mn_place).transport.recv, unwanted, marker, window)
+
+    @staticmethod
+    def _reply_match(ident: int, home=None):
+        """A reply whose identification's low 32 bits are `ident`'s (and for `home`, when given)."""
         low = ident & 0xFFFFFFFF
 
         def match(i: Received) -> bool:
             if i.kind != "udp" or i.data[:1] != b"\x03":
                 return False
             r = parse_reply(i.data)
-            return r.ok and (r.identification & 0xFFFFFFFF) == low
-        return (place or self.mn_place).transport.wait_for(match, timeout)
+            return r.ok and (r.identification & 0xFFFFFFFF) == low and (home is None or str(r.home_address) == str(home))
+        return match
 
-    def any_registration(self, place: Place | None = None, timeout: float = 0.5) -> list[Received]:
-        """Every registration message (type 1 or 3) that arrives at a place within `timeout`."""
-        items, end = [], time.monotonic() + timeout
-        tp = (place or self.mn_place).transport
-        while (left := end - time.monotonic()) > 0:
-            items += [i for i in tp.recv(left) if i.kind == "udp" and i.data[:1] in (b"\x01", b"\x03")]
-        return items
-
-    def exchange(self, mn: TesterMN, data: bytes, place: Place | None = None, timeout: float = 1.0,
-                 dst: str | None = None):
-        """Send a request (bytes built by `mn`) and wait for its reply: (Received or None, ReplyCheck or None)."""
+    def marker_request(self, place: Place | None = None):
+        """Send a valid request of the marker node from the MN's place (co-located care-of address
+        r); a match for its reply, or None (no marker node, or another place: no marker)."""
         place = place or self.mn_place
+        if self.marker_home is None or place is not self.mn_place:
+            return None
+        if self._marker_mn is None:
+            self._marker_mn = self.mn(self.marker_home)
+        mn = self._marker_mn
+        self.send(mn.request(time.time(), place.address, flags=self._marker_bound or "D"), place)
         ident = mn.pending_identification
-        self.send(data, place, dst=dst)
-        item = self.reply_to(ident, place, timeout)
-        if item is None:
-            return None, None
-        return item, mn.check_reply(item.data, time.time(), ident)
+        match = self._reply_match(ident, mn.home_address)
+        return lambda i: match(i) and self._marker_accepted(i, mn, ident)
 
-    def register(self, mn: TesterMN, coa: str | None = None, place: Place | None = None, timeout: float = 1.0,
-                 **request_kw):
-        """A registration request from `place` (the MN at r by default) with care-of address `coa`
-        (r's address by default): (Received or None, ReplyCheck or None)."""
-        place = place or self.mn_place
-        request_kw.setdefault("flags", "D")  # a co-located care-of address unless told otherwise
-        data = mn.request(time.time(), coa or place.address, **request_kw)
-        return self.exchange(mn, data, place, timeout)
+    def _marker_accepted(self, item: Received, mn: TesterMN, ident: int) -> bool:
+        check = mn.check_reply(item.data, time.time(), ident)
+        if check is not None and check.accepted:
+            self._marker_bound = self._marker_bound or "D"
+            return True
+        return False
+
+    def marker_binding(self, flags: str = "D") -> str | None:
+        """The marker node registered at r with `flags` (once per flags): its home address, or None
+        when there is none or the HA does not accept it (then parts wait their whole windows)."""
+        if self.marker_home is None:
+            return None
+        if self._marker_bound != flags:
+            if self._marker_mn is None:
+                self._marker_mn = self.mn(self.marker_home)
+            _, check = self.register(self._marker_mn, flags=flags)
+            if check is None or not check.accepted:
+                return None
+            self._marker_bound = flags
+        return self.marker_home
 
     def registered(self, mn: TesterMN, coa: str | None = None, place: Place | None = None, steps=None,
                    **request_kw):
@@ -425,11 +497,42 @@ class HaTester:
                 break
         return packet, got
 
-    def nothing_tunnelled(self, home: str, place: Place | None = None, wait: float = 0.4, **kw) -> bool:
-        """True when a datagram to `home` reaches no care-of address at `place` within `wait`."""
+    def nothing_tunnelled(self, home: str, place: Place | None = None, wait: float = 0.4, marker_home: str | None = None,
+                          **kw) -> bool:
+        """True when a datagram to `home` reaches no care-of address at `place` within `wait`. With
+        `marker_home` (an address bound to `place`), a plain datagram to it follows, and the window
+        ends once that one is tunnelled there (inbox.py)."""
+        _, probe = self.send_to_home(home, **kw)
+        return self.not_tunnelled(probe, place, wait, marker_home)
+
+    def not_tunnelled(self, probe: bytes, place: Place | None = None, wait: float = 0.4,
+                      marker_home: str | None = None) -> bool:
+        """True when nothing carrying `probe` (sent already) is tunnelled to `place` within `wait`;
+        `marker_home`: see `nothing_tunnelled`."""
         place = place or self.mn_place
-        _, marker = self.send_to_home(home, **kw)
-        return self.tunnelled_at(place, marker, wait) is None
+        after = None
+        if marker_home is not None:
+            _, mark = self.send_to_home(marker_home)
+            after = self._tunnelled_match(place, mark)
+        return self.quiet(self._tunnelled_match(place, probe), wait, place, after).silent
+
+    @staticmethod
+    def _tunnelled_match(place: Place, marker: bytes):
+        def match(i: Received) -> bool:
+            t = as_tunnelled(i, place.address)
+            return t is not None and marker in t.inner
+        return match
+
+    def not_at_correspondent(self, marker: bytes, timeout: float = 0.4, marker_home: str | None = None) -> bool:
+        """True when nothing carrying `marker` reaches the correspondent within `timeout`. With
+        `marker_home` (bound at r, reverse tunnelling accepted), a valid reverse tunnel from it
+        follows, and the window ends once that one is delivered (inbox.py)."""
+        after = None
+        if marker_home is not None:
+            inner, mark = self.inner_from_home(marker_home)
+            self.send_packet(ipip_encapsulate(inner, self.mn_place.address, self.ha, forwarding=False))
+            after = lambda i: i.kind == "ip" and mark in i.data  # noqa: E731
+        return self.quiet(lambda i: i.kind == "ip" and marker in i.data, timeout, self.cn_place, after).silent
 
     def at_correspondent(self, marker: bytes, timeout: float = 1.0) -> Received | None:
         """A datagram carrying `marker` arriving at the correspondent (what a reverse tunnel delivered)."""

@@ -12,8 +12,10 @@ def _accepted(check) -> bool:
 
 
 def _stopped(ha_tester, steps, home, wait=0.3):
-    ok = ha_tester.nothing_tunnelled(home, wait=wait)
-    steps.record("datagram from h to the home address", "no longer tunnelled", "nothing" if ok else "tunnelled", ok=ok)
+    marker = ha_tester.marker_binding()
+    ok = ha_tester.nothing_tunnelled(home, wait=wait, marker_home=marker)
+    steps.record(f"datagram from h to the home address (then one to {marker}, bound at r: the wait ends once that "
+                 "one is tunnelled)", "no longer tunnelled", "nothing" if ok else "tunnelled", ok=ok)
     assert ok, "the binding is still in use: data is tunnelled to the care-of address"
 
 
