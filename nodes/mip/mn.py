@@ -20,13 +20,15 @@ from nodes.mip.actions import AddTunnel, GratuitousArp, Log, RemoveTunnel, SendI
 from nodes.mip.auth import SecurityAssociation
 from nodes.mip.common import ENCAPSULATIONS, Counters, Snapshot, addr
 from nodes.mip.mn_messages import (
-    Agent, Attempt, Identifications, Registration, check_reply, request_for, requested_encapsulation,
+    Agent, Attempt, Identifications, Registration, check_reply, keepalive_packet, request_for,
+    requested_encapsulation,
 )
 from nodes.mip.movement import CoLocatedNetwork, Movement
 from nodes.wire.errors import DecodeError
 from nodes.wire.mip import (
-    EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT, AgentAdvertisement,
-    AgentFlags, AgentSolicitation, RegistrationReply, ReplyCode, agent_rebooted, find_extension, is_accepted,
+    ENCAP_IPIP, EXT_TRUSTED_NETWORKS, EXT_UDP_TUNNEL_REPLY, ICMP_ROUTER_ADVERTISEMENT, MIP_PORT, AgentAdvertisement,
+    AgentFlags, AgentSolicitation, RegistrationReply, ReplyCode, TunnelData, agent_rebooted, find_extension,
+    is_accepted,
 )
 
 ALL_ROUTERS = IPv4Address("224.0.0.2")
@@ -72,6 +74,12 @@ class MobileNodeConfig:
     udp_tunnel: str = "auto"  # RFC 3519 ext 144: "auto" when co-located, "always", "never"
     force_udp: bool = False  # F bit of ext 144
     encapsulation: str = "ipip"  # the forward tunnel asked for: "minimal" sets M, "gre" sets G (RFC 5944 3.3)
+    # with a co-located care-of address on a link whose foreign agent advertises R: True, register
+    # that address through the agent (RFC 5944 3.2, RFC 3519 4.4: the mobile node daemon); False,
+    # register the agent's own care-of address instead (also registration via the agent). False by
+    # default: the RFC 5265 mobile VPN node's inside detection reads an agent attachment of its
+    # x-MIP layer as access mode f (an FA care-of address for i-MIP, RFC 5265 2.2)
+    colocated_through_agent: bool = False
     solicit_interval: float = 1.0
     solicit_burst: int = 3  # at most this many at solicit_interval, then exponential backoff
     solicit_max_interval: float = 60.0
@@ -139,6 +147,7 @@ class MobileNode:
         self._retry_at: float | None = None
         self._tokens, self._tokens_at = REQUEST_BURST, None  # the registration rate's token bucket
         self._candidate: Agent | None = None  # another agent heard while the current one still advertises
+        self._keepalives = 0  # keepalives sent at registration (their ICMP sequence numbers)
         self.movement = Movement(config, self.counters)
 
     # --- link events ----------------------------------------------------------------------------
@@ -314,13 +323,28 @@ class MobileNode:
         if self._at_home():
             return self._return_home(now)
         fa = self.agent if self.agent is not None and self.agent.is_foreign else None
-        if fa is not None and (self.colocated is None or fa.flags & AgentFlags.R):
+        if fa is not None and (self.colocated is None or
+                               (fa.flags & AgentFlags.R and not self.config.colocated_through_agent)):
             self.location = Location.FOREIGN
             return self._start(now, "fa")
         if self.colocated is not None:
+            # through a foreign agent that advertises R (RFC 5944 3.2), else directly (_start)
             self.location = Location.FOREIGN
             return self._start(now, "colocated")
         return []
+
+    def _requiring_agent(self, now: float) -> Agent | None:
+        """The foreign agent a co-located care-of address is registered through: one heard on this
+        link, within its advertisement lifetime, with R set. RFC 5944 3.2: "If a mobile node is
+        using a co-located care-of address, and receives an Agent Advertisement from a foreign
+        agent on the link on which it is using this care-of address, the mobile node SHOULD
+        register via that foreign agent ... if the 'R' bit is set"; otherwise it "MUST register
+        directly with its home agent"."""
+        a = self.agent
+        if not self.config.colocated_through_agent or a is None or not a.is_foreign or not a.flags & AgentFlags.R \
+                or a.expires <= now:
+            return None
+        return a
 
     def _return_home(self, now: float) -> list:
         if self.location == Location.HOME and (self.state == MnState.HOME or (self.attempt and self.attempt.mode == "home")):
@@ -370,6 +394,14 @@ class MobileNode:
                 wanted = min(wanted, self.agent.max_lifetime)
             attempt = Attempt(mode, wanted, self.agent.care_of_addresses[0], self.agent.address, home,
                               agent_flags=self.agent.flags)
+        elif (via := self._requiring_agent(now)) is not None:
+            # the co-located care-of address in the request, sent to the agent (its link-layer
+            # address learnt from the advertisement), which relays it (RFC 5944 3.6.1.1, 3.7.2)
+            wanted = cfg.lifetime if lifetime is None else lifetime
+            if via.max_lifetime:
+                wanted = min(wanted, via.max_lifetime)  # 3.6.1.2, as through the agent's own address
+            attempt = Attempt(mode, wanted, self.colocated, via.address, self.colocated, agent_flags=via.flags,
+                              via_fa=True)
         else:
             attempt = Attempt(mode, cfg.lifetime if lifetime is None else lifetime, self.colocated,
                               cfg.home_agent, self.colocated)
@@ -392,7 +424,7 @@ class MobileNode:
         a.retransmit_at = now + a.timeout
         self.counters["requests"] += 1
         self._away = self._away or a.mode != "home"
-        ttl = 255 if a.mode == "fa" else 64
+        ttl = 255 if a.through_agent else 64  # RFC 3024 3.2: the foreign agent checks 255
         return [SendUdp(a.dst, MIP_PORT, request_for(self.config, a), src=a.src, ttl=ttl, iface=self.config.iface)]
 
     def _on_udp(self, payload: bytes, now: float) -> list:
@@ -410,7 +442,7 @@ class MobileNode:
         self.attempt = None
         log = self._log("registration", {"mode": a.mode, "coa": str(a.care_of_address), "code": reply.code,
                                          "lifetime": reply.lifetime, "elapsed": round(now - a.first_sent_at, 6),
-                                         "at": now})
+                                         "at": now, **({"via": str(a.dst)} if a.via_fa else {})})
         if a.mode == "home":
             self._away, self.state, self.registration = False, MnState.HOME, None
             return [log]
@@ -426,9 +458,23 @@ class MobileNode:
             self._next_solicit = None  # a co-located care-of address in use: no more soliciting (2.4)
             tunnel_action = AddTunnel(cfg.home_address, a.care_of_address, cfg.home_agent, tunnel,
                                       MIP_PORT if tunnel == "udp" else None, udp.keepalive if udp else None)
+            if a.via_fa and tunnel == "udp":
+                # RFC 3519 4.4: registered through a foreign agent with R in the UDP Tunnel Request,
+                # "the mobile node also MUST send a keepalive as soon as its registration has been
+                # accepted": the home agent learns the tunnel's port from it (4.11)
+                return [tunnel_action, self._keepalive(a), log]
         else:
             tunnel_action = RemoveTunnel(cfg.home_address)
         return [tunnel_action, log]
+
+    def _keepalive(self, a: Attempt) -> SendUdp:
+        """A keepalive in the UDP tunnel, from the port of the registration (RFC 3519 4.4)."""
+        cfg = self.config
+        self._keepalives += 1
+        self.counters["keepalives-at-registration"] += 1
+        data = TunnelData(ENCAP_IPIP, keepalive_packet(cfg.home_address, cfg.home_agent, self._keepalives))
+        return SendUdp(cfg.home_agent, MIP_PORT, data.encode(), src=a.care_of_address, sport=MIP_PORT,
+                       iface=cfg.iface)
 
     def _denied(self, reply: RegistrationReply, now: float) -> list:
         a = self.attempt

@@ -3,18 +3,21 @@ the registration request of an attempt, the checks a reply must pass (3.3-3.6, R
 identifications (NTP timestamps, 5.7)."""
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from nodes.core import RandomSource
 from nodes.mip.common import encapsulation_flags
 from nodes.wire.errors import DecodeError
+from nodes.wire.ipv4 import ICMP, PROTO_ICMP, IPv4
 from nodes.wire.mip import (
     ENCAP_IPIP, EXT_MN_HA_AUTH, NTP_UNIX_OFFSET, TYPE_REPLY, AgentAdvertisement, AgentFlags, RegistrationReply,
     RegistrationRequest, ReplyCode, RequestFlags, TunnelData, UdpTunnelRequest, find_extension, message_type,
     ntp_now,
 )
 
+KEEPALIVE_ECHO_ID = 0x3519  # the ICMP identifier of the node's RFC 3519 keepalives
 RANDOM_LOW_BITS = 12  # fraction bits of an identification below a microsecond clock (2**-20 s)
 
 
@@ -67,7 +70,13 @@ class Attempt:
     timeout: float = 1.0
     retransmit_at: float = 0.0
     resynced: bool = False
-    agent_flags: int = 0  # mode fa: the agent's advertised flags (M and G, RFC 5944 3.6.1.2)
+    agent_flags: int = 0  # through an agent: its advertised flags (M and G, RFC 5944 3.6.1.2; U, RFC 3519 4.4)
+    via_fa: bool = False  # mode colocated: sent through the foreign agent `dst` that advertises R (RFC 5944 3.2)
+
+    @property
+    def through_agent(self) -> bool:
+        """The request goes to a foreign agent on the link (its own care-of address or a co-located one)."""
+        return self.mode == "fa" or self.via_fa
 
 
 @dataclass
@@ -115,18 +124,30 @@ def requested_encapsulation(cfg, attempt: Attempt) -> str:
     return cfg.encapsulation
 
 
+def udp_tunnel_requested(cfg, attempt: Attempt) -> bool:
+    """Whether the request of `attempt` carries a UDP Tunnel Request (RFC 3519 4.4): as configured
+    (`udp_tunnel` auto: with a co-located care-of address), except that a co-located address
+    registered through a foreign agent carries one only when the agent advertises U: "the mobile
+    node MUST NOT include a UDP Tunnel Request Extension" otherwise."""
+    if attempt.mode == "home" or cfg.udp_tunnel == "never":
+        return False
+    if attempt.via_fa:
+        return bool(attempt.agent_flags & AgentFlags.U)
+    return cfg.udp_tunnel == "always" or attempt.mode == "colocated"
+
+
 def request_for(cfg, attempt: Attempt) -> bytes:
     """The signed registration request of `attempt` (T, D, M or G and the RFC 3519 extension as
-    configured)."""
+    configured). A co-located care-of address registered through a foreign agent that advertises U
+    sets the extension's R flag (RFC 3519 3.1.2, 4.4)."""
     flags = encapsulation_flags(requested_encapsulation(cfg, attempt))
     if cfg.reverse_tunnel and attempt.mode != "home":
         flags |= RequestFlags.T
     exts = []
     if attempt.mode == "colocated":
         flags |= RequestFlags.D
-    if attempt.mode != "home" and (cfg.udp_tunnel == "always" or
-                                   (cfg.udp_tunnel == "auto" and attempt.mode == "colocated")):
-        exts.append(UdpTunnelRequest(force=cfg.force_udp))
+    if udp_tunnel_requested(cfg, attempt):
+        exts.append(UdpTunnelRequest(force=cfg.force_udp, via_fa=attempt.via_fa))
     req = RegistrationRequest(flags, attempt.lifetime, cfg.home_address, cfg.home_agent,
                               attempt.care_of_address, attempt.identification, exts)
     return cfg.sa.sign(req.encode())
@@ -172,6 +193,13 @@ def tunnel_data_inner(payload: bytes, encapsulation: int = ENCAP_IPIP) -> bytes:
         raise DecodeError("next-header-mismatch",
                           f"next header {data.next_header}, the binding tunnels with {encapsulation}")
     return data.payload
+
+
+def keepalive_packet(home: IPv4Address, home_agent: IPv4Address, seq: int) -> bytes:
+    """RFC 3519 3.1's keepalive: an ICMP echo request from the home address to the home agent (to be
+    carried in tunnel data, IP-in-UDP)."""
+    echo = ICMP(8, 0, struct.pack("!HH", KEEPALIVE_ECHO_ID, seq & 0xFFFF), b"mip-keepalive").encode()
+    return IPv4(home, home_agent, PROTO_ICMP, echo).encode()
 
 
 def inner_ttl_expired(inner: bytes) -> bool:

@@ -5,14 +5,14 @@ through a NAT (RFC 3519 3.1), and the home agent's tunnelled packets decapsulate
 """
 from __future__ import annotations
 
-import struct
 from collections import Counter, deque
 from ipaddress import IPv4Address
 
+from nodes.mip.mn_messages import keepalive_packet
 from nodes.runtime.clock import Clock
 from nodes.runtime.host.rawip import RawSender, udp_packet
 from nodes.wire.errors import DecodeError
-from nodes.wire.ipv4 import ICMP, PROTO_ICMP, IPv4, ip_in_ip
+from nodes.wire.ipv4 import IPv4, ip_in_ip
 from nodes.wire.mip import ENCAP_IPIP, MIP_PORT, TunnelData
 
 HOLD_PACKETS, HOLD_SECONDS = 256, 1.0  # packets held while a co-located registration is under way
@@ -77,9 +77,8 @@ class ColocatedTunnel:
             if t.kind != "udp" or not t.keepalive or now - self._last_out.get(home, now) < t.keepalive:
                 continue
             self._echo_seq = (self._echo_seq + 1) & 0xFFFF
-            echo = ICMP(8, 0, struct.pack("!HH", 0x3519, self._echo_seq), b"mip-keepalive").encode()
             self.counters["keepalives"] += 1
-            self.encapsulate_from_home(IPv4(home, t.remote, PROTO_ICMP, echo).encode())
+            self.encapsulate_from_home(keepalive_packet(home, t.remote, self._echo_seq))
 
     def decapsulate_to_home(self, inner: bytes, outer_src, via: str) -> None:
         """A tunnelled packet from the HA (`via` 'ipip' or 'udp'), into the stack."""
