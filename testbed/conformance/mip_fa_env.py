@@ -15,6 +15,7 @@ preambles the parts share (learn the FA from an advertisement, register a mobile
 """
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import time
@@ -287,13 +288,33 @@ class FaTester(Inbox):
     # ---- the home agent's side ----------------------------------------------------------------------
     def wait_relayed(self, mn: VisitingMn | None = None, ident: int | None = None, timeout: float = 1.0):
         """The next Registration Request the HA's socket receives (for `mn`, with `ident`), or None."""
+        return self.take(self._relayed(mn, ident), timeout)
+
+    @staticmethod
+    def _relayed(mn: VisitingMn | None, ident: int | None):
+        """A matcher: a Registration Request at the HA's socket (for `mn`, with `ident`)."""
         def match(item) -> bool:
-            if item.kind != "udp" or item.data[:1] != b"\x01":
+            if isinstance(item, Frame) or item.kind != "udp" or item.data[:1] != b"\x01":
                 return False
             r = parse_request(item.data)
             return r.ok and (mn is None or r.home_address == mn.home) and (
                 ident is None or r.identification == ident)
-        return self.take(lambda i: not isinstance(i, Frame) and match(i), timeout)
+        return match
+
+    def not_relayed(self, mn: VisitingMn, ident: int, window: float, marker: bool = True):
+        """A silence window (testbed/conformance/inbox.py) for the relay of `mn`'s request `ident`
+        (sent already): with `marker`, a valid request of another of the tester's mobile nodes
+        follows, and the window ends once the FA has relayed that one (the tester-HA accepts it).
+        A Quiet: .item is the relayed request, or None."""
+        after = None
+        if marker:
+            other = next(m for m in self.mns if m is not mn)
+            self.send_request(other, self.request(other))
+            after = self._relayed(other, other.mn.pending_identification)
+        q = self.quiet_until_marker(self._relayed(mn, ident), after, window)
+        if q.marker is not None:
+            self.answer(q.marker, 0)
+        return q
 
     def ha_items(self, duration: float, kinds=("udp", "ip", "icmp")) -> list:
         """Whatever reaches the HA's sockets within `duration`."""
@@ -358,11 +379,14 @@ class FaTester(Inbox):
         if back is None or parse_reply(back.udp.payload).code not in (0, 1):
             inconclusive(f"the FA did not relay the HA's accepting reply to {mn.home}: "
                          f"{back.summary() if back else 'nothing'}")
+        self._settle_reverse_tunnel(flags)
+        return Registration(data, relayed, reply, back)
+
+    def _settle_reverse_tunnel(self, flags) -> None:
         if "T" in str(flags) or (isinstance(flags, int) and flags & 0x02):
             # RFC 5944 3.7.3.2: the FA updates its visitor entry *after* forwarding the reply; give
             # the reverse-tunnel state a moment before the visitor's first datagram
             self.collect(0.05, lambda i: False)
-        return Registration(data, relayed, reply, back)
 
     def deregister(self, mn: VisitingMn, care_of_address=None) -> Frame | None:
         data = self.request(mn, care_of_address=care_of_address, lifetime=0)
@@ -388,8 +412,57 @@ class FaTester(Inbox):
 
     def delivered(self, mn: VisitingMn, marker: bytes, timeout: float = 0.5) -> Frame | None:
         """The datagram carrying `marker` on the link to the mobile node, or None."""
-        return self.wait_frame(lambda f: f.udp is not None and f.udp.payload == marker and f.ip.dst == mn.home,
-                               timeout)
+        return self.wait_frame(lambda f: self._carries(f, mn, marker), timeout)
+
+    def not_delivered(self, mn: VisitingMn, marker: bytes, window: float, marker_mn: VisitingMn | None = None):
+        """A silence window (testbed/conformance/inbox.py) for the datagram carrying `marker` (sent
+        already) on the link to `mn`: with `marker_mn` (a registered visitor), a plain datagram to
+        it is tunnelled after, and the window ends once the FA has delivered that one. A Quiet:
+        .item is the frame that delivered `marker`, or None."""
+        after = None
+        if marker_mn is not None:
+            mark = b"fa-marker-" + os.urandom(6).hex().encode()
+            self.tunnel_to_coa(self.inner(marker_mn, mark))
+            after = lambda i: isinstance(i, Frame) and self._carries(i, marker_mn, mark)  # noqa: E731
+        return self.quiet_until_marker(lambda i: isinstance(i, Frame) and self._carries(i, mn, marker), after, window)
+
+    def not_reverse_tunnelled(self, marker: bytes, window: float, marker_mn: VisitingMn | None = None):
+        """A silence window (testbed/conformance/inbox.py) at the HA for the reverse tunnel of the
+        datagram carrying `marker` (sent already): with `marker_mn` (a visitor registered with T), a
+        datagram of it follows, and the window ends once the FA has tunnelled that one. A Quiet:
+        .item is the tunnelled packet (protocol 4), or None."""
+        after = None
+        if marker_mn is not None:
+            mark = b"fa-marker-" + os.urandom(6).hex().encode()
+            self.send_frame_ip(ipv4_udp(marker_mn.home, CORRESPONDENT, 7777, 7777, mark), marker_mn.mac)
+            after = self.reverse_tunnelled(mark)
+        return self.quiet_until_marker(self.reverse_tunnelled(marker), after, window)
+
+    @staticmethod
+    def reverse_tunnelled(marker: bytes):
+        return lambda i: getattr(i, "kind", None) == "ip" and i.protocol == 4 and marker in i.data
+
+    def marker_visitor(self, other_than: VisitingMn, flags: str = "") -> VisitingMn | None:
+        """A visitor registered for silence windows' markers (another of the tester's mobile nodes
+        than the part's), or None when the FA does not relay its registration (then the windows
+        are waited whole)."""
+        mn = next(m for m in self.mns if m is not other_than)
+        data = self.request(mn, flags=flags)
+        ident = mn.mn.pending_identification
+        self.send_request(mn, data)
+        relayed = self.wait_relayed(mn, ident)
+        if relayed is None:
+            return None
+        self.answer(relayed, 0)
+        back = self.wait_reply(mn, ident)
+        if back is None or parse_reply(back.udp.payload).code not in (0, 1):
+            return None
+        self._settle_reverse_tunnel(flags)
+        return mn
+
+    @staticmethod
+    def _carries(f: Frame, mn: VisitingMn, marker: bytes) -> bool:
+        return f.udp is not None and f.udp.payload == marker and f.ip.dst == mn.home
 
     def mn_sends(self, mn: VisitingMn, dst, payload: bytes, protocol: int = PROTO_ICMP, ttl: int = 64) -> bytes:
         """A datagram from the mobile node's home address, sent to the FA's link-layer address (its
