@@ -14,6 +14,7 @@ from nodes.ipsec.napt import Napt
 from nodes.ipsec.napt_presence import NaptPresence
 from nodes.ipsec.redirects import RedirectBindings
 from nodes.runtime.ipsec.config import Cfg, ConfigError, Redirect, redirects
+from nodes.runtime.ipsec import sockets as io
 from nodes.runtime.ipsec.dataplane import Tunnel
 
 G_I, H = "10.1.0.1", "10.1.2.10"
@@ -104,6 +105,9 @@ class FakeLoop:
     def call_later(self, delay, callback, *args):
         return self.Handle()
 
+    def call_soon(self, callback, *args):
+        callback(*args)
+
 
 class FakeRaw:
     def __init__(self):
@@ -124,8 +128,10 @@ def gw():
     g.bindings = RedirectBindings(g.napt, g.redirects)
     g.rt = FakeRuntime()
     g.raw = FakeRaw()
+    g.raw_sender = io.RawSender(g.raw)
     g.events = events
-    return g
+    yield g
+    g.raw_sender.close()
 
 
 def up(gw, name: str, user: str, vip: str) -> Tunnel:

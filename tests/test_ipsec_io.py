@@ -88,3 +88,33 @@ def test_raw_reader_hands_over_the_payload_after_the_ip_header():
     finally:
         rx.close()
         tx.close()
+
+
+class _SlowRaw:
+    """A raw socket stand-in: records (packet, address); refuses destination 192.0.2.99."""
+
+    def __init__(self):
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, packet: bytes, addr: tuple[str, int]) -> None:
+        if addr[0] == "192.0.2.99":
+            raise OSError(errno.ENETUNREACH, "unreachable")
+        self.sent.append((packet, addr))
+
+
+def test_raw_sender_keeps_the_order_of_bursts_and_lone_packets():
+    raw = _SlowRaw()
+    sender = io.RawSender(raw)
+    try:
+        sender.send([(b"lone-first", "10.1.2.10")])  # the thread has nothing: sent at once, here
+        assert raw.sent == [(b"lone-first", ("10.1.2.10", 0))]
+        bursts = [[(f"{b}-{k}".encode(), "10.1.2.10") for k in range(50)] for b in range(20)]
+        for burst in bursts:
+            sender.send(burst)
+        sender.send([(b"lone-last", "10.1.2.10")])
+        sender.send([(b"refused", "192.0.2.99"), (b"after", "10.1.2.10")])
+    finally:
+        sender.close()
+    expected = [b"lone-first"] + [p for burst in bursts for p, _ in burst] + [b"lone-last", b"after"]
+    assert [p for p, _ in raw.sent] == expected
+    assert sender.failed == 1

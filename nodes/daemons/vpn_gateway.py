@@ -164,6 +164,8 @@ class Gateway:
         self.gw_drops: dict[str, int] = {}
         self.tun_fd: int | None = None
         self.raw = None
+        self.raw_sender: io.RawSender | None = None  # sends self.raw's packets from a thread of its own
+        self._to_intranet: list[tuple[bytes, str]] = []  # translated packets of this burst, not yet handed over
         self.rt: IpsecRuntime | None = None
         self.loop = None
         self.napt_timer: asyncio.TimerHandle | None = None
@@ -205,6 +207,7 @@ class Gateway:
                          else Napt(self.g_i, ports=self.napt_ports))
             self.bindings = RedirectBindings(self.napt, self.redirects)
             self.raw = io.raw_ip_socket()
+            self.raw_sender = io.RawSender(self.raw)
             if self.internet:
                 self.napt_internet = Napt(self.g_e, ports=self.napt_ports)
             self.translation = NaptPresence(self.napt, self.napt_internet, self.intranet if self.internet else (),
@@ -241,6 +244,8 @@ class Gateway:
         if self.tun_fd is not None:
             os.close(self.tun_fd)
             self.tun_fd = None
+        if self.raw_sender is not None:
+            self.raw_sender.close()
         if self.raw is not None:
             self.raw.close()
 
@@ -300,15 +305,19 @@ class Gateway:
             if out is None:
                 return
             self._arm_napt_timer()
-            try:
-                self.raw.sendto(out, (socket.inet_ntoa(out[16:20]), 0))
-            except OSError:
-                self._count("send-error")
+            self._to_intranet.append((out, socket.inet_ntoa(out[16:20])))
+            if len(self._to_intranet) == 1:  # the first of a burst: handed over once the burst is through
+                self.loop.call_soon(self._flush_intranet)
         else:
             try:
                 os.write(self.tun_fd, inner)
             except OSError:
                 self._count("tun-write-error")
+
+    def _flush_intranet(self) -> None:
+        batch, self._to_intranet = self._to_intranet, []
+        if batch:
+            self.raw_sender.send(batch)
 
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
@@ -349,6 +358,8 @@ class Gateway:
         if napt_internet is not None:
             drops["napt_internet"] = napt_internet["drops"]
         drops["gateway"] = dict(self.gw_drops)
+        if self.raw_sender is not None and self.raw_sender.failed:
+            drops["gateway"]["send-error"] = self.raw_sender.failed
         return {
             "implementation": "ours", "kind": "vpn-gateway",
             "internal_presence": self.presence, "external_address": self.g_e, "inside_address": self.g_i,

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import socket
 import struct
 import sys
+import threading
 from typing import Callable
 
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
@@ -193,6 +195,59 @@ class RawReader:
             if n < 20:
                 continue
             handle(view[(buf[0] & 0x0F) * 4:n], addr[0])
+
+
+class RawSender:
+    """Sends finished IPv4 packets on a raw IP socket (`raw_ip_socket`) from a thread of its own.
+
+    Such a send is where the kernel does the forwarding: routing, netfilter, the veth pair and, in
+    the same system call, the next hops' work (a profile of the gateway under iperf3 found 43 % of
+    its time in this one call). On its own thread the call runs while the event loop decrypts the
+    next packets (it releases the GIL). `send(batch)` takes one burst of (packet, destination); the
+    thread sends the bursts in order. A lone packet while the thread has nothing in hand goes out
+    at once from the caller (no thread hop for a ping), which keeps the order: everything queued
+    before it has been sent. `failed` counts the packets the kernel refused."""
+
+    def __init__(self, sock: socket.socket, name: str = "raw-sender"):
+        self.sock = sock
+        self._failed_here = self._failed_there = 0  # each written by one thread only
+        self._queued = 0  # bursts handed to the thread (written by the caller only)
+        self._done = 0  # bursts the thread finished (written by the thread only)
+        self._bursts: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def send(self, batch: list[tuple[bytes, str]]) -> None:
+        if len(batch) == 1 and self._done == self._queued:
+            packet, dst = batch[0]
+            try:
+                self.sock.sendto(packet, (dst, 0))
+            except OSError:
+                self._failed_here += 1
+            return
+        self._queued += 1
+        self._bursts.put(batch)
+
+    def _run(self) -> None:
+        get, sendto = self._bursts.get, self.sock.sendto
+        while (batch := get()) is not None:
+            failed = 0
+            for packet, dst in batch:
+                try:
+                    sendto(packet, (dst, 0))
+                except OSError:
+                    failed += 1
+            self._failed_there += failed
+            self._done += 1
+
+    @property
+    def failed(self) -> int:
+        return self._failed_here + self._failed_there
+
+    def close(self) -> None:
+        """Let the thread send what it has, then end it."""
+        self._bursts.put(None)
+        self._thread.join(timeout=1.0)
 
 
 def drain_fd(fd: int, handle: Callable[[bytes], None]) -> None:
