@@ -442,11 +442,35 @@ class FaTester(Inbox):
     def reverse_tunnelled(marker: bytes):
         return lambda i: getattr(i, "kind", None) == "ip" and i.protocol == 4 and marker in i.data
 
-    def marker_visitor(self, other_than: VisitingMn, flags: str = "") -> VisitingMn | None:
+    def pending_marker(self, *other_than: VisitingMn):
+        """For a silence window on the link after a reply from the HA: a request of another of the
+        tester's mobile nodes (than `other_than`), relayed and left pending, as (node, relayed); None
+        when the FA does not relay it (then the window is waited whole)."""
+        mn = next(m for m in self.mns if all(m is not o for o in other_than))
+        data = self.request(mn)
+        ident = mn.mn.pending_identification
+        self.send_request(mn, data)
+        relayed = self.wait_relayed(mn, ident)
+        return (mn, relayed) if relayed is not None else None
+
+    def reply_not_relayed(self, match, window: float, marker=None):
+        """A silence window (testbed/conformance/inbox.py) on the link for a frame that `match`es
+        (a reply the tester-HA sent already): with `marker` (from `pending_marker`), the tester-HA
+        accepts that pending request now, and the window ends once the FA has relayed that reply.
+        A Quiet: .item is the matching frame, or None."""
+        after = None
+        if marker is not None:
+            mn, relayed = marker
+            self.answer(relayed, 0)
+            done = self.reply_to(mn, parse_request(relayed.data).identification)
+            after = lambda i: isinstance(i, Frame) and done(i)  # noqa: E731
+        return self.quiet_until_marker(lambda i: isinstance(i, Frame) and match(i), after, window)
+
+    def marker_visitor(self, *other_than: VisitingMn, flags: str = "") -> VisitingMn | None:
         """A visitor registered for silence windows' markers (another of the tester's mobile nodes
-        than the part's), or None when the FA does not relay its registration (then the windows
+        than the part's, `other_than`), or None when the FA does not relay its registration (then the windows
         are waited whole)."""
-        mn = next(m for m in self.mns if m is not other_than)
+        mn = next(m for m in self.mns if all(m is not o for o in other_than))
         data = self.request(mn, flags=flags)
         ident = mn.mn.pending_identification
         self.send_request(mn, data)
