@@ -101,27 +101,39 @@ class IpsecRuntime:
         self._arm(self.core.next_deadline())
 
     def _apply(self, actions: list) -> None:
+        """Carry out the actions; their log lines are written once all are carried out (in their
+        order, after the lines the reactions to them wrote): a log line wakes the log's writer
+        thread, which then competes for the GIL, and on a busy machine that cost milliseconds
+        between an IKE_AUTH response and the routes of the tunnel it brings up."""
+        logs: list[tuple[str, dict]] = []
+        try:
+            self._carry_out(actions, lambda event, **fields: logs.append((event, fields)))
+        finally:
+            for event, fields in logs:
+                self.log(event, **fields)
+
+    def _carry_out(self, actions: list, log) -> None:
         now = self.now()
         for a in actions:
             if isinstance(a, ike.SendIke):
                 self._send_ike(a)
             elif isinstance(a, ike.InstallChildSa):
                 self.dp.install(a, now)
-                self.log("child_sa_installed", ike_sa=a.ike_sa, spi_in=f"{a.spi_in:08x}", spi_out=f"{a.spi_out:08x}",
-                         alg=a.alg, encap=a.encap, peer=f"{a.peer_addr}:{a.peer_port}",
-                         ts_local=[str(t.start) + "-" + str(t.end) for t in a.ts_local],
-                         ts_remote=[str(t.start) + "-" + str(t.end) for t in a.ts_remote],
-                         replaces=None if a.replaces is None else f"{a.replaces:08x}")
+                log("child_sa_installed", ike_sa=a.ike_sa, spi_in=f"{a.spi_in:08x}", spi_out=f"{a.spi_out:08x}",
+                    alg=a.alg, encap=a.encap, peer=f"{a.peer_addr}:{a.peer_port}",
+                    ts_local=[str(t.start) + "-" + str(t.end) for t in a.ts_local],
+                    ts_remote=[str(t.start) + "-" + str(t.end) for t in a.ts_remote],
+                    replaces=None if a.replaces is None else f"{a.replaces:08x}")
                 self._arm_lifetime()
                 self.on_event(a)
             elif isinstance(a, ike.DeleteChildSa):
                 self.dp.delete(a.spi_in)
                 self.policy.child_gone(a.spi_in)
-                self.log("child_sa_deleted", spi_in=f"{a.spi_in:08x}", reason=a.reason)
+                log("child_sa_deleted", spi_in=f"{a.spi_in:08x}", reason=a.reason)
                 self.on_event(a)
             elif isinstance(a, ike.IkeSaRekeyed):
                 self.dp.rename(a.old, a.new)
-                self.log("ike_sa_rekeyed", old=a.old, new=a.new)
+                log("ike_sa_rekeyed", old=a.old, new=a.new)
                 self.on_event(a)
             elif isinstance(a, ike.Established):
                 t = self.dp.tunnels.get(a.ike_sa)
@@ -129,19 +141,19 @@ class IpsecRuntime:
                     t.peer_id, t.virtual_ip = a.peer_id, a.virtual_ip
                     sa = self.core.sa_named(a.ike_sa)
                     t.nat_local, t.nat_remote = (sa.nat_local, sa.nat_remote) if sa is not None else (False, False)
-                self.log("established", ike_sa=a.ike_sa, role=a.role, peer_id=a.peer_id,
-                         peer=f"{a.peer_addr}:{a.peer_port}", encap=a.encap, virtual_ip=a.virtual_ip,
-                         dns=a.dns, subnets=a.subnets)
+                log("established", ike_sa=a.ike_sa, role=a.role, peer_id=a.peer_id,
+                    peer=f"{a.peer_addr}:{a.peer_port}", encap=a.encap, virtual_ip=a.virtual_ip,
+                    dns=a.dns, subnets=a.subnets)
                 self.on_event(a)
             elif isinstance(a, ike.IkeSaClosed):
-                self.log("ike_sa_closed", ike_sa=a.ike_sa, reason=a.reason, peer_id=a.peer_id,
-                         virtual_ip=a.virtual_ip)
+                log("ike_sa_closed", ike_sa=a.ike_sa, reason=a.reason, peer_id=a.peer_id,
+                    virtual_ip=a.virtual_ip)
                 self.on_event(a)
                 for spi in getattr(self.dp.tunnels.get(a.ike_sa), "children", ()):
                     self.policy.child_gone(spi)
                 self.dp.close(a.ike_sa)
             elif isinstance(a, ike.Failed):
-                self.log("ike_failed", reason=a.reason, notify=a.notify, peer_id=a.peer_id, peer=a.peer_addr)
+                log("ike_failed", reason=a.reason, notify=a.notify, peer_id=a.peer_id, peer=a.peer_addr)
                 self.on_event(a)
 
     def _send_ike(self, a: ike.SendIke) -> None:
