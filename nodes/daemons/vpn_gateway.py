@@ -304,7 +304,6 @@ class Gateway:
             out = self.translation.outbound(inner, tunnel, self.rt.now())
             if out is None:
                 return
-            self._arm_napt_timer()
             self._to_intranet.append((out, socket.inet_ntoa(out[16:20])))
             if len(self._to_intranet) == 1:  # the first of a burst: handed over once the burst is through
                 self.loop.call_soon(self._flush_intranet)
@@ -318,9 +317,12 @@ class Gateway:
         batch, self._to_intranet = self._to_intranet, []
         if batch:
             self.raw_sender.send(batch)
+            self._arm_napt_timer()  # once per burst: the mappings it made or refreshed
 
     def _read_tun(self) -> None:
         io.drain_fd(self.tun_fd, self._to_tunnel)
+        if self.translation is not None:
+            self._arm_napt_timer()  # once per burst, as above
 
     def _to_tunnel(self, packet: bytes) -> None:
         """A packet from the intranet toward a remote host (routed into the TUN)."""
@@ -331,7 +333,6 @@ class Gateway:
             got = self.translation.inbound(packet, self.rt.now())
             if got is None:
                 return
-            self._arm_napt_timer()
             packet, tunnel = got
             if tunnel.out is None:
                 self._count("tunnel-gone")
