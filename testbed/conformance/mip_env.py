@@ -414,7 +414,11 @@ class HaTester:
         self.send(mn.request(time.time(), place.address, flags=self._marker_bound or "D"), place)
         ident = mn.pending_identification
         match = self._reply_match(ident, mn.home_address)
-        return lambda i: match(i) and self._marker_accepted(i, mn, ident)
+
+        def answered(i: Received) -> bool:
+            return match(i) and self._marker_accepted(i, mn, ident)
+        answered.identification = ident  # for a part that sees the reply elsewhere (a raw socket)
+        return answered
 
     def _marker_accepted(self, item: Received, mn: TesterMN, ident: int) -> bool:
         check = mn.check_reply(item.data, time.time(), ident)
