@@ -165,6 +165,22 @@ class HomeLink:
         replies = [m for m in got if m.op == 2 and m.sender_ip == str(target)]
         return replies[0] if replies else None
 
+    def no_reply(self, target: str, timeout: float = 0.3, marker_target: str | None = None):
+        """An ARP request for `target` from ir, in a silence window: the first reply for it
+        (ArpMessage) or None. With `marker_target` (an address the HA answers for: a bound home
+        address), a request for it follows, and the window ends once that one is answered
+        (testbed/conformance/inbox.py)."""
+        from testbed.conformance.mip.link import arp
+        for ip in (target, marker_target):
+            if ip is not None:
+                self.sock.send(arp(1, self.mac, self.address, ip))
+                self.log.append((time.time(), f"-> arp who-has {ip} tell {self.address}"))
+
+        def reply_for(ip):
+            return lambda m: m.op == 2 and m.sender_ip == str(ip)
+        return quiet_until_marker(lambda t: self.collect(t, until=lambda m: True), reply_for(target),
+                                  reply_for(marker_target) if marker_target is not None else None, timeout).item
+
     def close(self) -> None:
         self.sock.close()
 
