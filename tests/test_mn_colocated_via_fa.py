@@ -1,5 +1,5 @@
 """A co-located care-of address registered through a foreign agent that advertises R (RFC 5944 2.1.1,
-3.2, 3.6.1.1; RFC 3519 3.1.2, 4.4, 4.11), in the Mobile Node core (nodes/mip/mn.py) in memory:
+2.4.1, 3.1, 3.6.1.1; RFC 3519 3.1.2, 4.4, 4.11), in the Mobile Node core (nodes/mip/mn.py) in memory:
 the request goes to the agent (TTL 255) with the co-located address as care-of address and IP
 source, D set; a UDP Tunnel Request with R only when the agent advertises U; a keepalive as soon as
 the registration with R is accepted; without R, or once the agent is gone, directly to the HA."""

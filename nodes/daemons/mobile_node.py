@@ -220,7 +220,7 @@ async def setup(args, log):
         log_path = Path(args.log_json)
         extra["dhcp_dir"] = str(log_path.parent / (log_path.name.split(".events")[0] + ".dhcp"))
     # the mobile node on its own registers a co-located care-of address through a foreign agent
-    # that advertises R (RFC 5944 3.2, RFC 3519 4.4); the mobile VPN node's x-MIP layer does not
+    # that advertises R (RFC 5944 2.4.1, 3.1; RFC 3519 4.4); the mobile VPN node's x-MIP layer does not
     cfg.colocated_through_agent = True
     mn = MobileNodeDaemon(cfg, extra, log)
     log("mobile-node", home=str(cfg.home_address), home_agent=str(cfg.home_agent), iface=cfg.iface,

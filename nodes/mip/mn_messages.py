@@ -71,7 +71,7 @@ class Attempt:
     retransmit_at: float = 0.0
     resynced: bool = False
     agent_flags: int = 0  # through an agent: its advertised flags (M and G, RFC 5944 3.6.1.2; U, RFC 3519 4.4)
-    via_fa: bool = False  # mode colocated: sent through the foreign agent `dst` that advertises R (RFC 5944 3.2)
+    via_fa: bool = False  # mode colocated: sent through the foreign agent `dst` that advertises R (RFC 5944 3.1)
 
     @property
     def through_agent(self) -> bool:
