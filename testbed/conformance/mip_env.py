@@ -352,7 +352,7 @@ class HaTester:
 
     def reply_to(self, ident: int, place: Place | None = None, timeout: float = 1.0) -> Received | None:
         """The HA's Registration Reply whose identification's low 32 bits are `ident`'s, at a place."""
-        return (place or self.mn_place).transport.wait_for(self._reply_match(ident), timeout)
+        return (place or self.mn_place).transport.wait_for(self.reply_match(ident), timeout)
 
     @staticmethod
     def _is_registration(i: Received) -> bool:
@@ -384,7 +384,7 @@ class HaTester:
         ident = mn.pending_identification
         self.send(data, place, dst=dst)
         if marker:
-            item = self.quiet(self._reply_match(ident), timeout, place, self.marker_request(place)).item
+            item = self.quiet(self.reply_match(ident), timeout, place, self.marker_request(place)).item
         else:
             item = self.reply_to(ident, place, timeout)
         if item is None:
@@ -407,7 +407,7 @@ class HaTester:
         return quiet_until_marker((place or self.mn_place).transport.recv, unwanted, marker, window)
 
     @staticmethod
-    def _reply_match(ident: int, home=None):
+    def reply_match(ident: int, home=None):
         """A reply whose identification's low 32 bits are `ident`'s (and for `home`, when given)."""
         low = ident & 0xFFFFFFFF
 
@@ -419,27 +419,39 @@ class HaTester:
         return match
 
     def marker_request(self, place: Place | None = None):
-        """Send a valid request of the marker node from the MN's place (co-located care-of address
-        r); a match for its reply, or None (no marker node, or another place: no marker)."""
+        """Send a valid request of the marker node from `place`: from the MN's place with its
+        co-located care-of address r (the default), from a foreign agent's place (ar1, ar2) as that
+        agent relays it, for its care-of address (FA-HA added where the HA shares an SA with it).
+        A match for its reply, or None (no marker node, or a place that cannot send one)."""
         place = place or self.mn_place
-        if self.marker_home is None or place is not self.mn_place:
+        fa_place = {self.fa_address: True, self.fa2_address: False}.get(place.address) \
+            if place is not self.mn_place else None
+        if self.marker_home is None or (place is not self.mn_place and fa_place is None):
             return None
         if self._marker_mn is None:
             self._marker_mn = self.mn(self.marker_home)
         mn = self._marker_mn
-        self.send(mn.request(time.time(), place.address, flags=self._marker_bound or "D"), place)
+        if fa_place is None:
+            data = mn.request(time.time(), place.address, flags=self._marker_bound or "D")
+        else:
+            fa = self.fa(fa_place)
+            data = fa.relay_request(mn.request(time.time(), fa.care_of_address)).value[0]
+            self._marker_bound = None  # bound at that FA now, not at r
+        self.send(data, place)
         ident = mn.pending_identification
-        match = self._reply_match(ident, mn.home_address)
+        match = self.reply_match(ident, mn.home_address)
+        at_r = fa_place is None
 
         def answered(i: Received) -> bool:
-            return match(i) and self._marker_accepted(i, mn, ident)
+            return match(i) and self._marker_accepted(i, mn, ident, at_r)
         answered.identification = ident  # for a part that sees the reply elsewhere (a raw socket)
         return answered
 
-    def _marker_accepted(self, item: Received, mn: TesterMN, ident: int) -> bool:
+    def _marker_accepted(self, item: Received, mn: TesterMN, ident: int, at_r: bool = True) -> bool:
         check = mn.check_reply(item.data, time.time(), ident)
         if check is not None and check.accepted:
-            self._marker_bound = self._marker_bound or "D"
+            if at_r:
+                self._marker_bound = self._marker_bound or "D"
             return True
         return False
 
