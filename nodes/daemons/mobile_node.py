@@ -222,11 +222,17 @@ async def setup(args, log):
     # the mobile node on its own registers a co-located care-of address through a foreign agent
     # that advertises R (RFC 5944 2.4.1, 3.1; RFC 3519 4.4); the mobile VPN node's x-MIP layer does not
     cfg.colocated_through_agent = True
+    mn = start(cfg, extra, log)
+    return {"status": mn.status}, mn.close
+
+
+def start(cfg, extra, log) -> MobileNodeDaemon:
+    """The daemon's objects from a parsed config, started (also the mobile VPN node's MN layer)."""
     mn = MobileNodeDaemon(cfg, extra, log)
     log("mobile-node", home=str(cfg.home_address), home_agent=str(cfg.home_agent), iface=cfg.iface,
         colocated=sorted(extra["colocated"]), dhcp=mn.core.movement.dhcp_networks)
     mn.start()
-    return {"status": mn.status}, mn.close
+    return mn
 
 
 def main() -> None:

@@ -372,14 +372,20 @@ def child_ts(child) -> list:
     return [TrafficSelector(IPv4Address(lo), IPv4Address(hi)) for lo, hi in child.remote]
 
 
-async def setup(args, log):
-    cfg = Cfg(daemon.load_config(args.config), str(args.config))
-    client = Client(cfg, log, ask_password=bool(getattr(args, "ask_password", False)))
+def start(cfg: Cfg, log, ask_password: bool = False) -> Client:
+    """A client from its config, set up in the running loop (also the mobile VPN node's VPN layer)."""
+    client = Client(cfg, log, ask_password=ask_password)
     try:
         client.setup(asyncio.get_running_loop())
     except BaseException:
         client.unharden()  # take back the firewall and sysctl set so far
         raise
+    return client
+
+
+async def setup(args, log):
+    cfg = Cfg(daemon.load_config(args.config), str(args.config))
+    client = start(cfg, log, ask_password=bool(getattr(args, "ask_password", False)))
     if client.wait:
         try:
             await asyncio.wait_for(client.settled.wait(), client.wait)

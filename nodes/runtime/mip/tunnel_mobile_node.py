@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from typing import Callable
 from ipaddress import ip_address
 
 from nodes.core import Addr
@@ -57,6 +58,8 @@ class TunnelLinkExecutor(MipExecutor):
     the gratuitous ARP of a return home (this runtime has no link socket; the kernel answers ARP for
     the address the x-MIP layer put on the link)."""
 
+    on_turn: Callable[[], None] | None = None  # called after the actions of each turn of the core
+
     def _one(self, a) -> None:
         if isinstance(a, SendIcmp):
             self.counters["not-sent:solicitation-in-tunnel"] += 1
@@ -66,9 +69,17 @@ class TunnelLinkExecutor(MipExecutor):
             return
         super()._one(a)
 
+    def run(self, actions) -> None:
+        super().run(actions)
+        if self.on_turn is not None:
+            self.on_turn()
+
 
 class TunnelMobileNode:
-    def __init__(self, cfg, tun: str, table: int, link_tun: str, mtu: int, log, clock: Clock = SYSTEM):
+    def __init__(self, cfg, tun: str, table: int, link_tun: str, mtu: int, log, clock: Clock = SYSTEM,
+                 on_turn: Callable[[], None] | None = None):
+        """`on_turn` is called after each turn of the core (an input or its timer, whatever it
+        changed): the mobile VPN node reacts to this layer's registrations through it."""
         self.cfg, self.log, self.link_tun, self.clock = cfg, log, link_tun, clock
         self.core = MobileNode(cfg)
         self.loop = asyncio.get_running_loop()
@@ -82,6 +93,7 @@ class TunnelMobileNode:
                     ConfigureLink: self._configure}
         self.executor = TunnelLinkExecutor(log, raw=self.raw, tun=self.tun, capture="src", handlers=handlers,
                                            table=table, clock=clock)
+        self.executor.on_turn = on_turn
         self.driver = CoreDriver(self.core, self.executor, log, now=clock.wall)
         netlink.addr_add("lo", f"{cfg.home_address}/32")
         self.udp = None
