@@ -142,3 +142,14 @@ def test_once_the_agent_falls_silent_the_renewal_goes_directly_to_the_home_agent
     renew_at = mn.registration.renew_at
     (renewal,) = sends(feed(mn, "handle_timer", now=renew_at))
     assert (renewal.dst, renewal.src, renewal.ttl) == (HA, COA, 64)
+
+
+def test_no_udp_tunnel_request_with_a_foreign_agent_care_of_address_even_when_configured_always():
+    """RFC 3519 4.4: the extension "SHALL NOT be used by the mobile node when it is registering with a
+    foreign agent care-of address", so `udp_tunnel: always` gives it only to co-located registrations."""
+    from nodes.mip.mn_messages import Attempt, udp_tunnel_requested
+    cfg = MobileNodeConfig(HOME, HA, IPv4Network("10.1.1.0/24"), SA, iface="r-eth0", udp_tunnel="always")
+    fa = Attempt(mode="fa", lifetime=60, care_of_address=FA, dst=FA, src=HOME)
+    colocated = Attempt(mode="colocated", lifetime=60, care_of_address=COA, dst=HA, src=COA)
+    assert not udp_tunnel_requested(cfg, fa)
+    assert udp_tunnel_requested(cfg, colocated)

@@ -128,8 +128,10 @@ def udp_tunnel_requested(cfg, attempt: Attempt) -> bool:
     """Whether the request of `attempt` carries a UDP Tunnel Request (RFC 3519 4.4): as configured
     (`udp_tunnel` auto: with a co-located care-of address), except that a co-located address
     registered through a foreign agent carries one only when the agent advertises U: "the mobile
-    node MUST NOT include a UDP Tunnel Request Extension" otherwise."""
-    if attempt.mode == "home" or cfg.udp_tunnel == "never":
+    node MUST NOT include a UDP Tunnel Request Extension" otherwise. Never with a foreign agent's
+    care-of address, whatever the config: the extension "SHALL NOT be used by the mobile node when it
+    is registering with a foreign agent care-of address" (4.4)."""
+    if attempt.mode in ("home", "fa") or cfg.udp_tunnel == "never":
         return False
     if attempt.via_fa:
         return bool(attempt.agent_flags & AgentFlags.U)
