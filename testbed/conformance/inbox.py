@@ -19,9 +19,10 @@ import time
 from dataclasses import dataclass
 
 # After the marker's answer: an implementation that handles what arrives in order has handled the
-# probe before the marker; 50 ms more leaves room for one that works on peers' messages in parallel
-# (a thread or queue per peer, a reply sent on its way before an earlier datagram is dropped), some
-# hundred times what either takes on this testbed's links.
+# probe before the marker; the grace leaves room for one that works on its peers' messages in
+# parallel (a thread or queue per peer) and for the probe's answer still on its way. 50 ms is about
+# ten times what a relay or a reply takes on this testbed's links with the machine loaded (5-10 ms
+# in the parts' ladders), and far below the windows it ends (0.3-1 s).
 MARKER_GRACE = 0.05
 
 
@@ -36,13 +37,6 @@ class Quiet:
     @property
     def silent(self) -> bool:
         return self.item is None
-
-    def describe(self, nothing: str = "nothing") -> str:
-        if self.item is not None:
-            return f"{self.item!r}"[:300]
-        if self.marker is None:
-            return f"{nothing} within {self.waited:.2f} s"
-        return f"{nothing} ({self.waited:.2f} s: the marker sent after it was handled, then {MARKER_GRACE} s more)"
 
 
 def quiet_until_marker(recv, unwanted, marker, window: float, grace: float = MARKER_GRACE) -> Quiet:

@@ -16,6 +16,11 @@ Home agent under test (scenario conformance-ha, `HaTester`): the tester is
 - a listener on the home link at ir (`link`): ARP requests and what the HA announces.
 The MN at r, the FA at ar1 and the correspondent listen from the start; the other places open
 their sockets when a part first uses them (before it sends what they are to receive).
+
+Silence windows (the HA must not answer, tunnel, deliver or proxy) end on a marker as
+testbed/conformance/inbox.py describes: the scenario's fifth home address is the marker node,
+which the tester registers at r (`marker_binding`) or asks for with a valid request
+(`marker_request`) after the probe.
 """
 from __future__ import annotations
 
