@@ -260,15 +260,20 @@ class Client:
         except Exception as exc:  # a failing route must not kill the client
             self.log("net_error", error=str(exc))
         else:
-            # where the time between the IKE_AUTH response and the first packet goes, on our side
+            # where the time between the IKE_AUTH response and the first packet goes, on our side;
+            # logged after the work (a log line wakes the log's writer thread: see IpsecRuntime._apply)
             since = None if self.rt.ike_in_at is None else round((t0 - self.rt.ike_in_at) * 1000, 3)
-            self.log("net_up", ike_response_to_net_ms=since, **timing,
-                     total_ms=round((self.rt.now() - t0) * 1000, 3))
+            dns_event, dns_fields = timing.pop("dns_log", (None, None))
+            timing["total_ms"] = round((self.rt.now() - t0) * 1000, 3)
+            if dns_event:
+                self.log(dns_event, **dns_fields)
+            self.log("net_up", ike_response_to_net_ms=since, **timing)
         self.settled.set()
         self._arm_keepalive()
 
     def _net_up(self, a: ike.Established) -> dict:
-        """The tunnel's address, routes and DNS; how long each took (ms)."""
+        """The tunnel's address, routes and DNS; how long each took (ms), and the DNS outcome's log
+        line (`dns_log`) for the caller to write."""
         child = self.tunnel.out if self.tunnel else None
         if self.tunnel_mode == "full":
             nets = None
@@ -278,13 +283,13 @@ class Client:
         t0 = self.rt.now()
         self.routes.up(a.virtual_ip, self.gateway, nets)
         t1 = self.rt.now()
+        timing: dict = {"routes_ms": round((t1 - t0) * 1000, 3)}
         if self.use_dns and a.dns:
             ok, why = self.dns_mount.up(list(a.dns))
-            if ok:
-                self.log("dns_up", servers=list(a.dns))
-            else:
-                self.log("dns_not_changed", reason=why, servers=list(a.dns))
-        return {"routes_ms": round((t1 - t0) * 1000, 3), "dns_ms": round((self.rt.now() - t1) * 1000, 3)}
+            timing["dns_log"] = (("dns_up", {"servers": list(a.dns)}) if ok
+                                 else ("dns_not_changed", {"reason": why, "servers": list(a.dns)}))
+        timing["dns_ms"] = round((self.rt.now() - t1) * 1000, 3)
+        return timing
 
     def _net_down(self) -> None:
         self.routes.down()
