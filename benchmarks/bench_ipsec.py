@@ -9,7 +9,9 @@ transform, a fresh world of the scenario remote-access-basic (R on fn1, NAPT at 
   * setup time: from the first IKE_SA_INIT on the wire (tcpdump on r-eth0, the first packet to
     UDP 500 that tshark decodes as IKE_SA_INIT) to the first echo reply from H (10.1.2.10) that
     a ping loop on R (one echo every 2 ms, `ping -D` timestamps) gets through the tunnel; split
-    on the wire into `ike_s` (to the last IKE_AUTH response R receives) and `auth_to_traffic_s`.
+    on the wire into `ike_s` (to the last IKE_AUTH response R receives) and `auth_to_traffic_s`,
+    itself cut at the first ESP packets on R's link (`esp_split`: to the first ESP out, its round
+    trip through G to H and back, from the first ESP in to the reply).
     Then the client role is stopped and started again in the same world (gateway still up) for
     --setups samples in all; the first (cold) sample and the repeats are kept apart, the
     comparison takes the median of all of them;
@@ -56,6 +58,8 @@ from testbed.world import World
 SCENARIO = "remote-access-basic"
 H_ADDR = "10.1.2.10"
 R_IF = "r-eth0"
+R_ADDR = "192.0.2.100"  # R on fn1, as the scenario places it
+ESP_SPLIT = ("auth_to_first_esp_s", "first_esp_round_trip_s", "esp_in_to_reply_s")  # see esp_split
 PING_INTERVAL = 0.002  # s between echo requests of the setup probe (the resolution of the setup time)
 SETUP_TIMEOUT = 20.0  # s to wait for the first echo reply after the client role is up
 CLOSE_WAIT = 2.0  # s to let iperf3's connections close through the tunnel
@@ -125,6 +129,22 @@ def first_reply(log: Path) -> float | None:
     return None
 
 
+def esp_split(cap, auth_at: float, reply_at: float) -> dict:
+    """auth_to_traffic_s cut at the first ESP packets on R's link (UDP-encapsulated on 4500,
+    which the capture keeps): the client's part (its SA and routes, then the probe's next echo
+    request) to the first ESP out, the round trip through the gateway to H and back to the first
+    ESP in, and the client's decryption to the reply the probe prints."""
+    packets = cap.packets("esp", ["frame.time_epoch", "ip.dst"])
+    after = [(float(p["frame.time_epoch"][0]), p["ip.dst"][0]) for p in packets
+             if float(p["frame.time_epoch"][0]) > auth_at]
+    out = next((t for t, dst in after if dst != R_ADDR), None)
+    back = next((t for t, dst in after if dst == R_ADDR and out is not None and t > out), None)
+    if out is None or back is None:
+        return {}
+    return {"auth_to_first_esp_s": round(out - auth_at, 4), "first_esp_round_trip_s": round(back - out, 4),
+            "esp_in_to_reply_s": round(reply_at - back, 4)}
+
+
 def setup_once(world, cl_role, esp: str, log_dir: Path, k: int):
     """Start the client role with a capture on r-eth0 and a ping loop to H running; returns its
     handle and {setup_s, ...}: the first IKE_SA_INIT on the wire to the first echo reply."""
@@ -167,6 +187,7 @@ def setup_once(world, cl_role, esp: str, log_dir: Path, k: int):
             auth_at = max(float(a["frame.time_epoch"][0]) for a in auths)
             sample["ike_s"] = round(auth_at - init_at, 4)
             sample["auth_to_traffic_s"] = round(reply_at - auth_at, 4)
+            sample.update(esp_split(cap, auth_at, reply_at))
         return handle, sample
     except BaseException:
         if handle is not None:
@@ -278,7 +299,7 @@ def measure(run: Run, log_root: Path, gateway: str, client: str, esp: str, secon
             out["client_child_bytes_out"] = found[1].get("bytes_out")
 
         # more setup samples in the same world: the client role stopped and started again
-        repeats, repeat_split, repeat_errors = [], [], []
+        repeats, repeat_split, repeat_errors, repeat_esp = [], [], [], []
         for k in range(1, setups):
             stage = f"setup sample {k + 1}"
             h = handles.pop()
@@ -292,8 +313,10 @@ def measure(run: Run, log_root: Path, gateway: str, client: str, esp: str, secon
             handles.append(handle)
             repeats.append(sample["setup_s"])
             repeat_split.append([sample.get("ike_s"), sample.get("auth_to_traffic_s")])
+            repeat_esp.append({key: sample.get(key) for key in ESP_SPLIT})
         out["setup_repeat_s"] = repeats
         out["setup_repeat_split_s"] = repeat_split  # [ike_s, auth_to_traffic_s] per repeat
+        out["setup_repeat_esp_split_s"] = repeat_esp  # esp_split per repeat
         if repeat_errors:
             out["setup_repeat_errors"] = repeat_errors
     except Exception as exc:  # a role that fails is a figure, not the end of the benchmark
@@ -337,6 +360,11 @@ def split_samples(runs: list[dict], i: int) -> list[float]:
     return firsts + [x[i] for r in runs for x in r.get("setup_repeat_split_s", []) if x[i] is not None]
 
 
+def esp_split_samples(runs: list[dict], key: str) -> list[float]:
+    """One of ESP_SPLIT over every setup sample that has it."""
+    return [x[key] for r in runs for x in [r, *r.get("setup_repeat_esp_split_s", [])] if x.get(key) is not None]
+
+
 def med(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
@@ -348,6 +376,7 @@ def pair_figures(runs: list[dict]) -> dict:
             "daemon_cpu_s_per_gb": med(cpu),
             "setup_s": med(samples), "ike_s": med(split_samples(runs, 0)),
             "auth_to_traffic_s": med(split_samples(runs, 1)),
+            **{key: med(esp_split_samples(runs, key)) for key in ESP_SPLIT},
             "setup_samples_s": samples, "setup_cold_s": median_of(runs, "setup_s"),
             "errors": [r["error"] for r in runs if r.get("error")]}
 
@@ -394,6 +423,8 @@ def compare(results: list[dict], esps: list[str], pairs: list[tuple[str, str]]) 
                     "ours_ike_median_s": o["ike_s"], "strongswan_ike_median_s": w["ike_s"],
                     "ours_auth_to_traffic_median_s": o["auth_to_traffic_s"],
                     "strongswan_auth_to_traffic_median_s": w["auth_to_traffic_s"],
+                    "auth_to_traffic_split_median_s": {f"{side}_{key}": fig[key] for side, fig in (("ours", o), ("strongswan", w))
+                                                       for key in ESP_SPLIT},
                     "ratio_ours_over_strongswan": st,
                     "target_met": None if w["setup_s"] is None else bool(st is not None and st <= 1.0)}
     return out
@@ -435,6 +466,10 @@ def print_table(results: list[dict], comparison: dict) -> None:
         print(f"{'':<14} of which IKE (IKE_SA_INIT to the last IKE_AUTH response): ours {fmt(st['ours_ike_median_s'])} s, "
               f"strongswan {fmt(st['strongswan_ike_median_s'])} s; IKE_AUTH response to the first reply: ours "
               f"{fmt(st['ours_auth_to_traffic_median_s'])} s, strongswan {fmt(st['strongswan_auth_to_traffic_median_s'])} s")
+        sp = st["auth_to_traffic_split_median_s"]
+        print(f"{'':<14} of which to the first ESP out / its round trip / to the reply: ours "
+              + " / ".join(fmt(sp[f"ours_{k}"]) for k in ESP_SPLIT) + " s, strongswan "
+              + " / ".join(fmt(sp[f"strongswan_{k}"]) for k in ESP_SPLIT) + " s")
     print()
 
 
