@@ -213,7 +213,7 @@ def test_ike_rekey_keeps_children_and_the_new_sa_works():
 
 @pytest.mark.parametrize("side", ["a", "b"])
 def test_a_child_rekey_queued_behind_an_ike_rekey_moves_to_the_new_ike_sa(side):
-    """RFC 7296 2.8 (issue 13 item 1): both rekeys fall due at once; the child rekey waits behind the
+    """RFC 7296 2.8: both rekeys fall due at once; the child rekey waits behind the
     IKE rekey on the old IKE SA and must then run on the new one, not be lost."""
     timers = {"child_rekey_after": 10, "ike_rekey_after": 10}
     link = connect(client(**timers) if side == "a" else client(),
@@ -426,7 +426,7 @@ def test_a_refused_child_sa_is_logged_with_the_proposals_and_counted():
 
 @pytest.mark.parametrize("seed", range(6))
 def test_simultaneous_child_rekey_leaves_one_child_sa(seed):
-    """RFC 7296 2.8.1 (issue 13 item 1): both ends rekey the same child SA at once. Each answers the
+    """RFC 7296 2.8.1: both ends rekey the same child SA at once. Each answers the
     other's request, so two new child SAs exist; the one whose exchange holds the lowest of the four
     nonces is deleted by its creator, the old one by the other end: one pair of SAs remains."""
     cl, gw = client(), gateway()

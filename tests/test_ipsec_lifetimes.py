@@ -1,4 +1,4 @@
-"""ESP lifetimes acted on by the IPsec runtime (issue 3: "lifetimes in time and bytes that trigger
+"""ESP lifetimes acted on by the IPsec runtime (the requirement: "lifetimes in time and bytes that trigger
 rekeying"), the client's password source choice (file, environment, prompt) and its gateway given
 by address or by DNS name (seed section 5). No sockets: the data plane and the runtime's lifetime
 handling with a recording stand-in for the IKE core."""

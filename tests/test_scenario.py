@@ -113,7 +113,7 @@ def test_the_runnable_traversal_scenarios_place_a_mobile_vpn_node(name):
 
 def test_no_problem_statement_scenario_is_placement_only():
     for path in sorted(SCENARIO_DIR.glob("mipvpn-*.yaml")):
-        assert not load_scenario(path).placement_only, f"{path.name} must run (issue 8)"
+        assert not load_scenario(path).placement_only, f"{path.name} must run (every scenario is runnable, none placement-only)"
 
 
 def test_the_local_link_scenario_puts_gateway_and_ha_on_one_box_behind_the_border():

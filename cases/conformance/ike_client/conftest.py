@@ -6,7 +6,7 @@ One world per implementation and worker, but the client is not started with it: 
 initiates as soon as it starts, so each part starts it afresh with the tester already listening
 (its "reset") and stops it at the part's end. The start runs in a background thread, since a
 profile's start may wait for the client's first attempt to end (a daemon that says READY after
-it, a charon told to initiate), and that attempt is what the part answers.
+it, or one told over its control interface to initiate), and that attempt is what the part answers.
 """
 from __future__ import annotations
 
