@@ -91,6 +91,8 @@ def test_nat_detected_moves_to_4500_and_follows_the_mapping():
     assert (b.peer_addr, b.peer_port) == (NAT, 14500)
     auth = [p for p in link.sent if p.to == "b" and p.dport == 4500]
     assert auth and all(p.data[:4] == w.NON_ESP_MARKER for p in auth)
+    # the NAT detection travels with the child SA to the data plane (the core decides it, once)
+    assert (a.nat_local, a.nat_remote, b.nat_local, b.nat_remote) == (True, False, False, True)
 
 
 def test_a_host_behind_a_nat_does_not_follow_the_peers_new_port():

@@ -69,7 +69,7 @@ from nodes.ipsec.napt import Napt
 from nodes.ipsec.napt_presence import NaptPresence
 from nodes.ipsec.pool import AddressPool, PoolExhausted
 from nodes.ipsec.redirects import RedirectBindings
-from nodes.ipsec.sites import SiteConfigError, SiteTable, parse_sites
+from nodes.ipsec.sites import SiteTable, parse_sites
 from nodes.runtime import daemon
 from nodes.runtime.ipsec import gateway_host as host
 from nodes.runtime.ipsec import config as ipsec_config
@@ -126,10 +126,8 @@ class Gateway:
         self.dns = cfg.addresses("dns", [])
         net = cfg.network("pool") if self.presence == "pool" else cfg.network("napt_pool", "100.64.0.0/24")
         self.pool = AddressPool(net)
-        try:
-            sites = parse_sites(cfg.get("sites", None), set(self.users), net if self.presence == "pool" else None)
-        except SiteConfigError as exc:
-            raise cfg.fail(exc.key, exc.expected, exc.got) from None
+        sites = parse_sites(cfg.get("sites", None), set(self.users), net if self.presence == "pool" else None,
+                            source=cfg.source)
         self.sites = SiteTable(sites)
         self.users.update({sid: ike.UserPolicy(psk=s.psk.encode(), subnets=[str(n) for n in s.subnets],
                                                remote_ts=[str(n) for n in s.site_subnets], gateway_psk=s.psk.encode())

@@ -96,12 +96,8 @@ class IkeCore:
 
     @property
     def sas(self) -> dict[bytes, IkeSa]:
-        """The IKE SAs by our SPI (read-only use: the runtime's NAT flags, tests)."""
+        """The IKE SAs by our SPI (read-only use: status, tests)."""
         return self.ctx.table.sas
-
-    def sa_named(self, name: str) -> IkeSa | None:
-        """An IKE SA by its name (our SPI in hex), without a scan."""
-        return self.ctx.table.by_name(name)
 
     @property
     def drops(self):

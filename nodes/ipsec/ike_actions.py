@@ -49,6 +49,10 @@ class InstallChildSa:
     encap: bool  # UDP encapsulation on 4500 (RFC 3948)
     replaces: int | None = None  # spi_in of the child SA this one rekeys
     mode: str = "tunnel"
+    # the IKE SA's NAT detection (RFC 7296 2.23): this end behind a NAT (it keeps its peer's address
+    # and port: 2.23's SHOULD NOT follow), the peer behind one
+    nat_local: bool = False
+    nat_remote: bool = False
 
 
 @dataclass(frozen=True)

@@ -239,7 +239,8 @@ def child_action(sa: IkeSa, child: ChildSa, replaces: bytes | None = None) -> In
         sa.name, int.from_bytes(child.spi_in, "big"), int.from_bytes(child.spi_out, "big"), child.suite.name(),
         child.suite.encr, child.suite.key_bits, child.suite.integ, child.encr_in, child.integ_in, child.encr_out,
         child.integ_out, child.ts_local, child.ts_remote, sa.local_addr, sa.local_port, sa.peer_addr,
-        sa.peer_port, sa.encap, int.from_bytes(replaces, "big") if replaces else None)
+        sa.peer_port, sa.encap, int.from_bytes(replaces, "big") if replaces else None,
+        nat_local=sa.nat_local, nat_remote=sa.nat_remote)
 
 
 def delete_action(child: ChildSa, reason: str) -> DeleteChildSa:

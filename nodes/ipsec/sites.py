@@ -28,11 +28,6 @@ class Site:
     site_subnets: tuple[IPv4Network, ...]  # its own networks: its TSi, routed into G's tunnel
 
 
-class SiteConfigError(ConfigError):
-    """The ConfigError of a bad `sites` entry, under the name nodes/daemons/vpn_gateway.py catches
-    (it re-raises it naming its own config file); everything else catches ConfigError."""
-
-
 GATEWAY_CONFIG = "the gateway's config"  # the file named when the caller does not say which
 
 
@@ -44,8 +39,8 @@ def parse_sites(raw, users: set[str], pool: IPv4Network | None, key: str = "site
     if raw is None:
         return {}
 
-    def fail(at: str, expected: str, got=None, hint: str = "") -> SiteConfigError:
-        return SiteConfigError(source, at, expected, got, hint)
+    def fail(at: str, expected: str, got=None, hint: str = "") -> ConfigError:
+        return ConfigError(source, at, expected, got, hint)
 
     if pool is None:
         raise fail("internal_presence", "pool when sites are configured (a site's subnets are routed into the "

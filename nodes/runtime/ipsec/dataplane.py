@@ -59,7 +59,7 @@ class Tunnel:
         self.out: Child | None = None
         self.last_in = 0.0
         self.packets_in = self.packets_out = 0
-        self.nat_local = self.nat_remote = False  # from IKE_SA_INIT's NAT detection
+        self.nat_local = self.nat_remote = False  # the IKE core's NAT detection, from each InstallChildSa
 
     def __str__(self) -> str:
         return f"{self.peer_id or '?'}@{self.peer_addr}:{self.peer_port}"
@@ -155,6 +155,7 @@ class DataPlane:
             tunnel = self.tunnels[act.ike_sa] = Tunnel(act.ike_sa, act.peer_addr, act.peer_port, act.encap)
         else:
             tunnel.peer_addr, tunnel.peer_port, tunnel.encap = act.peer_addr, act.peer_port, act.encap
+        tunnel.nat_local, tunnel.nat_remote = act.nat_local, act.nat_remote  # the IKE core's, as it decided
         child = Child(act, tunnel, now, self.lifetime)
         self.by_spi[child.spi_in] = child
         tunnel.children[child.spi_in] = child

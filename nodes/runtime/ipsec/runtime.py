@@ -139,8 +139,6 @@ class IpsecRuntime:
                 t = self.dp.tunnels.get(a.ike_sa)
                 if t is not None:
                     t.peer_id, t.virtual_ip = a.peer_id, a.virtual_ip
-                    sa = self.core.sa_named(a.ike_sa)
-                    t.nat_local, t.nat_remote = (sa.nat_local, sa.nat_remote) if sa is not None else (False, False)
                 log("established", ike_sa=a.ike_sa, role=a.role, peer_id=a.peer_id,
                     peer=f"{a.peer_addr}:{a.peer_port}", encap=a.encap, virtual_ip=a.virtual_ip,
                     dns=a.dns, subnets=a.subnets)
