@@ -150,11 +150,16 @@ class IkeTester:
             self.transport.send(esp_packet, self.peer.gateway, 0, src_port=0, kind="esp")
 
     def ping(self, session: IkeSession, child=None, seq: int | None = None, timeout: float = 2.0,
-             esp: EspSa | None = None, ident: int = 0x7e57) -> bool:
-        """An ICMP echo from the tester's virtual IP to the inside host through the child SA (ESP the
-        tester builds), and whether the echo reply comes back through the IUT's ESP."""
+             esp: EspSa | None = None, ident: int = 0x7e57, tries: int = 3) -> bool:
+        """ICMP echoes from the tester's virtual IP to the inside host through the child SA (ESP the
+        tester builds), and whether an echo reply comes back through the IUT's ESP: up to `tries`
+        echoes (a new sequence number each), `timeout` for each, so that one datagram lost on a
+        busy machine does not decide whether the child SA carries data."""
         child = child or session.children[-1]
-        return self.ping_through(session, child, [child], seq, timeout, esp, ident) is not None
+        for n in range(tries):
+            if self.ping_through(session, child, [child], None if seq is None else seq + n, timeout, esp, ident):
+                return True
+        return False
 
     def ping_through(self, session: IkeSession, out, replies=None, seq: int | None = None, timeout: float = 2.0,
                      esp: EspSa | None = None, ident: int = 0x7e57):

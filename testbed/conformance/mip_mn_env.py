@@ -221,6 +221,8 @@ class MnTester(Inbox):
         with netns.in_netns(ha_pid):
             raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         sockets += [udp, raw, *tunnels.values()]
+        for s in sockets:  # each datagram stamped by the kernel on arrival (see _recv)
+            s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sa = SecurityAssociation(int(mn_cfg["spi"]), bytes.fromhex(mn_cfg["key"]))
         home = IPv4Address(mn_cfg["home_address"])
         ha = TesterHA(ha_address, {home: sa})
@@ -268,6 +270,19 @@ class MnTester(Inbox):
     def _note(self, direction: str, text: str, at: float | None = None) -> None:
         self.log.append((at or time.time(), direction, text))
 
+    def catch_up(self, until: float) -> list:
+        """What had arrived by `until` (kernel arrival time) and the sockets still hold, read without
+        waiting: e.g. the taps' frames queued behind an answer at the home agent that was read
+        first. Taken from the inbox; what arrived later stays for the next waits."""
+        for _ in range(10000):
+            n = len(self.inbox)
+            self._pump(0.0)
+            if len(self.inbox) == n:
+                break
+        caught = [i for i in self.inbox if i.time <= until]
+        self.inbox = [i for i in self.inbox if i.time > until]
+        return caught
+
     def _pump(self, timeout: float) -> None:
         import select
         fds = {tap.sock: ("tap", seg) for seg, tap in self.taps.items()}
@@ -279,11 +294,10 @@ class MnTester(Inbox):
         # what reached the home agent first: a wait for it (and the answer a part sends) must not queue
         # behind the taps' frames, which arrive by the hundred when the node starts or moves
         for s in sorted(ready, key=lambda s: fds[s][0] == "tap"):
-            now = time.time()
             kind, detail = fds[s]
             try:
                 if kind == "tap":
-                    data, addr = s.recvfrom(65535)
+                    data, addr, now = _recv(s)
                     if addr[2] == socket.PACKET_OUTGOING:
                         continue  # the tapping node's own frames (the tester's included)
                     f = parse_frame(now, detail, data)
@@ -295,12 +309,12 @@ class MnTester(Inbox):
                         self._note("seen", f.summary(), now)
                         self.inbox.append(f)
                 elif kind == "udp":
-                    data, (src, sport) = s.recvfrom(65535)
+                    data, (src, sport), now = _recv(s)
                     item = AtHa(now, "udp", data, src, sport, 17)
                     self._note("seen", item.summary(), now)
                     self.inbox.append(item)
                 else:
-                    data, (src, _) = s.recvfrom(65535)
+                    data, (src, _), now = _recv(s)
                     item = AtHa(now, "ip", data, src, None, detail)
                     self._note("seen", item.summary(), now)
                     self.inbox.append(item)
@@ -496,3 +510,18 @@ def intervals(times: list[float]) -> list[float]:
 
 __all__ = ["MnTester", "Frame", "AtHa", "Agent", "parse_frame", "pingable", "echo_reply_in", "intervals",
            "TunnelData", "CORRESPONDENT", "HA", "MIP_PORT"]
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
+
+
+def _recv(s: socket.socket) -> tuple[bytes, object, float]:
+    """(data, address, arrival time): the kernel's receive timestamp (SO_TIMESTAMPNS), so an item's
+    time is when it arrived, not when the tester got round to reading it (the taps' frames queue
+    behind the home agent's socket when the machine is busy); the read time where none came."""
+    data, anc, _, addr = s.recvmsg(65535, socket.CMSG_SPACE(16))
+    for level, kind, cdata in anc:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(cdata) >= 16:
+            sec, nsec = struct.unpack("qq", cdata[:16])
+            return data, addr, sec + nsec / 1e9
+    return data, addr, time.time()

@@ -323,6 +323,8 @@ def _outside(vt, timeout: float = 7.0):
     imip = items[-1] if items and isinstance(items[-1], AtHa) and IPv4Address(items[-1].src) in POOL else None
     if imip is None:
         inconclusive(f"no i-MIP request through the VPN at the i-HA within {timeout} s of attaching to fn1")
+    # frames on the taps may still be queued behind the i-HA's socket: take them, in arrival order
+    items = sorted(items + vt.catch_up(imip.time), key=lambda i: i.time)
     x = next((i for i in items if to_x_ha(i, registrations_only=True)), None)
     ike = next((i for i in items if is_ike(i)), None)
     return x, ike, imip, items
