@@ -163,7 +163,7 @@ def _runtime(lifetime, delay, act):
     core, logs = FakeCore(), []
     rt = IpsecRuntime(core, lambda ev, **kw: logs.append((ev, kw)), lambda *a: None, lambda a: None,
                       lifetime=lifetime, soft_rekey_delay=delay)
-    rt.loop = FakeLoop()
+    rt.drive_on(FakeLoop())
     rt.dp.install(act, 0.0)
     return rt, core, logs
 

@@ -185,8 +185,7 @@ class Client:
             if h is not None:
                 h.cancel()
         if self.session.state == "established":
-            self.core.close(self.rt.now())
-            self.rt.flush()
+            self.rt.feed(self.core.close)
             await asyncio.sleep(0.1)
         self._net_down()
         self.rt.stop()
@@ -226,8 +225,7 @@ class Client:
         self.local = io.source_address_for(gateway)
         self.rt.local_address = self.local
         self.log("connecting", gateway=gateway, local=self.local, attempt=self.session.connects)
-        self.core.connect(gateway, self.local, self.rt.now())
-        self.rt.flush()
+        self.rt.feed(self.core.connect, gateway, self.local)
 
     async def _resolve(self, name: str) -> None:
         """The gateway's address: the name through the node's resolver (getaddrinfo: /etc/resolv.conf,

@@ -227,8 +227,7 @@ class Gateway:
 
     async def cleanup(self) -> None:
         if self.rt is not None and self.rt.loop is not None:
-            self.core.close(self.rt.now())  # tell the clients (INFORMATIONAL Delete)
-            self.rt.flush()
+            self.rt.feed(self.core.close)  # tell the clients (INFORMATIONAL Delete)
             await asyncio.sleep(0.05)
             self.rt.stop()
         if self.napt_timer:

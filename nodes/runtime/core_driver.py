@@ -38,13 +38,16 @@ class CoreDriver:
         driver.feed(core.receive_datagram, payload, where)   # core.receive_datagram(payload, where, now=...)
 
     `now` is the time base the core runs on (nodes/runtime/clock.py): the Mobile IP cores run on
-    wall time (their identifications are timestamps, RFC 5944 5.7.1), the default; the `executor`
-    carries out the drained actions (nodes/runtime/mip/actions.MipExecutor for the Mobile IP cores)."""
+    wall time (their identifications are timestamps, RFC 5944 5.7.1), the default, the IKE core on
+    the monotonic clock; the `executor` carries out the drained actions
+    (nodes/runtime/mip/actions.MipExecutor for the Mobile IP cores, nodes/runtime/ipsec/runtime.IpsecRuntime
+    for the IKE core)."""
 
-    def __init__(self, core: Core, executor: Executor, log, now: Reading = SYSTEM.wall):
+    def __init__(self, core: Core, executor: Executor, log, now: Reading = SYSTEM.wall,
+                 loop: asyncio.AbstractEventLoop | None = None):
         self.core, self.executor, self.log = core, executor, log
         self.now = now
-        self._loop = asyncio.get_running_loop()
+        self._loop = loop or asyncio.get_running_loop()
         executor.attach(self._loop)
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = 0.0

@@ -3,8 +3,8 @@
 network (raw protocol-50 socket or UDP 4500) and the data plane (nodes.runtime.ipsec.dataplane.DataPlane).
 
     rt = IpsecRuntime(core, log, on_inner=deliver, on_event=react)
-    rt.start(loop)          # bind sockets, add readers
-    core.connect(gateway, local, rt.now()); rt.flush()   # after every input to the core
+    rt.start(loop)          # bind sockets, add readers, drive the core (nodes/runtime/core_driver.py)
+    rt.feed(core.connect, gateway, local)   # every input to the core: its own method, with the time
     ...
     rt.send_inner(tunnel, packet)   # encrypt and send toward the tunnel's peer
 
@@ -33,6 +33,7 @@ from nodes.ipsec import lifetime_policy as lp
 from nodes.ipsec.esp_sa import Lifetime, warm_up
 from nodes.runtime.clock import SYSTEM
 from nodes.runtime.control import Handler
+from nodes.runtime.core_driver import CoreDriver
 from nodes.runtime.ipsec.dataplane import DataPlane, Tunnel
 
 IKE_PORT, NAT_T_PORT = 500, 4500
@@ -57,8 +58,7 @@ class IpsecRuntime:
         self._encap_sender: io.UdpSender | None = None
         self._encap_out: dict[tuple[str, int], list[bytes]] = {}  # ESP in UDP not yet sent, by peer
         self._flush_scheduled = False
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.driver: CoreDriver | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ike_in_at: float | None = None  # when the last IKE message arrived (the node's clock)
         self.counters = {"ike_in": 0, "ike_out": 0, "esp_in": 0, "esp_out": 0, "keepalives_in": 0,
@@ -67,8 +67,26 @@ class IpsecRuntime:
     now = staticmethod(SYSTEM.now)  # the node's monotonic clock (nodes/runtime/clock.py)
 
     # -- lifecycle ---------------------------------------------------------------------------------
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+    def drive_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Drive the IKE core on `loop` through the one CoreDriver (its timer, its error counting);
+        this runtime is the driver's executor (attach, run, stop)."""
+        if self.driver is None:
+            self.driver = CoreDriver(self.core, self, self.log, now=self.now, loop=loop)
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The CoreDriver's executor: the loop the actions are carried out on."""
         self.loop = loop
+
+    def run(self, actions: list) -> None:
+        """The CoreDriver's executor: carry out the IKE core's actions."""
+        self._apply(actions)
+
+    def feed(self, core_input: Callable[..., None], *args, **kw) -> None:
+        """An input to the IKE core (its own method; the driver passes `now`), its actions carried out."""
+        self.driver.feed(core_input, *args, **kw)
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.drive_on(loop)
         warm_up()  # the ESP ciphers' first contexts, before any SA is installed
         for port in (IKE_PORT, NAT_T_PORT):
             s = self.socks[port] = io.udp_socket(port)
@@ -78,8 +96,10 @@ class IpsecRuntime:
         loop.add_reader(self.esp.fileno(), io.RawReader(self.esp).drain, self._esp)
 
     def stop(self) -> None:
-        if self._timer:
-            self._timer.cancel()
+        """The runtime's end (the driver's timer with it); as the driver's executor, called by it too."""
+        driver, self.driver = self.driver, None
+        if driver is not None:
+            driver.stop()  # calls stop() again, as its executor: driver is None by then
         if self._lifetime_timer:
             self._lifetime_timer.cancel()
             self._lifetime_timer = None
@@ -95,11 +115,6 @@ class IpsecRuntime:
         self.esp = None
 
     # -- IKE -----------------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Carry out the core's actions (call after every input to it) and re-arm its timer."""
-        self._apply(self.core.drain_actions())
-        self._arm(self.core.next_deadline())
-
     def _apply(self, actions: list) -> None:
         """Carry out the actions; their log lines are written once all are carried out (in their
         order, after the lines the reactions to them wrote): a log line wakes the log's writer
@@ -206,26 +221,10 @@ class IpsecRuntime:
             if isinstance(a, lp.RekeyChild):
                 self.counters["lifetime_rekeys"] += 1
                 self.log("esp_lifetime_rekey", spi_in=f"{a.spi_in:08x}")
-                self.core.rekey_child(now, spi_in=a.spi_in)
+                self.feed(self.core.rekey_child, spi_in=a.spi_in)
             else:
-                self.core.delete_child(a.spi_in, now)
-        self.flush()
+                self.feed(self.core.delete_child, a.spi_in)
         self._arm_lifetime()
-
-    def _arm(self, at: float | None) -> None:
-        if at == self._timer_at:
-            return
-        if self._timer:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None and self.loop is not None:
-            self._timer = self.loop.call_at(at, self._tick)
-
-    def _tick(self) -> None:
-        self._timer, self._timer_at = None, None
-        self.core.handle_timer(self.now())
-        self.flush()
 
     # -- receive (datagrams are memoryviews into the reader's buffer: copied where kept) --------
     def _udp500(self, data: memoryview, src: str, sport: int, dst: str | None) -> None:
@@ -245,9 +244,8 @@ class IpsecRuntime:
         self._ike_in(data, src, sport, dst, NAT_T_PORT)
 
     def _ike_in(self, data: bytes, src: str, sport: int, dst: str | None, dport: int) -> None:
-        self.ike_in_at = now = self.now()
-        self.core.receive_datagram(data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport), now)
-        self.flush()
+        self.ike_in_at = self.now()
+        self.feed(self.core.receive_datagram, data, Addr(src, sport, dst or self.local_address or "0.0.0.0", dport))
 
     def _esp(self, payload: memoryview, src: str) -> None:
         self._esp_in(payload, src, 0, False)
@@ -263,8 +261,7 @@ class IpsecRuntime:
         if got is not None:
             self.on_inner(got[0], got[1])
         elif len(data) >= 8 and (spi := int.from_bytes(data[:4], "big")) not in self.dp.by_spi:
-            self.core.invalid_spi(src, spi, now)
-            self.flush()
+            self.feed(self.core.invalid_spi, src, spi)
 
     # -- send ----------------------------------------------------------------------------------
     def send_inner(self, tunnel: Tunnel, inner: bytes) -> None:
@@ -327,11 +324,10 @@ def control_handlers(status: Handler, rt: "IpsecRuntime", core: ike.IkeCore) -> 
     """The control-socket commands both IPsec daemons answer, as an explicit table: status, and the
     IKE actions a case may ask for (rekey the child or IKE SA now, run a liveness check now, reset:
     every SA gone at once without a word to the peer, for a conformance tester between test parts).
-    Each action is the core's own method, called with the node's clock; its answer is "ok"."""
-    def act(action: Callable[[float], None]) -> Handler:
+    Each action is the core's own method, fed through the runtime's driver; its answer is "ok"."""
+    def act(action: Callable[..., None]) -> Handler:
         def run(req: dict) -> str:
-            action(rt.now())
-            rt.flush()
+            rt.feed(action)
             return "ok"
         return run
 
