@@ -1,6 +1,6 @@
 """ESP lifetimes acted on by the IPsec runtime (the requirement: "lifetimes in time and bytes that trigger
 rekeying"), the client's password source choice (file, environment, prompt) and its gateway given
-by address or by DNS name (seed section 5). No sockets: the data plane and the runtime's lifetime
+by address or by DNS name (draft-gupta-ipsec-remote-access-00 section 5). No sockets: the data plane and the runtime's lifetime
 handling with a recording stand-in for the IKE core."""
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The IPsec remote-access client R (draft-gupta sections 3 to 5).
 
 IKEv2 initiator (nodes/ipsec/ike.py) toward the configured gateway (an address, or a DNS name
-resolved at start through the node's resolver, seed section 5; with `gateway_lookup: ipseckey` the
+resolved at start through the node's resolver, draft-gupta-ipsec-remote-access-00 section 5; with `gateway_lookup: ipseckey` the
 name is a domain whose IPSECKEY record (RFC 4025) names its gateway; a name that does not resolve is
 reported in the status's last_error and the log (gateway_unresolved) and tried again every
 `reconnect_interval`), authenticated by pre-shared key or by the user's password through EAP-MD5
@@ -18,7 +18,7 @@ start with what to do instead when there is no terminal). While the tunnel is up
   * ESP in userspace: plain on a raw protocol-50 socket, or UDP-encapsulated on 4500 behind a NAT
     (with keepalives every `keepalive` seconds).
 
-Host hardening (seed section 4), from start to exit: IP forwarding off, and an iptables INPUT
+Host hardening (draft-gupta-ipsec-remote-access-00 section 4), from start to exit: IP forwarding off, and an iptables INPUT
 chain that admits only loopback, established/related traffic, the tunnel's own IKE and ESP from
 the gateway, DHCP replies, and what arrives through the tunnel (on the TUN device: only packets
 authenticated by the SA with the gateway, from the corporate side, land there: ICMP echo, and the

@@ -1,4 +1,4 @@
-"""Host hardening of a remote-access client (seed section 4): IP forwarding off, and an iptables INPUT
+"""Host hardening of a remote-access client (draft-gupta-ipsec-remote-access-00 section 4): IP forwarding off, and an iptables INPUT
 chain that admits only loopback, established/related traffic, DHCP replies, the tunnel's own IKE and
 ESP from the gateway (`allow_gateway`, once its address is known) and what arrives through the
 tunnel (on the TUN: ICMP echo, and, with `admit_from_tunnel`, new TCP/UDP connections, which only
