@@ -348,7 +348,7 @@ def test_requests_outside_an_sa_get_an_unprotected_answer():
 
 
 def test_esn_is_never_configured_nor_accepted():
-    """Issue 12: the ESP SA has 32-bit sequence numbers only, so ESN (RFC 4303 appendix A) may be
+    """The ESP SA has 32-bit sequence numbers only, so ESN (RFC 4303 appendix A) may be
     neither configured nor chosen from a peer's proposal that offers only ESN."""
     with pytest.raises(props.ProposalError, match="extended sequence numbers"):
         props.parse_suite("aes128gcm16-esn", w.PROTO_ESP)
@@ -392,7 +392,7 @@ def test_flood_of_spoofed_inits_costs_no_state_beyond_the_threshold():
 
 
 def test_a_peer_asking_for_pfs_is_served_by_default_proposals():
-    """Issue 13 item 3: a client whose ESP proposal carries a DH group (PFS, as strongSwan's with
+    """A client whose ESP proposal carries a DH group (PFS, as strongSwan's with
     esp_proposals = aes128gcm16-ecp256) rekeys its child SA against a gateway configured with the
     default proposals, which name no group: the rekey carries a KE payload and succeeds."""
     gw = IkeCore(IkeConfig("gw.example", users={"alice@example": UserPolicy(psk=b"alice-secret")},
@@ -409,14 +409,14 @@ def test_a_peer_asking_for_pfs_is_served_by_default_proposals():
 
 
 def test_default_proposals_take_strongswans_defaults():
-    """Issue 13 item 3: AES-256-GCM for ESP and AES-CBC for IKE are accepted without configuration."""
+    """AES-256-GCM for ESP and AES-CBC for IKE are accepted without configuration."""
     gw = IkeCore(IkeConfig("gw.example", users={"alice@example": UserPolicy(psk=b"alice-secret")},
                            allocator=Pool("10.9.0.1", "10.9.0.2")))
     established(connect(client(ike=["aes256-sha256-prfsha256-modp2048"], esp=["aes256gcm16"]), gw))
 
 
 def test_a_refused_child_sa_is_logged_with_the_proposals_and_counted():
-    """Issue 13 item 4: NO_PROPOSAL_CHOSEN for the child in IKE_AUTH shows in the gateway's drop
+    """NO_PROPOSAL_CHOSEN for the child in IKE_AUTH shows in the gateway's drop
     counters and its log names what was offered and what is configured."""
     gw = gateway(esp=["aes128gcm16"])
     connect(client(esp=["aes256-sha256"]), gw)

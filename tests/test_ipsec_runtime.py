@@ -164,7 +164,7 @@ def test_bad_gateway_config_is_refused_naming_the_key(config, key):
 
 
 def test_outbound_sa_chosen_by_selectors_among_several_children(planes):
-    """Issue 13 item 2: a peer with two child SAs in one IKE SA (strongSwan with remote_ts 10.1.2.0/24
+    """A peer with two child SAs in one IKE SA (strongSwan with remote_ts 10.1.2.0/24
     and 10.1.1.0/24): each answer leaves through the child whose selectors cover it, not the newest."""
     from dataclasses import replace
     from ipaddress import IPv4Address

@@ -1,4 +1,4 @@
-"""Issue 13, items 5-10: what the Home Agent and Foreign Agent cores accept on reception (RFC 5944,
+"""What the Home Agent and Foreign Agent cores accept on reception (RFC 5944,
 RFC 3519), where their solicited advertisements go, and which identification replay protection
 remembers. Requests are built byte by byte here (struct + hmac), not with nodes.wire.mip."""
 from __future__ import annotations
