@@ -467,7 +467,7 @@ class MnTester(Inbox):
         if f is None:
             inconclusive(f"no registration request to the home agent on {segment} within {timeout} s")
         ident = f.request.identification
-        at = self.take(lambda i: self.ha_request(i) and i.request.identification == ident, 1.0)
+        at = self.take(lambda i: self.ha_request(i) and i.request.identification == ident, 2.0)
         if at is None:
             inconclusive(f"the request seen on {segment} did not reach the home agent's socket")
         return f, at
