@@ -78,7 +78,12 @@ class MeasureError(RuntimeError):
 # ---- the ESP choice: the `esp_proposals` key of both profiles' role configs ----------------
 # A "+encap" profile is ours with the client's force_encap: IKE moves to 4500 and ESP is
 # UDP-encapsulated (RFC 3948), the wire format strongSwan's kernel-libipsec always uses.
-PROFILES = ("ours", "ours+encap", "strongswan")
+PROFILES = ("ours", "ours+encap", "strongswan", "strongswan-kernel")
+# the reference pair our pair is compared with, and the prefix of its figures in ipsec.json (the
+# report's side-by-side tables, testbed/report/bench.py SIDES): strongSwan with kernel-libipsec (its
+# userspace data plane, which runs on any kernel) or with the kernel's XFRM (where the kernel has ESP,
+# e.g. the Vagrant VM's stock kernel): the physical anchor for a userspace data plane
+REFERENCES = {"strongswan": "strongswan", "strongswan-kernel": "xfrm"}
 
 
 def impl_of(profile: str) -> str:
@@ -381,52 +386,64 @@ def pair_figures(runs: list[dict]) -> dict:
             "errors": [r["error"] for r in runs if r.get("error")]}
 
 
-def compare(results: list[dict], esps: list[str], pairs: list[tuple[str, str]]) -> dict:
-    """Medians per pair and transform; ours-ours against strongswan-strongswan: throughput per
-    transform, setup time over the samples of all transforms (the ESP transform plays no part in
-    the IKE exchanges but for its proposal; pooled, each side has more samples against the noise)."""
+def compare(results: list[dict], esps: list[str], pairs: list[tuple[str, str]], reference: str = "strongswan") -> dict:
+    """Medians per pair and transform; our pair against the reference pair (both roles filled by
+    `reference`): throughput per transform, setup time over the samples of all transforms (the ESP
+    transform plays no part in the IKE exchanges but for its proposal; pooled, each side has more
+    samples against the noise). Our pair is the one on the reference's wire format (UDP-encapsulated
+    ESP or not) when both of ours ran; the reference's figures carry the prefix REFERENCES[reference]."""
     def runs_of(g, c, esp=None):
         return [r for r in results if r["gateway"] == g and r["client"] == c and (esp is None or r["esp"] == esp)]
 
+    def encap_of(pair) -> tuple[str, ...]:
+        return tuple(sorted({str((r.get("negotiated", {}).get("client") or {}).get("encap")) for r in runs_of(*pair)}))
+
     by_pair = {esp: {f"{g} gateway / {c} client": pair_figures(runs_of(g, c, esp)) for g, c in pairs} for esp in esps}
     out: dict = {"by_pair": by_pair}
-    # like with like: our pair on strongSwan's wire format (UDP-encapsulated ESP) when it ran
-    mine = next((p for p in (("ours+encap", "ours+encap"), ("ours", "ours")) if p in pairs), None)
-    if mine is None or ("strongswan", "strongswan") not in pairs:
+    ref, side = (reference, reference), REFERENCES[reference]
+    ours = [p for p in (("ours+encap", "ours+encap"), ("ours", "ours")) if p in pairs]
+    if not ours or ref not in pairs:
         return out
-    wire = {p: sorted({str((r.get("negotiated", {}).get("client") or {}).get("encap")) for r in runs_of(*p)})
-            for p in (mine, ("strongswan", "strongswan"))}
+    # like with like: our pair on the reference's wire format when it ran
+    mine = next((p for p in ours if encap_of(p) == encap_of(ref)), ours[0])
+    wire = {p: list(encap_of(p)) for p in (mine, ref)}
+    out["reference"] = reference
     out["like_with_like"] = {"ours_pair": f"{mine[0]} gateway / {mine[1]} client",
+                             "reference_pair": f"{reference} gateway / {reference} client",
                              "udp_encapsulated": {f"{g}-{c}": v for (g, c), v in wire.items()},
                              "same_wire_format": len({tuple(v) for v in wire.values()}) == 1}
-    if mine != ("ours", "ours") and ("ours", "ours") in pairs:
-        out["extra_plain_esp_ours"] = {esp: pair_figures(runs_of("ours", "ours", esp))["throughput_mbps"] for esp in esps}
+    other = next((p for p in ours if p != mine), None)
+    if other is not None:
+        out[f"extra_{other[0].replace('+', '_')}"] = {esp: pair_figures(runs_of(*other, esp))["throughput_mbps"] for esp in esps}
     throughput = {}
     for esp in esps:
-        o, w = pair_figures(runs_of(*mine, esp)), pair_figures(runs_of("strongswan", "strongswan", esp))
+        o, w = pair_figures(runs_of(*mine, esp)), pair_figures(runs_of(*ref, esp))
         tp = ratio(o["throughput_mbps"], w["throughput_mbps"])
-        throughput[esp] = {"ours_mbps": o["throughput_mbps"], "strongswan_mbps": w["throughput_mbps"],
-                           "ratio_ours_over_strongswan": tp,
+        throughput[esp] = {"ours_mbps": o["throughput_mbps"], f"{side}_mbps": w["throughput_mbps"],
+                           "ratio_ours_over_reference": tp,
                            "daemon_cpu_s_per_gb_ours": o["daemon_cpu_s_per_gb"],
-                           "daemon_cpu_s_per_gb_strongswan": w["daemon_cpu_s_per_gb"],
-                           "cpu_ratio_strongswan_over_ours": ratio(w["daemon_cpu_s_per_gb"], o["daemon_cpu_s_per_gb"]),
+                           f"daemon_cpu_s_per_gb_{side}": w["daemon_cpu_s_per_gb"],
+                           "cpu_ratio_reference_over_ours": ratio(w["daemon_cpu_s_per_gb"], o["daemon_cpu_s_per_gb"]),
                            "target_met": None if w["throughput_mbps"] is None else bool(tp is not None and tp >= THROUGHPUT_RATIO_TARGET),
-                           "issue_reference_strongswan_mbps": ISSUE_REFERENCE_MBPS.get(esp),
-                           "setup_ours_s": o["setup_s"], "setup_strongswan_s": w["setup_s"],
-                           "setup_ratio_ours_over_strongswan": ratio(o["setup_s"], w["setup_s"])}
-    o, w = pair_figures(runs_of(*mine)), pair_figures(runs_of("strongswan", "strongswan"))
+                           "issue_reference_strongswan_mbps": ISSUE_REFERENCE_MBPS.get(esp) if reference == "strongswan" else None,
+                           "setup_ours_s": o["setup_s"], f"setup_{side}_s": w["setup_s"],
+                           "setup_ratio_ours_over_reference": ratio(o["setup_s"], w["setup_s"])}
+    o, w = pair_figures(runs_of(*mine)), pair_figures(runs_of(*ref))
     st = ratio(o["setup_s"], w["setup_s"])
     out["throughput"] = throughput
-    out["setup"] = {"ours_median_s": o["setup_s"], "strongswan_median_s": w["setup_s"],
-                    "ours_samples": len(o["setup_samples_s"]), "strongswan_samples": len(w["setup_samples_s"]),
-                    "ours_cold_median_s": o["setup_cold_s"], "strongswan_cold_median_s": w["setup_cold_s"],
-                    "ours_ike_median_s": o["ike_s"], "strongswan_ike_median_s": w["ike_s"],
+    out["setup"] = {"ours_median_s": o["setup_s"], f"{side}_median_s": w["setup_s"],
+                    "ours_samples": len(o["setup_samples_s"]), f"{side}_samples": len(w["setup_samples_s"]),
+                    "ours_cold_median_s": o["setup_cold_s"], f"{side}_cold_median_s": w["setup_cold_s"],
+                    "ours_ike_median_s": o["ike_s"], f"{side}_ike_median_s": w["ike_s"],
                     "ours_auth_to_traffic_median_s": o["auth_to_traffic_s"],
-                    "strongswan_auth_to_traffic_median_s": w["auth_to_traffic_s"],
-                    "auth_to_traffic_split_median_s": {f"{side}_{key}": fig[key] for side, fig in (("ours", o), ("strongswan", w))
+                    f"{side}_auth_to_traffic_median_s": w["auth_to_traffic_s"],
+                    "auth_to_traffic_split_median_s": {f"{name}_{key}": fig[key] for name, fig in (("ours", o), (side, w))
                                                        for key in ESP_SPLIT},
-                    "ratio_ours_over_strongswan": st,
+                    "ratio_ours_over_reference": st,
                     "target_met": None if w["setup_s"] is None else bool(st is not None and st <= 1.0)}
+    if reference != "strongswan":  # an anchor, not a target: a kernel data plane against a userspace one
+        for row in (*throughput.values(), out["setup"]):
+            row["target_met"] = None
     return out
 
 
@@ -451,25 +468,33 @@ def print_table(results: list[dict], comparison: dict) -> None:
         print(f"{r['gateway']:<11} {r['client']:<11} {r['esp']:<14} {setup:<28} {fmt(r.get('throughput_mbps')):>8} "
               f"{fmt(r.get('tcp_retransmits')):>6} {cpu:>13} {r['load_average_1min']:>5}  {note}")
     print()
+    reference = comparison.get("reference")
+    if reference is None:
+        return
+    side = REFERENCES[reference]
     for esp, row in comparison.get("throughput", {}).items():
-        print(f"{esp:<14} throughput ours-ours {fmt(row['ours_mbps'])} Mbit/s, strongswan-strongswan "
-              f"{fmt(row['strongswan_mbps'])} Mbit/s: ratio {fmt(row['ratio_ours_over_strongswan'])} "
-              f"(target >= {THROUGHPUT_RATIO_TARGET:g} met: {row['target_met']}); setup ratio {fmt(row['setup_ratio_ours_over_strongswan'])}")
+        print(f"{esp:<14} throughput ours-ours {fmt(row['ours_mbps'])} Mbit/s, {reference}-{reference} "
+              f"{fmt(row[f'{side}_mbps'])} Mbit/s: ratio {fmt(row['ratio_ours_over_reference'])} "
+              f"(target >= {THROUGHPUT_RATIO_TARGET:g} met: {row['target_met']}); setup ratio {fmt(row['setup_ratio_ours_over_reference'])}")
         print(f"{'':<14} daemons' CPU s per GB (gateway + client): ours {fmt(row['daemon_cpu_s_per_gb_ours'])}, "
-              f"strongswan {fmt(row['daemon_cpu_s_per_gb_strongswan'])}: strongswan / ours "
-              f"{fmt(row['cpu_ratio_strongswan_over_ours'])}")
+              f"{reference} {fmt(row[f'daemon_cpu_s_per_gb_{side}'])}: {reference} / ours "
+              f"{fmt(row['cpu_ratio_reference_over_ours'])}")
     st = comparison.get("setup")
     if st:
         print(f"{'setup':<14} ours-ours median {fmt(st['ours_median_s'])} s ({st['ours_samples']} samples), "
-              f"strongswan-strongswan {fmt(st['strongswan_median_s'])} s ({st['strongswan_samples']}): ratio "
-              f"{fmt(st['ratio_ours_over_strongswan'])} (target <= 1 met: {st['target_met']})")
+              f"{reference}-{reference} {fmt(st[f'{side}_median_s'])} s ({st[f'{side}_samples']}): ratio "
+              f"{fmt(st['ratio_ours_over_reference'])} (target <= 1 met: {st['target_met']})")
         print(f"{'':<14} of which IKE (IKE_SA_INIT to the last IKE_AUTH response): ours {fmt(st['ours_ike_median_s'])} s, "
-              f"strongswan {fmt(st['strongswan_ike_median_s'])} s; IKE_AUTH response to the first reply: ours "
-              f"{fmt(st['ours_auth_to_traffic_median_s'])} s, strongswan {fmt(st['strongswan_auth_to_traffic_median_s'])} s")
+              f"{reference} {fmt(st[f'{side}_ike_median_s'])} s; IKE_AUTH response to the first reply: ours "
+              f"{fmt(st['ours_auth_to_traffic_median_s'])} s, {reference} {fmt(st[f'{side}_auth_to_traffic_median_s'])} s")
         sp = st["auth_to_traffic_split_median_s"]
         print(f"{'':<14} of which to the first ESP out / its round trip / to the reply: ours "
-              + " / ".join(fmt(sp[f"ours_{k}"]) for k in ESP_SPLIT) + " s, strongswan "
-              + " / ".join(fmt(sp[f"strongswan_{k}"]) for k in ESP_SPLIT) + " s")
+              + " / ".join(fmt(sp[f"ours_{k}"]) for k in ESP_SPLIT) + f" s, {reference} "
+              + " / ".join(fmt(sp[f"{side}_{k}"]) for k in ESP_SPLIT) + " s")
+    wire = comparison["like_with_like"]
+    if not wire["same_wire_format"]:
+        print(f"NOTE: not the same wire format (UDP encapsulation per pair: {wire['udp_encapsulated']}): "
+              "the ratios compare different packets")
     print()
 
 
@@ -480,10 +505,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=5, help="iperf3 duration per measurement")
     ap.add_argument("--esp", nargs="+", default=["aes128gcm16", "aes128-sha256"], choices=sorted(ESP_NAMES))
     ap.add_argument("--no-mixed", action="store_true", help="leave out the mixed pairs (one profile per role)")
+    ap.add_argument("--reference", default=None, choices=sorted(REFERENCES),
+                    help="the pair ours is compared with (default: strongswan-kernel when it runs, else strongswan); "
+                         "the targets apply to strongswan (kernel-libipsec), the kernel's XFRM is an anchor without one")
     ap.add_argument("--rounds", type=int, default=1, help="repeat every measurement; figures are medians")
     ap.add_argument("--setups", type=int, default=3,
                     help="setup samples per measurement (the client role restarted in the same world)")
     args = ap.parse_args()
+    reference = args.reference or ("strongswan-kernel" if "strongswan-kernel" in args.profiles else "strongswan")
+    if reference not in args.profiles:
+        ap.error(f"--reference {reference}: add it to --profiles")
     pairs = [(p, p) for p in args.profiles]
     if not args.no_mixed and len(args.profiles) > 1:
         real = [p for p in args.profiles if "+" not in p]
@@ -504,7 +535,7 @@ def main() -> None:
                           flush=True)
     finally:
         run.close()
-    comparison = compare(results, args.esp, pairs)
+    comparison = compare(results, args.esp, pairs, reference)
     print_table(results, comparison)
     verdicts = [row["target_met"] for row in comparison.get("throughput", {}).values()]
     if "setup" in comparison:

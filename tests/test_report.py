@@ -79,7 +79,7 @@ def small_run(root: Path) -> Path:
     bench = root / "bench"
     bench.mkdir()
     (bench / "ipsec.json").write_text(json.dumps({"what": "iperf3 through the tunnel", "meets_targets": False, "comparison": {
-        "throughput": {"aes128gcm16": {"ours_mbps": 520.0, "strongswan_mbps": 400.0, "ratio_ours_over_strongswan": 1.3}}}}))
+        "throughput": {"aes128gcm16": {"ours_mbps": 520.0, "strongswan_mbps": 400.0, "ratio_ours_over_reference": 1.3}}}}))
     write_report(run, "run-1", results, {"workers": 2}, bench_dir=bench)
     return run
 

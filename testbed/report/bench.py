@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = ("median", "p95", "min", "max")
-SIDES = ("ours", "strongswan", "rfc5265", "ike")  # the prefixes of figures compared side by side
+SIDES = ("ours", "strongswan", "xfrm", "rfc5265", "ike")  # the prefixes of figures compared side by side
 
 
 def flatten(data, prefix: str = "") -> list[tuple[str, str]]:
