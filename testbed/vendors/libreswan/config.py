@@ -70,8 +70,10 @@ def render(role, plan) -> Rendered:
     c = RoleCfg(role)
     rendered = (_gateway if role.kind == "vpn-gateway" else _client)(c, plan)
     keepalive = c.number("keepalive", None)
-    # TESTBED_PLUTODEBUG (e.g. "base", "all"): pluto's debug classes, for finding out why a run fails
-    setup = {"uniqueids": "yes", "plutodebug": os.environ.get("TESTBED_PLUTODEBUG", "none")}
+    # pluto's debug classes: "base" logs the IKE SPIs the status reports (status.py); none for a load
+    # run (many_sas); TESTBED_PLUTODEBUG (e.g. "all") overrides, for finding out why a run fails
+    many = c.get("many_sas", False, choices=(True, False))
+    setup = {"uniqueids": "yes", "plutodebug": os.environ.get("TESTBED_PLUTODEBUG", "none" if many else "base")}
     if keepalive is not None:
         setup["keep-alive"] = max(1, math.ceil(keepalive))
         rendered.info["keepalive"] = keepalive
@@ -318,5 +320,6 @@ def _client(c: RoleCfg, plan) -> Rendered:
     # the secret is found by the pair of identities; the gateway's is unknown when not configured
     secrets = f"{lid or '%any'} {rid or '%any'} : PSK {psk}\n"
     info = {"auth": auth, "tunnel": tunnel, "remote_ts": remote_ts, "gateway": gateway, "site_subnets": site,
+            "local_id": lid, "gateway_id": rid,
             "initiate": initiate, "children": ["vpn"], "unsupported": unsupported, **timer_info}
     return Rendered(section("conn vpn", conn), secrets, info)

@@ -172,7 +172,7 @@ class PlutoRole:
         except subprocess.TimeoutExpired:
             rc, out = -1, f"whack --initiate did not return within {timeout} s"
         ok = rc == 0 and "established Child SA" in out
-        errors = sorted(set(re.findall(r"\b((?:v2N_)?[A-Z_]{6,}(?:FAILED|CHOSEN|UNACCEPTABLE|REQUIRED|PAYLOAD))\b",
+        errors = sorted(set(re.findall(r"\b((?:v2N_)?[A-Z_]{2,}(?:FAILED|CHOSEN|UNACCEPTABLE|REQUIRED|PAYLOAD))\b",
                                        out)))
         self.initiate = {"ok": ok, "seconds": round(time.monotonic() - t0, 3), "errors": errors,
                          "output": out.splitlines()[-12:]}
