@@ -11,16 +11,18 @@ import struct
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from testbed.conformance import netns
 from testbed.conformance.ike import constants as c
 from testbed.conformance.ike import messages as m
 from testbed.conformance.ike.crypto import nat_detection_hash
-from testbed.conformance.ike.esp import EspSa
 from testbed.conformance.ike.parse import ParsedMessage, parse_message
 from testbed.conformance.ike.session import IkeSession
-from testbed.conformance.ike.transport import UdpTransport
+from testbed.conformance.ike.transport import Received, UdpTransport
 from testbed.report.verdicts import inconclusive
+
+ECHO_IDENT = 0x7e57   # the ICMP echo identifier of the tester's pings
 
 
 @dataclass
@@ -42,6 +44,7 @@ class IkeTester:
     sessions: list[IkeSession] = field(default_factory=list)
     nat: bool = False          # the IUT's NAT_DETECTION hashes said a NAT sits between: IKE on 4500, ESP in UDP
     ike_port: int = c.IKE_PORT
+    echoes: int = 0            # ICMP echoes sent by `ping` (their ICMP sequence numbers)
 
     @classmethod
     def open(cls, peer: Peer) -> "IkeTester":
@@ -66,14 +69,14 @@ class IkeTester:
         self.transport.send(data, self.peer.gateway, port, src_port=port, kind=kind)
 
     def receive(self, match=None, timeout: float = 2.0, kind: str = "ike"):
-        """The next datagram of `kind` for which `match(received)` holds, or None after `timeout`;
-        the others stay in the log (a ladder shows them)."""
+        """The next datagram of `kind` (None: any kind) for which `match(received)` holds, or None
+        after `timeout`; the others stay in the log (a ladder shows them)."""
         end = time.monotonic() + timeout
         while (left := end - time.monotonic()) > 0:
             r = self.transport.recv(left)
             if r is None:
                 return None
-            if r.kind == kind and (match is None or match(r)):
+            if (kind is None or r.kind == kind) and (match is None or match(r)):
                 return r
         return None
 
@@ -149,43 +152,55 @@ class IkeTester:
         else:
             self.transport.send(esp_packet, self.peer.gateway, 0, src_port=0, kind="esp")
 
-    def ping(self, session: IkeSession, child=None, seq: int | None = None, timeout: float = 2.0,
-             esp: EspSa | None = None, ident: int = 0x7e57, tries: int = 3) -> bool:
-        """ICMP echoes from the tester's virtual IP to the inside host through the child SA (ESP the
-        tester builds), and whether an echo reply comes back through the IUT's ESP: up to `tries`
-        echoes (a new sequence number each), `timeout` for each, so that one datagram lost on a
-        busy machine does not decide whether the child SA carries data."""
-        child = child or session.children[-1]
-        for n in range(tries):
-            if self.ping_through(session, child, [child], None if seq is None else seq + n, timeout, esp, ident):
-                return True
-        return False
+    def ping(self, session: IkeSession, out=None, *, replies=None, tries: int = 3, timeout: float = 2.0,
+             seq: int | None = None, ident: int = ECHO_IDENT, send: Callable[[bytes], None] | None = None, take=None) -> "Echo":
+        """The one way a tester checks whether a child SA carries data: ICMP echoes from the
+        tester's virtual IP (or its own address) to the inside host, sealed on child SA `out`
+        (default: the session's newest), and whether an echo
+        reply comes back through the IUT's ESP on one of `replies` (default: every child SA of the
+        session, since which outbound SA the IUT picks among parallel ones is its own choice).
 
-    def ping_through(self, session: IkeSession, out, replies=None, seq: int | None = None, timeout: float = 2.0,
-                     esp: EspSa | None = None, ident: int = 0x7e57):
-        """An ICMP echo sealed on child SA `out` (or on `esp`); the child SA among `replies` (default:
-        every child of the session) whose inbound half carried the echo reply, or None."""
+        `tries` says what kind of check this is. A check that data passes gives `tries` > 1: up to
+        `tries` echoes, one after the other, each waited for `timeout` in full, so that one datagram
+        lost on a busy machine does not decide. A check that data no longer passes gives `tries=1`
+        (and a short `timeout`): exactly one echo, since a retry would only wait longer for nothing.
+
+        Each echo has the next ESP sequence number of `out` (or `seq`, `seq + 1`, ... when given) and
+        an ICMP sequence number unique within this tester, so that a late reply to an earlier echo,
+        on this or another child SA, is never taken for this one. `send(esp_packet)` replaces the
+        tester's way of sending ESP (`esp_send`), `take(match, timeout)` its way of reading the wire
+        (`receive`: datagrams that do not match are dropped, as the transcript keeps them)."""
+        out = out if out is not None else session.children[-1]
         replies = list(replies) if replies is not None else list(session.children)
+        send = send or self.esp_send
+        take = take or (lambda match, left: self.receive(match, left, kind=None))
         src = session.virtual_ip[0] if session.virtual_ip else self.peer.local
-        n = seq if seq is not None else getattr(out, "_seq", 0) + 1
-        out._seq = n
-        from scapy.layers.inet import ICMP, IP
-        echo = bytes(IP(src=src, dst=self.peer.inside_host) / ICMP(type=8, id=ident, seq=n & 0xFFFF) / (b"conformance" * 4))
-        self.esp_send((esp or out.esp_out()).seal(echo, 4, seq=n))
         inbound = [(ch, ch.esp_in()) for ch in replies]
-        hit = []
+        result = Echo()
+        from scapy.layers.inet import ICMP, IP
+        for n in range(max(1, tries)):
+            esp_seq = seq + n if seq is not None else getattr(out, "_seq", 0) + 1
+            out._seq = esp_seq
+            self.echoes += 1
+            icmp_seq = self.echoes & 0xFFFF
+            echo = bytes(IP(src=src, dst=self.peer.inside_host) / ICMP(type=8, id=ident, seq=icmp_seq)
+                         / (b"conformance" * 4))
+            send(out.esp_out().seal(echo, c.IPPROTO_IPIP, seq=esp_seq))
+            result.sent += 1
 
-        def reply(r) -> bool:
-            for ch, sa in inbound:
-                p = sa.open(r.data)
-                pkt = p.payload if getattr(p, "ok", False) else b""
-                if len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0 and \
-                        struct.unpack("!HH", pkt[24:28]) == (ident, n & 0xFFFF):
-                    hit.append(ch)
-                    return True
-            return False
-        self.receive(reply, timeout, kind="esp")
-        return hit[0] if hit else None
+            def reply(r) -> bool:
+                result.seen.append(r)
+                if r.kind != "esp":
+                    return False
+                for ch, sa in inbound:
+                    if _is_echo_reply(sa.open(r.data), ident, icmp_seq):
+                        result.child, result.reply = ch, r
+                        return True
+                return False
+            take(reply, timeout)
+            if result:
+                break
+        return result
 
     # ---- evidence --------------------------------------------------------------------------
     def ladder(self) -> list[str]:
@@ -221,8 +236,35 @@ class IkeTester:
         return path
 
 
+@dataclass
+class Echo:
+    """What `IkeTester.ping` saw: the child SA whose inbound half carried the echo reply (None: no
+    reply came), the reply as received, every datagram received while waiting, the echoes sent.
+    True when a reply came."""
+    child: object | None = None
+    reply: Received | None = None
+    seen: list[Received] = field(default_factory=list)
+    sent: int = 0
+
+    def __bool__(self) -> bool:
+        return self.reply is not None
+
+
+def _is_echo_reply(opened, ident: int, icmp_seq: int) -> bool:
+    """An ESP payload that opened (`EspSa.open`) and is an IPv4 ICMP echo reply (type 0) with this
+    identifier and sequence number (RFC 792)."""
+    if not getattr(opened, "ok", False):
+        return False
+    pkt = opened.payload
+    if len(pkt) < 28 or pkt[0] >> 4 != 4:
+        return False
+    ihl = (pkt[0] & 0x0F) * 4
+    return (len(pkt) >= ihl + 8 and pkt[9] == 1 and pkt[ihl] == 0
+            and struct.unpack("!HH", pkt[ihl + 4:ihl + 8]) == (ident, icmp_seq))
+
+
 def notify_names(msg: ParsedMessage | None) -> list[str]:
     return [] if msg is None else [c.notify_name(t) for t in msg.notify_types()]
 
 
-__all__ = ["IkeTester", "Peer", "notify_names", "m"]
+__all__ = ["Echo", "IkeTester", "Peer", "notify_names", "m"]

@@ -23,7 +23,6 @@ import struct
 import time
 from collections import deque
 
-from scapy.layers.inet import ICMP, IP
 
 from testbed.conformance.ike import constants as c
 from testbed.conformance.ike import messages as m
@@ -87,7 +86,6 @@ class Lab:
     def __init__(self, ike, steps):
         self.ike, self.steps = ike, steps
         self.held = deque()
-        self.echo = 0
         self.successor = {}   # IKE SA (session) -> its successor after an IKE SA rekey we answered
         self.answered = []    # (kind, Message ID) of the IUT's requests answered by serve()
         self.cache = {}       # the IUT's request (bytes) -> our response (bytes)
@@ -202,41 +200,11 @@ class Lab:
 
     # -- data
     def ping(self, s, out, replies=None, timeout=1.5, tries=2):
-        """ICMP echoes to H sealed on child SA `out`, up to `tries` (each waited `timeout`: one
-        datagram lost on a busy machine does not decide); the child SA (of `replies`, by default
-        every child of the session) whose inbound half carried an echo reply, or None. A check that
-        data no longer passes asks for one try."""
-        for _ in range(tries):
-            got = self._echo(s, out, replies, timeout)
-            if got is not None:
-                return got
-        return None
-
-    def _echo(self, s, out, replies, timeout):
-        replies = list(replies) if replies is not None else list(s.children)
-        self.echo += 1
-        n = getattr(out, "_seq", 0) + 1
-        out._seq = n
-        ident, seq = IDENT, self.echo & 0xFFFF
-        src = s.virtual_ip[0] if s.virtual_ip else self.ike.peer.local
-        echo = bytes(IP(src=src, dst=self.ike.peer.inside_host) / ICMP(type=8, id=ident, seq=seq) / (b"conformance" * 4))
-        self.ike.esp_send(out.esp_out().seal(echo, c.IPPROTO_IPIP, seq=n))
-        inbound = [(ch, ch.esp_in()) for ch in replies]
-        hit = []
-
-        def reply(r) -> bool:
-            if r.kind != "esp":
-                return False
-            for ch, sa in inbound:
-                p = sa.open(r.data)
-                if p.ok:
-                    pkt = p.payload
-                    if len(pkt) >= 28 and pkt[9] == 1 and pkt[20] == 0 and struct.unpack("!HH", pkt[24:28]) == (ident, seq):
-                        hit.append(ch)
-                        return True
-            return False
-        self.take(reply, timeout)
-        return hit[0] if hit else None
+        """The tester's ping (`IkeTester.ping`: up to `tries` echoes sealed on child SA `out`, each
+        waited `timeout`; a check that data no longer passes asks for one try) reading the wire
+        through this lab, so that the IUT's requests meanwhile are kept; the child SA (of `replies`,
+        by default every child of the session) whose inbound half carried an echo reply, or None."""
+        return self.ike.ping(s, out, replies=replies, timeout=timeout, tries=tries, ident=IDENT, take=self.take).child
 
 
 def ike_rekey_response(s, msg, nonce=None, spi=None, payloads=None):

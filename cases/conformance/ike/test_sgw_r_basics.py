@@ -11,7 +11,7 @@ def test_establish_and_ping(ike, steps):
     s = ike.establish()
     steps.record("IKE_SA_INIT, IKE_AUTH (PSK, CP, SA, TSi, TSr)", "a child SA and an internal address",
                  f"child SPI {s.children[-1].spi_out.hex()}, address {s.virtual_ip}", ok=bool(s.virtual_ip))
-    ok = ike.ping(s)
+    ok = bool(ike.ping(s))
     steps.record("ICMP echo to H inside the child SA", "the echo reply comes back through the IUT's ESP", ok, ok=ok)
     assert s.virtual_ip, "no INTERNAL_IP4_ADDRESS in the CP reply to a CFG_REQUEST"
     assert ok, "no echo reply through the child SA"

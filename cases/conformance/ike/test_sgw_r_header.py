@@ -78,7 +78,7 @@ def liveness(ike, s, steps, what: str = "then an empty INFORMATIONAL (liveness c
 
 
 def still_carries_data(ike, s, steps) -> bool:
-    ok = ike.ping(s)
+    ok = bool(ike.ping(s))
     steps.record("ICMP echo to H through the child SA", "the echo reply", ok, ok=ok)
     return ok
 

@@ -23,11 +23,6 @@ IDENT = 0x7e51   # ICMP echo identifier of this module
 
 # ----------------------------------------------------------------------------- helpers
 
-def _ping(ike, s, out, replies=None, timeout=1.5):
-    """An ICMP echo to H sealed on child SA `out`; the child SA (of `replies`, by default every child
-    of the session) whose inbound half carried the echo reply, or None."""
-    return ike.ping_through(s, out, replies, timeout=timeout, ident=IDENT)
-
 
 def _alive(ike, s, timeout=1.0):
     """An empty INFORMATIONAL on `s` and its response (None: no answer)."""
@@ -153,7 +148,7 @@ def test_unknown_status_notify(ike, steps):
     steps.record("INFORMATIONAL with N(40000), an unassigned status type", "an INFORMATIONAL response",
                  _describe(resp), ok=resp is not None)
     assert resp is not None and resp.response, "no answer to an INFORMATIONAL request"
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA", "the echo reply", ok, ok=ok)
     assert ok, "the child SA no longer carries data after an ignorable status notify"
 
@@ -167,7 +162,7 @@ def test_unknown_error_notify_in_request(ike, steps):
                  _describe(resp), ok=resp is not None)
     assert resp is not None and resp.response, "no answer to an INFORMATIONAL request"
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL, then ICMP echo through the child SA", "both answered",
                  f"{_describe(again)}; echo {ok}", ok=again is not None and ok)
     assert again is not None, "the IKE SA is gone after an unrecognised error notify in a request"
@@ -184,7 +179,7 @@ def test_protected_invalid_spi_no_state_change(ike, steps):
                  _describe(resp), ok=resp is not None)
     assert resp is not None, "no answer to an INFORMATIONAL request"
     assert not _deletes(resp), f"the IUT deleted an SA because of an INVALID_SPI notify: {_describe(resp)}"
-    ok = _ping(ike, s, child) is not None
+    ok = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA", "the echo reply", ok, ok=ok)
     assert ok, "the child SA stopped carrying data after an INVALID_SPI notify"
 
@@ -198,7 +193,7 @@ def test_initial_contact_outside_ike_auth(ike, steps):
                  _describe(resp), ok=resp is not None)
     assert resp is not None, "no answer to an INFORMATIONAL request"
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL, then ICMP echo", "both answered", f"{_describe(again)}; echo {ok}",
                  ok=again is not None and ok)
     assert again is not None and ok, "the IKE SA or its child SA is gone after INITIAL_CONTACT outside IKE_AUTH"
@@ -225,14 +220,14 @@ def test_child_delete_paired(ike, steps):
 def test_child_delete_stops_data(ike, steps):
     s = ike.establish()
     child = s.children[0]
-    before = _ping(ike, s, child) is not None
+    before = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA", "the echo reply", before, ok=before)
     if not before:
         inconclusive("the child SA carried no data before the Delete")
     resp = ike.exchange(s, s.delete_request([child.spi_in]))
     steps.record("Delete of the child SA", "a response", _describe(resp), ok=resp is not None)
     assert resp is not None, "no answer to the Delete request"
-    after = _ping(ike, s, child, timeout=QUIET) is not None
+    after = bool(ike.ping(s, child, timeout=QUIET, tries=1, ident=IDENT))
     steps.record("ICMP echo through the deleted child SA", "no echo reply", after, ok=not after)
     assert not after, "the deleted child SA still carries data"
 
@@ -252,7 +247,7 @@ def test_ike_sa_survives_child_delete(ike, steps):
     msg, new = (s.handle_create_child_response(created.raw) if created is not None else (None, None))
     steps.record("CREATE_CHILD_SA for a new child SA", "SA, Nr, TSi, TSr", _describe(created), ok=new is not None)
     assert new is not None, f"no new child SA on the surviving IKE SA: {_describe(created)}"
-    ok = _ping(ike, s, new, replies=[new]) is not None
+    ok = bool(ike.ping(s, new, replies=[new], timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the new child SA", "the echo reply", ok, ok=ok)
     assert ok, "the new child SA carries no data"
 
@@ -267,7 +262,7 @@ def test_delete_unknown_child(ike, steps):
                  _describe(resp), ok=resp is not None and not resp.get_all(c.DELETE))
     assert resp is not None, "no answer to an INFORMATIONAL request"
     should(not resp.get_all(c.DELETE), f"a response without a Delete payload (got {_describe(resp)})")
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the real child SA", "the echo reply", ok, ok=ok)
     assert ok, "the real child SA stopped carrying data after a Delete of an unknown SPI"
 
@@ -287,7 +282,8 @@ def test_delete_two_children_one_payload(ike, steps):
     assert resp is not None, "no answer to the Delete request"
     assert sorted(got) == sorted([first.spi_out, second.spi_out]), \
         f"the response deletes {[x.hex() for x in got]}, not both paired SAs"
-    left = _ping(ike, s, first, timeout=QUIET) or _ping(ike, s, second, timeout=QUIET)
+    left = (ike.ping(s, first, timeout=QUIET, tries=1, ident=IDENT).child
+            or ike.ping(s, second, timeout=QUIET, tries=1, ident=IDENT).child)
     steps.record("ICMP echo through each deleted child SA", "no echo reply", left is not None, ok=left is None)
     assert left is None, "a deleted child SA still carries data"
 
@@ -303,7 +299,7 @@ def test_delete_one_of_two(ike, steps):
                  ok=resp is not None and _deletes(resp) == [first.spi_out])
     assert resp is not None, "no answer to the Delete request"
     assert second.spi_out not in _deletes(resp), "the IUT deleted the child SA that was not named"
-    ok = _ping(ike, s, second, replies=[second]) is not None
+    ok = bool(ike.ping(s, second, replies=[second], timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the second child SA", "the echo reply through it", ok, ok=ok)
     assert ok, "the child SA that was not deleted carries no data"
 
@@ -338,12 +334,12 @@ def test_ike_delete_gone(ike, steps):
 def test_ike_delete_closes_children(ike, steps):
     s = ike.establish()
     child = s.children[0]
-    before = _ping(ike, s, child) is not None
+    before = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     if not before:
         inconclusive("the child SA carried no data before the Delete")
     resp = ike.exchange(s, s.delete_request(ike=True))
     assert resp is not None, "no answer to the Delete of the IKE SA"
-    after = _ping(ike, s, child, timeout=QUIET) is not None
+    after = bool(ike.ping(s, child, timeout=QUIET, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA of the deleted IKE SA", "no echo reply", after, ok=not after)
     assert not after, "a child SA of the deleted IKE SA still carries data"
 
@@ -358,7 +354,7 @@ def test_unprotected_auth_failed(ike, steps):
     _serve(ike, s, QUIET)
     steps.record("INFORMATIONAL in clear: N(AUTHENTICATION_FAILED), the SA's SPIs", "ignored", "sent")
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL, then ICMP echo", "both answered", f"{_describe(again)}; echo {ok}",
                  ok=again is not None and ok)
     assert again is not None, "the IKE SA is gone after an unprotected AUTHENTICATION_FAILED"
@@ -373,7 +369,7 @@ def test_unprotected_ike_delete(ike, steps):
     _serve(ike, s, QUIET)
     steps.record("INFORMATIONAL in clear: D(IKE)", "ignored", "sent")
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL, then ICMP echo", "both answered", f"{_describe(again)}; echo {ok}",
                  ok=again is not None and ok)
     assert again is not None, "an unprotected Delete closed the IKE SA"
@@ -388,7 +384,7 @@ def test_unprotected_child_delete(ike, steps):
     ike.send(s.informational_request([m.delete(c.PROTO_ESP, [child.spi_in])], encrypt=False, advance=False))
     _serve(ike, s, QUIET)
     steps.record(f"INFORMATIONAL in clear: D(ESP, {child.spi_in.hex()})", "ignored", "sent")
-    ok = _ping(ike, s, child) is not None
+    ok = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA", "the echo reply", ok, ok=ok)
     assert ok, "an unprotected Delete closed the child SA"
 
@@ -405,7 +401,7 @@ def test_unprotected_invalid_ike_spi(ike, steps):
     assert answer is None, f"the IUT answered an unprotected notify: {parse_message(answer.data).summary()}"
     _serve(ike, s, 0.2)
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL, then ICMP echo", "both answered", f"{_describe(again)}; echo {ok}",
                  ok=again is not None and ok)
     assert again is not None and ok, "an unprotected INVALID_IKE_SPI changed the state of the SAs"
@@ -477,7 +473,7 @@ def test_known_spi_i_unknown_spi_r(ike, steps):
         steps.record("D(IKE) under the SA's keys, SPIr replaced by a random one", "nothing, or INVALID_IKE_SPI",
                      "no answer", ok=True)
     again = _alive(ike, s)
-    ok = _ping(ike, s, s.children[0]) is not None
+    ok = bool(ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT))
     steps.record("empty INFORMATIONAL on the real SA, then ICMP echo", "both answered",
                  f"{_describe(again)}; echo {ok}", ok=again is not None and ok)
     assert again is not None and ok, "a Delete sent to another SPIr closed the real IKE SA"
@@ -504,7 +500,7 @@ def test_esp_unknown_spi_discarded(ike, steps):
                  "echo reply" if got else "no echo reply", ok=got is None)
     assert got is None, "an ESP packet on an unknown SPI was decapsulated and forwarded"
     _serve(ike, s, 0.1)
-    ok = _ping(ike, s, child) is not None
+    ok = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the real child SA", "the echo reply", ok, ok=ok)
     assert ok, "the child SA stopped carrying data after ESP on an unknown SPI"
 
@@ -565,13 +561,13 @@ def test_invalid_syntax_delete_count(ike, steps):
       ["rfc7296-2.4-d", "rfc7296-1.4.1-c"])
 def test_initial_contact(ike, steps):
     old = ike.establish()
-    if _ping(ike, old, old.children[0]) is None:
+    if not ike.ping(old, old.children[0], timeout=1.5, tries=1, ident=IDENT):
         inconclusive("the first IKE SA's child SA carried no data")
     new = ike.establish(ike.session(), initial_contact=True)
     steps.record("a second IKE SA, same identity, N(INITIAL_CONTACT) in IKE_AUTH", "established",
                  f"child SPI {new.children[-1].spi_out.hex()}", ok=True)
     _serve(ike, old, 0.3)
-    ok = _ping(ike, new, new.children[0], replies=[new.children[0]]) is not None
+    ok = bool(ike.ping(new, new.children[0], replies=[new.children[0]], timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the new IKE SA's child SA", "the echo reply", ok, ok=ok)
     assert ok, "the child SA of the IKE SA that carried INITIAL_CONTACT carries no data"
     mid = old.next_mid
@@ -581,7 +577,8 @@ def test_initial_contact(ike, steps):
     kept = msg is not None and msg.ok and msg.encrypted
     steps.record("empty INFORMATIONAL on the old IKE SA", "the old SA closed (RFC: MAY) or still whole",
                  _describe(msg), ok=None)
-    old_child = _ping(ike, old, old.children[0], replies=[old.children[0]], timeout=QUIET) is not None
+    old_child = bool(ike.ping(old, old.children[0], replies=[old.children[0]], timeout=QUIET, tries=1,
+                              ident=IDENT))
     steps.record("ICMP echo through the old IKE SA's child SA", "consistent with the old IKE SA's state",
                  old_child, ok=old_child if kept else not old_child)
     if kept:

@@ -540,7 +540,7 @@ def test_child_second_proposal(ike, steps):
                  "; ".join(map(describe, props)) or said(resp))
     assert len(props) == 1, f"one accepted child proposal expected: {said(resp)}"
     assert props[0]["number"] == 2, f"proposal number {props[0]['number']}, 2 expected"
-    ok = bool(s.children) and ike.ping(s)
+    ok = bool(s.children) and bool(ike.ping(s))
     steps.record("ICMP echo through the child SA", "echo reply", ok, ok=ok)
     assert ok, "no echo reply through the child SA negotiated with proposal #2"
 

@@ -25,11 +25,6 @@ IDENT = 0x7e52
 
 # ----------------------------------------------------------------------------- helpers
 
-def _ping(ike, s, out, replies=None, timeout=1.5):
-    """An ICMP echo to H sealed on child SA `out`; the child SA (of `replies`, by default every child
-    of the session) whose inbound half carried the echo reply, or None."""
-    return ike.ping_through(s, out, replies, timeout=timeout, ident=IDENT)
-
 
 def _describe(msg):
     return msg.summary() if msg is not None else "no answer"
@@ -114,7 +109,7 @@ def test_new_child(ike, steps):
     props = msg.get(c.SA).fields["proposals"]
     assert len(props) == 1 and len(props[0]["spi"]) == 4, f"the response's SA: {props}"
     assert msg.get(c.TSI) is not None and msg.get(c.TSR) is not None, "no TSi/TSr in the response"
-    got = _ping(ike, s, new)
+    got = ike.ping(s, new, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the new child SA (keys from KEYMAT with this exchange's nonces)",
                  "the echo reply", got is not None, ok=got is not None)
     assert got is not None, "the new child SA does not accept data (keys or SA not installed)"
@@ -130,7 +125,7 @@ def test_new_child_keeps_old(ike, steps):
     if new is None:
         inconclusive(f"no second child SA: {_describe(msg)}")
     _serve(ike, s, 0.2)
-    got = _ping(ike, s, old)
+    got = ike.ping(s, old, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the first child SA", "the echo reply", got is not None, ok=got is not None)
     should(got is not None, "the first child SA still carries data after a second one with the same traffic "
                             "selectors (no IKEv1-style duplicate heuristic)")
@@ -149,7 +144,7 @@ def test_child_no_proposal(ike, steps):
     assert resp.get(c.SA) is None, f"the IUT accepted an unknown transform: {_describe(resp)}"
     assert any(t < 16384 for t in resp.notify_types()), f"no error notify: {notify_names(resp)}"
     again = ike.exchange(s, s.informational_request([]))
-    got = _ping(ike, s, s.children[0])
+    got = ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT).child
     steps.record("empty INFORMATIONAL, then ICMP echo", "both answered", f"{_describe(again)}; echo {got is not None}",
                  ok=again is not None and got is not None)
     assert again is not None, "the IKE SA is gone after a failed CREATE_CHILD_SA"
@@ -167,7 +162,7 @@ def test_rekey_child(ike, steps):
     assert new is not None, f"the rekey was refused: {msg.summary()}"
     assert msg.get(c.TSI) is not None and msg.get(c.TSR) is not None, "no TSi/TSr in the rekey response"
     assert new.spi_out != old.spi_out, "the new child SA reuses the old SA's SPI"
-    got = _ping(ike, s, new)
+    got = ike.ping(s, new, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the new child SA", "the echo reply", got is not None, ok=got is not None)
     assert got is not None, "the new child SA does not accept data"
 
@@ -180,11 +175,11 @@ def test_rekey_old_still_works(ike, steps):
     msg, new = _rekey_child(ike, s, old, steps)
     if new is None:
         inconclusive(f"the rekey was refused: {msg.summary()}")
-    got = _ping(ike, s, old)
+    got = ike.ping(s, old, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the old child SA (not yet deleted)", "the echo reply (on either SA)",
                  got is not None, ok=got is not None)
     assert got is not None, "the old child SA stopped accepting data before its Delete"
-    got = _ping(ike, s, new)
+    got = ike.ping(s, new, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the new child SA", "the echo reply (on either SA)", got is not None,
                  ok=got is not None)
     assert got is not None, "the new child SA does not accept data"
@@ -220,12 +215,12 @@ def test_rekey_then_delete_old(ike, steps):
                  _describe(resp), ok=resp is not None and _deletes(resp) == [old.spi_out])
     assert resp is not None, "no answer to the Delete of the old child SA"
     assert _deletes(resp) == [old.spi_out], f"expected D(ESP, [{old.spi_out.hex()}]), got {_describe(resp)}"
-    got = _ping(ike, s, new)
+    got = ike.ping(s, new, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the new child SA", "the echo reply through the new SA",
                  None if got is None else got.spi_in.hex(), ok=got is new)
     assert got is new, ("no echo reply through the new child SA after the old one was deleted"
                         if got is None else "the echo reply came through the deleted child SA")
-    dead = _ping(ike, s, old, timeout=QUIET)
+    dead = ike.ping(s, old, timeout=QUIET, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the deleted old child SA", "no echo reply", dead is not None, ok=dead is None)
     assert dead is None, "the deleted old child SA still accepts data"
 
@@ -241,7 +236,7 @@ def test_rekey_child_pfs(ike, steps):
                  ok=ke is not None and ke.fields.get("group") == c.ECP256)
     assert new is not None, f"the PFS rekey was refused: {msg.summary()}"
     assert ke is not None and ke.fields.get("group") == c.ECP256, f"KEr of group 19 expected, got {ke and ke.fields}"
-    got = _ping(ike, s, new)
+    got = ike.ping(s, new, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo sealed on the new child SA", "the echo reply", got is not None, ok=got is not None)
     assert got is not None, "the new child SA (PFS keys) does not accept data"
 
@@ -285,7 +280,7 @@ def test_rekey_unknown_child(ike, steps):
         should(n.get("spi") == bogus and n.get("protocol") == c.PROTO_ESP,
                f"the notify's SPI copied from REKEY_SA ({bogus.hex()}), got protocol {n.get('protocol')} "
                f"SPI {n.get('spi', b'').hex()}")
-    got = _ping(ike, s, s.children[0])
+    got = ike.ping(s, s.children[0], timeout=1.5, tries=1, ident=IDENT).child
     assert got is not None, "the real child SA stopped carrying data"
 
 
@@ -356,7 +351,7 @@ def test_rekey_ike_children_move(ike, steps):
     msg, new = _rekey_ike(ike, s, steps)
     if new is None:
         inconclusive(f"the IKE SA rekey was refused: {msg.summary()}")
-    got = _ping(ike, new, child)
+    got = ike.ping(new, child, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo through the child SA after the IKE SA rekey", "the echo reply", got is not None,
                  ok=got is not None)
     assert got is not None, "the child SA stopped carrying data after the IKE SA rekey"
@@ -381,7 +376,7 @@ def test_rekey_ike_delete_old(ike, steps):
     assert resp is not None, "no answer to the Delete of the old IKE SA"
     assert resp.inner == [], f"the response to an IKE SA Delete is empty: {_describe(resp)}"
     alive = ike.exchange(new, new.informational_request([]))
-    got = _ping(ike, new, child)
+    got = ike.ping(new, child, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("empty INFORMATIONAL on the new IKE SA, then ICMP echo through the child SA", "both answered",
                  f"{_describe(alive)}; echo {got is not None}", ok=alive is not None and got is not None)
     assert alive is not None, "the new IKE SA is gone with the old one"
@@ -444,6 +439,6 @@ def test_child_on_rekeyed_ike(ike, steps):
         f"a child SA was created on the IKE SA that was rekeyed away: {_describe(resp)}"
     should(resp is not None and c.N_TEMPORARY_FAILURE in resp.notify_types(),
            f"TEMPORARY_FAILURE for a child SA rekey on an IKE SA being replaced (got {_describe(resp)})")
-    got = _ping(ike, new, child)
+    got = ike.ping(new, child, timeout=1.5, tries=1, ident=IDENT).child
     steps.record("ICMP echo through the child SA", "the echo reply", got is not None, ok=got is not None)
     assert got is not None, "the child SA stopped carrying data"

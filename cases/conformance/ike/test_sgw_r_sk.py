@@ -5,9 +5,6 @@ Parts run on an IKE SA with AES-GCM-16 (the tester's default, no block alignment
 HMAC-SHA2-256-128 (16-byte blocks, where Padding and Pad Length make the alignment).
 """
 import os
-import struct
-
-from scapy.layers.inet import ICMP, IP
 
 from testbed.conformance.ike import constants as c
 from testbed.conformance.ike import messages as m
@@ -20,24 +17,6 @@ QUIET = 0.5
 IDENT = 0x7e53
 CBC = Algorithms(encr=c.ENCR_AES_CBC, key_bits=128, integ=c.AUTH_HMAC_SHA2_256_128, prf=c.PRF_HMAC_SHA2_256,
                  dh=c.ECP256)
-
-
-def _ping(ike, s, out, timeout=1.5):
-    """An ICMP echo to H sealed on child SA `out`; True when the reply comes back on any child SA."""
-    n = getattr(out, "_seq", 0) + 1
-    out._seq = n
-    src = s.virtual_ip[0] if s.virtual_ip else ike.peer.local
-    echo = bytes(IP(src=src, dst=ike.peer.inside_host) / ICMP(type=8, id=IDENT, seq=n & 0xFFFF) / (b"conformance" * 4))
-    ike.esp_send(out.esp_out().seal(echo, c.IPPROTO_IPIP, seq=n))
-    inbound = [ch.esp_in() for ch in s.children]
-
-    def reply(r) -> bool:
-        for sa in inbound:
-            p = sa.open(r.data)
-            if p.ok and len(p.payload) >= 28 and struct.unpack("!HH", p.payload[24:28]) == (IDENT, n & 0xFFFF):
-                return True
-        return False
-    return ike.receive(reply, timeout, kind="esp") is not None
 
 
 def _describe(msg):
@@ -116,7 +95,7 @@ def test_sk_not_last(ike, steps):
     assert resp is None or not resp.get_all(c.DELETE), f"the IUT acted on a message with a non-last SK: {_describe(resp)}"
     assert resp is None or errors, f"the IUT answered a message with a non-last SK as valid: {_describe(resp)}"
     if resp is None or c.N_INVALID_SYNTAX not in errors:  # INVALID_SYNTAX would end the IKE SA (2.21.3)
-        ok = _ping(ike, s, child)
+        ok = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
         steps.record("ICMP echo through the child SA", "the echo reply (the Delete was not done)", ok, ok=ok)
         assert ok, "the child SA is gone: the Delete inside the rejected message was done"
 
@@ -189,6 +168,6 @@ def _bad_icv(ike, s, steps):
     steps.record(f"empty INFORMATIONAL, Message ID {mid}, correct ICV", "an answer", _describe(again),
                  ok=again is not None)
     assert again is not None, "the IKE SA stopped answering after a message with a bad ICV"
-    ok = _ping(ike, s, child)
+    ok = bool(ike.ping(s, child, timeout=1.5, tries=1, ident=IDENT))
     steps.record("ICMP echo through the child SA", "the echo reply (the forged Delete was not done)", ok, ok=ok)
     assert ok, "the child SA is gone: the Delete with a bad ICV was acted upon"
