@@ -40,8 +40,12 @@ class CoreDriver:
     `now` is the time base the core runs on (nodes/runtime/clock.py): the Mobile IP cores run on
     wall time (their identifications are timestamps, RFC 5944 5.7.1), the default, the IKE core on
     the monotonic clock; the `executor` carries out the drained actions
-    (nodes/runtime/mip/actions.MipExecutor for the Mobile IP cores, nodes/runtime/ipsec/runtime.IpsecRuntime
-    for the IKE core)."""
+    (nodes/runtime/mip/actions.MipExecutor for the Mobile IP cores, nodes/runtime/ipsec/runtime.IkeActions
+    for the IKE core).
+
+    Ownership: whoever makes the driver stops it, once; `stop` cancels the timer and stops the
+    executor. An executor never stops its driver (nor the object that owns the driver): an owner
+    that is also its driver's executor would be stopped again from inside its own stop."""
 
     def __init__(self, core: Core, executor: Executor, log, now: Reading = SYSTEM.wall,
                  loop: asyncio.AbstractEventLoop | None = None):
@@ -85,6 +89,7 @@ class CoreDriver:
         self.feed(self.core.handle_timer)
 
     def stop(self) -> None:
+        """The timer cancelled and the executor stopped (see the class's note on ownership)."""
         if self._timer is not None:
             self._timer.cancel()
         self.executor.stop()

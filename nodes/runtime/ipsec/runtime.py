@@ -40,6 +40,23 @@ IKE_PORT, NAT_T_PORT = 500, 4500
 MARKER = b"\0\0\0\0"
 
 
+class IkeActions:
+    """The CoreDriver's executor for the IKE core (nodes/runtime/core_driver.py): the drained actions
+    carried out by the runtime. It owns nothing: the runtime that made the driver stops it."""
+
+    def __init__(self, runtime: "IpsecRuntime"):
+        self.runtime = runtime
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime.loop = loop  # the loop the actions are carried out on
+
+    def run(self, actions: list) -> None:
+        self.runtime._apply(actions)
+
+    def stop(self) -> None:
+        pass
+
+
 class IpsecRuntime:
     def __init__(self, core: ike.IkeCore, log, on_inner: Callable[[bytes, Tunnel], None],
                  on_event: Callable[[object], None], local_address: str | None = None,
@@ -68,18 +85,12 @@ class IpsecRuntime:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def drive_on(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Drive the IKE core on `loop` through the one CoreDriver (its timer, its error counting);
-        this runtime is the driver's executor (attach, run, stop)."""
+        """Drive the IKE core on `loop` through the one CoreDriver (its timer, its error counting).
+        The driver's executor is an `IkeActions` of this runtime, not the runtime itself: stopping
+        the driver stops the executor, and that one owns nothing, so the runtime's sockets and
+        timers are released by `stop` alone, once (the runtime owns the driver, not the reverse)."""
         if self.driver is None:
-            self.driver = CoreDriver(self.core, self, self.log, now=self.now, loop=loop)
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The CoreDriver's executor: the loop the actions are carried out on."""
-        self.loop = loop
-
-    def run(self, actions: list) -> None:
-        """The CoreDriver's executor: carry out the IKE core's actions."""
-        self._apply(actions)
+            self.driver = CoreDriver(self.core, IkeActions(self), self.log, now=self.now, loop=loop)
 
     def feed(self, core_input: Callable[..., None], *args, **kw) -> None:
         """An input to the IKE core (its own method; the driver passes `now`), its actions carried out."""
@@ -96,10 +107,11 @@ class IpsecRuntime:
         loop.add_reader(self.esp.fileno(), io.RawReader(self.esp).drain, self._esp)
 
     def stop(self) -> None:
-        """The runtime's end (the driver's timer with it); as the driver's executor, called by it too."""
+        """The runtime's end: the driver's timer, the lifetime timer, the sockets and their readers,
+        each released once (a second call finds nothing left)."""
         driver, self.driver = self.driver, None
         if driver is not None:
-            driver.stop()  # calls stop() again, as its executor: driver is None by then
+            driver.stop()  # its timer; its executor (IkeActions) holds nothing
         if self._lifetime_timer:
             self._lifetime_timer.cancel()
             self._lifetime_timer = None
