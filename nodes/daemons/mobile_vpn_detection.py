@@ -11,13 +11,20 @@ with the i-HA inside restarts the detection (`inside_lapsed`).
 
 `next_deadline` is when time alone may change the decision (the window ends, the inside
 registration runs out): the node arms a timer there rather than look again and again.
+
+Freshness: the node decides only in its step, which reads the MN layer's attachment first (a new one
+starts a new request here, which forgets the earlier link's answer), then calls `decide` with the
+layers' status as they are and the request's outcome as it is, then acts on `location`. `latest`, the
+last `decide` answer, belongs to the link it was made on: a new attachment clears it, so neither the
+status nor `next_deadline` ever shows one link's answer for another; a status read reports and
+never decides.
 """
 from __future__ import annotations
 
 from ipaddress import ip_address
 
 from nodes.mip import rfc5265_location
-from nodes.mip.rfc5265_location import X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, Decision, decide
+from nodes.mip.rfc5265_location import I_HA_NONE, X_HA_ACCEPTED, X_HA_DENIED, X_HA_NONE, Decision, decide
 from nodes.runtime.clock import Clock
 from nodes.runtime.mip.layering import HoldRegistrations
 from nodes.runtime.mip.trust_probe import TrustProbe
@@ -37,7 +44,7 @@ class Rfc5265Detection:
         self.log = log
         self._dereg_for: str | None = None  # the link address it was sent from
         self.decision: Decision | None = None
-        self.latest: Decision | None = None  # the last decide() answer (also "undecided")
+        self.latest: Decision | None = None  # the last decide() answer on the current link (also "undecided")
         self.link_address: str | None = None  # the x-MIP layer's co-located address on the current link
         self.link_agent: str | None = None  # the foreign agent there (link_address is then its care-of address)
         self.decided_address: str | None = None  # the link address the current decision was made on
@@ -64,6 +71,7 @@ class Rfc5265Detection:
         """A new attachment: ask the i-HA from the link's address (the x-MIP layer registers with
         the x-HA at the same time); until it answers or the window passes, the layers stay as they are."""
         self.link_address, self.link_agent = self._link_address(mn, attachment)
+        self.latest = None  # the earlier link's answer is not this link's
         self.hold.hold(False)  # x-MIP registers with the x-HA while the i-HA is asked (RFC 5265)
         self._dereg_for = None
         if self.link_address is None:
@@ -125,7 +133,9 @@ class Rfc5265Detection:
         """The wall time at which time alone changes what `decide` or `inside_lapsed` say: the end
         of the window while the i-HA has not answered, the end of the registration while inside."""
         now = self.clock.wall()
-        if self.latest is not None and self.latest.location == "undecided" and self.probe.started_at is not None:
+        waiting = self.link_address is not None and self.probe.started_at is not None \
+            and self.probe.outcome == I_HA_NONE and (self.latest is None or self.latest.location == "undecided")
+        if waiting:  # the current link's request, unanswered and undecided (not what `latest` said before)
             end = self.probe.started_at + self.window
             if end > now:
                 return end
