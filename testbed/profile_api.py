@@ -28,6 +28,11 @@ A profile is an object with
                 implementation beyond its status and statement, by case area (case_data): e.g.
                 napt-matrix.yaml, the columns a gateway profile adds to the NAPT application
                 matrix (cases/napt/test_matrix.py) with their expected outcomes
+  unavailable(kind) -> str | None
+                optional: why this machine cannot fill `kind` after all (e.g. its kernel lacks
+                what the program needs), in words a report shows, or None; asked once per process
+                and kind before a case builds its world (profiles.unavailable), which is then
+                skipped with the reason instead of building a world only to hear it from start_role
   start_role(world, role) -> RoleHandle
                 starts the role in `world` (testbed.world.World: run_in, start, log_dir, run.path,
                 plan) on node `role.node`, waits until it is ready and returns its handle; it

@@ -27,7 +27,7 @@ from testbed.schema import ConfigError
 from testbed.status_schema import completed
 
 __all__ = ["KINDS", "Profile", "RoleHandle", "RoleUnavailable", "ProfileError", "installed", "get", "available",
-           "check_role", "start_role", "start_roles", "restart_role", "register_source"]
+           "unavailable", "check_role", "start_role", "start_roles", "restart_role", "register_source"]
 
 
 ProfileError = ConfigError  # the name this module used before the one ConfigError (nodes/config_schema.py)
@@ -112,6 +112,21 @@ def available(impl: str, kind: str) -> bool:
     return profile is not None and kind in profile.kinds
 
 
+def unavailable(role) -> str | None:
+    """Why `role`'s profile cannot fill it on this machine (the profile's optional
+    unavailable(kind), asked once per process), or None; cheap enough to ask before building a world."""
+    profile = installed().get(role.impl)
+    if profile is None or not hasattr(profile, "unavailable"):
+        return None
+    reason = _unavailable(profile, role.kind)
+    return f"role {role.name}: {reason}" if reason else None
+
+
+@lru_cache(maxsize=None)
+def _unavailable(profile, kind: str) -> str | None:
+    return profile.unavailable(kind)
+
+
 def check_role(role, plan, key: str | None = None) -> None:
     """Refuse a role whose profile is not installed, does not fill its kind, or does not accept its
     config (a ConfigError naming the scenario file and the key; `key` names where the profile was
@@ -138,6 +153,8 @@ def start_role(world, role) -> RoleHandle:
         raise RoleUnavailable(
             f"role {role.name}: no installed profile {role.impl!r} implements {role.kind} (installed profiles "
             f"that do: {', '.join(able(role.kind)) or 'none'}); choose another scenario or --impl")
+    if reason := unavailable(role):
+        raise RoleUnavailable(reason)
     profile = get(role.impl)
     profile.check_config(role, world.plan)
     handle = profile.start_role(world, role)

@@ -170,7 +170,18 @@ def scenario(request, pytestconfig):
         raise pytest.UsageError(str(exc)) from None
     request.node.user_properties.append(("scenario", {"name": s.name, "roles": {
         r.name: {"kind": r.kind, "impl": r.impl} for r in s.roles.values()}}))
+    skip_unavailable(s)
     return s
+
+
+def skip_unavailable(scenario) -> None:
+    """Skip the case, before any world is built, when a profile of the scenario says it cannot fill
+    its role on this machine (profiles.unavailable: e.g. no ESP in this kernel's XFRM)."""
+    from testbed.profiles import unavailable
+
+    for role in scenario.roles.values():
+        if reason := unavailable(role):
+            pytest.skip(reason)
 
 
 @pytest.fixture

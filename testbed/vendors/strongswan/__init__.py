@@ -1,5 +1,6 @@
 """The `strongswan` vendor profile: charon (strongSwan 5.9) with kernel-libipsec in the
-vpn-gateway and vpn-client roles.
+vpn-gateway and vpn-client roles (its modules also run `strongswan-kernel`, charon with the
+kernel's XFRM: testbed/vendors/strongswan_kernel/).
 
   vici.py    a minimal vici client: the message codec and the Unix socket protocol
   config.py  the role config read with our daemons' rules, rendered as swanctl.conf and strongswan.conf
@@ -18,6 +19,8 @@ from testbed.profile_api import RoleHandle
 
 
 class StrongSwanProfile:
+    """charon with kernel-libipsec; the data plane is the profile's (config.PLANES, by its name):
+    testbed/vendors/strongswan_kernel/ is the same profile with the kernel's XFRM."""
     name = "strongswan"
     kinds = frozenset({"vpn-gateway", "vpn-client"})
     conformance_statement = Path(__file__).with_name("conformance.yaml")
@@ -35,7 +38,8 @@ class StrongSwanProfile:
 
     def start_role(self, world, role) -> RoleHandle:
         from testbed.vendors.strongswan.charon import CharonRole
-        charon = CharonRole(world, role).start()
+        from testbed.vendors.strongswan.config import PLANES
+        charon = CharonRole(world, role, PLANES[self.name]).start()
         return RoleHandle(role, charon.status, charon.stop, reset=charon.reset)
 
 

@@ -2,9 +2,14 @@
 swanctl, the node plumbing it needs (firewall and NAT rules on the gateway, the resolver file on
 the client) and stop, which takes all of it back.
 
-The kernel here has no ESP (testbed principle 4, docs/principles.md), so charon runs its userspace data plane,
-kernel-libipsec: a TUN device `ipsec0` in the node, ESP always UDP-encapsulated on port 4500
-(it fakes a NAT detection: strongSwan's kernel-libipsec documentation). One charon per node, each with
+Its data plane (config.DataPlane) is one of two. The kernel here has no ESP (testbed principle 4,
+docs/principles.md), so the strongswan profile runs charon's userspace data plane, kernel-libipsec:
+a TUN device `ipsec0` in the node, ESP always UDP-encapsulated on port 4500 (it fakes a NAT
+detection: strongSwan's kernel-libipsec documentation). The strongswan-kernel profile runs charon in
+its normal mode where the kernel has ESP: kernel-netlink installs the SAs and policies in the node's
+XFRM, its routes in table 220 and the client's virtual IP; plain ESP unless a NAT is detected, no
+tunnel device (the gateway's firewall rules use the policy match instead), and what a charon killed
+without its own cleanup leaves in the node's kernel is flushed at stop. One charon per node, each with
 
   * its own mount namespace with a private tmpfs on /run (charon's pid file path is fixed), made
     with `unshare -m` right before exec, so two nodes' charons never meet; the vici socket and
@@ -26,13 +31,14 @@ happens in place. The machine's /etc/resolv.conf is never written.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import shlex
 import time
 from pathlib import Path
 
-from testbed.vendors.strongswan.config import render, strongswan_conf
+from testbed.vendors.strongswan.config import LIBIPSEC, DataPlane, gateway_rules, render, strongswan_conf, undo_rule
 from testbed.vendors.strongswan.status import snapshot
 from testbed.vendors.strongswan.vici import Vici, ViciError
 
@@ -48,10 +54,9 @@ class StrongSwanError(RuntimeError):
 
 
 class CharonRole:
-    TUN = "ipsec0"  # kernel-libipsec's TUN device (the first one in the node)
-
-    def __init__(self, world, role):
-        self.world, self.role = world, role
+    def __init__(self, world, role, plane: DataPlane = LIBIPSEC):
+        self.world, self.role, self.plane = world, role, plane
+        self.TUN = plane.tun  # kernel-libipsec's TUN device (the first one in the node), or None
         base = f"{role.node}.{role.name}"
         self.dir = Path(world.log_dir) / f"{base}.strongswan"
         self.swanctl_conf = self.dir / "swanctl.conf"
@@ -72,6 +77,7 @@ class CharonRole:
         self.stopped = False
         self.initiate: dict | None = None
         self.version: dict = {}
+        self._outer: dict = {}  # address (None: the default route) -> the node's interface (tunnel_interface)
 
     # -- starting
     def start(self) -> "CharonRole":
@@ -80,15 +86,15 @@ class CharonRole:
         if other is not None and other.world is self.world and not other.stopped and (
                 other.process is None or other.process.running()):
             raise StrongSwanError(f"role {self.role.name}: node {self.role.node} already runs a charon "
-                                  f"(role {other.role.name}); the strongswan profile runs one charon per node")
+                                  f"(role {other.role.name}); the {self.plane.profile} profile runs one charon per node")
         if self.role.kind not in ("vpn-gateway", "vpn-client"):
-            raise StrongSwanError(f"the strongswan profile cannot fill a {self.role.kind}")
+            raise StrongSwanError(f"the {self.plane.profile} profile cannot fill a {self.role.kind}")
         rendered = render(self.role, self.world.plan)
         self.info = rendered.info
         self.dir.mkdir(parents=True, exist_ok=True)
         self.swanctl_conf.write_text(rendered.swanctl)
         self.strongswan_conf.write_text(strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv,
-                                                        self.info))
+                                                        self.info, self.plane))
         self.socket.unlink(missing_ok=True)
         _RUNNING[key] = self
         try:
@@ -197,36 +203,17 @@ class CharonRole:
         with (self.dir / "swanctl.out").open("a") as f:
             f.write(f"$ umount /etc/resolv.conf (node {self.role.node})\n{res}\n")
 
-    def _iptables(self, *rule: str) -> None:
-        table = ["-t", rule[0]] if rule[0] == "nat" else []
-        spec = list(rule[1:]) if rule[0] == "nat" else list(rule)
-        self.world.run_in(self.role.node, ["iptables", *table, "-A", *spec], check=True)
-        self.fw_rules.append([*table, *spec])
-
     def _gateway_network(self) -> None:
-        """Let tunnel traffic through the node's DMZ policy and translate it per internal presence."""
-        self._iptables("FORWARD", "-i", self.TUN, "-j", "ACCEPT")
-        if self.info["internal_presence"] == "napt":
-            # a NAPT's inner addresses are not routed inside (Appendix C: "dropped by internal routers
-            # that are unaware of the external IP address"), but charon routes the inner address into
-            # its TUN device: refuse new connections from the intranet into the tunnel, except those
-            # a rule (DNAT) or a conntrack helper (RELATED) lets in, as a NAPT does
-            self._iptables("FORWARD", "-i", self.info["inside_interface"], "-o", self.TUN, "-m", "conntrack",
-                           "--ctstate", "NEW", "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
-        self._iptables("FORWARD", "-o", self.TUN, "-j", "ACCEPT")
-        if self.info["internal_presence"] == "napt":
-            # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
-            self._iptables("nat", "POSTROUTING", "-s", self.info["pool"], "-o", self.info["inside_interface"],
-                           "-j", "SNAT", "--to-source", self.info["inside_address"])
-        else:
+        """Let tunnel traffic through the node's DMZ policy and translate it per internal presence
+        (config.gateway_rules)."""
+        for rule in gateway_rules(self.info, self.plane):
+            self.world.run_in(self.role.node, ["iptables", *rule], check=True)
+            self.fw_rules.append(rule)
+        if self.info["internal_presence"] == "pool":
             # Appendix B: H's replies to pool addresses reach G through the intranet's default route
             # here; answer ARP for them anyway, should a router on the backbone look them up.
             self.world.run_in(self.role.node, ["sysctl", "-qw",
                                                f"net.ipv4.conf.{self.info['inside_interface']}.proxy_arp=1"])
-        if self.info.get("internet_access"):
-            # draft-gupta section 4: what goes elsewhere than the intranet leaves from G_e
-            self._iptables("nat", "POSTROUTING", "-s", self.info["pool"], "!", "-o", self.info["inside_interface"],
-                           "-j", "MASQUERADE")
 
     # -- stopping
     def stop(self) -> int | None:
@@ -235,15 +222,52 @@ class CharonRole:
         self.stopped = True
         rc = self.process.stop() if self.process is not None else None
         self._unbind_resolv()
-        for spec in reversed(self.fw_rules):
-            table = spec[:2] if spec[:1] == ["-t"] else []
-            rest = spec[2:] if table else spec
-            self.world.run_in(self.role.node, ["iptables", *table, "-D", *rest])
+        for rule in reversed(self.fw_rules):
+            self.world.run_in(self.role.node, ["iptables", *undo_rule(rule)])
         self.fw_rules.clear()
+        if self.plane.plugin is None:  # kernel-netlink is the IPsec backend: the node's kernel holds the SAs
+            self._flush_kernel()
         if _RUNNING.get((id(self.world), self.role.node)) is self:
             del _RUNNING[(id(self.world), self.role.node)]
         self.socket.unlink(missing_ok=True)
         return rc
+
+    def _flush_kernel(self) -> None:
+        """The kernel plane: charon takes its SAs, policies, routes and virtual IPs back when it is
+        stopped, but not when it is killed (a fault case's SIGKILL); flush what it leaves in the
+        node's kernel so that no stale policy steers the next charon's traffic. charon is the only
+        user of the node's XFRM and of routing table 220 (one charon per node)."""
+        node = self.role.node
+        for argv in (["ip", "xfrm", "policy", "flush"], ["ip", "xfrm", "state", "flush"],
+                     ["ip", "route", "flush", "table", "220"]):
+            self.world.run_in(node, argv)
+        vips = set(re.findall(r"installing new virtual IP (\S+)", self.charon_log.read_text(errors="replace"))
+                   if self.charon_log.exists() else [])
+        if not vips:
+            return
+        shown = self.world.run_in(node, ["ip", "-j", "-4", "addr", "show"])
+        for link in json.loads(shown.stdout or "[]"):
+            for a in link.get("addr_info", []):
+                if a.get("local") in vips and a.get("prefixlen") == 32:
+                    self.world.run_in(node, ["ip", "addr", "del", f"{a['local']}/32", "dev", link["ifname"]])
+
+    def tunnel_interface(self, local_host: str | None) -> str | None:
+        """Where the tunnel's inner packets enter and leave the node: the TUN device (kernel-libipsec),
+        or, as the kernel's XFRM has no device of its own (it decapsulates on the interface the ESP
+        came in on and encapsulates what leaves through it), the interface that holds the IKE SA's
+        local address; with no IKE SA, that of the node's default route. Looked up once per address."""
+        if self.TUN:
+            return self.TUN
+        if local_host not in self._outer:
+            node = self.role.node
+            if local_host is None:
+                routes = json.loads(self.world.run_in(node, ["ip", "-j", "-4", "route", "show", "default"]).stdout or "[]")
+                self._outer[None] = routes[0].get("dev") if routes else None
+            else:
+                for link in json.loads(self.world.run_in(node, ["ip", "-j", "-4", "addr", "show"]).stdout or "[]"):
+                    for a in link.get("addr_info", []):
+                        self._outer[a.get("local")] = link["ifname"]
+        return self._outer.get(local_host)
 
     def reset(self, timeout: float = 3.0) -> None:
         """Back to a clean state between conformance test parts: every IKE SA (established or

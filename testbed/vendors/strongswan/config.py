@@ -37,7 +37,7 @@ from nodes.runtime.ipsec.config import Cfg, read_password, users
 from testbed.profile_api import config_error
 
 PLUGINS = ("random nonce openssl pem pkcs1 x509 revocation constraints pubkey curve25519 aes sha1 sha2 "
-           "hmac gcm kdf kernel-libipsec kernel-netlink socket-default updown vici eap-md5 eap-identity attr")
+           "hmac gcm kdf {ipsec}kernel-netlink socket-default updown vici eap-md5 eap-identity attr")
 MANY_SAS_THREADS, MANY_SAS_TABLE = 32, 4096   # strongswan.conf(5): charon.threads, charon.ikesa_table_size (a power of 2)
 IKE_PROPOSALS = ("aes128gcm16-prfsha256-modp2048-ecp256-x25519", "aes128-sha256-modp2048-ecp256-x25519")
 ESP_PROPOSALS = ("aes128gcm16", "aes256gcm16", "aes128-sha256")
@@ -62,6 +62,24 @@ def whole_seconds(c: Cfg, key: str, default=None) -> int | None:
     None when the key is absent or 0 (off)."""
     value = c.number(key, default)
     return max(1, math.ceil(value)) if value else None
+
+
+@dataclass(frozen=True)
+class DataPlane:
+    """Where charon's ESP happens. `plugin`: its IPsec backend, loaded before kernel-netlink (which
+    then does only the networking: addresses, routes) or None (kernel-netlink is the backend too:
+    the kernel's XFRM); `tun`: the TUN device the tunnel's inner packets cross, or None (XFRM
+    policies select them, on the interfaces they arrive and leave on)."""
+    profile: str
+    plugin: str | None
+    tun: str | None
+
+
+# strongSwan's kernel-libipsec: ESP in userspace through a TUN device, always UDP-encapsulated
+LIBIPSEC = DataPlane("strongswan", "kernel-libipsec", "ipsec0")
+# strongSwan's kernel-netlink: ESP in the kernel's XFRM, plain ESP unless a NAT is detected (RFC 3948)
+KERNEL = DataPlane("strongswan-kernel", None, None)
+PLANES = {plane.profile: plane for plane in (LIBIPSEC, KERNEL)}  # by the profile that runs it
 
 
 @dataclass
@@ -109,8 +127,10 @@ def block(name: str, body: dict, indent: int = 0) -> str:
     return "\n".join(lines)
 
 
-def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, info: dict) -> str:
-    """strongswan.conf for one charon: only the plugins it needs, its vici socket, its logs (the key
+def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | None, info: dict,
+                    plane: DataPlane = LIBIPSEC) -> str:
+    """strongswan.conf for one charon: only the plugins it needs (the data plane's IPsec backend
+    among them), its vici socket, its logs (the key
     log at level 4 of ike and chd), retransmission and keepalive from `info` (render()'s). With
     `many_sas` (the role config's key for a load run) charon is tuned as strongswan.conf(5) advises
     for many IKE SAs: a segmented IKE SA hash table, more worker threads, and no per-SA log lines
@@ -131,7 +151,7 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
         filelog["stderr"]["default"] = -1
         tuning = {"threads": MANY_SAS_THREADS, "ikesa_table_size": MANY_SAS_TABLE, "ikesa_table_segments": 16}
     plugins = {"vici": {"socket": f"unix://{vici_socket}"}}
-    load = PLUGINS
+    load = PLUGINS.format(ipsec=f"{plane.plugin} " if plane.plugin else "")
     if resolv is not None:
         load += " resolve"
         plugins["resolve"] = {"file": str(resolv)}
@@ -155,6 +175,48 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
         charon["keep_alive"] = f"{int(info['keepalive'])}s"
     swanctl = {"load": "pem pkcs1 x509 revocation constraints pubkey openssl random"}
     return block("charon", charon) + "\n" + block("swanctl", swanctl) + "\n"
+
+
+def gateway_rules(info: dict, plane: DataPlane = LIBIPSEC) -> list[list[str]]:
+    """The gateway node's iptables rules (each the arguments after `iptables`: -A appends, -I inserts
+    first) that let the tunnel's traffic through its DMZ policy and translate it per internal
+    presence; `info` is render()'s. kernel-libipsec's inner packets cross its TUN device (-i/-o);
+    with the kernel's XFRM they arrive and leave on the physical interfaces, and the policy match
+    picks them: `--dir in --pol ipsec` what XFRM decapsulated, `--dir out --pol ipsec` what it
+    will encapsulate (ip_forward looks the output policy up before the FORWARD hook, so the match
+    sees it; a reply to a NAPTed address is translated back in PREROUTING, before that lookup, and
+    so matches the pool address's outbound policy). Decapsulated packets for the gateway itself
+    arrive on G_e too, where the DMZ policy drops what is not IKE, ESP or echo: INPUT takes them."""
+    inside = info["inside_interface"]
+    if plane.tun:
+        came, leaves = ["-i", plane.tun], ["-o", plane.tun]
+        rules = []
+    else:
+        came, leaves = ["-m", "policy", "--dir", "in", "--pol", "ipsec"], ["-m", "policy", "--dir", "out", "--pol", "ipsec"]
+        rules = [["-I", "INPUT", *came, "-j", "ACCEPT"]]
+    rules.append(["-A", "FORWARD", *came, "-j", "ACCEPT"])
+    if info["internal_presence"] == "napt":
+        # a NAPT's inner addresses are not routed inside (Appendix C: "dropped by internal routers
+        # that are unaware of the external IP address"), but charon routes the inner address into
+        # the tunnel: refuse new connections from the intranet into it, except those a rule (DNAT)
+        # or a conntrack helper (RELATED) lets in, as a NAPT does
+        rules.append(["-A", "FORWARD", "-i", inside, *leaves, "-m", "conntrack", "--ctstate", "NEW",
+                      "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"])
+    rules.append(["-A", "FORWARD", *leaves, "-j", "ACCEPT"])
+    if info["internal_presence"] == "napt":
+        # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
+        rules.append(["-t", "nat", "-A", "POSTROUTING", "-s", info["pool"], "-o", inside,
+                      "-j", "SNAT", "--to-source", info["inside_address"]])
+    if info.get("internet_access"):
+        # draft-gupta section 4: what goes elsewhere than the intranet leaves from G_e
+        rules.append(["-t", "nat", "-A", "POSTROUTING", "-s", info["pool"], "!", "-o", inside, "-j", "MASQUERADE"])
+    return rules
+
+
+def undo_rule(rule: list[str]) -> list[str]:
+    """The iptables arguments that delete `rule` (one of gateway_rules')."""
+    op = next(i for i, arg in enumerate(rule) if arg in ("-A", "-I"))
+    return [*rule[:op], "-D", *rule[op + 1:]]
 
 
 def _timers(c: Cfg, dpd_default: float) -> tuple[dict, dict, dict]:

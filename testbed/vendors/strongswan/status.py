@@ -1,7 +1,7 @@
 """A charon role's status in the public shape every vpn-gateway and vpn-client profile answers
 (testbed/ipsec_checks.py reads it), made from vici's list-sas / get-pools answers and the key log:
 
-  {"implementation": "strongswan", "version": ..., "role", "kind", "node", "running",
+  {"implementation": "strongswan" (or "strongswan-kernel"), "version": ..., "role", "kind", "node", "running",
    "config" (what the profile configured: pool, auth, timers, ...),
    "ike_sas": [{"name", "state" (ESTABLISHED, ...), "initiator", "local_host", "local_port",
                 "remote_host", "remote_port", "local_id", "remote_id", "remote_eap_id",
@@ -14,13 +14,15 @@
                                "packets_out", "keys": {"encr_in", "encr_out", "integ_in",
                                "integ_out"} (hex; for AES-GCM the 4-byte salt ends the key)}]}],
    "virtual_ips": [...] (assigned to this node), "pools": {...} (gateway), "dns": [...] and
-   "initiate" (client), "tunnel_interface": "ipsec0", "keepalive" (the NAT-T keepalive interval
+   "initiate" (client), "tunnel_interface" ("ipsec0" with kernel-libipsec; with the kernel's XFRM the
+   interface the IKE SA's local address is on), "keepalive" (the NAT-T keepalive interval
    charon uses, seconds), "keys_source"}
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+from testbed.vendors.strongswan.config import LIBIPSEC
 from testbed.vendors.strongswan.keylog import parse_keylog
 
 KEEP_ALIVE_DEFAULT = 20.0  # charon.keep_alive's default (strongswan.conf(5)), used unless the role sets keepalive
@@ -29,9 +31,10 @@ KEEP_ALIVE_DEFAULT = 20.0  # charon.keep_alive's default (strongswan.conf(5)), u
 def snapshot(charon) -> dict:
     """The status of `charon` (a charon.CharonRole): asks its charon over vici while it runs."""
     role = charon.role
-    out = {"implementation": "strongswan", "role": role.name, "kind": role.kind, "node": role.node,
+    plane = getattr(charon, "plane", LIBIPSEC)
+    out = {"implementation": plane.profile, "role": role.name, "kind": role.kind, "node": role.node,
            "running": charon.process is not None and charon.process.running(),
-           "tunnel_interface": charon.TUN, "config": charon.info, "ike_sas": [], "virtual_ips": [],
+           "tunnel_interface": charon.TUN or charon.tunnel_interface(None), "config": charon.info, "ike_sas": [], "virtual_ips": [],
            "keepalive": float(charon.info.get("keepalive") or KEEP_ALIVE_DEFAULT)}
     if not out["running"]:
         return out
@@ -40,6 +43,8 @@ def snapshot(charon) -> dict:
     for event in charon.vici.stream("list-sas", "list-sa"):
         for name, sa in event.items():
             out["ike_sas"].append(ike_sa(name, sa, child_keys, ike_keys))
+    if not charon.TUN:  # the kernel's XFRM: the interface the IKE SA's packets use
+        out["tunnel_interface"] = charon.tunnel_interface(next((sa["local_host"] for sa in out["ike_sas"]), None))
     if role.kind == "vpn-client":
         out["virtual_ips"] = sorted({v for sa in out["ike_sas"] for v in sa["local_vips"]})
         out["dns"] = resolv_servers(charon.resolv)
@@ -61,7 +66,7 @@ def ike_sa(name: str, sa: dict, child_keys: dict, ike_keys: dict) -> dict:
     children = []
     for cname, ch in (sa.get("child-sas") or {}).items():
         keys = child_keys.get(ch.get("spi-in", ""), {})
-        initiated = sa.get("initiator") == "yes"  # libipsec here: the IKE initiator starts the CHILD_SA
+        initiated = sa.get("initiator") == "yes"  # the IKE initiator starts the CHILD_SA here
         send, recv = ("initiator", "responder") if initiated else ("responder", "initiator")
         children.append({
             "name": ch.get("name", cname), "uniqueid": ch.get("uniqueid"), "state": ch.get("state"),
