@@ -1143,3 +1143,8 @@ def test_rekey_unknown_error(ike_timers, steps):
     got = lab.ping(s, old)
     steps.record("ICMP echo sealed on the old child SA", "the echo reply", got is not None, ok=got is not None)
     assert got is not None, "the old child SA does not carry data after the failed rekey"
+    # an IUT that goes down over the answer may still pass the echo on its way down: its IKE SA must
+    # still answer after it (the exchange failed, nothing else did)
+    alive = lab.alive(s)
+    steps.record("empty INFORMATIONAL on the IKE SA", "its response", _describe(alive), ok=alive is not None)
+    assert alive is not None, "the IUT no longer answers on its IKE SA after the failed rekey"
