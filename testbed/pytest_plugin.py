@@ -19,7 +19,7 @@ from testbed.conformance.parts import PART_PROPERTY, STEPS_PROPERTY
 from testbed.naming import case_dirname, new_run_id
 from testbed.report import CaseResult, collect_artifacts, render_evidence, write_report
 from testbed.report.requirements import check_req_ids, req_ids
-from testbed.report.verdicts import NA_PREFIX, NONCONFORMANCE_PROPERTY, is_downgrade, verdict_of
+from testbed.report.verdicts import NA_PREFIX, NONCONFORMANCE_PROPERTY, is_downgrade, not_run, verdict_of
 
 AREAS = ("world", "remote_access", "mobility", "vpn_traversal", "napt", "security", "interop", "conformance")
 DEFAULT_SCENARIO = "bare-world"
@@ -181,7 +181,7 @@ def skip_unavailable(scenario) -> None:
 
     for role in scenario.roles.values():
         if reason := unavailable(role):
-            pytest.skip(reason)
+            not_run(reason)
 
 
 @pytest.fixture
@@ -258,7 +258,7 @@ def start_roles_or_skip(world, scenario) -> dict:
     try:
         return start_roles(world, scenario.roles.values())
     except RoleUnavailable as exc:
-        pytest.skip(str(exc))
+        not_run(str(exc))
 
 
 # ---- the report ---------------------------------------------------------------------------------

@@ -3,8 +3,12 @@ it; the kernel this project is developed on has the XFRM framework but no ESP): 
 profiles whose IPsec data plane is the kernel's XFRM (strongswan-kernel, libreswan)."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+from functools import lru_cache
+
+PROBE_ENV = "TESTBED_XFRM_PROBE"  # "skip": start a kernel-XFRM profile anyway (development on a kernel without ESP)
 
 # an ESP tunnel-mode SA with throwaway keys, added in a network namespace of its own that dies with
 # the command: the kernel accepts it only when it has ESP (esp4, loaded on demand on a stock kernel)
@@ -23,3 +27,18 @@ def xfrm_unavailable() -> str | None:
     return ("this kernel has no ESP in XFRM (adding an ESP SA failed: "
             f"{(res.stderr or res.stdout).strip() or res.returncode}); run the profile on a stock kernel, "
             "e.g. in the Vagrant VM (scripts/vm)")
+
+
+@lru_cache(maxsize=1)
+def _probed() -> str | None:
+    return xfrm_unavailable()
+
+
+def kernel_plane_unavailable(profile: str) -> str | None:
+    """Why `profile`, whose data plane is the kernel's XFRM, cannot run here (probed once per
+    process), or None; TESTBED_XFRM_PROBE=skip says None without probing (IKE then completes and
+    the kernel refuses the SA install: for developing a profile on a kernel without ESP)."""
+    if os.environ.get(PROBE_ENV) == "skip":
+        return None
+    reason = _probed()
+    return f"{profile} needs the kernel's XFRM: {reason}" if reason else None

@@ -13,8 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-import testbed.vendors.libreswan as libreswan_module
-import testbed.vendors.strongswan_kernel as sk_module
+from testbed import vm_kernel
 from testbed import profiles
 from testbed.conformance.ics import load_statement
 from testbed.profile_api import RoleUnavailable
@@ -25,7 +24,8 @@ from testbed.vendors.libreswan import PROFILE as LIBRESWAN
 from testbed.vendors.strongswan import PROFILE as STRONGSWAN
 from testbed.vendors.strongswan import status as sw_status
 from testbed.vendors.strongswan.charon import CharonRole
-from testbed.vendors.strongswan.config import KERNEL, LIBIPSEC, PLANES, gateway_rules, render, strongswan_conf, undo_rule
+from testbed.vendors.gateway_plumbing import gateway_rules, undo_rule
+from testbed.vendors.strongswan.config import KERNEL, LIBIPSEC, PLANES, render, strongswan_conf
 from testbed.vendors.strongswan_kernel import PROFILE as STRONGSWAN_KERNEL
 
 NO_ESP = "this kernel has no ESP in XFRM (test)"
@@ -42,12 +42,11 @@ class Role:
 @pytest.fixture
 def no_esp(monkeypatch):
     """A kernel without ESP, whatever this machine's is (the probe's answer patched in)."""
-    monkeypatch.delenv(sk_module.PROBE_ENV, raising=False)
-    for module in (sk_module, libreswan_module):
-        monkeypatch.setattr(module, "xfrm_unavailable", lambda: NO_ESP)
-    sk_module._xfrm_reason.cache_clear()
+    monkeypatch.delenv(vm_kernel.PROBE_ENV, raising=False)
+    monkeypatch.setattr(vm_kernel, "xfrm_unavailable", lambda: NO_ESP)
+    vm_kernel._probed.cache_clear()
     yield
-    sk_module._xfrm_reason.cache_clear()
+    vm_kernel._probed.cache_clear()
 
 
 @pytest.mark.parametrize("profile", [STRONGSWAN_KERNEL, LIBRESWAN], ids=lambda p: p.name)
@@ -62,7 +61,7 @@ def test_this_machines_probe_decides(monkeypatch):
     """With the real probe: unavailable exactly when vm_kernel says so, with its reason."""
     from testbed.vm_kernel import xfrm_unavailable
 
-    monkeypatch.delenv(sk_module.PROBE_ENV, raising=False)
+    monkeypatch.delenv(vm_kernel.PROBE_ENV, raising=False)
     reason = xfrm_unavailable()
     said = STRONGSWAN_KERNEL.unavailable("vpn-gateway")
     assert (said is None) == (reason is None) and (reason is None or reason in said)
@@ -70,7 +69,7 @@ def test_this_machines_probe_decides(monkeypatch):
 
 def test_the_probe_can_be_skipped_for_development(no_esp, monkeypatch):
     assert STRONGSWAN_KERNEL.unavailable("vpn-client") and NO_ESP in STRONGSWAN_KERNEL.unavailable("vpn-client")
-    monkeypatch.setenv(sk_module.PROBE_ENV, "skip")
+    monkeypatch.setenv(vm_kernel.PROBE_ENV, "skip")
     assert STRONGSWAN_KERNEL.unavailable("vpn-client") is None
 
 
@@ -94,11 +93,11 @@ def test_unavailable_is_asked_once_per_process_and_kind(monkeypatch):
     assert profiles.unavailable(GW) is None  # a profile without unavailable() is asked nothing
 
 
-def test_a_case_is_skipped_before_its_world_with_the_reason(monkeypatch):
+def test_a_case_is_not_run_before_its_world_with_the_reason(monkeypatch):
     monkeypatch.setattr(profiles, "unavailable", lambda role: f"role {role.name}: {NO_ESP}" if role.name == "client" else None)
     with pytest.raises(pytest.skip.Exception) as skipped:
         skip_unavailable(SCENARIO)
-    assert str(skipped.value) == f"role client: {NO_ESP}"
+    assert str(skipped.value) == f"not run: role client: {NO_ESP}"  # the report says NOT-RUN
     monkeypatch.setattr(profiles, "unavailable", lambda role: None)
     skip_unavailable(SCENARIO)  # nothing to say: the case goes on
 
@@ -126,7 +125,7 @@ def test_kernel_plane_loads_kernel_netlink_without_libipsec(tmp_path):
 def test_libipsec_gateway_rules_name_the_tun_device():
     info = render(dataclasses.replace(GW, config={**GW.config, "internal_presence": "napt", "pool": None}), PLAN).info
     inside = info["inside_interface"]
-    assert gateway_rules(info) == [
+    assert gateway_rules(info, LIBIPSEC.tun) == [
         ["-A", "FORWARD", "-i", "ipsec0", "-j", "ACCEPT"],
         ["-A", "FORWARD", "-i", inside, "-o", "ipsec0", "-m", "conntrack", "--ctstate", "NEW", "-m", "conntrack",
          "!", "--ctstate", "DNAT", "-j", "DROP"],
@@ -140,7 +139,7 @@ def test_kernel_gateway_rules_use_the_policy_match():
                   PLAN).info
     inside = info["inside_interface"]
     came, leaves = ["-m", "policy", "--dir", "in", "--pol", "ipsec"], ["-m", "policy", "--dir", "out", "--pol", "ipsec"]
-    rules = gateway_rules(info, KERNEL)
+    rules = gateway_rules(info)
     assert not any("ipsec0" in rule for rule in rules)
     assert rules == [
         ["-I", "INPUT", *came, "-j", "ACCEPT"],  # before the DMZ policy's DROP on G_e
@@ -151,7 +150,7 @@ def test_kernel_gateway_rules_use_the_policy_match():
         ["-t", "nat", "-A", "POSTROUTING", "-s", "100.64.0.0/24", "-o", inside, "-j", "SNAT",
          "--to-source", info["inside_address"]],
         ["-t", "nat", "-A", "POSTROUTING", "-s", "100.64.0.0/24", "!", "-o", inside, "-j", "MASQUERADE"]]
-    pool = gateway_rules(render(GW, PLAN).info, KERNEL)  # Appendix B: no NAPT, no SNAT
+    pool = gateway_rules(render(GW, PLAN).info)  # Appendix B: no NAPT, no SNAT
     assert pool == [["-I", "INPUT", *came, "-j", "ACCEPT"], ["-A", "FORWARD", *came, "-j", "ACCEPT"],
                     ["-A", "FORWARD", *leaves, "-j", "ACCEPT"]]
 
@@ -187,9 +186,9 @@ def test_kernel_gateway_plumbing_is_taken_back_at_stop(tmp_path):
     world = World(tmp_path, {"g-dmz": ["203.0.113.70/26"]})
     charon = CharonRole(world, GW, KERNEL)
     charon.info = render(GW, PLAN).info
-    charon._gateway_network()
+    charon.plumbing.apply(charon.info, KERNEL.tun)
     added = [c[1:] for c in world.calls if c[0] == "iptables"]
-    assert added == gateway_rules(charon.info, KERNEL)
+    assert added == gateway_rules(charon.info)
     world.calls.clear()
     charon.stop()
     assert [c[1:] for c in world.calls if c[0] == "iptables"] == [undo_rule(r) for r in reversed(added)]

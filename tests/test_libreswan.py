@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import testbed.vendors.libreswan as libreswan
+from testbed import vm_kernel
 from testbed.profile_api import RoleUnavailable
 from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.vendors.libreswan import pluto as pluto_mod
@@ -98,21 +99,24 @@ class _World:
 
 
 def test_role_unavailable_without_esp(monkeypatch):
-    monkeypatch.delenv(libreswan.XFRM_PROBE_ENV, raising=False)
-    monkeypatch.setattr(libreswan, "xfrm_unavailable", lambda: "this kernel has no ESP in XFRM")
+    monkeypatch.delenv(vm_kernel.PROBE_ENV, raising=False)
+    monkeypatch.setattr(vm_kernel, "xfrm_unavailable", lambda: "this kernel has no ESP in XFRM")
+    vm_kernel._probed.cache_clear()
     with pytest.raises(RoleUnavailable, match="libreswan needs the kernel's XFRM: this kernel has no ESP"):
         libreswan.PROFILE.start_role(_World(), GW)
-    monkeypatch.setenv(libreswan.XFRM_PROBE_ENV, "skip")
-    assert libreswan.kernel_unavailable() is None
+    vm_kernel._probed.cache_clear()
+    monkeypatch.setenv(vm_kernel.PROBE_ENV, "skip")
+    monkeypatch.setattr(pluto_mod, "installed", lambda: None)
+    assert libreswan.PROFILE.unavailable("vpn-gateway") is None
 
 
 def test_role_unavailable_for_eap_md5_and_when_not_installed(monkeypatch):
-    monkeypatch.setenv(libreswan.XFRM_PROBE_ENV, "skip")
+    monkeypatch.setenv(vm_kernel.PROBE_ENV, "skip")
     monkeypatch.setattr(pluto_mod, "installed", lambda: None)
     with pytest.raises(RoleUnavailable, match="cannot do auth eap-md5"):
         libreswan.PROFILE.start_role(_World(), with_config(GW, auth="eap-md5"))
     monkeypatch.undo()
-    monkeypatch.setenv(libreswan.XFRM_PROBE_ENV, "skip")
+    monkeypatch.setenv(vm_kernel.PROBE_ENV, "skip")
     monkeypatch.setattr(pluto_mod, "PREFIX", Path("/nonexistent/libreswan"))
     with pytest.raises(RoleUnavailable, match="run scripts/install-libreswan"):
         libreswan.PROFILE.start_role(_World(), GW)

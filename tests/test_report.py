@@ -7,7 +7,7 @@ from testbed.naming import case_dirname
 from testbed.report import CaseResult, collect_artifacts, render_evidence, summarize, write_report
 from testbed.report.ladder import Arrow, render_svg
 from testbed.report.verdicts import (
-    FAIL, INCONCLUSIVE, NONCONFORMANCE, NOT_APPLICABLE, PASS, SKIPPED, WARNED, is_downgrade, verdict_of, worst,
+    FAIL, INCONCLUSIVE, NONCONFORMANCE, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, WARNED, is_downgrade, verdict_of, worst,
 )
 
 R, G_E, FA1, HA = "192.0.2.100", "203.0.113.70", "192.0.2.1", "10.1.1.2"
@@ -91,6 +91,7 @@ def test_verdicts():
     assert verdict_of("xfailed", "", True, []) == NONCONFORMANCE
     assert verdict_of("skipped", "not applicable: no such role", False, []) == NOT_APPLICABLE
     assert verdict_of("skipped", "needs root", False, []) == SKIPPED
+    assert verdict_of("skipped", "not run: role gw: strongswan-kernel needs the kernel's XFRM", False, []) == NOT_RUN
     assert worst([PASS, WARNED, NOT_APPLICABLE]) == WARNED and worst([]) is None
     assert is_downgrade("UserWarning", "/repo/cases/x/test_a.py", "/repo/cases")
     assert is_downgrade("CheckDowngraded", "/repo/testbed/x.py", "/repo/cases")
@@ -99,7 +100,7 @@ def test_verdicts():
 
 def test_report_states_verdicts_matrix_and_unchecked_requirements(run):
     doc = json.loads((run / "results.json").read_text())
-    assert doc["summary"] == {PASS: 1, FAIL: 1, WARNED: 1, NONCONFORMANCE: 1, INCONCLUSIVE: 0, NOT_APPLICABLE: 1, SKIPPED: 1, "total": 6}
+    assert doc["summary"] == {PASS: 1, FAIL: 1, WARNED: 1, NONCONFORMANCE: 1, INCONCLUSIVE: 0, NOT_APPLICABLE: 1, NOT_RUN: 0, SKIPPED: 1, "total": 6}
     page = (run / "index.html").read_text()
     assert "run-1" in page and ">FAIL<" in page
     assert "&lt;b&gt;1 == 2&lt;/b&gt;" in page  # messages are escaped

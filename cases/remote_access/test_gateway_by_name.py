@@ -19,6 +19,7 @@ import pytest
 
 from testbed.ipsec_checks import PLAN, role_of, start_dns_server, wait_established
 from testbed.profiles import RoleUnavailable, start_role
+from testbed.report.verdicts import not_run
 
 pytestmark = pytest.mark.scenario("remote-access-by-name")
 
@@ -74,7 +75,7 @@ def start_roles(world, r_resolver, scenario):
                     role = dataclasses.replace(role, config={**role.config, **client_config})
                 started[role.name] = start_role(world, role)
         except RoleUnavailable as exc:
-            pytest.skip(str(exc))
+            not_run(str(exc))
         return started
 
     yield start

@@ -151,11 +151,13 @@ def iut_world(testbed_run, pytestconfig, scenario_name: str, role: str, impl: st
     """The environment of `scenario_name` with `role` filled by `impl`, its world up and (unless
     `start_roles` is False) every role started; taken down at the end."""
     from testbed.profiles import get
+    from testbed.pytest_plugin import skip_unavailable
     from testbed.scenario import load_named
 
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     d = pytestconfig._testbed["report_dir"] / "cases" / f"{scenario_name}-{impl}-{worker}"
     scenario = load_named(scenario_name).with_impls({role: impl})
+    skip_unavailable(scenario)  # a profile that cannot run here: NOT-RUN with its reason, before any world
     iut = cls(role_label, impl, None, scenario, {}, role, statement_of(get(impl)), d / "logs",
               testbed_run=testbed_run, start_roles=start_roles, on_up=on_up)
     try:

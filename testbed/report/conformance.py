@@ -18,9 +18,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from testbed.conformance.catalogue import rfc_catalogues
-from testbed.report.verdicts import FAIL, NOT_APPLICABLE, PASS, SKIPPED, WARNED
+from testbed.report.verdicts import FAIL, NOT_APPLICABLE, NOT_RUN, PASS, SKIPPED, WARNED
 
-RAN = lambda v: v not in (NOT_APPLICABLE, SKIPPED)  # noqa: E731
+RAN = lambda v: v not in (NOT_APPLICABLE, NOT_RUN, SKIPPED)  # noqa: E731
 PASSED = (PASS, WARNED)
 
 

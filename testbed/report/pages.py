@@ -14,7 +14,8 @@ from testbed.report.requirements import catalogue
 from testbed.report.verdicts import FAIL, NONCONFORMANCE, ORDER, PASS, WARNED, worst
 
 TEMPLATES = Path(__file__).parent / "templates"
-ABOUT = {"ours": "this project's daemons", "strongswan": "charon with kernel-libipsec"}
+ABOUT = {"ours": "this project's daemons", "strongswan": "charon with kernel-libipsec",
+         "strongswan-kernel": "charon with the kernel's XFRM (kernel-netlink)", "libreswan": "pluto with the kernel's XFRM"}
 
 
 def _env() -> Environment:
@@ -181,7 +182,7 @@ def _run_summary(doc: dict, cases: list[dict], counts: Counter) -> dict:
     parts = [f"{len(cases)} case runs", f"{counts.get(PASS, 0)} passed"]
     for v, word in ((FAIL, "failed"), (WARNED, "passed with a check downgraded"),
                     (NONCONFORMANCE, "known third-party nonconformance"), ("INCONCLUSIVE", "inconclusive"),
-                    ("NOT-APPLICABLE", "not applicable"),
+                    ("NOT-APPLICABLE", "not applicable"), ("NOT-RUN", "not run (an implementation cannot run here)"),
                     ("SKIPPED", "skipped")):
         if counts.get(v):
             parts.append(f"{counts[v]} {word}")

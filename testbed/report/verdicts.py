@@ -8,6 +8,8 @@
     INCONCLUSIVE             a conformance test part could not reach the point it judges (its
                              preamble failed: e.g. no IKE SA to test a rekey on); the reason says why
     NOT-APPLICABLE           the case does not apply to this scenario or implementation
+    NOT-RUN                  the implementation chosen for a role cannot fill it on this machine (e.g.
+                             a kernel data plane on a kernel without ESP); the reason says why
     SKIPPED                  the case could not be run here; the reason says why
 
 Cases use the helpers below: `downgraded(...)` instead of a bare warnings.warn for a check that
@@ -20,11 +22,12 @@ import warnings
 
 import pytest
 
-PASS, FAIL, WARNED, NONCONFORMANCE, INCONCLUSIVE, NOT_APPLICABLE, SKIPPED = (
-    "PASS", "FAIL", "WARNED", "EXPECTED-NONCONFORMANCE", "INCONCLUSIVE", "NOT-APPLICABLE", "SKIPPED")
+PASS, FAIL, WARNED, NONCONFORMANCE, INCONCLUSIVE, NOT_APPLICABLE, NOT_RUN, SKIPPED = (
+    "PASS", "FAIL", "WARNED", "EXPECTED-NONCONFORMANCE", "INCONCLUSIVE", "NOT-APPLICABLE", "NOT-RUN", "SKIPPED")
 # worst first: a matrix cell shows the worst verdict of its cases
-ORDER = (FAIL, NONCONFORMANCE, INCONCLUSIVE, WARNED, PASS, SKIPPED, NOT_APPLICABLE)
+ORDER = (FAIL, NONCONFORMANCE, INCONCLUSIVE, WARNED, PASS, NOT_RUN, SKIPPED, NOT_APPLICABLE)
 NA_PREFIX = "not applicable: "
+NOT_RUN_PREFIX = "not run: "
 INCONCLUSIVE_PREFIX = "inconclusive: "
 NONCONFORMANCE_PROPERTY = "nonconformance"
 
@@ -41,6 +44,12 @@ def downgraded(message: str) -> None:
 def not_applicable(reason: str):
     """End the case as NOT-APPLICABLE (a skip whose reason says so)."""
     pytest.skip(NA_PREFIX + reason)
+
+
+def not_run(reason: str):
+    """End the case as NOT-RUN: a role's implementation cannot run on this machine (RoleUnavailable's
+    message, which names the role and what is missing)."""
+    pytest.skip(NOT_RUN_PREFIX + reason)
 
 
 def inconclusive(reason: str):
@@ -76,6 +85,8 @@ def verdict_of(outcome: str, message: str, nonconformance: bool, downgrades: lis
     if outcome == "skipped":
         if message.startswith(INCONCLUSIVE_PREFIX):
             return INCONCLUSIVE
+        if message.startswith(NOT_RUN_PREFIX):
+            return NOT_RUN
         return NOT_APPLICABLE if message.startswith(NA_PREFIX) else SKIPPED
     return WARNED if downgrades else PASS
 

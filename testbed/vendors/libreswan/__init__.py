@@ -20,20 +20,10 @@ ESP: IKE then completes and only the SA install fails.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from testbed.profile_api import RoleHandle, RoleUnavailable
-from testbed.vm_kernel import xfrm_unavailable
-
-XFRM_PROBE_ENV = "TESTBED_XFRM_PROBE"  # "skip": start anyway (development on a kernel without ESP)
-
-
-def kernel_unavailable() -> str | None:
-    """Why this kernel cannot be the data plane, or None (also None with TESTBED_XFRM_PROBE=skip)."""
-    if os.environ.get(XFRM_PROBE_ENV) == "skip":
-        return None
-    return xfrm_unavailable()
+from testbed.vm_kernel import kernel_plane_unavailable
 
 
 class LibreswanProfile:
@@ -53,13 +43,17 @@ class LibreswanProfile:
         rendered = render(role, plan)
         return {"ipsec.conf": rendered.ipsec_conf, "ipsec.secrets": rendered.secrets}
 
+    def unavailable(self, kind: str) -> str | None:
+        """Why this machine cannot run the profile (no ESP in the kernel's XFRM, or Libreswan not
+        installed), or None: asked before a case builds its world."""
+        from testbed.vendors.libreswan.pluto import installed
+        return kernel_plane_unavailable(self.name) or installed()
+
     def start_role(self, world, role) -> RoleHandle:
         from testbed.vendors.libreswan.config import render
-        from testbed.vendors.libreswan.pluto import PlutoRole, installed
+        from testbed.vendors.libreswan.pluto import PlutoRole
 
-        if reason := kernel_unavailable():
-            raise RoleUnavailable(f"role {role.name}: libreswan needs the kernel's XFRM: {reason}")
-        if reason := installed():
+        if reason := self.unavailable(role.kind):
             raise RoleUnavailable(f"role {role.name}: {reason}")
         unsupported = render(role, world.plan).info.get("unsupported")
         if unsupported:

@@ -34,6 +34,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from testbed.vendors.gateway_plumbing import GatewayPlumbing
 from testbed.vendors.libreswan.config import EXECDIR, render
 from testbed.vendors.libreswan.status import snapshot
 
@@ -87,7 +88,7 @@ class PlutoRole:
         self.resolv_bound = False
         self.process = None
         self.info: dict = {}
-        self.fw_rules: list[list[str]] = []
+        self.plumbing = GatewayPlumbing(world, role.node)
         self.stopped = False
         self.initiate: dict | None = None
         self.version = ""
@@ -116,7 +117,7 @@ class PlutoRole:
         _RUNNING[key] = self
         try:
             if self.role.kind == "vpn-gateway":
-                self._gateway_network()
+                self.plumbing.apply(self.info)  # the kernel's XFRM: no TUN device
             if self.resolv is not None:
                 self._bind_resolv()
             argv = [PLUTO, "--nofork", "--stderrlog", "--config", str(self.conf),
@@ -178,39 +179,6 @@ class PlutoRole:
                          "output": out.splitlines()[-12:]}
         return ok
 
-    def _iptables(self, *rule: str) -> None:
-        """Add a rule (the arguments after `iptables`, with -A or -I); stop() deletes it."""
-        self.world.run_in(self.role.node, ["iptables", *rule], check=True)
-        self.fw_rules.append(list(rule))
-
-    def _gateway_network(self) -> None:
-        """Let tunnel traffic through the node's DMZ policy and translate it per internal presence,
-        as the strongswan profile does, with netfilter's policy match in place of a TUN device:
-        `--dir in --pol ipsec` is what XFRM decapsulated, `--dir out --pol ipsec` what it will
-        encapsulate; decapsulated packets for the gateway itself arrive on G_e, where the DMZ
-        policy drops what is not IKE or ESP, so INPUT takes them first."""
-        came = ["-m", "policy", "--dir", "in", "--pol", "ipsec"]
-        leaves = ["-m", "policy", "--dir", "out", "--pol", "ipsec"]
-        inside = self.info["inside_interface"]
-        self._iptables("-I", "INPUT", *came, "-j", "ACCEPT")
-        self._iptables("-A", "FORWARD", *came, "-j", "ACCEPT")
-        if self.info["internal_presence"] == "napt":
-            # a NAPT's inner addresses are not routed inside (draft-gupta Appendix C): refuse new
-            # connections from the intranet into the tunnel except those DNAT or a helper lets in
-            self._iptables("-A", "FORWARD", "-i", inside, *leaves, "-m", "conntrack", "--ctstate", "NEW",
-                           "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP")
-        self._iptables("-A", "FORWARD", *leaves, "-j", "ACCEPT")
-        if self.info["internal_presence"] == "napt":
-            # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
-            self._iptables("-t", "nat", "-A", "POSTROUTING", "-s", self.info["pool"], "-o", inside,
-                           "-j", "SNAT", "--to-source", self.info["inside_address"])
-        else:
-            # Appendix B: answer ARP for pool addresses on the intranet side
-            self.world.run_in(self.role.node, ["sysctl", "-qw", f"net.ipv4.conf.{inside}.proxy_arp=1"])
-        if self.info.get("internet_access"):
-            self._iptables("-t", "nat", "-A", "POSTROUTING", "-s", self.info["pool"], "!", "-o", inside,
-                           "-j", "MASQUERADE")
-
     def _bind_resolv(self) -> None:
         """R's resolver follows the tunnel: a copy of the node's /etc/resolv.conf, bind-mounted over
         it in the node's own mount namespace (nothing reaches the machine's file); _updown.xfrm
@@ -237,9 +205,7 @@ class PlutoRole:
                 self.world.run_in(self.role.node, ["umount", "/etc/resolv.conf"])
             except Exception:  # noqa: BLE001 - the world may be torn down already
                 pass
-        for rule in reversed(self.fw_rules):
-            self.world.run_in(self.role.node, ["iptables", *[("-D" if a in ("-A", "-I") else a) for a in rule]])
-        self.fw_rules.clear()
+        self.plumbing.undo()
         if _RUNNING.get((id(self.world), self.role.node)) is self:
             del _RUNNING[(id(self.world), self.role.node)]
         self.ctl.unlink(missing_ok=True)

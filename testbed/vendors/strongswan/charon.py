@@ -38,7 +38,8 @@ import shlex
 import time
 from pathlib import Path
 
-from testbed.vendors.strongswan.config import LIBIPSEC, DataPlane, gateway_rules, render, strongswan_conf, undo_rule
+from testbed.vendors.gateway_plumbing import GatewayPlumbing
+from testbed.vendors.strongswan.config import LIBIPSEC, DataPlane, render, strongswan_conf
 from testbed.vendors.strongswan.status import snapshot
 from testbed.vendors.strongswan.vici import Vici, ViciError
 
@@ -73,7 +74,7 @@ class CharonRole:
         self.vici = Vici(self.socket)
         self.process = None
         self.info: dict = {}
-        self.fw_rules: list[list[str]] = []
+        self.plumbing = GatewayPlumbing(world, role.node)
         self.stopped = False
         self.initiate: dict | None = None
         self.version: dict = {}
@@ -99,7 +100,7 @@ class CharonRole:
         _RUNNING[key] = self
         try:
             if self.role.kind == "vpn-gateway":
-                self._gateway_network()
+                self.plumbing.apply(self.info, self.plane.tun)
             script = "mount -t tmpfs -o mode=755 tmpfs /run"
             if self.resolv is not None:
                 self._bind_resolv()
@@ -203,18 +204,6 @@ class CharonRole:
         with (self.dir / "swanctl.out").open("a") as f:
             f.write(f"$ umount /etc/resolv.conf (node {self.role.node})\n{res}\n")
 
-    def _gateway_network(self) -> None:
-        """Let tunnel traffic through the node's DMZ policy and translate it per internal presence
-        (config.gateway_rules)."""
-        for rule in gateway_rules(self.info, self.plane):
-            self.world.run_in(self.role.node, ["iptables", *rule], check=True)
-            self.fw_rules.append(rule)
-        if self.info["internal_presence"] == "pool":
-            # Appendix B: H's replies to pool addresses reach G through the intranet's default route
-            # here; answer ARP for them anyway, should a router on the backbone look them up.
-            self.world.run_in(self.role.node, ["sysctl", "-qw",
-                                               f"net.ipv4.conf.{self.info['inside_interface']}.proxy_arp=1"])
-
     # -- stopping
     def stop(self) -> int | None:
         if self.stopped:
@@ -222,9 +211,7 @@ class CharonRole:
         self.stopped = True
         rc = self.process.stop() if self.process is not None else None
         self._unbind_resolv()
-        for rule in reversed(self.fw_rules):
-            self.world.run_in(self.role.node, ["iptables", *undo_rule(rule)])
-        self.fw_rules.clear()
+        self.plumbing.undo()
         if self.plane.plugin is None:  # kernel-netlink is the IPsec backend: the node's kernel holds the SAs
             self._flush_kernel()
         if _RUNNING.get((id(self.world), self.role.node)) is self:

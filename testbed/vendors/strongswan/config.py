@@ -177,48 +177,6 @@ def strongswan_conf(vici_socket: Path, log: Path, keylog: Path, resolv: Path | N
     return block("charon", charon) + "\n" + block("swanctl", swanctl) + "\n"
 
 
-def gateway_rules(info: dict, plane: DataPlane = LIBIPSEC) -> list[list[str]]:
-    """The gateway node's iptables rules (each the arguments after `iptables`: -A appends, -I inserts
-    first) that let the tunnel's traffic through its DMZ policy and translate it per internal
-    presence; `info` is render()'s. kernel-libipsec's inner packets cross its TUN device (-i/-o);
-    with the kernel's XFRM they arrive and leave on the physical interfaces, and the policy match
-    picks them: `--dir in --pol ipsec` what XFRM decapsulated, `--dir out --pol ipsec` what it
-    will encapsulate (ip_forward looks the output policy up before the FORWARD hook, so the match
-    sees it; a reply to a NAPTed address is translated back in PREROUTING, before that lookup, and
-    so matches the pool address's outbound policy). Decapsulated packets for the gateway itself
-    arrive on G_e too, where the DMZ policy drops what is not IKE, ESP or echo: INPUT takes them."""
-    inside = info["inside_interface"]
-    if plane.tun:
-        came, leaves = ["-i", plane.tun], ["-o", plane.tun]
-        rules = []
-    else:
-        came, leaves = ["-m", "policy", "--dir", "in", "--pol", "ipsec"], ["-m", "policy", "--dir", "out", "--pol", "ipsec"]
-        rules = [["-I", "INPUT", *came, "-j", "ACCEPT"]]
-    rules.append(["-A", "FORWARD", *came, "-j", "ACCEPT"])
-    if info["internal_presence"] == "napt":
-        # a NAPT's inner addresses are not routed inside (Appendix C: "dropped by internal routers
-        # that are unaware of the external IP address"), but charon routes the inner address into
-        # the tunnel: refuse new connections from the intranet into it, except those a rule (DNAT)
-        # or a conntrack helper (RELATED) lets in, as a NAPT does
-        rules.append(["-A", "FORWARD", "-i", inside, *leaves, "-m", "conntrack", "--ctstate", "NEW",
-                      "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"])
-    rules.append(["-A", "FORWARD", *leaves, "-j", "ACCEPT"])
-    if info["internal_presence"] == "napt":
-        # draft-gupta Appendix A: the remote host's inner packets leave with G_i as their source
-        rules.append(["-t", "nat", "-A", "POSTROUTING", "-s", info["pool"], "-o", inside,
-                      "-j", "SNAT", "--to-source", info["inside_address"]])
-    if info.get("internet_access"):
-        # draft-gupta section 4: what goes elsewhere than the intranet leaves from G_e
-        rules.append(["-t", "nat", "-A", "POSTROUTING", "-s", info["pool"], "!", "-o", inside, "-j", "MASQUERADE"])
-    return rules
-
-
-def undo_rule(rule: list[str]) -> list[str]:
-    """The iptables arguments that delete `rule` (one of gateway_rules')."""
-    op = next(i for i, arg in enumerate(rule) if arg in ("-A", "-I"))
-    return [*rule[:op], "-D", *rule[op + 1:]]
-
-
 def _timers(c: Cfg, dpd_default: float) -> tuple[dict, dict, dict]:
     """(connection settings, child settings, info) for rekeying and liveness from the role config.
 

@@ -7,7 +7,7 @@ NAT is detected, charon's routes in table 220 and the client's virtual IP on its
 
 Where the kernel has no ESP in XFRM (the kernel this project is developed on), the profile is
 unavailable (`unavailable`, asked before a case builds its world; start_role raises RoleUnavailable
-with the same reason), so a case that would use it is reported SKIPPED with that reason, never PASS.
+with the same reason), so a case that would use it is reported NOT-RUN with that reason, never PASS.
 It runs where the kernel has ESP, e.g. in the Vagrant VM (scripts/vm).
 
 TESTBED_XFRM_PROBE=skip (for developing the profile on a kernel without ESP) starts charon anyway:
@@ -15,20 +15,11 @@ IKE_SA_INIT and IKE_AUTH complete, and installing the CHILD_SA in the kernel fai
 """
 from __future__ import annotations
 
-import os
-from functools import lru_cache
 from pathlib import Path
 
 from testbed.profile_api import RoleHandle, RoleUnavailable
 from testbed.vendors.strongswan import StrongSwanProfile
-from testbed.vm_kernel import xfrm_unavailable
-
-PROBE_ENV = "TESTBED_XFRM_PROBE"
-
-
-@lru_cache(maxsize=1)
-def _xfrm_reason() -> str | None:
-    return xfrm_unavailable()
+from testbed.vm_kernel import kernel_plane_unavailable
 
 
 class StrongSwanKernelProfile(StrongSwanProfile):
@@ -37,12 +28,8 @@ class StrongSwanKernelProfile(StrongSwanProfile):
     case_data = None  # no NAPT matrix columns of its own (they would need a scenario with this gateway)
 
     def unavailable(self, kind: str) -> str | None:
-        """Why this machine cannot run the profile (no ESP in the kernel's XFRM, probed once per
-        process), or None; TESTBED_XFRM_PROBE=skip skips the probe."""
-        if os.environ.get(PROBE_ENV) == "skip":
-            return None
-        reason = _xfrm_reason()
-        return f"strongswan-kernel needs the kernel's XFRM: {reason}" if reason else None
+        """Why this machine cannot run the profile (no ESP in the kernel's XFRM), or None."""
+        return kernel_plane_unavailable(self.name)
 
     def start_role(self, world, role) -> RoleHandle:
         if reason := self.unavailable(role.kind):
