@@ -4,7 +4,8 @@ in any run, with the runs it failed in. Target: none.
     sudo .venv/bin/python -m benchmarks.bench_flakes [--runs 5] [--workers auto] [-- extra pytest args]
 
 Each run is `pytest cases -n <workers>` exactly as the README's test command runs it (a fresh
-report directory per run); the figures are in reports/bench/flakes.json.
+report directory per run; a run where a case did not pass keeps its report, with every case's logs
+and captures, in reports/bench/flakes-run-N); the figures are in reports/bench/flakes.json.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import argparse
 from collections import defaultdict
 
 from benchmarks.bench_suite import wall_time
-from benchmarks.common import publish, summary
+from benchmarks.common import BENCH_DIR, publish, summary
 
 
 def case_id(line: str) -> str:
@@ -29,11 +30,15 @@ def main() -> None:
     failed_in: dict[str, list[int]] = defaultdict(list)
     runs = []
     for i in range(1, args.runs + 1):
-        seconds, rc, not_passed = wall_time(args.workers, extra)
+        kept = BENCH_DIR / f"flakes-run-{i}"
+        seconds, rc, not_passed = wall_time(args.workers, extra, keep_failed=kept)
         for line in not_passed:
             failed_in[case_id(line)].append(i)
-        runs.append({"run": i, "seconds": round(seconds, 1), "pytest_exit": rc, "not_passed": not_passed})
-        print(f"run {i}/{args.runs}: {seconds:.0f} s, exit {rc}, {len(not_passed)} not passed", flush=True)
+        runs.append({"run": i, "seconds": round(seconds, 1), "pytest_exit": rc, "not_passed": not_passed,
+                     "report": str(kept) if not_passed else None})
+        print(f"run {i}/{args.runs}: {seconds:.0f} s, exit {rc}, {len(not_passed)} not passed"
+              + "".join(f"\n  {line}" for line in not_passed) + (f"\n  report kept: {kept}" if not_passed else ""),
+              flush=True)
     publish("flakes", {
         "what": f"`pytest cases -n {args.workers}` run {args.runs} times in a row; cases that did not pass in any run",
         "runs": runs,

@@ -5,17 +5,20 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 import time
 
 from benchmarks.common import publish
 from testbed import REPO_ROOT
 
 
-def wall_time(workers: int, extra: list[str]) -> tuple[float, int, list[str]]:
-    """Seconds, pytest's exit status and the lines naming cases that did not pass."""
+def wall_time(workers: int, extra: list[str], keep_failed: Path | None = None) -> tuple[float, int, list[str]]:
+    """Seconds, pytest's exit status and the lines naming cases that did not pass. With `keep_failed`,
+    the run's report (every case's logs and captures) is moved there when a case did not pass."""
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as reports:
         argv = [sys.executable, "-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", str(REPO_ROOT / "cases"),
                 "--report-dir", reports, "-n", str(workers), *extra]
@@ -23,6 +26,9 @@ def wall_time(workers: int, extra: list[str]) -> tuple[float, int, list[str]]:
         res = subprocess.run(argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.monotonic() - t0
         not_passed = [line for line in res.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        if keep_failed is not None and not_passed:
+            shutil.rmtree(keep_failed, ignore_errors=True)
+            shutil.copytree(reports, keep_failed, symlinks=True)
         return seconds, res.returncode, not_passed
 
 
