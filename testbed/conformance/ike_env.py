@@ -97,6 +97,18 @@ class IkeTester:
         self.send(data, port)
         return self.answer_to(session, mid, timeout)
 
+    def retransmit(self, session: IkeSession, data: bytes, timeout: float = 2.0, tries: int = 2) -> ParsedMessage | None:
+        """Send an already answered request again, as an initiator whose response was lost does
+        (RFC 7296 2.1): up to `tries` copies spread over `timeout`, until one is answered. A responder
+        may drop a copy that arrives while it still finishes the exchange (strongSwan logs "already
+        processing" for one that came a millisecond after its response); the next copy must then
+        get the cached response. The caller judges the response it gets."""
+        for _ in range(tries):
+            resp = self.exchange(session, data, timeout / tries)
+            if resp is not None:
+                return resp
+        return None
+
     # ---- preambles -------------------------------------------------------------------------
     def init(self, session: IkeSession | None = None, **kw) -> tuple[IkeSession, ParsedMessage]:
         """IKE_SA_INIT, following a COOKIE or an INVALID_KE_PAYLOAD the way RFC 7296 1.2 / 2.6 says;
