@@ -48,7 +48,8 @@ def test_coverage_counts_testable_musts_covered_and_passed_per_implementation():
 
 def test_impl_matrix_by_role_means_every_other_installed_profile():
     from testbed.pytest_plugin import matrix_variants
-    assert matrix_variants("remote-access-basic", ["gw", "client"]) == ["gw=strongswan", "client=strongswan"]
+    assert matrix_variants("remote-access-basic", ["gw", "client"]) == [
+        "gw=libreswan", "gw=strongswan", "gw=strongswan-kernel", "client=libreswan", "client=strongswan", "client=strongswan-kernel"]
     assert matrix_variants("remote-access-basic", ["gw=ours"]) == ["gw=ours"]
     with pytest.raises(pytest.UsageError, match="has no role 'nat'"):
         matrix_variants("remote-access-basic", ["nat"])

@@ -55,7 +55,7 @@ def mutated(**changes):
     ({"stations__q": "fn1"}, "stations.q", "a station of the world"),
     ({"roles__gw__kind": "router"}, "roles.gw.kind", "one of"),
     ({"roles__gw__node": "zz"}, "roles.gw.node", "one of"),
-    ({"roles__gw__impl": "acme"}, "roles.gw.impl", "an installed profile (ours, strongswan)"),
+    ({"roles__gw__impl": "acme"}, "roles.gw.impl", "an installed profile (libreswan, ours, strongswan, strongswan-kernel)"),
     ({"roles__gw__kind": "home-agent", "roles__gw__impl": "strongswan"}, "roles.gw.impl", "implements home-agent"),
     ({"roles__gw__colour": "red"}, "roles.gw.colour", "one of the keys"),
     ({"nat": {"mapping": "full-cone"}}, "nat.mapping", "one of"),
