@@ -220,6 +220,11 @@ class World:
             if helper not in NatOptions.HELPER_PORTS:
                 raise WorldError(f"no conntrack helper {helper!r}: choose from {sorted(NatOptions.HELPER_PORTS)}")
             proto, port = NatOptions.HELPER_PORTS[helper]
+            # the CT target loads the helper's tracking module (nf_conntrack_<helper>) but not its NAT
+            # part, which rewrites the addresses in the payload: a stock kernel has it as a module
+            # (nf_nat_<helper>) that nothing else loads, and without it an FTP PORT leaves with the
+            # inner address (seen in the Vagrant VM); where it is built in or absent this does nothing
+            rules.append(f"modprobe -q nf_nat_{helper} 2>/dev/null || true")
             rules.append(f"iptables -t raw -A PREROUTING -i {in_if} -p {proto} --dport {port} -j CT --helper {helper}")
         return rules
 
