@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import socket
 
+from testbed.processes import patience
+
 
 class ControlError(RuntimeError):
     pass
@@ -12,7 +14,7 @@ class ControlError(RuntimeError):
 def call(path: str, cmd: str, timeout: float = 5.0, **args) -> object:
     """Send one command, return its result; a daemon's error becomes ControlError."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
+        s.settimeout(patience(timeout))
         try:
             s.connect(str(path))
         except OSError as exc:

@@ -10,6 +10,7 @@ import ipaddress
 import time
 
 from testbed.plan import default_plan
+from testbed.processes import patience
 
 PLAN = default_plan()
 
@@ -34,6 +35,7 @@ def established(status: dict) -> tuple[dict, dict] | None:
 
 def wait_established(handle, timeout: float = 5.0) -> tuple[dict, dict, dict]:
     """Poll the role's status until it shows an established tunnel; (status, IKE SA, child SA)."""
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     while True:
         status = handle.status()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from typing import Callable
 
+from testbed.processes import patience
+
 HOME = "10.1.1.100"
 HA = "10.1.1.2"
 FA1, FA2 = "192.0.2.1", "192.0.2.129"
@@ -14,6 +16,7 @@ H = "10.1.2.10"
 
 def wait_for(probe: Callable[[], object], timeout: float = 3.0, interval: float = 0.02, what: str = "condition"):
     """Call `probe` until it returns something truthy; return it, or fail naming `what`."""
+    timeout = patience(timeout)
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -24,6 +24,14 @@ from typing import Sequence
 # every readiness wait is this many times its usual length
 SLOWDOWN = float(os.environ.get("TESTBED_SLOWDOWN", "1") or 1)
 
+
+def patience(seconds: float) -> float:
+    """How long the harness waits for something to happen (a program ready, a control socket's
+    answer, a status, a terminal prompt, a preamble's message): `seconds` on this machine, SLOWDOWN
+    times that on a slow one. Never a protocol timer, and never a window in which something must
+    NOT happen: those stay as the RFC or the part defines them."""
+    return seconds * SLOWDOWN
+
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -94,7 +102,7 @@ class NodeProcess:
     def wait_ready(self, timeout: float = 10.0) -> "NodeProcess":
         if self.ready_re is None:
             return self
-        timeout *= SLOWDOWN
+        timeout = patience(timeout)
         if not self._ready.wait(timeout):
             self.stop()
             raise ProcessError(

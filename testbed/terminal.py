@@ -24,7 +24,7 @@ import termios
 import time
 from typing import Sequence
 
-from testbed.processes import _die_with_parent, in_node
+from testbed.processes import _die_with_parent, in_node, patience
 
 
 class TerminalError(AssertionError):
@@ -57,6 +57,7 @@ class TerminalProcess:
         """Wait until the terminal shows text matching `pattern` (multiline) after what the previous
         expect() matched; the match. TerminalError with the screen if it does not come in time."""
         regex = re.compile(pattern, re.MULTILINE)
+        timeout = patience(timeout)
         deadline = time.monotonic() + timeout
         while True:
             m = regex.search(self.screen, self._seen)

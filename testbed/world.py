@@ -23,7 +23,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 
 from testbed import naming, sentinel
 from testbed.plan import NodeSpec, Plan, default_plan
-from testbed.processes import NodeProcess, in_node
+from testbed.processes import NodeProcess, in_node, patience
 from testbed.runs import Run
 
 
@@ -254,7 +254,7 @@ class World:
         """Run a command inside a node and wait for it. A string is run by sh -c."""
         if isinstance(argv, str):
             argv = ["sh", "-c", argv]
-        res = subprocess.run(in_node(self.pid(name), argv), capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(in_node(self.pid(name), argv), capture_output=True, text=True, timeout=patience(timeout))
         if check and res.returncode:
             raise WorldError(f"{' '.join(argv)} on {name} failed with status {res.returncode}:\n{res.stdout}{res.stderr}")
         return res

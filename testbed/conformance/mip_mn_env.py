@@ -27,6 +27,7 @@ from pathlib import Path
 
 from testbed.conformance import netns
 from testbed.conformance.inbox import Inbox
+from testbed.processes import patience
 from testbed.conformance.mip import (
     AgentAdvertisement, SecurityAssociation, TesterHA, parse_request,
 )
@@ -442,6 +443,7 @@ class MnTester(Inbox):
             self.attach(segment)
         a = self.agent(segment)
         self.advertise(a, flags, **adv)
+        timeout = patience(timeout)
         f = self.wait_request(segment, timeout, dst=a.address)
         if f is None:
             inconclusive(f"no registration request to the tester's agent {a.address} on {segment} within {timeout} s "
@@ -465,11 +467,12 @@ class MnTester(Inbox):
         request to the home agent seen on the link and at the HA's socket. INCONCLUSIVE without."""
         if place:
             self.place(segment)
+        timeout = patience(timeout)
         f = self.wait_request(segment, timeout, dst=self.ha_address)
         if f is None:
             inconclusive(f"no registration request to the home agent on {segment} within {timeout} s")
         ident = f.request.identification
-        at = self.take(lambda i: self.ha_request(i) and i.request.identification == ident, 2.0)
+        at = self.take(lambda i: self.ha_request(i) and i.request.identification == ident, patience(2.0))
         if at is None:
             inconclusive(f"the request seen on {segment} did not reach the home agent's socket")
         return f, at

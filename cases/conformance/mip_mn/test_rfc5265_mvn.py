@@ -13,6 +13,7 @@ from testbed.conformance.mip.ipv4 import parse_ipv4
 from testbed.conformance.mip.tunnels import ipip_decapsulate, ipip_encapsulate
 from testbed.conformance.mip_mn_env import CORRESPONDENT, AtHa, Frame, echo_reply_in, pingable
 from testbed.conformance.parts import inconclusive, part, should
+from testbed.processes import patience
 
 I_HA = IPv4Address("10.1.1.2")
 X_HA = IPv4Address("203.0.113.71")
@@ -64,6 +65,7 @@ def _probe(vt, seg: str = "ivn", src=IVN_COA, timeout: float = 3.0) -> AtHa:
     """Preamble: the station on `seg` (a fresh attachment), the node's registration request at the
     i-HA from `src`."""
     vt.place(seg, fresh=True)
+    timeout = patience(timeout)
     at = vt.take(i_ha_request(src), timeout)
     if at is None:
         inconclusive(f"no registration request at the i-HA from {src} within {timeout} s of attaching to {seg}")
@@ -318,6 +320,7 @@ def _outside(vt, timeout: float = 7.0):
     """Preamble: on fn1; x-MIP with the x-HA, IKE with the gateway, then the i-MIP request through the
     VPN at the i-HA (from the VPN-TIA). Returns (x-MIP frame, first IKE frame, i-MIP request)."""
     vt.place("fn1")
+    timeout = patience(timeout)
     items = vt.collect_until(lambda i: isinstance(i, AtHa) and i.request is not None and IPv4Address(i.src) in POOL,
                              timeout)
     imip = items[-1] if items and isinstance(items[-1], AtHa) and IPv4Address(items[-1].src) in POOL else None
