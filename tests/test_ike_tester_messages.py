@@ -276,3 +276,19 @@ def test_udp_transport_over_loopback():
     finally:
         for s in socks:
             s.close()
+
+
+@pytest.mark.parametrize("payload,next_type", [
+    (m.Payload(c.NONCE, b"\x01" * 32), c.NO_NEXT),
+    (m.Payload(c.KE, b"\x00\x13\x00\x00" + b"\x02" * 64), c.NONCE),
+    (m.Payload(c.NOTIFY, b"", critical=True, reserved=0x55), c.SA),
+    (m.Payload(c.VENDOR_ID, b"x", flags=0xFF, next_payload=200, length=3), c.NO_NEXT),
+    (m.Payload(c.NONCE, b"", length=0xFFFF), c.NO_NEXT),
+])
+def test_the_generic_payload_header_is_what_scapy_builds(payload, next_type):
+    """RFC 7296 3.2, packed with struct: the same octets as scapy's IKEv2_Payload, overrides included."""
+    from scapy.contrib.ikev2 import IKEv2_Payload
+    nxt = payload.next_payload if payload.next_payload is not None else next_type
+    length = payload.length if payload.length is not None else 4 + len(payload.body)
+    assert payload.encode(next_type) == bytes(IKEv2_Payload(next_payload=nxt, flags=payload.flags_octet(),
+                                                             length=length, load=payload.body))
