@@ -292,3 +292,16 @@ def test_the_generic_payload_header_is_what_scapy_builds(payload, next_type):
     length = payload.length if payload.length is not None else 4 + len(payload.body)
     assert payload.encode(next_type) == bytes(IKEv2_Payload(next_payload=nxt, flags=payload.flags_octet(),
                                                              length=length, load=payload.body))
+
+
+@pytest.mark.parametrize("fields", [
+    dict(next_payload=c.SA, version=0x20, exchange=c.IKE_SA_INIT, flags=0x08, message_id=0, length=300),
+    dict(next_payload=255, version=0xFF, exchange=255, flags=0xFF, message_id=0xFFFFFFFF, length=0xFFFFFFFF),
+    dict(next_payload=0, version=0x10, exchange=37, flags=0x20, message_id=7, length=28),
+])
+def test_the_ike_header_is_what_scapy_builds(fields):
+    """RFC 7296 3.1, packed with struct: the same 28 octets as scapy's IKEv2 layer."""
+    spi_i, spi_r = bytes(range(1, 9)), bytes(range(9, 17))
+    assert m.build_header(spi_i, spi_r, **fields) == bytes(IKEv2(
+        init_SPI=spi_i, resp_SPI=spi_r, next_payload=fields["next_payload"], version=fields["version"],
+        exch_type=fields["exchange"], flags=fields["flags"], id=fields["message_id"], length=fields["length"]))
