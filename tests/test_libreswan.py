@@ -1,7 +1,6 @@
 """The libreswan profile without a kernel that has ESP: ipsec.conf and ipsec.secrets rendered from the
 role configs (gateway with a pool over IKEv2 CP, client, PSK; EAP-MD5 reported as what Libreswan
 cannot do), the RoleUnavailable paths, and the status parsed from whack's and ip xfrm's output."""
-import dataclasses
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.vendors.libreswan import pluto as pluto_mod
 from testbed.vendors.libreswan.config import ike_id, pool_range, proposal, render
 from testbed.vendors.libreswan.status import ike_sas, parse_xfrm_state, received_cp
+from role_configs import config_lines, with_config
 
 SCENARIO = load_scenario(SCENARIO_DIR / "remote-access-basic.yaml")
 PLAN = SCENARIO.plan()
@@ -21,17 +21,9 @@ GW, CLIENT = SCENARIO.roles["gw"], SCENARIO.roles["client"]
 ADDCONN = pluto_mod.PREFIX / "usr/libexec/ipsec/addconn"
 
 
-def with_config(role, **changes):
-    return dataclasses.replace(role, config={**role.config, **changes})
-
-
-def conf_lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines()]
-
-
 def test_gateway_napt_pool_over_cp():
     r = render(GW, PLAN)
-    conf = conf_lines(r.ipsec_conf)
+    conf = config_lines(r.ipsec_conf)
     assert "conn user-0" in conf and "authby=secret" in conf and "ikev2=yes" in conf
     assert "right=%any" in conf and "rightid=@alice" in conf
     assert "rightaddresspool=100.64.0.1-100.64.0.254" in conf  # napt_pool's default, SNATed to G_i
@@ -48,7 +40,7 @@ def test_gateway_pool_mode_and_timers():
     gw = with_config(GW, internal_presence="pool", child_rekey_after=4, ike_rekey_after=20, retransmit_timeout=1,
                      retransmit_tries=2, mobike=True, keepalive=5)
     r = render(gw, PLAN)
-    conf = conf_lines(r.ipsec_conf)
+    conf = config_lines(r.ipsec_conf)
     assert "rightaddresspool=10.1.3.1-10.1.3.254" in conf
     # one rekeymargin for both lifetimes: each rekey starts at its configured time
     assert {"salifetime=24s", "ikelifetime=40s", "rekeymargin=20s", "rekeyfuzz=0%"} <= set(conf)
@@ -57,21 +49,21 @@ def test_gateway_pool_mode_and_timers():
 
 def test_client_full_and_split_tunnel():
     r = render(CLIENT, PLAN)
-    conf = conf_lines(r.ipsec_conf)
+    conf = config_lines(r.ipsec_conf)
     assert "conn vpn" in conf and "right=203.0.113.70" in conf and "leftid=@alice" in conf
     assert "leftmodecfgclient=yes" in conf and "leftsubnet=0.0.0.0/0" in conf and "rightsubnet=0.0.0.0/0" in conf
     assert "auto=add" in conf  # the profile initiates it and records the outcome
     assert "dpdaction=restart" in conf and "keyingtries=%forever" in conf
     assert r.secrets == '@alice %any : PSK "testbed-alice-psk"\n'
     split = render(with_config(CLIENT, tunnel="split", subnets=["10.1.0.0/16"], gateway_identity="@gw.example"), PLAN)
-    assert "rightsubnet=10.1.0.0/16" in conf_lines(split.ipsec_conf)
-    assert "rightid=@gw.example" in conf_lines(split.ipsec_conf)
+    assert "rightsubnet=10.1.0.0/16" in config_lines(split.ipsec_conf)
+    assert "rightid=@gw.example" in config_lines(split.ipsec_conf)
     assert split.secrets.startswith("@alice @gw.example : PSK")
 
 
 def test_site_to_site_client_has_no_cp():
     r = render(with_config(CLIENT, site_subnets=["10.8.0.0/24"], tunnel="split", subnets=["10.1.0.0/16"]), PLAN)
-    conf = conf_lines(r.ipsec_conf)
+    conf = config_lines(r.ipsec_conf)
     assert "leftsubnet=10.8.0.0/24" in conf and not any(line.startswith("leftmodecfgclient") for line in conf)
 
 

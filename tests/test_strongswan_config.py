@@ -1,7 +1,6 @@
 """The strongswan profile without charon: swanctl.conf and strongswan.conf rendered from a role's
 config, refusals in the scenario files' style (read with our daemons' rules,
 nodes/runtime/ipsec/config.py), and key material parsed from charon's level-4 log."""
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -10,24 +9,16 @@ from testbed.scenario import SCENARIO_DIR, load_scenario
 from testbed.schema import ConfigError
 from testbed.vendors.strongswan.config import render, strongswan_conf
 from testbed.vendors.strongswan.keylog import parse_keylog
+from role_configs import config_lines, with_config
 
 SCENARIO = load_scenario(SCENARIO_DIR / "remote-access-strongswan.yaml")
 PLAN = SCENARIO.plan()
 GW, CLIENT = SCENARIO.roles["gw"], SCENARIO.roles["client"]
 
 
-def with_config(role, **changes):
-    config = {k: v for k, v in {**role.config, **changes}.items() if v is not ...}
-    return dataclasses.replace(role, config=config)
-
-
-def lines(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines()]
-
-
 def test_gateway_swanctl_conf_from_the_scenario():
     r = render(GW, PLAN)
-    conf = lines(r.swanctl)
+    conf = config_lines(r.swanctl)
     assert "user-0 {" in conf and "pools = vpool" in conf and "unique = replace" in conf
     assert 'remote {' in conf and 'auth = eap-md5' in conf and 'eap_id = "alice"' in conf
     assert "local_ts = 10.1.0.0/16" in conf and "dpd_action = clear" in conf
@@ -43,7 +34,7 @@ def test_gateway_swanctl_conf_from_the_scenario():
 
 def test_client_swanctl_conf_reads_the_password_file():
     r = render(CLIENT, PLAN)
-    conf = lines(r.swanctl)
+    conf = config_lines(r.swanctl)
     password = (Path(__file__).resolve().parents[1] / CLIENT.config["password_file"]).read_text().strip()
     assert f'secret = "{password}"' in conf
     assert "remote_addrs = 203.0.113.70" in conf and "vips = 0.0.0.0" in conf and "keyingtries = 0" in conf
@@ -53,7 +44,7 @@ def test_client_swanctl_conf_reads_the_password_file():
 
 def test_timers_are_whole_seconds_with_no_randomness():
     r = render(with_config(CLIENT, child_rekey_after=2.2, ike_rekey_after=30, dpd_interval=0), PLAN)
-    conf = lines(r.swanctl)
+    conf = config_lines(r.swanctl)
     assert "rekey_time = 3s" in conf and "life_time = 13s" in conf  # child: rounded up, hard expiry well past
     assert "rekey_time = 30s" in conf and "over_time = 30s" in conf
     assert conf.count("rand_time = 0s") == 2 and not any(line.startswith("dpd_delay") for line in conf)
@@ -62,14 +53,14 @@ def test_timers_are_whole_seconds_with_no_randomness():
 
 def test_quotes_escape_identities():
     r = render(with_config(CLIENT, identity='a"b\\c', auth="psk"), PLAN)
-    assert 'id = "a\\"b\\\\c"' in lines(r.swanctl)
+    assert 'id = "a\\"b\\\\c"' in config_lines(r.swanctl)
 
 
 def test_strongswan_conf_carries_logs_vici_keepalive_and_retransmission(tmp_path):
     r = render(with_config(CLIENT, keepalive=7, retransmit_timeout=0.5, retransmit_backoff=1.5, retransmit_tries=2),
                PLAN)
     text = strongswan_conf(tmp_path / "v.vici", tmp_path / "c.log", tmp_path / "k.log", tmp_path / "resolv.conf", r.info)
-    conf = lines(text)
+    conf = config_lines(text)
     assert f"socket = unix://{tmp_path / 'v.vici'}" in conf and "keep_alive = 7s" in conf
     assert {"retransmit_timeout = 0.5", "retransmit_base = 1.5", "retransmit_tries = 2"} <= set(conf)
     assert f"path = {tmp_path / 'k.log'}" in conf and "ike = 4" in conf and "chd = 4" in conf

@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 from testbed.vendors.gateway_plumbing import GatewayPlumbing
+from testbed.vendors.node_daemon import BoundResolver, OnePerNode, resolver_copy
 from testbed.vendors.libreswan.config import EXECDIR, render
 from testbed.vendors.libreswan.status import snapshot
 
@@ -44,7 +45,7 @@ WHACK = f"{EXECDIR}/whack"
 ADDCONN = f"{EXECDIR}/addconn"
 
 _SERIAL = itertools.count(1)
-_RUNNING: dict[tuple[int, str], "PlutoRole"] = {}  # (id(world), node) -> its pluto: one per node
+_RUNNING = OnePerNode("pluto")
 
 
 class LibreswanError(RuntimeError):
@@ -83,9 +84,9 @@ class PlutoRole:
         self.log = Path(world.log_dir) / f"{base}.pluto.log"
         self.rundir = world.run.path(f"{role.node}-{role.name}-{next(_SERIAL)}.pluto")
         self.ctl = self.rundir / "pluto.ctl"
-        has_resolvconf = any(Path(p).exists() for p in ("/sbin/resolvconf", "/usr/sbin/resolvconf"))
-        self.resolv = self.dir / "resolv.conf" if role.kind == "vpn-client" and not has_resolvconf else None
-        self.resolv_bound = False
+        self.resolv = resolver_copy(role, self.dir)  # _updown.xfrm rewrites it in place
+        self.resolver = self.resolv and BoundResolver(world, role.node, self.resolv, self.dir / "whack.out",
+                                                      LibreswanError)
         self.process = None
         self.info: dict = {}
         self.plumbing = GatewayPlumbing(world, role.node)
@@ -95,11 +96,6 @@ class PlutoRole:
 
     # -- starting
     def start(self) -> "PlutoRole":
-        key = (id(self.world), self.role.node)
-        other = _RUNNING.get(key)
-        if other is not None and not other.stopped and (other.process is None or other.process.running()):
-            raise LibreswanError(f"role {self.role.name}: node {self.role.node} already runs a pluto (role "
-                                 f"{other.role.name}); the libreswan profile runs one pluto per node")
         rendered = render(self.role, self.world.plan)
         self.info = rendered.info
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -114,12 +110,12 @@ class PlutoRole:
         self.ctl.unlink(missing_ok=True)
         self.version = subprocess.run([str(PREFIX / PLUTO.lstrip("/")), "--version"], capture_output=True,
                                       text=True, timeout=10).stdout.strip()
-        _RUNNING[key] = self
+        _RUNNING.claim(self, "libreswan", LibreswanError)
         try:
             if self.role.kind == "vpn-gateway":
                 self.plumbing.apply(self.info)  # the kernel's XFRM: no TUN device
-            if self.resolv is not None:
-                self._bind_resolv()
+            if self.resolver:
+                self.resolver.bind()
             argv = [PLUTO, "--nofork", "--stderrlog", "--config", str(self.conf),
                     "--secretsfile", str(self.secrets), "--nssdir", str(self.nssdir), "--ipsecdir",
                     str(self.ipsecdir), "--rundir", str(self.rundir), "--no-dnssec", "--use-xfrm"]
@@ -179,15 +175,6 @@ class PlutoRole:
                          "output": out.splitlines()[-12:]}
         return ok
 
-    def _bind_resolv(self) -> None:
-        """R's resolver follows the tunnel: a copy of the node's /etc/resolv.conf, bind-mounted over
-        it in the node's own mount namespace (nothing reaches the machine's file); _updown.xfrm
-        rewrites it in place; stop() unmounts it."""
-        original = self.world.run_in(self.role.node, ["cat", "/etc/resolv.conf"])
-        self.resolv.write_text(original.stdout if original.returncode == 0 else "")
-        self.world.run_in(self.role.node, ["mount", "--bind", str(self.resolv), "/etc/resolv.conf"], check=True)
-        self.resolv_bound = True
-
     # -- stopping
     def stop(self) -> int | None:
         if self.stopped:
@@ -199,15 +186,10 @@ class PlutoRole:
             except Exception:  # noqa: BLE001 - stop() below ends it anyway
                 pass
         rc = self.process.stop() if self.process is not None else None
-        if self.resolv_bound:
-            self.resolv_bound = False
-            try:
-                self.world.run_in(self.role.node, ["umount", "/etc/resolv.conf"])
-            except Exception:  # noqa: BLE001 - the world may be torn down already
-                pass
+        if self.resolver:
+            self.resolver.unbind()
         self.plumbing.undo()
-        if _RUNNING.get((id(self.world), self.role.node)) is self:
-            del _RUNNING[(id(self.world), self.role.node)]
+        _RUNNING.release(self)
         self.ctl.unlink(missing_ok=True)
         return rc
 

@@ -32,13 +32,13 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import shlex
 import time
 from pathlib import Path
 
 from testbed.vendors.gateway_plumbing import GatewayPlumbing
+from testbed.vendors.node_daemon import BoundResolver, OnePerNode, resolver_copy
 from testbed.vendors.strongswan.config import LIBIPSEC, DataPlane, render, strongswan_conf
 from testbed.vendors.strongswan.status import snapshot
 from testbed.vendors.strongswan.vici import Vici, ViciError
@@ -47,7 +47,7 @@ CHARON = "/usr/lib/ipsec/charon"
 SWANCTL = "swanctl"
 
 _SERIAL = itertools.count(1)  # vici socket names stay unique within a run (one world after another)
-_RUNNING: dict[tuple[int, str], "CharonRole"] = {}  # (id(world), node) -> its charon: one per node
+_RUNNING = OnePerNode("charon")
 
 
 class StrongSwanError(RuntimeError):
@@ -65,11 +65,11 @@ class CharonRole:
         self.charon_log = Path(world.log_dir) / f"{base}.charon.log"
         self.keylog = Path(world.log_dir) / f"{base}.keys.log"
         # the resolve plugin writes the DNS servers it receives to this file, which is bind-mounted
-        # over /etc/resolv.conf in the node's own mount namespace while charon runs (see
-        # _bind_resolv); left out where a resolvconf program would take over instead
-        self.resolv_bound = False
-        has_resolvconf = any(Path(p).exists() for p in ("/sbin/resolvconf", "/usr/sbin/resolvconf"))
-        self.resolv = self.dir / "resolv.conf" if role.kind == "vpn-client" and not has_resolvconf else None
+        # over /etc/resolv.conf in the node's own mount namespace while charon runs (node_daemon);
+        # left out where a resolvconf program would take over instead
+        self.resolv = resolver_copy(role, self.dir)
+        self.resolver = self.resolv and BoundResolver(world, role.node, self.resolv, self.dir / "swanctl.out",
+                                                      StrongSwanError)
         self.socket = world.run.path(f"{role.node}-{role.name}-{next(_SERIAL)}.vici")
         self.vici = Vici(self.socket)
         self.process = None
@@ -82,12 +82,6 @@ class CharonRole:
 
     # -- starting
     def start(self) -> "CharonRole":
-        key = (id(self.world), self.role.node)
-        other = _RUNNING.get(key)
-        if other is not None and other.world is self.world and not other.stopped and (
-                other.process is None or other.process.running()):
-            raise StrongSwanError(f"role {self.role.name}: node {self.role.node} already runs a charon "
-                                  f"(role {other.role.name}); the {self.plane.profile} profile runs one charon per node")
         if self.role.kind not in ("vpn-gateway", "vpn-client"):
             raise StrongSwanError(f"the {self.plane.profile} profile cannot fill a {self.role.kind}")
         rendered = render(self.role, self.world.plan)
@@ -97,13 +91,13 @@ class CharonRole:
         self.strongswan_conf.write_text(strongswan_conf(self.socket, self.charon_log, self.keylog, self.resolv,
                                                         self.info, self.plane))
         self.socket.unlink(missing_ok=True)
-        _RUNNING[key] = self
+        _RUNNING.claim(self, self.plane.profile, StrongSwanError)
         try:
             if self.role.kind == "vpn-gateway":
                 self.plumbing.apply(self.info, self.plane.tun)
             script = "mount -t tmpfs -o mode=755 tmpfs /run"
-            if self.resolv is not None:
-                self._bind_resolv()
+            if self.resolver:
+                self.resolver.bind()
                 # charon's resolve plugin rewrites its file by unlink() and a new file, which would
                 # leave the bind mount on the old inode; in charon's own mount namespace the file
                 # is bound onto itself, so the unlink fails (EBUSY, a mount point) and the fopen(.., "w")
@@ -176,46 +170,18 @@ class CharonRole:
                                   f"{out}\nlast lines of {self.charon_log}:\n{tail}")
         return out
 
-    def _bind_resolv(self) -> None:
-        """R's resolver configuration follows the tunnel, as it does with our client: the resolve
-        plugin's file starts with the node's own /etc/resolv.conf lines and is bind-mounted over
-        /etc/resolv.conf in the node (its own mount namespace, private: nothing reaches the
-        machine's file); stop() unmounts it, and the node's original file is back."""
-        node = self.role.node
-        original = self.world.run_in(node, ["cat", "/etc/resolv.conf"])
-        self.resolv.write_text(original.stdout if original.returncode == 0 else "")
-        self.world.run_in(node, ["mount", "--bind", str(self.resolv), "/etc/resolv.conf"], check=True)
-        self.resolv_bound = True
-        seen = self.world.run_in(node, ["stat", "-L", "-c", "%d:%i", "/etc/resolv.conf"]).stdout.strip()
-        st = os.stat(self.resolv)
-        if seen != f"{st.st_dev}:{st.st_ino}":
-            raise StrongSwanError(f"role {self.role.name}: /etc/resolv.conf in node {node} is not the bound "
-                                  f"{self.resolv} after mount --bind ({seen} vs {st.st_dev}:{st.st_ino})")
-
-    def _unbind_resolv(self) -> None:
-        """Take the bind mount back (a node already gone took its mount namespace with it)."""
-        if not self.resolv_bound:
-            return
-        self.resolv_bound = False
-        try:
-            res = self.world.run_in(self.role.node, ["umount", "/etc/resolv.conf"])
-        except Exception as exc:  # noqa: BLE001 - the world may be torn down already
-            res = exc
-        with (self.dir / "swanctl.out").open("a") as f:
-            f.write(f"$ umount /etc/resolv.conf (node {self.role.node})\n{res}\n")
-
     # -- stopping
     def stop(self) -> int | None:
         if self.stopped:
             return None
         self.stopped = True
         rc = self.process.stop() if self.process is not None else None
-        self._unbind_resolv()
+        if self.resolver:
+            self.resolver.unbind()
         self.plumbing.undo()
         if self.plane.plugin is None:  # kernel-netlink is the IPsec backend: the node's kernel holds the SAs
             self._flush_kernel()
-        if _RUNNING.get((id(self.world), self.role.node)) is self:
-            del _RUNNING[(id(self.world), self.role.node)]
+        _RUNNING.release(self)
         self.socket.unlink(missing_ok=True)
         return rc
 
