@@ -14,6 +14,7 @@ the figures in reports/bench/load.json.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 
 from benchmarks.common import BENCH_DIR, MachineLoad, publish, start_bench_run
@@ -23,6 +24,17 @@ IMPLS = ("ours", "strongswan")
 SHOWN = ("offered", "established", "failed", "setups_per_s", "p50_s", "p95_s", "p99_s", "gateway_rss_kib_per_sa",
          "gateway_cpu_s", "probes_lost", "dpd_lost", "cookies", "generator_cpu_s", "generator_cpu_share",
          "generator_saturated", "milestones")
+
+
+def gateway_error(exc: Exception) -> str:
+    """What stopped an implementation's run, in a line: e.g. its configuration tool did not finish
+    loading the users in time."""
+    if isinstance(exc, subprocess.TimeoutExpired):
+        argv = exc.cmd if isinstance(exc.cmd, list) else [str(exc.cmd)]
+        tool = next((a for a in argv if not a.startswith(("mnexec", "-", "env", "STRONGSWAN_CONF")) and "/" not in a
+                     and not a.isdigit()), argv[0])
+        return f"{tool} did not finish within {exc.timeout:.0f} s while the gateway was being set up"
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 def ratio(a, b):
@@ -43,9 +55,14 @@ def main() -> int:
         for impl in args.impl or IMPLS:
             print(f"== {impl}: {args.clients} clients at {args.rate:g}/s, group {args.group}, {args.auth}", file=sys.stderr)
             with MachineLoad() as load:
-                res = run_load(impl, args.clients, args.rate, auth=args.auth, group=args.group,
-                               report_dir=BENCH_DIR / "load" / impl, run=run)
-            results[impl] = {k: res.get(k) for k in SHOWN} | {"machine_load": load.figures}
+                try:
+                    res = run_load(impl, args.clients, args.rate, auth=args.auth, group=args.group,
+                                   report_dir=BENCH_DIR / "load" / impl, run=run)
+                except Exception as exc:  # noqa: BLE001 - a gateway that cannot take the load is a result
+                    res = {"error": gateway_error(exc)}
+                    print(f"!! {impl} did not run: {res['error']}", file=sys.stderr)
+            results[impl] = {k: res.get(k) for k in SHOWN + ("error",) if k in res or k != "error"} | {
+                "machine_load": load.figures}
             if load.busy_before():
                 print(f"!! the machine was busy before {impl}'s run (load average {load.before:.2f} on "
                       f"{load.figures['cores']} cores): its figures are depressed; measure on a quiet machine",
