@@ -8,8 +8,10 @@ liveness checks). Black-box observations:
     configured interval (fixtures/scenarios/remote-access-gateway-restart.yaml: dpd_interval 1 s,
     retransmissions after 0.5, 0.75 and 1.125 s, so 3.4 s after G's last word) plus 2 s of slack
     for a loaded machine;
-  * cleanup: R's route toward H no longer points into the client's tunnel interface and R reaches
-    the public server pub directly (its traffic no longer goes into the dead tunnel);
+  * cleanup: R's route toward H no longer goes into the tunnel (neither through the client's tunnel
+    interface nor, with a kernel XFRM data plane and no interface, from the tunnel's virtual
+    address) and R reaches the public server pub directly (its traffic no longer goes into the dead
+    tunnel);
   * the gateway role started again (the same role, start_role): the client reconnects by itself
     within RECONNECT_BOUND, both roles show the new tunnel and R reaches H again.
 
@@ -46,9 +48,13 @@ def notice_bound(config: dict) -> float:
     return dpd + sum(timeout * backoff ** k for k in range(tries + 1)) + SLACK
 
 
-def tunnel_route(world, tunnel_if: str, dst: str) -> dict:
+def tunnel_route(world, tunnel_if: str, vips: list, dst: str) -> dict:
+    """R's route toward `dst`, and whether it goes into the tunnel: through the tunnel interface, or
+    from one of the tunnel's virtual addresses (a kernel XFRM data plane has no interface: its
+    route keeps the physical device and takes the virtual address as source)."""
     route = json.loads(world.run_in("r", ["ip", "-j", "route", "get", dst], check=True).stdout or "[{}]")[0]
-    return {"dst": dst, "dev": route.get("dev"), "into_tunnel": route.get("dev") == tunnel_if}
+    into = route.get("dev") == tunnel_if or route.get("prefsrc") in vips
+    return {"dst": dst, "dev": route.get("dev"), "prefsrc": route.get("prefsrc"), "into_tunnel": into}
 
 
 @pytest.mark.req("rfc7296-2.4-liveness")
@@ -56,6 +62,7 @@ def test_killed_gateway_noticed_and_restarted_gateway_reconnected(world, roles, 
     gw, client = role_of(roles, "vpn-gateway"), role_of(roles, "vpn-client")
     before = check_tunnel(roles, scenario)
     tunnel_if = before["client"].get("tunnel_interface")
+    vips = [str(v).split("/")[0] for v in before["client"].get("virtual_ips", [])]
     assert world.ping("r", H, timeout=3), "R does not reach H before the gateway is killed"
     bound = notice_bound(scenario.roles[client.role.name].config)
 
@@ -73,10 +80,10 @@ def test_killed_gateway_noticed_and_restarted_gateway_reconnected(world, roles, 
 
     # -- cleanup: no traffic into the dead tunnel
     deadline = time.monotonic() + 2.0  # routes go right after the status changes
-    while (route := tunnel_route(world, tunnel_if, H))["into_tunnel"] and time.monotonic() < deadline:
+    while (route := tunnel_route(world, tunnel_if, vips, H))["into_tunnel"] and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not route["into_tunnel"], f"R still routes H into the dead tunnel {tunnel_if}: {route}"
-    assert not tunnel_route(world, tunnel_if, PUB)["into_tunnel"], "R still routes the Internet into the dead tunnel"
+    assert not tunnel_route(world, tunnel_if, vips, PUB)["into_tunnel"], "R still routes the Internet into the dead tunnel"
     assert world.ping("r", PUB, timeout=3), "R does not reach the public server directly after the tunnel went down"
 
     # -- restart: the client reconnects and R reaches H again
