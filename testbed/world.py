@@ -21,7 +21,7 @@ from mininet.nodelib import LinuxBridge
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from testbed import naming, sentinel
+from testbed import conntrack_helpers, naming, sentinel
 from testbed.plan import NodeSpec, Plan, default_plan
 from testbed.processes import NodeProcess, in_node, patience
 from testbed.runs import Run
@@ -74,7 +74,7 @@ class NatOptions:
     helpers: Sequence[str] = ()  # conntrack helpers (ALGs) to attach, e.g. ("ftp", "sip")
 
     MAPPINGS = ("port-preserving", "random")
-    HELPER_PORTS = {"ftp": ("tcp", 21), "sip": ("udp", 5060), "tftp": ("udp", 69), "irc": ("tcp", 6667)}
+    HELPER_PORTS = conntrack_helpers.HELPER_PORTS
 
 
 @dataclass
@@ -216,16 +216,13 @@ class World:
         rules = [f"iptables -t nat -A POSTROUTING -o {out_if} -j MASQUERADE{random}",
                  f"iptables -A FORWARD -i {out_if} -o {in_if} -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
                  f"iptables -A FORWARD -i {out_if} -o {in_if} -j DROP"]
-        for helper in nat.helpers:
-            if helper not in NatOptions.HELPER_PORTS:
-                raise WorldError(f"no conntrack helper {helper!r}: choose from {sorted(NatOptions.HELPER_PORTS)}")
-            proto, port = NatOptions.HELPER_PORTS[helper]
-            # the CT target loads the helper's tracking module (nf_conntrack_<helper>) but not its NAT
-            # part, which rewrites the addresses in the payload: a stock kernel has it as a module
-            # (nf_nat_<helper>) that nothing else loads, and without it an FTP PORT leaves with the
-            # inner address (seen in the Vagrant VM); where it is built in or absent this does nothing
-            rules.append(f"modprobe -q nf_nat_{helper} 2>/dev/null || true")
-            rules.append(f"iptables -t raw -A PREROUTING -i {in_if} -p {proto} --dport {port} -j CT --helper {helper}")
+        try:
+            attach = conntrack_helpers.attach_rules(in_if, nat.helpers)
+        except ValueError as exc:
+            raise WorldError(str(exc)) from None
+        if attach:
+            rules.append(conntrack_helpers.load_nat_modules(nat.helpers))
+        rules += ["iptables -t raw -A " + " ".join(r) for r in attach]
         return rules
 
     def _wait_forwarding(self, timeout: float = 3.0) -> None:

@@ -28,13 +28,14 @@ from collections.abc import Iterator
 import pytest
 
 from cases.napt import apps
+from testbed import conntrack_helpers
 from testbed.ipsec_checks import check_tunnel
 from testbed.napt_matrix import APPS, CELL_FILE, columns, profile_columns
 
 # junit's default family (xunit2) drops properties; the cell is also written to the case's directory
 pytestmark = pytest.mark.filterwarnings("ignore:record_property is incompatible")
 
-HELPERS = {"ftp": ("tcp", 21), "tftp": ("udp", 69), "irc": ("tcp", 6667), "sip": ("udp", 5060)}
+HELPERS = conntrack_helpers.HELPER_PORTS
 # the apps whose payload carries an address (where the wire must show R's inner address or G_i's)
 PAYLOAD_APPS = ("ftp-active-eprt", "ftp-active-port", "sip-rtp", "irc-dcc", "addr-in-payload")
 
@@ -169,8 +170,8 @@ def column(request, testbed_run, pytestconfig):
     if spec.get("conntrack_helpers"):
         assert env.tunnel_interface, f"column {col} asks for conntrack helpers on the gateway's tunnel interface; " \
                                      "its status reports no tunnel_interface"
-        rules = [["-t", "raw", "PREROUTING", "-i", env.tunnel_interface, "-p", proto, "--dport", str(port),
-                  "-j", "CT", "--helper", helper] for helper, (proto, port) in HELPERS.items()]
+        env.world.run_in("g", conntrack_helpers.load_nat_modules(HELPERS))
+        rules = [["-t", "raw", *r] for r in conntrack_helpers.attach_rules(env.tunnel_interface, HELPERS)]
     for r in rules:
         _iptables(env.world, "g", *r[:2], "-A", *r[2:])
     _forget_flows(env.world)
