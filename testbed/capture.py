@@ -1,4 +1,11 @@
-"""Packet captures on any link (tcpdump inside a node) and their decoding with tshark."""
+"""Packet captures on any link and their decoding with tshark: tcpdump inside a node, on one of its
+interfaces, or on the wire (`start_wire_capture`: the other end of that interface's veth, the
+bridge's port), which shows what crossed the link and nothing the node's own stack adds.
+
+The difference matters with a kernel IPsec data plane (XFRM): the kernel hands a decrypted tunnel
+packet back to the interface the ESP packet came in on, so a capture inside the node shows the
+cleartext inner packets on its Internet interface as if they had crossed it; on the bridge's port
+only the ESP packets appear."""
 from __future__ import annotations
 
 import json
@@ -50,6 +57,31 @@ def start_capture(world, node: str, interface: str, directory: Path, bpf: str | 
         argv += bpf.split()
     proc = world.start(node, f"tcpdump-{interface}", argv, ready=r"listening on", timeout=10)
     return Capture(node, interface, path, proc)
+
+
+def wire_end(world, node: str, interface: str) -> tuple[str, str]:
+    """(bridge, port): where the frames of `node`'s `interface` cross the link, for a node on a
+    segment or a station attached to one."""
+    from testbed import naming
+
+    spec = world.plan.nodes[node]
+    if spec.station and interface == naming.station_ifname(node):
+        seg = world.attached.get(node)
+        if seg is None:
+            raise CaptureError(f"station {node} is attached to no segment: no wire to capture on")
+        return world.plan.segments[seg].bridge, naming.station_port(node)
+    for intf in spec.interfaces:
+        if intf.name == interface and intf.segment:
+            return world.plan.segments[intf.segment].bridge, naming.bridge_port(intf.segment, node)
+    raise CaptureError(f"{node}'s {interface} is on no segment (a point-to-point link): capture on its peer's end")
+
+
+def start_wire_capture(world, node: str, interface: str, directory: Path, bpf: str | None = None,
+                       name: str | None = None) -> Capture:
+    """Capture what crosses the link of `node`'s `interface`, on the bridge's port (module docstring);
+    the pcap is named after the node's interface as with start_capture."""
+    bridge, port = wire_end(world, node, interface)
+    return start_capture(world, bridge, port, directory, bpf=bpf, name=name or f"{node}-{interface}-wire")
 
 
 def _tshark(args: list[str]) -> str:

@@ -234,11 +234,13 @@ def no_silent_errors(request):
 
 @pytest.fixture
 def capture(world, case_dir):
-    """capture(node, interface, bpf=None) starts tcpdump there; the pcap goes to the case's captures/."""
-    from testbed.capture import start_capture
+    """capture(node, interface, bpf=None, wire=False) starts tcpdump there (wire: on the other end of
+    the link, testbed/capture.py); the pcap goes to the case's captures/."""
+    from testbed.capture import start_capture, start_wire_capture
 
-    def start(node: str, interface: str, bpf: str | None = None, name: str | None = None):
-        return start_capture(world, node, interface, case_dir / "captures", bpf=bpf, name=name)
+    def start(node: str, interface: str, bpf: str | None = None, name: str | None = None, wire: bool = False):
+        how = start_wire_capture if wire else start_capture
+        return how(world, node, interface, case_dir / "captures", bpf=bpf, name=name)
 
     return start
 

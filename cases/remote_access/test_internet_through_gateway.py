@@ -26,7 +26,9 @@ ECHO = 7
 
 @pytest.fixture
 def r_link(world, capture):
-    cap = capture("r", station_ifname("r"), bpf="ip")
+    """What crosses R's access link (on the wire: a kernel IPsec client shows its decrypted packets
+    on its own interface)."""
+    cap = capture("r", station_ifname("r"), bpf="ip", wire=True)
     yield cap
     cap.stop()
 

@@ -30,8 +30,9 @@ FIELDS = ["frame.time_epoch", "ip.src", "ip.dst", "ip.proto", "udp.srcport", "ud
 
 @pytest.fixture
 def dmz_capture(world, capture):
-    """G's Internet side, captured from before the roles start (requested before `roles`)."""
-    cap = capture("g", "g-dmz", bpf="ip")
+    """What crosses G's Internet link (on the wire: a kernel IPsec gateway shows its decrypted
+    packets on its own interface), captured from before the roles start (requested before `roles`)."""
+    cap = capture("g", "g-dmz", bpf="ip", wire=True)
     yield cap
     cap.stop()
 
