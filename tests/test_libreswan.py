@@ -178,3 +178,17 @@ def test_client_ike_sa_from_the_connection_line():
     (ike,) = ike_sas(showstates, "", CLIENT_STATUS, "", {}, initiator=True)
     assert (ike["local_host"], ike["local_id"], ike["remote_host"]) == ("192.0.2.100", "@alice", "203.0.113.70")
     assert ike["initiator"] and ike["child_sas"] == []
+
+
+def test_nat_detection_from_plutos_debug_log():
+    """Which end is behind a NAT comes from pluto's NAT_TRAVERSAL lines, for the state named next."""
+    from testbed.vendors.libreswan.status import nat_detection
+    initiator = ("Dec  8 02:05:19.312052: | NAT_TRAVERSAL this end is behind NAT\n"
+                 "Dec  8 02:05:19.312112: | NAT_TRAVERSAL that end is NOT behind NAT\n"
+                 "Dec  8 02:05:19.312170: | NAT_TRAVERSAL nat-keepalive enabled 203.0.113.70:500\n"
+                 "Dec  8 02:05:19.312392: | NAT: #1 floating local port from 10.77.0.100:500 to 10.77.0.100:4500\n")
+    responder = ("| NAT_TRAVERSAL this end is NOT behind NAT\n| NAT_TRAVERSAL that end is behind NAT 203.0.113.10:500\n"
+                 "| NAT: responder so initiator gets to switch ports\n| job 1 helper 0 #3 process_v2_IKE_SA_INIT_request\n")
+    assert nat_detection(initiator) == {1: {"nat_local": True, "nat_remote": False}}
+    assert nat_detection(responder) == {3: {"nat_local": False, "nat_remote": True}}
+    assert nat_detection("| #1 STATE_V2_PARENT_R0\n") == {}

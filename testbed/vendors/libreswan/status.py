@@ -33,6 +33,10 @@ _IKE_ALGS = re.compile(r'#(?P<n>\d+): sent IKE_(?:SA_INIT reply|AUTH request) \{
                        r'prf=(?P<prf>\S+) group=(?P<dh>[^}\s]+)\}')
 _RECEIVED = re.compile(r'#(?P<n>\d+): received INTERNAL_IP4_(?P<what>ADDRESS|DNS) (?P<addr>[0-9.]+)')
 
+# pluto's debug log (plutodebug) after the NAT_DETECTION notifies of IKE_SA_INIT were compared
+# (RFC 7296 2.23); the state's number comes on a following line
+_NAT_END = re.compile(r"NAT_TRAVERSAL (?P<end>this|that) end is (?P<not>NOT )?behind NAT")
+_STATE_NO = re.compile(r"#(?P<n>\d+)\b")
 _ALGS = {"rfc4106(gcm(aes))": "AES_GCM_16", "cbc(aes)": "AES_CBC", "hmac(sha256)": "HMAC_SHA2_256_128",
          "hmac(sha1)": "HMAC_SHA1_96", "hmac(sha384)": "HMAC_SHA2_384_192", "hmac(sha512)": "HMAC_SHA2_512_256"}
 
@@ -69,6 +73,20 @@ def snapshot(pluto) -> dict:
     return out
 
 
+def nat_detection(log: str) -> dict[int, dict]:
+    """State number -> {"nat_local": bool, "nat_remote": bool}, from pluto's NAT_TRAVERSAL lines (both
+    ends judged), attributed to the state named on the next line that names one."""
+    out: dict[int, dict] = {}
+    pending: dict[str, bool] = {}
+    for line in log.splitlines():
+        if m := _NAT_END.search(line):
+            pending["nat_local" if m["end"] == "this" else "nat_remote"] = not m["not"]
+        elif len(pending) == 2 and (m := _STATE_NO.search(line)):
+            out[int(m["n"])] = pending
+            pending = {}
+    return out
+
+
 def ike_sas(showstates: str, traffic: str, status: str, log: str, xfrm: dict, initiator: bool) -> list[dict]:
     """The IKE SAs with their child SAs from whack's answers, the log and the XFRM states."""
     states: dict[int, dict] = {}
@@ -86,6 +104,7 @@ def ike_sas(showstates: str, traffic: str, status: str, log: str, xfrm: dict, in
     spis = {int(m["n"]): m["hex"].split() for m in _IKE_SPIS.finditer(log)}
     algs = {int(m["n"]): m.groupdict() for m in _IKE_ALGS.finditer(log)}
     received = received_cp(log)
+    nat = nat_detection(log)
 
     ikes: dict[int, dict] = {}
     for n, s in sorted(states.items()):
@@ -100,7 +119,7 @@ def ike_sas(showstates: str, traffic: str, status: str, log: str, xfrm: dict, in
             "remote_host": s["peer"], "remote_port": int(s["port"]) if s["port"] else None,
             "local_id": conn.get("lid") or None, "remote_id": conn.get("rid") or None,
             "spi_i": "".join(hexes[:8]) or None, "spi_r": "".join(hexes[8:]) or None,
-            "encap": s["port"] == "4500", "nat_local": False, "nat_remote": False, "nat_fake": False,
+            "encap": s["port"] == "4500", **nat.get(n, {}), "nat_fake": False,
             "encr_alg": alg.get("encr"), "integ_alg": None if alg.get("integ") in (None, "n/a") else alg["integ"],
             "prf_alg": alg.get("prf"), "dh_group": alg.get("dh"), "keys": None, "local_vips": [], "remote_vips": [], "child_sas": [],
             "_subnets": (conn.get("left"), conn.get("right")),
