@@ -192,3 +192,13 @@ def test_nat_detection_from_plutos_debug_log():
     assert nat_detection(initiator) == {1: {"nat_local": True, "nat_remote": False}}
     assert nat_detection(responder) == {3: {"nat_local": False, "nat_remote": True}}
     assert nat_detection("| #1 STATE_V2_PARENT_R0\n") == {}
+
+
+def test_kernel_xfrm_errors_are_the_nonzero_counters_of_the_node():
+    from types import SimpleNamespace
+
+    from testbed.vendors.node_daemon import kernel_xfrm_errors
+    stat = "XfrmInError                     0\nXfrmInNoStates                  3\nXfrmInTmplMismatch              12\n"
+    world = SimpleNamespace(run_in=lambda node, argv: SimpleNamespace(stdout=stat if node == "r" else ""))
+    assert kernel_xfrm_errors(world, "r") == {"XfrmInNoStates": 3, "XfrmInTmplMismatch": 12}
+    assert kernel_xfrm_errors(world, "g") == {}

@@ -78,3 +78,16 @@ class BoundResolver:
             res = exc
         with self.journal.open("a") as f:
             f.write(f"$ umount /etc/resolv.conf (node {self.node})\n{res}\n")
+
+
+def kernel_xfrm_errors(world, node: str) -> dict[str, int]:
+    """The node's nonzero XFRM error counters (/proc/net/xfrm_stat, per network namespace: e.g.
+    XfrmInNoStates, XfrmInStateProtoError, XfrmInTmplMismatch): why a kernel data plane dropped
+    packets that reached it, in the role's status."""
+    res = world.run_in(node, ["cat", "/proc/net/xfrm_stat"])
+    counters = {}
+    for line in res.stdout.splitlines():
+        name, _, value = line.partition(" ")
+        if value.strip().isdigit() and int(value) and name.startswith("Xfrm"):
+            counters[name] = int(value)
+    return counters

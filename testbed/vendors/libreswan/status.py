@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from testbed.vendors.node_daemon import kernel_xfrm_errors
+
 _STATE = re.compile(r'^\d{3} #(?P<n>\d+): "(?P<conn>[^"]+)"(?P<inst>\[\d+\])? (?P<peer>[0-9.]+)(?::(?P<port>\d+))? '
                     r'(?P<name>STATE_\w+) \((?P<desc>[^)]*)\);(?P<rest>.*)$')
 _ESP = re.compile(r'^\d{3} #(?P<n>\d+): "[^"]+"(?:\[\d+\])? \S+ (?P<spis>(?:esp\.[0-9a-f]+@\S+ ?)+)')
@@ -53,6 +55,7 @@ def snapshot(pluto) -> dict:
         return out
     log = pluto.log.read_text(errors="replace") if pluto.log.exists() else ""
     xfrm = parse_xfrm_state(pluto.world.run_in(role.node, ["ip", "-s", "xfrm", "state"]).stdout)
+    out["kernel_xfrm_errors"] = kernel_xfrm_errors(pluto.world, role.node)
     out["ike_sas"] = ike_sas(pluto.whack("--showstates"), pluto.whack("--trafficstatus"), pluto.whack("--status"),
                              log, xfrm, initiator=role.kind == "vpn-client")
     received = received_cp(log)

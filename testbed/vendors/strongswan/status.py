@@ -24,6 +24,7 @@ from pathlib import Path
 
 from testbed.vendors.strongswan.config import LIBIPSEC
 from testbed.vendors.strongswan.keylog import parse_keylog
+from testbed.vendors.node_daemon import kernel_xfrm_errors
 
 KEEP_ALIVE_DEFAULT = 20.0  # charon.keep_alive's default (strongswan.conf(5)), used unless the role sets keepalive
 
@@ -43,8 +44,9 @@ def snapshot(charon) -> dict:
     for event in charon.vici.stream("list-sas", "list-sa"):
         for name, sa in event.items():
             out["ike_sas"].append(ike_sa(name, sa, child_keys, ike_keys))
-    if not charon.TUN:  # the kernel's XFRM: the interface the IKE SA's packets use
+    if not charon.TUN:  # the kernel's XFRM: the interface the IKE SA's packets use, and what it dropped
         out["tunnel_interface"] = charon.tunnel_interface(next((sa["local_host"] for sa in out["ike_sas"]), None))
+        out["kernel_xfrm_errors"] = kernel_xfrm_errors(charon.world, role.node)
     if role.kind == "vpn-client":
         out["virtual_ips"] = sorted({v for sa in out["ike_sas"] for v in sa["local_vips"]})
         out["dns"] = resolv_servers(charon.resolv)
