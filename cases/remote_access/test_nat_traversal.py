@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from testbed.conformance.ics import expect_per_statement
 from testbed.ipsec_checks import PLAN, check_tunnel, expected_source_at_h, role_of
 from testbed.capture import malformed
 from testbed.daemons import start_daemon
@@ -138,11 +139,12 @@ def effective_keepalive(handle, status: dict, scenario) -> float:
 @pytest.mark.scenario("remote-access-behind-nat")
 @pytest.mark.impl_matrix("gw", "client")
 @pytest.mark.req("rfc3948-4-keepalive")
-def test_keepalives_keep_the_mapping(world, dmz_capture, roles, scenario):
+def test_keepalives_keep_the_mapping(request, world, dmz_capture, roles, scenario):
     """With R idle, 0xFF keepalives on UDP 4500 from the NAT's outside address reach G_e: no silence
     from R's mapping longer than the keepalive interval (plus 1 s), and R still reaches H after."""
     check_tunnel(roles, scenario)
     client = role_of(roles, "vpn-client")
+    expect_per_statement(request, client.role.impl, "RFC3948.4.KEEPALIVE")
     interval = effective_keepalive(client, client.status(), scenario)
     t0 = time.time()
     time.sleep(interval + 2.0)  # idle: nothing but keepalives (and perhaps liveness checks) leaves R
