@@ -110,6 +110,22 @@ def test_a_host_behind_a_nat_does_not_follow_the_peers_new_port():
     assert (ca.peer_addr, ca.peer_port) == (GATEWAY, 4500)
 
 
+def test_ike_on_4500_without_a_nat_leaves_esp_unencapsulated():
+    """RFC 7296 2.23: a peer may move IKE to 4500 with no NAT between (strongSwan does, for MOBIKE);
+    ESP's encapsulation follows the NAT detection, not IKE's port (a kernel-XFRM peer drops
+    UDP-encapsulated ESP on an SA it set up without a NAT)."""
+    link = connect(client(), gateway())
+    _, child = established(link)
+    (sa,) = link.b.sas.values()
+    assert not child.encap and not sa.encap and not (sa.nat_local or sa.nat_remote)
+    link.a.check_liveness(now=link.now + 60)
+    dpd = next(x for x in link.a.drain_actions() if isinstance(x, SendIke))
+    answer = link.deliver("b", w.NON_ESP_MARKER + dpd.data, CLIENT, 4500, GATEWAY, 4500)
+    assert [(x.dst, x.dport) for x in answer if isinstance(x, SendIke)] == [(CLIENT, 4500)]
+    assert sa.local_port == 4500 and not sa.encap
+    assert not any(getattr(x, "encap", False) for x in answer), answer
+
+
 def test_forced_encapsulation_like_kernel_libipsec():
     link = connect(client(force_encap=True), gateway())
     a, b = established(link)

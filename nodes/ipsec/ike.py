@@ -315,8 +315,11 @@ class IkeCore:
         sa.expected_mid += 1
         if addr.dport == w.NAT_T_PORT and (not sa.nat_local or sa.local_port != w.NAT_T_PORT):
             # the move to port 4500, then the peer's NAT mapping; a host behind a NAT does not follow
-            # a mapping once on 4500 (RFC 7296 2.23)
-            sa.local_port, sa.peer_addr, sa.peer_port, sa.encap = w.NAT_T_PORT, addr.src, addr.sport, True
+            # a mapping once on 4500 (RFC 7296 2.23). IKE's port does not decide ESP's encapsulation:
+            # that follows the NAT detection (sa.encap, from IKE_SA_INIT). Without a NAT either side
+            # may choose (2.23), and a peer that floats to 4500 anyway (strongSwan does, for MOBIKE)
+            # with the kernel's XFRM drops UDP-encapsulated ESP on an SA it set up without a NAT
+            sa.local_port, sa.peer_addr, sa.peer_port = w.NAT_T_PORT, addr.src, addr.sport
         states, handler = self.requests.get(msg.exchange, ((), None))
         if sa.state in states:
             return handler(sa, now, msg)

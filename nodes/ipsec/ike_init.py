@@ -149,7 +149,7 @@ class InitialExchange:
         sa = IkeSa(False, hdr.spi_i, spi_r, (dst, dport), (src, sport), now)
         sa.nonce_i, sa.nonce_r, sa.init_request, sa.dh_group = nonce.data, self.ctx.random(32), data, ke.group
         nat = self._nat_detected(sa, msg, bytes(8), (src, sport), (dst, dport))
-        sa.encap = bool(nat) or dport == w.NAT_T_PORT
+        sa.encap = bool(nat)  # NAT detected (or faked): not the port IKE came on (see ike.py)
         payloads = [w.SecurityAssociation([sel.proposal]), w.KeyExchange(ke.group, public), w.Nonce(sa.nonce_r)]
         if nat is not None:
             payloads += self._nat_notifies(sa.spi_i, sa.spi_r, (dst, dport), (src, sport))
