@@ -202,3 +202,13 @@ def test_kernel_xfrm_errors_are_the_nonzero_counters_of_the_node():
     world = SimpleNamespace(run_in=lambda node, argv: SimpleNamespace(stdout=stat if node == "r" else ""))
     assert kernel_xfrm_errors(world, "r") == {"XfrmInNoStates": 3, "XfrmInTmplMismatch": 12}
     assert kernel_xfrm_errors(world, "g") == {}
+
+
+def test_an_spi_whack_prints_without_leading_zeros_is_eight_digits():
+    """whack drops an SPI's leading zeros (esp.b77e47c@...); the status and the XFRM lookup use 8."""
+    showstates = SHOWSTATES.replace("esp.5d9e0e2a@", "esp.b77e47c@")
+    xfrm = XFRM.replace("spi 0x5d9e0e2a", "spi 0x0b77e47c")
+    (ike,) = ike_sas(showstates, TRAFFIC, STATUS, LOG, parse_xfrm_state(xfrm), initiator=False)
+    (child,) = ike["child_sas"]
+    assert child["spi_in"] == "0b77e47c" and child["bytes_in"] == 84
+    assert child["keys"]["encr_in"] == "ffeeddccbbaa99887766554433221100a1a2a3a4"

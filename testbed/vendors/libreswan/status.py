@@ -98,7 +98,8 @@ def ike_sas(showstates: str, traffic: str, status: str, log: str, xfrm: dict, in
         if m := _STATE.match(line):
             states[int(m["n"])] = m.groupdict()
         elif m := _ESP.match(line):
-            esp[int(m["n"])] = re.findall(r"esp\.([0-9a-f]+)@(\S+)", m["spis"])
+            # whack prints an SPI without its leading zeros (esp.b77e47c@...): 8 digits, as everywhere
+            esp[int(m["n"])] = [(spi.zfill(8), dst) for spi, dst in re.findall(r"esp\.([0-9a-f]+)@(\S+)", m["spis"])]
     traffic_kv: dict[int, dict] = {}
     for line in traffic.splitlines():
         if m := _TRAFFIC.match(line):
